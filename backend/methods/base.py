@@ -1,0 +1,55 @@
+"""What every reconstruction method provides, and what it gets.
+
+A method is one module under ``backend/methods/`` with a ``Method`` subclass, registered by
+name in ``backend/methods/__init__.py``. The server, CLI, batch tools and benchmarks only talk
+to this interface, so adding a method touches nothing else.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+
+
+class JobCancelled(Exception):
+    """Raised from the progress callback when the client asked to cancel."""
+
+
+Progress = Callable[..., None]
+"""``progress(stage, step, total, loss=None, preview=None)``; raises ``JobCancelled`` on cancel.
+Methods call it between optimisation steps, so cancel latency is one step."""
+
+
+@dataclass
+class MeshResult:
+    """A reconstructed, textured mesh in Blender's frame.
+
+    Frame: Z up, the object's front towards -Y, centred at the origin, about 1 unit across.
+    ``uvs`` are per face corner (F, 3, 2) with v pointing up (Blender/OpenGL); ``texture`` is
+    (H, W, 3) uint8 sRGB with row 0 at the top (v = 1). ``camera`` follows the schema in
+    ``backend/results.py``; ``info`` holds losses, metrics and notes for ``result.json``.
+    """
+
+    vertices: np.ndarray
+    faces: np.ndarray
+    uvs: np.ndarray
+    texture: np.ndarray
+    camera: dict[str, Any]
+    info: dict[str, Any] = field(default_factory=dict)
+    previews: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+class Method(ABC):
+    """A loaded model that turns one prepared image into a ``MeshResult``."""
+
+    name: ClassVar[str]
+    presets: ClassVar[dict[str, dict[str, Any]]]
+    """``fast`` (interactive on a CPU) and ``paper`` (the published schedule)."""
+
+    @abstractmethod
+    def run(self, image: Any, options: dict[str, Any], seed: int, progress: Progress) -> MeshResult:
+        """Reconstruct ``image`` (a ``backend.inputs.InputImage``) with resolved ``options``."""

@@ -1,0 +1,138 @@
+"""The one definition of the add-on <-> backend protocol (JSON lines over stdin/stdout).
+
+Standard library only: the Blender add-on imports this very module (bundled inside the
+extension) without torch, so both sides always agree on names and the version.
+
+Every message is one JSON object on one line with a ``type`` field. Client -> backend:
+``job``, ``cancel``, ``ping``, ``shutdown``. Backend -> client: ``hello`` (first line, once),
+``accepted``, ``progress``, ``result``, ``error``, ``cancelled``, ``pong``, ``bye``.
+A change that an older peer cannot read bumps ``PROTOCOL_VERSION``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+PROTOCOL_VERSION = 1
+MAX_MESSAGE_BYTES = 1 << 20
+"""Longest accepted line; longer input is an error, never buffered without bound."""
+
+CLIENT_TYPES = frozenset({"job", "cancel", "ping", "shutdown"})
+SERVER_TYPES = frozenset(
+    {"hello", "accepted", "progress", "result", "error", "cancelled", "pong", "bye"}
+)
+
+MASK_SOURCES = ("auto", "alpha", "file", "grabcut", "none")
+"""``auto``: alpha if the image has a useful one, else GrabCut. ``none``: whole image."""
+
+PRESETS = ("fast", "paper")
+DEVICES = ("auto", "cpu", "cuda")
+
+
+class ProtocolError(ValueError):
+    """A message that is not valid protocol; ``code`` is the machine-readable reason."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+@dataclass
+class JobRequest:
+    """Everything a reconstruction needs; the same object serves server, CLI and batch."""
+
+    image: str
+    output_dir: str
+    method: str = "meshinversion"
+    weights: str | None = None
+    preset: str = "fast"
+    device: str = "auto"
+    seed: int = 0
+    mask: str = "auto"
+    mask_path: str | None = None
+    box: list[int] | None = None
+    overrides: dict[str, Any] = field(default_factory=dict)
+    overwrite: bool = False
+    preview: bool = True
+    id: str = "job"
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> JobRequest:
+        """Validate field names and types; unknown keys are an error so typos never pass silently."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known - {"type"})
+        if unknown:
+            raise ProtocolError("bad_request", f"unknown job field(s): {', '.join(unknown)}")
+        for name in ("image", "output_dir"):
+            if not isinstance(data.get(name), str) or not data[name]:
+                raise ProtocolError("bad_request", f"job needs a non-empty string '{name}'")
+        req = cls(**{k: v for k, v in data.items() if k in known})
+        req.validate()
+        return req
+
+    def validate(self) -> None:
+        """Check enumerations and value ranges that need no files or torch."""
+        checks: list[tuple[bool, str]] = [
+            (self.preset in PRESETS, f"preset must be one of {', '.join(PRESETS)}"),
+            (self.device in DEVICES, f"device must be one of {', '.join(DEVICES)}"),
+            (self.mask in MASK_SOURCES, f"mask must be one of {', '.join(MASK_SOURCES)}"),
+            (isinstance(self.seed, int) and not isinstance(self.seed, bool), "seed must be an integer"),
+            (isinstance(self.method, str), "method must be a string"),
+            (isinstance(self.overrides, dict), "overrides must be an object"),
+            (self.mask != "file" or bool(self.mask_path), "mask 'file' needs mask_path"),
+        ]
+        if self.box is not None:
+            ok = (
+                isinstance(self.box, list)
+                and len(self.box) == 4
+                and all(isinstance(v, int) for v in self.box)
+                and self.box[2] > self.box[0]
+                and self.box[3] > self.box[1]
+            )
+            checks.append((ok, "box must be [x0, y0, x1, y1] integers with x1 > x0 and y1 > y0"))
+        for ok, message in checks:
+            if not ok:
+                raise ProtocolError("bad_request", message)
+
+    def to_message(self) -> dict[str, Any]:
+        return {"type": "job", **asdict(self)}
+
+
+def encode(message: dict[str, Any]) -> bytes:
+    """One message -> one UTF-8 line. NaN/Inf are not JSON, so they are refused here."""
+    if message.get("type") not in CLIENT_TYPES | SERVER_TYPES:
+        raise ProtocolError("bad_type", f"unknown message type {message.get('type')!r}")
+    return (json.dumps(message, allow_nan=False, separators=(",", ":")) + "\n").encode("utf-8")
+
+
+def decode(line: bytes | str, allowed: frozenset[str]) -> dict[str, Any]:
+    """Parse one line; raise ``ProtocolError`` for anything that is not an allowed message."""
+    if isinstance(line, bytes):
+        if len(line) > MAX_MESSAGE_BYTES:
+            raise ProtocolError("too_large", f"message longer than {MAX_MESSAGE_BYTES} bytes")
+        try:
+            line = line.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise ProtocolError("bad_json", f"message is not UTF-8: {exc}") from None
+    if len(line) > MAX_MESSAGE_BYTES:
+        raise ProtocolError("too_large", f"message longer than {MAX_MESSAGE_BYTES} bytes")
+    try:
+        message = json.loads(line)
+    except (json.JSONDecodeError, RecursionError) as exc:
+        raise ProtocolError("bad_json", f"message is not JSON: {exc}") from None
+    if not isinstance(message, dict):
+        raise ProtocolError("bad_json", "message must be a JSON object")
+    kind = message.get("type")
+    if kind not in allowed:
+        raise ProtocolError("bad_type", f"unknown message type {kind!r}")
+    return message
+
+
+def error_message(code: str, message: str, hint: str = "", job: str | None = None) -> dict[str, Any]:
+    """The one shape of an error event: a code for programs, one line and a hint for people."""
+    out: dict[str, Any] = {"type": "error", "code": code, "message": message, "hint": hint}
+    if job is not None:
+        out["job"] = job
+    return out
