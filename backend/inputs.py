@@ -1,0 +1,384 @@
+"""Image loading, object masks and the square object crop every method starts from.
+
+Pipeline: ``load_input(path, mask=...)`` -> ``InputImage`` (original photo as float RGB plus a
+boolean object mask) -> ``crop_to_object(image, size, margin)`` -> ``Crop`` at the method's own
+resolution. The crop records its box in *original file* pixels, so a result's camera can be laid
+over the untouched photo in Blender even when the image was downscaled on load.
+
+Every failure a user can cause raises ``InputError`` with a machine-readable ``code``, a one-line
+``message`` and a ``hint`` saying what to do.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+SUPPORTED_FORMATS = frozenset({"PNG", "JPEG", "MPO", "WEBP", "TIFF", "BMP", "GIF"})
+MAX_PIXELS = 150_000_000
+"""Declared pixel counts above this are refused before decoding (decompression-bomb guard)."""
+MAX_SIDE = 4096
+"""Longer sides are downscaled on load: no method works above ~1k pixels and memory matters."""
+GRABCUT_SIDE = 512
+"""GrabCut runs on a copy with this long side; the mask is scaled back (it is O(pixels) per pass)."""
+GRABCUT_ITERATIONS = 5
+DEFAULT_BOX_MARGIN = 0.1
+"""Default GrabCut rectangle: the centred box leaving this fraction of each side as background."""
+MIN_MASK_FRACTION = 1e-3
+MAX_MASK_FRACTION = 0.999
+
+
+class InputError(Exception):
+    """A problem with the user's image or mask; ``code`` for programs, ``hint`` for people."""
+
+    def __init__(self, code: str, message: str, hint: str = "") -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.hint = hint
+
+
+@dataclass
+class InputImage:
+    """The photo as loaded: ``rgb`` (H, W, 3) float32 sRGB in [0, 1], ``mask`` (H, W) bool.
+
+    ``original_size`` is the file's (W, H) after EXIF rotation; it differs from the array size
+    only when a huge image was downscaled on load. ``notes`` tell the user what was converted.
+    """
+
+    rgb: np.ndarray
+    mask: np.ndarray
+    path: str
+    notes: list[str] = field(default_factory=list)
+    original_size: tuple[int, int] | None = None
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """(W, H) of the arrays."""
+        return self.rgb.shape[1], self.rgb.shape[0]
+
+    @property
+    def scale_to_original(self) -> float:
+        """Factor from array pixels to original file pixels (1.0 unless downscaled on load)."""
+        if self.original_size is None:
+            return 1.0
+        return self.original_size[0] / self.rgb.shape[1]
+
+
+@dataclass
+class Crop:
+    """A square crop around the object at a method's resolution.
+
+    ``rgb`` (S, S, 3) float32 in [0, 1]; ``mask`` (S, S) float32 coverage in [0, 1] (threshold at
+    0.5 for a hard mask). ``box`` = [x0, y0, side] of the square in original-image pixels
+    (top-left origin; it may reach outside the image, where ``rgb`` was padded). Crop pixel
+    (col, row) covers original pixels x0 + col * side / S ... x0 + (col + 1) * side / S.
+    ``image_size`` = [W, H] of the original image.
+    """
+
+    rgb: np.ndarray
+    mask: np.ndarray
+    box: list[float]
+    image_size: list[int]
+
+
+@dataclass
+class _Decoded:
+    rgb: np.ndarray
+    alpha: np.ndarray | None
+    original_size: tuple[int, int]
+    notes: list[str]
+
+
+def _check_file(path: Path) -> None:
+    if not path.exists():
+        raise InputError("not_found", f"image file not found: {path}", "check the path")
+    if not path.is_file():
+        raise InputError("not_a_file", f"not a regular file: {path}", "give the path of an image file")
+    if path.stat().st_size == 0:
+        raise InputError("empty_file", f"image file is empty (0 bytes): {path}", "re-export the image")
+
+
+def _open(path: Path, max_pixels: int) -> Image.Image:
+    """Open lazily (header only) and refuse bombs before any pixel is decoded."""
+    too_large = InputError(
+        "too_large",
+        f"image declares more than {max_pixels:,} pixels (decompression bomb guard): {path.name}",
+        "resize the image below that size in an image editor",
+    )
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            img = Image.open(path)
+    except Image.DecompressionBombError:
+        raise too_large from None
+    except UnidentifiedImageError:
+        raise InputError(
+            "not_an_image",
+            f"not a readable image: {path.name}",
+            "use a PNG, JPEG, WebP, TIFF or BMP file",
+        ) from None
+    except OSError as exc:
+        raise InputError("corrupt", f"cannot read image {path.name}: {exc}", "re-export the image") from None
+    if img.format not in SUPPORTED_FORMATS:
+        raise InputError(
+            "unsupported_format",
+            f"unsupported image format {img.format}: {path.name}",
+            "convert it to PNG or JPEG",
+        )
+    if img.width * img.height > max_pixels:
+        raise too_large
+    return img
+
+
+def _decode(path: Path, max_side: int, max_pixels: int) -> _Decoded:
+    """Decode the first frame, apply EXIF orientation, normalise the mode, cap the size."""
+    notes: list[str] = []
+    img = _open(path, max_pixels)
+    if getattr(img, "n_frames", 1) > 1:
+        notes.append(f"animated image with {img.n_frames} frames: the first frame is used")
+        img.seek(0)
+    if img.format == "JPEG" and max(img.size) > 2 * max_side:
+        img.draft("RGB", (max_side, max_side))  # decode at a reduced DCT scale: far less memory
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            img.load()
+            orientation = img.getexif().get(0x0112, 1)
+            img = ImageOps.exif_transpose(img)
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise InputError(
+            "corrupt", f"image data is corrupt or truncated: {path.name} ({exc})", "re-export the image"
+        ) from None
+    if orientation not in (1, None):
+        notes.append(f"EXIF orientation {orientation} applied")
+    original_size = img.size
+    rgb, alpha = _to_float(img, notes)
+    if max(original_size) > max_side:
+        rgb, alpha = _downscale(rgb, alpha, max_side)
+        w, h = original_size
+        notes.append(f"downscaled from {w}x{h} to {rgb.shape[1]}x{rgb.shape[0]}")
+    return _Decoded(rgb, alpha, original_size, notes)
+
+
+def _to_float(img: Image.Image, notes: list[str]) -> tuple[np.ndarray, np.ndarray | None]:
+    """Any Pillow mode -> float32 RGB in [0, 1] plus alpha (or None when there is none)."""
+    mode = img.mode
+    if mode.startswith("I") or mode == "F":
+        grey = np.asarray(img, dtype=np.float32)
+        scale = 65535.0 if mode.startswith("I") else 1.0
+        if mode.startswith("I"):
+            notes.append(f"{'16' if mode.startswith('I;16') else '32'}-bit greyscale converted")
+        grey = np.clip(grey / scale, 0.0, 1.0)
+        return np.repeat(grey[..., None], 3, axis=2), None
+    has_alpha = mode in ("RGBA", "LA", "PA", "La", "RGBa") or (
+        mode in ("P", "L", "RGB") and "transparency" in img.info
+    )
+    if mode == "CMYK":
+        notes.append("CMYK converted to RGB")
+    elif mode in ("L", "LA", "1"):
+        notes.append("greyscale converted to RGB")
+    elif mode in ("P", "PA"):
+        notes.append("palette image converted to RGB" + (" with transparency" if has_alpha else ""))
+    target = "RGBA" if has_alpha else "RGB"
+    arr = np.asarray(img.convert(target), dtype=np.float32) / 255.0
+    if has_alpha:
+        return np.ascontiguousarray(arr[..., :3]), np.ascontiguousarray(arr[..., 3])
+    return arr, None
+
+
+def _downscale(
+    rgb: np.ndarray, alpha: np.ndarray | None, max_side: int
+) -> tuple[np.ndarray, np.ndarray | None]:
+    h, w = rgb.shape[:2]
+    scale = max_side / max(h, w)
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    rgb = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
+    if alpha is not None:
+        alpha = cv2.resize(alpha, size, interpolation=cv2.INTER_AREA)
+    return rgb, alpha
+
+
+def _alpha_is_informative(alpha: np.ndarray | None) -> bool:
+    """True when the alpha channel separates an object from a background."""
+    if alpha is None:
+        return False
+    fraction = float((alpha >= 0.5).mean())
+    return MIN_MASK_FRACTION <= fraction <= MAX_MASK_FRACTION
+
+
+def _mask_from_file(mask_path: str, size: tuple[int, int], notes: list[str], max_side: int) -> np.ndarray:
+    """A separate mask image: its alpha if informative, else luminance; resized if needed."""
+    decoded = _decode(Path(mask_path), max_side, MAX_PIXELS)
+    if _alpha_is_informative(decoded.alpha):
+        values = decoded.alpha
+    else:
+        values = decoded.rgb @ np.array([0.2126, 0.7152, 0.0722], dtype=np.float32)
+    if (values.shape[1], values.shape[0]) != size:
+        notes.append(f"mask {values.shape[1]}x{values.shape[0]} resized to the image's {size[0]}x{size[1]}")
+        values = cv2.resize(values, size, interpolation=cv2.INTER_LINEAR)
+    return values >= 0.5
+
+
+def grabcut_mask(rgb: np.ndarray, box: tuple[int, int, int, int] | None = None) -> np.ndarray:
+    """Foreground by OpenCV GrabCut seeded with ``box`` = (x0, y0, x1, y1) in ``rgb`` pixels.
+
+    Outside the box is certain background. Without a box, a centred box leaving
+    ``DEFAULT_BOX_MARGIN`` of each side. Runs on a downscaled copy for speed and keeps the
+    largest connected component, since the methods reconstruct exactly one object.
+    """
+    h, w = rgb.shape[:2]
+    if box is None:
+        box = (
+            round(w * DEFAULT_BOX_MARGIN),
+            round(h * DEFAULT_BOX_MARGIN),
+            round(w * (1 - DEFAULT_BOX_MARGIN)),
+            round(h * (1 - DEFAULT_BOX_MARGIN)),
+        )
+    x0, y0 = max(0, box[0]), max(0, box[1])
+    x1, y1 = min(w, box[2]), min(h, box[3])
+    if x1 - x0 < 2 or y1 - y0 < 2:
+        raise InputError(
+            "bad_box", f"box {list(box)} lies outside the {w}x{h} image", "draw it on the object"
+        )
+    scale = min(1.0, GRABCUT_SIDE / max(h, w))
+    small_size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    small = cv2.resize(rgb, small_size, interpolation=cv2.INTER_AREA) if scale < 1 else rgb
+    bgr = cv2.cvtColor(np.clip(small * 255 + 0.5, 0, 255).astype(np.uint8), cv2.COLOR_RGB2BGR)
+    rect = (
+        int(x0 * scale),
+        int(y0 * scale),
+        max(1, int((x1 - x0) * scale)),
+        max(1, int((y1 - y0) * scale)),
+    )
+    labels = np.zeros(bgr.shape[:2], np.uint8)
+    cv2.setRNGSeed(0)  # GrabCut's GMM initialisation uses OpenCV's global RNG: keep it reproducible
+    try:
+        cv2.grabCut(bgr, labels, rect, None, None, GRABCUT_ITERATIONS, cv2.GC_INIT_WITH_RECT)
+    except cv2.error as exc:
+        raise InputError(
+            "grabcut_failed", f"automatic foreground extraction failed: {exc.msg}", "use a mask file or a box"
+        ) from None
+    fg = ((labels == cv2.GC_FGD) | (labels == cv2.GC_PR_FGD)).astype(np.uint8)
+    count, components, stats, _ = cv2.connectedComponentsWithStats(fg, connectivity=8)
+    if count > 2:
+        largest = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
+        fg = (components == largest).astype(np.uint8)
+    if scale < 1:
+        fg = cv2.resize(fg.astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR) >= 0.5
+    return fg.astype(bool)
+
+
+def _check_mask(mask: np.ndarray, source: str) -> None:
+    fraction = float(mask.mean())
+    if fraction < MIN_MASK_FRACTION:
+        raise InputError(
+            "empty_mask",
+            f"the {source} mask selects no object ({fraction:.2%} of the image)",
+            "use another mask source (grabcut, a mask file) or draw a box around the object",
+        )
+    if fraction > MAX_MASK_FRACTION:
+        raise InputError(
+            "full_mask",
+            f"the {source} mask covers the whole image, so no object outline is known",
+            "use an image with transparent background, a mask file, or grabcut with a box",
+        )
+
+
+def load_input(
+    path: str | os.PathLike[str],
+    mask: str = "auto",
+    mask_path: str | None = None,
+    box: list[int] | None = None,
+    max_side: int = MAX_SIDE,
+    max_pixels: int = MAX_PIXELS,
+) -> InputImage:
+    """Load an image and build its object mask from ``mask`` (see ``protocol.MASK_SOURCES``).
+
+    ``box`` = [x0, y0, x1, y1] in original-image pixels seeds GrabCut (``grabcut``/``auto``).
+    """
+    path = Path(path)
+    _check_file(path)
+    decoded = _decode(path, max_side, max_pixels)
+    notes = decoded.notes
+    h, w = decoded.rgb.shape[:2]
+    scale = w / decoded.original_size[0]
+    scaled_box = None if box is None else tuple(round(v * scale) for v in box)
+    if mask == "alpha":
+        if decoded.alpha is None:
+            raise InputError(
+                "no_alpha", f"{path.name} has no alpha channel", "use --mask grabcut, auto or a mask file"
+            )
+        object_mask = decoded.alpha >= 0.5
+    elif mask == "file":
+        if not mask_path:
+            raise InputError("no_mask_path", "mask source 'file' needs a mask path", "pass --mask-path")
+        object_mask = _mask_from_file(mask_path, (w, h), notes, max_side)
+    elif mask == "grabcut" or (mask == "auto" and not _alpha_is_informative(decoded.alpha)):
+        if mask == "auto":
+            notes.append("no informative alpha channel: object found with GrabCut")
+        object_mask = grabcut_mask(decoded.rgb, scaled_box)
+        mask = "grabcut"
+    elif mask == "auto":
+        object_mask = decoded.alpha >= 0.5
+        mask = "alpha"
+    elif mask == "none":
+        object_mask = np.ones((h, w), dtype=bool)
+    else:
+        raise InputError("bad_mask_source", f"unknown mask source {mask!r}", "see --help for the sources")
+    if mask != "none":
+        _check_mask(object_mask, mask)
+    return InputImage(decoded.rgb, object_mask, str(path), notes, decoded.original_size)
+
+
+def _pad_crop(values: np.ndarray, x0: int, y0: int, side: int, fill: float | None) -> np.ndarray:
+    """``values[y0:y0+side, x0:x0+side]`` with out-of-image parts padded (edge or constant)."""
+    h, w = values.shape[:2]
+    pads = (max(0, -y0), max(0, y0 + side - h)), (max(0, -x0), max(0, x0 + side - w))
+    inside = values[max(0, y0) : min(h, y0 + side), max(0, x0) : min(w, x0 + side)]
+    if not any(p for pair in pads for p in pair):
+        return inside
+    pads = pads + ((0, 0),) * (values.ndim - 2)
+    if fill is None:
+        return np.pad(inside, pads, mode="edge")
+    return np.pad(inside, pads, mode="constant", constant_values=fill)
+
+
+def crop_to_object(image: InputImage, size: int, margin: float = 0.05, fill: float | None = None) -> Crop:
+    """Square crop centred on the mask's bounding box, resized to ``size`` x ``size``.
+
+    ``margin`` is the fraction of the box's long side added on every side (the official
+    MeshInversion crop pads by 5 %). Outside the image, ``rgb`` repeats the edge pixels
+    (``fill=None``) or takes the constant ``fill`` (e.g. 1.0 for a white background); the mask
+    is 0 there.
+    """
+    if size < 1:
+        raise ValueError(f"crop size must be positive, got {size}")
+    rows = np.flatnonzero(image.mask.any(axis=1))
+    cols = np.flatnonzero(image.mask.any(axis=0))
+    if rows.size == 0:
+        raise InputError("empty_mask", "the object mask is empty", "use another mask source")
+    bw, bh = cols[-1] + 1 - cols[0], rows[-1] + 1 - rows[0]
+    side = max(1, math.ceil(max(bw, bh) * (1 + 2 * margin)))
+    x0 = int(cols[0] + cols[-1] + 1 - side) // 2
+    y0 = int(rows[0] + rows[-1] + 1 - side) // 2
+    rgb = _pad_crop(image.rgb, x0, y0, side, fill)
+    mask = _pad_crop(image.mask.astype(np.float32), x0, y0, side, 0.0)
+    interpolation = cv2.INTER_AREA if side > size else cv2.INTER_LINEAR
+    rgb = np.clip(cv2.resize(rgb, (size, size), interpolation=interpolation), 0.0, 1.0)
+    mask = np.clip(cv2.resize(mask, (size, size), interpolation=interpolation), 0.0, 1.0)
+    s = image.scale_to_original
+    w, h = image.original_size or image.size
+    return Crop(
+        rgb=rgb.astype(np.float32),
+        mask=mask.astype(np.float32),
+        box=[x0 * s, y0 * s, side * s],
+        image_size=[int(w), int(h)],
+    )
