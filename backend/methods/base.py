@@ -50,6 +50,12 @@ class Method(ABC):
     presets: ClassVar[dict[str, dict[str, Any]]]
     """``fast`` (interactive on a CPU) and ``paper`` (the published schedule)."""
 
+    @classmethod
+    @abstractmethod
+    def load(cls, entry: Any, state_dict: dict[str, Any], device: Any) -> Method:
+        """Build the model from ``entry.config`` (a ``backend.weights.WeightsEntry``) on ``device``
+        and load ``state_dict`` strictly, so a file that does not fit fails before any job runs."""
+
     @abstractmethod
     def run(self, image: Any, options: dict[str, Any], seed: int, progress: Progress) -> MeshResult:
         """Reconstruct ``image`` (a ``backend.inputs.InputImage``) with resolved ``options``."""
