@@ -1,0 +1,143 @@
+"""The generated sphere templates reproduce the official counts, UV layout and displacement sampling."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from backend.methods.meshinversion.generator import symmetrize_map
+from backend.methods.meshinversion.template import (
+    map_texel_uv,
+    sample_map_at_uv,
+    sphere_template,
+    uv_to_sphere,
+)
+
+
+@pytest.mark.parametrize(("rings", "n_vertices", "n_faces", "n_uvs", "n_negative", "n_zero"), [
+    (16, 482, 960, 559, 225, 32),
+    (31, 962, 1920, 1054, 450, 62),
+])
+def test_counts_match_official_obj(rings, n_vertices, n_faces, n_uvs, n_negative, n_zero) -> None:
+    t = sphere_template(rings)
+    assert t.vertices.shape == (n_vertices, 3) and t.faces.shape == (n_faces, 3)
+    assert t.uvs.shape == (n_uvs, 2) and t.face_uvs.shape == (n_faces, 3)
+    assert int((t.side < 0).sum()) == int((t.side > 0).sum()) == n_negative
+    assert int((t.side == 0).sum()) == n_zero
+    assert t.vertices.dtype == torch.float32
+    assert torch.allclose(t.vertices.norm(dim=1), torch.ones(n_vertices))
+    # Closed genus-0 surface: Euler characteristic 2, every edge shared by exactly two faces.
+    assert n_vertices - len(t.edges) + n_faces == 2
+    assert torch.unique(t.faces).numel() == n_vertices
+
+
+@pytest.mark.parametrize("rings", [16, 31])
+def test_faces_are_counter_clockwise_seen_from_outside(rings: int) -> None:
+    t = sphere_template(rings)
+    corners = t.vertices[t.faces]
+    normals = torch.linalg.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0])
+    assert ((normals * corners.mean(dim=1)).sum(dim=1) > 0).all()
+
+
+@pytest.mark.parametrize("rings", [16, 31])
+def test_uv_formula_seam_and_poles(rings: int) -> None:
+    t = sphere_template(rings)
+    xyz, uv = t.vertices[t.faces], t.corner_uvs
+    pole = xyz[..., 1].abs() > 1 - 1e-6
+    u = (0.25 + torch.atan2(xyz[..., 0], xyz[..., 2]) / (2 * math.pi)) % 1
+    wrapped = (u - uv[..., 0]).abs()
+    assert torch.minimum(wrapped, 1 - wrapped)[~pole].max() < 1e-6
+    assert torch.allclose(uv[..., 1], 1 - torch.acos(xyz[..., 1].clamp(-1, 1)) / math.pi, atol=1e-6)
+    # No face straddles the seam in UV space: faces next to it use u = 1, not u = 0.
+    span = uv[..., 0].max(dim=1).values - uv[..., 0].min(dim=1).values
+    assert span.max() <= 1 / 32 + 1e-6
+    assert ((uv[..., 0] == 1) & ~pole).any()
+    # Each pole has 32 UVs at u = (k + 1/2)/32.
+    north = uv[pole & (xyz[..., 1] > 0)][:, 0].sort().values
+    assert torch.allclose(north, (torch.arange(32) + 0.5) / 32)
+    # Landmarks: front +z at u = 0.25, +x at 0.5, back -z at 0.75 (on the equator of the 16-ring sphere).
+    if rings == 16:
+        for point, expected_u in (((0, 0, 1), 0.25), ((1, 0, 0), 0.5), ((0, 0, -1), 0.75)):
+            index = (t.vertices - torch.tensor(point, dtype=torch.float32)).norm(dim=1).argmin()
+            assert t.vertex_uv[index].tolist() == pytest.approx([expected_u, 0.5])
+
+
+def test_mirror_pairs() -> None:
+    t = sphere_template(16)
+    assert torch.equal(t.vertices[t.mirror] * torch.tensor([-1.0, 1, 1]), t.vertices)
+    assert torch.equal(t.mirror[t.mirror], torch.arange(482))
+    assert (t.vertices[t.side == 0, 0] == 0).all()
+
+
+def test_zero_and_constant_normal_displacement() -> None:
+    t = sphere_template(16)
+    zero = torch.zeros(2, 3, 32, 32)
+    assert torch.equal(t.displace(zero), t.vertices.expand(2, -1, -1))
+    inflate = torch.zeros(1, 3, 32, 32)
+    inflate[:, 0] = 0.25
+    assert torch.allclose(t.displace(inflate)[0], 1.25 * t.vertices, atol=1e-6)
+
+
+def test_offsets_follow_normal_tangent_bitangent() -> None:
+    """Hand-worked frames on the equator: front (0,0,1) has t = -x, b = -y; +x side has t = +z, b = -y."""
+    t = sphere_template(16)
+    disp = torch.tensor([0.1, 0.2, 0.3]).view(1, 3, 1, 1).expand(1, 3, 32, 32)
+    moved = t.displace(disp)[0]
+
+    def at(point: tuple[float, float, float]) -> list[float]:
+        return moved[(t.vertices - torch.tensor(point)).norm(dim=1).argmin()].tolist()
+
+    assert at((0.0, 0.0, 1.0)) == pytest.approx([0.0, -0.3, 1.1], abs=1e-6)  # x offset cancelled on the plane
+    assert at((1.0, 0.0, 0.0)) == pytest.approx([1.1, -0.3, 0.2], abs=1e-6)
+    assert at((-1.0, 0.0, 0.0)) == pytest.approx([-1.1, -0.3, 0.2], abs=1e-6)
+    assert at((0.0, 1.0, 0.0)) == pytest.approx([0.0, 1.1, 0.0], abs=1e-6)  # poles: normal only
+
+
+def test_sampling_convention_columns_rows_and_seam() -> None:
+    columns = torch.arange(32.0).view(1, 1, 1, 32).expand(1, 1, 32, 32)
+    rows = torch.arange(32.0).view(1, 1, 32, 1).expand(1, 1, 32, 32)
+    uv = torch.tensor([[8 / 32, 0.5], [20 / 32, 1 - 3 / 16], [0.0, 0.5], [0.5, 1.0], [0.5, 0.0]])
+    col = sample_map_at_uv(columns, uv)[0, :, 0]
+    assert col[:2].tolist() == pytest.approx([7.5, 19.5])  # column 32u - 1/2: pixel centres
+    assert col[2].item() == pytest.approx((31 + 0) / 2)  # u = 0 wraps across the seam
+    row = sample_map_at_uv(rows, uv)[0, :, 0]
+    assert row.tolist() == pytest.approx([15.5, 3 / 16 * 31, 15.5, 0, 31], abs=1e-5)
+    # Non-symmetric mode: column 32u, the first column repeated after the last.
+    plain = sample_map_at_uv(columns, torch.tensor([[8 / 32, 0.5], [31.5 / 32, 0.5]]), symmetric=False)
+    assert plain[0, :, 0].tolist() == pytest.approx([8.0, 15.5])
+
+
+def test_texel_uv_is_the_inverse_of_sampling() -> None:
+    g = torch.Generator().manual_seed(1)
+    uv_map = torch.randn(2, 3, 32, 32, generator=g)
+    texels = map_texel_uv(32, 32)
+    assert texels.shape == (32, 32, 2)
+    samples = sample_map_at_uv(uv_map, texels.reshape(-1, 2))
+    assert torch.allclose(samples, uv_map.flatten(2).transpose(1, 2), atol=1e-5)
+    points = uv_to_sphere(texels)
+    assert torch.allclose(points.norm(dim=-1), torch.ones(32, 32), atol=1e-6)
+    assert points[0].sub(torch.tensor([0.0, 1, 0])).abs().max() < 1e-6  # row 0 is the north pole
+
+
+def test_displacement_is_mirror_symmetric_for_any_map() -> None:
+    t = sphere_template(16)
+    g = torch.Generator().manual_seed(2)
+    disp = symmetrize_map(torch.randn(3, 3, 32, 16, generator=g) * 0.2)
+    for d in (disp, torch.randn(3, 3, 32, 32, generator=g) * 0.2):
+        moved = t.displace(d)
+        assert torch.allclose(moved[:, t.mirror] * torch.tensor([-1.0, 1, 1]), moved, atol=1e-6)
+        assert (moved[:, t.side == 0, 0] == 0).all()
+    # Asymmetric mode keeps asymmetry.
+    moved = t.displace(torch.randn(1, 3, 32, 32, generator=g) * 0.2, symmetric=False)
+    assert not torch.allclose(moved[:, t.mirror] * torch.tensor([-1.0, 1, 1]), moved, atol=1e-3)
+
+
+def test_displacement_is_differentiable_and_follows_device_and_batch() -> None:
+    t = sphere_template(31)
+    disp = torch.zeros(4, 3, 32, 32, requires_grad=True)
+    moved = t.displace(disp)
+    assert moved.shape == (4, 962, 3)
+    moved[:, :, 1].sum().backward()
+    assert disp.grad is not None and disp.grad.abs().sum() > 0
