@@ -352,15 +352,21 @@ def safe_torch_load(path: Path) -> dict[str, Any]:
         with torch.serialization.safe_globals(SAFE_GLOBALS):
             raw = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        reason = str(exc).split("\n")[0]
-        if "weights_only" in str(exc) or "GLOBAL" in str(exc) or "Unsupported" in str(exc):
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+        globals_named = [line for line in lines if "GLOBAL" in line]
+        if globals_named:
             raise WeightsError(
                 "unsafe_checkpoint",
-                f"refused {path.name}: it contains Python objects that could run code ({reason[:200]})",
+                f"refused {path.name}: it holds objects that could run code ({globals_named[0][:200]})",
                 "it was not executed; only import official checkpoints from their original source",
             ) from None
+        reason = next(
+            (line for line in lines if "error" in line.lower() or "unsupported" in line.lower()), ""
+        )
         raise WeightsError(
-            "corrupt_checkpoint", f"cannot read {path.name}: {reason[:200]}", "re-download it"
+            "corrupt_checkpoint",
+            f"cannot read {path.name} as a PyTorch checkpoint: {reason[:200]}",
+            "re-download it",
         ) from None
     except (RuntimeError, EOFError, OSError, zipfile.BadZipFile, ValueError) as exc:
         raise WeightsError(

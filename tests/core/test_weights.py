@@ -1,0 +1,239 @@
+"""Weights registry with real files: manifests, verification, safetensors loading, safe import."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import pickle
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from backend import weights as weights_module
+from backend.weights import (
+    Registry,
+    WeightsEntry,
+    WeightsError,
+    read_manifest,
+    safe_torch_load,
+    write_manifest,
+)
+
+
+def save_entry(
+    root: Path, tensors: dict[str, torch.Tensor], weights_id: str = "tiny", **config
+) -> WeightsEntry:
+    """Write a safetensors file plus a manifest listing it; returns the entry."""
+    root.mkdir(parents=True, exist_ok=True)
+    path = root / f"{weights_id}.safetensors"
+    save_file(tensors, path)
+    entry = WeightsEntry(
+        id=weights_id,
+        method="meshinversion",
+        category="car",
+        file=path.name,
+        sha256=hashlib.sha256(path.read_bytes()).hexdigest(),
+        size=path.stat().st_size,
+        source="test",
+        licence="MIT",
+        config=config,
+        train_command="python -m backend.train ...",
+        root=root,
+        origin="user",
+    )
+    write_manifest(root, [*read_manifest(root, "user"), entry])
+    return entry
+
+
+@pytest.fixture
+def tensors() -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(0)
+    return {"fc.weight": torch.randn(8, 4, generator=g), "fc.bias": torch.zeros(8)}
+
+
+def test_manifest_round_trip_and_find(tmp_path: Path, tensors: dict[str, torch.Tensor]) -> None:
+    entry = save_entry(tmp_path / "user", tensors, latent_dim=64, symmetric=True, width=0.25, norm="batch")
+    registry = Registry(user_dir=tmp_path / "user", shipped_dir=tmp_path / "shipped")
+    found = registry.find("tiny")
+    assert found == entry and found.config == {
+        "latent_dim": 64,
+        "symmetric": True,
+        "width": 0.25,
+        "norm": "batch",
+    }
+    assert registry.default_for("meshinversion").id == "tiny"
+    with pytest.raises(WeightsError) as err:
+        registry.find("nope")
+    assert err.value.code == "unknown_weights" and "tiny" in err.value.message
+    with pytest.raises(WeightsError) as err:
+        registry.default_for("gan2shape")
+    assert err.value.code == "no_weights"
+
+
+def test_nested_config_and_odd_strings_survive(tmp_path: Path, tensors: dict[str, torch.Tensor]) -> None:
+    config = {
+        "stylegan": {"size": 512, "channel_multiplier": 2},
+        "name": 'a "quoted" \\ path é',
+        "lr": [0.1, 1e-4],
+    }
+    save_entry(tmp_path, tensors, **config)
+    assert Registry(user_dir=tmp_path, shipped_dir=tmp_path / "none").find("tiny").config == config
+
+
+def test_shipped_before_user_and_duplicate_ids(tmp_path: Path, tensors: dict[str, torch.Tensor]) -> None:
+    save_entry(tmp_path / "shipped", tensors, "demo")
+    save_entry(tmp_path / "user", tensors, "mine")
+    registry = Registry(user_dir=tmp_path / "user", shipped_dir=tmp_path / "shipped")
+    assert [(e.id, e.origin) for e in registry.entries()] == [("demo", "shipped"), ("mine", "user")]
+    save_entry(tmp_path / "user", tensors, "demo")
+    with pytest.raises(WeightsError) as err:
+        registry.entries()
+    assert err.value.code == "duplicate_id"
+
+
+def test_load_good_file(tmp_path: Path, tensors: dict[str, torch.Tensor]) -> None:
+    save_entry(tmp_path, tensors)
+    registry = Registry(user_dir=tmp_path, shipped_dir=tmp_path / "none")
+    loaded = registry.load_state_dict(registry.find("tiny"))
+    assert set(loaded) == set(tensors) and torch.equal(loaded["fc.weight"], tensors["fc.weight"])
+
+
+def test_wrong_sha_refused(tmp_path: Path, tensors: dict[str, torch.Tensor]) -> None:
+    entry = save_entry(tmp_path, tensors)
+    data = bytearray(entry.path.read_bytes())
+    data[-1] ^= 0xFF  # same size, different content
+    entry.path.write_bytes(bytes(data))
+    registry = Registry(user_dir=tmp_path, shipped_dir=tmp_path / "none")
+    with pytest.raises(WeightsError) as err:
+        registry.load_state_dict(registry.find("tiny"))
+    assert err.value.code == "sha_mismatch"
+
+
+def test_truncated_file_refused_by_size(tmp_path: Path, tensors: dict[str, torch.Tensor]) -> None:
+    entry = save_entry(tmp_path, tensors)
+    entry.path.write_bytes(entry.path.read_bytes()[:50])
+    with pytest.raises(WeightsError) as err:
+        Registry(user_dir=tmp_path, shipped_dir=tmp_path / "none").verify(entry)
+    assert err.value.code == "size_mismatch"
+
+
+def test_truncated_safetensors_with_matching_manifest(
+    tmp_path: Path, tensors: dict[str, torch.Tensor]
+) -> None:
+    """A file truncated *before* it was registered passes the hash but must not load."""
+    path = tmp_path / "cut.safetensors"
+    save_file(tensors, path)
+    path.write_bytes(path.read_bytes()[:-16])
+    entry = WeightsEntry(
+        "cut", "meshinversion", "car", path.name, hashlib.sha256(path.read_bytes()).hexdigest(),
+        path.stat().st_size, "test", "MIT", root=tmp_path,
+    )  # fmt: skip
+    with pytest.raises(WeightsError) as err:
+        Registry(user_dir=tmp_path, shipped_dir=tmp_path / "none").load_state_dict(entry)
+    assert err.value.code == "corrupt_weights"
+
+
+def test_missing_file(tmp_path: Path, tensors: dict[str, torch.Tensor]) -> None:
+    entry = save_entry(tmp_path, tensors)
+    entry.path.unlink()
+    with pytest.raises(WeightsError) as err:
+        Registry(user_dir=tmp_path, shipped_dir=tmp_path / "none").verify(entry)
+    assert err.value.code == "missing_file"
+
+
+def test_verification_is_cached(
+    tmp_path: Path, tensors: dict[str, torch.Tensor], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    entry = save_entry(tmp_path, tensors)
+    registry = Registry(user_dir=tmp_path, shipped_dir=tmp_path / "none")
+    calls = []
+    real = weights_module.sha256_file
+    monkeypatch.setattr(weights_module, "_VERIFIED", {})
+    monkeypatch.setattr(weights_module, "sha256_file", lambda p: calls.append(p) or real(p))
+    registry.verify(entry)
+    registry.verify(entry)
+    assert len(calls) == 1
+    os.utime(entry.path, ns=(1, 1))  # new mtime -> hashed again
+    registry.verify(entry)
+    assert len(calls) == 2
+
+
+def test_bad_manifest(tmp_path: Path) -> None:
+    (tmp_path / "manifest.toml").write_text('[[weights]]\nid = "x"\n')
+    with pytest.raises(WeightsError) as err:
+        Registry(user_dir=tmp_path, shipped_dir=tmp_path / "none").entries()
+    assert err.value.code == "bad_manifest" and "missing" in err.value.message
+    (tmp_path / "manifest.toml").write_text("[[weights]\n")
+    with pytest.raises(WeightsError) as err:
+        Registry(user_dir=tmp_path, shipped_dir=tmp_path / "none").entries()
+    assert err.value.code == "bad_manifest"
+
+
+def test_shipped_manifest_parses_and_its_files_verify() -> None:
+    registry = Registry(user_dir="/nonexistent-rfi-user-dir")
+    for entry in registry.entries():
+        assert entry.origin == "shipped"
+        registry.verify(entry)
+
+
+class _Payload:
+    """Unpickling this calls ``os.system`` with a command that creates a marker file."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_malicious_pickle_refused_and_never_executed(tmp_path: Path) -> None:
+    marker = tmp_path / "pwned"
+    evil = tmp_path / "evil.pth"
+    torch.save({"generator_running_avg": {"w": torch.zeros(2)}, "x": _Payload(marker)}, evil)
+    legacy = tmp_path / "evil_legacy.pth"
+    legacy.write_bytes(pickle.dumps({"x": _Payload(marker)}))
+    for path in (evil, legacy):
+        with pytest.raises(WeightsError) as err:
+            safe_torch_load(path)
+        assert err.value.code in ("unsafe_checkpoint", "corrupt_checkpoint")
+        assert not marker.exists()
+    with pytest.raises(WeightsError) as err:
+        safe_torch_load(evil)
+    assert err.value.code == "unsafe_checkpoint" and "not executed" in err.value.hint
+    with pytest.raises(WeightsError):
+        Registry(user_dir=tmp_path / "user", shipped_dir=tmp_path / "none").import_official(
+            evil, "meshinversion", "car"
+        )
+    assert not marker.exists() and not (tmp_path / "user" / "manifest.toml").exists()
+
+
+def test_official_style_checkpoint_with_namespace_loads(tmp_path: Path) -> None:
+    import argparse
+
+    import numpy as np
+
+    path = tmp_path / "ok.pth"
+    torch.save(
+        {
+            "generator_running_avg": {"w": torch.ones(3)},
+            "args": argparse.Namespace(lr=1e-4, name="x"),
+            "curve": [np.float64(0.5)],
+            "epoch": 3,
+        },
+        path,
+    )
+    raw = safe_torch_load(path)
+    assert raw["args"].lr == 1e-4 and torch.equal(raw["generator_running_avg"]["w"], torch.ones(3))
+
+
+def test_not_a_checkpoint(tmp_path: Path) -> None:
+    (tmp_path / "junk.pth").write_bytes(b"not a checkpoint at all" * 10)
+    with pytest.raises(WeightsError) as err:
+        safe_torch_load(tmp_path / "junk.pth")
+    assert err.value.code == "corrupt_checkpoint"
+    torch.save([torch.zeros(1)], tmp_path / "list.pth")
+    with pytest.raises(WeightsError) as err:
+        safe_torch_load(tmp_path / "list.pth")
+    assert err.value.code == "not_a_checkpoint"
