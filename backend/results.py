@@ -246,15 +246,9 @@ def _disk_error(exc: OSError, out_dir: Path) -> ResultError:
     return ResultError("write_failed", f"cannot write {out_dir}: {exc}", "check the output folder")
 
 
-def write_result(
-    result: MeshResult, out_dir: str | Path, metadata: dict[str, Any], overwrite: bool = False
-) -> dict[str, str]:
-    """Validate and write ``result``; returns file name -> absolute path.
-
-    ``metadata`` goes into ``result.json`` (method, weights, preset, seed, device, timings, ...).
-    """
-    result = validate(result)
-    out_dir = Path(out_dir).absolute()
+def check_output_dir(out_dir: Path, overwrite: bool) -> None:
+    """Refuse an existing non-empty ``out_dir`` (or a file there) unless ``overwrite``; jobs call this
+    before they start, so a long optimisation never ends in a refusal."""
     if out_dir.exists() and not out_dir.is_dir():
         raise ResultError(
             "output_exists", f"{out_dir} exists and is not a folder", "pick another output folder"
@@ -265,6 +259,18 @@ def write_result(
             f"output folder {out_dir} is not empty",
             "pick another folder or pass --overwrite",
         )
+
+
+def write_result(
+    result: MeshResult, out_dir: str | Path, metadata: dict[str, Any], overwrite: bool = False
+) -> dict[str, str]:
+    """Validate and write ``result``; returns file name -> absolute path.
+
+    ``metadata`` goes into ``result.json`` (method, weights, preset, seed, device, timings, ...).
+    """
+    result = validate(result)
+    out_dir = Path(out_dir).absolute()
+    check_output_dir(out_dir, overwrite)
     token = uuid.uuid4().hex[:8]
     staging = out_dir.with_name(f".{out_dir.name}.tmp-{token}")
     retired = out_dir.with_name(f".{out_dir.name}.old-{token}")

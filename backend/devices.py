@@ -1,0 +1,64 @@
+"""Choosing the torch device for a job and describing it for the handshake and ``doctor``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+
+class DeviceError(Exception):
+    """The requested device cannot be used; ``hint`` says what to do instead."""
+
+    def __init__(self, code: str, message: str, hint: str = "") -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.hint = hint
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` -> CUDA when available, else CPU; ``cuda`` without CUDA is an error, not a CPU fallback."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cpu":
+        return torch.device("cpu")
+    if name == "cuda":
+        if not torch.cuda.is_available():
+            build = "a CPU-only torch build" if torch.version.cuda is None else "no usable NVIDIA GPU/driver"
+            raise DeviceError(
+                "no_cuda",
+                f"CUDA was requested but is not available ({build})",
+                "use --device cpu or auto, or install the CUDA build of torch (see README)",
+            )
+        return torch.device("cuda")
+    raise DeviceError("bad_device", f"unknown device {name!r}", "use auto, cpu or cuda")
+
+
+def describe_device(device: torch.device) -> dict[str, Any]:
+    """What the handshake and ``doctor`` report: device, CUDA name and memory, CPU threads."""
+    info: dict[str, Any] = {
+        "device": device.type,
+        "cuda_available": torch.cuda.is_available(),
+        "cuda_name": None,
+        "cuda_memory_gb": None,
+        "threads": torch.get_num_threads(),
+    }
+    if device.type == "cuda":
+        props = torch.cuda.get_device_properties(device)
+        info["cuda_name"] = props.name
+        info["cuda_memory_gb"] = round(props.total_memory / 2**30, 2)
+    return info
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """CUDA (or CPU allocator) out-of-memory, whichever exception class torch used."""
+    return isinstance(exc, torch.cuda.OutOfMemoryError) or (
+        isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower()
+    )
+
+
+def release_memory(device: torch.device) -> None:
+    """Give cached CUDA blocks back after a failed job so the next one starts clean."""
+    if device.type == "cuda":
+        torch.cuda.empty_cache()

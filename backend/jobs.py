@@ -1,0 +1,319 @@
+"""The one job runner shared by the protocol server and the CLI.
+
+``run_job(request, emit, cancel)`` resolves the method, weights, preset options, device and
+seed, loads the image and mask, runs the method with a progress callback (cancel checks, NaN
+checks, ETA, throttled preview images) and writes the result atomically. Every failure a user
+can cause comes out as one ``(code, message, hint)`` through ``describe_error``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import shutil
+import sys
+import tempfile
+import threading
+import time
+import traceback
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+from backend.devices import DeviceError, is_out_of_memory, release_memory, resolve_device
+from backend.inputs import InputError, load_input
+from backend.methods import method_class
+from backend.methods.base import JobCancelled, Method
+from backend.protocol import JobRequest, ProtocolError
+from backend.results import ResultError, check_output_dir, write_result
+from backend.weights import Registry, WeightsEntry, WeightsError, build_model
+
+Emit = Callable[[dict[str, Any]], None]
+PROGRESS_INTERVAL_S = 0.1
+"""Progress events are throttled to ~10/s (first and last step of a stage always go out)."""
+PREVIEW_INTERVAL_S = 1.0
+MAX_CACHED_MODELS = 2
+
+
+class JobError(Exception):
+    """A job-level failure with a code and a hint (bad options, diverged optimisation, OOM...)."""
+
+    def __init__(self, code: str, message: str, hint: str = "") -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.hint = hint
+
+
+USER_ERRORS = (JobError, InputError, WeightsError, ResultError, DeviceError)
+
+
+def describe_error(exc: BaseException) -> tuple[str, str, str]:
+    """``(code, one-line message, hint)`` for any exception a job can raise."""
+    if isinstance(exc, USER_ERRORS):
+        return exc.code, exc.message.splitlines()[0], exc.hint
+    if isinstance(exc, ProtocolError):
+        return exc.code, str(exc), "fix the request"
+    if isinstance(exc, JobCancelled):
+        return "cancelled", "the job was cancelled", ""
+    if is_out_of_memory(exc):
+        return "out_of_memory", "the device ran out of memory", "use the fast preset, or --device cpu"
+    first = (str(exc).strip().splitlines() or [""])[0][:300]
+    return "internal", f"{type(exc).__name__}: {first}", "this is a bug; the traceback is on stderr"
+
+
+def _coerce(key: str, value: Any, default: Any) -> Any:
+    """Make an override the same type as the preset's value (CLI values arrive as strings)."""
+    if isinstance(value, str) and not isinstance(default, str):
+        with contextlib.suppress(json.JSONDecodeError):
+            value = json.loads(value)
+    bad = JobError(
+        "bad_option",
+        f"option {key}={value!r} must be a {type(default).__name__} like {default!r}",
+        "fix the --set value",
+    )
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            raise bad
+        return value
+    if isinstance(default, int):
+        if isinstance(value, bool) or not isinstance(value, int | float) or value != int(value):
+            raise bad
+        return int(value)
+    if isinstance(default, float):
+        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+            raise bad
+        return float(value)
+    if isinstance(default, list | tuple):
+        if not isinstance(value, list) or len(value) != len(default):
+            raise bad
+        return type(default)(_coerce(key, v, d) for v, d in zip(value, default, strict=True))
+    if not isinstance(value, type(default)):
+        raise bad
+    return value
+
+
+def resolve_options(method: type[Method], preset: str, overrides: dict[str, Any]) -> dict[str, Any]:
+    """``Method.presets[preset]`` with ``overrides`` applied; unknown keys and bad values are errors."""
+    if preset not in method.presets:
+        raise JobError("bad_preset", f"unknown preset {preset!r}", f"use one of {', '.join(method.presets)}")
+    options = dict(method.presets[preset])
+    unknown = sorted(set(overrides) - set(options))
+    if unknown:
+        raise JobError(
+            "bad_option",
+            f"unknown option(s) for {method.name}: {', '.join(unknown)}",
+            f"known options: {', '.join(sorted(options))}",
+        )
+    for key, value in overrides.items():
+        options[key] = _coerce(key, value, options[key])
+    return options
+
+
+class ModelCache:
+    """Loaded models by (weights id, sha256, device), most recent last; warm jobs skip loading."""
+
+    def __init__(self, capacity: int = MAX_CACHED_MODELS) -> None:
+        self.capacity = capacity
+        self._models: OrderedDict[tuple[str, str, str], Method] = OrderedDict()
+
+    def get(self, registry: Registry, entry: WeightsEntry, device: torch.device) -> Method:
+        key = (entry.id, entry.sha256, str(device))
+        if key in self._models:
+            self._models.move_to_end(key)
+            return self._models[key]
+        while len(self._models) >= self.capacity:
+            self._models.popitem(last=False)
+            release_memory(device)
+        model = build_model(entry, registry.load_state_dict(entry, device), device)
+        self._models[key] = model
+        return model
+
+
+class ProgressReporter:
+    """The ``progress`` callback handed to ``Method.run``: cancel, NaN check, ETA, previews."""
+
+    def __init__(self, job: str, emit: Emit, cancel: threading.Event, preview_dir: Path | None) -> None:
+        self.job, self.emit, self.cancel, self.preview_dir = job, emit, cancel, preview_dir
+        self.stage = ""
+        self.stage_start = 0.0
+        self.last_event = 0.0
+        self.last_preview = 0.0
+        self.losses: dict[str, list[float]] = {}
+
+    def __call__(
+        self, stage: str, step: int, total: int, loss: float | None = None, preview: np.ndarray | None = None
+    ) -> None:
+        if self.cancel.is_set():
+            raise JobCancelled()
+        now = time.monotonic()
+        if stage != self.stage:
+            self.stage, self.stage_start, self.last_event = stage, now, 0.0
+        if loss is not None:
+            loss = float(loss)
+            if not math.isfinite(loss):
+                raise JobError(
+                    "diverged",
+                    f"the optimisation diverged (loss {loss}) at {stage} step {step}",
+                    "try another seed or lower the learning rate with --set",
+                )
+            self.losses.setdefault(stage, []).append(loss)
+        boundary = step <= 1 or step >= total
+        if not boundary and now - self.last_event < PROGRESS_INTERVAL_S:
+            return
+        self.last_event = now
+        eta = (now - self.stage_start) / step * (total - step) if step > 0 else None
+        event: dict[str, Any] = {
+            "type": "progress", "job": self.job, "stage": stage, "step": step, "total": total,
+            "loss": loss, "eta": None if eta is None else round(eta, 2),
+        }  # fmt: skip
+        if (
+            preview is not None
+            and self.preview_dir is not None
+            and now - self.last_preview >= PREVIEW_INTERVAL_S
+        ):
+            event["preview"] = self._save_preview(preview)
+            self.last_preview = now
+        self.emit(event)
+
+    def _save_preview(self, image: np.ndarray) -> str:
+        """Write atomically (tmp + rename) so a client never reads half a PNG."""
+        assert self.preview_dir is not None
+        path = self.preview_dir / "preview.png"
+        tmp = self.preview_dir / "preview.tmp.png"
+        Image.fromarray(np.ascontiguousarray(image, np.uint8), "RGB").save(tmp)
+        tmp.replace(path)
+        return str(path)
+
+
+@dataclass
+class JobOutcome:
+    files: dict[str, str]
+    summary: dict[str, Any]
+
+
+def run_job(
+    request: JobRequest,
+    emit: Emit,
+    cancel: threading.Event | None = None,
+    registry: Registry | None = None,
+    cache: ModelCache | None = None,
+) -> JobOutcome:
+    """Run one reconstruction end to end; raises a user error, ``JobCancelled`` or a bug."""
+    cancel = cancel or threading.Event()
+    registry = registry or Registry()
+    cache = cache or ModelCache()
+    timings: dict[str, float] = {}
+    start = time.perf_counter()
+    request.validate()
+    try:
+        method = method_class(request.method)
+    except KeyError as exc:
+        raise JobError("unknown_method", str(exc.args[0]), "use meshinversion or gan2shape") from None
+    except (ImportError, AttributeError) as exc:
+        raise JobError(
+            "method_unavailable", f"method {request.method!r} cannot be loaded: {exc}", ""
+        ) from None
+    entry = registry.find(request.weights) if request.weights else registry.default_for(request.method)
+    if entry.method != request.method:
+        raise JobError(
+            "weights_mismatch",
+            f"weights {entry.id!r} are for {entry.method}, not {request.method}",
+            "pick weights of the same method (`python -m backend weights list`)",
+        )
+    options = resolve_options(method, request.preset, request.overrides)
+    device = resolve_device(request.device)
+    check_output_dir(Path(request.output_dir), request.overwrite)
+
+    image = load_input(request.image, request.mask, request.mask_path, request.box)
+    timings["load_image"] = time.perf_counter() - start
+    if cancel.is_set():
+        raise JobCancelled()
+    mark = time.perf_counter()
+    model = cache.get(registry, entry, device)
+    timings["load_model"] = time.perf_counter() - mark
+
+    preview_dir = Path(tempfile.mkdtemp(prefix="rfi-preview-")) if request.preview else None
+    reporter = ProgressReporter(request.id, emit, cancel, preview_dir)
+    mark = time.perf_counter()
+    try:
+        result = _run_seeded(model, image, options, request.seed, reporter, device)
+    except Exception as exc:
+        release_memory(device)
+        if is_out_of_memory(exc):
+            raise JobError(
+                "out_of_memory",
+                f"{device.type} ran out of memory during {reporter.stage or 'the job'}",
+                "use the fast preset or --device cpu",
+            ) from None
+        raise
+    finally:
+        if preview_dir is not None:
+            shutil.rmtree(preview_dir, ignore_errors=True)
+    timings["run"] = time.perf_counter() - mark
+
+    mark = time.perf_counter()
+    result.info.setdefault("losses", dict(reporter.losses))
+    metadata = {
+        "method": request.method,
+        "weights": {
+            "id": entry.id,
+            "sha256": entry.sha256,
+            "category": entry.category,
+            "source": entry.source,
+        },
+        "preset": request.preset,
+        "options": options,
+        "seed": request.seed,
+        "device": str(device),
+        "input": {"image": str(Path(request.image).absolute()), "mask": request.mask, "box": request.box},
+        "notes": list(image.notes),
+        "timings": dict(timings),
+    }
+    files = write_result(result, request.output_dir, metadata, overwrite=request.overwrite)
+    timings["write"] = time.perf_counter() - mark
+    timings["total"] = time.perf_counter() - start
+    summary = {
+        "method": request.method,
+        "weights": entry.id,
+        "preset": request.preset,
+        "device": str(device),
+        "seconds": round(timings["total"], 2),
+        "vertices": len(result.vertices),
+        "faces": len(result.faces),
+        "output_dir": str(Path(request.output_dir).absolute()),
+    }
+    return JobOutcome(files, summary)
+
+
+def _run_seeded(
+    model: Method,
+    image: Any,
+    options: dict[str, Any],
+    seed: int,
+    progress: ProgressReporter,
+    device: torch.device,
+) -> Any:
+    """Run with torch's and numpy's global generators seeded, restoring them afterwards."""
+    numpy_state = np.random.get_state()
+    devices = [device] if device.type == "cuda" else []
+    try:
+        with torch.random.fork_rng(devices=devices):
+            torch.manual_seed(seed)
+            np.random.seed(seed % 2**32)
+            return model.run(image, options, seed, progress)
+    finally:
+        np.random.set_state(numpy_state)
+
+
+def log_traceback(exc: BaseException) -> None:
+    """Full traceback to stderr for bugs; user errors need only their one line."""
+    if not isinstance(exc, (*USER_ERRORS, JobCancelled, ProtocolError)):
+        traceback.print_exception(exc, file=sys.stderr)
