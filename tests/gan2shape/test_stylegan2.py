@@ -15,6 +15,9 @@ from backend.methods.gan2shape.stylegan2 import (
     Discriminator,
     Generator,
     StyleGAN2Config,
+    build_gan,
+    flatten_checkpoint,
+    infer_config,
     minibatch_stddev,
 )
 from backend.methods.gan2shape.stylegan2_ops import (
@@ -237,3 +240,36 @@ def test_runs_on_gradients_through_discriminator_inputs() -> None:
     grad.square().sum().backward()
     first_weight = d.convs[1].conv1[0].weight.grad
     assert first_weight is not None and torch.isfinite(first_weight).all() and first_weight.abs().sum() > 0
+
+
+@pytest.mark.parametrize("name", sorted(OFFICIAL_CONFIGS))
+def test_infer_config_recovers_official_tables(name: str) -> None:
+    _, _, keys = LISTING[("g_ema", OFFICIAL_CONFIGS[name].size, OFFICIAL_CONFIGS[name].channel_multiplier)]
+    state = {k: torch.empty(shape) for k, shape in keys.items()}
+    assert infer_config(state) == OFFICIAL_CONFIGS[name]
+
+
+def test_infer_config_recovers_narrow_demo_tables() -> None:
+    demo = StyleGAN2Config(
+        size=64, style_dim=256, n_mlp=4, channel_multiplier=1, channel_base=2048, channel_max=64
+    )
+    inferred = infer_config(Generator(demo).state_dict())
+    assert [inferred.channels(2**i) for i in range(2, 7)] == [demo.channels(2**i) for i in range(2, 7)]
+    assert (inferred.size, inferred.style_dim, inferred.n_mlp) == (64, 256, 4)
+
+
+def test_flat_checkpoint_round_trip_builds_frozen_networks() -> None:
+    torch.manual_seed(0)
+    g, d = Generator(SMALL), Discriminator(SMALL)
+    flat = flatten_checkpoint({"g_ema": g.state_dict(), "d": d.state_dict(), "g": {}, "args": None})
+    assert all(k.startswith(("g_ema.", "d.")) for k in flat)
+    g2, d2 = build_gan(SMALL, flat, "cpu")
+    z = torch.randn(2, SMALL.style_dim)
+    with torch.no_grad():
+        assert torch.equal(g2(z), g.eval()(z))
+    assert not any(p.requires_grad for p in [*g2.parameters(), *d2.parameters()])
+    with pytest.raises(KeyError, match="'d'"):
+        flatten_checkpoint({"g_ema": g.state_dict()})
+    broken = {k: v for k, v in flat.items() if k != "d.final_linear.1.bias"}
+    with pytest.raises(RuntimeError, match="final_linear"):
+        build_gan(SMALL, broken, "cpu")

@@ -422,3 +422,69 @@ def minibatch_stddev(x: torch.Tensor) -> torch.Tensor:
     std = torch.sqrt(grouped.var(dim=0, unbiased=False) + 1e-8).mean(dim=(1, 2, 3))
     std_map = std.view(1, b // group, 1, 1, 1).expand(group, -1, 1, h, w).reshape(b, 1, h, w)
     return torch.cat([x, std_map], dim=1)
+
+
+GAN_PARTS = ("g_ema", "d")
+"""The two networks of a rosinality checkpoint that GAN2Shape needs (the EMA generator, the critic)."""
+
+
+def flatten_checkpoint(raw: dict[str, Any]) -> dict[str, torch.Tensor]:
+    """``{'g_ema': sd, 'd': sd, ...}`` (a rosinality checkpoint) -> flat ``{'g_ema.<key>', 'd.<key>'}``.
+
+    The flat form is what a safetensors file holds; other entries (``g``, optimisers) are dropped.
+    """
+    missing = [part for part in GAN_PARTS if not isinstance(raw.get(part), dict)]
+    if missing:
+        raise KeyError(f"a StyleGAN2 checkpoint needs 'g_ema' and 'd'; missing {', '.join(missing)}")
+    return {f"{part}.{key}": value for part in GAN_PARTS for key, value in raw[part].items()}
+
+
+def split_state_dict(flat: dict[str, torch.Tensor]) -> dict[str, dict[str, torch.Tensor]]:
+    """Inverse of ``flatten_checkpoint``: flat keys -> one state dict per part (other prefixes ignored)."""
+    parts: dict[str, dict[str, torch.Tensor]] = {part: {} for part in GAN_PARTS}
+    for key, value in flat.items():
+        head, _, rest = key.partition(".")
+        if head in parts:
+            parts[head][rest] = value
+    return parts
+
+
+def infer_config(g_state: dict[str, torch.Tensor]) -> StyleGAN2Config:
+    """Recover the architecture from a generator state dict (size, latent size, mapping depth, widths).
+
+    Official checkpoints come out with the official channel table; other widths are matched with
+    ``channel_multiplier`` 1 and the smallest ``channel_base``/``channel_max`` that reproduce them.
+    """
+    n_noise = sum(1 for k in g_state if k.startswith("noises.noise_"))
+    if n_noise < 3 or "style.1.weight" not in g_state:
+        raise ValueError("not a StyleGAN2 generator state dict (no noises.noise_* or style.1.weight)")
+    size = 2 ** ((n_noise - 1) // 2 + 2)
+    style_dim = g_state["style.1.weight"].shape[0]
+    n_mlp = sum(1 for k in g_state if k.startswith("style.") and k.endswith(".weight"))
+    widths = {4: g_state["conv1.conv.weight"].shape[1]}
+    for level in range(3, int(math.log2(size)) + 1):
+        widths[2**level] = g_state[f"convs.{2 * (level - 3)}.conv.weight"].shape[1]
+    common = {"size": size, "style_dim": style_dim, "n_mlp": n_mlp}
+    candidates = [StyleGAN2Config(**common, channel_multiplier=m) for m in (2, 1)]
+    channel_max = max(widths.values())
+    candidates += [
+        StyleGAN2Config(**common, channel_multiplier=1, channel_base=w * r, channel_max=channel_max)
+        for r, w in sorted(widths.items())
+    ]
+    for config in candidates:
+        if all(config.channels(r) == w for r, w in widths.items()):
+            return config
+    raise ValueError(f"generator widths {widths} follow no min(max, base / resolution) table")
+
+
+def build_gan(
+    config: StyleGAN2Config, state_dict: dict[str, torch.Tensor], device: torch.device | str
+) -> tuple[Generator, Discriminator]:
+    """Generator and discriminator loaded strictly from a flat ``g_ema.*``/``d.*`` dict, frozen, in eval."""
+    parts = split_state_dict(state_dict)
+    g, d = Generator(config), Discriminator(config)
+    g.load_state_dict(parts["g_ema"], strict=True)
+    d.load_state_dict(parts["d"], strict=True)
+    for net in (g, d):
+        net.to(device).eval().requires_grad_(False)
+    return g, d
