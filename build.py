@@ -10,8 +10,10 @@ from __future__ import annotations
 import argparse
 import hashlib
 import os
+import shutil
 import subprocess
 import sys
+import tomllib
 import venv
 from pathlib import Path
 
@@ -61,6 +63,91 @@ def test(args: argparse.Namespace) -> None:
     run([PY, "-m", "pytest", *args.pytest_args], env=env)
 
 
+EXTENSION_ID = "reconstruct_from_image"
+DIST = ROOT / "dist"
+OUT = ROOT / "out"
+STAGING = ROOT / "build" / "extension"
+IGNORED = shutil.ignore_patterns("__pycache__", "*.pyc", ".*")
+
+
+def blender_ext_tool() -> Path:
+    """Blender's own extension builder/validator, shipped inside the bpy wheel (no Blender binary needed)."""
+    tail = "site-packages/bpy/*/scripts/addons_core/bl_pkg/cli/blender_ext.py"
+    found = sorted((VENV / "lib").glob(f"python3.*/{tail}")) + sorted(VENV.glob(f"Lib/{tail}"))
+    if not found:
+        sys.exit("package: Blender's blender_ext.py not found in .venv (run `python3 build.py setup`)")
+    return found[-1]
+
+
+def shipped_weights() -> list[Path]:
+    """weights/manifest.toml and the files its entries name (the demo weights)."""
+    manifest = ROOT / "weights" / "manifest.toml"
+    if not manifest.is_file():
+        return []
+    entries = tomllib.loads(manifest.read_text(encoding="utf-8")).get("weights", [])
+    named = [manifest.parent / entry["file"] for entry in entries]
+    return [manifest] + [path for path in named if path.is_file()]
+
+
+def package(_: argparse.Namespace | None = None) -> Path:
+    """Build dist/<id>-<version>.zip: add-on at the root, backend/ sub-package, weights/, requirements;
+    built and then validated by Blender's own extension tool."""
+    setup()
+    shutil.rmtree(STAGING, ignore_errors=True)
+    shutil.copytree(ROOT / "blender_addon", STAGING, ignore=IGNORED)
+    shutil.copy2(ROOT / "blender_manifest.toml", STAGING)
+    shutil.copy2(ROOT / "requirements.txt", STAGING)
+    shutil.copytree(ROOT / "backend", STAGING / "backend", ignore=IGNORED)
+    for path in shipped_weights():
+        target = STAGING / path.relative_to(ROOT)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(path, target)
+    version = tomllib.loads((ROOT / "blender_manifest.toml").read_text(encoding="utf-8"))["version"]
+    DIST.mkdir(exist_ok=True)
+    archive = DIST / f"{EXTENSION_ID}-{version}.zip"
+    archive.unlink(missing_ok=True)
+    tool = blender_ext_tool()
+    run([PY, tool, "build", "--source-dir", STAGING, "--output-filepath", archive])
+    run([PY, tool, "validate", archive])
+    print(f"package: {archive} ({archive.stat().st_size / 1e6:.1f} MB)")
+    return archive
+
+
+INSTALL_SNIPPET = """
+import os, sys
+import bpy
+result = bpy.ops.extensions.package_install_files(
+    filepath=sys.argv[1], repo="user_default", enable_on_install=True
+)
+sys.stdout.flush()
+os._exit(0 if result == {"FINISHED"} else 1)
+"""
+
+
+def demo(_: argparse.Namespace | None = None) -> None:
+    """Package, install the zip into an isolated Blender user folder, and reconstruct the first example
+    with the demo weights through the real backend: out/demo.blend, out/demo.glb, out/demo_preview.png."""
+    archive = package()
+    examples = sorted((ROOT / "examples").glob("*.png"))
+    if not examples:
+        sys.exit("demo: no examples/*.png to reconstruct")
+    user = OUT / "blender-user"
+    shutil.rmtree(user, ignore_errors=True)
+    env = {**os.environ, "BLENDER_USER_RESOURCES": str(user)}
+    env.pop("PYTHONPATH", None)
+    run([PY, "-c", INSTALL_SNIPPET, archive], env=env)
+    batch = user / "extensions" / "user_default" / EXTENSION_ID / "batch.py"
+    work = OUT / "demo-run"
+    shutil.rmtree(work, ignore_errors=True)
+    run([PY, batch, "--input", examples[0], "--output", work, "--save-blend", "--export", "glb", "--preview",
+         "--aligned-camera", "--backend-python", PY], env=env)
+    stem = examples[0].stem
+    for source, target in ((f"{stem}.blend", "demo.blend"), (f"{stem}.glb", "demo.glb"),
+                           (f"{stem}_preview.png", "demo_preview.png")):
+        shutil.copy2(work / source, OUT / target)
+    print(f"demo: wrote out/demo.blend, out/demo.glb and out/demo_preview.png from {examples[0].name}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -68,6 +155,8 @@ def main() -> None:
     p = sub.add_parser("test", help="lint and run the test suite")
     p.add_argument("pytest_args", nargs=argparse.REMAINDER, help="extra pytest arguments")
     p.set_defaults(func=test)
+    sub.add_parser("package", help="build and validate the extension zip").set_defaults(func=package)
+    sub.add_parser("demo", help="reconstruct the bundled example into out/").set_defaults(func=demo)
     args = parser.parse_args()
     args.func(args)
 

@@ -1,0 +1,149 @@
+"""The Python API for scripts and batch runs: ``reconstruct(image, **options) -> Object``.
+
+It blocks until the object is in the scene. That is the only way in background mode, where
+Blender never runs timers while a script holds the main thread; the interactive operator uses
+the same request, client and importer, only driven by a modal timer instead of a loop.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import bpy
+
+from . import importer, jobs, session
+from .client import BackendError, JobStatus, protocol
+
+
+def reconstruct(
+    image: str | Path | bpy.types.Image,
+    *,
+    name: str | None = None,
+    method: str = "meshinversion",
+    weights: str | None = None,
+    preset: str = "fast",
+    seed: int = 0,
+    mask: str = "auto",
+    mask_path: str | None = None,
+    device: str | None = None,
+    overrides: dict[str, Any] | None = None,
+    aligned_camera: bool = False,
+    shade_smooth: bool = True,
+    texture_size: int = 0,
+    output_dir: str | Path | None = None,
+    overwrite: bool = False,
+    backend_python: str | None = None,
+    context: bpy.types.Context | None = None,
+    on_progress: Callable[[JobStatus], None] | None = None,
+) -> bpy.types.Object:
+    """Reconstruct one photo into a textured mesh object at the 3D cursor (selected and active).
+
+    ``output_dir`` keeps the backend's files (mesh.npz, texture.png, result.json, mesh.glb,
+    preview.png) there; by default they go to a temporary folder under the add-on's user folder
+    that is deleted after import unless the preference says to keep results. Raises
+    ``BackendError`` (``one_line()`` is the message with its hint) on any failure.
+    """
+    context = context or bpy.context
+    if isinstance(image, bpy.types.Image):
+        photo, default_name = jobs.image_file(image), Path(image.name).stem or image.name
+    else:
+        photo = Path(image).expanduser().resolve()
+        default_name = photo.stem
+    name = name or default_name
+    settings = session.backend_settings()
+    if backend_python:
+        settings = session.BackendSettings(**{**settings.__dict__, "python": backend_python})
+    keep = output_dir is not None or settings.keep_results
+    request = protocol.JobRequest(
+        image=str(photo),
+        output_dir=str(Path(output_dir).resolve() if output_dir else jobs.output_dir(name)),
+        method=method,
+        weights=weights,
+        preset=preset,
+        device=device or settings.device,
+        seed=seed,
+        mask=mask,
+        mask_path=str(mask_path) if mask_path else None,
+        overrides=dict(overrides or {}),
+        overwrite=overwrite,
+    )
+    options = jobs.ImportOptions(
+        name=name,
+        photo=str(photo),
+        shade_smooth=shade_smooth,
+        texture_size=texture_size,
+        aligned_camera=aligned_camera,
+    )
+    try:
+        request.validate()
+    except protocol.ProtocolError as exc:
+        raise BackendError(exc.code, str(exc), "check the reconstruct() arguments") from None
+    client = session.client(settings)
+    job = client.submit(request)
+    job = client.wait(on_progress or ProgressPrinter(name))
+    session.remember_handshake(client.hello)
+    try:
+        return finish(context, job, request, options, keep=keep)
+    finally:
+        session.job_finished(settings)
+
+
+def finish(
+    context: bpy.types.Context,
+    job: JobStatus,
+    request: protocol.JobRequest,
+    options: jobs.ImportOptions,
+    *,
+    keep: bool,
+) -> bpy.types.Object:
+    """Import a finished job, or raise its error; the result folder goes unless it should be kept."""
+    if job.state == "cancelled":
+        raise BackendError("cancelled", "reconstruction cancelled", "")
+    if job.state != "done":
+        raise job.error or BackendError("failed", f"reconstruction ended as {job.state}", "")
+    started = time.perf_counter()
+    try:
+        obj = importer.import_result(
+            request.output_dir,
+            options.name,
+            context=context,
+            shade_smooth=options.shade_smooth,
+            texture_size=options.texture_size,
+            aligned_camera=options.aligned_camera,
+            photo=options.photo,
+            properties={"image": options.photo, **options.properties},
+        )
+    except importer.ResultError as exc:
+        raise BackendError(
+            "bad_result", str(exc), "the backend wrote an unreadable result; see its log"
+        ) from None
+    timings = dict(obj.get(importer.PROPERTY_PREFIX + "timings", {}))
+    timings["blender_import_s"] = time.perf_counter() - started
+    timings["total_s"] = time.monotonic() - job.started
+    obj[importer.PROPERTY_PREFIX + "timings"] = timings
+    if not keep:
+        shutil.rmtree(request.output_dir, ignore_errors=True)
+    return obj
+
+
+class ProgressPrinter:
+    """Background-mode progress: a line on stdout when the stage or a tenth of it changes."""
+
+    def __init__(self, label: str) -> None:
+        self.label = label
+        self.last: tuple[str, int] | None = None
+        self.window_manager = bpy.context.window_manager
+        self.window_manager.progress_begin(0, 1000)
+
+    def __call__(self, job: JobStatus) -> None:
+        key = (job.stage, int(job.fraction * 10))
+        self.window_manager.progress_update(int(job.fraction * 1000))
+        if key != self.last:
+            self.last = key
+            print(f"[reconstruct] {self.label}: {job.stage_text()} ({job.fraction:.0%})", flush=True)
+        if job.finished:
+            self.window_manager.progress_end()

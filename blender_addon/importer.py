@@ -1,0 +1,220 @@
+"""Turn a backend result folder into Blender data, fast.
+
+The mesh goes in through the attribute API straight from numpy (one ``foreach_set`` per array;
+1 M triangles in about half a second, against seconds with ``from_pydata``), the texture PNG is
+loaded and packed as-is (no re-encode), and the material is a Principled BSDF fed by it. New
+data is only ever added: Blender gives clashing names a suffix, nothing existing is renamed.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import bpy
+import numpy as np
+from mathutils import Matrix, Vector
+
+PROPERTY_PREFIX = "rfi_"
+UV_MAP_NAME = "UVMap"
+
+
+class ResultError(ValueError):
+    """A result folder that cannot be imported; the message says which file and why."""
+
+
+def load_mesh_arrays(result_dir: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """vertices (V,3) float32, faces (F,3) int32, per-corner uvs (F,3,2) float32, checked."""
+    path = result_dir / "mesh.npz"
+    if not path.is_file():
+        raise ResultError(f"{path} is missing")
+    with np.load(path, allow_pickle=False) as data:
+        missing = {"vertices", "faces", "uvs"} - set(data.files)
+        if missing:
+            raise ResultError(f"{path} lacks {', '.join(sorted(missing))}")
+        vertices = np.ascontiguousarray(data["vertices"], dtype=np.float32)
+        faces = np.ascontiguousarray(data["faces"], dtype=np.int32)
+        uvs = np.ascontiguousarray(data["uvs"], dtype=np.float32)
+    if vertices.ndim != 2 or vertices.shape[1] != 3 or faces.ndim != 2 or faces.shape[1] != 3:
+        raise ResultError(f"{path}: expected vertices (V,3) and faces (F,3)")
+    if uvs.shape != (len(faces), 3, 2):
+        raise ResultError(f"{path}: uvs must be (F,3,2) per face corner, got {uvs.shape}")
+    if len(faces) and (faces.min() < 0 or faces.max() >= len(vertices)):
+        raise ResultError(f"{path}: face indices outside 0..{len(vertices) - 1}")
+    if not (np.isfinite(vertices).all() and np.isfinite(uvs).all()):
+        raise ResultError(f"{path}: non-finite coordinates")
+    return vertices, faces, uvs
+
+
+def build_mesh(name: str, vertices: np.ndarray, faces: np.ndarray, uvs: np.ndarray | None) -> bpy.types.Mesh:
+    """A triangle mesh from numpy through the attribute API (arrays must be contiguous, exact dtypes)."""
+    mesh = bpy.data.meshes.new(name)
+    mesh.vertices.add(len(vertices))
+    mesh.loops.add(len(faces) * 3)
+    mesh.polygons.add(len(faces))
+    mesh.attributes["position"].data.foreach_set("vector", vertices.ravel())
+    corner_vert = mesh.attributes.get(".corner_vert")
+    if corner_vert is not None:
+        corner_vert.data.foreach_set("value", faces.ravel())
+    else:  # the internal attribute may be renamed in a future Blender; this path is slower but public
+        mesh.loops.foreach_set("vertex_index", faces.ravel())
+    mesh.polygons.foreach_set("loop_start", np.arange(0, len(faces) * 3, 3, dtype=np.int32))
+    mesh.update(calc_edges=True)
+    if uvs is not None:
+        mesh.uv_layers.new(name=UV_MAP_NAME)
+        mesh.attributes[UV_MAP_NAME].data.foreach_set("vector", uvs.ravel())
+    return mesh
+
+
+def load_texture(path: Path, name: str, size: int = 0) -> bpy.types.Image:
+    """The texture packed into the .blend, so the result folder may be deleted afterwards."""
+    if not path.is_file():
+        raise ResultError(f"{path} is missing")
+    image = bpy.data.images.load(str(path), check_existing=False)
+    image.name = name
+    if size and tuple(image.size) != (size, size):
+        image.scale(size, size)
+    image.pack()
+    return image
+
+
+def build_material(name: str, texture: bpy.types.Image) -> bpy.types.Material:
+    """Principled BSDF with the texture as base colour; the node tree stays plain for editing."""
+    material = bpy.data.materials.new(name)
+    if bpy.app.version < (5, 0, 0):
+        material.use_nodes = True  # deprecated in 5.0, where every new material has nodes
+    nodes = material.node_tree.nodes
+    bsdf = next(node for node in nodes if node.type == "BSDF_PRINCIPLED")
+    bsdf.inputs["Roughness"].default_value = 0.7
+    tex = nodes.new("ShaderNodeTexImage")
+    tex.image = texture
+    tex.location = (bsdf.location.x - 340, bsdf.location.y)
+    material.node_tree.links.new(tex.outputs["Color"], bsdf.inputs["Base Color"])
+    return material
+
+
+def import_result(
+    result_dir: str | Path,
+    name: str,
+    *,
+    context: bpy.types.Context | None = None,
+    shade_smooth: bool = True,
+    texture_size: int = 0,
+    aligned_camera: bool = False,
+    photo: str | None = None,
+    properties: dict[str, Any] | None = None,
+) -> bpy.types.Object:
+    """Import ``mesh.npz`` + ``texture.png`` (+ ``result.json``) as one selected, active object at the
+    3D cursor; optionally a camera that sees it as the photo did, with the photo as background."""
+    context = context or bpy.context
+    result_dir = Path(result_dir)
+    vertices, faces, uvs = load_mesh_arrays(result_dir)
+    info = read_result_json(result_dir)
+    mesh = build_mesh(name, vertices, faces, uvs)
+    if shade_smooth:
+        mesh.shade_smooth()
+    texture = load_texture(result_dir / "texture.png", f"{name} texture", texture_size)
+    mesh.materials.append(build_material(name, texture))
+
+    obj = bpy.data.objects.new(name, mesh)
+    (context.collection or context.scene.collection).objects.link(obj)
+    obj.location = context.scene.cursor.location
+    for selected in context.selected_objects:
+        selected.select_set(False)
+    obj.select_set(True)
+    context.view_layer.objects.active = obj
+    record_properties(obj, info, properties or {})
+    if aligned_camera and info.get("camera"):
+        context.view_layer.update()
+        add_aligned_camera(context, obj, info["camera"], photo)
+    return obj
+
+
+def read_result_json(result_dir: Path) -> dict[str, Any]:
+    path = result_dir / "result.json"
+    if not path.is_file():
+        return {}
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise ResultError(f"{path} is not valid JSON: {exc}") from None
+
+
+def record_properties(obj: bpy.types.Object, info: dict[str, Any], extra: dict[str, Any]) -> None:
+    """Custom properties, so a reconstruction can be told apart and repeated later."""
+    weights = info.get("weights")
+    fields = {
+        "method": info.get("method"),
+        "weights": weights.get("id") if isinstance(weights, dict) else weights,
+        "preset": info.get("preset"),
+        "seed": info.get("seed"),
+        "device": info.get("device"),
+        **extra,
+    }
+    for key, value in fields.items():
+        if isinstance(value, str | int | float):
+            obj[PROPERTY_PREFIX + key] = value
+    timings = info.get("timings")
+    if isinstance(timings, dict):
+        numbers = {k: float(v) for k, v in timings.items() if isinstance(v, int | float)}
+        obj[PROPERTY_PREFIX + "timings"] = numbers
+
+
+def camera_frame(camera: dict[str, Any]) -> dict[str, float]:
+    """Blender camera settings that frame the whole original photo, given the crop the backend saw.
+
+    The backend's camera looks through the centre of the square ``crop_box`` and spans it with
+    ``ortho_scale`` (or ``angle``). With sensor fit AUTO, Blender measures ortho scale, angle and
+    lens shift in units of the frame's larger side, so the photo's larger side (in crop units)
+    scales the span, and the shift moves the frame centre from the crop centre to the photo centre.
+    """
+    x0, y0, side = (float(v) for v in camera["crop_box"])
+    width, height = (float(v) for v in camera["image_size"])
+    larger = max(width, height)
+    cx, cy = x0 + side / 2, y0 + side / 2
+    frame = {"shift_x": (width / 2 - cx) / larger, "shift_y": (cy - height / 2) / larger}
+    if camera["type"] == "ORTHO":
+        frame["ortho_scale"] = float(camera["ortho_scale"]) * larger / side
+    else:
+        half_tan = math.tan(float(camera["angle"]) / 2) * larger / side
+        frame["angle"] = 2 * math.atan(half_tan)
+    return frame
+
+
+def add_aligned_camera(
+    context: bpy.types.Context, obj: bpy.types.Object, camera: dict[str, Any], photo: str | None
+) -> bpy.types.Object:
+    """A camera placed as the estimated view relative to ``obj``; it becomes the scene camera and the
+    render size becomes the photo's, so looking through it overlays the photo on the mesh."""
+    data = bpy.data.cameras.new(f"{obj.name} view")
+    data.type = "ORTHO" if camera["type"] == "ORTHO" else "PERSP"
+    data.sensor_fit = "AUTO"
+    for key, value in camera_frame(camera).items():
+        setattr(data, key, value)
+    cam = bpy.data.objects.new(f"{obj.name} view", data)
+    for collection in obj.users_collection:
+        collection.objects.link(cam)
+    cam.matrix_world = obj.matrix_world @ Matrix([list(map(float, row)) for row in camera["matrix_world"]])
+    _fit_clipping(data, cam, obj)
+    scene = context.scene
+    scene.camera = cam
+    scene.render.resolution_x, scene.render.resolution_y = (int(v) for v in camera["image_size"])
+    scene.render.pixel_aspect_x = scene.render.pixel_aspect_y = 1.0
+    if photo and Path(photo).is_file():
+        background = data.background_images.new()
+        background.image = bpy.data.images.load(photo, check_existing=True)
+        background.display_depth = "BACK"
+        background.frame_method = "FIT"
+        data.show_background_images = True
+    return cam
+
+
+def _fit_clipping(data: bpy.types.Camera, cam: bpy.types.Object, obj: bpy.types.Object) -> None:
+    """Clip planes around the object so an orthographic camera close to it still sees all of it."""
+    centre = obj.matrix_world @ Vector((0.0, 0.0, 0.0))
+    distance = (cam.matrix_world.translation - centre).length
+    radius = max(obj.dimensions) if max(obj.dimensions) > 0 else 1.0
+    data.clip_start = max(1e-3, min(0.1, (distance - radius) * 0.5)) if distance > radius else 1e-3
+    data.clip_end = max(100.0, distance + 2 * radius)

@@ -1,0 +1,146 @@
+"""From Blender's state (panel settings, images, objects) to a backend job request.
+
+The backend reads files, so an image that exists only inside Blender (packed, generated or
+edited) is first written to the add-on's user folder; images on disk are passed by path.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import bpy
+
+from . import session
+from .client import BackendError, protocol
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp")
+
+
+@dataclass
+class ImportOptions:
+    """What the importer needs besides the result folder."""
+
+    name: str
+    photo: str
+    shade_smooth: bool = True
+    texture_size: int = 0
+    aligned_camera: bool = False
+    properties: dict[str, Any] = field(default_factory=dict)
+
+
+def image_file(image: bpy.types.Image) -> Path:
+    """A file holding ``image``'s pixels: its own file when it has one, else a written copy."""
+    if image.source == "FILE" and not image.packed_file and not image.is_dirty:
+        path = Path(bpy.path.abspath(image.filepath, library=image.library))
+        if path.is_file():
+            return path
+    folder = session.user_dir("inputs")
+    if image.packed_file is not None:
+        suffix = Path(image.filepath).suffix.lower() or ".png"
+        path = folder / f"{safe_name(image.name)}-{time.time_ns()}{suffix}"
+        path.write_bytes(image.packed_file.data)
+        return path
+    path = folder / f"{safe_name(image.name)}-{time.time_ns()}.png"
+    copy = image.copy()  # saving the original would re-point it at our file
+    try:
+        copy.filepath_raw = str(path)
+        copy.file_format = "PNG"
+        copy.save()
+    finally:
+        bpy.data.images.remove(copy)
+    if not path.is_file():
+        raise BackendError(
+            "bad_image",
+            f"image '{image.name}' has no pixels to reconstruct from",
+            "open or render an image first",
+        )
+    return path
+
+
+def safe_name(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("._") or "image"
+
+
+def editor_image(context: bpy.types.Context) -> bpy.types.Image | None:
+    """The Image Editor's image: this editor's when run from one, else any open one in the window."""
+    space = context.space_data
+    if space is not None and space.type == "IMAGE_EDITOR" and space.image is not None:
+        return space.image
+    screen = context.window.screen if context.window else None
+    for area in screen.areas if screen else ():
+        if area.type == "IMAGE_EDITOR" and area.spaces.active.image is not None:
+            return area.spaces.active.image
+    return None
+
+
+def object_image(context: bpy.types.Context) -> bpy.types.Image | None:
+    """The image of the active image empty (reference and background images are image empties)."""
+    obj = context.active_object
+    if obj is not None and obj.type == "EMPTY" and obj.empty_display_type == "IMAGE" and obj.data is not None:
+        return obj.data
+    return None
+
+
+def source_image(context: bpy.types.Context, settings: Any, filepath: str = "") -> tuple[Path, str]:
+    """The photo to reconstruct and the name for the new object, per the panel's image source."""
+    if filepath or settings.image_source == "FILE":
+        path = Path(bpy.path.abspath(filepath or settings.filepath))
+        if not path.is_file():
+            raise BackendError("bad_image", f"image file not found: {path}", "choose an existing image file")
+        return path, path.stem
+    image = editor_image(context) if settings.image_source == "EDITOR" else object_image(context)
+    if image is None:
+        where = "an Image Editor" if settings.image_source == "EDITOR" else "the active object"
+        raise BackendError(
+            "no_image", f"no image in {where}", "open a photo there, or switch the image source to File"
+        )
+    return image_file(image), Path(image.name).stem or image.name
+
+
+def output_dir(name: str) -> Path:
+    """A new, not yet existing result folder (the backend never overwrites one)."""
+    return (
+        session.user_dir("results")
+        / f"{time.strftime('%Y%m%d-%H%M%S')}-{safe_name(name)}-{time.time_ns() % 10**6}"
+    )
+
+
+def build_request(
+    context: bpy.types.Context, filepath: str = ""
+) -> tuple[protocol.JobRequest, ImportOptions]:
+    """The job and import options for the scene's current panel settings."""
+    settings = context.scene.rfi_settings
+    photo, name = source_image(context, settings, filepath)
+    mask_path = None
+    if settings.mask_source == "file":
+        if settings.mask_image is None:
+            raise BackendError(
+                "no_mask",
+                "mask source is 'Mask Image' but no mask image is chosen",
+                "pick a mask image in the panel or use another mask source",
+            )
+        mask_path = str(image_file(settings.mask_image))
+    weights = None if settings.weights in ("", "DEFAULT") else settings.weights
+    request = protocol.JobRequest(
+        image=str(photo),
+        output_dir=str(output_dir(name)),
+        method=settings.method,
+        weights=weights,
+        preset=settings.preset,
+        device=session.backend_settings().device,
+        seed=settings.seed,
+        mask=settings.mask_source,
+        mask_path=mask_path,
+    )
+    options = ImportOptions(
+        name=name,
+        photo=str(photo),
+        shade_smooth=settings.shade_smooth,
+        texture_size=int(settings.texture_size),
+        aligned_camera=settings.aligned_camera,
+    )
+    return request, options

@@ -1,0 +1,239 @@
+"""Operators: Reconstruct from Image (modal in the UI, blocking in background mode), backend
+setup, check and stop.
+
+Modal pattern: a window-manager timer wakes ``modal`` a few times a second; it drains the
+client's message queue (filled by the reader thread), updates the progress shown in the panel
+and, once the job is done, imports the result. Nothing but this main-thread code touches bpy.
+"""
+
+from __future__ import annotations
+
+import bpy
+from bpy.props import StringProperty
+
+from . import api, jobs, session
+from .backend_env import ENV_DIR_NAME, SETUP_LOG_NAME, EnvironmentSetup
+from .client import BackendError, log_tail
+
+TIMER_S = 0.2
+_cancel_requested = False
+"""Set by pressing the button again while a job runs; read by the running modal operator."""
+
+
+def redraw_panels(context: bpy.types.Context) -> None:
+    for window in context.window_manager.windows:
+        for area in window.screen.areas:
+            if area.type in ("VIEW_3D", "IMAGE_EDITOR", "PREFERENCES"):
+                area.tag_redraw()
+
+
+class RFI_OT_reconstruct(bpy.types.Operator):
+    """Reconstruct a textured mesh from the chosen photo (press again or Esc to cancel)"""
+
+    bl_idname = "rfi.reconstruct"
+    bl_label = "Reconstruct from Image"
+    bl_options = {"REGISTER", "UNDO"}  # noqa: RUF012 -- Blender reads this class attribute
+
+    filepath: StringProperty(
+        name="File",
+        subtype="FILE_PATH",
+        options={"SKIP_SAVE"},
+        description="Image file to use instead of the panel's image source",
+    )
+
+    _timer = None
+    _request = None
+    _options = None
+    _settings = None
+
+    def invoke(self, context: bpy.types.Context, event: bpy.types.Event) -> set[str]:
+        global _cancel_requested
+        runtime = context.window_manager.rfi_runtime
+        if runtime.running:
+            _cancel_requested = True
+            return {"CANCELLED"}
+        if bpy.app.background:
+            return self.execute(context)
+        _cancel_requested = False
+        try:
+            self._request, self._options = jobs.build_request(context, self.filepath)
+            self._settings = session.backend_settings()
+            session.client(self._settings).submit(self._request)
+        except BackendError as error:
+            self.report({"ERROR"}, error.one_line())
+            return {"CANCELLED"}
+        runtime.running, runtime.progress, runtime.status = True, 0.0, "Starting backend…"
+        self._timer = context.window_manager.event_timer_add(TIMER_S, window=context.window)
+        context.window_manager.modal_handler_add(self)
+        redraw_panels(context)
+        return {"RUNNING_MODAL"}
+
+    def modal(self, context: bpy.types.Context, event: bpy.types.Event) -> set[str]:
+        client = session.current_client()
+        if client is None or client.job is None:  # the backend was shut down under us (file load)
+            return self._end(context, {"CANCELLED"})
+        if (event.type == "ESC" and event.value == "PRESS") or _cancel_requested:
+            client.cancel()
+        if event.type != "TIMER" and event.type != "ESC":
+            return {"PASS_THROUGH"}
+        job = client.poll()
+        session.remember_handshake(client.hello)
+        runtime = context.window_manager.rfi_runtime
+        runtime.progress, runtime.status = job.fraction, job.stage_text()
+        redraw_panels(context)
+        if not job.finished:
+            return {"RUNNING_MODAL"}
+        try:
+            obj = api.finish(context, job, self._request, self._options, keep=self._settings.keep_results)
+        except BackendError as error:
+            level = "INFO" if error.code == "cancelled" else "ERROR"
+            self.report({level}, error.one_line())
+            return self._end(context, {"CANCELLED"})
+        finally:
+            session.job_finished(self._settings)
+        self.report({"INFO"}, f"Reconstructed '{obj.name}' in {obj['rfi_timings']['total_s']:.1f} s")
+        return self._end(context, {"FINISHED"})
+
+    def _end(self, context: bpy.types.Context, result: set[str]) -> set[str]:
+        global _cancel_requested
+        _cancel_requested = False
+        if self._timer is not None:
+            context.window_manager.event_timer_remove(self._timer)
+            self._timer = None
+        context.window_manager.rfi_runtime.running = False
+        redraw_panels(context)
+        return result
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        """Background mode (and scripts): the same job, blocking, with progress printed to stdout."""
+        try:
+            request, options = jobs.build_request(context, self.filepath)
+            settings = session.backend_settings()
+            client = session.client(settings)
+            client.submit(request)
+            job = client.wait(api.ProgressPrinter(options.name))
+            session.remember_handshake(client.hello)
+            try:
+                obj = api.finish(context, job, request, options, keep=settings.keep_results)
+            finally:
+                session.job_finished(settings)
+        except BackendError as error:
+            self.report({"ERROR"}, error.one_line())
+            return {"CANCELLED"}
+        self.report({"INFO"}, f"Reconstructed '{obj.name}'")
+        return {"FINISHED"}
+
+
+class RFI_OT_check_backend(bpy.types.Operator):
+    """Start the backend if needed and show its handshake: torch, device, GPU, weights"""
+
+    bl_idname = "rfi.check_backend"
+    bl_label = "Check Backend"
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        try:
+            hello = session.client().ensure_started()
+        except BackendError as error:
+            self.report({"ERROR"}, error.one_line())
+            return {"CANCELLED"}
+        session.remember_handshake(hello)
+        self.report({"INFO"}, handshake_summary(hello))
+        redraw_panels(context)
+        return {"FINISHED"}
+
+
+def handshake_summary(hello: dict) -> str:
+    device = hello.get("device", "?")
+    gpu = hello.get("cuda_name") or ""
+    memory = hello.get("cuda_memory_gb") or hello.get("cuda_memory")
+    if gpu:
+        device += f" ({gpu}" + (f", {memory} GB" if memory else "") + ")"
+    return (
+        f"Backend {hello.get('backend_version', '?')}, torch {hello.get('torch', '?')}, {device}, "
+        f"{len(hello.get('weights') or [])} weights"
+    )
+
+
+class RFI_OT_stop_backend(bpy.types.Operator):
+    """Stop the backend process now (frees its memory; the next job starts it again)"""
+
+    bl_idname = "rfi.stop_backend"
+    bl_label = "Stop Backend"
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        session.shutdown()
+        context.window_manager.rfi_runtime.running = False
+        return {"FINISHED"}
+
+
+class RFI_OT_setup_backend(bpy.types.Operator):
+    """Create the backend's own Python environment and install its pinned packages (downloads ~1 GB)"""
+
+    bl_idname = "rfi.setup_backend"
+    bl_label = "Set Up Backend"
+
+    _timer = None
+
+    @classmethod
+    def poll(cls, context: bpy.types.Context) -> bool:
+        if not bpy.app.online_access:
+            cls.poll_message_set("Allow Online Access in Preferences > System first")
+            return False
+        return session.setup_run is None or session.setup_run.finished
+
+    def _start(self) -> EnvironmentSetup:
+        settings = session.backend_settings()
+        requirements = session.ADDON_DIR / "requirements.txt"
+        if not requirements.is_file():
+            requirements = session.ADDON_DIR.parent / "requirements.txt"
+        session.setup_run = EnvironmentSetup(
+            session.user_dir() / ENV_DIR_NAME,
+            requirements,
+            session.user_dir() / SETUP_LOG_NAME,
+            extra_pip_args=settings.pip_args,
+        ).start()
+        return session.setup_run
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        run = self._start()
+        run.join()
+        return self._report(run)
+
+    def invoke(self, context: bpy.types.Context, event: bpy.types.Event) -> set[str]:
+        if bpy.app.background:
+            return self.execute(context)
+        self._start()
+        self._timer = context.window_manager.event_timer_add(0.5, window=context.window)
+        context.window_manager.modal_handler_add(self)
+        return {"RUNNING_MODAL"}
+
+    def modal(self, context: bpy.types.Context, event: bpy.types.Event) -> set[str]:
+        if event.type != "TIMER":
+            return {"PASS_THROUGH"}
+        redraw_panels(context)
+        run = session.setup_run
+        if run is None or not run.finished:
+            return {"RUNNING_MODAL"}
+        context.window_manager.event_timer_remove(self._timer)
+        return self._report(run)
+
+    def _report(self, run: EnvironmentSetup) -> set[str]:
+        if run.error:
+            self.report({"ERROR"}, f"{run.error}: {log_tail(run.log_path)} (full log: {run.log_path})")
+            return {"CANCELLED"}
+        self.report({"INFO"}, f"Backend environment ready: {run.python}")
+        session.shutdown()  # the next job uses the new environment
+        return {"FINISHED"}
+
+
+CLASSES = (RFI_OT_reconstruct, RFI_OT_check_backend, RFI_OT_stop_backend, RFI_OT_setup_backend)
+
+
+def register() -> None:
+    for cls in CLASSES:
+        bpy.utils.register_class(cls)
+
+
+def unregister() -> None:
+    for cls in reversed(CLASSES):
+        bpy.utils.unregister_class(cls)
