@@ -1,0 +1,199 @@
+"""Command line: ``python -m backend reconstruct|serve|weights|doctor``.
+
+``reconstruct`` runs the same ``backend.jobs.run_job`` as the protocol server, with a tqdm bar
+per stage on stderr and a one-line summary on stdout. Failures print ``error: ...`` and
+``hint: ...`` on stderr and exit with status 1 (2 for bad arguments, 130 when interrupted).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from tqdm import tqdm
+
+from backend.doctor import run_doctor
+from backend.jobs import describe_error, log_traceback, run_job
+from backend.methods import METHOD_MODULES
+from backend.methods.base import JobCancelled
+from backend.protocol import DEVICES, MASK_SOURCES, PRESETS, JobRequest
+from backend.server import serve
+from backend.weights import Registry, WeightsError
+
+
+class StageBars:
+    """One tqdm bar per progress stage, on stderr."""
+
+    def __init__(self) -> None:
+        self.bar: tqdm | None = None
+        self.stage = ""
+
+    def __call__(self, event: dict[str, Any]) -> None:
+        if event.get("type") != "progress":
+            return
+        if event["stage"] != self.stage or self.bar is None:
+            self.close()
+            self.stage = event["stage"]
+            self.bar = tqdm(
+                total=event["total"], desc=self.stage, file=sys.stderr, leave=True, dynamic_ncols=True
+            )
+        self.bar.n = event["step"]
+        if event.get("loss") is not None:
+            self.bar.set_postfix(loss=f"{event['loss']:.4g}", refresh=False)
+        self.bar.refresh()
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+def fail(code: str, message: str, hint: str = "") -> int:
+    print(f"error: {message} [{code}]", file=sys.stderr)
+    if hint:
+        print(f"hint: {hint}", file=sys.stderr)
+    return 1
+
+
+def parse_overrides(pairs: list[str]) -> dict[str, str]:
+    overrides = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--set needs key=value, got {pair!r}")
+        overrides[key.strip()] = value.strip()
+    return overrides
+
+
+def cmd_reconstruct(args: argparse.Namespace) -> int:
+    try:
+        request = JobRequest(
+            image=args.image,
+            output_dir=args.output,
+            method=args.method,
+            weights=args.weights,
+            preset=args.preset,
+            device=args.device,
+            seed=args.seed,
+            mask=args.mask,
+            mask_path=args.mask_path,
+            box=args.box,
+            overrides=parse_overrides(args.set),
+            overwrite=args.overwrite,
+            preview=False,
+            id="cli",
+        )
+    except ValueError as exc:
+        return fail("bad_argument", str(exc), "see --help")
+    bars = StageBars()
+    try:
+        outcome = run_job(request, bars, registry=_registry(args))
+    except (KeyboardInterrupt, JobCancelled):
+        bars.close()
+        print("cancelled", file=sys.stderr)
+        return 130
+    except Exception as exc:
+        bars.close()
+        log_traceback(exc)
+        return fail(*describe_error(exc))
+    bars.close()
+    s = outcome.summary
+    print(
+        f"wrote {s['output_dir']}: {s['vertices']} vertices, {s['faces']} faces "
+        f"({s['method']}, weights {s['weights']}, preset {s['preset']}, {s['device']}, {s['seconds']:.1f} s)"
+    )
+    return 0
+
+
+def _registry(args: argparse.Namespace) -> Registry:
+    return Registry(args.weights_dir)
+
+
+def cmd_weights(args: argparse.Namespace) -> int:
+    registry = _registry(args)
+    try:
+        if args.action == "list":
+            entries = registry.entries()
+            print(f"{'id':32} {'method':14} {'category':10} {'origin':8} {'MB':>8}  file")
+            for e in entries:
+                state = "" if e.path.is_file() else "  (missing)"
+                print(
+                    f"{e.id:32} {e.method:14} {e.category:10} {e.origin:8} {e.size / 1e6:8.1f}  "
+                    f"{e.path}{state}"
+                )
+            if not entries:
+                print(f"no weights registered (user dir {registry.user_dir})")
+            return 0
+        if args.action == "import":
+            entry = registry.import_official(args.file, args.method, args.category, args.id)
+            print(f"imported {entry.id}: {entry.path} (sha256 {entry.sha256})")
+            return 0
+        failures = 0
+        entries = [registry.find(args.id)] if args.id else registry.entries()
+        for entry in entries:
+            try:
+                registry.verify(entry)
+                print(f"ok    {entry.id}")
+            except WeightsError as exc:
+                failures += 1
+                print(f"FAIL  {entry.id}: {exc.message} ({exc.hint})")
+        return 1 if failures else 0
+    except WeightsError as exc:
+        return fail(exc.code, exc.message, exc.hint)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    return serve(args.weights_dir)
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    return run_doctor(_registry(args))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m backend", description="Reconstruct from Image backend")
+    parser.add_argument(
+        "--weights-dir", help="user weights folder (default: $RFI_WEIGHTS_DIR or ~/.local/share/...)"
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    rec = sub.add_parser("reconstruct", help="photo -> textured mesh in OUTDIR")
+    rec.add_argument("image")
+    rec.add_argument("--mask", choices=MASK_SOURCES, default="auto", help="object mask source (default auto)")
+    rec.add_argument("--mask-path", help="mask image for --mask file")
+    rec.add_argument(
+        "--box", nargs=4, type=int, metavar=("X0", "Y0", "X1", "Y1"), help="object box for GrabCut"
+    )
+    rec.add_argument("--method", choices=sorted(METHOD_MODULES), default="meshinversion")
+    rec.add_argument("--weights", help="weights id (default: the method's first registered weights)")
+    rec.add_argument("--preset", choices=PRESETS, default="fast")
+    rec.add_argument("--device", choices=DEVICES, default="auto")
+    rec.add_argument("--seed", type=int, default=0)
+    rec.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="override a preset option"
+    )
+    rec.add_argument("-o", "--output", required=True, help="output folder")
+    rec.add_argument("--overwrite", action="store_true", help="replace an existing non-empty output folder")
+    rec.set_defaults(func=cmd_reconstruct)
+
+    weights = sub.add_parser("weights", help="list, import or verify weights")
+    actions = weights.add_subparsers(dest="action", required=True)
+    actions.add_parser("list", help="registered weights")
+    imp = actions.add_parser("import", help="convert an official .pth/.pt checkpoint to safetensors")
+    imp.add_argument("file")
+    imp.add_argument("--method", required=True, choices=sorted(METHOD_MODULES))
+    imp.add_argument("--category", required=True, help="e.g. car, bird, face")
+    imp.add_argument("--id", help="weights id (default METHOD-CATEGORY-<sha prefix>)")
+    ver = actions.add_parser("verify", help="check size and sha256 of one or all weights")
+    ver.add_argument("id", nargs="?")
+    weights.set_defaults(func=cmd_weights)
+
+    sub.add_parser("serve", help="JSON-lines protocol server on stdin/stdout").set_defaults(func=cmd_serve)
+    sub.add_parser("doctor", help="environment report").set_defaults(func=cmd_doctor)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.func(args)
