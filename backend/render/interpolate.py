@@ -1,0 +1,63 @@
+"""Attributes over the rasterised pixels: per-vertex, per-face-corner, and UV textures.
+
+Per-corner attributes exist so that UV seams work: a vertex on a seam has a different UV in
+each face that uses it, which per-vertex interpolation cannot express.
+"""
+
+from __future__ import annotations
+
+import torch.nn.functional as F
+from torch import Tensor
+
+from backend.render.rasterize import Fragments
+
+
+def vertex_corner_values(fragments: Fragments, faces: Tensor, attributes: Tensor) -> Tensor:
+    """(P, 3, C) values at the corners of each covered pixel's face, from (B, V, C) or (V, C)."""
+    corner_vertices = faces.long()[fragments.faces]
+    if attributes.dim() == 2:
+        return attributes[corner_vertices]
+    return attributes[fragments.batch_index[:, None], corner_vertices]
+
+
+def face_corner_values(fragments: Fragments, attributes: Tensor) -> Tensor:
+    """(P, 3, C) values at the corners of each covered pixel's face, from (B, F, 3, C) or (F, 3, C)."""
+    if attributes.dim() == 3:
+        return attributes[fragments.faces]
+    return attributes[fragments.batch_index, fragments.faces]
+
+
+def blend_corners(fragments: Fragments, corner_values: Tensor) -> Tensor:
+    """(P, C) barycentric blend of (P, 3, C) corner values."""
+    return (fragments.bary[:, :, None] * corner_values).sum(dim=1)
+
+
+def interpolate_vertex_attributes(fragments: Fragments, faces: Tensor, attributes: Tensor) -> Tensor:
+    """(B, H, W, C) image of per-vertex ``attributes`` (B, V, C) or (V, C); zero on background."""
+    return fragments.to_image(blend_corners(fragments, vertex_corner_values(fragments, faces, attributes)))
+
+
+def interpolate_corner_attributes(fragments: Fragments, attributes: Tensor) -> Tensor:
+    """(B, H, W, C) image of per-face-corner ``attributes`` (B, F, 3, C) or (F, 3, C); zero on
+    background. Use it for UVs given per corner (F, 3, 2)."""
+    return fragments.to_image(blend_corners(fragments, face_corner_values(fragments, attributes)))
+
+
+def sample_texture(texture: Tensor, uv: Tensor, padding_mode: str = "border") -> Tensor:
+    """Bilinear lookup of ``texture`` (B or 1, C, Ht, Wt) at ``uv`` (B, H, W, 2) -> (B, H, W, C).
+
+    u runs left to right and v bottom to top (Blender/OpenGL); texture row 0 is the top (v = 1).
+    ``align_corners=False``: u = 0 and u = 1 are the outer edges of the texture, texel j's centre
+    is at u = (j + 0.5) / Wt. Pass ``padding_mode="reflection"`` or pad the texture yourself for
+    other wrap rules (MeshInversion pads one column circularly).
+    """
+    if texture.shape[0] != uv.shape[0]:
+        texture = texture.expand(uv.shape[0], -1, -1, -1)
+    grid = uv_to_grid(uv)
+    sampled = F.grid_sample(texture, grid, mode="bilinear", padding_mode=padding_mode, align_corners=False)
+    return sampled.permute(0, 2, 3, 1)
+
+
+def uv_to_grid(uv: Tensor) -> Tensor:
+    """UV (v up) -> grid_sample coordinates (x right, y down, both in [-1, 1])."""
+    return uv * uv.new_tensor([2.0, -2.0]) + uv.new_tensor([-1.0, 1.0])

@@ -1,0 +1,105 @@
+"""``render_mesh``: camera -> rasterise -> colour (texture or vertex colours) -> light ->
+silhouette antialiasing, for callers that want the whole chain in one call."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from backend.render.cameras import OrthographicCamera, PerspectiveCamera
+from backend.render.interpolate import (
+    blend_corners,
+    interpolate_corner_attributes,
+    sample_texture,
+    vertex_corner_values,
+)
+from backend.render.rasterize import Fragments, rasterize
+from backend.render.shading import DirectionalLight, face_normals, lambertian_shading, vertex_normals
+from backend.render.silhouette import antialias, contour_crossings, coverage
+from backend.render.topology import EdgeTopology, build_edge_topology
+
+
+@dataclass
+class RenderOutput:
+    """Images are channels-last. ``rgb`` (B, H, W, C) and ``alpha`` (B, H, W) are antialiased along
+    the silhouette (differentiable there); ``mask`` (B, H, W) bool is the hard coverage; ``depth``
+    (B, H, W) the view depth (0 on background); ``normals`` (B, H, W, 3) unit outward normals in
+    the camera's view frame (0 on background)."""
+
+    rgb: Tensor
+    alpha: Tensor
+    mask: Tensor
+    depth: Tensor
+    normals: Tensor
+    fragments: Fragments
+
+    @property
+    def pix_to_face(self) -> Tensor:
+        return self.fragments.pix_to_face
+
+
+def render_mesh(
+    vertices: Tensor,
+    faces: Tensor,
+    camera: OrthographicCamera | PerspectiveCamera,
+    image_size: int | tuple[int, int],
+    *,
+    texture: Tensor | None = None,
+    uvs: Tensor | None = None,
+    vertex_colors: Tensor | None = None,
+    light: DirectionalLight | None = None,
+    background: Tensor | float = 0.0,
+    topology: EdgeTopology | None = None,
+    cull_backfaces: bool = False,
+    antialiased: bool = True,
+    smooth_normals: bool = True,
+    padding_mode: str = "border",
+) -> RenderOutput:
+    """Render (B, V, 3) world ``vertices`` with (F, 3) ``faces`` through ``camera``.
+
+    Colour: ``texture`` (B or 1, C, Ht, Wt) sampled at per-corner ``uvs`` ((F, 3, 2) or
+    (B, F, 3, 2), v up), else ``vertex_colors`` ((B, V, C) or (V, C)), else white. ``light``
+    multiplies it (view-frame direction); without one the colour is unlit. ``background`` is a
+    float or a tensor broadcastable to (B, H, W, C). ``topology`` (from ``build_edge_topology``)
+    is only needed for antialiasing; pass it to avoid rebuilding it every call.
+    """
+    view = camera.to_view(vertices)
+    screen = camera.view_to_screen(view)
+    fragments = rasterize(
+        screen, faces, image_size, perspective=camera.perspective, cull_backfaces=cull_backfaces
+    )
+    mask = fragments.mask
+    normals = fragments.to_image(_pixel_normals(fragments, view, faces, smooth_normals))
+
+    if texture is not None:
+        if uvs is None:
+            raise ValueError("render_mesh: a texture needs per-corner uvs (F, 3, 2)")
+        colour = sample_texture(texture, interpolate_corner_attributes(fragments, uvs), padding_mode)
+    elif vertex_colors is not None:
+        corner_colours = vertex_corner_values(fragments, faces, vertex_colors)
+        colour = fragments.to_image(blend_corners(fragments, corner_colours))
+    else:
+        colour = torch.ones_like(normals)
+    if light is not None:
+        colour = colour * lambertian_shading(normals, light)
+    background = torch.as_tensor(background, dtype=colour.dtype, device=colour.device)
+    rgb = torch.where(mask[..., None], colour, background)
+
+    if antialiased:
+        topology = build_edge_topology(faces) if topology is None else topology
+        crossings = contour_crossings(screen, faces, topology, mask)
+        rgb, alpha = antialias(rgb, crossings), coverage(mask, crossings)
+    else:
+        alpha = mask.to(rgb.dtype)
+    return RenderOutput(rgb, alpha, mask, fragments.depth, normals, fragments)
+
+
+def _pixel_normals(fragments: Fragments, view: Tensor, faces: Tensor, smooth: bool) -> Tensor:
+    """(P, 3) unit normals at the covered pixels: interpolated vertex normals, or flat per face."""
+    if smooth:
+        corner_normals = vertex_corner_values(fragments, faces, vertex_normals(view, faces))
+        return F.normalize(blend_corners(fragments, corner_normals), dim=-1, eps=1e-12)
+    return face_normals(view, faces)[fragments.batch_index, fragments.faces]

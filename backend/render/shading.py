@@ -1,0 +1,56 @@
+"""Normals from geometry and GAN2Shape's shading model, a + b * max(0, n . l).
+
+Normals point outward for faces wound counter-clockwise seen from outside. Use them in the frame
+the light direction is given in (``render_mesh`` uses the camera's view frame).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+
+def face_normals(vertices: Tensor, faces: Tensor, unit: bool = True) -> Tensor:
+    """(B, F, 3) normals of (B, V, 3) ``vertices``; ``unit=False`` keeps length = twice the area."""
+    corners = vertices[:, faces.long()]
+    normals = torch.linalg.cross(corners[:, :, 1] - corners[:, :, 0], corners[:, :, 2] - corners[:, :, 0])
+    return F.normalize(normals, dim=-1, eps=1e-12) if unit else normals
+
+
+def vertex_normals(vertices: Tensor, faces: Tensor) -> Tensor:
+    """(B, V, 3) unit normals: area-weighted mean of the adjacent face normals."""
+    faces = faces.long()
+    weighted = face_normals(vertices, faces, unit=False)
+    summed = torch.zeros_like(vertices)
+    for corner in range(3):  # three corners, not a loop over faces
+        summed = summed.index_add(1, faces[:, corner], weighted)
+    return F.normalize(summed, dim=-1, eps=1e-12)
+
+
+@dataclass
+class DirectionalLight:
+    """Ambient + Lambertian light: shading = ambient + diffuse * max(0, n . direction).
+
+    ``direction`` (B, 3) points from the surface towards the light, in the frame of the normals
+    (for ``render_mesh``: the view frame, x right, y down, z forward, so (0, 0, -1) is a headlight);
+    ``ambient`` and ``diffuse`` are (B,) tensors or floats.
+
+    GAN2Shape computes n . d with depth-map normals that point away from the camera and
+    d = normalize(l2, l3, 1); with our outward normals use ``direction = -d``.
+    """
+
+    direction: Tensor
+    ambient: Tensor | float = 0.0
+    diffuse: Tensor | float = 1.0
+
+
+def lambertian_shading(normals: Tensor, light: DirectionalLight) -> Tensor:
+    """(B, H, W, 1) shading of a (B, H, W, 3) normal image under ``light``."""
+    direction = F.normalize(light.direction, dim=-1)
+    cosine = (normals * direction[:, None, None, :]).sum(dim=-1, keepdim=True).clamp(min=0.0)
+    ambient = torch.as_tensor(light.ambient, dtype=normals.dtype, device=normals.device).reshape(-1, 1, 1, 1)
+    diffuse = torch.as_tensor(light.diffuse, dtype=normals.dtype, device=normals.device).reshape(-1, 1, 1, 1)
+    return ambient + diffuse * cosine

@@ -1,0 +1,144 @@
+"""Silhouette gradients: analytic antialiasing along the projected contour edges.
+
+A hard mask has zero gradient almost everywhere. Where a contour edge (front face next to a back
+face, or a boundary edge) crosses the segment between the centres of two neighbouring pixels,
+one foreground (F) and one background (G), the box-filtered image changes linearly with the
+crossing position: with e the signed distance of the crossing from the pixels' shared border,
+positive towards G (|e| <= 1/2), the pixel whose box holds the crossing gets e * (c_F - c_G)
+added. Moving the edge by dx then changes the covered area by dx per crossed row, which is the
+true derivative; the forward value becomes a one-pixel antialiased edge.
+
+Mostly vertical edges (|dy| >= |dx|) are tested on horizontal pixel pairs, one per pixel row
+they span; mostly horizontal edges on vertical pairs, one per column. When several edges cross
+one pair, the one nearest G wins: the silhouette is the outer boundary of the union.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from backend.render.cameras import screen_to_pixels
+from backend.render.topology import EdgeTopology
+
+
+@dataclass
+class ContourCrossings:
+    """Per pixel pair where the silhouette passes: ``target`` (K,) the pixel that is blended,
+    ``foreground``/``background`` (K,) the pair's pixels, ``weight`` (K,) the signed offset e
+    (differentiable with respect to the screen vertices). All pixels are flat indices into B*H*W."""
+
+    target: Tensor
+    foreground: Tensor
+    background: Tensor
+    weight: Tensor
+
+
+def contour_edge_mask(screen: Tensor, faces: Tensor, topology: EdgeTopology) -> Tensor:
+    """(B, E) bool: edges between a front- and a back-facing face on screen, and boundary edges."""
+    corners = screen[:, faces.long(), :2]
+    first, second, third = corners.unbind(2)
+    u, v = second - first, third - first
+    front = (u[..., 0] * v[..., 1] - u[..., 1] * v[..., 0]) > 0
+    side_a = front[:, topology.edge_faces[:, 0]]
+    side_b = front[:, topology.edge_faces[:, 1].clamp(min=0)]
+    boundary = topology.edge_faces[:, 1] < 0
+    return (side_a != side_b) | boundary
+
+
+def contour_crossings(
+    screen: Tensor, faces: Tensor, topology: EdgeTopology, mask: Tensor
+) -> ContourCrossings:
+    """Find where the contour edges of ``screen`` (B, V, 3) separate foreground from background
+    in the hard ``mask`` (B, H, W) produced by rasterising the same vertices."""
+    batch, height, width = mask.shape
+    with torch.no_grad():
+        item, edge, major, steep = _enumerate_crossings(screen.detach(), faces, topology, height, width)
+    ends = screen[item[:, None], topology.edges[edge]]  # (K, 2, 3)
+    points = screen_to_pixels(ends, (height, width))
+    # Major axis: y for steep edges, x otherwise; the crossing lies on the minor axis.
+    major_axis = steep.long()
+    start_major = points[:, 0].gather(1, major_axis[:, None]).squeeze(1)
+    end_major = points[:, 1].gather(1, major_axis[:, None]).squeeze(1)
+    start_minor = points[:, 0].gather(1, 1 - major_axis[:, None]).squeeze(1)
+    end_minor = points[:, 1].gather(1, 1 - major_axis[:, None]).squeeze(1)
+    fraction = (major.to(screen.dtype) - start_major) / (end_major - start_major)
+    crossing = start_minor + fraction * (end_minor - start_minor)
+
+    with torch.no_grad():
+        low = crossing.floor().long()
+        minor_size = torch.where(steep, width, height)
+        inside = (low >= 0) & (low + 1 < minor_size)
+        low_x = torch.where(steep, low, major)
+        low_y = torch.where(steep, major, low)
+        high_x, high_y = low_x + steep.long(), low_y + (~steep).long()
+        low_pixel = _flat_index(item, low_x.clamp(0, width - 1), low_y.clamp(0, height - 1), height, width)
+        high_pixel = _flat_index(item, high_x.clamp(0, width - 1), high_y.clamp(0, height - 1), height, width)
+        flat_mask = mask.reshape(-1)
+        low_fg, high_fg = flat_mask[low_pixel], flat_mask[high_pixel]
+        keep = inside & (low_fg != high_fg)
+
+    crossing, low, low_fg = crossing[keep], low[keep], low_fg[keep]
+    low_pixel, high_pixel, steep = low_pixel[keep], high_pixel[keep], steep[keep]
+    offset = crossing - (low.to(crossing.dtype) + 0.5)  # positive towards the high pixel
+    towards_background = torch.where(low_fg, offset, -offset)
+    foreground = torch.where(low_fg, low_pixel, high_pixel)
+    background = torch.where(low_fg, high_pixel, low_pixel)
+
+    with torch.no_grad():
+        pair = low_pixel + (~steep).long() * (batch * height * width)
+        winner = _one_per_pair(pair, towards_background.detach(), 2 * batch * height * width)
+    weight = towards_background[winner]
+    foreground, background = foreground[winner], background[winner]
+    target = torch.where(weight > 0, background, foreground)
+    return ContourCrossings(target, foreground, background, weight)
+
+
+def antialias(image: Tensor, crossings: ContourCrossings) -> Tensor:
+    """Blend (B, H, W, C) ``image`` across the silhouette; gradients reach the vertices through the
+    crossing offsets and both pixels' colours (texture, light, background)."""
+    flat = image.reshape(-1, image.shape[-1])
+    delta = crossings.weight[:, None] * (flat[crossings.foreground] - flat[crossings.background])
+    return flat.index_add(0, crossings.target, delta).reshape(image.shape)
+
+
+def coverage(mask: Tensor, crossings: ContourCrossings) -> Tensor:
+    """(B, H, W) antialiased, differentiable coverage from the hard ``mask``."""
+    return antialias(mask.to(crossings.weight.dtype)[..., None], crossings)[..., 0]
+
+
+def _flat_index(item: Tensor, x: Tensor, y_up: Tensor, height: int, width: int) -> Tensor:
+    return (item * height + (height - 1 - y_up)) * width + x
+
+
+def _one_per_pair(pair: Tensor, score: Tensor, num_pairs: int) -> Tensor:
+    """Indices of one candidate per pair: the highest score, ties broken by the higher index."""
+    best = torch.full((num_pairs,), float("-inf"), dtype=score.dtype, device=score.device)
+    best.scatter_reduce_(0, pair, score, reduce="amax")
+    contenders = torch.nonzero(score >= best[pair]).squeeze(1)
+    chosen = torch.full((num_pairs,), -1, dtype=torch.long, device=score.device)
+    chosen.scatter_reduce_(0, pair[contenders], contenders, reduce="amax")
+    return chosen[chosen >= 0]
+
+
+def _enumerate_crossings(
+    screen: Tensor, faces: Tensor, topology: EdgeTopology, height: int, width: int
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """One candidate per (contour edge, integer pixel row or column it spans): batch item, edge id,
+    the integer major coordinate, and whether the edge is steep (major axis y)."""
+    item, edge = torch.nonzero(contour_edge_mask(screen, faces, topology), as_tuple=True)
+    points = screen_to_pixels(screen[item[:, None], topology.edges[edge]], (height, width))
+    delta = (points[:, 1] - points[:, 0]).abs()
+    steep = delta[:, 1] >= delta[:, 0]
+    major_start = torch.where(steep, points[:, 0, 1], points[:, 0, 0])
+    major_end = torch.where(steep, points[:, 1, 1], points[:, 1, 0])
+    major_size = torch.where(steep, height, width)
+    first = torch.minimum(major_start, major_end).ceil().clamp(min=0).long()
+    last = torch.minimum(torch.maximum(major_start, major_end).floor().long(), major_size - 1)
+    counts = (last - first + 1).clamp(min=0) * (major_start != major_end)
+    owner = torch.repeat_interleave(counts)
+    starts = counts.cumsum(0) - counts
+    major = first[owner] + torch.arange(owner.shape[0], device=screen.device) - starts[owner]
+    return item[owner], edge[owner], major, steep[owner]
