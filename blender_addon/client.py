@@ -374,11 +374,12 @@ class BackendClient:
             self._on_job_message(self.job, kind, message)
 
     def _on_hello(self, message: dict[str, Any]) -> None:
-        if message.get("protocol") != protocol.PROTOCOL_VERSION:
+        version = message.get("protocol_version")
+        if version != protocol.PROTOCOL_VERSION:
             self.kill()
             self._start_error = BackendError(
                 "protocol_mismatch",
-                f"backend speaks protocol {message.get('protocol')}, add-on {protocol.PROTOCOL_VERSION}",
+                f"backend speaks protocol {version}, add-on {protocol.PROTOCOL_VERSION}",
                 "install matching versions of the extension and backend",
             )
             return

@@ -143,14 +143,14 @@ class RFI_OT_check_backend(bpy.types.Operator):
 
 
 def handshake_summary(hello: dict) -> str:
-    device = hello.get("device", "?")
-    gpu = hello.get("cuda_name") or ""
-    memory = hello.get("cuda_memory_gb") or hello.get("cuda_memory")
-    if gpu:
-        device += f" ({gpu}" + (f", {memory} GB" if memory else "") + ")"
+    """One line: backend and torch versions, device (GPU name and memory), weights found."""
+    device = str(hello.get("device", "?"))
+    if hello.get("cuda_name"):
+        memory = hello.get("cuda_memory_gb")
+        device += f" ({hello['cuda_name']}" + (f", {memory} GB" if memory else "") + ")"
     return (
-        f"Backend {hello.get('backend_version', '?')}, torch {hello.get('torch', '?')}, {device}, "
-        f"{len(hello.get('weights') or [])} weights"
+        f"Backend {hello.get('backend_version', '?')}, torch {hello.get('torch_version', '?')}, {device}, "
+        f"{len(hello.get('weights') or [])} weights found"
     )
 
 

@@ -1,0 +1,217 @@
+"""Scenarios that run inside the bpy module, one per subprocess (see ``helpers.run_scenario``).
+
+bpy can be imported once per process and may hang at interpreter exit, so each scenario runs in
+a fresh Python with an isolated Blender user folder, installs the real extension zip through
+Blender's extension system, does its work with real assertions, prints ``RESULT <json>`` and
+leaves with ``os._exit``. Usage: ``python bpy_scenarios.py NAME JSON_ARGS``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+import bpy
+import numpy as np
+from mathutils import Vector
+
+ADDON_ID = "reconstruct_from_image"
+MODULE = f"bl_ext.user_default.{ADDON_ID}"
+
+
+def install(zip_path: str, backend_python: str = "", weights_dir: str = "") -> Any:
+    """Install and enable the built zip as a user would; point it at the backend."""
+    result = bpy.ops.extensions.package_install_files(
+        filepath=zip_path, repo="user_default", enable_on_install=True
+    )
+    assert result == {"FINISHED"}, result
+    assert MODULE in bpy.context.preferences.addons, list(bpy.context.preferences.addons.keys())
+    prefs = bpy.context.preferences.addons[MODULE].preferences
+    prefs.backend_python = backend_python
+    prefs.weights_dir = weights_dir
+    prefs.keep_results = True
+    return sys.modules[MODULE]
+
+
+def image_pixels(image: bpy.types.Image) -> np.ndarray:
+    """(H, W, 4) float32 with row 0 at the top, as the PNG stores it."""
+    width, height = image.size
+    pixels = np.empty(width * height * 4, np.float32)
+    image.pixels.foreach_get(pixels)
+    return pixels.reshape(height, width, 4)[::-1]
+
+
+def describe_object(obj: bpy.types.Object) -> dict[str, Any]:
+    mesh = obj.data
+    uvs = np.empty(len(mesh.loops) * 2, np.float32)
+    mesh.uv_layers["UVMap"].data.foreach_get("uv", uvs)
+    material = mesh.materials[0]
+    nodes = material.node_tree.nodes
+    tex = next(n for n in nodes if n.type == "TEX_IMAGE")
+    bsdf = next(n for n in nodes if n.type == "BSDF_PRINCIPLED")
+    linked = any(
+        link.from_node == tex and link.to_socket == bsdf.inputs["Base Color"]
+        for link in material.node_tree.links
+    )
+    return {
+        "name": obj.name,
+        "vertices": len(mesh.vertices),
+        "faces": len(mesh.polygons),
+        "uv_layers": [layer.name for layer in mesh.uv_layers],
+        "uvs": uvs.reshape(-1, 3, 2).tolist(),
+        "texture_linked": linked,
+        "texture_packed": tex.image.packed_file is not None,
+        "texture_size": list(tex.image.size),
+        "location": list(obj.location),
+        "selected": obj.select_get(),
+        "active": bpy.context.view_layer.objects.active == obj,
+        "properties": {k: (v.to_dict() if hasattr(v, "to_dict") else v) for k, v in obj.items()},
+        "texture": image_pixels(tex.image)[..., :3].round(4).tolist(),
+    }
+
+
+def render_png(path: str) -> None:
+    scene = bpy.context.scene
+    scene.render.engine = "CYCLES"
+    scene.cycles.device = "CPU"
+    scene.cycles.samples = 8
+    scene.render.resolution_x = scene.render.resolution_y = 256
+    scene.render.resolution_percentage = 100
+    scene.render.filepath = path
+    bpy.ops.render.render(write_still=True)
+
+
+def scenario_import(args: dict[str, Any]) -> dict[str, Any]:
+    """The importer alone on a prepared result folder: data, naming, placement, camera geometry."""
+    from bpy_extras.object_utils import world_to_camera_view
+
+    addon = install(args["zip"])
+    bpy.ops.wm.read_factory_settings(use_empty=True)
+    existing = bpy.data.objects.new("photo", None)
+    bpy.context.scene.collection.objects.link(existing)
+    bpy.context.scene.cursor.location = (1.0, 2.0, 3.0)
+    obj = addon.importer.import_result(args["result"], "photo", aligned_camera=True, photo=args.get("photo"))
+    out = describe_object(obj)
+    out["existing_name"] = existing.name
+    cam = bpy.context.scene.camera
+    scene = bpy.context.scene
+    out["camera"] = {
+        "type": cam.data.type,
+        "resolution": [scene.render.resolution_x, scene.render.resolution_y],
+        "background": [bg.image.name for bg in cam.data.background_images if bg.image],
+        "projected": [
+            list(world_to_camera_view(scene, cam, obj.matrix_world @ Vector(p)))[:2]
+            for p in args["probe_points"]
+        ],
+    }
+    return out
+
+
+def scenario_reconstruct(args: dict[str, Any]) -> dict[str, Any]:
+    """The operator (blocking in background mode) on a real image through the real backend, then a
+    Cycles render of the result."""
+    install(args["zip"], args["python"], args.get("weights_dir", ""))
+    bpy.ops.wm.read_factory_settings(use_empty=False)  # default scene: camera and light for the render
+    for obj in [o for o in bpy.context.scene.objects if o.type == "MESH"]:
+        bpy.data.objects.remove(obj)
+    settings = bpy.context.scene.rfi_settings
+    settings.image_source = "FILE"
+    settings.filepath = args["image"]
+    settings.aligned_camera = True
+    for key, value in args.get("settings", {}).items():
+        setattr(settings, key, value)
+    started = time.monotonic()
+    assert bpy.ops.rfi.reconstruct() == {"FINISHED"}
+    obj = bpy.context.view_layer.objects.active
+    out = describe_object(obj)
+    out["seconds"] = time.monotonic() - started
+    out["result_dir"] = next(Path(args["user"]).rglob("result.json")).parent.as_posix()
+    cam = bpy.context.scene.camera
+    out["camera"] = {"name": cam.name, "type": cam.data.type, "backgrounds": len(cam.data.background_images)}
+    render_png(args["render"])
+    return out
+
+
+def scenario_interrupt(args: dict[str, Any]) -> dict[str, Any]:
+    """Cancel midway, then kill the backend midway, then a normal job: the session must recover."""
+    addon = install(args["zip"], args["python"], args.get("weights_dir", ""))
+    session, jobs = addon.session, addon.jobs
+    settings = bpy.context.scene.rfi_settings
+    settings.image_source, settings.filepath = "FILE", args["image"]
+    for key, value in args.get("settings", {}).items():
+        setattr(settings, key, value)
+    out: dict[str, Any] = {}
+
+    def run_until_progress(action: str) -> Any:
+        request, _ = jobs.build_request(bpy.context)
+        client = session.client()
+        job = client.submit(request)
+        deadline = time.monotonic() + 120
+        while job.step < 1 and not job.finished and time.monotonic() < deadline:
+            client.poll(0.1)
+        assert job.state == "running", (job.state, job.error)
+        pid = client.pid
+        if action == "cancel":
+            started = time.monotonic()
+            client.cancel()
+        else:
+            started = time.monotonic()
+            os.killpg(pid, signal.SIGKILL)
+        client.wait()
+        return job, pid, time.monotonic() - started
+
+    job, pid, seconds = run_until_progress("cancel")
+    out["cancel"] = {"state": job.state, "seconds": seconds, "same_process": session.client().pid == pid}
+    job, pid, seconds = run_until_progress("kill")
+    out["kill"] = {
+        "state": job.state,
+        "code": job.error.code if job.error else None,
+        "line": job.error.one_line() if job.error else "",
+        "old_pid": pid,
+    }
+    assert bpy.ops.rfi.reconstruct() == {"FINISHED"}
+    out["after"] = {"object": bpy.context.view_layer.objects.active.name, "new_pid": session.client().pid}
+    return out
+
+
+def scenario_bad_image(args: dict[str, Any]) -> dict[str, Any]:
+    """A corrupt file: the operator fails with one line and a hint; nothing is added."""
+    install(args["zip"], args["python"], args.get("weights_dir", ""))
+    bpy.ops.wm.read_factory_settings(use_empty=True)
+    settings = bpy.context.scene.rfi_settings
+    settings.image_source, settings.filepath = "FILE", args["image"]
+    try:
+        bpy.ops.rfi.reconstruct()
+    except RuntimeError as exc:  # background mode turns the ERROR report into an exception
+        message = str(exc)
+    else:
+        message = ""
+    return {"message": message, "objects": len(bpy.data.objects)}
+
+
+def main() -> None:
+    name, args = sys.argv[1], json.loads(sys.argv[2])
+    try:
+        result = globals()[f"scenario_{name}"](args)
+        print("RESULT " + json.dumps(result), flush=True)
+        code = 0
+    except Exception:
+        traceback.print_exc()
+        code = 1
+    finally:
+        addon = sys.modules.get(MODULE)
+        if addon is not None and hasattr(addon, "session"):
+            addon.session.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,95 @@
+"""The importer inside bpy, from the real extension zip, on a result folder written here."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import object_photo, run_scenario
+from PIL import Image
+
+pytestmark = pytest.mark.slow
+
+
+def write_result(folder: Path, camera: dict) -> dict[str, np.ndarray]:
+    """A tetrahedron with distinct per-corner UVs, a random texture and a camera, as the backend writes."""
+    folder.mkdir()
+    rng = np.random.default_rng(3)
+    vertices = np.array([[0, 0, 0.5], [0.5, 0, -0.3], [-0.4, 0.3, -0.3], [-0.1, -0.45, -0.3]], np.float32)
+    faces = np.array([[0, 1, 2], [0, 2, 3], [0, 3, 1], [1, 3, 2]], np.int32)
+    uvs = rng.uniform(0, 1, (4, 3, 2)).astype(np.float32)
+    texture = rng.integers(0, 256, (8, 16, 3), dtype=np.uint8)
+    np.savez(folder / "mesh.npz", vertices=vertices, faces=faces, uvs=uvs)
+    Image.fromarray(texture, "RGB").save(folder / "texture.png")
+    info = {
+        "method": "meshinversion",
+        "weights": {"id": "demo"},
+        "preset": "fast",
+        "seed": 7,
+        "timings": {"run": 1.5},
+        "camera": camera,
+    }
+    (folder / "result.json").write_text(json.dumps(info))
+    return {"vertices": vertices, "faces": faces, "uvs": uvs, "texture": texture}
+
+
+# A camera 3 units in front of the object (front = -Y) looking at it; the crop square is off-centre
+# in a 400x300 photo: centre (140, 120), side 200 px, spanning 2 world units at the object.
+LOOK_FROM_FRONT = [[1, 0, 0, 0], [0, 0, -1, -3], [0, 1, 0, 0], [0, 0, 0, 1]]
+CROP = {"crop_box": [40, 20, 200], "image_size": [400, 300]}
+PROBES = [[0, 0, 0], [0.5, 0, 0.5], [-0.8, 0, -0.3]]
+
+
+def expected_view(point: list[float]) -> list[float]:
+    """Normalised photo coordinates (x right, y up) of a point on the object's y = 0 plane."""
+    px = 140 + 100 * point[0]
+    py = 120 - 100 * point[2]
+    return [px / 400, 1 - py / 300]
+
+
+@pytest.mark.parametrize(
+    "camera",
+    [
+        {"type": "ORTHO", "matrix_world": LOOK_FROM_FRONT, "ortho_scale": 2.0, **CROP},
+        {"type": "PERSP", "matrix_world": LOOK_FROM_FRONT, "angle": 2 * math.atan(1 / 3), **CROP},
+    ],
+    ids=["ortho", "persp"],
+)
+def test_import_result(tmp_path: Path, extension_zip: Path, camera: dict) -> None:
+    data = write_result(tmp_path / "result", camera)
+    photo = object_photo(tmp_path / "photo.png")
+    out = run_scenario(
+        "import",
+        {
+            "zip": str(extension_zip),
+            "result": str(tmp_path / "result"),
+            "photo": str(photo),
+            "probe_points": PROBES,
+        },
+        tmp_path / "user",
+    )
+    assert out["existing_name"] == "photo"  # nothing existing is renamed
+    assert out["name"] == "photo.001"
+    assert (out["vertices"], out["faces"]) == (4, 4)
+    assert out["uv_layers"] == ["UVMap"]
+    np.testing.assert_allclose(out["uvs"], data["uvs"], atol=1e-6)
+    assert out["texture_linked"] and out["texture_packed"]
+    np.testing.assert_allclose(np.array(out["texture"]), data["texture"] / 255.0, atol=1e-3)
+    assert out["location"] == pytest.approx([1.0, 2.0, 3.0])
+    assert out["selected"] and out["active"]
+    props = out["properties"]
+    assert (props["rfi_method"], props["rfi_weights"], props["rfi_preset"], props["rfi_seed"]) == (
+        "meshinversion",
+        "demo",
+        "fast",
+        7,
+    )
+    assert props["rfi_timings"]["run"] == pytest.approx(1.5)
+    assert out["camera"]["type"] == camera["type"]
+    assert out["camera"]["resolution"] == [400, 300]
+    assert out["camera"]["background"] == ["photo.png"]
+    for point, projected in zip(PROBES, out["camera"]["projected"], strict=True):
+        assert projected == pytest.approx(expected_view(point), abs=1e-4), point
