@@ -219,7 +219,9 @@ def run_job(
         raise JobError("unknown_method", str(exc.args[0]), "use meshinversion or gan2shape") from None
     except (ImportError, AttributeError) as exc:
         raise JobError(
-            "method_unavailable", f"method {request.method!r} cannot be loaded: {exc}", ""
+            "method_unavailable",
+            f"method {request.method!r} cannot be loaded: {exc}",
+            "run `python -m backend doctor`; the installation may be incomplete",
         ) from None
     entry = registry.find(request.weights) if request.weights else registry.default_for(request.method)
     if entry.method != request.method:
