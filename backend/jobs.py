@@ -100,16 +100,19 @@ def _coerce(key: str, value: Any, default: Any) -> Any:
     return value
 
 
-def resolve_options(method: type[Method], preset: str, overrides: dict[str, Any]) -> dict[str, Any]:
-    """``Method.presets[preset]`` with ``overrides`` applied; unknown keys and bad values are errors."""
-    if preset not in method.presets:
-        raise JobError("bad_preset", f"unknown preset {preset!r}", f"use one of {', '.join(method.presets)}")
-    options = dict(method.presets[preset])
+def resolve_options(
+    presets: dict[str, dict[str, Any]], preset: str, overrides: dict[str, Any]
+) -> dict[str, Any]:
+    """``presets[preset]`` (a ``Method.presets``) with ``overrides`` applied; unknown keys and bad
+    values are errors, so a typo never silently runs the default."""
+    if preset not in presets:
+        raise JobError("bad_preset", f"unknown preset {preset!r}", f"use one of {', '.join(presets)}")
+    options = dict(presets[preset])
     unknown = sorted(set(overrides) - set(options))
     if unknown:
         raise JobError(
             "bad_option",
-            f"unknown option(s) for {method.name}: {', '.join(unknown)}",
+            f"unknown option(s): {', '.join(unknown)}",
             f"known options: {', '.join(sorted(options))}",
         )
     for key, value in overrides.items():
@@ -230,7 +233,7 @@ def run_job(
             f"weights {entry.id!r} are for {entry.method}, not {request.method}",
             "pick weights of the same method (`python -m backend weights list`)",
         )
-    options = resolve_options(method, request.preset, request.overrides)
+    options = resolve_options(method.presets, request.preset, request.overrides)
     device = resolve_device(request.device)
     check_output_dir(Path(request.output_dir), request.overwrite)
 
