@@ -31,6 +31,8 @@ except ImportError:  # source tree: backend/ is the sibling of blender_addon/ (t
     from backend import protocol
 
 FINAL_STATES = ("done", "failed", "cancelled")
+LOG_MARKER = "--- backend"
+"""Prefix of the lines this client writes into the backend log between runs."""
 EXIT_EVENT = "_exit"
 """Internal queue message (never on the wire): the backend's stdout closed."""
 
@@ -105,7 +107,7 @@ def log_tail(path: Path | None, lines: int = 1) -> str:
     with path.open("rb") as handle:
         handle.seek(max(0, path.stat().st_size - 16384))
         text = handle.read().decode("utf-8", "replace")
-    kept = [line.strip() for line in text.splitlines() if line.strip()]
+    kept = [line.strip() for line in text.splitlines() if line.strip() and not line.startswith(LOG_MARKER)]
     return " | ".join(kept[-lines:])
 
 
@@ -225,7 +227,7 @@ class BackendClient:
             return open(os.devnull, "wb")  # closed by launch() once the child holds it
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         log = self.log_path.open("ab")
-        log.write(f"\n--- backend start {time.strftime('%Y-%m-%d %H:%M:%S')} ---\n".encode())
+        log.write(f"\n{LOG_MARKER} start {time.strftime('%Y-%m-%d %H:%M:%S')} ---\n".encode())
         log.flush()
         return log
 
@@ -389,7 +391,10 @@ class BackendClient:
             self._send_job(pending)
 
     def _on_exit(self) -> None:
-        code = self._proc.poll() if self._proc is not None else None
+        code = None
+        if self._proc is not None:  # stdout closes a moment before the process can be reaped
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                code = self._proc.wait(timeout=5)
         had_hello = self.hello is not None
         self.kill()
         if not had_hello:
