@@ -70,32 +70,43 @@ def describe_error(exc: BaseException) -> tuple[str, str, str]:
 
 
 def _coerce(key: str, value: Any, default: Any) -> Any:
-    """Make an override the same type as the preset's value (CLI values arrive as strings)."""
+    """Make an override the type of the preset's value (CLI values arrive as strings, JSON text).
+
+    A ``None`` default takes any JSON value (the method validates it); a list/tuple default takes
+    a list of the same length element by element, or of any length when its elements share one
+    type (e.g. a schedule of stages).
+    """
     if isinstance(value, str) and not isinstance(default, str):
         with contextlib.suppress(json.JSONDecodeError):
             value = json.loads(value)
+    if default is None:
+        return value
     bad = JobError(
         "bad_option",
         f"option {key}={value!r} must be a {type(default).__name__} like {default!r}",
         "fix the --set value",
     )
+    number = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
     if isinstance(default, bool):
         if not isinstance(value, bool):
             raise bad
-        return value
-    if isinstance(default, int):
-        if isinstance(value, bool) or not isinstance(value, int | float) or value != int(value):
+    elif isinstance(default, int):
+        if not number or value != int(value):
             raise bad
-        return int(value)
-    if isinstance(default, float):
-        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        value = int(value)
+    elif isinstance(default, float):
+        if not number:
             raise bad
-        return float(value)
-    if isinstance(default, list | tuple):
-        if not isinstance(value, list) or len(value) != len(default):
+        value = float(value)
+    elif isinstance(default, list | tuple):
+        if not isinstance(value, list | tuple):
             raise bad
-        return type(default)(_coerce(key, v, d) for v, d in zip(value, default, strict=True))
-    if not isinstance(value, type(default)):
+        if len(value) == len(default):
+            return type(default)(_coerce(key, v, d) for v, d in zip(value, default, strict=True))
+        if not default or len({type(d) for d in default}) != 1:
+            raise bad
+        return type(default)(_coerce(key, v, default[0]) for v in value)
+    elif not isinstance(value, type(default)):
         raise bad
     return value
 

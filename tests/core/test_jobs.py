@@ -17,7 +17,16 @@ from backend.jobs import JobError, ProgressReporter, describe_error, resolve_opt
 from backend.methods.base import JobCancelled
 
 PRESETS: dict[str, dict[str, Any]] = {
-    "fast": {"steps": 10, "lr": 0.01, "symmetric": True, "loss": "l1", "size": [64, 64]},
+    "fast": {
+        "steps": 10,
+        "lr": 0.01,
+        "symmetric": True,
+        "loss": "l1",
+        "size": [64, 64],
+        "label": None,
+        "stages": ((50, 0.1), (20, 0.05)),
+        "pair": (3, "a"),
+    },
     "paper": {"steps": 200, "lr": 0.001, "symmetric": True, "loss": "l1", "size": [256, 256]},
 }
 
@@ -29,8 +38,16 @@ def test_presets_and_typed_overrides() -> None:
         "fast",
         {"steps": "25", "lr": "1e-3", "symmetric": "false", "loss": "l2", "size": "[32, 48]"},
     )
-    assert options == {"steps": 25, "lr": 0.001, "symmetric": False, "loss": "l2", "size": [32, 48]}
+    assert {k: options[k] for k in ("steps", "lr", "symmetric", "loss", "size")} == {
+        "steps": 25, "lr": 0.001, "symmetric": False, "loss": "l2", "size": [32, 48],
+    }  # fmt: skip
     assert resolve_options(PRESETS, "fast", {"steps": 30.0, "lr": 1})["lr"] == 1.0
+    assert resolve_options(PRESETS, "fast", {"label": "3"})["label"] == 3
+    assert resolve_options(PRESETS, "fast", {"stages": "[[5, 1], [6, 2], [7, 3]]"})["stages"] == (
+        (5, 1.0),
+        (6, 2.0),
+        (7, 3.0),
+    )
     assert PRESETS["fast"]["steps"] == 10  # presets are never mutated
 
 
@@ -45,7 +62,11 @@ def test_presets_and_typed_overrides() -> None:
         {"lr": float("inf")},
         {"symmetric": 1},
         {"loss": 3},
-        {"size": [1, 2, 3]},
+        {"steps": "inf"},
+        {"stages": [[5, 1, 2]]},
+        {"stages": [["x", 1]]},
+        {"pair": [1, 2, 3]},
+        {"pair": [1, 2]},
     ],
 )
 def test_bad_overrides(overrides: dict[str, Any]) -> None:
