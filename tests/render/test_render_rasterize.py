@@ -147,8 +147,11 @@ def test_texture_convention_reproduces_the_image_on_a_full_screen_quad() -> None
 def test_batch_equals_separate_items() -> None:
     generator = torch.Generator().manual_seed(6)
     vertices, faces, _ = uv_sphere(24, 12)
-    camera = OrthographicCamera(random_rotation(generator, 4), torch.rand(4, generator=generator) + 0.3,
-                                torch.rand(4, 3, generator=generator) * 0.4 - 0.2)
+    camera = OrthographicCamera(
+        random_rotation(generator, 4),
+        torch.rand(4, generator=generator) + 0.3,
+        torch.rand(4, 3, generator=generator) * 0.4 - 0.2,
+    )
     screen = camera.project(vertices.expand(4, -1, -1))
     together = rasterize(screen, faces, 48)
     for item in range(4):

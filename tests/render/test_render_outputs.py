@@ -1,0 +1,120 @@
+"""Topology, normals, shading and the outputs of ``render_mesh``; pytorch3d and CUDA when present."""
+
+from __future__ import annotations
+
+import importlib.util
+
+import pytest
+import torch
+
+from backend.render import (
+    DirectionalLight,
+    OrthographicCamera,
+    build_edge_topology,
+    face_normals,
+    lambertian_shading,
+    rasterize,
+    render_mesh,
+    vertex_normals,
+)
+from backend.render.primitives import grid_faces, uv_sphere
+
+
+def test_edge_topology_of_closed_and_open_meshes() -> None:
+    vertices, faces, _ = uv_sphere(32, 16)
+    sphere = build_edge_topology(faces)
+    assert sphere.edges.shape == (vertices.shape[0] + faces.shape[0] - 2, 2)  # Euler: V - E + F = 2
+    assert (sphere.edge_faces >= 0).all()
+    first, second = faces[sphere.edge_faces[:, 0]], faces[sphere.edge_faces[:, 1]]
+    for side in (first, second):  # both faces really contain the edge
+        assert ((side == sphere.edges[:, :1]).any(1) & (side == sphere.edges[:, 1:]).any(1)).all()
+    grid = build_edge_topology(grid_faces(5, 7))
+    assert (grid.edge_faces[:, 1] < 0).sum() == 2 * (4 + 6)
+
+
+def test_normals_point_outwards_and_shading_is_a_plus_b_cosine() -> None:
+    vertices, faces, _ = uv_sphere(32, 16)
+    centres = vertices[faces].mean(dim=1)
+    assert (face_normals(vertices[None], faces)[0] * centres).sum(-1).min() > 0.95
+    assert (vertex_normals(vertices[None], faces)[0] * vertices).sum(-1).min() > 0.998
+    normals = torch.tensor([[[[0.0, 0.0, -1.0], [1.0, 0.0, 0.0]]]])
+    light = DirectionalLight(torch.tensor([[0.0, 0.0, -2.0]]), ambient=0.2, diffuse=0.5)
+    torch.testing.assert_close(lambertian_shading(normals, light), torch.tensor([[[[0.7], [0.2]]]]))
+    behind = DirectionalLight(torch.tensor([[0.0, 0.0, 1.0]]), ambient=0.2, diffuse=0.5)
+    torch.testing.assert_close(lambertian_shading(normals, behind), torch.tensor([[[[0.2], [0.2]]]]))
+
+
+def test_render_mesh_outputs() -> None:
+    vertices, faces, uvs = uv_sphere(32, 16)
+    camera = OrthographicCamera(torch.eye(3)[None], 0.5, torch.tensor([[0.0, 0.0, 3.0]]))
+    texture = torch.ones(1, 3, 8, 8) * torch.tensor([0.2, 0.4, 0.8])[:, None, None]
+    light = DirectionalLight(torch.tensor([[0.0, 0.0, -1.0]]), ambient=0.25, diffuse=0.75)
+    out = render_mesh(
+        vertices[None], faces, camera, 32, texture=texture, uvs=uvs, light=light, background=1.0
+    )
+    centre = (0, 16, 16)  # NDC (1/32, -1/32): view point (1/32, 1/32, 3 - sqrt(0.25 - 2/32**2))
+    surface = torch.tensor([1 / 32, 1 / 32, -((0.25 - 2 / 32**2) ** 0.5)])
+    torch.testing.assert_close(out.normals[centre], surface / 0.5, atol=0.01, rtol=0)
+    torch.testing.assert_close(
+        out.rgb[centre], torch.tensor([0.2, 0.4, 0.8]), atol=0.01, rtol=0
+    )  # lit head-on
+    assert abs(out.depth[centre].item() - 2.5) < 0.01  # the sphere's front at z = 3 - 0.5
+    assert out.depth[0, 0, 0] == 0 and (out.rgb[0, 0, 0] == 1).all() and out.alpha[0, 0, 0] == 0
+    assert torch.equal(out.pix_to_face >= 0, out.mask)
+    edge = (out.alpha > 0) & (out.alpha < 1)
+    assert edge.sum() > 30 and torch.equal(out.alpha[~edge], out.mask[~edge].float())
+    plain = render_mesh(vertices[None], faces, camera, 32, antialiased=False)
+    assert torch.equal(plain.alpha, plain.mask.float()) and torch.equal(plain.mask, out.mask)
+    with pytest.raises(ValueError, match="uvs"):
+        render_mesh(vertices[None], faces, camera, 32, texture=texture)
+
+
+def test_vertex_colours_are_interpolated() -> None:
+    screen = torch.tensor([[[-1.0, -1.0, 1.0], [3.0, -1.0, 1.0], [-1.0, 3.0, 1.0]]])
+    camera = OrthographicCamera(torch.diag(torch.tensor([1.0, -1.0, 1.0]))[None], 1.0, torch.zeros(1, 3))
+    colours = torch.eye(3)
+    out = render_mesh(screen, torch.tensor([[0, 1, 2]]), camera, 4, vertex_colors=colours, antialiased=False)
+    ndc = (torch.arange(4) * 2 + 1 - 4) / 4
+    expected_red = (ndc[None, :] + 1) / 4  # barycentric of vertex 1 grows with x
+    torch.testing.assert_close(out.rgb[0, :, :, 1], expected_red.expand(4, 4))
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec("pytorch3d") is None,
+    reason="pytorch3d is not importable (no Linux wheels or sdist on PyPI)",
+)
+def test_face_ids_and_depth_match_pytorch3d() -> None:
+    from pytorch3d.renderer.mesh.rasterize_meshes import rasterize_meshes
+    from pytorch3d.structures import Meshes
+
+    vertices, faces, _ = uv_sphere(24, 12)
+    camera = OrthographicCamera(torch.eye(3)[None], 0.7, torch.tensor([[0.1, 0.0, 2.0]]))
+    screen = camera.project(vertices[None])
+    ours = rasterize(screen, faces, 64)
+    # pytorch3d's NDC x points left; its pixel centres are otherwise ours.
+    flipped = screen * torch.tensor([-1.0, 1.0, 1.0])
+    pix_to_face, zbuf, _, _ = rasterize_meshes(
+        Meshes([flipped[0]], [faces]), 64, blur_radius=0.0, faces_per_pixel=1
+    )
+    agree = (pix_to_face[0, ..., 0] == ours.pix_to_face[0]).float().mean()
+    assert agree > 0.999  # pixel centres exactly on shared edges may go either way
+    both = ours.mask[0] & (pix_to_face[0, ..., 0] >= 0)
+    torch.testing.assert_close(ours.depth[0][both], zbuf[0, ..., 0][both], atol=1e-4, rtol=0)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+def test_cuda_matches_cpu() -> None:
+    vertices, faces, uvs = uv_sphere(32, 16)
+    texture = torch.rand(1, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    outputs = []
+    for device in ("cpu", "cuda"):
+        camera = OrthographicCamera(torch.eye(3, device=device)[None], 0.6, torch.zeros(1, 3, device=device))
+        vertex_tensor = vertices.to(device)[None].requires_grad_(True)
+        out = render_mesh(
+            vertex_tensor, faces.to(device), camera, 64, texture=texture.to(device), uvs=uvs.to(device)
+        )
+        out.alpha.sum().backward()
+        outputs.append((out.pix_to_face.cpu(), out.rgb.detach().cpu(), vertex_tensor.grad.cpu()))
+    assert torch.equal(outputs[0][0], outputs[1][0])
+    torch.testing.assert_close(outputs[0][1], outputs[1][1], atol=1e-4, rtol=0)
+    torch.testing.assert_close(outputs[0][2], outputs[1][2], atol=1e-3, rtol=1e-3)
