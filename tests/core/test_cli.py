@@ -1,0 +1,101 @@
+"""``python -m backend`` as a real subprocess: weights commands, doctor, and reconstruct failures."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from backend.cli import main
+from tests.core.backend_process import ROOT, backend_env
+from tests.core.test_weights import _Payload, save_entry
+
+
+def cli(*args: str | Path, weights_dir: Path, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "-m", "backend", "--weights-dir", str(weights_dir), *map(str, args)]
+    return subprocess.run(
+        command, cwd=ROOT, env=backend_env(), capture_output=True, text=True, timeout=timeout
+    )
+
+
+def in_process(capsys: pytest.CaptureFixture[str], *args: str, weights_dir: Path) -> tuple[int, str, str]:
+    """``backend.cli.main`` in this process (cheaper than a subprocess for the quick commands)."""
+    code = main(["--weights-dir", str(weights_dir), *args])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_weights_list_and_verify(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    weights = tmp_path / "w"
+    entry = save_entry(weights, {"a": torch.zeros(3)}, "good")
+    save_entry(weights, {"a": torch.ones(3)}, "bad")
+    save_file({"a": torch.full((3,), 2.0)}, weights / "bad.safetensors")  # same size, other bytes
+
+    code, out, _ = in_process(capsys, "weights", "list", weights_dir=weights)
+    assert code == 0 and "good" in out and "bad" in out and str(entry.path) in out
+
+    code, out, _ = in_process(capsys, "weights", "verify", weights_dir=weights)
+    assert code == 1 and "ok    good" in out and "FAIL  bad" in out and "sha256" in out
+    assert in_process(capsys, "weights", "verify", "good", weights_dir=weights)[0] == 0
+
+    code, _, err = in_process(capsys, "weights", "verify", "nope", weights_dir=weights)
+    assert code == 1 and "error:" in err and "hint:" in err
+    code, out, _ = in_process(capsys, "weights", "list", weights_dir=tmp_path / "empty")
+    assert (code == 0 and "no weights registered" in out) or "shipped" in out
+
+
+def test_import_refuses_malicious_pickle(tmp_path: Path) -> None:
+    marker = tmp_path / "pwned"
+    evil = tmp_path / "evil.pth"
+    torch.save({"generator_running_avg": {}, "x": _Payload(marker)}, evil)
+    done = cli(
+        "weights",
+        "import",
+        evil,
+        "--method",
+        "meshinversion",
+        "--category",
+        "car",
+        weights_dir=tmp_path / "w",
+    )
+    assert done.returncode == 1 and "unsafe_checkpoint" in done.stderr and "not executed" in done.stderr
+    assert not marker.exists() and not (tmp_path / "w" / "manifest.toml").exists()
+
+
+def test_doctor_reports(tmp_path: Path) -> None:
+    done = cli("doctor", weights_dir=tmp_path / "w")
+    lines = done.stdout.splitlines()
+    assert any(line.startswith("[ok] torch") for line in lines)
+    assert any("user weights folder" in line and "writable" in line for line in lines)
+    assert done.returncode == (1 if any(line.startswith("[FAIL]") for line in lines) else 0)
+
+
+def test_reconstruct_failure_is_one_line_with_hint(tmp_path: Path) -> None:
+    done = cli("reconstruct", tmp_path / "missing.png", "-o", tmp_path / "out", weights_dir=tmp_path / "w")
+    assert done.returncode == 1
+    error_lines = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert len(error_lines) == 1 and any(line.startswith("hint:") for line in done.stderr.splitlines())
+    assert not (tmp_path / "out").exists()
+
+
+def test_bad_arguments_exit_2(tmp_path: Path) -> None:
+    done = cli("reconstruct", "x.png", "-o", "o", "--preset", "slow", weights_dir=tmp_path)
+    assert done.returncode == 2 and "invalid choice" in done.stderr
+    done = cli("reconstruct", "x.png", weights_dir=tmp_path)
+    assert done.returncode == 2
+
+
+def test_module_runs_from_any_directory(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "backend", "--help"],
+        cwd=tmp_path,
+        env=backend_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0 and "reconstruct" in done.stdout
