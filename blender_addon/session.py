@@ -150,11 +150,26 @@ def _on_load_pre(*_args: Any) -> None:
         shutdown()
 
 
+@bpy.app.handlers.persistent
+def _on_load_post(*_args: Any) -> None:
+    """A window manager kept across the load must not show a job that no longer exists."""
+    if _client is not None and _client.job is not None and not _client.job.finished:
+        return
+    for window_manager in bpy.data.window_managers:
+        if hasattr(window_manager, "rfi_runtime"):
+            window_manager.rfi_runtime.running = False
+
+
 def register() -> None:
     bpy.app.handlers.load_pre.append(_on_load_pre)
+    bpy.app.handlers.load_post.append(_on_load_post)
 
 
 def unregister() -> None:
-    if _on_load_pre in bpy.app.handlers.load_pre:
-        bpy.app.handlers.load_pre.remove(_on_load_pre)
+    for handlers, handler in (
+        (bpy.app.handlers.load_pre, _on_load_pre),
+        (bpy.app.handlers.load_post, _on_load_post),
+    ):
+        if handler in handlers:
+            handlers.remove(handler)
     shutdown()

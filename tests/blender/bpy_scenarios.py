@@ -25,8 +25,10 @@ ADDON_ID = "reconstruct_from_image"
 MODULE = f"bl_ext.user_default.{ADDON_ID}"
 
 
-def install(zip_path: str, backend_python: str = "", weights_dir: str = "") -> Any:
-    """Install and enable the built zip as a user would; point it at the backend."""
+def install(zip_path: str, backend_python: str = "", weights_dir: str = "", empty: bool = True) -> Any:
+    """A fresh scene (empty, or the default cube, camera and light), then install and enable the built
+    zip as a user would and point it at the backend."""
+    bpy.ops.wm.read_homefile(use_empty=empty, use_factory_startup=True)
     result = bpy.ops.extensions.package_install_files(
         filepath=zip_path, repo="user_default", enable_on_install=True
     )
@@ -87,12 +89,23 @@ def render_png(path: str) -> None:
     bpy.ops.render.render(write_still=True)
 
 
+def scenario_install(args: dict[str, Any]) -> dict[str, Any]:
+    """Install the zip into the isolated user folder (for later runs of its batch script) and check
+    what registration added; setup must refuse without online access."""
+    install(args["zip"])
+    return {
+        "panels": [hasattr(bpy.types, name) for name in ("RFI_PT_view3d", "RFI_PT_image_editor")],
+        "setup_allowed": bpy.ops.rfi.setup_backend.poll(),
+        "online_access": bpy.app.online_access,
+        "batch": str(Path(sys.modules[MODULE].__file__).with_name("batch.py")),
+    }
+
+
 def scenario_import(args: dict[str, Any]) -> dict[str, Any]:
     """The importer alone on a prepared result folder: data, naming, placement, camera geometry."""
     from bpy_extras.object_utils import world_to_camera_view
 
     addon = install(args["zip"])
-    bpy.ops.wm.read_factory_settings(use_empty=True)
     existing = bpy.data.objects.new("photo", None)
     bpy.context.scene.collection.objects.link(existing)
     bpy.context.scene.cursor.location = (1.0, 2.0, 3.0)
@@ -116,8 +129,7 @@ def scenario_import(args: dict[str, Any]) -> dict[str, Any]:
 def scenario_reconstruct(args: dict[str, Any]) -> dict[str, Any]:
     """The operator (blocking in background mode) on a real image through the real backend, then a
     Cycles render of the result."""
-    install(args["zip"], args["python"], args.get("weights_dir", ""))
-    bpy.ops.wm.read_factory_settings(use_empty=False)  # default scene: camera and light for the render
+    install(args["zip"], args["python"], args.get("weights_dir", ""), empty=False)  # camera, light: render
     for obj in [o for o in bpy.context.scene.objects if o.type == "MESH"]:
         bpy.data.objects.remove(obj)
     settings = bpy.context.scene.rfi_settings
@@ -183,7 +195,6 @@ def scenario_interrupt(args: dict[str, Any]) -> dict[str, Any]:
 def scenario_bad_image(args: dict[str, Any]) -> dict[str, Any]:
     """A corrupt file: the operator fails with one line and a hint; nothing is added."""
     install(args["zip"], args["python"], args.get("weights_dir", ""))
-    bpy.ops.wm.read_factory_settings(use_empty=True)
     settings = bpy.context.scene.rfi_settings
     settings.image_source, settings.filepath = "FILE", args["image"]
     try:
