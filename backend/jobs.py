@@ -66,6 +66,8 @@ def describe_error(exc: BaseException) -> tuple[str, str, str]:
     if is_out_of_memory(exc):
         return "out_of_memory", "the device ran out of memory", "use the fast preset, or --device cpu"
     first = (str(exc).strip().splitlines() or [""])[0][:300]
+    if isinstance(exc, FloatingPointError):  # methods raise it when a loss or tensor turns NaN/Inf
+        return "diverged", first, "try another seed, or lower the learning rate with --set"
     return "internal", f"{type(exc).__name__}: {first}", "this is a bug; the traceback is on stderr"
 
 
@@ -268,6 +270,13 @@ def run_job(
                 "out_of_memory",
                 f"{device.type} ran out of memory during {reporter.stage or 'the job'}",
                 "use the fast preset or --device cpu",
+            ) from None
+        if isinstance(exc, ValueError):  # methods validate option values they were given
+            log_traceback(exc)
+            raise JobError(
+                "method_failed",
+                f"{request.method} stopped: {str(exc).splitlines()[0][:300]}",
+                "check the --set options; if they are fine, this is a bug (traceback on stderr)",
             ) from None
         raise
     finally:

@@ -106,6 +106,8 @@ def test_describe_error_shapes() -> None:
     assert describe_error(InputError("empty_file", "x is empty", "re-export"))[0] == "empty_file"
     code, message, hint = describe_error(ValueError("boom\nsecond line"))
     assert code == "internal" and message == "ValueError: boom" and hint
+    code, message, _ = describe_error(FloatingPointError("inversion diverged at step 3"))
+    assert code == "diverged" and message == "inversion diverged at step 3"
     code, _, hint = describe_error(torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate"))
     assert code == "out_of_memory" and "cpu" in hint
 
