@@ -231,4 +231,9 @@ class Server:
 def serve(weights_dir: str | None = None) -> int:
     """Entry point of ``python -m backend serve``."""
     out = protect_stdout()
-    return Server(out, weights_dir).serve(sys.stdin.buffer)
+    server = Server(out, weights_dir)
+    code = server.serve(sys.stdin.buffer)
+    if server.worker.is_alive():  # a step outlasted the grace period: do not wait for it at exit
+        sys.stderr.flush()
+        os._exit(code)
+    return code
