@@ -78,10 +78,6 @@ def reconstruct(
         texture_size=texture_size,
         aligned_camera=aligned_camera,
     )
-    try:
-        request.validate()
-    except protocol.ProtocolError as exc:
-        raise BackendError(exc.code, str(exc), "check the reconstruct() arguments") from None
     client = session.client(settings)
     job = client.submit(request)
     job = client.wait(on_progress or ProgressPrinter(name))

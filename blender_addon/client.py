@@ -241,7 +241,7 @@ class BackendClient:
             message = f"the backend sent no handshake in {self.startup_timeout_s:.0f} s"
             raise BackendError("backend_start", message, self._log_hint())
         if self.hello is None and not self.alive and self._messages.empty():
-            self._start_error = self._start_failure(None)
+            self._start_error = self._start_failure(self._proc.returncode if self._proc else None)
             self._check_start()
 
     def _start_failure(self, code: int | None) -> BackendError:
@@ -294,13 +294,16 @@ class BackendClient:
         """Queue one job (the backend runs one at a time); starts the backend if needed, without waiting."""
         if self.job is not None and not self.job.finished:
             raise BackendError("busy", "a reconstruction is already running", "wait for it or cancel it")
+        try:
+            request.validate()
+        except protocol.ProtocolError as exc:
+            raise BackendError(exc.code, str(exc), "check the reconstruction settings") from None
+        if not self.alive:
+            self.launch()  # raises before any job exists, so a failed start never leaves a job hanging
         self._job_counter += 1
         request.id = f"job{self._job_counter}-{os.getpid()}"
-        request.validate()
         self.job = JobStatus(id=request.id, output_dir=request.output_dir)
         self._cancel_deadline = None
-        if not self.alive:
-            self.launch()
         if self.hello is None:
             self._pending_job = request
             self.job.stage = "Starting backend"
