@@ -1,0 +1,135 @@
+"""Run options of GAN2Shape: the published per-category schedules (``paper``) and a CPU ``fast`` preset.
+
+Values of ``PAPER`` come from the official ``configs/*.yml`` and ``trainer.py`` (see
+``shared/research/gan2shape.md`` section 3.4): stage 0 uses ``stage0`` step lengths, later
+stages ``later``; ``flip1``/``flip3`` are per stage; every optimiser is Adam(1e-4, wd 5e-4),
+re-created at each step switch. ``fast`` keeps every mechanism but shortens every schedule and
+uses narrower networks when no pretrained ones are loaded, to finish in minutes on a CPU.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields, replace
+from typing import Any
+
+CATEGORY_SETTINGS: dict[str, dict[str, Any]] = {
+    "car": {"use_mask": True, "relative_enc": False, "view_scale": 1.0, "f1_d": 2, "prior_far": 1.02},
+    "church": {"use_mask": True, "relative_enc": False, "view_scale": 1.0, "f1_d": 2, "prior_far": 1.0},
+    "face": {"use_mask": False, "relative_enc": True, "view_scale": 1.2, "f1_d": 2, "prior_far": 1.02},
+    "cat": {"use_mask": False, "relative_enc": True, "view_scale": 1.2, "f1_d": 2, "prior_far": 1.02},
+    "synface": {"use_mask": False, "relative_enc": True, "view_scale": 1.2, "f1_d": 8, "prior_far": 1.02,
+                "rand_light": (-0.9, 0.9, -0.3, 0.8, -0.1, 0.7, -0.4)},
+}
+"""Per-category switches of the official configs (``relative_enc``, ``use_mask``, ``view_scale``,
+``F1_d``, ``prior_far``, ``rand_light``); unknown categories (procedural demo ones) use ``car``'s."""
+
+PAPER_SCHEDULES: dict[str, dict[str, Any]] = {
+    "face": {"num_stages": 4, "stage0": (600, 600, 400), "later": (200, 500, 300), "batch": 16,
+             "flip1": (False,) * 4, "flip3": (True, False, False, False)},
+    "cat": {"num_stages": 4, "stage0": (600, 600, 400), "later": (200, 500, 300), "batch": 16,
+            "flip1": (False,) * 4, "flip3": (True, False, False, False)},
+    "car": {"num_stages": 4, "stage0": (700, 700, 600), "later": (200, 500, 400), "batch": 8,
+            "flip1": (False,) * 4, "flip3": (False,) * 4},
+    "church": {"num_stages": 4, "stage0": (700, 700, 600), "later": (200, 500, 400), "batch": 8,
+               "flip1": (False,) * 4, "flip3": (False,) * 4},
+    "synface": {"num_stages": 1, "stage0": (500, 500, 200), "later": (500, 500, 200), "batch": 16,
+                "flip1": (False,), "flip3": (True,)},
+}
+
+
+@dataclass(frozen=True)
+class Options:
+    """Everything one reconstruction uses; ``resolve`` builds it from a preset plus overrides."""
+
+    num_stages: int = 4
+    stage0: tuple[int, int, int] = (700, 700, 600)
+    later: tuple[int, int, int] = (200, 500, 400)
+    batch: int = 8
+    collect_iters: int = 100
+    flip1: tuple[bool, ...] = (False,) * 4
+    flip3: tuple[bool, ...] = (False,) * 4
+    prior_iters: int = 1000
+    invert_steps: int = 1000
+    invert_lr: float = 0.1
+    lr: float = 1e-4
+    weight_decay: float = 5e-4
+    lam_perc: float = 0.5
+    lam_smooth: float = 0.01
+    lam_regular: float = 0.01
+    use_mask: bool = True
+    relative_enc: bool = False
+    view_scale: float = 1.0
+    f1_d: int = 2
+    prior_far: float = 1.02
+    rand_light: tuple[float, ...] = (-1.0, 1.0, -0.2, 0.8, -0.1, 0.6, -0.6)
+    """x range, y range of the light direction, range of the extra diffuse strength r, and the
+    ambient change per unit r (pseudo samples: ambient + alpha r + (diffuse + r) max(0, n.l))."""
+    view_std: tuple[float, ...] = (0.05, 0.35, 0.02, 0.1, 0.1, 0.0)
+    """Std of sampled views in network units when no official ``view_mvn`` is loaded: yaw 0.35 x 60
+    deg = 21 deg; the official files fitted mean/cov to Unsup3d predictions (issue #17)."""
+    net_width: int | None = None
+    """``nf`` of freshly initialised depth/albedo/view/light nets; None = official width."""
+    crop_margin: float = 0.1
+    mesh_resolution: int = 48
+    """Vertices across the exported relief (the canonical depth is resampled to this grid)."""
+    texture: str = "albedo"
+    """``albedo`` or ``shaded`` (albedo times the recovered shading, like the official OBJ)."""
+    previews: bool = True
+    preview_every: int = 50
+
+    def stage_lengths(self, stage: int) -> tuple[int, int, int]:
+        return self.stage0 if stage == 0 else self.later
+
+    def flips(self, stage: int) -> tuple[bool, bool]:
+        """(flip1, flip3) of a stage; the last listed value repeats for later stages."""
+        return self.flip1[min(stage, len(self.flip1) - 1)], self.flip3[min(stage, len(self.flip3) - 1)]
+
+    def total_steps(self, kind: int) -> int:
+        """Iterations of step ``kind`` (0, 1, 2 for step 1, 2, 3) summed over all stages."""
+        return sum(self.stage_lengths(s)[kind] for s in range(self.num_stages))
+
+
+FAST: dict[str, Any] = {
+    "num_stages": 2, "stage0": (60, 50, 50), "later": (20, 30, 30), "batch": 4, "collect_iters": 6,
+    "prior_iters": 120, "invert_steps": 150, "net_width": 32, "preview_every": 20,
+}
+"""CPU preset (demo model, 64 px): about 2 minutes on one core; same mechanisms, fewer steps."""
+
+
+PRESETS: dict[str, dict[str, Any]] = {"fast": FAST, "paper": {}}
+"""``paper`` changes nothing: the defaults of ``resolve`` are the category's published schedule."""
+
+
+def resolve(category: str, options: dict[str, Any]) -> Options:
+    """The category's switches and published schedule, then ``options`` (a preset merged with user
+    overrides); unknown names are an error so typos never pass silently."""
+    known = {f.name for f in fields(Options)}
+    unknown = sorted(set(options) - known)
+    if unknown:
+        names = ", ".join(sorted(known))
+        raise ValueError(f"unknown gan2shape option(s): {', '.join(unknown)}; known: {names}")
+    switches = CATEGORY_SETTINGS.get(category, CATEGORY_SETTINGS["car"])
+    published = PAPER_SCHEDULES.get(category, PAPER_SCHEDULES["car"])
+    values: dict[str, Any] = {**switches, **published, **options}
+    tuples = {f.name for f in fields(Options) if "tuple" in str(f.type)}
+    values = {k: tuple(v) if k in tuples and isinstance(v, list) else v for k, v in values.items()}
+    options = replace(Options(), **values)
+    validate(options)
+    return options
+
+
+def validate(options: Options) -> None:
+    """Refuse values that would fail later in a less obvious way."""
+    checks = [
+        (options.num_stages >= 1, "num_stages must be >= 1"),
+        (all(n >= 0 for n in options.stage0 + options.later), "step lengths must be >= 0"),
+        (options.batch >= 1 and options.collect_iters >= 1, "batch and collect_iters must be >= 1"),
+        (options.texture in ("albedo", "shaded"), "texture must be 'albedo' or 'shaded'"),
+        (4 <= options.mesh_resolution <= 1024, "mesh_resolution must be within 4..1024"),
+        (len(options.view_std) == 6 and len(options.rand_light) == 7, "view_std: 6 values, rand_light: 7"),
+        (options.invert_steps >= 0 and options.prior_iters >= 0, "invert_steps/prior_iters must be >= 0"),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise ValueError(message)
+

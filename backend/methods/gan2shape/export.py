@@ -1,0 +1,104 @@
+"""Canonical depth map -> relief mesh in Blender's frame, and the matching Blender camera.
+
+The official export meshes every pixel plus one centre vertex per quad, background included.
+Here the depth is resampled to a ``resolution`` x ``resolution`` vertex grid (bilinear), faces
+are kept only where the object mask covers all three corners (no background sheet), unused
+vertices are dropped, and the result is centred and scaled so its largest bounding-box extent
+is 1. Frames: GAN2Shape's camera frame is x right, y down, z away from the camera, and the
+canonical view looks at the object's front, so object (x, y, z) = (x_cam, -y_cam, -z_cam) and
+Blender (X, Y, Z) = (x, -z, y) = (x_cam, z_cam, -y_cam).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from backend.methods.gan2shape.depthmap import FOV_DEG, ROT_CENTER_DEPTH, focal_length, grid_faces
+from backend.render.cameras import euler_rotation_xyz
+
+CAM_TO_BLENDER = torch.tensor([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0], [0.0, -1.0, 0.0]])
+"""Rows map camera-frame (x right, y down, z forward) to Blender (X, Y, Z); a proper rotation."""
+MASK_LEVEL = 0.5
+
+
+@dataclass
+class Relief:
+    """Mesh arrays in Blender's frame plus the similarity that maps camera-frame points onto them."""
+
+    vertices: np.ndarray
+    faces: np.ndarray
+    uvs: np.ndarray
+    centre: torch.Tensor
+    scale: float
+
+
+def resample(image: torch.Tensor, resolution: int) -> torch.Tensor:
+    """(C, H, W) -> (C, R, R) sampled at R evenly spaced points from the first to the last pixel centre."""
+    return F.interpolate(image[None], size=(resolution, resolution), mode="bilinear", align_corners=True)[0]
+
+
+def relief_mesh(depth: torch.Tensor, mask: torch.Tensor, resolution: int, fov_deg: float = FOV_DEG) -> Relief:
+    """Mesh the canonical depth (H, W) where ``mask`` (H, W, coverage in [0, 1]) is on.
+
+    Vertices sit on a regular R x R grid spanning the image (R = ``resolution``): the depth is
+    resampled there and each vertex back-projected through the original camera, so the relief
+    keeps the perspective of the 10 deg lens. UVs address the same image (the texture).
+    """
+    h, w = depth.shape
+    r = resolution
+    coarse_depth = resample(depth[None], r)[0]
+    coarse_mask = resample(mask[None].float(), r)[0] >= MASK_LEVEL
+    rows, cols = torch.meshgrid(
+        torch.linspace(0, h - 1, r, dtype=depth.dtype, device=depth.device),
+        torch.linspace(0, w - 1, r, dtype=depth.dtype, device=depth.device),
+        indexing="ij",
+    )
+    f, c = focal_length(w, fov_deg), (w - 1) / 2
+    rays = torch.stack([(cols - c) / f, (rows - c) / f, torch.ones_like(cols)], dim=-1)
+    points = (rays * coarse_depth[..., None]).reshape(-1, 3)
+    faces = grid_faces(r, r, depth.device)
+    inside = coarse_mask.reshape(-1)
+    faces = faces[inside[faces].all(dim=1)]
+    if faces.shape[0] == 0:
+        raise ValueError("the object mask covers no face of the relief grid; the mask is too small")
+    used = torch.zeros(r * r, dtype=torch.bool, device=depth.device)
+    used[faces.reshape(-1)] = True
+    new_index = torch.cumsum(used.long(), 0) - 1
+    blender = points[used] @ CAM_TO_BLENDER.to(points).T
+    low, high = blender.min(dim=0).values, blender.max(dim=0).values
+    centre = (low + high) / 2
+    scale = 1.0 / float((high - low).max().clamp(min=1e-8))
+    vertices = (blender - centre) * scale
+    uv = torch.stack([(cols + 0.5) / w, 1 - (rows + 0.5) / h], dim=-1).reshape(-1, 2)
+    return Relief(
+        vertices=vertices.cpu().numpy().astype(np.float32),
+        faces=new_index[faces].cpu().numpy().astype(np.int32),
+        uvs=uv[faces].cpu().numpy().astype(np.float32),
+        centre=centre.cpu(),
+        scale=scale,
+    )
+
+
+def blender_camera(view: torch.Tensor, relief: Relief, size: int, fov_deg: float = FOV_DEG) -> dict:
+    """World matrix and angle of the Blender camera that sees the relief as the input image shows it.
+
+    The recovered view moves canonical points by p' = R (p - c) + c + t in camera space, so the
+    input camera sits at c - R^T (c + t) in canonical camera space with axes R^T e_i; its local
+    axes in Blender are (right, up, backward) = M R^T diag(1, -1, -1), M = ``CAM_TO_BLENDER``.
+    """
+    view = view.detach().cpu().double()
+    rot = euler_rotation_xyz(view[None, :3])[0]
+    pivot = torch.tensor([0.0, 0.0, ROT_CENTER_DEPTH], dtype=torch.float64)
+    position = pivot - rot.T @ (pivot + view[3:6])
+    m = CAM_TO_BLENDER.double()
+    axes = m @ rot.T @ torch.diag(torch.tensor([1.0, -1.0, -1.0], dtype=torch.float64))
+    location = (m @ position - relief.centre.double()) * relief.scale
+    matrix = torch.eye(4, dtype=torch.float64)
+    matrix[:3, :3], matrix[:3, 3] = axes, location
+    angle = 2 * math.atan(size / (size - 1) * math.tan(math.radians(fov_deg) / 2))
+    return {"type": "PERSP", "matrix_world": matrix.tolist(), "angle": angle}

@@ -1,0 +1,362 @@
+"""The GAN2Shape optimisation for one image (Pan et al., ICLR 2021), stage by stage.
+
+Each stage runs three steps:
+1. *albedo*: only the albedo net learns to explain the input under the current depth, view and
+   light (L1 + LPIPS + smoothness);
+2. *GAN projection*: pseudo samples (the current relief re-lit and seen from sampled views) are
+   projected onto the GAN manifold by the encoder, which predicts latent offsets; the projected
+   images, being real GAN images, carry the GAN's knowledge of how the object *looks* from
+   elsewhere (L1 + discriminator-feature loss + offset regulariser); a buffer of projections
+   is then collected;
+3. *shape*: depth, albedo, view and light nets learn to explain the input and the projected
+   samples together (each sample with its own predicted view and light).
+Before stage 0 the depth net is fitted to an ellipsoid prior fitted to the object mask.
+
+All randomness comes from one ``torch.Generator`` seeded by the caller; the networks are built
+under the same seed, so a run is deterministic per seed on one device.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+
+from backend.methods.gan2shape import warp
+from backend.methods.gan2shape.config import Options
+from backend.methods.gan2shape.depthmap import normals_from_depth, scale_view
+from backend.methods.gan2shape.inversion import fit_size
+from backend.methods.gan2shape.losses import discriminator_feature_loss, photometric_loss, smooth_loss
+from backend.methods.gan2shape.networks import ShapeNets
+from backend.methods.gan2shape.perceptual import PerceptualDistance, masked_perceptual
+from backend.methods.gan2shape.prior import ellipsoid_prior
+from backend.methods.gan2shape.stylegan2 import Discriminator, Generator
+
+FEATURE_LAYERS = 4
+STEP_NAMES = ("step1", "step2", "step3")
+TRAINED_NETS = {"step1": ("netA",), "step2": ("netEnc",), "step3": ("netD", "netA", "netV", "netL")}
+
+StepCallback = Callable[[str, int, int, "float | None", "Prediction | None"], None]
+"""``(stage_name, step, total, loss, prediction_or_None)`` after every optimisation step."""
+
+
+@dataclass
+class Prediction:
+    """What the nets say about the input image (index 0; index 1 is the mirrored copy when flipping)."""
+
+    depth: torch.Tensor
+    albedo: torch.Tensor
+    view: torch.Tensor
+    light: torch.Tensor
+    normal: torch.Tensor
+    diffuse_term: torch.Tensor
+    texture: torch.Tensor
+    recon: torch.Tensor
+    recon_depth: torch.Tensor
+
+
+@dataclass
+class Target:
+    """The image to reconstruct at the nets' resolution, its object mask and GAN latent."""
+
+    image: torch.Tensor
+    mask: torch.Tensor
+    latent: torch.Tensor
+    noise: list[torch.Tensor]
+
+
+@dataclass
+class ViewLightPrior:
+    """Distribution of pseudo-sample views (network units) and the mean light added to netL."""
+
+    view_mean: torch.Tensor
+    view_cov: torch.Tensor
+    light_mean: torch.Tensor
+
+    @classmethod
+    def default(cls, std: tuple[float, ...], device: torch.device) -> ViewLightPrior:
+        return cls(
+            torch.zeros(6, device=device),
+            torch.diag(torch.tensor(std, device=device).square()),
+            torch.zeros(4, device=device),
+        )
+
+
+@dataclass
+class History:
+    """Loss per step kind, for result.json and tests."""
+
+    losses: dict[str, list[float]] = field(default_factory=lambda: {k: [] for k in ("prior", *STEP_NAMES)})
+
+
+class GAN2ShapeRun:
+    """One image's optimisation state; ``run`` executes the full schedule."""
+
+    def __init__(
+        self,
+        nets: ShapeNets,
+        generator: Generator,
+        discriminator: Discriminator,
+        target: Target,
+        options: Options,
+        category: str,
+        prior: ViewLightPrior,
+        rng: torch.Generator,
+        perceptual: PerceptualDistance | None = None,
+        pretrained_depth: bool = False,
+    ) -> None:
+        self.nets, self.generator, self.discriminator = nets, generator, discriminator
+        self.target, self.options, self.category, self.prior = target, options, category, prior
+        self.rng, self.perceptual, self.pretrained_depth = rng, perceptual, pretrained_depth
+        self.size = nets.size
+        self.history = History()
+        self.canon_mask: torch.Tensor | None = None
+        self.projected: torch.Tensor | None = None
+        self.projected_masks: torch.Tensor | None = None
+        self.proj_index = 0
+        self.state: Prediction | None = None
+        self.split = generator.config.n_mlp - options.f1_d
+        if not 0 <= self.split <= generator.config.n_mlp:
+            raise ValueError(f"f1_d must be within 0..{generator.config.n_mlp}, got {options.f1_d}")
+        with torch.no_grad():
+            zero = target.image.new_zeros(1, generator.config.style_dim)
+            self.center_w = generator.style_forward(zero)
+            self.center_h = generator.style_forward(zero, depth=self.split)
+            self.gan_image = self.synthesise(target.latent)
+
+    # --- helpers
+    def synthesise(self, latent: torch.Tensor) -> torch.Tensor:
+        """GAN image for W (B, D) or W+ codes at the nets' resolution, clamped to [-1, 1]."""
+        image = self.generator(latent, input_is_w=True, noise=self.target.noise).clamp(-1, 1)
+        return fit_size(image, self.size)
+
+    def uniform(self, n: int, low: float, high: float) -> torch.Tensor:
+        device = self.target.image.device
+        return low + (high - low) * torch.rand(n, generator=self.rng, device=device)
+
+    def sample_views(self, n: int) -> torch.Tensor:
+        """Views (n, 6) in network units from N(mean, cov), yaw scaled by ``view_scale``."""
+        cov = self.prior.view_cov
+        chol = torch.linalg.cholesky(cov + 1e-8 * torch.eye(6, dtype=cov.dtype, device=cov.device))
+        normal = torch.randn(n, 6, generator=self.rng, device=chol.device)
+        views = self.prior.view_mean + normal @ chol.T
+        return torch.cat([views[:, :1], views[:, 1:2] * self.options.view_scale, views[:, 2:]], dim=1)
+
+    def perceptual_loss(self, a: torch.Tensor, b: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return masked_perceptual(self.perceptual, a, b, mask)
+
+    def optimizer(self, names: tuple[str, ...]) -> torch.optim.Optimizer:
+        """Fresh Adam over the nets that learn in this step (official: re-created at each switch).
+
+        The other nets are frozen meanwhile, which saves their backward pass.
+        """
+        for name in ("netD", "netA", "netV", "netL", "netEnc"):
+            getattr(self.nets, name).requires_grad_(name in names)
+        params = [p for n in names for p in getattr(self.nets, n).parameters()]
+        opts = self.options
+        return torch.optim.Adam(params, lr=opts.lr, betas=(0.9, 0.999), weight_decay=opts.weight_decay)
+
+    # --- prior
+    def fit_prior(self, on_step: StepCallback) -> torch.Tensor:
+        """Teach the depth net to output the mask-fitted ellipsoid (skipped with a pretrained depth net)."""
+        ellipsoid = ellipsoid_prior(self.target.mask[0, 0], self.category, far=self.options.prior_far)
+        if self.pretrained_depth:
+            return ellipsoid
+        optimizer = self.optimizer(("netD",))
+        for step in range(self.options.prior_iters):
+            depth = warp.depth_head(self.nets.netD(self.target.image), clamp_border=False)
+            loss = (depth[0] - ellipsoid).square().mean()
+            self.descend(optimizer, loss, "prior", step)
+            on_step("prior", step, self.options.prior_iters, self.history.losses["prior"][-1], None)
+        return ellipsoid
+
+    def descend(self, optimizer: torch.optim.Optimizer, loss: torch.Tensor, kind: str, step: int) -> None:
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"GAN2Shape {kind} loss became {loss.item()} at step {step}")
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        self.history.losses[kind].append(loss.item())
+
+    # --- step 1 (and 3's input term)
+    def reconstruct_input(self, flip: bool, refresh_mask: bool) -> tuple[torch.Tensor, Prediction]:
+        """Predict depth/albedo/view/light for the input, render it back, and score it."""
+        image, opts = self.target.image, self.options
+        depth = warp.depth_head(self.nets.netD(image))
+        albedo = self.nets.netA(image)
+        view = scale_view(self.nets.netV(image) + self.prior.view_mean)
+        light = self.nets.netL(image) + self.prior.light_mean
+        if flip:
+            depth = torch.cat([depth, depth.flip(2)])
+            albedo = torch.cat([albedo, albedo.flip(3)])
+        copies = depth.shape[0]
+        view, light = view.expand(copies, -1), light.expand(copies, -1)
+        ambient, diffuse, direction = warp.light_terms(light)
+        normal = normals_from_depth(depth)
+        diffuse_term = warp.diffuse_shading(normal, direction)
+        texture = warp.shade(albedo, diffuse_term, ambient, diffuse)
+        recon_depth = warp.warp_canon_depth(depth, view)
+        if opts.use_mask and (self.canon_mask is None or refresh_mask):
+            grid = warp.view_to_canon_grid(depth[:1].detach(), view[:1].detach())
+            self.canon_mask = warp.sample(self.target.mask, grid)
+        grid = warp.canon_to_view_grid(recon_depth, view)
+        valid = warp.background(recon_depth).detach()
+        if flip:
+            valid = (valid[:1] * valid[1:]).expand(2, -1, -1)
+        valid = valid[:, None]
+        recon = warp.sample(texture, grid).clamp(-1, 1)
+        loss = depth.new_zeros(())
+        for i in range(copies):
+            loss = loss + photometric_loss(recon[i : i + 1], image, valid[i : i + 1])
+            loss = loss + opts.lam_perc * self.perceptual_loss(recon[i : i + 1], image, valid[i : i + 1])
+        loss = loss + opts.lam_smooth * (smooth_loss(depth) + smooth_loss(diffuse_term))
+        prediction = Prediction(depth, albedo, view, light, normal, diffuse_term, texture, recon, recon_depth)
+        return loss, prediction
+
+    # --- step 2
+    def sample_pseudo(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Re-light the canonical albedo and render it from sampled views: (images, masks) (n, 3/1, S, S)."""
+        state = self.state
+        x0, x1, y0, y1, r0, r1, alpha = self.options.rand_light
+        dx, dy = self.uniform(n, x0, x1), self.uniform(n, y0, y1)
+        direction = torch.stack([dx, dy, torch.ones_like(dx)], 1)
+        direction = direction / direction.norm(dim=1, keepdim=True)
+        strength = self.uniform(n, r0, r1)
+        ambient, diffuse, _ = warp.light_terms(state.light[:1])
+        term = warp.diffuse_shading(state.normal[:1].expand(n, -1, -1, -1), direction)
+        albedo = state.albedo[:1].expand(n, -1, -1, -1)
+        image = warp.shade(albedo, term, ambient + alpha * strength, diffuse + strength)
+        s = self.size
+        mask = self.canon_mask if self.options.use_mask else image.new_ones(1, 1, s, s)
+        views = scale_view(self.sample_views(n))
+        recon_depth = warp.warp_canon_depth(state.depth[:1].expand(n, -1, -1), views)
+        grid = warp.canon_to_view_grid(recon_depth, views)
+        pseudo = warp.sample(image, grid).clamp(-1, 1)
+        pseudo_mask = warp.sample(mask.expand(n, -1, -1, -1), grid, mode="nearest")
+        return pseudo, pseudo_mask
+
+    def project(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Encoder offsets -> last mapping layers -> GAN image: (projected images, W offsets)."""
+        offset = self.nets.netEnc(images)
+        if self.options.relative_enc:
+            offset = offset - self.nets.netEnc(self.gan_image)
+        hidden = offset + self.center_h
+        dw = self.generator.style_forward(hidden, skip=self.split) - self.center_w
+        latent = self.target.latent
+        latent = latent + (dw[:, None] if latent.dim() == 3 else dw)
+        return self.synthesise(latent), dw
+
+    def projection_loss(self, n: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        with torch.no_grad():
+            pseudo, mask = self.sample_pseudo(n)
+            target_features = self.discriminator(pseudo, ftr_num=FEATURE_LAYERS)
+        projected, dw = self.project(pseudo)
+        loss = photometric_loss(projected, pseudo, mask)
+        loss = loss + discriminator_feature_loss(self.discriminator(projected, ftr_num=FEATURE_LAYERS),
+                                                 target_features, mask)
+        loss = loss + self.options.lam_regular * dw.square().mean()
+        return loss, projected, mask
+
+    @torch.no_grad()
+    def collect(self) -> None:
+        """Fill the buffer of projected samples used by step 3 (and shuffle it)."""
+        images, masks = [], []
+        for _ in range(self.options.collect_iters):
+            _, projected, mask = self.projection_loss(self.options.batch)
+            images.append(projected)
+            masks.append(mask)
+        self.projected, self.projected_masks = torch.cat(images), torch.cat(masks)
+        self.proj_index = 0
+        self.shuffle_projected()
+
+    def shuffle_projected(self) -> None:
+        order = torch.randperm(self.projected.shape[0], generator=self.rng, device=self.rng.device)
+        order = order.to(self.projected.device)
+        self.projected, self.projected_masks = self.projected[order], self.projected_masks[order]
+
+    def next_projected(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The next batch of the shuffled buffer (reshuffled when exhausted, as the official loader)."""
+        b = min(self.options.batch, self.projected.shape[0])
+        self.proj_index += b
+        if self.proj_index + b > self.projected.shape[0]:
+            self.proj_index = 0
+            self.shuffle_projected()
+        i = self.proj_index
+        return self.projected[i : i + b], self.projected_masks[i : i + b]
+
+    # --- step 3
+    def joint_loss(self, flip: bool) -> tuple[torch.Tensor, Prediction]:
+        """Input reconstruction plus reconstruction of projected samples under their own view/light."""
+        loss, state = self.reconstruct_input(flip, refresh_mask=True)
+        images, masks = self.next_projected()
+        b = images.shape[0]
+        view = scale_view(self.nets.netV(images) + self.prior.view_mean)
+        light = self.nets.netL(images) + self.prior.light_mean
+        copies = 2 if flip else 1
+        view, light = view.repeat(copies, 1), light.repeat(copies, 1)
+        ambient, diffuse, direction = warp.light_terms(light)
+        normal = state.normal.repeat_interleave(b, dim=0)
+        albedo = state.albedo.repeat_interleave(b, dim=0)
+        depth = state.depth.repeat_interleave(b, dim=0)
+        texture = warp.shade(albedo, warp.diffuse_shading(normal, direction), ambient, diffuse)
+        recon_depth = warp.warp_canon_depth(depth, view)
+        valid = warp.background(recon_depth).detach()
+        if flip:
+            valid = (valid[:b] * valid[b:]).repeat(2, 1, 1)
+        valid = valid[:, None] * masks.repeat(copies, 1, 1, 1)
+        recon = warp.sample(texture, warp.canon_to_view_grid(recon_depth, view)).clamp(-1, 1)
+        for c in range(copies):
+            part = slice(c * b, (c + 1) * b)
+            loss = loss + photometric_loss(recon[part], images, valid[part])
+            loss = loss + self.options.lam_perc * self.perceptual_loss(recon[part], images, valid[part])
+        return loss, state
+
+    # --- schedule
+    def run(self, on_step: StepCallback) -> Prediction:
+        """Prior, then ``num_stages`` x (step 1, step 2 + collection, step 3); the final prediction."""
+        opts = self.options
+        self.fit_prior(on_step)
+        done = dict.fromkeys(STEP_NAMES, 0)
+        totals = {name: opts.total_steps(i) for i, name in enumerate(STEP_NAMES)}
+        for stage in range(opts.num_stages):
+            flip1, flip3 = opts.flips(stage)
+            lengths = dict(zip(STEP_NAMES, opts.stage_lengths(stage), strict=True))
+            for name in STEP_NAMES:
+                if name == "step2" and self.state is None:
+                    with torch.no_grad():
+                        _, self.state = self.reconstruct_input(flip1, refresh_mask=False)
+                if name == "step3" and self.projected is None:
+                    self.collect()
+                optimizer = self.optimizer(TRAINED_NETS[name])
+                for _ in range(lengths[name]):
+                    loss, prediction = self.iterate(name, flip1, flip3)
+                    self.descend(optimizer, loss, name, done[name])
+                    done[name] += 1
+                    on_step(name, done[name], totals[name], self.history.losses[name][-1], prediction)
+                if name == "step1":
+                    with torch.no_grad():
+                        _, self.state = self.reconstruct_input(flip1, refresh_mask=False)
+                if name == "step2":
+                    on_step("collect", 0, opts.collect_iters, None, None)
+                    self.collect()
+                if name == "step3":
+                    with torch.no_grad():
+                        _, self.state = self.reconstruct_input(False, refresh_mask=True)
+        return self.final()
+
+    def iterate(self, name: str, flip1: bool, flip3: bool) -> tuple[torch.Tensor, Prediction | None]:
+        if name == "step1":
+            return self.reconstruct_input(flip1, refresh_mask=False)
+        if name == "step2":
+            return self.projection_loss(self.options.batch)[0], None
+        return self.joint_loss(flip3)
+
+    @torch.no_grad()
+    def final(self) -> Prediction:
+        """Prediction of the trained nets for the input (no mirroring), with a fresh canonical mask."""
+        _, self.state = self.reconstruct_input(False, refresh_mask=True)
+        if self.canon_mask is None:
+            grid = warp.view_to_canon_grid(self.state.depth, self.state.view)
+            self.canon_mask = warp.sample(self.target.mask, grid)
+        return self.state
