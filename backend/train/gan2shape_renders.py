@@ -205,8 +205,8 @@ def build_render_set(
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="render procedural cars for GAN2Shape's demo models")
     parser.add_argument("--out", required=True, help="output .npz")
-    parser.add_argument("--cars", type=int, default=2500, help="number of cars (training seeds from 0)")
-    parser.add_argument("--views", type=int, default=8, help="views per car")
+    parser.add_argument("--cars", type=int, default=1000, help="number of cars (training seeds from 0)")
+    parser.add_argument("--views", type=int, default=12, help="views per car")
     parser.add_argument("--size", type=int, default=64)
     parser.add_argument("--seed", type=int, default=0, help="seed of the view/light/background draws")
     parser.add_argument("--eval", action="store_true", help="render held-out evaluation seeds instead")

@@ -234,7 +234,7 @@ WEIGHTS_ID = "gan2shape-demo-car"
 MASK_WEIGHTS_ID = "gan2shape-demo-car-mask"
 WEIGHTS_FILE = "gan2shape_demo_car.safetensors"
 TRAIN_COMMAND = (
-    "python -m backend.train gan2shape-renders --out runs/g2s_data/car64.npz --cars 2000 --views 8 && "
+    "python -m backend.train gan2shape-renders --out runs/g2s_data/car64.npz --cars 1000 --views 12 && "
     "OMP_NUM_THREADS=1 python -m backend.train stylegan2 --out runs/g2s_demo "
     "--data runs/g2s_data/car64.npz && python -m backend.train stylegan2-export --run runs/g2s_demo"
 )

@@ -12,7 +12,9 @@ import torch
 from PIL import Image
 from safetensors.torch import load_file
 
+from backend.methods.gan2shape.masknet import MaskNet, MaskNetConfig, load_masknet
 from backend.methods.gan2shape.stylegan2 import build_gan, infer_config, split_state_dict
+from backend.train import masknet as train_mask
 from backend.train import stylegan2 as train_gan
 from backend.train.gan2shape_renders import build_render_set, load_render_set
 
@@ -95,3 +97,31 @@ def test_export_writes_loadable_weights_and_upserts_only_its_manifest_entry(
         image = g(torch.randn(2, g.config.style_dim))
         assert d(image).shape == (2, 1)
     assert entry["config"]["azimuth_deg"] == [-75.0, 75.0]
+
+
+def test_mask_network_shapes_and_strict_loading() -> None:
+    torch.manual_seed(0)
+    net = MaskNet(MaskNetConfig(width=8, depth=3))
+    images = torch.rand(2, 3, 64, 64) * 2 - 1
+    assert net(images).shape == (2, 1, 64, 64)
+    soft = net.eval().predict(torch.rand(2, 3, 100, 100) * 2 - 1)
+    assert soft.shape == (2, 1, 100, 100) and ((soft >= 0) & (soft <= 1)).all()
+    loaded = load_masknet(MaskNetConfig(width=8, depth=3), net.state_dict(), "cpu")
+    assert torch.equal(loaded(images), net(images))
+    with pytest.raises(RuntimeError, match="size mismatch"):
+        load_masknet(MaskNetConfig(width=16, depth=3), net.state_dict(), "cpu")
+
+
+def test_mask_training_learns_and_resumes(render_file: Path, tmp_path: Path) -> None:
+    args = ["--out", str(tmp_path / "mask"), "--data", str(render_file), "--batch", "8", "--width", "8",
+            "--log-every", "1"]  # fmt: skip
+    parser_args = train_mask.build_parser().parse_args([*args, "--steps", "60"])
+    train_mask.train(parser_args)
+    log = [json.loads(line) for line in (tmp_path / "mask" / "log.jsonl").read_text().splitlines()]
+    first, last = np.mean([r["loss"] for r in log[:5]]), np.mean([r["loss"] for r in log[-5:]])
+    assert last < 0.8 * first
+    resumed = train_mask.train(train_mask.build_parser().parse_args([*args, "--steps", "62"]))
+    log = [json.loads(line) for line in (tmp_path / "mask" / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log[-3:]] == [60, 61, 62]
+    data = load_render_set(render_file)
+    assert 0.0 <= train_mask.evaluate(resumed, data) <= 1.0
