@@ -14,8 +14,9 @@ from backend.weights import safe_torch_load
 from tests.meshinversion.test_generator import official_cub_entries
 
 
-def official_like_checkpoint(generator_state: dict[str, torch.Tensor], args: argparse.Namespace,
-                             args_key: str = "self.args") -> dict:
+def official_like_checkpoint(
+    generator_state: dict[str, torch.Tensor], args: argparse.Namespace, args_key: str = "self.args"
+) -> dict:
     """The layout MeshInversion's ``save_checkpoint`` writes, with the given generator weights."""
     return {
         "self.optimizer_g": {"state": {}, "param_groups": [{"lr": 1e-4, "betas": (0.0, 0.9)}]},
@@ -41,9 +42,15 @@ def test_official_cub_checkpoint_round_trip(tmp_path: Path) -> None:
         key: torch.randint(0, 9, shape, generator=g) if dtype == "int64" else torch.randn(shape, generator=g)
         for key, shape, dtype in official_cub_entries()
     }
-    args = argparse.Namespace(latent_dim=64, texture_resolution=512, norm_g="syncbatch", symmetric_g=True,
-                              conditional_class=True, n_classes=[200],
-                              mesh_path="lib/mesh_templates/uvsphere_16rings.obj")
+    args = argparse.Namespace(
+        latent_dim=64,
+        texture_resolution=512,
+        norm_g="syncbatch",
+        symmetric_g=True,
+        conditional_class=True,
+        n_classes=[200],
+        mesh_path="lib/mesh_templates/uvsphere_16rings.obj",
+    )
     path = tmp_path / "checkpoint_latest.pth"
     torch.save(official_like_checkpoint(state, args), path)
 

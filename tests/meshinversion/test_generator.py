@@ -64,10 +64,13 @@ def test_unconditional_variant_differs_only_in_embedding_widths(cub_generator: G
     assert uncond["blk1.norm1.fc_gamma.weight"] == [512, 64]
 
 
-@pytest.mark.parametrize(("resolution", "present", "absent"), [
-    (256, set(), {"blk3b", "blk3c"}),
-    (1024, {"blk3b", "blk3c"}, set()),
-])
+@pytest.mark.parametrize(
+    ("resolution", "present", "absent"),
+    [
+        (256, set(), {"blk3b", "blk3c"}),
+        (1024, {"blk3b", "blk3c"}, set()),
+    ],
+)
 def test_texture_resolution_selects_blocks(resolution: int, present: set[str], absent: set[str]) -> None:
     config = GeneratorConfig(n_classes=0, texture_resolution=resolution, width=1 / 16)
     modules = {name.split(".")[0] for name, _ in Generator(config).named_children()}
@@ -116,3 +119,13 @@ def test_config_rejects_unknown_and_invalid_values() -> None:
         GeneratorConfig(texture_resolution=300)
     config = GeneratorConfig(n_classes=5, width=0.25)
     assert GeneratorConfig.from_dict(config.to_dict()) == config
+
+
+def test_displacement_only_path_matches_full_forward() -> None:
+    torch.manual_seed(3)
+    g = Generator(GeneratorConfig(n_classes=0, texture_resolution=256, width=1 / 16))
+    torch.nn.init.normal_(g.conv_mesh.weight, std=0.1)
+    g.eval()
+    z = torch.randn(3, 64)
+    with torch.no_grad():
+        assert torch.equal(g.displacement(z), g(z)[1])

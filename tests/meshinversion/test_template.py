@@ -16,10 +16,13 @@ from backend.methods.meshinversion.template import (
 )
 
 
-@pytest.mark.parametrize(("rings", "n_vertices", "n_faces", "n_uvs", "n_negative", "n_zero"), [
-    (16, 482, 960, 559, 225, 32),
-    (31, 962, 1920, 1054, 450, 62),
-])
+@pytest.mark.parametrize(
+    ("rings", "n_vertices", "n_faces", "n_uvs", "n_negative", "n_zero"),
+    [
+        (16, 482, 960, 559, 225, 32),
+        (31, 962, 1920, 1054, 450, 62),
+    ],
+)
 def test_counts_match_official_obj(rings, n_vertices, n_faces, n_uvs, n_negative, n_zero) -> None:
     t = sphere_template(rings)
     assert t.vertices.shape == (n_vertices, 3) and t.faces.shape == (n_faces, 3)

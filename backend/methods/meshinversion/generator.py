@@ -223,26 +223,35 @@ class Generator(nn.Module):
             parts.append(self.emb_color(labels[:, 1]))
         return torch.cat(parts, dim=1)
 
-    def forward(
-        self, z: torch.Tensor, labels: torch.Tensor | None = None
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+    def trunk(self, z: torch.Tensor, labels: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Shared features at the mesh-map resolution and the conditioning vector."""
         e = self.conditioning(z, labels)
         x = self.fc(e).view(z.shape[0], -1, START_SIZE, self.start_width)
         x = _up(self.blk1(x, e))
-        x = _up(self.blk2(x, e))
+        return _up(self.blk2(x, e)), e
 
-        tex = x
-        for blk in self.texture_blocks():
-            tex = _up(blk(tex, e))
-        tex = F.leaky_relu(self.blk6(tex, e), 0.2)
-        tex = torch.tanh(self.conv_final(self.pad(tex, 2)))
-
+    def mesh_head(self, x: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
         mesh = F.leaky_relu(self.blk3_mesh(x, e), 0.2)
         mesh = adjust_poles(self.conv_mesh(self.pad(mesh, 2)))
+        return symmetrize_map(mesh) if self.config.symmetric else mesh
 
-        if self.config.symmetric:
-            tex, mesh = symmetrize_map(tex), symmetrize_map(mesh)
-        return tex, mesh
+    def texture_head(self, x: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
+        for blk in self.texture_blocks():
+            x = _up(blk(x, e))
+        tex = F.leaky_relu(self.blk6(x, e), 0.2)
+        tex = torch.tanh(self.conv_final(self.pad(tex, 2)))
+        return symmetrize_map(tex) if self.config.symmetric else tex
+
+    def displacement(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        """Only the displacement map: the texture branch holds most of the cost, and shape-only
+        steps (camera search, mean shape) do not need it."""
+        return self.mesh_head(*self.trunk(z, labels))
+
+    def forward(
+        self, z: torch.Tensor, labels: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        x, e = self.trunk(z, labels)
+        return self.texture_head(x, e), self.mesh_head(x, e)
 
 
 def _up(x: torch.Tensor) -> torch.Tensor:

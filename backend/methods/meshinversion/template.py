@@ -155,8 +155,11 @@ def sphere_template(rings: int = 16) -> SphereTemplate:
     # Segments 8 and 24 lie on the symmetry plane; make x exactly zero there.
     ring_xyz[:, [SEGMENTS // 4, 3 * SEGMENTS // 4], 0] = 0
     vertices = torch.cat(
-        (torch.tensor([[0.0, 1.0, 0.0]], dtype=torch.float64), ring_xyz.reshape(-1, 3),
-         torch.tensor([[0.0, -1.0, 0.0]], dtype=torch.float64))
+        (
+            torch.tensor([[0.0, 1.0, 0.0]], dtype=torch.float64),
+            ring_xyz.reshape(-1, 3),
+            torch.tensor([[0.0, -1.0, 0.0]], dtype=torch.float64),
+        )
     ).float()
 
     def ring_vertex(ring: torch.Tensor | int, seg: torch.Tensor) -> torch.Tensor:
@@ -193,9 +196,11 @@ def sphere_template(rings: int = 16) -> SphereTemplate:
 
     # Where each vertex samples the displacement map: the mean of its corner UVs, u = 1 wrapped to 0.
     vertex_uv = torch.cat(
-        (torch.tensor([[0.5, 1.0]]),
-         torch.stack(torch.meshgrid(k.float() / SEGMENTS, row_v, indexing="xy"), -1).reshape(-1, 2),
-         torch.tensor([[0.5, 0.0]]))
+        (
+            torch.tensor([[0.5, 1.0]]),
+            torch.stack(torch.meshgrid(k.float() / SEGMENTS, row_v, indexing="xy"), -1).reshape(-1, 2),
+            torch.tensor([[0.5, 0.0]]),
+        )
     )
     mirror_seg = ring_vertex(r[:, None], (SEGMENTS // 2 - k)[None]).reshape(-1)
     mirror = torch.cat((torch.tensor([0]), mirror_seg, torch.tensor([south])))

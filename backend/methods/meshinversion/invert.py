@@ -1,0 +1,410 @@
+"""GAN inversion (MeshInversion, Zhang et al. 2022): fit z and a weak-perspective camera to photos.
+
+Per image: (1) draw N latent candidates (random classes too, for a conditional model without a
+given class); (2) place their mean shape with ``search_cameras``; (3) score every candidate
+under the kept cameras by the mask loss, then the best few by the full loss on renders (the
+texture tells front from back); (4) optimise z and the camera with the published losses and
+schedule. Several images run as one batch: every loss is per image and Adam is element-wise, so
+a batch equals independent runs, but costs less per image.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+import numpy as np
+import torch
+
+from backend.methods.base import Progress
+from backend.methods.meshinversion.camera_search import WeakPerspective, hypothesis_grid, search_cameras
+from backend.methods.meshinversion.losses import (
+    chamfer_mask_loss,
+    feature_chamfer_loss,
+    flat_loss,
+    gather_points,
+    latent_loss,
+    mask_points,
+    pixel_chamfer_loss,
+    subsample,
+)
+from backend.methods.meshinversion.mesh_gan import MeshGAN, Rendering
+from backend.methods.meshinversion.vgg import VGG19Relu31
+from backend.render.topology import build_edge_topology
+
+PAPER_STAGES = ((50, 0.1, 0.01), (50, 0.05, 0.005), (50, 0.01, 0.001), (50, 0.005, 0.0005))
+"""(steps, z learning rate, camera learning rate) per stage, as published."""
+SEARCH_POINTS = 256
+"""Mask pixels used to score camera hypotheses and candidate shapes (shape-only, coarse)."""
+
+
+@dataclass(frozen=True)
+class InversionSettings:
+    """Everything a preset or a user override may set (see ``METHOD.presets``)."""
+
+    render_size: int = 256
+    z_candidates: int = 500
+    rendered_candidates: int = 32
+    """How many (candidate, camera) pairs, the best by mask loss, are rendered and scored in full."""
+    azimuths: int = 12
+    elevations: tuple[float, ...] = (0.0, 20.0, 40.0)
+    camera_keep: int = 4
+    camera_refine_steps: int = 30
+    stages: tuple[tuple[int, float, float], ...] = PAPER_STAGES
+    chamfer_points: int = 8192
+    mask_weight: float = 10.0
+    pixel_weight: float = 1.0
+    feature_weight: float = 0.04
+    latent_weight: float = 0.05
+    flat_weight: float = 0.0
+    class_label: int | None = None
+    chunk: int = 64
+    """Candidates per generator/render batch during initialisation (bounds memory)."""
+
+    @classmethod
+    def from_options(cls, options: dict[str, Any]) -> InversionSettings:
+        """Validate option names and types; lists from JSON become tuples."""
+        known = {f.name: f for f in fields(cls)}
+        unknown = sorted(set(options) - set(known))
+        if unknown:
+            raise ValueError(
+                f"unknown meshinversion option(s): {', '.join(unknown)}; known: {', '.join(known)}"
+            )
+        values: dict[str, Any] = {}
+        for name, value in options.items():
+            if name == "stages":
+                value = tuple((int(s), float(a), float(b)) for s, a, b in value)
+            elif name == "elevations":
+                value = tuple(float(e) for e in value)
+            elif name == "class_label":
+                value = None if value is None else int(value)
+            elif isinstance(getattr(cls, name), float):
+                value = float(value)
+            else:
+                value = int(value)
+            values[name] = value
+        settings = cls(**values)
+        if settings.render_size < 16 or settings.z_candidates < 1 or not settings.stages:
+            raise ValueError("render_size must be >= 16, z_candidates >= 1 and stages non-empty")
+        return settings
+
+    @property
+    def total_steps(self) -> int:
+        return sum(steps for steps, _, _ in self.stages)
+
+
+@dataclass
+class Targets:
+    """What the photos give: ``rgb`` (B, 3, S, S) in [-1, 1], ``mask`` (B, S, S) bool, pixel centres
+    ``xy`` (B, S*S, 2) and ``valid`` = mask flattened; ``features`` of the masked photo if VGG runs."""
+
+    rgb: torch.Tensor
+    mask: torch.Tensor
+    xy: torch.Tensor
+    valid: torch.Tensor
+    features: torch.Tensor | None = None
+
+    @classmethod
+    def from_arrays(cls, rgbs: list[np.ndarray], masks: list[np.ndarray], device: torch.device) -> Targets:
+        rgb = torch.from_numpy(np.stack(rgbs)).to(device=device, dtype=torch.float32).permute(0, 3, 1, 2)
+        mask = torch.from_numpy(np.stack(masks) >= 0.5).to(device)
+        xy, valid = mask_points(mask)
+        return cls(rgb * 2 - 1, mask, xy, valid)
+
+    @property
+    def size(self) -> int:
+        return int(self.mask.shape[-1])
+
+    def rows(self, index: torch.Tensor) -> Targets:
+        """The targets of images ``index`` (K,), e.g. one row per candidate scored against them."""
+        features = None if self.features is None else self.features[index]
+        return Targets(self.rgb[index], self.mask[index], self.xy[index], self.valid[index], features)
+
+
+@dataclass
+class LossTerms:
+    """Per-image (B,) loss terms of one evaluation and their weighted sum."""
+
+    total: torch.Tensor
+    terms: dict[str, torch.Tensor]
+
+
+@dataclass
+class InversionResult:
+    """One image's reconstruction, tensors on the model's device."""
+
+    z: torch.Tensor
+    label: int | None
+    camera: WeakPerspective
+    texture: torch.Tensor
+    vertices: torch.Tensor
+    init_score: float
+    camera_score: float
+    stage_losses: list[dict[str, float]] = field(default_factory=list)
+    init_mask_iou: float = 0.0
+    mask_iou: float = 0.0
+
+
+class Inverter:
+    """Runs the inversion for a ``MeshGAN`` with given settings; optional VGG for the feature loss."""
+
+    def __init__(self, model: MeshGAN, settings: InversionSettings, vgg: VGG19Relu31 | None = None) -> None:
+        self.model = model
+        self.settings = settings
+        self.vgg = vgg if settings.feature_weight > 0 else None
+        self.edge_faces = build_edge_topology(model.template.faces).edge_faces.to(model.device)
+
+    # ---------------------------------------------------------------- losses
+    def losses(
+        self,
+        z: torch.Tensor,
+        vertices: torch.Tensor,
+        rendering: Rendering,
+        camera: WeakPerspective,
+        targets: Targets,
+        rng: torch.Generator,
+    ) -> LossTerms:
+        """The official objective per image: 10 mask + 1 pixel + 0.04 feature + 0.05 latent (+ flat)."""
+        s = self.settings
+        points = s.chamfer_points
+        t_index, t_valid = subsample(targets.valid, points, rng)
+        t_xy = gather_points(targets.xy, t_index)
+        terms = {"mask": chamfer_mask_loss(camera.project_xy(vertices), t_xy, t_valid)}
+
+        pred_valid_all = rendering.mask.reshape(rendering.mask.shape[0], -1)
+        p_index, p_valid = subsample(pred_valid_all, points, rng)
+        p_xy = gather_points(targets.xy, p_index)
+        p_rgb = gather_points(rendering.rgb.flatten(2).transpose(1, 2), p_index)
+        t_rgb = gather_points(targets.rgb.flatten(2).transpose(1, 2), t_index)
+        terms["pixel"] = pixel_chamfer_loss(p_xy, p_rgb, p_valid, t_xy, t_rgb, t_valid)
+        if self.vgg is not None and targets.features is not None:
+            terms["feature"] = self.feature_loss(rendering, targets, rng)
+        terms["latent"] = latent_loss(z)
+        if s.flat_weight > 0:
+            terms["flat"] = flat_loss(vertices, self.model.faces, self.edge_faces)
+        weights = {
+            "mask": s.mask_weight,
+            "pixel": s.pixel_weight,
+            "feature": s.feature_weight,
+            "latent": s.latent_weight,
+            "flat": s.flat_weight,
+        }
+        total = sum(weights[name] * value for name, value in terms.items())
+        return LossTerms(total, terms)  # type: ignore[arg-type]
+
+    def feature_loss(self, rendering: Rendering, targets: Targets, rng: torch.Generator) -> torch.Tensor:
+        """Official feature chamfer on L2-normalised relu3_1 features over the 1/4-size masks."""
+        assert self.vgg is not None and targets.features is not None
+        pred_mask = rendering.mask[:, None].float()
+        pred = torch.nn.functional.normalize(self.vgg(rendering.rgb, pred_mask), dim=1)
+        pred_small = self.feature_mask(rendering.mask)
+        target_small = self.feature_mask(targets.mask)
+        xy, pred_valid = mask_points(pred_small)
+        _, target_valid = mask_points(target_small)
+        p_index, p_valid = subsample(pred_valid, self.settings.chamfer_points, rng)
+        t_index, t_valid = subsample(target_valid, self.settings.chamfer_points, rng)
+        flat_pred = pred.flatten(2).transpose(1, 2)
+        flat_target = targets.features.flatten(2).transpose(1, 2)
+        return feature_chamfer_loss(
+            gather_points(xy, p_index),
+            gather_points(flat_pred, p_index),
+            p_valid,
+            gather_points(xy, t_index),
+            gather_points(flat_target, t_index),
+            t_valid,
+        )
+
+    @staticmethod
+    def feature_mask(mask: torch.Tensor) -> torch.Tensor:
+        """Mask average-pooled by 4 to the relu3_1 grid, kept where >= 0.5 (official ``subpool``)."""
+        return torch.nn.functional.avg_pool2d(mask[:, None].float(), 4)[:, 0] >= 0.5
+
+    def prepare_features(self, targets: Targets) -> None:
+        if self.vgg is not None:
+            with torch.no_grad():
+                targets.features = torch.nn.functional.normalize(
+                    self.vgg(targets.rgb, targets.mask[:, None].float()), dim=1
+                )
+
+    # ---------------------------------------------------------------- initialisation
+    def draw_candidates(self, batch: int, rng: torch.Generator) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(B, N, latent) z ~ N(0, I) and (B, N) labels (given, or uniformly random classes)."""
+        s, config, device = self.settings, self.model.config, self.model.device
+        z = torch.randn(batch, s.z_candidates, config.latent_dim, generator=rng, device=device)
+        if not config.n_classes:
+            return z, None
+        if s.class_label is not None:
+            if not 0 <= s.class_label < config.n_classes:
+                raise ValueError(f"class_label must be in 0..{config.n_classes - 1}, got {s.class_label}")
+            return z, torch.full((batch, s.z_candidates), s.class_label, device=device)
+        labels = torch.randint(0, config.n_classes, (batch, s.z_candidates), generator=rng, device=device)
+        return z, labels
+
+    def candidate_shapes(self, z: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
+        """(B, N, V, 3) vertices of all candidates, generated in chunks."""
+        flat_z = z.reshape(-1, z.shape[-1])
+        flat_labels = None if labels is None else labels.reshape(-1)
+        parts = [
+            self.model.shape(
+                flat_z[i : i + self.settings.chunk],
+                None if flat_labels is None else flat_labels[i : i + self.settings.chunk],
+            )
+            for i in range(0, len(flat_z), self.settings.chunk)
+        ]
+        return torch.cat(parts).reshape(*z.shape[:2], -1, 3)
+
+    @torch.no_grad()
+    def initialise(
+        self, targets: Targets, rng: torch.Generator, progress: Progress
+    ) -> tuple[torch.Tensor, torch.Tensor | None, WeakPerspective, torch.Tensor, torch.Tensor]:
+        """Best (z, label, camera) per image, with its full init score and its camera-search score."""
+        s = self.settings
+        batch, device = targets.mask.shape[0], self.model.device
+        progress("initialise", 0, 3)
+        z, labels = self.draw_candidates(batch, rng)
+        shapes = self.candidate_shapes(z, labels)
+        t_index, t_valid = subsample(targets.valid, min(s.chamfer_points, SEARCH_POINTS), rng)
+        t_xy = gather_points(targets.xy, t_index)
+        with torch.enable_grad():
+            cameras, camera_scores = search_cameras(
+                shapes.mean(dim=1),
+                t_xy,
+                t_valid,
+                hypothesis_grid(s.azimuths, s.elevations, device),
+                s.camera_keep,
+                s.camera_refine_steps,
+            )
+        progress("initialise", 1, 3)
+
+        # Every (image, candidate, kept camera) triple, scored by the mask loss on shapes only.
+        keep = camera_scores.shape[1]
+        pairs = s.z_candidates * keep
+        image = torch.arange(batch, device=device).repeat_interleave(pairs)
+        candidate = torch.arange(pairs, device=device).repeat(batch) // keep
+        camera_row = image * keep + torch.arange(keep, device=device).repeat(batch * s.z_candidates)
+        mask_scores = torch.cat(
+            [
+                chamfer_mask_loss(
+                    cameras.index(camera_row[rows]).project_xy(shapes[image[rows], candidate[rows]]),
+                    t_xy[image[rows]],
+                    t_valid[image[rows]],
+                )
+                for rows in _chunks(len(image), s.chunk, device)
+            ]
+        ).view(batch, pairs)
+        progress("initialise", 2, 3)
+
+        # The best pairs by mask loss are rendered and scored with the full loss.
+        finalists = mask_scores.topk(min(s.rendered_candidates, pairs), dim=1, largest=False).indices
+        rows_all = (finalists + torch.arange(batch, device=device)[:, None] * pairs).reshape(-1)
+        totals = []
+        for rows in _chunks(len(rows_all), s.chunk, device):
+            pick = rows_all[rows]
+            zc = z[image[pick], candidate[pick]]
+            lc = None if labels is None else labels[image[pick], candidate[pick]]
+            cams = cameras.index(camera_row[pick])
+            texture, vertices = self.model.generate(zc, lc)
+            rendering = self.model.render(vertices, texture, cams, targets.size)
+            totals.append(self.losses(zc, vertices, rendering, cams, targets.rows(image[pick]), rng).total)
+        full_scores = torch.cat(totals).view(batch, -1)
+        progress("initialise", 3, 3)
+        best_total, best = full_scores.min(dim=1)
+        chosen = rows_all.view(batch, -1).gather(1, best[:, None])[:, 0]
+        chosen_labels = None if labels is None else labels[image[chosen], candidate[chosen]]
+        chosen_camera = cameras.index(camera_row[chosen])
+        search_score = camera_scores.view(-1)[camera_row[chosen]]
+        return z[image[chosen], candidate[chosen]], chosen_labels, chosen_camera, best_total, search_score
+
+    # ---------------------------------------------------------------- optimisation
+    def run(
+        self, rgbs: list[np.ndarray], masks: list[np.ndarray], seed: int, progress: Progress
+    ) -> list[InversionResult]:
+        """Invert a batch of crops: ``rgb`` (S, S, 3) in [0, 1] and ``mask`` (S, S), S = render_size."""
+        s = self.settings
+        device = self.model.device
+        rng = torch.Generator(device=device).manual_seed(seed)
+        targets = Targets.from_arrays(rgbs, masks, device)
+        if targets.size != s.render_size:
+            raise ValueError(f"crops are {targets.size} px but render_size is {s.render_size}")
+        self.prepare_features(targets)
+        z0, labels, camera0, init_scores, camera_scores = self.initialise(targets, rng, progress)
+        with torch.no_grad():
+            start_shape = self.model.shape(z0, labels)
+            init_iou = mask_iou(self.model.silhouette(start_shape, camera0, s.render_size), targets.mask)
+
+        z = z0.clone().requires_grad_()
+        camera = WeakPerspective(*(p.clone().requires_grad_() for p in camera0.parameters()))
+        z_optim = torch.optim.Adam([z], betas=(0.0, 0.99))
+        pose_optim = torch.optim.Adam(camera.parameters(), betas=(0.0, 0.99))
+        stage_losses: list[list[dict[str, float]]] = [[] for _ in range(len(rgbs))]
+        done, total = 0, s.total_steps
+        for stage, (steps, z_lr, pose_lr) in enumerate(s.stages):
+            for group in z_optim.param_groups:
+                group["lr"] = z_lr
+            for group in pose_optim.param_groups:
+                group["lr"] = pose_lr
+            sums: dict[str, torch.Tensor] = {}
+            for step in range(steps):
+                z_optim.zero_grad(set_to_none=True)
+                pose_optim.zero_grad(set_to_none=True)
+                texture, vertices = self.model.generate(z, labels)
+                rendering = self.model.render(vertices, texture, camera, s.render_size)
+                loss = self.losses(z, vertices, rendering, camera, targets, rng)
+                total_loss = loss.total.sum()
+                value = float(total_loss.detach()) / len(rgbs)
+                if not np.isfinite(value):
+                    raise FloatingPointError(
+                        f"meshinversion diverged (loss {value}) at stage {stage + 1}, step {step + 1}: "
+                        "try another seed or lower learning rates"
+                    )
+                total_loss.backward()
+                z_optim.step()
+                pose_optim.step()
+                for name, term in {"total": loss.total, **loss.terms}.items():
+                    sums[name] = sums.get(name, 0) + term.detach()
+                done += 1
+                preview = None
+                if step == steps - 1:
+                    preview = to_uint8(rendering.rgb[0].detach())
+                progress(
+                    f"optimise stage {stage + 1}/{len(s.stages)}", done, total, loss=value, preview=preview
+                )
+            for b in range(len(rgbs)):
+                stage_losses[b].append({k: float(v[b]) / steps for k, v in sums.items()})
+
+        with torch.no_grad():
+            texture, vertices = self.model.generate(z, labels)
+            mask = self.model.silhouette(vertices, camera, s.render_size)
+            iou = mask_iou(mask, targets.mask)
+        return [
+            InversionResult(
+                z=z[b].detach(),
+                label=None if labels is None else int(labels[b]),
+                camera=camera.detach().index(torch.tensor([b], device=device)),
+                texture=texture[b],
+                vertices=vertices[b],
+                init_score=float(init_scores[b]),
+                camera_score=float(camera_scores[b]),
+                stage_losses=stage_losses[b],
+                init_mask_iou=float(init_iou[b]),
+                mask_iou=float(iou[b]),
+            )
+            for b in range(len(rgbs))
+        ]
+
+
+def _chunks(count: int, size: int, device: torch.device) -> list[torch.Tensor]:
+    """Index ranges covering ``count`` rows in pieces of ``size`` (bounds memory of batched scoring)."""
+    return [torch.arange(i, min(i + size, count), device=device) for i in range(0, count, size)]
+
+
+def mask_iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """(B,) intersection over union of two (B, H, W) bool masks."""
+    inter = (a & b).flatten(1).sum(1).float()
+    union = (a | b).flatten(1).sum(1).float()
+    return inter / union.clamp(min=1)
+
+
+def to_uint8(image: torch.Tensor) -> np.ndarray:
+    """(3, H, W) in [-1, 1] -> (H, W, 3) uint8."""
+    return ((image.clamp(-1, 1) + 1) * 127.5 + 0.5).to(torch.uint8).permute(1, 2, 0).cpu().numpy()
