@@ -69,6 +69,9 @@ class Options:
     deg = 21 deg; the official files fitted mean/cov to Unsup3d predictions (issue #17)."""
     net_width: int | None = None
     """``nf`` of freshly initialised depth/albedo/view/light nets; None = official width."""
+    crop: str = "object"
+    """``object``: square crop around the mask (``crop_margin`` added per side); ``full``: the
+    whole image padded to a square, for photos already framed like the GAN's images."""
     crop_margin: float = 0.1
     mesh_resolution: int = 48
     """Vertices across the exported relief (the canonical depth is resampled to this grid)."""
@@ -89,20 +92,37 @@ class Options:
         return sum(self.stage_lengths(s)[kind] for s in range(self.num_stages))
 
 
-FAST: dict[str, Any] = {
-    "num_stages": 2, "stage0": (60, 50, 50), "later": (20, 30, 30), "batch": 4, "collect_iters": 6,
-    "prior_iters": 120, "invert_steps": 150, "net_width": 32, "preview_every": 20,
+CATEGORY_FIELDS = frozenset(
+    ["num_stages", "stage0", "later", "batch", "flip1", "flip3", "use_mask", "relative_enc", "view_scale",
+     "f1_d", "prior_far", "rand_light"]
+)
+"""Options whose value depends on the category; ``None`` in a preset means the published value."""
+
+
+def preset(**changes: Any) -> dict[str, Any]:
+    """Every option (so each can be overridden), category-dependent ones ``None``, then ``changes``."""
+    values = {f.name: (None if f.name in CATEGORY_FIELDS else f.default) for f in fields(Options)}
+    unknown = sorted(set(changes) - set(values))
+    if unknown:
+        raise ValueError(f"unknown option(s) {unknown}")
+    return {**values, **changes}
+
+
+PRESETS: dict[str, dict[str, Any]] = {
+    "fast": preset(
+        num_stages=2, stage0=(60, 50, 50), later=(20, 30, 30), batch=4, collect_iters=6, prior_iters=120,
+        invert_steps=150, net_width=32, preview_every=20,
+    ),
+    "paper": preset(),
 }
-"""CPU preset (demo model, 64 px): about 2 minutes on one core; same mechanisms, fewer steps."""
-
-
-PRESETS: dict[str, dict[str, Any]] = {"fast": FAST, "paper": {}}
-"""``paper`` changes nothing: the defaults of ``resolve`` are the category's published schedule."""
+"""``fast``: CPU preset (demo model, 64 px, about 2.5 min on one core): every mechanism, fewer and
+shorter steps, narrower fresh nets. ``paper``: the category's published schedule."""
 
 
 def resolve(category: str, options: dict[str, Any]) -> Options:
     """The category's switches and published schedule, then ``options`` (a preset merged with user
-    overrides); unknown names are an error so typos never pass silently."""
+    overrides; ``None`` for a category-dependent option keeps the published value). Unknown names
+    are an error so typos never pass silently."""
     known = {f.name for f in fields(Options)}
     unknown = sorted(set(options) - known)
     if unknown:
@@ -110,7 +130,8 @@ def resolve(category: str, options: dict[str, Any]) -> Options:
         raise ValueError(f"unknown gan2shape option(s): {', '.join(unknown)}; known: {names}")
     switches = CATEGORY_SETTINGS.get(category, CATEGORY_SETTINGS["car"])
     published = PAPER_SCHEDULES.get(category, PAPER_SCHEDULES["car"])
-    values: dict[str, Any] = {**switches, **published, **options}
+    chosen = {k: v for k, v in options.items() if not (k in CATEGORY_FIELDS and v is None)}
+    values: dict[str, Any] = {**switches, **published, **chosen}
     tuples = {f.name for f in fields(Options) if "tuple" in str(f.type)}
     values = {k: tuple(v) if k in tuples and isinstance(v, list) else v for k, v in values.items()}
     options = replace(Options(), **values)
@@ -125,6 +146,7 @@ def validate(options: Options) -> None:
         (all(n >= 0 for n in options.stage0 + options.later), "step lengths must be >= 0"),
         (options.batch >= 1 and options.collect_iters >= 1, "batch and collect_iters must be >= 1"),
         (options.texture in ("albedo", "shaded"), "texture must be 'albedo' or 'shaded'"),
+        (options.crop in ("object", "full"), "crop must be 'object' or 'full'"),
         (4 <= options.mesh_resolution <= 1024, "mesh_resolution must be within 4..1024"),
         (len(options.view_std) == 6 and len(options.rand_light) == 7, "view_std: 6 values, rand_light: 7"),
         (options.invert_steps >= 0 and options.prior_iters >= 0, "invert_steps/prior_iters must be >= 0"),

@@ -20,7 +20,14 @@ from torch import nn
 
 from backend.methods.gan2shape.networks import NET_NAMES, ShapeNets
 from backend.methods.gan2shape.perceptual import TAP_WIDTHS, PerceptualDistance, split_vgg_state
-from backend.methods.gan2shape.stylegan2 import OFFICIAL_CONFIGS, Discriminator, Generator, StyleGAN2Config
+from backend.methods.gan2shape.stylegan2 import (
+    GAN_PARTS,
+    OFFICIAL_CONFIGS,
+    Discriminator,
+    Generator,
+    StyleGAN2Config,
+    flatten_checkpoint,
+)
 
 CATEGORY_ALIASES = {"face": "celeba", "celeba": "celeba", "cat": "cat", "car": "car", "church": "church",
                     "synface": "synface"}
@@ -72,12 +79,11 @@ def gan_config(category: str) -> StyleGAN2Config:
 
 def convert_gan(raw: dict[str, Any], category: str) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     config = gan_config(category)
-    g_state, d_state = strip_module(raw["g_ema"]), strip_module(raw["d"])
-    check_strict(Generator(config), g_state, "g_ema")
-    check_strict(Discriminator(config), d_state, "d")
+    parts = {part: strip_module(raw[part]) for part in GAN_PARTS}
+    check_strict(Generator(config), parts["g_ema"], "g_ema")
+    check_strict(Discriminator(config), parts["d"], "d")
     image_size = NET_IMAGE_SIZE[CATEGORY_ALIASES[category]]
-    return ({**prefixed("generator", g_state), **prefixed("discriminator", d_state)},
-            {"kind": "stylegan2", **config.to_dict(), "image_size": image_size})
+    return flatten_checkpoint(parts), {"kind": "stylegan2", **config.to_dict(), "image_size": image_size}
 
 
 def convert_pretrain(raw: dict[str, Any], category: str) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
