@@ -212,20 +212,22 @@ class Server:
                     return
                 self.current = self.queue.popleft()
             request, cancel = self.current
-            try:
-                outcome = run_job(request, self.send, cancel, Registry(self.weights_dir), self.cache)
-                self.send(
-                    {"type": "result", "job": request.id, "files": outcome.files, "summary": outcome.summary}
-                )
-            except JobCancelled:
-                self.send({"type": "cancelled", "job": request.id})
-            except Exception as exc:
-                log_traceback(exc)
-                code, message, hint = describe_error(exc)
-                self.send(error_message(code, message, hint, job=request.id))
-            finally:
-                with self.jobs:
-                    self.current = None
+            self.send(self._run(request, cancel))
+
+    def _run(self, request: JobRequest, cancel: threading.Event) -> dict[str, Any]:
+        """Run one job; the final message is returned so it goes out only after the job is
+        no longer current (a ``ping`` answered after it never reports the job as busy)."""
+        try:
+            outcome = run_job(request, self.send, cancel, Registry(self.weights_dir), self.cache)
+            return {"type": "result", "job": request.id, "files": outcome.files, "summary": outcome.summary}
+        except JobCancelled:
+            return {"type": "cancelled", "job": request.id}
+        except Exception as exc:
+            log_traceback(exc)
+            return error_message(*describe_error(exc), job=request.id)
+        finally:
+            with self.jobs:
+                self.current = None
 
 
 def serve(weights_dir: str | None = None) -> int:
