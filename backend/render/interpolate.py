@@ -6,25 +6,30 @@ each face that uses it, which per-vertex interpolation cannot express.
 
 from __future__ import annotations
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from backend.render.gather import gather_vertices
 from backend.render.rasterize import Fragments
 
 
 def vertex_corner_values(fragments: Fragments, faces: Tensor, attributes: Tensor) -> Tensor:
     """(P, 3, C) values at the corners of each covered pixel's face, from (B, V, C) or (V, C)."""
-    corner_vertices = faces.long()[fragments.faces]
+    corner_vertices = faces.long().index_select(0, fragments.faces)
     if attributes.dim() == 2:
-        return attributes[corner_vertices]
-    return attributes[fragments.batch_index[:, None], corner_vertices]
+        attributes = attributes[None]
+        return gather_vertices(attributes, torch.zeros_like(fragments.faces), corner_vertices)
+    return gather_vertices(attributes, fragments.batch_index, corner_vertices)
 
 
 def face_corner_values(fragments: Fragments, attributes: Tensor) -> Tensor:
     """(P, 3, C) values at the corners of each covered pixel's face, from (B, F, 3, C) or (F, 3, C)."""
     if attributes.dim() == 3:
-        return attributes[fragments.faces]
-    return attributes[fragments.batch_index, fragments.faces]
+        return attributes.index_select(0, fragments.faces)
+    batch, num_faces = attributes.shape[:2]
+    flat = attributes.reshape(batch * num_faces, *attributes.shape[2:])
+    return flat.index_select(0, fragments.batch_index * num_faces + fragments.faces)
 
 
 def blend_corners(fragments: Fragments, corner_values: Tensor) -> Tensor:

@@ -102,4 +102,5 @@ def _pixel_normals(fragments: Fragments, view: Tensor, faces: Tensor, smooth: bo
     if smooth:
         corner_normals = vertex_corner_values(fragments, faces, vertex_normals(view, faces))
         return F.normalize(blend_corners(fragments, corner_normals), dim=-1, eps=1e-12)
-    return face_normals(view, faces)[fragments.batch_index, fragments.faces]
+    normals = face_normals(view, faces)
+    return normals.reshape(-1, 3).index_select(0, fragments.batch_index * faces.shape[0] + fragments.faces)

@@ -15,6 +15,7 @@ import torch
 from torch import Tensor
 
 from backend.render.cameras import screen_to_pixels
+from backend.render.gather import expand_counts, face_corners, gather_vertices
 
 EDGE_TOLERANCE = 1e-5
 """A pixel centre is inside a face when all barycentrics are >= -EDGE_TOLERANCE, so a centre
@@ -91,7 +92,7 @@ def rasterize(
     pix_to_face = _nearest_faces(screen.detach(), faces, height, width, perspective, cull_backfaces, near)
     flat = pix_to_face.reshape(-1)
     pixels = torch.nonzero(flat >= 0).squeeze(1)
-    face_ids = flat[pixels]
+    face_ids = flat.index_select(0, pixels)
     bary, depth = _differentiable_barycentrics(screen, faces, pixels, face_ids, height, width, perspective)
     return Fragments(pix_to_face, pixels, face_ids, bary, depth)
 
@@ -105,6 +106,17 @@ def _max3(values: Tensor) -> Tensor:
     return torch.maximum(torch.maximum(values[:, 0], values[:, 1]), values[:, 2])
 
 
+def _orderable(values: Tensor) -> Tensor:
+    """float32 -> int64 with the same order (IEEE bits, negative magnitudes flipped)."""
+    bits = values.view(torch.int32)
+    return torch.where(bits < 0, bits ^ 0x7FFFFFFF, bits).long()
+
+
+SPAN_MARGIN = 1e-3
+"""Pixels this far (in pixels) outside a row's exact span are still edge-tested, so rounding in
+the span never loses a centre that the edge functions accept."""
+
+
 @torch.no_grad()
 def _nearest_faces(
     screen: Tensor,
@@ -115,10 +127,15 @@ def _nearest_faces(
     cull_backfaces: bool,
     near: float,
 ) -> Tensor:
-    """(B, H, W) id of the nearest face whose triangle contains each pixel centre, or -1."""
+    """(B, H, W) id of the nearest face whose triangle contains each pixel centre, or -1.
+
+    Scanline enumeration: every face is cut into the pixel rows it spans, every row into the pixel
+    centres between its left and right edge, so the candidates are about the covered pixels. Each
+    candidate is confirmed with edge functions, then one ``scatter_reduce`` on a (depth, face) key
+    keeps the nearest (the highest face id on exact ties).
+    """
     batch, num_faces = screen.shape[0], faces.shape[0]
-    device = screen.device
-    corners = screen[:, faces].reshape(batch * num_faces, 3, 3)
+    corners = face_corners(screen.float(), faces).reshape(-1, 3, 3)  # (N, 3, 3), N = B * F
     points = screen_to_pixels(corners, (height, width))
     x, y = points[..., 0], points[..., 1]
     depth = corners[..., 2]
@@ -132,47 +149,85 @@ def _nearest_faces(
     y = y - y_lo[:, None]
     x_next, y_next = x.roll(-1, dims=1), y.roll(-1, dims=1)
     x_prev, y_prev = x.roll(-2, dims=1), y.roll(-2, dims=1)
-    coef_x = y_next - y_prev
-    coef_y = x_prev - x_next
     coef_c = x_next * y_prev - x_prev * y_next
     area = coef_c.sum(dim=1)  # twice the signed area, positive when counter-clockwise
-
     keep = area > 0 if cull_backfaces else area != 0
     if perspective:
         keep &= _min3(depth) > near
-    cols = (x_hi - x_lo + 1).clamp(min=0).long()
-    rows = (y_hi - y_lo + 1).clamp(min=0).long()
-    counts = cols * rows * keep
-
-    safe_area = torch.where(keep, area, torch.ones_like(area))[:, None]
+    keep &= x_hi >= x_lo
+    inverse_area = torch.where(keep, area, torch.ones_like(area)).reciprocal()[:, None]
     depth_term = depth.reciprocal() if perspective else depth
-    table = torch.cat((coef_x / safe_area, coef_y / safe_area, coef_c / safe_area, depth_term), dim=1)
-    layout = torch.stack((cols, x_lo.long(), y_lo.long(), counts.cumsum(0) - counts), dim=1)
+    face_table = torch.cat(
+        (
+            (y_next - y_prev) * inverse_area,
+            (x_prev - x_next) * inverse_area,
+            coef_c * inverse_area,
+            depth_term,
+            x,
+            y,
+            x_lo[:, None],
+        ),
+        dim=1,
+    )  # (N, 19): d w / dx (3), d w / dy (3), w at the box corner (3), depth terms (3), x (3), y (3), x_lo
 
-    owner = torch.repeat_interleave(counts)
-    per_face = layout[owner]
-    offset = torch.arange(owner.shape[0], device=device) - per_face[:, 3]
-    local_x = offset % per_face[:, 0]
-    local_y = offset // per_face[:, 0]
-    rows_of = table[owner]
-    weights = rows_of[:, 0:3] * local_x[:, None] + rows_of[:, 3:6] * local_y[:, None] + rows_of[:, 6:9]
-    inside = (weights >= -EDGE_TOLERANCE).all(dim=1)
+    rows = ((y_hi - y_lo + 1).clamp(min=0) * keep).long()
+    row_face, row_rank = expand_counts(rows)
+    per_row = face_table.index_select(0, row_face)
+    row_y = row_rank.to(per_row.dtype)
+    left, right = _row_span(per_row[:, 12:15], per_row[:, 15:18], row_y)
+    first = (left - SPAN_MARGIN).ceil().clamp(0, width)  # finite even for an empty row
+    last = torch.minimum((right + SPAN_MARGIN).floor(), (width - 1) - per_row[:, 18])
+    # Linear functions of x along the row: the 3 barycentrics and the interpolated depth term.
+    slope_w = per_row[:, 0:3]
+    start_w = slope_w * first[:, None] + per_row[:, 3:6] * row_y[:, None] + per_row[:, 6:9]
+    depth_terms = per_row[:, 9:12]
+    row_table = torch.cat(
+        (
+            start_w,
+            (start_w * depth_terms).sum(1, keepdim=True),
+            slope_w,
+            (slope_w * depth_terms).sum(1, keepdim=True),
+        ),
+        dim=1,
+    )
+    item = row_face // num_faces
+    image_row = (height - 1) - (y_lo.index_select(0, row_face).long() + row_rank)
+    row_pixel = (item * height + image_row) * width + per_row[:, 18].long() + first.long()
 
-    owner, weights, rows_of = owner[inside], weights[inside], rows_of[inside]
-    pixel_x = per_face[inside, 1] + local_x[inside]
-    pixel_y = per_face[inside, 2] + local_y[inside]
-    item = owner // num_faces
-    pixel = (item * height + (height - 1 - pixel_y)) * width + pixel_x
-    interpolated = (weights * rows_of[:, 9:12]).sum(dim=1)
+    columns = (last - first + 1).clamp(min=0).long()
+    candidate_row, offset = expand_counts(columns)
+    values = row_table.index_select(0, candidate_row)
+    values = values[:, 0:4] + values[:, 4:8] * offset.to(values.dtype)[:, None]
+    inside = torch.nonzero((values[:, 0:3] >= -EDGE_TOLERANCE).all(dim=1)).squeeze(1)
+    candidate_row = candidate_row.index_select(0, inside)
+    interpolated = values[:, 3].index_select(0, inside)
     candidate_depth = interpolated.reciprocal() if perspective else interpolated
+    pixel = row_pixel.index_select(0, candidate_row) + offset.index_select(0, inside)
+    face = (row_face % num_faces).index_select(0, candidate_row)
 
-    size = batch * height * width
-    zbuffer = torch.full((size,), float("inf"), dtype=screen.dtype, device=device)
-    zbuffer.scatter_reduce_(0, pixel, candidate_depth, reduce="amin")
-    wins = candidate_depth <= zbuffer[pixel]
-    pix_to_face = torch.full((size,), -1, dtype=torch.long, device=device)
-    pix_to_face.scatter_reduce_(0, pixel[wins], owner[wins] % num_faces, reduce="amax")
+    tie_break = (num_faces - 1) - face  # the smaller key wins: nearer, then the higher face id
+    key = (_orderable(candidate_depth) << 32) | tie_break
+    empty = torch.iinfo(torch.long).max
+    best = torch.full((batch * height * width,), empty, dtype=torch.long, device=screen.device)
+    best.scatter_reduce_(0, pixel, key, reduce="amin")
+    covered = best != empty
+    pix_to_face = torch.where(covered, (num_faces - 1) - (best & 0xFFFFFFFF), torch.full_like(best, -1))
     return pix_to_face.reshape(batch, height, width)
+
+
+def _row_span(x: Tensor, y: Tensor, row: Tensor) -> tuple[Tensor, Tensor]:
+    """Left and right end (R,) of the horizontal line y = ``row`` inside each triangle (R, 3)."""
+    x_next, y_next = x.roll(-1, dims=1), y.roll(-1, dims=1)
+    row = row[:, None]
+    crosses = (torch.minimum(y, y_next) <= row) & (row <= torch.maximum(y, y_next)) & (y != y_next)
+    fraction = (row - y) / torch.where(y != y_next, y_next - y, torch.ones_like(y))
+    at = x + fraction * (x_next - x)
+    inf = torch.full_like(at, float("inf"))
+    # A corner exactly on the row counts too (it covers rows touched only by a vertex).
+    on_row = y == row
+    left = torch.minimum(_min3(torch.where(crosses, at, inf)), _min3(torch.where(on_row, x, inf)))
+    right = torch.maximum(_max3(torch.where(crosses, at, -inf)), _max3(torch.where(on_row, x, -inf)))
+    return left, right
 
 
 def _differentiable_barycentrics(
@@ -188,7 +243,7 @@ def _differentiable_barycentrics(
     item = pixels // (height * width)
     row = (pixels // width) % height
     col = pixels % width
-    corners = screen[item[:, None], faces[face_ids]]  # (P, 3, 3)
+    corners = gather_vertices(screen, item, faces.index_select(0, face_ids))  # (P, 3, 3)
     points = screen_to_pixels(corners, (height, width))
     dx = points[..., 0] - col[:, None].to(screen.dtype)
     dy = points[..., 1] - (height - 1 - row)[:, None].to(screen.dtype)

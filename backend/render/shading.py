@@ -12,10 +12,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from backend.render.gather import face_corners
+
 
 def face_normals(vertices: Tensor, faces: Tensor, unit: bool = True) -> Tensor:
     """(B, F, 3) normals of (B, V, 3) ``vertices``; ``unit=False`` keeps length = twice the area."""
-    corners = vertices[:, faces.long()]
+    corners = face_corners(vertices, faces.long())
     normals = torch.linalg.cross(corners[:, :, 1] - corners[:, :, 0], corners[:, :, 2] - corners[:, :, 0])
     return F.normalize(normals, dim=-1, eps=1e-12) if unit else normals
 

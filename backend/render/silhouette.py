@@ -21,6 +21,7 @@ import torch
 from torch import Tensor
 
 from backend.render.cameras import screen_to_pixels
+from backend.render.gather import expand_counts, face_corners, gather_vertices
 from backend.render.topology import EdgeTopology
 
 
@@ -38,12 +39,12 @@ class ContourCrossings:
 
 def contour_edge_mask(screen: Tensor, faces: Tensor, topology: EdgeTopology) -> Tensor:
     """(B, E) bool: edges between a front- and a back-facing face on screen, and boundary edges."""
-    corners = screen[:, faces.long(), :2]
+    corners = face_corners(screen[..., :2], faces.long())
     first, second, third = corners.unbind(2)
     u, v = second - first, third - first
     front = (u[..., 0] * v[..., 1] - u[..., 1] * v[..., 0]) > 0
-    side_a = front[:, topology.edge_faces[:, 0]]
-    side_b = front[:, topology.edge_faces[:, 1].clamp(min=0)]
+    side_a = front.index_select(1, topology.edge_faces[:, 0])
+    side_b = front.index_select(1, topology.edge_faces[:, 1].clamp(min=0))
     boundary = topology.edge_faces[:, 1] < 0
     return (side_a != side_b) | boundary
 
@@ -56,51 +57,69 @@ def contour_crossings(
     batch, height, width = mask.shape
     with torch.no_grad():
         item, edge, major, steep = _enumerate_crossings(screen.detach(), faces, topology, height, width)
-    ends = screen[item[:, None], topology.edges[edge]]  # (K, 2, 3)
-    points = screen_to_pixels(ends, (height, width))
-    # Major axis: y for steep edges, x otherwise; the crossing lies on the minor axis.
-    major_axis = steep.long()
-    start_major = points[:, 0].gather(1, major_axis[:, None]).squeeze(1)
-    end_major = points[:, 1].gather(1, major_axis[:, None]).squeeze(1)
-    start_minor = points[:, 0].gather(1, 1 - major_axis[:, None]).squeeze(1)
-    end_minor = points[:, 1].gather(1, 1 - major_axis[:, None]).squeeze(1)
-    fraction = (major.to(screen.dtype) - start_major) / (end_major - start_major)
-    crossing = start_minor + fraction * (end_minor - start_minor)
-
-    with torch.no_grad():
-        low = crossing.floor().long()
+        crossing = _crossing(screen.detach(), topology, item, edge, major, steep, height, width)
+        low = crossing.floor()
+        low_x = torch.where(steep, low.long(), major)
+        low_y = torch.where(steep, major, low.long())
         minor_size = torch.where(steep, width, height)
         inside = (low >= 0) & (low + 1 < minor_size)
-        low_x = torch.where(steep, low, major)
-        low_y = torch.where(steep, major, low)
-        high_x, high_y = low_x + steep.long(), low_y + (~steep).long()
         low_pixel = _flat_index(item, low_x.clamp(0, width - 1), low_y.clamp(0, height - 1), height, width)
+        high_x, high_y = low_x + steep.long(), low_y + (~steep).long()
         high_pixel = _flat_index(item, high_x.clamp(0, width - 1), high_y.clamp(0, height - 1), height, width)
         flat_mask = mask.reshape(-1)
-        low_fg, high_fg = flat_mask[low_pixel], flat_mask[high_pixel]
-        keep = inside & (low_fg != high_fg)
+        low_fg = flat_mask.index_select(0, low_pixel)
+        kept = torch.nonzero(inside & (low_fg != flat_mask.index_select(0, high_pixel))).squeeze(1)
 
-    crossing, low, low_fg = crossing[keep], low[keep], low_fg[keep]
-    low_pixel, high_pixel, steep = low_pixel[keep], high_pixel[keep], steep[keep]
-    offset = crossing - (low.to(crossing.dtype) + 0.5)  # positive towards the high pixel
-    towards_background = torch.where(low_fg, offset, -offset)
-    foreground = torch.where(low_fg, low_pixel, high_pixel)
-    background = torch.where(low_fg, high_pixel, low_pixel)
+        low_fg, low = low_fg.index_select(0, kept), low.index_select(0, kept)
+        offset = crossing.index_select(0, kept) - (low + 0.5)  # positive towards the high pixel
+        towards_background = torch.where(low_fg, offset, -offset)
+        pair = low_pixel.index_select(0, kept) + (~steep.index_select(0, kept)).long() * (
+            batch * height * width
+        )
+        winner = _one_per_pair(pair, towards_background, 2 * batch * height * width)
+        chosen = kept.index_select(0, winner)
+        low_fg, low = low_fg.index_select(0, winner), low.index_select(0, winner)
+        low_pixel, high_pixel = low_pixel.index_select(0, chosen), high_pixel.index_select(0, chosen)
+        foreground = torch.where(low_fg, low_pixel, high_pixel)
+        background = torch.where(low_fg, high_pixel, low_pixel)
+        target = torch.where(towards_background.index_select(0, winner) > 0, background, foreground)
 
-    with torch.no_grad():
-        pair = low_pixel + (~steep).long() * (batch * height * width)
-        winner = _one_per_pair(pair, towards_background.detach(), 2 * batch * height * width)
-    weight = towards_background[winner]
-    foreground, background = foreground[winner], background[winner]
-    target = torch.where(weight > 0, background, foreground)
-    return ContourCrossings(target, foreground, background, weight)
+    pick = (item, edge, major, steep)
+    crossing = _crossing(screen, topology, *(value.index_select(0, chosen) for value in pick), height, width)
+    offset = crossing - (low + 0.5)
+    return ContourCrossings(target, foreground, background, torch.where(low_fg, offset, -offset))
+
+
+def _crossing(
+    screen: Tensor,
+    topology: EdgeTopology,
+    item: Tensor,
+    edge: Tensor,
+    major: Tensor,
+    steep: Tensor,
+    height: int,
+    width: int,
+) -> Tensor:
+    """Minor-axis pixel coordinate where each edge crosses its integer major coordinate (x for
+    steep edges, which cross pixel rows; y for the others, which cross pixel columns)."""
+    ends = screen_to_pixels(
+        gather_vertices(screen, item, topology.edges.index_select(0, edge)), (height, width)
+    )
+    start, end = ends[:, 0], ends[:, 1]  # (K, 2) each, (px, qy)
+    start_major = torch.where(steep, start[:, 1], start[:, 0])
+    end_major = torch.where(steep, end[:, 1], end[:, 0])
+    start_minor = torch.where(steep, start[:, 0], start[:, 1])
+    end_minor = torch.where(steep, end[:, 0], end[:, 1])
+    fraction = (major.to(screen.dtype) - start_major) / (end_major - start_major)
+    return start_minor + fraction * (end_minor - start_minor)
 
 
 def antialias(image: Tensor, crossings: ContourCrossings) -> Tensor:
     """Blend (B, H, W, C) ``image`` across the silhouette; gradients reach the vertices through the
     crossing offsets and both pixels' colours (texture, light, background)."""
     flat = image.reshape(-1, image.shape[-1])
-    delta = crossings.weight[:, None] * (flat[crossings.foreground] - flat[crossings.background])
+    colours = flat.index_select(0, crossings.foreground) - flat.index_select(0, crossings.background)
+    delta = crossings.weight[:, None] * colours
     return flat.index_add(0, crossings.target, delta).reshape(image.shape)
 
 
@@ -117,9 +136,9 @@ def _one_per_pair(pair: Tensor, score: Tensor, num_pairs: int) -> Tensor:
     """Indices of one candidate per pair: the highest score, ties broken by the higher index."""
     best = torch.full((num_pairs,), float("-inf"), dtype=score.dtype, device=score.device)
     best.scatter_reduce_(0, pair, score, reduce="amax")
-    contenders = torch.nonzero(score >= best[pair]).squeeze(1)
+    contenders = torch.nonzero(score >= best.index_select(0, pair)).squeeze(1)
     chosen = torch.full((num_pairs,), -1, dtype=torch.long, device=score.device)
-    chosen.scatter_reduce_(0, pair[contenders], contenders, reduce="amax")
+    chosen.scatter_reduce_(0, pair.index_select(0, contenders), contenders, reduce="amax")
     return chosen[chosen >= 0]
 
 
@@ -129,7 +148,9 @@ def _enumerate_crossings(
     """One candidate per (contour edge, integer pixel row or column it spans): batch item, edge id,
     the integer major coordinate, and whether the edge is steep (major axis y)."""
     item, edge = torch.nonzero(contour_edge_mask(screen, faces, topology), as_tuple=True)
-    points = screen_to_pixels(screen[item[:, None], topology.edges[edge]], (height, width))
+    points = screen_to_pixels(
+        gather_vertices(screen, item, topology.edges.index_select(0, edge)), (height, width)
+    )
     delta = (points[:, 1] - points[:, 0]).abs()
     steep = delta[:, 1] >= delta[:, 0]
     major_start = torch.where(steep, points[:, 0, 1], points[:, 0, 0])
@@ -138,7 +159,6 @@ def _enumerate_crossings(
     first = torch.minimum(major_start, major_end).ceil().clamp(min=0).long()
     last = torch.minimum(torch.maximum(major_start, major_end).floor().long(), major_size - 1)
     counts = (last - first + 1).clamp(min=0) * (major_start != major_end)
-    owner = torch.repeat_interleave(counts)
-    starts = counts.cumsum(0) - counts
-    major = first[owner] + torch.arange(owner.shape[0], device=screen.device) - starts[owner]
-    return item[owner], edge[owner], major, steep[owner]
+    owner, rank = expand_counts(counts)
+    major = first.index_select(0, owner) + rank
+    return item.index_select(0, owner), edge.index_select(0, owner), major, steep.index_select(0, owner)
