@@ -15,6 +15,7 @@ import argparse
 import importlib
 import math
 import os
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -35,6 +36,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--preset", default="fast", choices=("fast", "paper"))
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--mask", default="auto", choices=("auto", "alpha", "grabcut", "none"))
+    parser.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="method option override"
+    )
     parser.add_argument("--device", default=None, choices=("auto", "cpu", "cuda"))
     parser.add_argument("--aligned-camera", action="store_true", help="add the estimated camera")
     parser.add_argument("--save-blend", action="store_true", help="save OUTPUT/<name>.blend per photo")
@@ -159,6 +163,7 @@ def process(addon: ModuleType, image: Path, args: argparse.Namespace, output: Pa
         output_dir=output / image.stem,
         backend_python=args.backend_python,
         overwrite=args.overwrite,
+        overrides=addon.jobs.parse_overrides(shlex.join(args.set)),
     )
     files = [output / image.stem]
     if args.preview:

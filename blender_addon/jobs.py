@@ -7,6 +7,7 @@ edited) is first written to the add-on's user folder; images on disk are passed 
 from __future__ import annotations
 
 import re
+import shlex
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -101,6 +102,19 @@ def source_image(context: bpy.types.Context, settings: Any, filepath: str = "") 
     return image_file(image), Path(image.name).stem or image.name
 
 
+def parse_overrides(text: str) -> dict[str, str]:
+    """``key=value`` pairs separated by spaces; the backend converts each value to its option's type."""
+    overrides: dict[str, str] = {}
+    for item in shlex.split(text):
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise BackendError(
+                "bad_option", f"option '{item}' is not key=value", "e.g. num_stages=1 seed_views=4"
+            )
+        overrides[key] = value
+    return overrides
+
+
 def output_dir(name: str) -> Path:
     """A new, not yet existing result folder (the backend never overwrites one)."""
     return (
@@ -135,6 +149,7 @@ def build_request(
         seed=settings.seed,
         mask=settings.mask_source,
         mask_path=mask_path,
+        overrides=parse_overrides(settings.overrides),
     )
     options = ImportOptions(
         name=name,

@@ -73,6 +73,10 @@ class RFI_Settings(bpy.types.PropertyGroup):
         ],
         default="fast",
     )
+    overrides: StringProperty(
+        name="Options",
+        description="Advanced: method options as key=value pairs separated by spaces, overriding the preset",
+    )
     seed: IntProperty(name="Seed", min=0, default=0, description="Same seed, same result on the same device")
     aligned_camera: BoolProperty(
         name="Aligned Camera",

@@ -197,6 +197,8 @@ def scenario_bad_image(args: dict[str, Any]) -> dict[str, Any]:
     install(args["zip"], args["python"], args.get("weights_dir", ""))
     settings = bpy.context.scene.rfi_settings
     settings.image_source, settings.filepath = "FILE", args["image"]
+    for key, value in args.get("settings", {}).items():
+        setattr(settings, key, value)
     try:
         bpy.ops.rfi.reconstruct()
     except RuntimeError as exc:  # background mode turns the ERROR report into an exception

@@ -10,6 +10,8 @@ import json
 import os
 import subprocess
 import sys
+import tomllib
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -64,3 +66,67 @@ def object_photo(path: Path, size: int = 160) -> Path:
     rgba = np.concatenate([rgb, inside[..., None].astype(np.float32)], -1)
     Image.fromarray((rgba * 255).astype(np.uint8), "RGBA").save(path)
     return path
+
+
+@dataclass(frozen=True)
+class BackendCase:
+    """Which method and weights the end-to-end tests run, with option overrides that keep them short."""
+
+    method: str
+    weights_dir: str
+    overrides: str
+
+    def settings(self, seed: int = 3) -> dict[str, Any]:
+        return {"method": self.method, "overrides": self.overrides, "seed": seed}
+
+    def batch_args(self) -> list[str]:
+        return ["--method", self.method, *(f"--set={item}" for item in self.overrides.split())]
+
+
+MESHINVERSION_SHORT = ""
+GAN2SHAPE_SHORT = (
+    "num_stages=1 stage0=[6,6,6] batch=2 collect_iters=2 prior_iters=10 invert_steps=12 net_width=8"
+)
+
+
+@pytest.fixture(scope="session")
+def backend_case(tmp_path_factory: pytest.TempPathFactory) -> BackendCase:
+    """The shipped MeshInversion demo weights when present; otherwise a tiny, randomly initialised
+    GAN2Shape StyleGAN2 written as a real weights file into a user weights folder."""
+    shipped = tomllib.loads((ROOT / "weights" / "manifest.toml").read_text()).get("weights", [])
+    if any(entry["method"] == "meshinversion" for entry in shipped):
+        return BackendCase("meshinversion", "", MESHINVERSION_SHORT)
+    return BackendCase("gan2shape", str(tiny_gan2shape(tmp_path_factory.mktemp("weights"))), GAN2SHAPE_SHORT)
+
+
+def tiny_gan2shape(folder: Path) -> Path:
+    import torch
+    from safetensors.torch import save_file
+
+    from backend.methods.gan2shape.stylegan2 import Discriminator, Generator, StyleGAN2Config
+    from backend.weights import WeightsEntry, sha256_file, write_manifest
+
+    config = StyleGAN2Config(
+        size=64, style_dim=32, n_mlp=2, channel_multiplier=1, channel_base=256, channel_max=32
+    )
+    torch.manual_seed(0)
+    state = {}
+    for prefix, net in (("g_ema", Generator(config)), ("d", Discriminator(config))):
+        state.update({f"{prefix}.{key}": value.contiguous() for key, value in net.state_dict().items()})
+    path = folder / "tiny_gan2shape.safetensors"
+    save_file(state, str(path))
+    entry = WeightsEntry(
+        id="tiny-gan2shape",
+        method="gan2shape",
+        category="car",
+        file=path.name,
+        sha256=sha256_file(path),
+        size=path.stat().st_size,
+        source="randomly initialised for tests",
+        licence="GPL-3.0-or-later",
+        config={**asdict(config), "kind": "stylegan2", "image_size": 64},
+        root=folder,
+        origin="user",
+    )
+    write_manifest(folder, [entry])
+    return folder

@@ -1,0 +1,148 @@
+"""The installed extension end to end: operator, real backend subprocess, import, render, batch."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import PYTHON, BackendCase, isolated_env, object_photo, run_scenario
+from PIL import Image
+
+pytestmark = pytest.mark.slow
+
+
+def not_blank(path: Path) -> float:
+    """Spread of the rendered pixels; a blank or single-colour render has ~0."""
+    pixels = np.asarray(Image.open(path).convert("RGB"), np.float32)
+    return float(pixels.reshape(-1, 3).std(axis=0).max())
+
+
+def test_reconstruct_operator_imports_the_backend_result(
+    tmp_path: Path, extension_zip: Path, backend_case: BackendCase
+) -> None:
+    photo = object_photo(tmp_path / "toy car.png")
+    render = tmp_path / "render.png"
+    out = run_scenario(
+        "reconstruct",
+        {
+            "zip": str(extension_zip),
+            "python": PYTHON,
+            "weights_dir": backend_case.weights_dir,
+            "image": str(photo),
+            "render": str(render),
+            "user": str(tmp_path / "user"),
+            "settings": backend_case.settings(),
+        },
+        tmp_path / "user",
+    )
+    result = Path(out["result_dir"])
+    with np.load(result / "mesh.npz") as mesh:
+        assert (out["vertices"], out["faces"]) == (len(mesh["vertices"]), len(mesh["faces"]))
+        np.testing.assert_allclose(out["uvs"], mesh["uvs"], atol=1e-6)
+    texture = np.asarray(Image.open(result / "texture.png").convert("RGB"), np.float32) / 255
+    np.testing.assert_allclose(np.array(out["texture"]), texture, atol=1e-3)  # the backend's own pixels
+    info = json.loads((result / "result.json").read_text())
+    assert out["name"] == "toy car"
+    assert out["uv_layers"] == ["UVMap"] and out["texture_linked"] and out["texture_packed"]
+    assert out["selected"] and out["active"]
+    props = out["properties"]
+    assert props["rfi_method"] == backend_case.method and props["rfi_seed"] == 3
+    assert props["rfi_weights"] == info["weights"]["id"] and props["rfi_preset"] == "fast"
+    assert props["rfi_timings"]["total_s"] > 0
+    assert out["camera"] == {"name": "toy car view", "type": info["camera"]["type"], "backgrounds": 1}
+    assert not_blank(render) > 5
+
+
+def test_cancel_and_kill_midway_then_recover(
+    tmp_path: Path, extension_zip: Path, backend_case: BackendCase
+) -> None:
+    photo = object_photo(tmp_path / "photo.png")
+    out = run_scenario(
+        "interrupt",
+        {
+            "zip": str(extension_zip),
+            "python": PYTHON,
+            "weights_dir": backend_case.weights_dir,
+            "image": str(photo),
+            "settings": backend_case.settings(),
+        },
+        tmp_path / "user",
+    )
+    assert out["cancel"]["state"] == "cancelled" and out["cancel"]["same_process"]  # cancelled between steps
+    assert out["cancel"]["seconds"] < 10
+    assert out["kill"]["state"] == "failed" and out["kill"]["code"] == "backend_crashed"
+    assert "stopped unexpectedly" in out["kill"]["line"] and "restarts" in out["kill"]["line"]
+    assert out["after"]["object"] == "photo" and out["after"]["new_pid"] != out["kill"]["old_pid"]
+
+
+def test_bad_image_is_one_line_with_a_hint(
+    tmp_path: Path, extension_zip: Path, backend_case: BackendCase
+) -> None:
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(object_photo(tmp_path / "ok.png").read_bytes()[:120])  # a truncated PNG
+    out = run_scenario(
+        "bad_image",
+        {
+            "zip": str(extension_zip),
+            "python": PYTHON,
+            "weights_dir": backend_case.weights_dir,
+            "image": str(broken),
+            "settings": backend_case.settings(),
+        },
+        tmp_path / "user",
+    )
+    assert out["objects"] == 0
+    assert "broken.png" in out["message"] and "(" in out["message"] and "\n" not in out["message"].strip()
+
+
+def test_batch_script_end_to_end(tmp_path: Path, extension_zip: Path, backend_case: BackendCase) -> None:
+    user = tmp_path / "user"
+    installed = run_scenario("install", {"zip": str(extension_zip)}, user)
+    assert installed["panels"] == [True, True]
+    assert installed["online_access"] is False and installed["setup_allowed"] is False
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    object_photo(inputs / "car.png")
+    (inputs / "corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really")
+    env = isolated_env(user)
+    env["RFI_WEIGHTS_DIR"] = backend_case.weights_dir
+    proc = subprocess.run(
+        [
+            PYTHON,
+            installed["batch"],
+            "--input",
+            str(inputs),
+            "--output",
+            str(tmp_path / "out"),
+            "--seed",
+            "3",
+            *backend_case.batch_args(),
+            "--save-blend",
+            "--export",
+            "glb",
+            "--preview",
+            "--backend-python",
+            PYTHON,
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert proc.returncode == 1, proc.stdout + proc.stderr  # one of two images failed
+    assert "1 of 2 reconstructed, 1 failed" in proc.stdout
+    rows = {
+        line.split()[0]: line
+        for line in proc.stdout.splitlines()
+        if line.startswith(("car.png", "corrupt.png"))
+    }
+    assert " ok " in rows["car.png"] and " failed " in rows["corrupt.png"]
+    out = tmp_path / "out"
+    for name in ("car.blend", "car.glb", "car_preview.png", "car/mesh.npz", "car/result.json"):
+        assert (out / name).is_file(), name
+    assert (out / "car.glb").read_bytes()[:4] == b"glTF"
+    assert not_blank(out / "car_preview.png") > 5
+    assert not (out / "corrupt").exists()
