@@ -1,0 +1,158 @@
+"""``run_job`` end to end with a real method and tiny real weights (in-process, CPU)."""
+
+from __future__ import annotations
+
+import json
+import threading
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from backend import weights as weights_module
+from backend.jobs import USER_ERRORS, ModelCache, run_job
+from backend.methods.base import JobCancelled
+from backend.protocol import JobRequest
+from backend.results import ResultError
+from backend.weights import Registry, WeightsError
+from tests.core.tiny_models import object_photo, tiny_gan2shape
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def setup(tmp_path: Path) -> tuple[Registry, str, dict[str, Any], Path]:
+    weights_id, overrides = tiny_gan2shape(tmp_path / "weights")
+    registry = Registry(tmp_path / "weights", shipped_dir=tmp_path / "none")
+    return registry, weights_id, overrides, object_photo(tmp_path / "photo.png")
+
+
+def request(image: Path, out: Path, overrides: dict[str, Any], **kw: Any) -> JobRequest:
+    return JobRequest(image=str(image), output_dir=str(out), method="gan2shape", overrides=overrides, **kw)
+
+
+def test_job_writes_result_and_is_deterministic(setup, tmp_path: Path) -> None:
+    registry, weights_id, overrides, photo = setup
+    events: list[dict[str, Any]] = []
+    cache = ModelCache()
+    first = run_job(
+        request(photo, tmp_path / "a", overrides, seed=5), events.append, registry=registry, cache=cache
+    )
+    assert sorted(first.files) == ["mesh.glb", "mesh.npz", "preview.png", "result.json", "texture.png"]
+    doc = json.loads((tmp_path / "a" / "result.json").read_text())
+    entry = registry.find(weights_id)
+    assert doc["weights"]["id"] == weights_id and doc["weights"]["sha256"] == entry.sha256
+    assert (
+        doc["seed"] == 5
+        and doc["preset"] == "fast"
+        and doc["device"] == "cpu"
+        and doc["method"] == "gan2shape"
+    )
+    assert doc["options"]["invert_steps"] == 3 and doc["camera"]["image_size"] == [80, 64]
+    assert set(doc["timings"]) >= {"load_image", "load_model", "run"}
+    stages = [e["stage"] for e in events if e["type"] == "progress"]
+    assert stages[0] == "invert" and stages[-1] == "export"
+    assert all({"step", "total", "eta", "loss", "job"} <= set(e) for e in events)
+
+    run_job(request(photo, tmp_path / "b", overrides, seed=5), lambda e: None, registry=registry, cache=cache)
+    run_job(request(photo, tmp_path / "c", overrides, seed=6), lambda e: None, registry=registry, cache=cache)
+    with np.load(tmp_path / "a" / "mesh.npz") as a, np.load(tmp_path / "b" / "mesh.npz") as b:
+        np.testing.assert_array_equal(a["vertices"], b["vertices"])
+        np.testing.assert_array_equal(a["uvs"], b["uvs"])
+    with np.load(tmp_path / "a" / "mesh.npz") as a, np.load(tmp_path / "c" / "mesh.npz") as c:
+        assert not np.array_equal(a["vertices"], c["vertices"])
+    second = json.loads((tmp_path / "b" / "result.json").read_text())
+    assert second["timings"]["load_model"] < doc["timings"]["load_model"]  # cached model
+
+
+def test_model_cache_reuses_and_evicts(setup) -> None:
+    registry, weights_id, _, _ = setup
+    entry = registry.find(weights_id)
+    cache = ModelCache(capacity=1)
+    model = cache.get(registry, entry, torch.device("cpu"))
+    assert cache.get(registry, entry, torch.device("cpu")) is model
+    other_id, _ = tiny_gan2shape(registry.user_dir, "tiny-g2s-2")
+    cache.get(registry, registry.find(other_id), torch.device("cpu"))
+    assert cache.get(registry, entry, torch.device("cpu")) is not model
+
+
+def test_cancel_before_model_run_leaves_nothing(setup, tmp_path: Path) -> None:
+    registry, _, overrides, photo = setup
+    cancel = threading.Event()
+    cancel.set()
+    with pytest.raises(JobCancelled):
+        run_job(request(photo, tmp_path / "out", overrides), lambda e: None, cancel, registry=registry)
+    assert not (tmp_path / "out").exists()
+
+
+def test_cancel_between_steps(setup, tmp_path: Path) -> None:
+    registry, _, overrides, photo = setup
+    cancel = threading.Event()
+    seen: list[int] = []
+
+    def emit(event: dict[str, Any]) -> None:
+        seen.append(event["step"])
+        if event["stage"] == "invert" and event["step"] >= 1:
+            cancel.set()
+
+    with pytest.raises(JobCancelled):
+        run_job(
+            request(photo, tmp_path / "out", {**overrides, "invert_steps": 50}),
+            emit,
+            cancel,
+            registry=registry,
+        )
+    assert max(seen) < 50 and not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(
+    ("change", "code"),
+    [
+        ({"overrides": {"invert_step": 3}}, "bad_option"),
+        ({"overrides": {"invert_steps": "lots"}}, "bad_option"),
+        ({"weights": "nope"}, "unknown_weights"),
+        ({"preset": "paper", "device": "cuda"}, "no_cuda"),
+        ({"mask": "grabcut", "box": [0, 0, 1, 1]}, "bad_box"),
+    ],
+)
+def test_user_errors(setup, tmp_path: Path, change: dict[str, Any], code: str) -> None:
+    registry, _, overrides, photo = setup
+    if code == "no_cuda" and torch.cuda.is_available():
+        pytest.skip("CUDA is available here")
+    kwargs = {"overrides": overrides, **change}
+    with pytest.raises(USER_ERRORS) as err:
+        run_job(request(photo, tmp_path / "out", **kwargs), lambda e: None, registry=registry)
+    assert err.value.code == code
+    assert not (tmp_path / "out").exists()
+
+
+def test_existing_output_refused_before_running(setup, tmp_path: Path) -> None:
+    registry, _, overrides, photo = setup
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "mine.txt").write_text("keep")
+    events: list[dict[str, Any]] = []
+    with pytest.raises(ResultError) as err:
+        run_job(request(photo, tmp_path / "out", overrides), events.append, registry=registry)
+    assert err.value.code == "output_exists" and events == []  # refused before any optimisation
+
+
+def test_wrong_shapes_name_the_tensor(setup, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    registry, weights_id, overrides, photo = setup
+    entry = registry.find(weights_id)
+    tensors = load_file(entry.path)
+    key = "g_ema.style.1.weight"
+    tensors[key] = torch.zeros(16, 32)
+    save_file(tensors, entry.path)
+    monkeypatch.setattr(weights_module, "_VERIFIED", {})
+    entry_dict = entry.to_dict()
+    entry_dict.update(sha256=weights_module.sha256_file(entry.path), size=entry.path.stat().st_size)
+    (registry.user_dir / "manifest.toml").unlink()
+    weights_module.write_manifest(
+        registry.user_dir, [weights_module.WeightsEntry(**entry_dict, root=entry.root)]
+    )
+    with pytest.raises(WeightsError) as err:
+        run_job(request(photo, tmp_path / "out", overrides), lambda e: None, registry=registry)
+    assert err.value.code == "architecture_mismatch" and "style.1.weight" in err.value.message
