@@ -5,19 +5,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from backend.render.cameras import OrthographicCamera, PerspectiveCamera
 from backend.render.interpolate import (
     blend_corners,
-    interpolate_corner_attributes,
-    sample_texture,
+    face_corner_values,
+    sample_texture_points,
     vertex_corner_values,
 )
 from backend.render.rasterize import Fragments, rasterize
-from backend.render.shading import DirectionalLight, face_normals, lambertian_shading, vertex_normals
+from backend.render.shading import DirectionalLight, face_normals, lambertian_shading_points, vertex_normals
 from backend.render.silhouette import antialias, contour_crossings, coverage
 from backend.render.topology import EdgeTopology, build_edge_topology
 
@@ -27,18 +26,36 @@ class RenderOutput:
     """Images are channels-last. ``rgb`` (B, H, W, C) and ``alpha`` (B, H, W) are antialiased along
     the silhouette (differentiable there); ``mask`` (B, H, W) bool is the hard coverage; ``depth``
     (B, H, W) the view depth (0 on background); ``normals`` (B, H, W, 3) unit outward normals in
-    the camera's view frame (0 on background)."""
+    the camera's view frame (0 on background). ``depth`` and ``normals`` are built on first access,
+    so a loss that does not use them does not pay for them."""
 
     rgb: Tensor
     alpha: Tensor
-    mask: Tensor
-    depth: Tensor
-    normals: Tensor
     fragments: Fragments
+    view_vertices: Tensor
+    faces: Tensor
+    smooth_normals: bool = True
+    point_normals: Tensor | None = None
+
+    @property
+    def mask(self) -> Tensor:
+        return self.fragments.mask
 
     @property
     def pix_to_face(self) -> Tensor:
         return self.fragments.pix_to_face
+
+    @property
+    def depth(self) -> Tensor:
+        return self.fragments.depth
+
+    @property
+    def normals(self) -> Tensor:
+        if self.point_normals is None:
+            self.point_normals = pixel_normals(
+                self.fragments, self.view_vertices, self.faces, self.smooth_normals
+            )
+        return self.fragments.to_image(self.point_normals)
 
 
 def render_mesh(
@@ -66,38 +83,41 @@ def render_mesh(
     float or a tensor broadcastable to (B, H, W, C). ``topology`` (from ``build_edge_topology``)
     is only needed for antialiasing; pass it to avoid rebuilding it every call.
     """
+    faces = faces.long()
     view = camera.to_view(vertices)
     screen = camera.view_to_screen(view)
     fragments = rasterize(
         screen, faces, image_size, perspective=camera.perspective, cull_backfaces=cull_backfaces
     )
-    mask = fragments.mask
-    normals = fragments.to_image(_pixel_normals(fragments, view, faces, smooth_normals))
 
     if texture is not None:
         if uvs is None:
             raise ValueError("render_mesh: a texture needs per-corner uvs (F, 3, 2)")
-        colour = sample_texture(texture, interpolate_corner_attributes(fragments, uvs), padding_mode)
+        uv = blend_corners(fragments, face_corner_values(fragments, uvs))
+        colour = sample_texture_points(texture, uv, fragments.batch_index, padding_mode)
     elif vertex_colors is not None:
-        corner_colours = vertex_corner_values(fragments, faces, vertex_colors)
-        colour = fragments.to_image(blend_corners(fragments, corner_colours))
+        colour = blend_corners(fragments, vertex_corner_values(fragments, faces, vertex_colors))
     else:
-        colour = torch.ones_like(normals)
+        colour = vertices.new_ones(fragments.pixels.shape[0], 3)
+    normals = None
     if light is not None:
-        colour = colour * lambertian_shading(normals, light)
-    background = torch.as_tensor(background, dtype=colour.dtype, device=colour.device)
-    rgb = torch.where(mask[..., None], colour, background)
+        normals = pixel_normals(fragments, view, faces, smooth_normals)
+        colour = colour * lambertian_shading_points(normals, light, fragments.batch_index)
+    if not isinstance(background, Tensor):
+        background = colour.new_tensor(background)
+    rgb = fragments.to_image(colour, background)
 
+    mask = fragments.mask
     if antialiased:
         topology = build_edge_topology(faces) if topology is None else topology
         crossings = contour_crossings(screen, faces, topology, mask)
         rgb, alpha = antialias(rgb, crossings), coverage(mask, crossings)
     else:
         alpha = mask.to(rgb.dtype)
-    return RenderOutput(rgb, alpha, mask, fragments.depth, normals, fragments)
+    return RenderOutput(rgb, alpha, fragments, view, faces, smooth_normals, normals)
 
 
-def _pixel_normals(fragments: Fragments, view: Tensor, faces: Tensor, smooth: bool) -> Tensor:
+def pixel_normals(fragments: Fragments, view: Tensor, faces: Tensor, smooth: bool) -> Tensor:
     """(P, 3) unit normals at the covered pixels: interpolated vertex normals, or flat per face."""
     if smooth:
         corner_normals = vertex_corner_values(fragments, faces, vertex_normals(view, faces))

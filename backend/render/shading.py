@@ -51,8 +51,30 @@ class DirectionalLight:
 
 def lambertian_shading(normals: Tensor, light: DirectionalLight) -> Tensor:
     """(B, H, W, 1) shading of a (B, H, W, 3) normal image under ``light``."""
-    direction = F.normalize(light.direction, dim=-1)
-    cosine = (normals * direction[:, None, None, :]).sum(dim=-1, keepdim=True).clamp(min=0.0)
-    ambient = torch.as_tensor(light.ambient, dtype=normals.dtype, device=normals.device).reshape(-1, 1, 1, 1)
-    diffuse = torch.as_tensor(light.diffuse, dtype=normals.dtype, device=normals.device).reshape(-1, 1, 1, 1)
+    direction, ambient, diffuse = _light_terms(light, normals)
+    return _lambert(normals, direction[:, None, None], ambient[:, None, None], diffuse[:, None, None])
+
+
+def lambertian_shading_points(normals: Tensor, light: DirectionalLight, batch_index: Tensor) -> Tensor:
+    """(P, 1) shading of (P, 3) normals at covered pixels of batch items ``batch_index`` (P,)."""
+    direction, ambient, diffuse = _light_terms(light, normals)
+    if direction.shape[0] > 1:
+        direction = direction.index_select(0, batch_index)
+    if ambient.shape[0] > 1:
+        ambient = ambient.index_select(0, batch_index)
+    if diffuse.shape[0] > 1:
+        diffuse = diffuse.index_select(0, batch_index)
+    return _lambert(normals, direction, ambient, diffuse)
+
+
+def _light_terms(light: DirectionalLight, like: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """Unit direction (B, 3), ambient (B, 1) and diffuse (B, 1) (B may be 1) as tensors."""
+    direction = F.normalize(light.direction.to(like.dtype), dim=-1)
+    ambient = torch.as_tensor(light.ambient, dtype=like.dtype, device=like.device).reshape(-1, 1)
+    diffuse = torch.as_tensor(light.diffuse, dtype=like.dtype, device=like.device).reshape(-1, 1)
+    return direction, ambient, diffuse
+
+
+def _lambert(normals: Tensor, direction: Tensor, ambient: Tensor, diffuse: Tensor) -> Tensor:
+    cosine = (normals * direction).sum(dim=-1, keepdim=True).clamp(min=0.0)
     return ambient + diffuse * cosine
