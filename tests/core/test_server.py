@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -13,6 +14,7 @@ import torch
 from backend import __version__
 from backend.protocol import MAX_MESSAGE_BYTES, PROTOCOL_VERSION
 from tests.core.backend_process import ROOT, BackendProcess, backend_env
+from tests.core.tiny_models import object_photo, tiny_gan2shape
 
 
 @pytest.fixture
@@ -117,3 +119,71 @@ def test_stray_prints_go_to_stderr() -> None:
     )
     assert done.stdout == b"protocol line\n"
     assert b"noise from print" in done.stderr and b"noise from fd 1" in done.stderr
+
+
+@pytest.mark.slow
+def test_jobs_progress_ping_queue_and_cache(tmp_path: Path) -> None:
+    weights_id, overrides = tiny_gan2shape(tmp_path / "weights")
+    photo = object_photo(tmp_path / "photo.png")
+    backend = BackendProcess(tmp_path / "weights", tmp_path / "stderr.txt")
+    try:
+        assert weights_id in [w["id"] for w in backend.expect("hello")["weights"]]
+        job = {"type": "job", "image": str(photo), "method": "gan2shape", "overrides": overrides}
+        slow = {**overrides, "invert_steps": 30}
+        backend.send({**job, "id": "j1", "output_dir": str(tmp_path / "o1"), "overrides": slow})
+        backend.send({**job, "id": "j2", "output_dir": str(tmp_path / "o2")})
+        assert backend.expect("accepted", job="j1")["position"] == 0
+        assert backend.expect("accepted", job="j2")["position"] == 1
+        backend.expect("progress", job="j1")
+        backend.send({"type": "ping", "id": "during"})
+        pong = backend.expect("pong", id="during")
+        assert pong["busy"] == "j1" and pong["queued"] == 1
+        first = backend.expect("result", job="j1")
+        second = backend.expect("result", job="j2")
+    finally:
+        backend.close()
+    progress = [m for m in backend.seen if m["type"] == "progress"]
+    assert {m["job"] for m in progress} == {"j1", "j2"}
+    j1_steps = [m["step"] for m in progress if m["job"] == "j1"]
+    assert (
+        progress.index(next(m for m in progress if m["job"] == "j2")) > len(j1_steps) - 1
+    )  # never interleaved
+    assert any(m.get("preview", "").endswith(".png") for m in progress) and all("eta" in m for m in progress)
+    assert Path(first["files"]["mesh.npz"]).is_file() and second["summary"]["weights"] == weights_id
+    timings = [json.loads(Path(r["files"]["result.json"]).read_text())["timings"] for r in (first, second)]
+    assert timings[1]["load_model"] < timings[0]["load_model"]  # the model stayed loaded
+
+
+@pytest.mark.slow
+def test_cancel_running_and_queued_jobs(tmp_path: Path) -> None:
+    _, overrides = tiny_gan2shape(tmp_path / "weights")
+    photo = object_photo(tmp_path / "photo.png")
+    backend = BackendProcess(tmp_path / "weights", tmp_path / "stderr.txt")
+    try:
+        backend.expect("hello")
+        long = {
+            "type": "job",
+            "image": str(photo),
+            "method": "gan2shape",
+            "overrides": {**overrides, "invert_steps": 2000},
+        }
+        backend.send({**long, "id": "run", "output_dir": str(tmp_path / "run")})
+        backend.send({**long, "id": "wait", "output_dir": str(tmp_path / "wait")})
+        backend.send({**long, "id": "wait2", "output_dir": str(tmp_path / "wait2")})
+        backend.expect("progress", job="run")
+        backend.send({"type": "cancel", "job": "wait"})
+        backend.expect("cancelled", job="wait")
+        backend.send({"type": "cancel", "job": "run"})
+        backend.expect("cancelled", job="run")
+        backend.expect("progress", job="wait2")  # the queue moves on
+        backend.send({"type": "cancel"})
+        backend.expect("cancelled", job="wait2")
+        backend.send({"type": "ping", "id": "after"})
+        assert backend.expect("pong", id="after")["busy"] is None
+        backend.send({"type": "shutdown"})
+        backend.expect("bye")
+        assert backend.proc.wait(30) == 0
+    finally:
+        backend.close()
+    assert not any((tmp_path / name).exists() for name in ("run", "wait", "wait2"))
+    assert max(m["step"] for m in backend.seen if m["type"] == "progress" and m["job"] == "run") < 2000
