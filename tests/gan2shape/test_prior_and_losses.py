@@ -1,0 +1,94 @@
+"""Ellipsoid prior fitted to the mask; losses and depth metrics on cases with known answers."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from backend.methods.gan2shape.depthmap import focal_length
+from backend.methods.gan2shape.losses import (
+    depth_metrics,
+    discriminator_feature_loss,
+    photometric_loss,
+    smooth_loss,
+)
+from backend.methods.gan2shape.prior import PRIOR_NEAR, adjusted_box, ellipsoid_prior, mask_box
+
+
+def box_mask(size: int, rows: tuple[int, int], cols: tuple[int, int]) -> torch.Tensor:
+    mask = torch.zeros(size, size)
+    mask[rows[0] : rows[1] + 1, cols[0] : cols[1] + 1] = 1
+    return mask
+
+
+def test_prior_is_a_cap_filling_the_mask_box_ellipse():
+    mask = box_mask(64, (20, 39), (8, 55))
+    far = 1.02
+    prior = ellipsoid_prior(mask, "cat", far=far)
+    cy, cx, half_h, half_w = 29.5, 31.5, 9.5, 23.5
+    rows = torch.arange(64.0)[:, None]
+    cols = torch.arange(64.0)[None, :]
+    inside = ((rows - cy) / half_h) ** 2 + ((cols - cx) / half_w) ** 2 <= 1
+    assert torch.equal(prior < far, inside & (prior < far))
+    assert (prior[~inside] == far).all()
+    assert prior.min() == pytest.approx(PRIOR_NEAR, abs=2e-3)
+    # Monotone from the centre outwards along the middle row, symmetric about the box centre.
+    row = prior[29, 8:32]
+    assert (row[1:] <= row[:-1] + 1e-6).all()
+    torch.testing.assert_close(prior[20:40, 8:56], prior[20:40, 8:56].flip(1))
+
+
+def test_category_box_adjustments():
+    mask = box_mask(64, (20, 39), (8, 55)) > 0
+    assert mask_box(mask) == (20.0, 39.0, 8.0, 55.0)
+    assert adjusted_box(mask, "car") == (20.0, 39.0 + 19 / 6, 8.0, 55.0)
+    assert adjusted_box(mask, "face")[1] == 63.0
+    assert adjusted_box(mask, "face")[2] == pytest.approx(8 + 47 / 12)
+    assert adjusted_box(mask, "synface")[0] == pytest.approx(20 - 19 / 6)
+
+
+def test_prior_refuses_an_empty_mask():
+    with pytest.raises(ValueError, match="empty"):
+        ellipsoid_prior(torch.zeros(16, 16), "car")
+
+
+def test_smooth_loss_ignores_slopes_and_penalises_curvature():
+    rows, cols = torch.meshgrid(torch.arange(16.0), torch.arange(16.0), indexing="ij")
+    plane = 0.3 * rows - 0.2 * cols + 1
+    assert smooth_loss(plane[None]).item() == pytest.approx(0.0, abs=1e-5)
+    bowl = (rows - 8) ** 2 + (cols - 8) ** 2
+    # d2/dx2 = d2/dy2 = 2 everywhere, mixed terms 0: mean |.| sum = 4.
+    assert smooth_loss(bowl[None, None]).item() == pytest.approx(4.0)
+
+
+def test_photometric_loss_is_masked_mean():
+    a, b = torch.zeros(1, 3, 4, 4), torch.ones(1, 3, 4, 4)
+    b[..., :2] = 5
+    mask = torch.zeros(1, 1, 4, 4)
+    mask[..., 2:] = 1
+    assert photometric_loss(a, b, mask).item() == pytest.approx(1.0)
+    assert photometric_loss(a, b).item() == pytest.approx(3.0)
+
+
+def test_discriminator_feature_loss_pools_the_mask_per_resolution():
+    feats = [torch.ones(1, 2, 8, 8), torch.ones(1, 4, 4, 4)]
+    target = [torch.zeros(1, 2, 8, 8), torch.zeros(1, 4, 4, 4)]
+    mask = torch.zeros(1, 1, 16, 16)
+    mask[..., :8] = 1
+    assert discriminator_feature_loss(feats, target, mask).item() == pytest.approx(2.0)
+    assert discriminator_feature_loss(feats, feats, mask).item() == 0.0
+
+
+def test_side_is_scale_invariant_and_mad_sees_shape():
+    rows, cols = torch.meshgrid(torch.arange(32.0), torch.arange(32.0), indexing="ij")
+    gt = (1.0 + 0.001 * ((rows - 16) ** 2 + (cols - 16) ** 2) ** 0.5)[None]
+    valid = torch.ones(1, 32, 32)
+    same = depth_metrics(gt * 1.05, gt, valid)
+    assert same["side"] < 1e-6
+    assert same["mad"] < 0.5
+    flat = depth_metrics(torch.ones_like(gt), gt, valid)
+    assert flat["side"] > 1e-3
+    # A cone rising 0.001 per pixel; a pixel spans 1 / focal at depth 1: the slope angle everywhere.
+    assert flat["mad"] == pytest.approx(math.degrees(math.atan(0.001 * focal_length(32))), rel=0.1)
