@@ -83,28 +83,73 @@ class BackendCase:
         return ["--method", self.method, *(f"--set={item}" for item in self.overrides.split())]
 
 
-MESHINVERSION_SHORT = ""
+MESHINVERSION_SHORT = (
+    "render_size=64 z_candidates=4 rendered_candidates=2 azimuths=4 elevations=[0.0] camera_keep=1 "
+    "camera_refine_steps=2 stages=[[10,0.1,0.01]] chamfer_points=256"
+)
 GAN2SHAPE_SHORT = (
     "num_stages=1 stage0=[6,6,6] batch=2 collect_iters=2 prior_iters=10 invert_steps=12 net_width=8"
 )
 
 
+def shipped_generator(method: str) -> bool:
+    """Whether ``weights/manifest.toml`` ships a model of ``method`` the backend would pick by default."""
+    entries = tomllib.loads((ROOT / "weights" / "manifest.toml").read_text()).get("weights", [])
+    return any(entry["method"] == method and entry["config"].get("network") != "vgg19" for entry in entries)
+
+
 @pytest.fixture(scope="session")
-def backend_case(tmp_path_factory: pytest.TempPathFactory) -> BackendCase:
-    """The shipped MeshInversion demo weights when present; otherwise a tiny, randomly initialised
-    GAN2Shape StyleGAN2 written as a real weights file into a user weights folder."""
-    shipped = tomllib.loads((ROOT / "weights" / "manifest.toml").read_text()).get("weights", [])
-    if any(entry["method"] == "meshinversion" for entry in shipped):
-        return BackendCase("meshinversion", "", MESHINVERSION_SHORT)
-    return BackendCase("gan2shape", str(tiny_gan2shape(tmp_path_factory.mktemp("weights"))), GAN2SHAPE_SHORT)
+def backend_cases(tmp_path_factory: pytest.TempPathFactory) -> dict[str, BackendCase]:
+    """Per method: the shipped demo weights when present, else a tiny randomly initialised model written
+    as a real weights file into a user weights folder; with overrides that keep each job to seconds."""
+    cases = {}
+    for method, short, tiny in (
+        ("meshinversion", MESHINVERSION_SHORT, tiny_meshinversion),
+        ("gan2shape", GAN2SHAPE_SHORT, tiny_gan2shape),
+    ):
+        folder = "" if shipped_generator(method) else str(tiny(tmp_path_factory.mktemp(f"weights-{method}")))
+        cases[method] = BackendCase(method, folder, short)
+    return cases
+
+
+@pytest.fixture(scope="session")
+def backend_case(backend_cases: dict[str, BackendCase]) -> BackendCase:
+    """The add-on's default method."""
+    return backend_cases["meshinversion"]
+
+
+def register_weights(folder: Path, weights_id: str, method: str, state: dict, config: dict) -> Path:
+    from safetensors.torch import save_file
+
+    from backend.weights import WeightsEntry, sha256_file, write_manifest
+
+    path = folder / f"{weights_id}.safetensors"
+    save_file({key: value.contiguous() for key, value in state.items()}, str(path))
+    entry = WeightsEntry(
+        id=weights_id, method=method, category="car", file=path.name, sha256=sha256_file(path),
+        size=path.stat().st_size, source="randomly initialised for tests", licence="GPL-3.0-or-later",
+        config=config, root=folder, origin="user",
+    )  # fmt: skip
+    write_manifest(folder, [entry])
+    return folder
+
+
+def tiny_meshinversion(folder: Path) -> Path:
+    import torch
+
+    from backend.methods.meshinversion.generator import Generator, GeneratorConfig
+
+    config = GeneratorConfig(width=0.0625, texture_resolution=256)
+    torch.manual_seed(0)
+    return register_weights(
+        folder, "tiny-meshinversion", "meshinversion", Generator(config).state_dict(), asdict(config)
+    )
 
 
 def tiny_gan2shape(folder: Path) -> Path:
     import torch
-    from safetensors.torch import save_file
 
     from backend.methods.gan2shape.stylegan2 import Discriminator, Generator, StyleGAN2Config
-    from backend.weights import WeightsEntry, sha256_file, write_manifest
 
     config = StyleGAN2Config(
         size=64, style_dim=32, n_mlp=2, channel_multiplier=1, channel_base=256, channel_max=32
@@ -112,21 +157,11 @@ def tiny_gan2shape(folder: Path) -> Path:
     torch.manual_seed(0)
     state = {}
     for prefix, net in (("g_ema", Generator(config)), ("d", Discriminator(config))):
-        state.update({f"{prefix}.{key}": value.contiguous() for key, value in net.state_dict().items()})
-    path = folder / "tiny_gan2shape.safetensors"
-    save_file(state, str(path))
-    entry = WeightsEntry(
-        id="tiny-gan2shape",
-        method="gan2shape",
-        category="car",
-        file=path.name,
-        sha256=sha256_file(path),
-        size=path.stat().st_size,
-        source="randomly initialised for tests",
-        licence="GPL-3.0-or-later",
-        config={**asdict(config), "kind": "stylegan2", "image_size": 64},
-        root=folder,
-        origin="user",
+        state.update({f"{prefix}.{key}": value for key, value in net.state_dict().items()})
+    return register_weights(
+        folder,
+        "tiny-gan2shape",
+        "gan2shape",
+        state,
+        {**asdict(config), "kind": "stylegan2", "image_size": 64},
     )
-    write_manifest(folder, [entry])
-    return folder

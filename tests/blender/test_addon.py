@@ -20,9 +20,11 @@ def not_blank(path: Path) -> float:
     return float(pixels.reshape(-1, 3).std(axis=0).max())
 
 
+@pytest.mark.parametrize("method", ["meshinversion", "gan2shape"])
 def test_reconstruct_operator_imports_the_backend_result(
-    tmp_path: Path, extension_zip: Path, backend_case: BackendCase
+    tmp_path: Path, extension_zip: Path, backend_cases: dict[str, BackendCase], method: str
 ) -> None:
+    backend_case = backend_cases[method]
     photo = object_photo(tmp_path / "toy car.png")
     render = tmp_path / "render.png"
     out = run_scenario(
