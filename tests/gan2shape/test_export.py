@@ -1,0 +1,90 @@
+"""Relief export: cut to the mask, decimated, Blender's frame, CCW from the front, camera that fits."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from backend.methods.gan2shape.depthmap import depth_to_points, intrinsics, transform_points
+from backend.methods.gan2shape.export import blender_camera, relief_mesh
+
+SIZE = 64
+
+
+def bump() -> tuple[torch.Tensor, torch.Tensor]:
+    """A dome (nearer at the centre) inside a disc mask centred at (row 28, col 36)."""
+    rows, cols = torch.meshgrid(torch.arange(64.0), torch.arange(64.0), indexing="ij")
+    r2 = ((rows - 28) ** 2 + (cols - 36) ** 2) / 20**2
+    depth = 1.05 - 0.08 * (1 - r2).clamp(min=0).sqrt()
+    return depth, (r2 < 1).float()
+
+
+def test_relief_is_cut_to_the_mask_and_decimated():
+    depth, mask = bump()
+    relief = relief_mesh(depth, mask, resolution=32)
+    assert len(relief.vertices) <= 32 * 32 and len(relief.faces) > 100
+    # Every vertex is a grid point inside the disc; the coarse grid's disc holds about pi/4 * 20^2/2^2 quads.
+    grid = np.linspace(0, 63, 32)
+    rows, cols = np.meshgrid(grid, grid, indexing="ij")
+    inside = ((rows - 28) ** 2 + (cols - 36) ** 2) < 400
+    assert len(relief.vertices) <= inside.sum()
+    assert relief.faces.min() == 0 and relief.faces.max() == len(relief.vertices) - 1
+    assert relief.uvs.min() >= 0 and relief.uvs.max() <= 1
+    finer = relief_mesh(depth, mask, resolution=48)
+    assert len(relief.vertices) < len(finer.vertices) < 2 * 64 * 64
+
+
+def test_relief_is_in_blender_frame_centred_unit_and_faces_the_front():
+    depth, mask = bump()
+    relief = relief_mesh(depth, mask, resolution=40)
+    v = relief.vertices
+    extent = v.max(axis=0) - v.min(axis=0)
+    assert extent.max() == pytest.approx(1.0, abs=1e-5)
+    np.testing.assert_allclose((v.max(axis=0) + v.min(axis=0)) / 2, 0, atol=1e-5)
+    # The dome's tip is nearest the camera, i.e. furthest towards the front (-Y).
+    tip = v[np.argmin(v[:, 1])]
+    assert abs(tip[0]) < 0.1 and abs(tip[2]) < 0.1
+    # Faces wind counter-clockwise seen from the front: their normals point to -Y.
+    a, b, c = (v[relief.faces[:, i]] for i in range(3))
+    normals = np.cross(b - a, c - a)
+    assert (normals[:, 1] < 0).mean() > 0.99
+    # Image right is +X, image up is +Z: compare uv order with position order.
+    corners = relief.uvs.reshape(-1, 2)
+    positions = v[relief.faces.reshape(-1)]
+    assert np.corrcoef(corners[:, 0], positions[:, 0])[0, 1] > 0.99
+    assert np.corrcoef(corners[:, 1], positions[:, 2])[0, 1] > 0.99
+
+
+VIEWS = [[0.0, 0.0, 0.0, 0.0, 0.0, 0.0], [0.1, math.radians(25), -0.05, 0.02, -0.01, 0.0]]
+
+
+@pytest.mark.parametrize("view", VIEWS)
+def test_blender_camera_sees_the_relief_where_the_input_view_did(view):
+    depth, mask = bump()
+    view_t = torch.tensor([view])
+    relief = relief_mesh(depth, mask, resolution=SIZE)
+    camera = blender_camera(view_t[0], relief, SIZE)
+    # Where the input camera saw each canonical grid point (pixel units).
+    points = depth_to_points(depth[None])
+    seen = transform_points(points, view_t)[0]
+    uv = (seen / seen[..., 2:]) @ intrinsics(SIZE, seen).T
+    inside = mask > 0.5
+    expected = uv[..., :2][inside].numpy()
+    # The same points through the Blender camera: world -> camera local (looks along -Z, +Y up).
+    world = relief.vertices.astype(np.float64)
+    matrix = np.array(camera["matrix_world"])
+    local = (np.linalg.inv(matrix) @ np.c_[world, np.ones(len(world))].T).T[:, :3]
+    half = math.tan(camera["angle"] / 2)
+    x_ndc = local[:, 0] / -local[:, 2] / half
+    y_ndc = local[:, 1] / -local[:, 2] / half
+    cols = (x_ndc + 1) / 2 * SIZE - 0.5
+    rows = (1 - y_ndc) / 2 * SIZE - 0.5
+    got = np.stack([cols, rows], axis=1)
+    assert len(got) == len(expected)  # resolution = image size: one vertex per masked pixel, same order
+    np.testing.assert_allclose(got, expected, atol=1e-3)
+    rotation = matrix[:3, :3]
+    np.testing.assert_allclose(rotation.T @ rotation, np.eye(3), atol=1e-9)
+    assert np.linalg.det(rotation) == pytest.approx(1.0)
