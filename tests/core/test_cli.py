@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -13,6 +14,7 @@ from safetensors.torch import save_file
 from backend.cli import main
 from tests.core.backend_process import ROOT, backend_env
 from tests.core.test_weights import _Payload, save_entry
+from tests.core.tiny_models import object_photo, tiny_gan2shape
 
 
 def cli(*args: str | Path, weights_dir: Path, timeout: float = 300) -> subprocess.CompletedProcess[str]:
@@ -99,3 +101,26 @@ def test_module_runs_from_any_directory(tmp_path: Path) -> None:
         timeout=120,
     )
     assert done.returncode == 0 and "reconstruct" in done.stdout
+
+
+@pytest.mark.slow
+def test_reconstruct_end_to_end(tmp_path: Path) -> None:
+    weights = tmp_path / "w"
+    weights_id, overrides = tiny_gan2shape(weights)
+    photo = object_photo(tmp_path / "photo.png")
+    sets = [arg for key, value in overrides.items() for arg in ("--set", f"{key}={json.dumps(value)}")]
+    args = ["reconstruct", photo, "--method", "gan2shape", "--seed", "2", "--mask", "alpha", *sets]
+    done = cli(*args, "-o", tmp_path / "out", weights_dir=weights)
+    assert done.returncode == 0, done.stderr
+    summary = done.stdout.strip().splitlines()
+    assert (
+        len(summary) == 1 and summary[0].startswith(f"wrote {tmp_path / 'out'}") and weights_id in summary[0]
+    )
+    assert "invert" in done.stderr and "|" in done.stderr  # tqdm bars on stderr
+    doc = json.loads((tmp_path / "out" / "result.json").read_text())
+    assert doc["seed"] == 2 and doc["input"]["mask"] == "alpha"
+
+    again = cli(*args, "-o", tmp_path / "out", weights_dir=weights)
+    assert again.returncode == 1 and "output_exists" in again.stderr and "--overwrite" in again.stderr
+    bad = cli(*args, "--set", "invert_steps=lots", "-o", tmp_path / "o2", weights_dir=weights)
+    assert bad.returncode == 1 and "bad_option" in bad.stderr and not (tmp_path / "o2").exists()
