@@ -220,9 +220,11 @@ class Registry:
         )
 
     def default_for(self, method: str) -> WeightsEntry:
-        """The first listed entry for ``method``: shipped demo weights before user imports."""
+        """The first listed model entry for ``method`` (shipped demo weights before user imports;
+        auxiliary entries, see ``Method.is_model_entry``, are skipped)."""
+        accepts = method_class(method).is_model_entry
         for entry in self.entries():
-            if entry.method == method:
+            if entry.method == method and accepts(entry):
                 return entry
         raise WeightsError(
             "no_weights",

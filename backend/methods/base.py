@@ -51,6 +51,13 @@ class Method(ABC):
     """``fast`` (interactive on a CPU) and ``paper`` (the published schedule)."""
 
     @classmethod
+    def is_model_entry(cls, entry: Any) -> bool:
+        """False for auxiliary weights registered under this method that cannot reconstruct on
+        their own (e.g. VGG features for a loss); a job's default weights are the first entry for
+        which this is True. Methods with auxiliary entries override it."""
+        return True
+
+    @classmethod
     @abstractmethod
     def load(cls, entry: Any, state_dict: dict[str, Any], device: Any) -> Method:
         """Build the model from ``entry.config`` (a ``backend.weights.WeightsEntry``) on ``device``

@@ -237,3 +237,19 @@ def test_not_a_checkpoint(tmp_path: Path) -> None:
     with pytest.raises(WeightsError) as err:
         safe_torch_load(tmp_path / "list.pth")
     assert err.value.code == "not_a_checkpoint"
+
+
+def test_default_skips_auxiliary_entries(
+    tmp_path: Path, tensors: dict[str, torch.Tensor], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from backend.methods import method_class
+
+    save_entry(tmp_path, tensors, "aux-vgg", kind="auxiliary")
+    save_entry(tmp_path, tensors, "generator")
+    registry = Registry(user_dir=tmp_path, shipped_dir=tmp_path / "none")
+    assert registry.default_for("meshinversion").id == "aux-vgg"  # the base class accepts every entry
+    method = method_class("meshinversion")
+    monkeypatch.setattr(
+        method, "is_model_entry", classmethod(lambda cls, e: e.config.get("kind") != "auxiliary")
+    )
+    assert registry.default_for("meshinversion").id == "generator"
