@@ -1,0 +1,125 @@
+"""The GAN2Shape method end to end on a tiny random StyleGAN2: progress, determinism, cancel, output."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from backend.methods.base import JobCancelled
+from backend.methods.gan2shape import METHOD
+from backend.methods.gan2shape.config import resolve
+from backend.results import validate
+from tests.gan2shape.helpers import TINY_OPTIONS, ellipse_photo
+
+
+def options(**changes):
+    return {**METHOD.presets["fast"], **TINY_OPTIONS, **changes}
+
+
+class Recorder:
+    def __init__(self, cancel_at: str | None = None) -> None:
+        self.events: list[tuple[str, int, int, float | None, bool]] = []
+        self.cancel_at = cancel_at
+
+    def __call__(self, stage, step, total, loss=None, preview=None):
+        if stage == self.cancel_at:
+            raise JobCancelled()
+        if preview is not None:
+            assert preview.dtype == np.uint8 and preview.ndim == 3
+        self.events.append((stage, step, total, loss, preview is not None))
+
+
+@pytest.fixture
+def model(tiny_entry):
+    entry, state = tiny_entry
+    return METHOD.load(entry, state, "cpu")
+
+
+def test_run_reports_every_stage_and_returns_a_valid_relief(model):
+    recorder = Recorder()
+    result = validate(model.run(ellipse_photo(), options(), seed=3, progress=recorder))
+    stages = [e[0] for e in recorder.events]
+    for name in ("invert", "prior", "step1", "step2", "collect", "step3", "export"):
+        assert name in stages, name
+    assert stages.index("invert") < stages.index("prior") < stages.index("step1") < stages.index("step3")
+    opts = resolve("car", options())
+    last = {}
+    for stage, step, total, loss, _ in recorder.events:
+        assert loss is None or math.isfinite(loss)
+        assert step >= last.get(stage, -1)
+        last[stage] = step
+        if stage in ("step1", "step2", "step3"):
+            assert total == opts.total_steps(("step1", "step2", "step3").index(stage))
+    assert last["step3"] == opts.total_steps(2)
+    assert any(e[4] for e in recorder.events)
+    # Losses fall where a short run can show it: inversion and fitting the depth net to the prior.
+    curves = result.info["loss_curves"]
+    assert curves["invert"][-1] < curves["invert"][0]
+    assert curves["prior"][-1] < curves["prior"][0]
+    assert all(math.isfinite(v) for c in curves.values() for v in c)
+    # The relief: cut to the object (no full background sheet), Blender frame, camera in front.
+    res = options()["mesh_resolution"]
+    assert len(result.vertices) < 0.8 * res * res
+    extent = result.vertices.max(axis=0) - result.vertices.min(axis=0)
+    assert extent.max() == pytest.approx(1.0, abs=1e-4)
+    camera = np.array(result.camera["matrix_world"])
+    assert camera[1, 3] < -1 and abs(camera[0, 3]) < 1 and abs(camera[2, 3]) < 1
+    assert result.camera["type"] == "PERSP" and result.camera["image_size"] == [96, 72]
+    assert set(result.previews) == {"recon", "rotate", "relight", "shape_rotate"}
+    assert result.texture.shape == (64, 64, 3)
+    info = result.info
+    assert len(info["view"]["rotation_deg"]) == 3 and len(info["light"]["direction"]) == 3
+    assert info["perceptual"] is False and any("VGG16" in n for n in info["notes"])
+    assert info["mask_source"] == "input"
+
+
+def test_same_seed_same_result_other_seed_other_result(model):
+    photo = ellipse_photo()
+    short = options(num_stages=1, stage0=(3, 3, 3), previews=False)
+    a = model.run(photo, short, seed=7, progress=Recorder())
+    b = model.run(photo, short, seed=7, progress=Recorder())
+    c = model.run(photo, short, seed=8, progress=Recorder())
+    np.testing.assert_array_equal(a.vertices, b.vertices)
+    np.testing.assert_array_equal(a.texture, b.texture)
+    assert a.info["loss_curves"] == b.info["loss_curves"]
+    assert not np.array_equal(a.texture, c.texture)
+
+
+@pytest.mark.parametrize("stage", ["invert", "prior", "step2", "step3"])
+def test_cancel_stops_the_run(model, stage):
+    recorder = Recorder(cancel_at=stage)
+    with pytest.raises(JobCancelled):
+        model.run(ellipse_photo(), options(), seed=0, progress=recorder)
+    assert all(e[0] != stage for e in recorder.events)
+
+
+def test_a_diverging_generator_is_a_clear_error(tiny_entry):
+    entry, state = tiny_entry
+    broken = dict(state)
+    broken["g_ema.to_rgb1.bias"] = torch.full_like(state["g_ema.to_rgb1.bias"], float("nan"))
+    model = METHOD.load(entry, broken, "cpu")
+    with pytest.raises(FloatingPointError, match="diverged"):
+        model.run(ellipse_photo(), options(), seed=0, progress=Recorder())
+
+
+def test_unknown_or_bad_options_are_refused(model):
+    with pytest.raises(ValueError, match="unknown gan2shape option"):
+        model.run(ellipse_photo(), {**options(), "stages": 3}, seed=0, progress=Recorder())
+    with pytest.raises(ValueError, match="texture"):
+        model.run(ellipse_photo(), options(texture="glossy"), seed=0, progress=Recorder())
+
+
+def test_published_schedules_by_category():
+    paper = METHOD.presets["paper"]
+    car, face, synface = resolve("car", paper), resolve("face", paper), resolve("synface", paper)
+    assert (car.num_stages, car.stage0, car.later, car.batch) == (4, (700, 700, 600), (200, 500, 400), 8)
+    assert car.use_mask and not car.relative_enc and car.flip3 == (False,) * 4
+    assert (face.stage0, face.later, face.batch, face.flip3[0], face.view_scale) == (
+        (600, 600, 400), (200, 500, 300), 16, True, 1.2)
+    assert (synface.num_stages, synface.f1_d, synface.rand_light[0]) == (1, 8, -0.9)
+    assert car.prior_iters == 1000 and car.collect_iters == 100 and car.lr == 1e-4
+    fast = resolve("car", METHOD.presets["fast"])
+    assert fast.total_steps(0) + fast.total_steps(1) + fast.total_steps(2) < 500
