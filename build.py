@@ -124,11 +124,11 @@ os._exit(0 if result == {"FINISHED"} else 1)
 """
 
 
-def demo(_: argparse.Namespace | None = None) -> None:
+def demo(args: argparse.Namespace) -> None:
     """Package, install the zip into an isolated Blender user folder, and reconstruct the first example
     with the demo weights through the real backend: out/demo.blend, out/demo.glb, out/demo_preview.png."""
     archive = package()
-    examples = sorted((ROOT / "examples").glob("*.png"))
+    examples = [Path(args.image).resolve()] if args.image else sorted((ROOT / "examples").glob("*.png"))
     if not examples:
         sys.exit("demo: no examples/*.png to reconstruct")
     user = OUT / "blender-user"
@@ -156,7 +156,9 @@ def main() -> None:
     p.add_argument("pytest_args", nargs=argparse.REMAINDER, help="extra pytest arguments")
     p.set_defaults(func=test)
     sub.add_parser("package", help="build and validate the extension zip").set_defaults(func=package)
-    sub.add_parser("demo", help="reconstruct the bundled example into out/").set_defaults(func=demo)
+    p = sub.add_parser("demo", help="reconstruct the bundled example into out/")
+    p.add_argument("--image", help="reconstruct this photo instead of the first examples/*.png")
+    p.set_defaults(func=demo)
     args = parser.parse_args()
     args.func(args)
 
