@@ -14,6 +14,7 @@ from typing import Any
 import torch
 
 from backend.methods.meshinversion.generator import BASE_CHANNELS, START_SIZE, Generator, GeneratorConfig
+from backend.methods.meshinversion.vgg import VGG_CONFIG, vgg_state_from_torchvision
 
 CAR_CATEGORIES = frozenset({"car", "cars", "p3d", "p3d_car", "pascal3d", "pascal3d_car"})
 """Categories whose ConvMesh models use the 31-ring template (the Pascal3D car release)."""
@@ -103,9 +104,14 @@ def validate_state(state: dict[str, torch.Tensor], config: GeneratorConfig) -> d
 
 
 def convert_official(raw: dict[str, Any], category: str) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """Official checkpoint dict -> (generator state dict in our key order, architecture config)."""
+    """Official checkpoint dict -> (generator state dict in our key order, architecture config).
+
+    Category ``vgg19`` takes torchvision's ImageNet VGG19 instead (for the feature-level loss).
+    """
     if not isinstance(raw, dict):
         raise TypeError(f"expected a checkpoint dict, got {type(raw).__name__}")
+    if category.lower() == "vgg19":
+        return vgg_state_from_torchvision(raw), dict(VGG_CONFIG)
     state = pick_generator(raw)
     config = detect_config(state, _training_args(raw), category)
     return validate_state(state, config), config.to_dict()

@@ -19,6 +19,8 @@ from backend.methods.meshinversion.generator import Generator, GeneratorConfig
 from backend.methods.meshinversion.template import SphereTemplate, sphere_template
 from backend.render.interpolate import interpolate_corner_attributes, sample_texture
 from backend.render.rasterize import rasterize
+from backend.render.silhouette import contour_crossings, coverage
+from backend.render.topology import EdgeTopology, build_edge_topology
 
 
 def exported_uvs(corner_uvs: torch.Tensor, texture_height: int) -> torch.Tensor:
@@ -51,12 +53,21 @@ def pad_texture(texture: torch.Tensor, symmetric: bool) -> torch.Tensor:
     return torch.cat((texture, texture[..., :1]), dim=-1)
 
 
+def finite(vertices: torch.Tensor) -> torch.Tensor:
+    """Stop with a clear error before NaN/Inf vertices reach the rasteriser (or the optimiser)."""
+    if not bool(torch.isfinite(vertices).all()):
+        raise FloatingPointError("meshinversion diverged: the generator produced NaN/Inf vertices")
+    return vertices
+
+
 @dataclass
 class Rendering:
-    """``rgb`` (B, 3, H, W) in [-1, 1] (0 on background), ``mask`` (B, H, W) bool coverage."""
+    """``rgb`` (B, 3, H, W) in [-1, 1] (0 on background), ``mask`` (B, H, W) bool coverage and, when
+    asked for, ``alpha`` (B, H, W): the coverage antialiased along the contour, differentiable there."""
 
     rgb: torch.Tensor
     mask: torch.Tensor
+    alpha: torch.Tensor | None = None
 
 
 class MeshGAN:
@@ -87,21 +98,36 @@ class MeshGAN:
     def generate(self, z: torch.Tensor, labels: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, latent) -> texture (B, 3, T, T) in [-1, 1] and vertices (B, V, 3) in object space."""
         texture, displacement = self.generator(z, self.labels(labels))
-        return texture, self.template.displace(displacement, self.config.symmetric)
+        return texture, finite(self.template.displace(displacement, self.config.symmetric))
 
     def shape(self, z: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
         """(B, V, 3) vertices only (skips the texture branch)."""
         displacement = self.generator.displacement(z, self.labels(labels))
-        return self.template.displace(displacement, self.config.symmetric)
+        return finite(self.template.displace(displacement, self.config.symmetric))
+
+    @cached_property
+    def topology(self) -> EdgeTopology:
+        return build_edge_topology(self.faces)
 
     def render(
-        self, vertices: torch.Tensor, texture: torch.Tensor, camera: WeakPerspective, size: int
+        self,
+        vertices: torch.Tensor,
+        texture: torch.Tensor,
+        camera: WeakPerspective,
+        size: int,
+        silhouette: bool = False,
     ) -> Rendering:
-        """Unlit render of textured meshes through weak-perspective cameras at ``size`` x ``size``."""
-        fragments = rasterize(camera.camera().project(vertices), self.faces, size, cull_backfaces=True)
+        """Unlit render of textured meshes through weak-perspective cameras at ``size`` x ``size``;
+        ``silhouette`` adds the antialiased coverage (the official losses use the hard mask only)."""
+        screen = camera.camera().project(vertices)
+        fragments = rasterize(screen, self.faces, size, cull_backfaces=True)
         uv = interpolate_corner_attributes(fragments, self.uvs_for_rendering)
         rgb = sample_texture(pad_texture(texture, self.config.symmetric), uv) * fragments.mask[..., None]
-        return Rendering(rgb.permute(0, 3, 1, 2), fragments.mask)
+        alpha = None
+        if silhouette:
+            crossings = contour_crossings(screen, self.faces, self.topology, fragments.mask)
+            alpha = coverage(fragments.mask, crossings)
+        return Rendering(rgb.permute(0, 3, 1, 2), fragments.mask, alpha)
 
     def silhouette(self, vertices: torch.Tensor, camera: WeakPerspective, size: int) -> torch.Tensor:
         """(B, H, W) bool coverage without any texture work."""

@@ -1,0 +1,146 @@
+"""Inversion result -> ``MeshResult``: mesh in Blender's frame, the aligned camera, previews.
+
+Frames: the object frame is x (mirror axis), y up, z front; Blender's is (X, Y, Z) = (x, -z, y).
+The mesh is centred on its bounding-box centre and scaled so its largest extent is 1 unit.
+
+Camera: the fitted weak-perspective view is exactly an orthographic camera. With the object
+->Blender map V = k (A v - c) (A the axis swap, c the box centre, k the scale) and the view
+view = s R v + t, the camera's local axes are Rc = A R^T D (D = diag(1, -1, -1) turns the view
+frame, y down and z away, into Blender's camera frame, y up and looking along -Z), its
+``ortho_scale`` is 2 k / s (the crop square spans 2 NDC units) and its position shifts the image
+centre by the translation. ``crop_box`` ties the camera to the crop of the original photo.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import torch
+
+from backend.inputs import Crop
+from backend.methods.base import MeshResult
+from backend.methods.meshinversion.camera_search import WeakPerspective, view_quaternion
+from backend.methods.meshinversion.invert import InversionResult, to_uint8
+from backend.methods.meshinversion.mesh_gan import MeshGAN, exported_uvs
+
+OBJECT_TO_BLENDER = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, -1.0], [0.0, 1.0, 0.0]])
+"""A: object (x, y up, z front) -> Blender (X, Y = -z, Z = y); a rotation (det 1)."""
+VIEW_TO_CAMERA = np.diag([1.0, -1.0, -1.0])
+"""D: view frame (x right, y down, z away) -> Blender camera local frame (y up, looks along -Z)."""
+CAMERA_DISTANCE = 3.0
+"""How far in front of the mesh the orthographic camera sits (it does not change the image)."""
+NOVEL_VIEWS = {"view_front_left": (-45.0, 20.0), "view_back_right": (135.0, 20.0)}
+"""Preview views (azimuth, elevation in degrees) in the object's own frame; see ``view_quaternion``."""
+
+
+def blender_placement(vertices: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+    """Object-frame (V, 3) -> Blender-frame vertices centred and scaled to unit extent, plus (c, k)."""
+    swapped = vertices @ OBJECT_TO_BLENDER.T
+    centre = (swapped.max(axis=0) + swapped.min(axis=0)) / 2
+    scale = 1.0 / max(float((swapped.max(axis=0) - swapped.min(axis=0)).max()), 1e-8)
+    return (swapped - centre) * scale, centre, scale
+
+
+def blender_camera(camera: WeakPerspective, centre: np.ndarray, scale: float, crop: Crop) -> dict[str, Any]:
+    """The ORTHO camera (schema of ``backend/results.py``) that reproduces the fitted view."""
+    rotation = camera.rotation()[0].double().cpu().numpy()
+    s = float(camera.scale[0])
+    translation = np.array([float(camera.translation[0, 0]), float(camera.translation[0, 1]), 0.0])
+    axes = OBJECT_TO_BLENDER @ rotation.T @ VIEW_TO_CAMERA
+    offset = VIEW_TO_CAMERA @ (s * rotation @ OBJECT_TO_BLENDER.T @ centre + translation)
+    local_position = np.array([-offset[0] * scale / s, -offset[1] * scale / s, CAMERA_DISTANCE])
+    matrix = np.eye(4)
+    matrix[:3, :3] = axes
+    matrix[:3, 3] = axes @ local_position
+    return {
+        "type": "ORTHO",
+        "matrix_world": matrix.tolist(),
+        "ortho_scale": 2 * scale / s,
+        "crop_box": [float(v) for v in crop.box],
+        "image_size": [int(v) for v in crop.image_size],
+    }
+
+
+def novel_view_previews(model: MeshGAN, result: InversionResult, size: int) -> dict[str, np.ndarray]:
+    """Renders from fixed views around the object, centred and scaled to fit, on white."""
+    vertices = result.vertices[None]
+    centred = vertices - vertices.mean(dim=1, keepdim=True)
+    radius = float(centred.norm(dim=-1).max())
+    device = vertices.device
+    angles = torch.tensor(list(NOVEL_VIEWS.values()), device=device).deg2rad()
+    quaternions = view_quaternion(angles[:, 0], angles[:, 1])
+    count = len(NOVEL_VIEWS)
+    cameras = WeakPerspective(
+        quaternions, torch.full((count,), 0.95 / radius, device=device), torch.zeros(count, 2, device=device)
+    )
+    rendering = model.render(
+        centred.expand(count, -1, -1), result.texture[None].expand(count, -1, -1, -1), cameras, size
+    )
+    white = torch.where(rendering.mask[:, None], rendering.rgb, torch.ones_like(rendering.rgb))
+    return {name: to_uint8(white[i]) for i, name in enumerate(NOVEL_VIEWS)}
+
+
+def input_view_previews(model: MeshGAN, result: InversionResult, crop: Crop) -> dict[str, np.ndarray]:
+    """The photo crop, the reconstruction in the fitted view, and the reconstruction over the photo."""
+    size = crop.mask.shape[0]
+    rendering = model.render(result.vertices[None], result.texture[None], result.camera, size)
+    photo = torch.from_numpy(crop.rgb).to(result.texture.device).permute(2, 0, 1) * 2 - 1
+    covered = rendering.mask[0][None]
+    return {
+        "input": to_uint8(photo),
+        "reconstruction": to_uint8(torch.where(covered, rendering.rgb[0], torch.ones_like(photo))),
+        "overlay": to_uint8(torch.where(covered, 0.5 * (rendering.rgb[0] + photo), photo)),
+    }
+
+
+def to_mesh_result(
+    model: MeshGAN, result: InversionResult, crop: Crop, info: dict[str, Any], previews: bool
+) -> MeshResult:
+    """Everything ``backend/results.py`` writes for one reconstructed image."""
+    with torch.no_grad():
+        vertices, centre, scale = blender_placement(result.vertices.double().cpu().numpy())
+        size = model.config.texture_resolution
+        uvs = exported_uvs(model.template.corner_uvs, size).numpy()
+        texture = to_uint8(result.texture)
+        shown = {
+            **input_view_previews(model, result, crop),
+            **novel_view_previews(model, result, crop.mask.shape[0]),
+        }
+    quaternion = torch.nn.functional.normalize(result.camera.quaternion[0], dim=0)
+    info = {
+        **info,
+        "camera_fit": {
+            "quaternion_wxyz": [float(v) for v in quaternion],
+            "scale": float(result.camera.scale[0]),
+            "translation": [float(v) for v in result.camera.translation[0]],
+            "search_mask_loss": result.camera_score,
+        },
+        "class_label": result.label,
+        "init_score": result.init_score,
+        "mask_iou": {"initial": result.init_mask_iou, "final": result.mask_iou},
+        "stage_losses": result.stage_losses,
+        "latent": [float(v) for v in result.z],
+        "scale_note": "mesh centred on its bounding box, largest extent 1 unit",
+    }
+    return MeshResult(
+        vertices=vertices.astype(np.float32),
+        faces=model.template.faces.numpy().astype(np.int32),
+        uvs=uvs.astype(np.float32),
+        texture=texture,
+        camera=blender_camera(result.camera, centre, scale, crop),
+        info=_finite(info),
+        previews=shown if previews else {},
+    )
+
+
+def _finite(value: Any) -> Any:
+    """NaN/Inf are not JSON; they become None in ``result.json``."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    return value

@@ -1,0 +1,165 @@
+"""The MeshInversion ``Method``: load a ConvMesh generator, reconstruct photos, export meshes.
+
+A job: crop the photo around its mask at ``render_size`` -> ``Inverter.run`` (candidate search,
+camera search, 4-stage optimisation) -> ``to_mesh_result``. ``run_batch`` inverts several photos
+in one batched optimisation. VGG19 weights for the feature loss are looked up in the weights
+registry (method meshinversion, category vgg19); without them the term is off and ``info`` says so.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, ClassVar
+
+import torch
+
+from backend.inputs import Crop, InputImage, crop_to_object
+from backend.methods.base import MeshResult, Method, Progress
+from backend.methods.meshinversion.export import to_mesh_result
+from backend.methods.meshinversion.generator import Generator, GeneratorConfig
+from backend.methods.meshinversion.invert import PAPER_STAGES, InversionSettings, Inverter
+from backend.methods.meshinversion.mesh_gan import MeshGAN
+from backend.methods.meshinversion.vgg import VGG_CONFIG, VGG19Relu31
+from backend.weights import Registry
+
+METHOD_OPTIONS = {"crop_margin": 0.05, "previews": True}
+"""Options of the method itself; every other option is an ``InversionSettings`` field."""
+
+PRESETS: dict[str, dict[str, Any]] = {
+    "paper": {
+        **METHOD_OPTIONS,
+        "render_size": 256,
+        "z_candidates": 500,
+        "rendered_candidates": 64,
+        "azimuths": 12,
+        "elevations": [0.0, 20.0, 40.0],
+        "camera_keep": 4,
+        "camera_refine_steps": 30,
+        "stages": [list(stage) for stage in PAPER_STAGES],
+        "chamfer_points": 8192,
+        "mask_weight": 10.0,
+        "pixel_weight": 1.0,
+        "feature_weight": 0.04,
+        "latent_weight": 0.05,
+        "flat_weight": 0.0,
+        "silhouette_weight": 0.0,
+        "class_label": None,
+        "chunk": 64,
+    },
+    "fast": {
+        **METHOD_OPTIONS,
+        "render_size": 256,
+        "z_candidates": 64,
+        "rendered_candidates": 16,
+        "azimuths": 8,
+        "elevations": [0.0, 25.0],
+        "camera_keep": 4,
+        "camera_refine_steps": 20,
+        "stages": [[40, 0.1, 0.01], [30, 0.03, 0.003]],
+        "chamfer_points": 2048,
+        "mask_weight": 10.0,
+        "pixel_weight": 1.0,
+        "feature_weight": 0.0,
+        "latent_weight": 0.05,
+        "flat_weight": 0.0,
+        "silhouette_weight": 1.0,
+        "class_label": None,
+        "chunk": 64,
+    },
+}
+"""``paper``: the published schedule and losses (camera search instead of CMR poses). ``fast``: fewer
+candidates and steps, 2048 chamfer points, no VGG term, and the silhouette IoU term (not in the
+paper) that lifts the input-view IoU, for interactive use on a CPU."""
+
+
+def is_vgg_entry(entry: Any) -> bool:
+    return entry.config.get("network") == VGG_CONFIG["network"]
+
+
+class MeshInversion(Method):
+    """One loaded generator (or a validated VGG19 entry, which only serves the feature loss)."""
+
+    name: ClassVar[str] = "meshinversion"
+    presets: ClassVar[dict[str, dict[str, Any]]] = PRESETS
+
+    def __init__(self, entry: Any, device: torch.device, model: MeshGAN | None) -> None:
+        self.entry, self.device, self.model = entry, device, model
+        self.vgg: VGG19Relu31 | None = None
+        self.vgg_searched = False
+
+    @classmethod
+    def load(cls, entry: Any, state_dict: dict[str, Any], device: Any) -> MeshInversion:
+        """Build the generator from ``entry.config`` and load ``state_dict`` strictly."""
+        device = torch.device(device)
+        if is_vgg_entry(entry):
+            VGG19Relu31().load_state_dict(state_dict, strict=True)
+            return cls(entry, device, None)
+        generator = Generator(GeneratorConfig.from_dict(dict(entry.config)))
+        generator.load_state_dict(state_dict, strict=True)
+        return cls(entry, device, MeshGAN(generator.to(device)))
+
+    def feature_network(self) -> VGG19Relu31 | None:
+        """The registry's VGG19 (first meshinversion entry with the VGG config), loaded once."""
+        if not self.vgg_searched:
+            self.vgg_searched = True
+            registry = Registry(user_dir=self.entry.root if self.entry.origin == "user" else None)
+            entry = next((e for e in registry.entries() if e.method == self.name and is_vgg_entry(e)), None)
+            if entry is not None:
+                vgg = VGG19Relu31()
+                vgg.load_state_dict(registry.load_state_dict(entry, "cpu"), strict=True)
+                self.vgg = vgg.eval().requires_grad_(False).to(self.device)
+        return self.vgg
+
+    def run(self, image: InputImage, options: dict[str, Any], seed: int, progress: Progress) -> MeshResult:
+        return self.run_batch([image], options, seed, progress)[0]
+
+    def run_batch(
+        self, images: list[InputImage], options: dict[str, Any], seed: int, progress: Progress
+    ) -> list[MeshResult]:
+        """Reconstruct several photos in one batched optimisation (the same result per image as a
+        batch of one would give with the same random draws, at a lower cost per image)."""
+        crops = [
+            crop_to_object(image, int(options.get("render_size", 256)), options.get("crop_margin", 0.05))
+            for image in images
+        ]
+        return self.invert_crops(crops, options, seed, progress)
+
+    def invert_crops(
+        self, crops: list[Crop], options: dict[str, Any], seed: int, progress: Progress
+    ) -> list[MeshResult]:
+        """The work of ``run_batch`` from already cropped photos (benchmarks feed crops directly)."""
+        if self.model is None:
+            raise ValueError(
+                f"weights {self.entry.id!r} are the VGG19 feature network, not a generator: choose "
+                "a MeshInversion generator (the VGG19 entry is used automatically when present)"
+            )
+        method_options = {k: options.get(k, v) for k, v in METHOD_OPTIONS.items()}
+        settings = InversionSettings.from_options(
+            {k: v for k, v in options.items() if k not in METHOD_OPTIONS}
+        )
+        vgg = self.feature_network() if settings.feature_weight > 0 else None
+        started = time.perf_counter()
+        results = Inverter(self.model, settings, vgg).run(
+            [c.rgb for c in crops], [c.mask for c in crops], seed, progress
+        )
+        elapsed = time.perf_counter() - started
+        progress("export", 0, 1)
+        notes = []
+        if settings.feature_weight > 0 and vgg is None:
+            notes.append(
+                "feature-level texture loss off: no VGG19 weights registered (import torchvision's "
+                "vgg19 with `weights import FILE --method meshinversion --category vgg19`)"
+            )
+        info = {
+            "feature_loss": vgg is not None,
+            "notes": notes,
+            "batch_size": len(crops),
+            "optimisation_seconds_per_image": elapsed / len(crops),
+            "template_rings": self.model.config.template_rings,
+        }
+        meshes = [
+            to_mesh_result(self.model, result, crop, info, bool(method_options["previews"]))
+            for result, crop in zip(results, crops, strict=True)
+        ]
+        progress("export", 1, 1)
+        return meshes

@@ -1,0 +1,121 @@
+"""A short inversion on photos rendered from a small random generator: it fits, it is repeatable,
+it can be cancelled, it refuses NaN, and several photos run as one batch."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from backend.methods.base import JobCancelled
+from backend.methods.meshinversion.invert import InversionSettings, Inverter
+from backend.methods.meshinversion.mesh_gan import MeshGAN
+from tests.meshinversion.helpers import render_photo, small_generator
+
+SIZE = 64
+TINY = InversionSettings(
+    render_size=SIZE, z_candidates=16, rendered_candidates=8, azimuths=8, elevations=(0.0, 25.0),
+    camera_keep=3, camera_refine_steps=10, stages=((15, 0.1, 0.01), (10, 0.05, 0.005)),
+    chamfer_points=512, feature_weight=0.0, silhouette_weight=1.0, chunk=32,
+)  # fmt: skip
+
+
+def quiet(*_args, **_kwargs) -> None:
+    """A progress callback that never cancels."""
+
+
+@pytest.fixture(scope="module")
+def model() -> MeshGAN:
+    return MeshGAN(small_generator())
+
+
+@pytest.fixture(scope="module")
+def photo(model: MeshGAN):
+    return render_photo(
+        model, torch.randn(1, 64, generator=torch.Generator().manual_seed(5)), 150.0, 20.0, SIZE
+    )
+
+
+def test_inversion_fits_the_photo_and_reports_progress(model: MeshGAN, photo) -> None:
+    rgb, mask, _ = photo
+    events = []
+    result = Inverter(model, TINY).run([rgb], [mask], seed=0, progress=lambda *a, **k: events.append((a, k)))[
+        0
+    ]
+    first, last = result.stage_losses[0], result.stage_losses[-1]
+    assert last["total"] < first["total"]
+    assert last["mask"] < first["mask"]
+    assert result.mask_iou > result.init_mask_iou + 0.02
+    assert result.mask_iou > 0.9
+    assert set(first) == {"total", "mask", "pixel", "latent", "silhouette"}
+    steps = [a[1] for a, _ in events if a[0].startswith("optimise")]
+    assert steps == list(range(1, TINY.total_steps + 1))
+    assert sum(k.get("preview") is not None for _, k in events) == len(TINY.stages)
+    assert result.texture.shape == (3, 256, 256) and result.vertices.shape == (482, 3)
+
+
+def test_same_seed_same_result_other_seed_differs(model: MeshGAN, photo) -> None:
+    rgb, mask, _ = photo
+    short = InversionSettings(**{**TINY.__dict__, "stages": ((5, 0.1, 0.01),)})
+    a = Inverter(model, short).run([rgb], [mask], seed=3, progress=quiet)[0]
+    b = Inverter(model, short).run([rgb], [mask], seed=3, progress=quiet)[0]
+    c = Inverter(model, short).run([rgb], [mask], seed=4, progress=quiet)[0]
+    assert torch.equal(a.z, b.z) and torch.equal(a.camera.quaternion, b.camera.quaternion)
+    assert not torch.equal(a.z, c.z)
+
+
+def test_cancel_between_steps(model: MeshGAN, photo) -> None:
+    rgb, mask, _ = photo
+    calls = []
+
+    def cancel_at_third_step(stage: str, step: int, total: int, **_: object) -> None:
+        calls.append(stage)
+        if stage.startswith("optimise") and step == 3:
+            raise JobCancelled()
+
+    with pytest.raises(JobCancelled):
+        Inverter(model, TINY).run([rgb], [mask], seed=0, progress=cancel_at_third_step)
+    assert sum(stage.startswith("optimise") for stage in calls) == 3
+
+
+def test_nan_generator_is_refused(photo) -> None:
+    broken = small_generator()
+    with torch.no_grad():
+        broken.fc.bias[0] = float("nan")
+    rgb, mask, _ = photo
+    with pytest.raises(FloatingPointError, match="diverged"):
+        Inverter(MeshGAN(broken), TINY).run([rgb], [mask], seed=0, progress=quiet)
+
+
+def test_batch_of_photos_and_conditional_labels() -> None:
+    conditional = MeshGAN(small_generator(n_classes=5, seed=1))
+    photos = [
+        render_photo(
+            conditional,
+            torch.randn(1, 64, generator=torch.Generator().manual_seed(i)),
+            az,
+            10.0,
+            SIZE,
+            label=i,
+        )
+        for i, az in ((1, 30.0), (2, 270.0))
+    ]
+    settings = InversionSettings(**{**TINY.__dict__, "stages": ((8, 0.1, 0.01),)})
+    results = Inverter(conditional, settings).run([p[0] for p in photos], [p[1] for p in photos], 0, quiet)
+    assert len(results) == 2
+    assert all(r.label is not None and 0 <= r.label < 5 for r in results)
+    fixed = InversionSettings(**{**settings.__dict__, "class_label": 4})
+    assert Inverter(conditional, fixed).run([photos[0][0]], [photos[0][1]], 0, quiet)[0].label == 4
+    with pytest.raises(ValueError, match="class_label"):
+        Inverter(conditional, InversionSettings(**{**settings.__dict__, "class_label": 9})).run(
+            [photos[0][0]], [photos[0][1]], 0, quiet
+        )
+
+
+def test_settings_from_options_validates_names() -> None:
+    settings = InversionSettings.from_options(
+        {"stages": [[10, 0.1, 0.01]], "elevations": [0, 30], "class_label": 3}
+    )
+    assert settings.stages == ((10, 0.1, 0.01),) and settings.elevations == (0.0, 30.0)
+    assert settings.class_label == 3 and settings.total_steps == 10
+    with pytest.raises(ValueError, match="unknown meshinversion option"):
+        InversionSettings.from_options({"render_sise": 128})

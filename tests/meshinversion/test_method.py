@@ -1,0 +1,185 @@
+"""The method end to end: official checkpoints and VGG19 imported through the weights registry,
+a photo reconstructed into a valid MeshResult in Blender's frame with an aligned camera, and the
+command line on real files."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from backend.inputs import Crop, InputImage
+from backend.methods.meshinversion import METHOD
+from backend.methods.meshinversion.camera_search import WeakPerspective, view_quaternion
+from backend.methods.meshinversion.export import blender_camera, blender_placement
+from backend.methods.meshinversion.mesh_gan import MeshGAN
+from backend.methods.meshinversion.vgg import CONV_CHANNELS, CONV_INDICES
+from backend.results import validate, write_result
+from backend.weights import Registry, build_model
+from tests.meshinversion.helpers import render_photo, small_generator
+
+ROOT = Path(__file__).resolve().parents[2]
+SIZE = 64
+TINY_OVERRIDES = {
+    "render_size": SIZE, "z_candidates": 8, "rendered_candidates": 4, "azimuths": 6,
+    "elevations": [0.0, 25.0], "camera_keep": 2, "camera_refine_steps": 5,
+    "stages": [[4, 0.1, 0.01], [3, 0.05, 0.005]], "chamfer_points": 256, "chunk": 16,
+}  # fmt: skip
+
+
+def quiet(*_args, **_kwargs) -> None:
+    """A progress callback that never cancels."""
+
+
+def write_checkpoint(path: Path, n_classes: int = 0) -> None:
+    """An official-layout checkpoint (MeshInversion ``save_checkpoint`` keys) of a small generator."""
+    state = small_generator(n_classes=n_classes).state_dict()
+    args = argparse.Namespace(norm_g="syncbatch", texture_resolution=256, latent_dim=64)
+    torch.save({"generator": state, "generator_running_avg": state, "epoch": 3, "self.args": args}, path)
+
+
+def write_vgg(path: Path) -> None:
+    """A torchvision-layout VGG19 state dict (random weights; the loss only needs the layout)."""
+    g = torch.Generator().manual_seed(0)
+    state = {}
+    for index, (cin, cout) in zip(CONV_INDICES, CONV_CHANNELS, strict=True):
+        state[f"features.{index}.weight"] = torch.randn(cout, cin, 3, 3, generator=g) * 0.05
+        state[f"features.{index}.bias"] = torch.zeros(cout)
+    state["features.34.weight"] = torch.zeros(512, 512, 3, 3)
+    torch.save(state, path)
+
+
+def photo_file(tmp_path: Path) -> tuple[Path, InputImage]:
+    model = MeshGAN(small_generator())
+    rgb, mask, _ = render_photo(
+        model, torch.randn(1, 64, generator=torch.Generator().manual_seed(2)), 60.0, 15.0, 96
+    )
+    canvas = np.ones((120, 160, 3), np.float32)
+    alpha = np.zeros((120, 160), np.float32)
+    canvas[10:106, 40:136], alpha[10:106, 40:136] = rgb, mask
+    rgba = np.concatenate([canvas, alpha[..., None]], axis=-1)
+    path = tmp_path / "photo.png"
+    Image.fromarray((rgba * 255).round().astype(np.uint8), "RGBA").save(path)
+    return path, InputImage(canvas, alpha >= 0.5, str(path))
+
+
+def test_blender_camera_reproduces_the_fitted_view() -> None:
+    g = torch.Generator().manual_seed(0)
+    vertices = torch.randn(50, 3, generator=g) * torch.tensor([0.5, 0.3, 0.9]) + torch.tensor(
+        [0.1, -0.2, 0.3]
+    )
+    camera = WeakPerspective(view_quaternion(torch.tensor([2.0]), torch.tensor([0.4])), torch.tensor([0.7]),
+                             torch.tensor([[0.1, -0.05]]))  # fmt: skip
+    expected = camera.project_xy(vertices[None])[0].double().numpy()
+    blender, centre, scale = blender_placement(vertices.double().numpy())
+    assert np.ptp(blender, axis=0).max() == pytest.approx(1.0)
+    assert np.allclose((blender.max(0) + blender.min(0)) / 2, 0)
+    crop = Crop(
+        np.zeros((4, 4, 3), np.float32), np.zeros((4, 4), np.float32), [10.0, 20.0, 300.0], [640, 480]
+    )
+    cam = blender_camera(camera, centre, scale, crop)
+    matrix = np.array(cam["matrix_world"])
+    axes, position = matrix[:3, :3], matrix[:3, 3]
+    assert np.allclose(axes.T @ axes, np.eye(3), atol=1e-6) and np.linalg.det(axes) == pytest.approx(1.0)
+    local = (blender - position) @ axes  # world -> camera local
+    ndc = 2 * local[:, :2] / cam["ortho_scale"]
+    assert np.allclose(ndc, expected, atol=1e-5)
+    assert (local[:, 2] < 0).all()  # in front of the camera (it looks along -Z)
+    assert (
+        cam["type"] == "ORTHO" and cam["crop_box"] == [10.0, 20.0, 300.0] and cam["image_size"] == [640, 480]
+    )
+    # Blender frame: object up (+y) is +Z, the object's front (+z) is -Y.
+    assert blender_placement(np.array([[0.0, 0.0, 1.0], [0.0, 1.0, 0.0]]))[0][1, 2] > 0
+    assert blender_placement(np.array([[0.0, 0.0, 1.0], [0.0, 0.0, -1.0]]))[0][0, 1] < 0
+
+
+def test_import_run_and_write_through_the_registry(tmp_path: Path) -> None:
+    registry = Registry(user_dir=tmp_path / "weights", shipped_dir=tmp_path / "none")
+    write_checkpoint(tmp_path / "checkpoint_latest.pth")
+    entry = registry.import_official(tmp_path / "checkpoint_latest.pth", "meshinversion", "car", "mi-small")
+    assert entry.config["template_rings"] == 31 and entry.config["width"] == 1 / 16
+    method = build_model(entry, registry.load_state_dict(entry), "cpu")
+    assert isinstance(method, METHOD)
+    _, image = photo_file(tmp_path)
+    options = {**METHOD.presets["fast"], **TINY_OVERRIDES, "feature_weight": 0.04}
+    result = validate(method.run(image, options, 0, quiet))
+    assert (
+        result.vertices.shape == (962, 3)
+        and result.faces.shape == (1920, 3)
+        and result.uvs.shape == (1920, 3, 2)
+    )
+    assert np.ptp(result.vertices, axis=0).max() == pytest.approx(1.0, abs=1e-5)
+    assert result.texture.shape == (256, 256, 3)
+    assert result.info["feature_loss"] is False and "VGG19" in result.info["notes"][0]
+    assert set(result.previews) == {
+        "input",
+        "reconstruction",
+        "overlay",
+        "view_front_left",
+        "view_back_right",
+    }
+    assert result.camera["image_size"] == [160, 120]
+    files = write_result(result, tmp_path / "out", {"method": "meshinversion"})
+    assert {"mesh.npz", "texture.png", "result.json"} <= set(files)
+
+    write_vgg(tmp_path / "vgg19.pth")
+    vgg_entry = registry.import_official(tmp_path / "vgg19.pth", "meshinversion", "vgg19", "vgg19")
+    with pytest.raises(ValueError, match="VGG19 feature network"):
+        build_model(vgg_entry, registry.load_state_dict(vgg_entry), "cpu").run(image, options, 0, quiet)
+    method = build_model(entry, registry.load_state_dict(entry), "cpu")
+    with_vgg = method.run(image, options, 0, quiet)
+    assert with_vgg.info["feature_loss"] is True and with_vgg.info["notes"] == []
+    assert "feature" in with_vgg.info["stage_losses"][0]
+
+
+def test_batch_mode_returns_one_result_per_photo(tmp_path: Path) -> None:
+    generator = small_generator()
+    entry = argparse.Namespace(config=generator.config.to_dict(), id="small", root=tmp_path, origin="user")
+    method = METHOD.load(entry, generator.state_dict(), "cpu")
+    _, image = photo_file(tmp_path)
+    flipped = InputImage(image.rgb[:, ::-1].copy(), image.mask[:, ::-1].copy(), image.path)
+    options = {**METHOD.presets["fast"], **TINY_OVERRIDES, "previews": False}
+    results = method.run_batch([image, flipped], options, 0, quiet)
+    assert len(results) == 2 and all(r.previews == {} for r in results)
+    assert results[0].info["batch_size"] == 2
+
+
+@pytest.mark.slow
+def test_command_line_import_and_reconstruct(tmp_path: Path) -> None:
+    write_checkpoint(tmp_path / "checkpoint_latest.pth", n_classes=3)
+    path, _ = photo_file(tmp_path)
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    base = [sys.executable, "-m", "backend", "--weights-dir", str(tmp_path / "weights")]
+    checkpoint = str(tmp_path / "checkpoint_latest.pth")
+    import_args = [
+        "weights",
+        "import",
+        checkpoint,
+        "--method",
+        "meshinversion",
+        "--category",
+        "cub",
+        "--id",
+        "mi-cli",
+    ]
+    subprocess.run([*base, *import_args], check=True, env=env, cwd=ROOT)
+    sets = [arg for key, value in TINY_OVERRIDES.items() for arg in ("--set", f"{key}={json.dumps(value)}")]
+    done = subprocess.run(
+        [*base, "reconstruct", str(path), "--weights", "mi-cli", "--mask", "alpha", "--seed", "1",
+         "-o", str(tmp_path / "out"), *sets, "--set", "class_label=2"],
+        env=env, cwd=ROOT, capture_output=True, text=True,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    result = json.loads((tmp_path / "out" / "result.json").read_text())
+    assert result["camera"]["type"] == "ORTHO"
+    assert result["info"]["class_label"] == 2
+    mesh = np.load(tmp_path / "out" / "mesh.npz")
+    assert mesh["vertices"].shape == (482, 3)
