@@ -62,6 +62,32 @@ def tiny_gan2shape(root: Path, weights_id: str = "tiny-g2s") -> tuple[str, dict[
     return register(root, weights_id, "gan2shape", tensors, config.to_dict()), dict(GAN2SHAPE_FAST)
 
 
+MESHINVERSION_FAST = {
+    "render_size": 32, "z_candidates": 2, "rendered_candidates": 1, "azimuths": 2, "elevations": [0.0],
+    "camera_keep": 1, "camera_refine_steps": 1, "stages": [[2, 0.1, 0.01]], "chamfer_points": 64,
+}  # fmt: skip
+"""Candidate search, camera search and one short optimisation stage at 32 px."""
+
+
+def tiny_generator_state(seed: int = 0) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """A ConvMesh generator at 1/32 of the official width (16k parameters) and its config."""
+    from backend.methods.meshinversion.generator import Generator, GeneratorConfig
+
+    config = GeneratorConfig(latent_dim=8, texture_resolution=256, width=1 / 32)
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        generator = Generator(config)
+    return generator.state_dict(), config.to_dict()
+
+
+def tiny_meshinversion(root: Path, weights_id: str = "tiny-mi") -> tuple[str, dict[str, Any]]:
+    tensors, config = tiny_generator_state()
+    return register(root, weights_id, "meshinversion", tensors, config), dict(MESHINVERSION_FAST)
+
+
+TINY_MODELS = {"meshinversion": tiny_meshinversion, "gan2shape": tiny_gan2shape}
+
+
 def object_photo(path: Path) -> Path:
     """An RGBA image: a red box on a grey, transparent background (alpha gives the mask)."""
     image = np.zeros((64, 80, 4), np.uint8)
