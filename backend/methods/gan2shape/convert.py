@@ -80,8 +80,10 @@ def gan_config(category: str) -> StyleGAN2Config:
 def convert_gan(raw: dict[str, Any], category: str) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     config = gan_config(category)
     parts = {part: strip_module(raw[part]) for part in GAN_PARTS}
-    check_strict(Generator(config), parts["g_ema"], "g_ema")
-    check_strict(Discriminator(config), parts["d"], "d")
+    with torch.device("meta"):  # shapes only: no memory, no initialisation
+        generator, discriminator = Generator(config), Discriminator(config)
+    check_strict(generator, parts["g_ema"], "g_ema")
+    check_strict(discriminator, parts["d"], "d")
     image_size = NET_IMAGE_SIZE[CATEGORY_ALIASES[category]]
     return flatten_checkpoint(parts), {"kind": "stylegan2", **config.to_dict(), "image_size": image_size}
 
@@ -99,7 +101,8 @@ def convert_pretrain(raw: dict[str, Any], category: str) -> tuple[dict[str, torc
         latent_dim = nets_raw["netEnc"][max(weights, key=lambda k: int(k.split(".")[1]))].shape[0]
     first_error: Exception | None = None
     for size in sizes:
-        nets = ShapeNets(size, latent_dim=latent_dim)
+        with torch.device("meta"):
+            nets = ShapeNets(size, latent_dim=latent_dim)
         try:
             for name, state in nets_raw.items():
                 check_strict(getattr(nets, name), state, name)
@@ -124,7 +127,9 @@ def convert_mvn(raw: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str,
 
 def convert_vgg16(raw: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     features = split_vgg_state(strip_module(raw.get("state_dict", raw)))
-    check_strict(PerceptualDistance().features, features, "vgg16 features")
+    with torch.device("meta"):
+        reference = PerceptualDistance().features
+    check_strict(reference, features, "vgg16 features")
     return prefixed("features", features), {"kind": "vgg16"}
 
 

@@ -64,6 +64,11 @@ class GAN2Shape(Method):
         self.extras: Extras | None = None
 
     @classmethod
+    def is_model_entry(cls, entry: Any) -> bool:
+        """Only StyleGAN2 entries reconstruct; VGG16, LPIPS, pretrained nets, priors and masks assist."""
+        return entry.config.get("kind", "stylegan2") not in AUXILIARY_KINDS
+
+    @classmethod
     def load(cls, entry: Any, state_dict: dict[str, Any], device: Any) -> GAN2Shape:
         """Build from ``entry.config`` and load strictly; auxiliary files are validated, not runnable."""
         kind = entry.config.get("kind", "stylegan2")

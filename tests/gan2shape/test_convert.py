@@ -1,0 +1,134 @@
+"""Importing official GAN2Shape files: StyleGAN2 {g_ema, d}, *_pretrain.pth nets, view/light priors,
+VGG16 and LPIPS heads; strict validation naming the first bad tensor; registry integration."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from backend.methods.gan2shape import METHOD, convert_official
+from backend.methods.gan2shape.convert import CATEGORY_ALIASES
+from backend.methods.gan2shape.extras import find_extras
+from backend.methods.gan2shape.networks import NET_NAMES, ShapeNets
+from backend.methods.gan2shape.perceptual import TAP_WIDTHS
+from backend.methods.gan2shape.stylegan2 import OFFICIAL_CONFIGS, Discriminator, Generator
+from backend.weights import Registry, WeightsEntry, WeightsError
+
+
+def entry_for(config: dict, category: str = "face") -> WeightsEntry:
+    return WeightsEntry(id="x", method="gan2shape", category=category, file="x", sha256="", size=0, source="",
+                        licence="", config=config)
+
+
+@pytest.fixture(scope="module")
+def celeba_checkpoint() -> dict:
+    torch.manual_seed(0)
+    config = OFFICIAL_CONFIGS["celeba"]
+    return {"g_ema": Generator(config).state_dict(), "d": Discriminator(config).state_dict(), "args": None}
+
+
+def test_official_stylegan2_checkpoint_converts_and_loads(celeba_checkpoint):
+    state, config = convert_official(celeba_checkpoint, "face")
+    assert config["kind"] == "stylegan2" and config["size"] == 128 and config["channel_multiplier"] == 1
+    assert config["image_size"] == 128
+    assert all(k.startswith(("g_ema.", "d.")) for k in state)
+    assert len(state) == len(celeba_checkpoint["g_ema"]) + len(celeba_checkpoint["d"])
+    model = METHOD.load(entry_for(config), state, "cpu")
+    assert model.image_size == 128 and METHOD.is_model_entry(entry_for(config))
+    z = torch.randn(1, 512)
+    with torch.no_grad():
+        torch.testing.assert_close(model.generator(z), _reference_image(celeba_checkpoint, z))
+
+
+def _reference_image(raw: dict, z: torch.Tensor) -> torch.Tensor:
+    g = Generator(OFFICIAL_CONFIGS["celeba"])
+    g.load_state_dict(raw["g_ema"])
+    with torch.no_grad():
+        return g(z)
+
+
+@pytest.mark.parametrize(
+    ("category", "size", "multiplier", "nets"),
+    [("face", 128, 1, 128), ("cat", 256, 1, 128), ("church", 256, 2, 128), ("car", 512, 2, 128),
+     ("synface", 128, 1, 64)],
+)
+def test_every_official_configuration_converts(category, size, multiplier, nets):
+    """Full official shapes (built on the meta device: shapes without memory)."""
+    config = OFFICIAL_CONFIGS[CATEGORY_ALIASES[category]]
+    with torch.device("meta"):
+        raw = {"g_ema": Generator(config).state_dict(), "d": Discriminator(config).state_dict()}
+    state, table = convert_official(raw, category)
+    assert (table["size"], table["channel_multiplier"], table["image_size"]) == (size, multiplier, nets)
+    assert len(state) == len(raw["g_ema"]) + len(raw["d"])
+    assert state["d.final_conv.0.weight"].shape == (512, 513, 3, 3)
+
+
+def test_mismatching_checkpoints_name_the_first_bad_tensor(celeba_checkpoint):
+    bad = {"g_ema": dict(celeba_checkpoint["g_ema"]), "d": celeba_checkpoint["d"]}
+    bad["g_ema"]["style.3.weight"] = torch.zeros(512, 256)
+    with pytest.raises(ValueError, match=r"style\.3\.weight"):
+        convert_official(bad, "face")
+    no_head = {k: v for k, v in celeba_checkpoint["d"].items() if "final_linear" not in k}
+    with pytest.raises(KeyError, match="final_linear"):
+        convert_official({"g_ema": celeba_checkpoint["g_ema"], "d": no_head}, "face")
+    with pytest.raises(KeyError, match="'d'"):
+        convert_official({"g_ema": celeba_checkpoint["g_ema"]}, "face")
+    with pytest.raises(ValueError, match="category"):
+        convert_official(celeba_checkpoint, "horse")
+    # A 128 px checkpoint declared as the 512 px car: the first mismatch is named.
+    with pytest.raises((KeyError, ValueError), match="g_ema"):
+        convert_official(celeba_checkpoint, "car")
+
+
+def test_pretrain_nets_convert_at_their_size_and_are_auxiliary():
+    torch.manual_seed(0)
+    nets = ShapeNets(64)
+    raw = {name: getattr(nets, name).state_dict() for name in NET_NAMES}
+    raw["iteration"] = 4000
+    state, config = convert_official(raw, "synface")
+    assert config == {"kind": "pretrain", "image_size": 64, "latent_dim": 512, "nets": sorted(NET_NAMES)}
+    assert set(state) == {f"nets.{n}.{k}" for n in NET_NAMES for k in raw[n]}
+    entry = entry_for(config, "synface")
+    assert not METHOD.is_model_entry(entry)
+    aux = METHOD.load(entry, state, "cpu")
+    with pytest.raises(ValueError, match="not a GAN"):
+        aux.run(None, {}, 0, lambda *a, **k: None)
+    raw["netV"] = {**raw["netV"], "network.10.weight": torch.zeros(7, 512, 1, 1)}
+    with pytest.raises(ValueError, match=r"network\.10\.weight"):
+        convert_official(raw, "synface")
+
+
+def test_priors_vgg16_and_lpips_convert():
+    view, config = convert_official({"mean": torch.zeros(6), "cov": torch.eye(6)}, "car")
+    assert config == {"kind": "view_mvn"} and view["cov"].shape == (6, 6)
+    _, config = convert_official({"mean": torch.zeros(4), "cov": torch.eye(4)}, "car")
+    assert config == {"kind": "light_mvn"}
+    with pytest.raises(ValueError, match="mean"):
+        convert_official({"mean": torch.zeros(5), "cov": torch.eye(5)}, "car")
+    heads = {f"lin{i}.model.1.weight": torch.rand(1, w, 1, 1) for i, w in enumerate(TAP_WIDTHS)}
+    state, config = convert_official(heads, "lpips")
+    assert config == {"kind": "lpips"} and set(state) == set(heads)
+    with pytest.raises(KeyError, match="lin4"):
+        convert_official({k: v for k, v in heads.items() if "lin4" not in k}, "lpips")
+    with pytest.raises(ValueError, match="features"):
+        convert_official({"classifier.0.weight": torch.zeros(2)}, "vgg16")
+
+
+def test_registry_import_then_the_gan_finds_its_extras(tmp_path: Path, tiny_entry):
+    gan, _ = tiny_entry
+    registry = Registry(user_dir=gan.root)
+    checkpoint = tmp_path / "view_mvn.pth"
+    cov = torch.diag(torch.tensor([0.01, 0.09, 0.01, 0.01, 0.01, 0.0001]))
+    torch.save({"mean": torch.zeros(6), "cov": cov}, checkpoint)
+    imported = registry.import_official(checkpoint, "gan2shape", "car", "car-view")
+    assert imported.config == {"kind": "view_mvn"}
+    assert registry.default_for("gan2shape").id == gan.id
+    extras = find_extras(gan, 64)
+    assert extras.has("view_mvn") and not extras.has("vgg16")
+    torch.testing.assert_close(extras.state("view_mvn")["cov"], cov)
+    wrong = tmp_path / "wrong.pth"
+    torch.save({"netD": {"network.0.weight": torch.zeros(3)}}, wrong)
+    with pytest.raises(WeightsError, match="network"):
+        registry.import_official(wrong, "gan2shape", "car")
