@@ -9,12 +9,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from backend.render.cameras import OrthographicCamera, PerspectiveCamera
-from backend.render.interpolate import (
-    blend_corners,
-    face_corner_values,
-    sample_texture_points,
-    vertex_corner_values,
-)
+from backend.render.interpolate import blend_corner_attributes, blend_vertex_attributes, sample_texture_points
 from backend.render.rasterize import Fragments, rasterize
 from backend.render.shading import DirectionalLight, face_normals, lambertian_shading_points, vertex_normals
 from backend.render.silhouette import antialias, contour_crossings, coverage
@@ -93,10 +88,10 @@ def render_mesh(
     if texture is not None:
         if uvs is None:
             raise ValueError("render_mesh: a texture needs per-corner uvs (F, 3, 2)")
-        uv = blend_corners(fragments, face_corner_values(fragments, uvs))
+        uv = blend_corner_attributes(fragments, uvs)
         colour = sample_texture_points(texture, uv, fragments.batch_index, padding_mode)
     elif vertex_colors is not None:
-        colour = blend_corners(fragments, vertex_corner_values(fragments, faces, vertex_colors))
+        colour = blend_vertex_attributes(fragments, faces, vertex_colors)
     else:
         colour = vertices.new_ones(fragments.pixels.shape[0], 3)
     normals = None
@@ -120,7 +115,8 @@ def render_mesh(
 def pixel_normals(fragments: Fragments, view: Tensor, faces: Tensor, smooth: bool) -> Tensor:
     """(P, 3) unit normals at the covered pixels: interpolated vertex normals, or flat per face."""
     if smooth:
-        corner_normals = vertex_corner_values(fragments, faces, vertex_normals(view, faces))
-        return F.normalize(blend_corners(fragments, corner_normals), dim=-1, eps=1e-12)
+        return F.normalize(
+            blend_vertex_attributes(fragments, faces, vertex_normals(view, faces)), dim=-1, eps=1e-12
+        )
     normals = face_normals(view, faces)
     return normals.reshape(-1, 3).index_select(0, fragments.batch_index * faces.shape[0] + fragments.faces)

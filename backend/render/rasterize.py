@@ -14,8 +14,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from backend.render.cameras import screen_to_pixels
-from backend.render.gather import expand_counts, face_corners, gather_vertices
+from backend.render.gather import expand_counts
 
 EDGE_TOLERANCE = 1e-5
 """A pixel centre is inside a face when all barycentrics are >= -EDGE_TOLERANCE, so a centre
@@ -90,42 +89,26 @@ def rasterize(
     """
     height, width = (image_size, image_size) if isinstance(image_size, int) else image_size
     faces = faces.long()
+    num_vertices = screen.shape[1]
     pix_to_face = _nearest_faces(screen.detach(), faces, height, width, perspective, cull_backfaces, near)
     flat = pix_to_face.reshape(-1)
     pixels = torch.nonzero(flat >= 0).squeeze(1)
     face_ids = flat.index_select(0, pixels)
     row_in_batch = pixels // width
     item = row_in_batch // height
-    centres = torch.stack(
-        (
-            (2 * (pixels - row_in_batch * width) + 1 - width) / width,
-            (height - 1 - 2 * (row_in_batch - item * height)) / height,
-        ),
-        dim=1,
-    ).to(screen.dtype)
-    corners = gather_vertices(screen, item, faces.index_select(0, face_ids))  # (P, 3, 3)
-    bary, depth = _differentiable_barycentrics(corners, centres, perspective)
+    centre_x = ((2 * (pixels - row_in_batch * width) + 1 - width) / width).to(screen.dtype)
+    centre_y = ((height - 1 - 2 * (row_in_batch - item * height)) / height).to(screen.dtype)
+    first_vertex = item * num_vertices
+    vertex_ids = torch.stack([corner.index_select(0, face_ids) + first_vertex for corner in faces.t()])
+    columns = screen.reshape(-1, 3).t().contiguous()  # x, y, depth as contiguous rows: fast gathers
+    corners = [[column.index_select(0, ids) for ids in vertex_ids] for column in columns]
+    bary, depth = _differentiable_barycentrics(*corners, centre_x, centre_y, perspective)
     return Fragments(pix_to_face, pixels, item, face_ids, bary, depth)
 
 
-def _min3(values: Tensor) -> Tensor:
-    """Minimum of the 3 columns; ``torch.minimum`` is much faster than ``min(dim=1)`` here."""
-    return torch.minimum(torch.minimum(values[:, 0], values[:, 1]), values[:, 2])
-
-
-def _max3(values: Tensor) -> Tensor:
-    return torch.maximum(torch.maximum(values[:, 0], values[:, 1]), values[:, 2])
-
-
-def _orderable(values: Tensor) -> Tensor:
-    """float32 -> int64 with the same order (IEEE bits, negative magnitudes flipped)."""
-    bits = values.view(torch.int32)
-    return torch.where(bits < 0, bits ^ 0x7FFFFFFF, bits).long()
-
-
 SPAN_MARGIN = 1e-3
-"""Pixels this far (in pixels) outside a row's exact span are still edge-tested, so rounding in
-the span never loses a centre that the edge functions accept."""
+"""Row spans are widened by this many pixels so that rounding in the span never drops a centre
+that the edge functions accept; the edge functions then decide at both ends of each row."""
 
 
 @torch.no_grad()
@@ -140,126 +123,125 @@ def _nearest_faces(
 ) -> Tensor:
     """(B, H, W) id of the nearest face whose triangle contains each pixel centre, or -1.
 
-    Scanline enumeration: every face is cut into the pixel rows it spans, every row into the pixel
-    centres between its left and right edge, so the candidates are about the covered pixels. Each
-    candidate is confirmed with edge functions, then one ``scatter_reduce`` on a (depth, face) key
-    keeps the nearest (the highest face id on exact ties).
+    Scanline enumeration: every face is cut into the pixel rows it spans and every row into the
+    pixel centres between its left and right edge; only the two ends of a row need the edge-function
+    test (a triangle meets a row in one interval). One ``scatter_reduce`` on a (depth, face) key
+    then keeps the nearest face, the highest id on exact ties. All per-face, per-row and
+    per-candidate data are 1-D tensors: 1-D gathers are many times faster than row gathers on CPU.
     """
-    batch, num_faces = screen.shape[0], faces.shape[0]
-    corners = face_corners(screen.float(), faces).reshape(-1, 3, 3)  # (N, 3, 3), N = B * F
-    points = screen_to_pixels(corners, (height, width))
-    x, y = points[..., 0], points[..., 1]
-    depth = corners[..., 2]
+    batch, num_vertices = screen.shape[:2]
+    num_faces = faces.shape[0]
+    flat = screen.reshape(-1, 3).float()
+    px = (flat[:, 0] + 1.0) * (width / 2.0) - 0.5
+    qy = (flat[:, 1] + 1.0) * (height / 2.0) - 0.5  # pixel rows counted upwards
+    first_vertex = torch.arange(batch, device=screen.device)[:, None] * num_vertices
+    corner_ids = [(corner[None] + first_vertex).reshape(-1) for corner in faces.t()]  # (N,) each, N = B*F
+    x = [px.index_select(0, ids) for ids in corner_ids]
+    y = [qy.index_select(0, ids) for ids in corner_ids]
+    z = [flat[:, 2].index_select(0, ids) for ids in corner_ids]
 
-    x_lo = _min3(x).ceil().clamp(min=0)
-    x_hi = _max3(x).floor().clamp(max=width - 1)
-    y_lo = _min3(y).ceil().clamp(min=0)
-    y_hi = _max3(y).floor().clamp(max=height - 1)
-    # Edge functions relative to the box corner keep float32 exact enough for small faces.
-    x = x - x_lo[:, None]
-    y = y - y_lo[:, None]
-    x_next, y_next = x.roll(-1, dims=1), y.roll(-1, dims=1)
-    x_prev, y_prev = x.roll(-2, dims=1), y.roll(-2, dims=1)
-    coef_c = x_next * y_prev - x_prev * y_next
-    area = coef_c.sum(dim=1)  # twice the signed area, positive when counter-clockwise
-    keep = area > 0 if cull_backfaces else area != 0
+    x_lo = torch.minimum(torch.minimum(x[0], x[1]), x[2]).ceil().clamp(min=0)
+    x_hi = torch.maximum(torch.maximum(x[0], x[1]), x[2]).floor().clamp(max=width - 1)
+    y_lo = torch.minimum(torch.minimum(y[0], y[1]), y[2]).ceil().clamp(min=0)
+    y_hi = torch.maximum(torch.maximum(y[0], y[1]), y[2]).floor().clamp(max=height - 1)
+    # Coordinates relative to the box corner keep float32 exact enough for small faces.
+    x = [value - x_lo for value in x]
+    y = [value - y_lo for value in y]
+    # Edge function of corner k: w_k = a_k x + b_k y + c_k, from the opposite edge (k+1, k+2).
+    a = [y[(k + 1) % 3] - y[(k + 2) % 3] for k in range(3)]
+    b = [x[(k + 2) % 3] - x[(k + 1) % 3] for k in range(3)]
+    c = [x[(k + 1) % 3] * y[(k + 2) % 3] - x[(k + 2) % 3] * y[(k + 1) % 3] for k in range(3)]
+    area = c[0] + c[1] + c[2]  # twice the signed area, positive when counter-clockwise
+    keep = (area > 0 if cull_backfaces else area != 0) & (x_hi >= x_lo)
     if perspective:
-        keep &= _min3(depth) > near
-    keep &= x_hi >= x_lo
-    inverse_area = torch.where(keep, area, torch.ones_like(area)).reciprocal()[:, None]
-    depth_term = depth.reciprocal() if perspective else depth
-    face_table = torch.cat(
-        (
-            (y_next - y_prev) * inverse_area,
-            (x_prev - x_next) * inverse_area,
-            coef_c * inverse_area,
-            depth_term,
-            x,
-            y,
-            x_lo[:, None],
-        ),
-        dim=1,
-    )  # (N, 19): d w / dx (3), d w / dy (3), w at the box corner (3), depth terms (3), x (3), y (3), x_lo
+        keep &= torch.minimum(torch.minimum(z[0], z[1]), z[2]) > near
+    inverse_area = torch.where(keep, area, torch.ones_like(area)).reciprocal()
+    a, b, c = ([value * inverse_area for value in terms] for terms in (a, b, c))
+    # The z-test compares depth, or -1/depth (same order) interpolated linearly for perspective.
+    key_term = [-value.reciprocal() for value in z] if perspective else z
+    a_z, b_z, c_z = (sum(t * k for t, k in zip(terms, key_term, strict=True)) for terms in (a, b, c))
 
     rows = ((y_hi - y_lo + 1).clamp(min=0) * keep).long()
     row_face, row_rank = expand_counts(rows)
-    per_row = face_table.index_select(0, row_face)
-    row_y = row_rank.to(per_row.dtype)
-    left, right = _row_span(per_row[:, 12:15], per_row[:, 15:18], row_y)
+    row_y = row_rank.float()
+
+    def per_row(values: Tensor) -> Tensor:
+        return values.index_select(0, row_face)
+
+    left, right = _row_span([per_row(v) for v in x], [per_row(v) for v in y], row_y)
+    row_x_lo = per_row(x_lo)
     first = (left - SPAN_MARGIN).ceil().clamp(0, width)  # finite even for an empty row
-    last = torch.minimum((right + SPAN_MARGIN).floor(), (width - 1) - per_row[:, 18])
-    # Linear functions of x along the row: the 3 barycentrics and the interpolated depth term.
-    slope_w = per_row[:, 0:3]
-    start_w = slope_w * first[:, None] + per_row[:, 3:6] * row_y[:, None] + per_row[:, 6:9]
-    depth_terms = per_row[:, 9:12]
-    row_table = torch.cat(
-        (
-            start_w,
-            (start_w * depth_terms).sum(1, keepdim=True),
-            slope_w,
-            (slope_w * depth_terms).sum(1, keepdim=True),
-        ),
-        dim=1,
-    )
+    last = torch.minimum((right + SPAN_MARGIN).floor(), (width - 1) - row_x_lo)
+    row_a, row_b, row_c = ([per_row(v) for v in terms] for terms in (a, b, c))
+
+    def inside(column: Tensor) -> Tensor:
+        """Edge-function test of the pixel at ``column`` (local) in every row."""
+        weights = [row_a[k] * column + row_b[k] * row_y + row_c[k] for k in range(3)]
+        return (
+            (weights[0] >= -EDGE_TOLERANCE)
+            & (weights[1] >= -EDGE_TOLERANCE)
+            & (weights[2] >= -EDGE_TOLERANCE)
+        )
+
+    first = first + (~inside(first)).float()
+    last = last - (~inside(last)).float()
+
+    key_start = per_row(a_z) * first + per_row(b_z) * row_y + per_row(c_z)
+    key_slope = per_row(a_z)
     item = row_face // num_faces
-    image_row = (height - 1) - (y_lo.index_select(0, row_face).long() + row_rank)
-    row_pixel = (item * height + image_row) * width + per_row[:, 18].long() + first.long()
+    image_row = (height - 1) - (per_row(y_lo).long() + row_rank)
+    row_pixel = (item * height + image_row) * width + row_x_lo.long() + first.long()
+    row_tie = (num_faces - 1) - (row_face - item * num_faces)  # the smaller key wins: higher face id
 
     columns = (last - first + 1).clamp(min=0).long()
     candidate_row, offset = expand_counts(columns)
-    values = row_table.index_select(0, candidate_row)
-    values = values[:, 0:4] + values[:, 4:8] * offset.to(values.dtype)[:, None]
-    inside = torch.nonzero((values[:, 0:3] >= -EDGE_TOLERANCE).all(dim=1)).squeeze(1)
-    candidate_row = candidate_row.index_select(0, inside)
-    interpolated = values[:, 3].index_select(0, inside)
-    candidate_depth = interpolated.reciprocal() if perspective else interpolated
-    pixel = row_pixel.index_select(0, candidate_row) + offset.index_select(0, inside)
-    face = (row_face % num_faces).index_select(0, candidate_row)
-
-    tie_break = (num_faces - 1) - face  # the smaller key wins: nearer, then the higher face id
-    key = (_orderable(candidate_depth) << 32) | tie_break
+    key_value = key_start.index_select(0, candidate_row) + key_slope.index_select(0, candidate_row) * offset
+    pixel = row_pixel.index_select(0, candidate_row) + offset
+    key = (_orderable(key_value) << 32) | row_tie.index_select(0, candidate_row)
     empty = torch.iinfo(torch.long).max
     best = torch.full((batch * height * width,), empty, dtype=torch.long, device=screen.device)
     best.scatter_reduce_(0, pixel, key, reduce="amin")
-    covered = best != empty
-    pix_to_face = torch.where(covered, (num_faces - 1) - (best & 0xFFFFFFFF), torch.full_like(best, -1))
+    pix_to_face = torch.where(best != empty, (num_faces - 1) - (best & 0xFFFFFFFF), torch.full_like(best, -1))
     return pix_to_face.reshape(batch, height, width)
 
 
-def _row_span(x: Tensor, y: Tensor, row: Tensor) -> tuple[Tensor, Tensor]:
-    """Left and right end (R,) of the horizontal line y = ``row`` inside each triangle (R, 3)."""
-    x_next, y_next = x.roll(-1, dims=1), y.roll(-1, dims=1)
-    row = row[:, None]
-    crosses = (torch.minimum(y, y_next) <= row) & (row <= torch.maximum(y, y_next)) & (y != y_next)
-    fraction = (row - y) / torch.where(y != y_next, y_next - y, torch.ones_like(y))
-    at = x + fraction * (x_next - x)
-    inf = torch.full_like(at, float("inf"))
-    # A corner exactly on the row counts too (it covers rows touched only by a vertex).
-    on_row = y == row
-    left = torch.minimum(_min3(torch.where(crosses, at, inf)), _min3(torch.where(on_row, x, inf)))
-    right = torch.maximum(_max3(torch.where(crosses, at, -inf)), _max3(torch.where(on_row, x, -inf)))
+def _orderable(values: Tensor) -> Tensor:
+    """float32 -> int64 with the same order (IEEE bits, negative magnitudes flipped)."""
+    bits = values.view(torch.int32)
+    return torch.where(bits < 0, bits ^ 0x7FFFFFFF, bits).long()
+
+
+def _row_span(x: list[Tensor], y: list[Tensor], row: Tensor) -> tuple[Tensor, Tensor]:
+    """Left and right end (R,) of the horizontal line y = ``row`` inside each triangle, given the
+    corners' coordinates as three (R,) tensors each."""
+    inf = torch.full_like(row, float("inf"))
+    left, right = inf, -inf
+    for k in range(3):  # the three edges
+        x0, y0, x1, y1 = x[k], y[k], x[(k + 1) % 3], y[(k + 1) % 3]
+        crosses = (torch.minimum(y0, y1) <= row) & (row <= torch.maximum(y0, y1)) & (y0 != y1)
+        at = x0 + (row - y0) / torch.where(crosses, y1 - y0, torch.ones_like(y0)) * (x1 - x0)
+        # A corner exactly on the row counts too (it covers rows touched only by a vertex).
+        on_row = y0 == row
+        left = torch.minimum(left, torch.minimum(torch.where(crosses, at, inf), torch.where(on_row, x0, inf)))
+        right = torch.maximum(
+            right, torch.maximum(torch.where(crosses, at, -inf), torch.where(on_row, x0, -inf))
+        )
     return left, right
 
 
 def _differentiable_barycentrics(
-    corners: Tensor, centres: Tensor, perspective: bool
+    x: list[Tensor], y: list[Tensor], z: list[Tensor], centre_x: Tensor, centre_y: Tensor, perspective: bool
 ) -> tuple[Tensor, Tensor]:
-    """Barycentrics (P, 3) and depth (P,) of the pixel ``centres`` (P, 2, NDC) in the triangles
-    ``corners`` (P, 3, 3 screen), with autograd. Barycentrics are ratios of areas, so NDC serves
-    as well as pixel units; plain column arithmetic is much faster than (P, 3) rolls and sums."""
-    dx = corners[..., 0] - centres[:, 0:1]
-    dy = corners[..., 1] - centres[:, 1:2]
-    x0, x1, x2 = dx.unbind(1)
-    y0, y1, y2 = dy.unbind(1)
-    e0 = x1 * y2 - x2 * y1
-    e1 = x2 * y0 - x0 * y2
-    e2 = x0 * y1 - x1 * y0
-    inverse_area = (e0 + e1 + e2).reciprocal()
-    w0, w1, w2 = e0 * inverse_area, e1 * inverse_area, e2 * inverse_area
-    z0, z1, z2 = corners[..., 2].unbind(1)
+    """Barycentrics (P, 3) and depth (P,) of pixel centres (NDC) in triangles given as 3 corners of
+    (P,) screen coordinates each, with autograd. Barycentrics are ratios of areas, so NDC serves
+    as well as pixel units."""
+    dx = [value - centre_x for value in x]
+    dy = [value - centre_y for value in y]
+    edge = [dx[(k + 1) % 3] * dy[(k + 2) % 3] - dx[(k + 2) % 3] * dy[(k + 1) % 3] for k in range(3)]
+    inverse_area = (edge[0] + edge[1] + edge[2]).reciprocal()
+    weights = [value * inverse_area for value in edge]
     if perspective:
-        w0, w1, w2 = w0 / z0, w1 / z1, w2 / z2
-        inverse_depth = w0 + w1 + w2
-        depth = inverse_depth.reciprocal()
-        return torch.stack((w0 * depth, w1 * depth, w2 * depth), dim=1), depth
-    return torch.stack((w0, w1, w2), dim=1), w0 * z0 + w1 * z1 + w2 * z2
+        weights = [w / depth for w, depth in zip(weights, z, strict=True)]
+        depth = (weights[0] + weights[1] + weights[2]).reciprocal()
+        return torch.stack([w * depth for w in weights], dim=1), depth
+    return torch.stack(weights, dim=1), weights[0] * z[0] + weights[1] * z[1] + weights[2] * z[2]
