@@ -14,7 +14,7 @@ import torch
 from backend import __version__
 from backend.protocol import MAX_MESSAGE_BYTES, PROTOCOL_VERSION
 from tests.core.backend_process import ROOT, BackendProcess, backend_env
-from tests.core.tiny_models import object_photo, tiny_gan2shape
+from tests.core.tiny_models import object_photo, tiny_gan2shape, tiny_meshinversion
 
 
 @pytest.fixture
@@ -123,13 +123,13 @@ def test_stray_prints_go_to_stderr() -> None:
 
 @pytest.mark.slow
 def test_jobs_progress_ping_queue_and_cache(tmp_path: Path) -> None:
-    weights_id, overrides = tiny_gan2shape(tmp_path / "weights")
+    weights_id, overrides = tiny_meshinversion(tmp_path / "weights")
     photo = object_photo(tmp_path / "photo.png")
     backend = BackendProcess(tmp_path / "weights", tmp_path / "stderr.txt")
     try:
         assert weights_id in [w["id"] for w in backend.expect("hello")["weights"]]
-        job = {"type": "job", "image": str(photo), "method": "gan2shape", "overrides": overrides}
-        slow = {**overrides, "invert_steps": 30}
+        job = {"type": "job", "image": str(photo), "method": "meshinversion", "overrides": overrides}
+        slow = {**overrides, "stages": [[40, 0.1, 0.01]]}
         backend.send({**job, "id": "j1", "output_dir": str(tmp_path / "o1"), "overrides": slow})
         backend.send({**job, "id": "j2", "output_dir": str(tmp_path / "o2")})
         assert backend.expect("accepted", job="j1")["position"] == 0
