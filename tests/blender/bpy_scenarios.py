@@ -129,7 +129,7 @@ def scenario_import(args: dict[str, Any]) -> dict[str, Any]:
 def scenario_reconstruct(args: dict[str, Any]) -> dict[str, Any]:
     """The operator (blocking in background mode) on a real image through the real backend, then a
     Cycles render of the result."""
-    install(args["zip"], args["python"], args.get("weights_dir", ""), empty=False)  # camera, light: render
+    addon = install(args["zip"], args["python"], args.get("weights_dir", ""), empty=False)  # camera, light
     for obj in [o for o in bpy.context.scene.objects if o.type == "MESH"]:
         bpy.data.objects.remove(obj)
     settings = bpy.context.scene.rfi_settings
@@ -143,6 +143,7 @@ def scenario_reconstruct(args: dict[str, Any]) -> dict[str, Any]:
     obj = bpy.context.view_layer.objects.active
     out = describe_object(obj)
     out["seconds"] = time.monotonic() - started
+    out["weights_items"] = [item[1] for item in addon.properties.weights_items(settings, bpy.context)]
     out["result_dir"] = next(Path(args["user"]).rglob("result.json")).parent.as_posix()
     cam = bpy.context.scene.camera
     out["camera"] = {"name": cam.name, "type": cam.data.type, "backgrounds": len(cam.data.background_images)}

@@ -53,6 +53,9 @@ def test_reconstruct_operator_imports_the_backend_result(
     props = out["properties"]
     assert props["rfi_method"] == backend_case.method and props["rfi_seed"] == 3
     assert props["rfi_weights"] == info["weights"]["id"] and props["rfi_preset"] == "fast"
+    assert (
+        f"{info['weights']['id']} ({info['weights']['category']})" in out["weights_items"]
+    )  # from the handshake
     assert props["rfi_timings"]["total_s"] > 0
     assert out["camera"] == {"name": "toy car view", "type": info["camera"]["type"], "backgrounds": 1}
     assert not_blank(render) > 5
