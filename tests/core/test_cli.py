@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+import argparse
+import hashlib
 import json
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import save_file
 
 from backend.cli import main
+from backend.weights import Registry
 from tests.core.backend_process import ROOT, backend_env
 from tests.core.test_weights import _Payload, save_entry
-from tests.core.tiny_models import object_photo, tiny_gan2shape
+from tests.core.tiny_models import MESHINVERSION_FAST, object_photo, tiny_generator_state
 
 
 def cli(*args: str | Path, weights_dir: Path, timeout: float = 300) -> subprocess.CompletedProcess[str]:
@@ -103,24 +107,61 @@ def test_module_runs_from_any_directory(tmp_path: Path) -> None:
     assert done.returncode == 0 and "reconstruct" in done.stdout
 
 
+def official_checkpoint(path: Path, tamper: str | None = None) -> Path:
+    """A MeshInversion-style ``checkpoint_latest.pth``: EMA generator, optimiser-ish extras, args."""
+    state, _ = tiny_generator_state(seed=1)
+    if tamper:
+        state[tamper] = torch.zeros(3, 3)
+    torch.save(
+        {
+            "generator_running_avg": state,
+            "generator": state,
+            "epoch": 7,
+            "g_curve": [np.float64(0.5), np.float64(0.25)],
+            "self.args": argparse.Namespace(norm_g="batch", mesh_path="mesh_templates/uvsphere_16rings.obj"),
+        },
+        path,
+    )
+    return path
+
+
 @pytest.mark.slow
-def test_reconstruct_end_to_end(tmp_path: Path) -> None:
+def test_import_official_then_reconstruct(tmp_path: Path) -> None:
     weights = tmp_path / "w"
-    weights_id, overrides = tiny_gan2shape(weights)
-    photo = object_photo(tmp_path / "photo.png")
+    checkpoint = official_checkpoint(tmp_path / "checkpoint_latest.pth")
+    import_args = ["--method", "meshinversion", "--category", "bird", "--id", "mine"]
+    done = cli("weights", "import", checkpoint, *import_args, weights_dir=weights)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("imported mine: ") and (weights / "mine.safetensors").is_file()
+    entry = Registry(weights, shipped_dir=tmp_path / "none").find("mine")
+    assert entry.config["width"] == 1 / 32 and str(checkpoint.resolve()) in entry.source
+    assert hashlib.sha256(checkpoint.read_bytes()).hexdigest() in entry.source
+
+    overrides = MESHINVERSION_FAST
     sets = [arg for key, value in overrides.items() for arg in ("--set", f"{key}={json.dumps(value)}")]
-    args = ["reconstruct", photo, "--method", "gan2shape", "--seed", "2", "--mask", "alpha", *sets]
+    photo = object_photo(tmp_path / "photo.png")
+    args = ["reconstruct", photo, "--weights", "mine", "--seed", "2", "--mask", "alpha", *sets]
     done = cli(*args, "-o", tmp_path / "out", weights_dir=weights)
     assert done.returncode == 0, done.stderr
     summary = done.stdout.strip().splitlines()
-    assert (
-        len(summary) == 1 and summary[0].startswith(f"wrote {tmp_path / 'out'}") and weights_id in summary[0]
-    )
-    assert "invert" in done.stderr and "|" in done.stderr  # tqdm bars on stderr
+    assert len(summary) == 1 and summary[0].startswith(f"wrote {tmp_path / 'out'}") and "mine" in summary[0]
+    assert "initialise" in done.stderr and "|" in done.stderr  # tqdm bars on stderr
     doc = json.loads((tmp_path / "out" / "result.json").read_text())
-    assert doc["seed"] == 2 and doc["input"]["mask"] == "alpha"
+    assert doc["seed"] == 2 and doc["input"]["mask"] == "alpha" and doc["weights"]["sha256"] == entry.sha256
 
     again = cli(*args, "-o", tmp_path / "out", weights_dir=weights)
     assert again.returncode == 1 and "output_exists" in again.stderr and "--overwrite" in again.stderr
-    bad = cli(*args, "--set", "invert_steps=lots", "-o", tmp_path / "o2", weights_dir=weights)
+    bad = cli(*args, "--set", "z_candidates=lots", "-o", tmp_path / "o2", weights_dir=weights)
     assert bad.returncode == 1 and "bad_option" in bad.stderr and not (tmp_path / "o2").exists()
+    again = cli(*args, "--overwrite", "--set", "previews=false", "-o", tmp_path / "out", weights_dir=weights)
+    assert again.returncode == 0, again.stderr
+
+
+def test_import_with_wrong_shapes_names_the_tensor(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    checkpoint = official_checkpoint(tmp_path / "bad.pth", tamper="fc.bias")
+    code, _, err = in_process(capsys, "weights", "import", str(checkpoint), "--method", "meshinversion",
+                              "--category", "bird", weights_dir=tmp_path / "w")  # fmt: skip
+    assert code == 1 and "not_a_checkpoint" in err and "fc.bias" in err
+    assert not (tmp_path / "w" / "manifest.toml").exists()
