@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import time
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
@@ -32,6 +33,18 @@ MAX_NET_SIZE = 128
 """The 3D nets run at the GAN's size up to 128 px (the official choice for 256/512 px GANs)."""
 FULL_MASK = 0.999
 """An input mask covering more than this fraction is no mask: the mask network is asked instead."""
+
+
+@dataclass
+class Reconstruction:
+    """A finished optimisation: final prediction, the run (canonical mask, losses), the crop."""
+
+    state: Prediction
+    run: GAN2ShapeRun
+    crop: Crop
+    image: torch.Tensor
+    options: Options
+    info: dict[str, Any]
 
 
 def crop_input(image: InputImage, size: int, options: Options) -> Crop:
@@ -110,6 +123,16 @@ class GAN2Shape(Method):
         return mask, "input"
 
     def run(self, image: InputImage, options: dict[str, Any], seed: int, progress: Progress) -> MeshResult:
+        outcome = self.reconstruct(image, options, seed, progress)
+        progress("export", 0, 1)
+        result = self.export(outcome)
+        progress("export", 1, 1)
+        return result
+
+    def reconstruct(
+        self, image: InputImage, options: dict[str, Any], seed: int, progress: Progress
+    ) -> Reconstruction:
+        """Everything up to the final prediction (benchmarks read depth and masks from here)."""
         if self.generator is None:
             raise ValueError(f"weights {self.entry.id!r} hold {self.kind} data, not a GAN: choose a "
                              "GAN2Shape StyleGAN2 entry (this one is used automatically when present)")
@@ -144,24 +167,21 @@ class GAN2Shape(Method):
         )
         state = run.run(report)
         timings["gan2shape"] = time.perf_counter() - started - timings["invert"]
-        progress("export", 0, 1)
-        result = self.export(state, run.canon_mask, target_image, crop, opts)
-        result.info.update(describe(state, run, inversion.losses, opts, extras, timings))
-        result.info.update({"mask_source": mask_source, "image_size": self.image_size, "seed": seed})
-        progress("export", 1, 1)
-        return result
+        info = describe(state, run, inversion.losses, opts, extras, timings)
+        info.update({"mask_source": mask_source, "image_size": self.image_size, "seed": seed})
+        return Reconstruction(state, run, crop, target_image, opts, info)
 
-    def export(
-        self, state: Prediction, canon_mask: torch.Tensor, image: torch.Tensor, crop: Crop, opts: Options
-    ) -> MeshResult:
+    def export(self, outcome: Reconstruction) -> MeshResult:
+        """Relief mesh, texture, Blender camera and previews of a finished reconstruction."""
+        state, opts, canon_mask = outcome.state, outcome.options, outcome.run.canon_mask
         relief = relief_mesh(state.depth[0], canon_mask[0, 0], opts.mesh_resolution)
         source = state.texture if opts.texture == "shaded" else state.albedo
         camera = blender_camera(state.view[0], relief, self.image_size)
-        camera["crop_box"] = [float(v) for v in crop.box]
-        camera["image_size"] = [int(v) for v in crop.image_size]
-        previews = make_previews(state, image, canon_mask) if opts.previews else {}
+        camera["crop_box"] = [float(v) for v in outcome.crop.box]
+        camera["image_size"] = [int(v) for v in outcome.crop.image_size]
+        previews = make_previews(state, outcome.image, canon_mask) if opts.previews else {}
         texture = to_uint8(source[:1])
-        return MeshResult(relief.vertices, relief.faces, relief.uvs, texture, camera, {}, previews)
+        return MeshResult(relief.vertices, relief.faces, relief.uvs, texture, camera, outcome.info, previews)
 
 
 def describe(
