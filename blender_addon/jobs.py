@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import bpy
+import numpy as np
 
 from . import session
 from .client import BackendError, protocol
@@ -40,19 +41,16 @@ def image_file(image: bpy.types.Image) -> Path:
         if path.is_file():
             return path
     folder = session.user_dir("inputs")
-    if image.packed_file is not None:
+    if image.packed_file is not None and not image.is_dirty:
         suffix = Path(image.filepath).suffix.lower() or ".png"
         path = folder / f"{safe_name(image.name)}-{time.time_ns()}{suffix}"
         path.write_bytes(image.packed_file.data)
         return path
     path = folder / f"{safe_name(image.name)}-{time.time_ns()}.png"
-    copy = image.copy()  # saving the original would re-point it at our file
-    try:
-        copy.filepath_raw = str(path)
-        copy.file_format = "PNG"
-        copy.save()
-    finally:
-        bpy.data.images.remove(copy)
+    if image.type in ("RENDER_RESULT", "COMPOSITING"):
+        image.save_render(str(path))
+    else:
+        write_pixels(image, path)
     if not path.is_file():
         raise BackendError(
             "bad_image",
@@ -60,6 +58,29 @@ def image_file(image: bpy.types.Image) -> Path:
             "open or render an image first",
         )
     return path
+
+
+def write_pixels(image: bpy.types.Image, path: Path) -> None:
+    """Save an image that has no file (generated or painted) through a temporary copy of its pixels;
+    ``Image.copy`` would regenerate a generated image and lose the painting."""
+    width, height = image.size
+    if width == 0 or height == 0:
+        return
+    pixels = np.empty(width * height * image.channels, np.float32)
+    image.pixels.foreach_get(pixels)
+    values = pixels.reshape(-1, image.channels)
+    rgba = np.ones((len(values), 4), np.float32)
+    rgba[:, :3] = values[:, :3] if image.channels >= 3 else values[:, :1]
+    if image.channels in (2, 4):
+        rgba[:, 3] = values[:, -1]
+    temporary = bpy.data.images.new("rfi export", width, height, alpha=True, float_buffer=image.is_float)
+    try:
+        temporary.pixels.foreach_set(rgba.ravel())
+        temporary.filepath_raw = str(path)
+        temporary.file_format = "PNG"
+        temporary.save()
+    finally:
+        bpy.data.images.remove(temporary)
 
 
 def safe_name(name: str) -> str:

@@ -98,7 +98,8 @@ def client(settings: BackendSettings | None = None) -> BackendClient:
     settings = settings or backend_settings()
     python = resolve_python(settings)
     key = (str(python), settings.weights_dir, settings.watchdog_s)
-    if _client is None or key != _client_key:
+    busy = _client is not None and _client.job is not None and not _client.job.finished
+    if _client is None or (key != _client_key and not busy):  # never restart under a running job
         if _client is not None:
             _client.stop()
         env = {WEIGHTS_ENV: settings.weights_dir} if settings.weights_dir else {}

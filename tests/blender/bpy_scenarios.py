@@ -101,6 +101,47 @@ def scenario_install(args: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def scenario_sources(args: dict[str, Any]) -> dict[str, Any]:
+    """Image sources other than a file: an image empty showing a file, a packed image, a generated one;
+    each becomes a file the backend can read with the same pixels."""
+    addon = install(args["zip"])
+    context = bpy.context
+    settings = context.scene.rfi_settings
+    photo = bpy.data.images.load(args["photo"])
+    empty = bpy.data.objects.new("reference", None)
+    empty.empty_display_type = "IMAGE"
+    empty.data = photo
+    context.scene.collection.objects.link(empty)
+    context.view_layer.objects.active = empty
+    settings.image_source = "OBJECT"
+    out: dict[str, Any] = {}
+    request, options = addon.jobs.build_request(context)
+    out["file"] = {"image": request.image, "name": options.name}
+    photo.pack()
+    request, options = addon.jobs.build_request(context)
+    out["packed"] = {"image": request.image, "name": options.name}
+    generated = bpy.data.images.new("painted", 32, 16)
+    generated.pixels.foreach_set(np.tile(np.array([1.0, 0.5, 0.0, 1.0], np.float32), 32 * 16))
+    empty.data = generated
+    request, options = addon.jobs.build_request(context)
+    out["generated"] = {"image": request.image, "name": options.name}
+    settings.image_source = "EDITOR"
+    try:
+        addon.jobs.build_request(context)
+    except addon.client.BackendError as error:
+        out["no_editor"] = error.one_line()
+    settings.image_source, settings.mask_source = "FILE", "file"
+    settings.filepath = args["photo"]
+    try:
+        addon.jobs.build_request(context)
+    except addon.client.BackendError as error:
+        out["no_mask"] = error.one_line()
+    settings.mask_image = generated
+    request, _ = addon.jobs.build_request(context)
+    out["mask"] = {"mask": request.mask, "mask_path": request.mask_path}
+    return out
+
+
 def scenario_import(args: dict[str, Any]) -> dict[str, Any]:
     """The importer alone on a prepared result folder: data, naming, placement, camera geometry."""
     from bpy_extras.object_utils import world_to_camera_view
@@ -189,7 +230,15 @@ def scenario_interrupt(args: dict[str, Any]) -> dict[str, Any]:
         "old_pid": pid,
     }
     assert bpy.ops.rfi.reconstruct() == {"FINISHED"}
-    out["after"] = {"object": bpy.context.view_layer.objects.active.name, "new_pid": session.client().pid}
+    pid = session.client().pid
+    out["after"] = {"object": bpy.context.view_layer.objects.active.name, "new_pid": pid}
+    import addon_utils
+
+    addon_utils.disable(MODULE)  # disabling the add-on must not leave the backend running
+    deadline = time.monotonic() + 10
+    while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    out["after"]["stopped_on_disable"] = not Path(f"/proc/{pid}").exists()
     return out
 
 

@@ -81,6 +81,7 @@ def test_cancel_and_kill_midway_then_recover(
     assert out["kill"]["state"] == "failed" and out["kill"]["code"] == "backend_crashed"
     assert "stopped unexpectedly" in out["kill"]["line"] and "restarts" in out["kill"]["line"]
     assert out["after"]["object"] == "photo" and out["after"]["new_pid"] != out["kill"]["old_pid"]
+    assert out["after"]["stopped_on_disable"]
 
 
 def test_bad_image_is_one_line_with_a_hint(

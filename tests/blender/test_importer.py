@@ -93,3 +93,17 @@ def test_import_result(tmp_path: Path, extension_zip: Path, camera: dict) -> Non
     assert out["camera"]["background"] == ["photo.png"]
     for point, projected in zip(PROBES, out["camera"]["projected"], strict=True):
         assert projected == pytest.approx(expected_view(point), abs=1e-4), point
+
+
+def test_image_sources_become_readable_files(tmp_path: Path, extension_zip: Path) -> None:
+    photo = object_photo(tmp_path / "photo.png")
+    out = run_scenario("sources", {"zip": str(extension_zip), "photo": str(photo)}, tmp_path / "user")
+    assert out["file"] == {"image": str(photo), "name": "photo"}  # a file on disk is passed as is
+    packed = Path(out["packed"]["image"])
+    assert packed != photo and packed.read_bytes() == photo.read_bytes()  # packed bytes, unchanged
+    painted = np.asarray(Image.open(out["generated"]["image"]).convert("RGB"))
+    assert painted.shape == (16, 32, 3) and (np.abs(painted.astype(int) - [255, 128, 0]) <= 2).all()
+    assert out["generated"]["name"] == "painted"
+    assert "no image in an Image Editor" in out["no_editor"] and "(" in out["no_editor"]
+    assert "no mask image" in out["no_mask"]
+    assert out["mask"]["mask"] == "file" and Path(out["mask"]["mask_path"]).is_file()
