@@ -13,6 +13,7 @@ What to import::
         render_mesh, RenderOutput,                      # the whole chain
         rasterize, Fragments,                           # lower-level pieces ...
         interpolate_vertex_attributes, interpolate_corner_attributes, sample_texture,
+        blend_vertex_attributes, blend_corner_attributes, sample_texture_points,   # compact (P, C)
         face_normals, vertex_normals, DirectionalLight, lambertian_shading,
         contour_crossings, antialias, coverage,
     )
@@ -37,6 +38,10 @@ Gradients: barycentrics, depth and everything interpolated from them are differe
 respect to the screen vertices (hence vertices and camera); texture lookups with respect to the
 texture and UVs; ``antialias``/``coverage`` add the silhouette (visibility) gradient in a one-pixel
 band along the contour. The hard ``pix_to_face``/``mask`` carry no gradient.
+
+``Fragments`` keep data only for the P covered pixels (``pixels``, ``batch_index``, ``faces``,
+``bary``, ``depth_values``); the ``blend_*``/``sample_texture_points`` functions work on that
+compact form and ``Fragments.to_image(values, fill)`` scatters (P, C) values into an image.
 """
 
 from backend.render.cameras import (
@@ -50,9 +55,12 @@ from backend.render.cameras import (
     unsup3d_camera,
 )
 from backend.render.interpolate import (
+    blend_corner_attributes,
+    blend_vertex_attributes,
     interpolate_corner_attributes,
     interpolate_vertex_attributes,
     sample_texture,
+    sample_texture_points,
 )
 from backend.render.pipeline import RenderOutput, render_mesh
 from backend.render.rasterize import Fragments, rasterize
@@ -69,6 +77,8 @@ __all__ = [
     "PerspectiveCamera",
     "RenderOutput",
     "antialias",
+    "blend_corner_attributes",
+    "blend_vertex_attributes",
     "build_edge_topology",
     "contour_crossings",
     "coverage",
@@ -83,6 +93,7 @@ __all__ = [
     "rasterize",
     "render_mesh",
     "sample_texture",
+    "sample_texture_points",
     "screen_to_pixels",
     "unsup3d_camera",
     "vertex_normals",

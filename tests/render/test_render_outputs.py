@@ -118,3 +118,33 @@ def test_cuda_matches_cpu() -> None:
     assert torch.equal(outputs[0][0], outputs[1][0])
     torch.testing.assert_close(outputs[0][1], outputs[1][1], atol=1e-4, rtol=0)
     torch.testing.assert_close(outputs[0][2], outputs[1][2], atol=1e-3, rtol=1e-3)
+
+
+def test_per_item_textures_and_uvs_in_a_batch() -> None:
+    """Compact sampling with one texture per item equals rendering each item on its own."""
+    generator = torch.Generator().manual_seed(7)
+    vertices, faces, uvs = uv_sphere(16, 8)
+    batch = 3
+    camera = OrthographicCamera(
+        torch.eye(3).expand(batch, 3, 3), torch.tensor([0.5, 0.7, 0.9]), torch.zeros(batch, 3)
+    )
+    textures = torch.rand(batch, 3, 8, 8, generator=generator)
+    batch_uvs = uvs.expand(batch, -1, -1, -1) * torch.tensor([1.0, 0.9, 0.8])[:, None, None, None]
+    together = render_mesh(vertices.expand(batch, -1, -1), faces, camera, 24, texture=textures, uvs=batch_uvs)
+    for item in range(batch):
+        alone_camera = OrthographicCamera(
+            torch.eye(3)[None], camera.scale[item : item + 1], torch.zeros(1, 3)
+        )
+        alone = render_mesh(
+            vertices[None], faces, alone_camera, 24, texture=textures[item : item + 1], uvs=batch_uvs[item]
+        )
+        torch.testing.assert_close(together.rgb[item], alone.rgb[0])
+
+
+def test_perspective_drops_faces_behind_the_near_plane() -> None:
+    screen = torch.tensor([[[-0.5, -0.5, 1.0], [0.5, -0.5, 1.0], [0.0, 0.5, 1.0]]])
+    faces = torch.tensor([[0, 1, 2]])
+    assert rasterize(screen, faces, 16, perspective=True).mask.any()
+    behind = screen * torch.tensor([1.0, 1.0, -1.0])
+    assert not rasterize(behind, faces, 16, perspective=True).mask.any()
+    assert rasterize(behind, faces, 16).mask.any()  # orthographic depth may be negative
