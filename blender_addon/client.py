@@ -326,8 +326,8 @@ class BackendClient:
     def cancel(self) -> None:
         """Cancel the current job: politely first, killed if it does not stop within the grace time."""
         job = self.job
-        if job is None or job.finished:
-            return
+        if job is None or job.finished or self._cancel_deadline is not None:
+            return  # nothing to cancel, or already cancelling: the grace period must not restart
         if not self.alive or self.hello is None:
             self._pending_job = None
             self.kill()

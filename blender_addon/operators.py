@@ -8,6 +8,8 @@ and, once the job is done, imports the result. Nothing but this main-thread code
 
 from __future__ import annotations
 
+import time
+
 import bpy
 from bpy.props import StringProperty
 
@@ -16,8 +18,11 @@ from .backend_env import ENV_DIR_NAME, SETUP_LOG_NAME, EnvironmentSetup
 from .client import BackendError, log_tail
 
 TIMER_S = 0.2
+ALIVE_S = 2.0
+"""A modal operator that has not ticked for this long is gone (e.g. dropped by a file load)."""
 _cancel_requested = False
 """Set by pressing the button again while a job runs; read by the running modal operator."""
+_last_tick = 0.0
 
 
 def redraw_panels(context: bpy.types.Context) -> None:
@@ -47,10 +52,10 @@ class RFI_OT_reconstruct(bpy.types.Operator):
     _settings = None
 
     def invoke(self, context: bpy.types.Context, event: bpy.types.Event) -> set[str]:
-        global _cancel_requested
+        global _cancel_requested, _last_tick
         runtime = context.window_manager.rfi_runtime
-        if runtime.running:
-            _cancel_requested = True
+        if runtime.running and time.monotonic() - _last_tick < ALIVE_S:
+            _cancel_requested = True  # the same button cancels the running job
             return {"CANCELLED"}
         if bpy.app.background:
             return self.execute(context)
@@ -62,6 +67,7 @@ class RFI_OT_reconstruct(bpy.types.Operator):
         except BackendError as error:
             self.report({"ERROR"}, error.one_line())
             return {"CANCELLED"}
+        _last_tick = time.monotonic()
         runtime.running, runtime.progress, runtime.status = True, 0.0, "Starting backend…"
         self._timer = context.window_manager.event_timer_add(TIMER_S, window=context.window)
         context.window_manager.modal_handler_add(self)
@@ -69,10 +75,13 @@ class RFI_OT_reconstruct(bpy.types.Operator):
         return {"RUNNING_MODAL"}
 
     def modal(self, context: bpy.types.Context, event: bpy.types.Event) -> set[str]:
+        global _cancel_requested, _last_tick
+        _last_tick = time.monotonic()
         client = session.current_client()
         if client is None or client.job is None:  # the backend was shut down under us (file load)
             return self._end(context, {"CANCELLED"})
         if (event.type == "ESC" and event.value == "PRESS") or _cancel_requested:
+            _cancel_requested = False
             client.cancel()
         if event.type != "TIMER" and event.type != "ESC":
             return {"PASS_THROUGH"}

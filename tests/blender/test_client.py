@@ -132,3 +132,23 @@ def test_no_orphan_backend(tmp_path: Path, ending: str) -> None:
     proc = subprocess.run([PYTHON, "-c", script], capture_output=True, text=True, timeout=120)
     pid = int(proc.stdout.split()[0])
     assert gone(pid, timeout=20), f"backend {pid} outlived its client ({ending})"
+
+
+def test_cancel_kills_a_backend_that_does_not_stop_in_time(tmp_path: Path) -> None:
+    """Hard cancel: a backend stuck inside a step is killed after the grace time, however often the
+    user presses cancel meanwhile (each press must not restart the grace period)."""
+    client = BackendClient(PYTHON, ROOT, log_path=tmp_path / "backend.log", cancel_grace_s=1.0)
+    try:
+        client.ensure_started()
+        pid = client.pid
+        os.kill(pid, signal.SIGSTOP)
+        job = client.submit(JobRequest(image=str(tmp_path / "x.png"), output_dir=str(tmp_path / "out")))
+        started = time.monotonic()
+        while not job.finished and time.monotonic() - started < 20:
+            client.cancel()
+            client.poll(0.1)
+        assert job.state == "cancelled"
+        assert 1.0 <= time.monotonic() - started < 5
+        assert gone(pid)
+    finally:
+        client.kill()
