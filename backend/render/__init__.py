@@ -16,6 +16,7 @@ What to import::
         blend_vertex_attributes, blend_corner_attributes, sample_texture_points,   # compact (P, C)
         face_normals, vertex_normals, DirectionalLight, lambertian_shading,
         contour_crossings, antialias, coverage,
+        soft_silhouette,                                # DIB-R-style blurred mask, longer reach
     )
 
 Typical optimisation step (MeshInversion style)::
@@ -66,6 +67,7 @@ from backend.render.pipeline import RenderOutput, render_mesh
 from backend.render.rasterize import Fragments, rasterize
 from backend.render.shading import DirectionalLight, face_normals, lambertian_shading, vertex_normals
 from backend.render.silhouette import ContourCrossings, antialias, contour_crossings, coverage
+from backend.render.soft_mask import soft_silhouette
 from backend.render.topology import EdgeTopology, build_edge_topology
 
 __all__ = [
@@ -95,6 +97,7 @@ __all__ = [
     "sample_texture",
     "sample_texture_points",
     "screen_to_pixels",
+    "soft_silhouette",
     "unsup3d_camera",
     "vertex_normals",
 ]

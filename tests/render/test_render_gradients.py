@@ -142,3 +142,15 @@ def test_silhouette_area_derivative_with_respect_to_scale(size: int) -> None:
 
     assert abs(autograd - finite_hard) / finite_hard < 0.02
     assert abs(autograd - analytic) / analytic < 0.01
+
+
+def test_gradients_through_the_soft_silhouette() -> None:
+    scene = _scene()
+
+    def loss(vertices: torch.Tensor) -> torch.Tensor:
+        out = render_mesh(
+            vertices, scene["faces"], _mi_camera(scene), SIZE, antialiased=False, soft_sigma=2.0
+        )
+        return (out.soft_mask * scene["weights_alpha"]).sum()
+
+    _check(loss, scene["vertices"])

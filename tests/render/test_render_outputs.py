@@ -15,6 +15,7 @@ from backend.render import (
     lambertian_shading,
     rasterize,
     render_mesh,
+    soft_silhouette,
     vertex_normals,
 )
 from backend.render.primitives import grid_faces, uv_sphere
@@ -148,3 +149,25 @@ def test_perspective_drops_faces_behind_the_near_plane() -> None:
     behind = screen * torch.tensor([1.0, 1.0, -1.0])
     assert not rasterize(behind, faces, 16, perspective=True).mask.any()
     assert rasterize(behind, faces, 16).mask.any()  # orthographic depth may be negative
+
+
+def test_soft_silhouette_is_one_inside_and_decays_outside() -> None:
+    angle = torch.linspace(0, 2 * torch.pi, 65)[:-1]
+    ring = torch.stack((0.5 * angle.cos(), 0.5 * angle.sin(), torch.ones_like(angle)), dim=1)
+    screen = torch.cat((torch.tensor([[0.0, 0.0, 1.0]]), ring))[None]
+    index = torch.arange(64)
+    faces = torch.stack((torch.zeros_like(index), 1 + index, 1 + (index + 1) % 64), dim=1)
+    topology = build_edge_topology(faces)
+    mask = rasterize(screen, faces, 64).mask
+    soft = soft_silhouette(screen, faces, topology, mask, sigma=4.0)
+    assert torch.equal(soft[mask], torch.ones(int(mask.sum())))
+    rows = torch.arange(64)[:, None].expand(64, 64)
+    cols = torch.arange(64)[None, :].expand(64, 64)
+    radius = ((cols - 31.5).square() + (rows - 31.5).square()).sqrt()  # pixels from the centre
+    just_outside = ~mask[0] & (radius < 16 + 1.5)
+    far = radius > 16 + 8
+    assert (soft[0][just_outside] > 0.3).all() and (soft[0][just_outside] < 1).all()
+    assert (soft[0][far] == 0).all()
+    outside = ~mask[0] & ~far
+    closer = soft[0][outside][radius[outside].argsort()]
+    assert closer[0] > closer[-1]
