@@ -76,6 +76,12 @@ def test_run_reports_every_stage_and_returns_a_valid_relief(model):
     assert info["mask_source"] == "input"
 
 
+def test_w_plus_inversion_runs_through_the_pipeline(model):
+    short = options(num_stages=1, stage0=(2, 2, 2), previews=False, invert_w_plus=True)
+    result = model.run(ellipse_photo(), short, seed=1, progress=Recorder())
+    assert np.isfinite(result.vertices).all() and result.info["losses"]["step3"] is not None
+
+
 def test_same_seed_same_result_other_seed_other_result(model):
     photo = ellipse_photo()
     short = options(num_stages=1, stage0=(3, 3, 3), previews=False)

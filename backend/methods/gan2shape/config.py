@@ -51,6 +51,8 @@ class Options:
     prior_iters: int = 1000
     invert_steps: int = 1000
     invert_lr: float = 0.1
+    invert_w_plus: bool = False
+    """Invert to W+ (one code per layer; closer fits, less on-manifold) instead of GAN2Shape's W."""
     lr: float = 1e-4
     weight_decay: float = 5e-4
     lam_perc: float = 0.5

@@ -157,7 +157,8 @@ class GAN2Shape(Method):
         progress("invert", 0, opts.invert_steps)
         inversion = invert(
             self.generator, self.discriminator, target_image, opts.invert_steps, rng, perceptual,
-            lr=opts.invert_lr, on_step=lambda s, loss: report("invert", s + 1, opts.invert_steps, loss, None),
+            lr=opts.invert_lr, w_plus=opts.invert_w_plus,
+            on_step=lambda s, loss: report("invert", s + 1, opts.invert_steps, loss, None),
         )
         timings = {"invert": time.perf_counter() - started}
         run = GAN2ShapeRun(
