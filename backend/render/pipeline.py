@@ -12,7 +12,7 @@ from backend.render.cameras import OrthographicCamera, PerspectiveCamera
 from backend.render.interpolate import blend_corner_attributes, blend_vertex_attributes, sample_texture_points
 from backend.render.rasterize import Fragments, rasterize
 from backend.render.shading import DirectionalLight, face_normals, lambertian_shading_points, vertex_normals
-from backend.render.silhouette import antialias, contour_crossings, coverage
+from backend.render.silhouette import antialias_, contour_crossings, coverage
 from backend.render.soft_mask import soft_silhouette
 from backend.render.topology import EdgeTopology, build_edge_topology
 
@@ -103,8 +103,6 @@ def render_mesh(
     if light is not None:
         normals = pixel_normals(fragments, view, faces, smooth_normals)
         colour = colour * lambertian_shading_points(normals, light, fragments.batch_index)
-    if not isinstance(background, Tensor):
-        background = colour.new_tensor(background)
     rgb = fragments.to_image(colour, background)
 
     mask = fragments.mask
@@ -112,7 +110,7 @@ def render_mesh(
         topology = build_edge_topology(faces)
     if antialiased:
         crossings = contour_crossings(screen, faces, topology, mask)
-        rgb, alpha = antialias(rgb, crossings), coverage(mask, crossings)
+        rgb, alpha = antialias_(rgb, crossings), coverage(mask, crossings)
     else:
         alpha = mask.to(rgb.dtype)
     soft = None if soft_sigma is None else soft_silhouette(screen, faces, topology, mask, soft_sigma)

@@ -54,10 +54,11 @@ class Fragments:
         with respect to both."""
         shape = (*self.pix_to_face.shape, *values.shape[1:])
         if isinstance(fill, Tensor):
-            image = fill.to(values.dtype).expand(shape).reshape(-1, *values.shape[1:])
+            image = fill.to(values.dtype).expand(shape).clone(memory_format=torch.contiguous_format)
+            image = image.view(-1, *values.shape[1:])
         else:
             image = values.new_full((shape[0] * shape[1] * shape[2], *values.shape[1:]), fill)
-        return image.index_copy(0, self.pixels, values).reshape(shape)
+        return image.index_copy_(0, self.pixels, values).reshape(shape)  # in place: image is fresh
 
     @property
     def bary_coords(self) -> Tensor:

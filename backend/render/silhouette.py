@@ -117,15 +117,20 @@ def _crossing(
 def antialias(image: Tensor, crossings: ContourCrossings) -> Tensor:
     """Blend (B, H, W, C) ``image`` across the silhouette; gradients reach the vertices through the
     crossing offsets and both pixels' colours (texture, light, background)."""
-    flat = image.reshape(-1, image.shape[-1])
+    return antialias_(image.clone(memory_format=torch.contiguous_format), crossings)
+
+
+def antialias_(image: Tensor, crossings: ContourCrossings) -> Tensor:
+    """``antialias`` in place, for an image the caller has just made (saves a full copy)."""
+    flat = image.view(-1, image.shape[-1])
     colours = flat.index_select(0, crossings.foreground) - flat.index_select(0, crossings.background)
-    delta = crossings.weight[:, None] * colours
-    return flat.index_add(0, crossings.target, delta).reshape(image.shape)
+    flat.index_add_(0, crossings.target, crossings.weight[:, None] * colours)
+    return image
 
 
 def coverage(mask: Tensor, crossings: ContourCrossings) -> Tensor:
     """(B, H, W) antialiased, differentiable coverage from the hard ``mask``."""
-    return antialias(mask.to(crossings.weight.dtype)[..., None], crossings)[..., 0]
+    return antialias_(mask.to(crossings.weight.dtype)[..., None], crossings)[..., 0]
 
 
 def _flat_index(item: Tensor, x: Tensor, y_up: Tensor, height: int, width: int) -> Tensor:

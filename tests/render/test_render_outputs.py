@@ -10,7 +10,9 @@ import torch
 from backend.render import (
     DirectionalLight,
     OrthographicCamera,
+    antialias,
     build_edge_topology,
+    contour_crossings,
     face_normals,
     lambertian_shading,
     rasterize,
@@ -171,3 +173,17 @@ def test_soft_silhouette_is_one_inside_and_decays_outside() -> None:
     outside = ~mask[0] & ~far
     closer = soft[0][outside][radius[outside].argsort()]
     assert closer[0] > closer[-1]
+
+
+def test_inputs_are_not_modified() -> None:
+    """to_image and antialias write into fresh buffers, never into the caller's tensors."""
+    vertices, faces, _ = uv_sphere(16, 8)
+    camera = OrthographicCamera(torch.eye(3)[None], 0.6, torch.zeros(1, 3))
+    background = torch.rand(1, 24, 24, 3, generator=torch.Generator().manual_seed(8))
+    kept = background.clone()
+    out = render_mesh(vertices[None], faces, camera, 24, background=background)
+    assert torch.equal(background, kept) and not torch.equal(out.rgb, kept)
+    image = out.rgb.detach().clone()
+    crossings = contour_crossings(camera.project(vertices[None]), faces, build_edge_topology(faces), out.mask)
+    blended = antialias(image, crossings)
+    assert torch.equal(image, out.rgb.detach()) and not torch.equal(blended, image)
