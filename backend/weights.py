@@ -21,6 +21,7 @@ import json
 import math
 import os
 import pickle
+import re
 import tomllib
 import zipfile
 from dataclasses import dataclass, field
@@ -37,6 +38,7 @@ from backend.methods import METHOD_MODULES, method_class
 SHIPPED_DIR = Path(__file__).resolve().parents[1] / "weights"
 USER_DIR_ENV = "RFI_WEIGHTS_DIR"
 MANIFEST = "manifest.toml"
+BARE_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
 ENTRY_FIELDS = ("id", "method", "category", "file", "sha256", "size", "source", "licence", "train_command")
 SAFE_GLOBALS: list[Any] = [
     argparse.Namespace,  # official training scripts store their arguments in the checkpoint
@@ -131,14 +133,19 @@ def _toml_value(value: Any) -> str:
     raise ValueError(f"cannot store {type(value).__name__} in the manifest")
 
 
+def _toml_key(key: str) -> str:
+    """Bare when TOML allows it (readable manifests), quoted otherwise."""
+    return key if BARE_KEY.match(key) else json.dumps(key)
+
+
 def _toml_table(header: str, table: dict[str, Any]) -> list[str]:
     """Scalars first, then nested tables as ``[header.key]`` sections (TOML requires this order)."""
     lines = [header] if header else []
     nested = {k: v for k, v in table.items() if isinstance(v, dict)}
-    lines += [f"{json.dumps(k)} = {_toml_value(v)}" for k, v in table.items() if k not in nested]
+    lines += [f"{_toml_key(k)} = {_toml_value(v)}" for k, v in table.items() if k not in nested]
     base = header.strip("[]")
     for key, sub in nested.items():
-        lines += _toml_table(f"[{base}.{json.dumps(key)}]", sub)
+        lines += _toml_table(f"[{base}.{_toml_key(key)}]", sub)
     return lines
 
 
@@ -331,7 +338,8 @@ class Registry:
 
 
 def build_model(entry: WeightsEntry, state_dict: dict[str, torch.Tensor], device: str | torch.device) -> Any:
-    """``Method.load`` with architecture mismatches turned into one line naming the first tensor."""
+    """``Method.load`` with a mismatched architecture (one line naming the first tensor) or an
+    invalid config turned into ``WeightsError``."""
     try:
         return method_class(entry.method).load(entry, state_dict, torch.device(device))
     except RuntimeError as exc:
@@ -343,6 +351,12 @@ def build_model(entry: WeightsEntry, state_dict: dict[str, torch.Tensor], device
             "architecture_mismatch",
             f"weights {entry.id!r} do not fit the {entry.method} model: {first[:300]}",
             "the manifest config does not match the file; re-import the checkpoint",
+        ) from None
+    except (ValueError, KeyError, TypeError) as exc:
+        raise WeightsError(
+            "bad_config",
+            f"weights {entry.id!r}: the manifest config does not describe a {entry.method} model ({exc})",
+            "fix its [weights.config] table or re-import the checkpoint",
         ) from None
 
 

@@ -14,13 +14,13 @@ from PIL import Image
 from safetensors.torch import load_file, save_file
 
 from backend import weights as weights_module
-from backend.jobs import USER_ERRORS, ModelCache, run_job
+from backend.jobs import USER_ERRORS, JobError, ModelCache, describe_error, log_traceback, run_job
 from backend.methods import method_class
 from backend.methods.base import JobCancelled
 from backend.protocol import JobRequest
 from backend.results import ResultError
 from backend.weights import Registry, WeightsError
-from tests.core.tiny_models import TINY_MODELS, object_photo, tiny_gan2shape
+from tests.core.tiny_models import TINY_MODELS, object_photo, tiny_gan2shape, tiny_meshinversion
 
 pytestmark = pytest.mark.slow
 
@@ -167,3 +167,26 @@ def test_wrong_shapes_name_the_tensor(setup, tmp_path: Path, monkeypatch: pytest
     with pytest.raises(WeightsError) as err:
         run_job(request(photo, tmp_path / "out", overrides), lambda e: None, registry=registry)
     assert err.value.code == "architecture_mismatch" and "style.1.weight" in err.value.message
+
+
+def test_bad_config_is_a_weights_error(tmp_path: Path) -> None:
+    weights_id, overrides = tiny_meshinversion(tmp_path / "weights")
+    manifest = tmp_path / "weights" / "manifest.toml"
+    manifest.write_text(manifest.read_text().replace("width = 0.03125", "width = -1.0"))
+    registry = Registry(tmp_path / "weights", shipped_dir=tmp_path / "none")
+    photo = object_photo(tmp_path / "photo.png")
+    with pytest.raises(WeightsError) as err:
+        run_job(request(photo, tmp_path / "out", overrides, method="meshinversion"), print, registry=registry)
+    assert err.value.code == "bad_config" and weights_id in err.value.message
+
+
+def test_internal_errors_log_a_traceback(capsys: pytest.CaptureFixture[str]) -> None:
+    try:
+        {}["missing"]
+    except KeyError as exc:
+        log_traceback(exc)
+        code, message, _ = describe_error(exc)
+    assert code == "internal" and message == "KeyError: 'missing'"
+    assert "Traceback" in capsys.readouterr().err
+    log_traceback(JobError("bad_option", "x"))
+    assert capsys.readouterr().err == ""  # user errors need no traceback
