@@ -74,7 +74,7 @@ def test_manifest_round_trip_and_find(tmp_path: Path, tensors: dict[str, torch.T
 
 def test_nested_config_and_odd_strings_survive(tmp_path: Path, tensors: dict[str, torch.Tensor]) -> None:
     config = {
-        "stylegan": {"size": 512, "channel_multiplier": 2},
+        "stylegan": {"size": 512, "odd key.x": 2},
         "name": 'a "quoted" \\ path é',
         "lr": [0.1, 1e-4],
     }
