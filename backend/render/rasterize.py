@@ -86,9 +86,14 @@ def rasterize(
     (F, 3). ``perspective`` interpolates 1/depth (perspective-correct barycentrics and depth) and
     drops faces with a vertex at depth <= ``near``. ``cull_backfaces`` drops faces whose NDC
     signed area is not positive (clockwise on screen), valid for closed, outward-wound meshes.
-    Meshes of different topologies can share a batch by padding with degenerate faces.
+    Meshes of different topologies can share a batch by padding with degenerate faces. Faces with
+    a non-finite vertex are skipped (callers check their own tensors for NaN).
     """
     height, width = (image_size, image_size) if isinstance(image_size, int) else image_size
+    if screen.dim() != 3 or screen.shape[-1] != 3:
+        raise ValueError(f"rasterize: screen vertices must be (B, V, 3), got {tuple(screen.shape)}")
+    if faces.dim() != 2 or faces.shape[-1] != 3:
+        raise ValueError(f"rasterize: faces must be (F, 3) vertex indices, got {tuple(faces.shape)}")
     faces = faces.long()
     num_vertices = screen.shape[1]
     pix_to_face = _nearest_faces(screen.detach(), faces, height, width, perspective, cull_backfaces, near)
@@ -153,7 +158,8 @@ def _nearest_faces(
     b = [x[(k + 2) % 3] - x[(k + 1) % 3] for k in range(3)]
     c = [x[(k + 1) % 3] * y[(k + 2) % 3] - x[(k + 2) % 3] * y[(k + 1) % 3] for k in range(3)]
     area = c[0] + c[1] + c[2]  # twice the signed area, positive when counter-clockwise
-    keep = (area > 0 if cull_backfaces else area != 0) & (x_hi >= x_lo)
+    finite = torch.isfinite(area) & torch.isfinite(x_lo) & torch.isfinite(y_lo) & torch.isfinite(x_hi + y_hi)
+    keep = (area > 0 if cull_backfaces else area != 0) & (x_hi >= x_lo) & finite
     if perspective:
         keep &= torch.minimum(torch.minimum(z[0], z[1]), z[2]) > near
     inverse_area = torch.where(keep, area, torch.ones_like(area)).reciprocal()
@@ -162,7 +168,7 @@ def _nearest_faces(
     key_term = [-value.reciprocal() for value in z] if perspective else z
     a_z, b_z, c_z = (sum(t * k for t, k in zip(terms, key_term, strict=True)) for terms in (a, b, c))
 
-    rows = ((y_hi - y_lo + 1).clamp(min=0) * keep).long()
+    rows = torch.where(keep, y_hi - y_lo + 1, torch.zeros_like(y_lo)).clamp(min=0).long()
     row_face, row_rank = expand_counts(rows)
     row_y = row_rank.float()
 

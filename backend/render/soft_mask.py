@@ -67,8 +67,9 @@ def _candidates(
     high = torch.maximum(ends[:, 0], ends[:, 1]) + radius
     x_lo, y_lo = low[:, 0].ceil().clamp(min=0), low[:, 1].ceil().clamp(min=0)
     x_hi, y_hi = high[:, 0].floor().clamp(max=width - 1), high[:, 1].floor().clamp(max=height - 1)
-    columns = (x_hi - x_lo + 1).clamp(min=0).long()
-    rows = (y_hi - y_lo + 1).clamp(min=0).long()
+    finite = torch.isfinite(ends).all(dim=2).all(dim=1)
+    columns = torch.where(finite, x_hi - x_lo + 1, torch.zeros_like(x_lo)).clamp(min=0).long()
+    rows = torch.where(finite, y_hi - y_lo + 1, torch.zeros_like(y_lo)).clamp(min=0).long()
     owner, rank = expand_counts(columns * rows)
     owner_columns = columns.index_select(0, owner)
     pixel_x = x_lo.long().index_select(0, owner) + rank % owner_columns

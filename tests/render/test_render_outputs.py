@@ -187,3 +187,24 @@ def test_inputs_are_not_modified() -> None:
     crossings = contour_crossings(camera.project(vertices[None]), faces, build_edge_topology(faces), out.mask)
     blended = antialias(image, crossings)
     assert torch.equal(image, out.rgb.detach()) and not torch.equal(blended, image)
+
+
+def test_off_screen_and_non_finite_meshes_render_empty_without_error() -> None:
+    vertices, faces, uvs = uv_sphere(16, 8)
+    camera = OrthographicCamera(torch.eye(3)[None], 0.5, torch.tensor([[9.0, 0.0, 0.0]]))
+    offsets = torch.zeros(1, *vertices.shape, requires_grad=True)
+    out = render_mesh(
+        vertices + offsets, faces, camera, 16, texture=torch.rand(1, 3, 4, 4), uvs=uvs, soft_sigma=1.0
+    )
+    assert not out.mask.any() and (out.alpha == 0).all() and (out.soft_mask == 0).all()
+    (out.rgb.sum() + out.alpha.sum()).backward()
+    assert torch.equal(offsets.grad, torch.zeros_like(offsets))
+    broken = vertices.clone()
+    broken[5] = float("nan")
+    broken[6] = float("inf")
+    centred = OrthographicCamera(torch.eye(3)[None], 0.5, torch.zeros(1, 3))
+    out = render_mesh(broken[None], faces, centred, 16, soft_sigma=1.0)
+    touching = (faces == 5).any(1) | (faces == 6).any(1)
+    assert out.mask.any() and not touching[out.pix_to_face[out.mask]].any()
+    with pytest.raises(ValueError, match="B, V, 3"):
+        rasterize(vertices, faces, 16)
