@@ -195,22 +195,24 @@ class ProgressReporter:
             and self.preview_dir is not None
             and now - self.last_preview >= PREVIEW_INTERVAL_S
         ):
-            event["preview"] = self._save_preview(preview)
+            event["preview"] = save_preview(preview, self.preview_dir)
             self.last_preview = now
         self.emit(event)
 
-    def _save_preview(self, image: np.ndarray) -> str:
-        """Write atomically (tmp + rename) so a client never reads half a PNG."""
-        assert self.preview_dir is not None
-        path = self.preview_dir / "preview.png"
-        tmp = self.preview_dir / "preview.tmp.png"
-        Image.fromarray(np.ascontiguousarray(image, np.uint8), "RGB").save(tmp)
-        tmp.replace(path)
-        return str(path)
+
+def save_preview(image: np.ndarray, folder: Path) -> str:
+    """Write ``folder/preview.png`` atomically (tmp + rename) so a client never reads half a PNG."""
+    path = folder / "preview.png"
+    tmp = folder / "preview.tmp.png"
+    Image.fromarray(np.ascontiguousarray(image, np.uint8), "RGB").save(tmp)
+    tmp.replace(path)
+    return str(path)
 
 
 @dataclass
 class JobOutcome:
+    """What a finished job reports: written files (name -> path) and a summary for one line."""
+
     files: dict[str, str]
     summary: dict[str, Any]
 
@@ -284,7 +286,6 @@ def run_job(
             shutil.rmtree(preview_dir, ignore_errors=True)
     timings["run"] = time.perf_counter() - mark
 
-    mark = time.perf_counter()
     result.info.setdefault("losses", dict(reporter.losses))
     metadata = {
         "method": request.method,
@@ -300,17 +301,15 @@ def run_job(
         "device": str(device),
         "input": {"image": str(Path(request.image).absolute()), "mask": request.mask, "box": request.box},
         "notes": list(image.notes),
-        "timings": dict(timings),
+        "timings": timings,
     }
     files = write_result(result, request.output_dir, metadata, overwrite=request.overwrite)
-    timings["write"] = time.perf_counter() - mark
-    timings["total"] = time.perf_counter() - start
     summary = {
         "method": request.method,
         "weights": entry.id,
         "preset": request.preset,
         "device": str(device),
-        "seconds": round(timings["total"], 2),
+        "seconds": round(time.perf_counter() - start, 2),
         "vertices": len(result.vertices),
         "faces": len(result.faces),
         "output_dir": str(Path(request.output_dir).absolute()),

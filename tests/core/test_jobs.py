@@ -11,6 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
+from backend import jobs
 from backend.devices import DeviceError, resolve_device
 from backend.inputs import InputError
 from backend.jobs import JobError, ProgressReporter, describe_error, resolve_options
@@ -80,7 +81,8 @@ def test_unknown_preset() -> None:
         resolve_options(PRESETS, "medium", {})
 
 
-def test_progress_cancel_nan_eta_and_preview(tmp_path: Path) -> None:
+def test_progress_cancel_nan_eta_and_preview(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(jobs, "PROGRESS_INTERVAL_S", 3600.0)  # throttle deterministically
     events: list[dict[str, Any]] = []
     cancel = threading.Event()
     progress = ProgressReporter("j", events.append, cancel, tmp_path)
