@@ -228,6 +228,14 @@ Batch 8 over 8 x batch 1 (2,048 faces, 256 px): {batch_ratio["wall"]} (wall), {b
 Peak memory, 2,048 faces at 256 px, batch 1, in a fresh subprocess (VmHWM): {memory["peak_rss_mb"]} MB
 for the whole process, of which {memory["peak_rss_before_steps_mb"]} MB was reached before the first
 step (Python, torch, the scene); target {report["memory_target_mb"]} MB.
+
+Notes
+- Most of a step is per-operation overhead and memory traffic, not arithmetic: the rasteriser
+  enumerates about as many candidates as covered pixels (scanline spans), and every gather is a
+  1-D ``index_select`` (row gathers of (N, 3) blocks were 5-20x slower on this CPU).
+- Large fresh buffers cost page faults on every step (glibc hands them back to the OS); at batch 8
+  this is visible. Raising ``MALLOC_MMAP_THRESHOLD_``/``MALLOC_TRIM_THRESHOLD_`` in the environment
+  of the process removes it; the renderer itself does not touch allocator settings.
 """
 
 

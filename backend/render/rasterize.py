@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from backend.render.cameras import screen_to_pixels
 from backend.render.gather import expand_counts
 
 EDGE_TOLERANCE = 1e-5
@@ -138,8 +139,7 @@ def _nearest_faces(
     batch, num_vertices = screen.shape[:2]
     num_faces = faces.shape[0]
     flat = screen.reshape(-1, 3).float()
-    px = (flat[:, 0] + 1.0) * (width / 2.0) - 0.5
-    qy = (flat[:, 1] + 1.0) * (height / 2.0) - 0.5  # pixel rows counted upwards
+    px, qy = screen_to_pixels(flat, (height, width)).t().contiguous()  # qy: pixel rows counted upwards
     first_vertex = torch.arange(batch, device=screen.device)[:, None] * num_vertices
     corner_ids = [(corner[None] + first_vertex).reshape(-1) for corner in faces.t()]  # (N,) each, N = B*F
     x = [px.index_select(0, ids) for ids in corner_ids]
