@@ -5,8 +5,10 @@ worker thread runs jobs strictly one at a time. Job policy: a job sent while ano
 **queued** (FIFO, at most ``MAX_QUEUED``) and acknowledged with ``accepted`` and its queue
 position; jobs never interleave. ``cancel`` with a ``job`` id cancels that job (running: at its
 next optimisation step; queued: at once); without an id it cancels the running job and empties
-the queue. ``shutdown`` cancels everything and answers ``bye``; EOF on stdin (the client died)
-does the same silently, so the backend never outlives Blender.
+the queue. Cancelling a job that is no longer queued or running is a silent no-op, because it
+races with the job's end (an error event would mark a finished job as failed). Job ids must be
+unique among queued and running jobs. ``shutdown`` cancels everything and answers ``bye``; EOF
+on stdin (the client died) does the same silently, so the backend never outlives Blender.
 
 The protocol goes to a private duplicate of the original stdout; file descriptor 1 and
 ``sys.stdout`` are pointed at stderr, so stray prints from libraries cannot corrupt the stream.
@@ -192,8 +194,8 @@ class Server:
                 running[1].set()
         for dropped_id in dropped:
             self.send({"type": "cancelled", "job": dropped_id})
-        if job_id is not None and not dropped and not running:
-            self.send(error_message("unknown_job", f"no queued or running job {job_id!r}", job=str(job_id)))
+        if job_id is not None and not dropped and not running:  # it finished meanwhile: nothing to do
+            print(f"cancel ignored: no queued or running job {job_id!r}", file=sys.stderr)
 
     def _stop(self) -> None:
         with self.jobs:

@@ -79,10 +79,12 @@ def test_job_error_keeps_server_alive(backend: BackendProcess, tmp_path: Path) -
     assert backend.expect("pong")["busy"] is None
 
 
-def test_cancel_unknown_job(backend: BackendProcess) -> None:
+def test_cancel_of_a_finished_job_is_a_no_op(backend: BackendProcess) -> None:
     backend.expect("hello")
-    backend.send({"type": "cancel", "job": "nobody"})
-    assert backend.expect("error")["code"] == "unknown_job"
+    backend.send({"type": "cancel", "job": "long-gone"})
+    backend.send({"type": "ping", "id": 1})
+    assert backend.next()["type"] == "pong"  # no error event in between
+    assert "cancel ignored" in backend.stderr_path.read_text()
 
 
 def test_shutdown_says_bye_and_exits(backend: BackendProcess) -> None:
