@@ -11,6 +11,11 @@ true derivative; the forward value becomes a one-pixel antialiased edge.
 Mostly vertical edges (|dy| >= |dx|) are tested on horizontal pixel pairs, one per pixel row
 they span; mostly horizontal edges on vertical pairs, one per column. When several edges cross
 one pair, the one nearest G wins: the silhouette is the outer boundary of the union.
+
+Known limit (shared with nvdiffrast): when a silhouette vertex crosses a pixel row or column, a
+pair passes from a steep to a shallow edge (or back) and its blend jumps by up to half a pixel.
+The derivative between such events is exact; finite differences of the antialiased image need a
+step that averages over many events.
 """
 
 from __future__ import annotations

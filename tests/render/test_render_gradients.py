@@ -42,7 +42,8 @@ def _scene() -> dict[str, torch.Tensor]:
 
 
 def _loss(scene: dict[str, torch.Tensor], camera, light: DirectionalLight | None = None, **overrides):
-    """A weighted sum of every output pixel: its gradient checks all of them at once."""
+    """A weighted sum of every output pixel (colour, coverage, depth, normals): its gradient checks
+    all of them at once."""
     values = {**scene, **overrides}
     out = render_mesh(
         values["vertices"],
@@ -55,7 +56,8 @@ def _loss(scene: dict[str, torch.Tensor], camera, light: DirectionalLight | None
         background=values.get("background", 0.25),
         topology=build_edge_topology(scene["faces"]),
     )
-    return (out.rgb * scene["weights_rgb"]).sum() + (out.alpha * scene["weights_alpha"]).sum()
+    geometry = (out.depth * scene["weights_alpha"]).sum() + (out.normals * scene["weights_rgb"]).sum()
+    return (out.rgb * scene["weights_rgb"]).sum() + (out.alpha * scene["weights_alpha"]).sum() + geometry
 
 
 def _check(function: Callable[..., torch.Tensor], *inputs: torch.Tensor) -> None:
