@@ -30,7 +30,7 @@ from PIL import Image
 from backend.devices import DeviceError, is_out_of_memory, release_memory, resolve_device
 from backend.inputs import InputError, load_input
 from backend.methods import method_class
-from backend.methods.base import JobCancelled, Method
+from backend.methods.base import JobCancelled, MeshResult, Method
 from backend.protocol import JobRequest, ProtocolError
 from backend.results import ResultError, check_output_dir, write_result
 from backend.weights import Registry, WeightsEntry, WeightsError, build_model
@@ -252,39 +252,23 @@ def run_job(
     device = resolve_device(request.device)
     check_output_dir(Path(request.output_dir), request.overwrite)
 
-    image = load_input(request.image, request.mask, request.mask_path, request.box)
-    timings["load_image"] = time.perf_counter() - start
-    if cancel.is_set():
-        raise JobCancelled()
-    mark = time.perf_counter()
-    model = cache.get(registry, entry, device)
-    timings["load_model"] = time.perf_counter() - mark
-
     preview_dir = Path(tempfile.mkdtemp(prefix="rfi-preview-")) if request.preview else None
     reporter = ProgressReporter(request.id, emit, cancel, preview_dir)
-    mark = time.perf_counter()
     try:
-        result = _run_seeded(model, image, options, request.seed, reporter, device)
-    except Exception as exc:
-        release_memory(device)
-        if is_out_of_memory(exc):
-            raise JobError(
-                "out_of_memory",
-                f"{device.type} ran out of memory during {reporter.stage or 'the job'}",
-                "use the fast preset or --device cpu",
-            ) from None
-        if isinstance(exc, ValueError):  # methods validate option values they were given
-            log_traceback(exc)
-            raise JobError(
-                "method_failed",
-                f"{request.method} stopped: {str(exc).splitlines()[0][:300]}",
-                "check the --set options; if they are fine, this is a bug (traceback on stderr)",
-            ) from None
-        raise
+        reporter("prepare", 0, 2)
+        image = load_input(request.image, request.mask, request.mask_path, request.box)
+        timings["load_image"] = time.perf_counter() - start
+        reporter("prepare", 1, 2)
+        mark = time.perf_counter()
+        model = cache.get(registry, entry, device)
+        timings["load_model"] = time.perf_counter() - mark
+        reporter("prepare", 2, 2)
+        mark = time.perf_counter()
+        result = _run_guarded(model, image, options, request, reporter, device)
+        timings["run"] = time.perf_counter() - mark
     finally:
         if preview_dir is not None:
             shutil.rmtree(preview_dir, ignore_errors=True)
-    timings["run"] = time.perf_counter() - mark
 
     result.info.setdefault("losses", dict(reporter.losses))
     metadata = {
@@ -317,22 +301,38 @@ def run_job(
     return JobOutcome(files, summary)
 
 
-def _run_seeded(
+def _run_guarded(
     model: Method,
     image: Any,
     options: dict[str, Any],
-    seed: int,
+    request: JobRequest,
     progress: ProgressReporter,
     device: torch.device,
-) -> Any:
-    """Run with torch's and numpy's global generators seeded, restoring them afterwards."""
+) -> MeshResult:
+    """``Method.run`` with torch's and numpy's global generators seeded (and restored afterwards),
+    and out-of-memory or option-value failures turned into user errors."""
     numpy_state = np.random.get_state()
-    devices = [device] if device.type == "cuda" else []
     try:
-        with torch.random.fork_rng(devices=devices):
-            torch.manual_seed(seed)
-            np.random.seed(seed % 2**32)
-            return model.run(image, options, seed, progress)
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            torch.manual_seed(request.seed)
+            np.random.seed(request.seed % 2**32)
+            return model.run(image, options, request.seed, progress)
+    except Exception as exc:
+        release_memory(device)
+        if is_out_of_memory(exc):
+            raise JobError(
+                "out_of_memory",
+                f"{device.type} ran out of memory during {progress.stage or 'the job'}",
+                "use the fast preset or --device cpu",
+            ) from None
+        if isinstance(exc, ValueError):  # methods validate option values they were given
+            log_traceback(exc)
+            raise JobError(
+                "method_failed",
+                f"{request.method} stopped: {str(exc).splitlines()[0][:300]}",
+                "check the --set options; if they are fine, this is a bug (traceback on stderr)",
+            ) from None
+        raise
     finally:
         np.random.set_state(numpy_state)
 
