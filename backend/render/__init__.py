@@ -40,6 +40,10 @@ respect to the screen vertices (hence vertices and camera); texture lookups with
 texture and UVs; ``antialias``/``coverage`` add the silhouette (visibility) gradient in a one-pixel
 band along the contour. The hard ``pix_to_face``/``mask`` carry no gradient.
 
+Speed: pass ``cull_backfaces=True`` for closed, outward-wound meshes (it halves the raster work)
+and build the topology once. Meshes to start from: ``backend.render.primitives`` (``uv_sphere``
+with MeshInversion's template size, ``grid_faces`` for depth maps). Timings: benchmarks/RENDER.md.
+
 ``Fragments`` keep data only for the P covered pixels (``pixels``, ``batch_index``, ``faces``,
 ``bary``, ``depth_values``); the ``blend_*``/``sample_texture_points`` functions work on that
 compact form and ``Fragments.to_image(values, fill)`` scatters (P, C) values into an image.
