@@ -22,6 +22,10 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[2]
 SCENARIOS = Path(__file__).with_name("bpy_scenarios.py")
 PYTHON = sys.executable
+"""The backend's Python (torch) in these tests: the one running pytest."""
+BPY_PYTHON = os.environ.get("RFI_TEST_BPY_PYTHON", sys.executable)
+"""The Python whose ``bpy`` runs the add-on; point it at another venv to test another Blender
+version (e.g. bpy 4.5 LTS) against the same backend."""
 
 
 def isolated_env(user_dir: Path) -> dict[str, str]:
@@ -34,7 +38,7 @@ def isolated_env(user_dir: Path) -> dict[str, str]:
 def run_scenario(name: str, args: dict[str, Any], user_dir: Path, timeout: float = 600) -> dict[str, Any]:
     """Run one scenario in a fresh bpy process; its assertion errors fail the test with the log."""
     proc = subprocess.run(
-        [PYTHON, str(SCENARIOS), name, json.dumps(args)],
+        [BPY_PYTHON, str(SCENARIOS), name, json.dumps(args)],
         env=isolated_env(user_dir),
         capture_output=True,
         text=True,

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import PYTHON, BackendCase, isolated_env, object_photo, run_scenario
+from conftest import BPY_PYTHON, PYTHON, BackendCase, isolated_env, object_photo, run_scenario
 from PIL import Image
 
 pytestmark = pytest.mark.slow
@@ -117,7 +117,7 @@ def test_batch_script_end_to_end(tmp_path: Path, extension_zip: Path, backend_ca
     env["RFI_WEIGHTS_DIR"] = backend_case.weights_dir
     proc = subprocess.run(
         [
-            PYTHON,
+            BPY_PYTHON,
             installed["batch"],
             "--input",
             str(inputs),
