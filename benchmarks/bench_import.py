@@ -76,6 +76,7 @@ def main() -> None:
         "bpy": bpy.app.version_string,
         "machine": platform.processor() or platform.machine(),
         "threads": os.environ.get("OMP_NUM_THREADS", ""),
+        "load_average_1min": round(os.getloadavg()[0], 2),  # the machine is shared: judge timings by it
     }
     Path(args.output).write_text(json.dumps(report, indent=2) + "\n")
     print(json.dumps(report))
