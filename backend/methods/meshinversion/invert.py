@@ -36,6 +36,9 @@ PAPER_STAGES = ((50, 0.1, 0.01), (50, 0.05, 0.005), (50, 0.01, 0.001), (50, 0.00
 """(steps, z learning rate, camera learning rate) per stage, as published."""
 SEARCH_POINTS = 256
 """Mask pixels used to score camera hypotheses and candidate shapes (shape-only, coarse)."""
+SCORING_POINTS = 1024
+"""Chamfer points (at most) when the rendered candidates are scored with the full loss: enough to
+tell textures apart, and many candidates are scored at once."""
 
 
 @dataclass(frozen=True)
@@ -166,10 +169,12 @@ class Inverter:
         camera: WeakPerspective,
         targets: Targets,
         rng: torch.Generator,
+        points: int | None = None,
     ) -> LossTerms:
-        """The official objective per image: 10 mask + 1 pixel + 0.04 feature + 0.05 latent (+ flat)."""
+        """The official objective per image: 10 mask + 1 pixel + 0.04 feature + 0.05 latent (+ flat,
+        + silhouette); ``points`` caps the chamfer subsampling (default ``chamfer_points``)."""
         s = self.settings
-        points = s.chamfer_points
+        points = points or s.chamfer_points
         t_index, t_valid = subsample(targets.valid, points, rng)
         t_xy = gather_points(targets.xy, t_index)
         terms = {"mask": chamfer_mask_loss(camera.project_xy(vertices), t_xy, t_valid)}
@@ -311,7 +316,9 @@ class Inverter:
             cams = cameras.index(camera_row[pick])
             texture, vertices = self.model.generate(zc, lc)
             rendering = self.model.render(vertices, texture, cams, targets.size)
-            totals.append(self.losses(zc, vertices, rendering, cams, targets.rows(image[pick]), rng).total)
+            scoring_points = min(s.chamfer_points, SCORING_POINTS)
+            terms = self.losses(zc, vertices, rendering, cams, targets.rows(image[pick]), rng, scoring_points)
+            totals.append(terms.total)
         full_scores = torch.cat(totals).view(batch, -1)
         progress("initialise", 3, 3)
         best_total, best = full_scores.min(dim=1)

@@ -1,0 +1,181 @@
+#!/usr/bin/env python3
+"""MeshInversion accuracy and speed on held-out procedural cars, against the two baselines.
+
+For each held-out seed (``backend.train.splits.eval_seeds``) the ground-truth car (displacement
+and texture maps in the template parametrisation, ``backend.train.data.car_maps``) is rendered
+unlit from a random view (azimuth 0-360 deg, elevation 5-35 deg) over a random smooth colour
+background, cropped like a user photo (``crop_to_object``), and reconstructed by
+MeshInversion and by the baselines (a) mean shape + camera fit and (b) free-form deformation.
+
+Metrics per image: mask IoU in the input view (prediction in its fitted camera vs the photo's
+mask) and the mean silhouette IoU over 8 novel views (azimuth 0, 45, ..., 315 deg at 20 deg
+elevation in the object frame; both meshes mean-centred and drawn at their own camera scale, so a
+wrong shape, size or orientation all lower it). Speed: seconds per image one by one and in one
+batch; peak memory is the process's maximum resident set.
+
+    .venv/bin/python benchmarks/bench_meshinversion.py --images 8 --preset fast
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import resource
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+
+from backend.inputs import InputImage, crop_to_object  # noqa: E402
+from backend.methods.meshinversion.baselines import Baselines  # noqa: E402
+from backend.methods.meshinversion.camera_search import WeakPerspective, view_quaternion  # noqa: E402
+from backend.methods.meshinversion.invert import InversionResult, InversionSettings, Inverter, mask_iou  # noqa: E402
+from backend.methods.meshinversion.mesh_gan import MeshGAN  # noqa: E402
+from backend.methods.meshinversion.method import METHOD_OPTIONS, MeshInversion  # noqa: E402
+from backend.train.data.car_maps import car_maps  # noqa: E402
+from backend.train.splits import eval_seeds  # noqa: E402
+from backend.weights import Registry, build_model  # noqa: E402
+
+NOVEL_AZIMUTHS = [45.0 * k for k in range(8)]
+NOVEL_ELEVATION = 20.0
+PHOTO_SIZE = 320
+
+
+def held_out_photos(model: MeshGAN, count: int, seed: int, size: int) -> list[dict]:
+    """Rendered ground truth: photo, mask, vertices (object frame) and the true camera scale."""
+    rng = np.random.default_rng(seed)
+    maps = car_maps(eval_seeds(count), texture_size=model.config.texture_resolution)
+    vertices = model.template.displace(maps.displacement, symmetric=True)
+    textures = maps.texture * 2 - 1
+    photos = []
+    for i in range(count):
+        azimuth, elevation = rng.uniform(0, 360), rng.uniform(5, 35)
+        radius = float(vertices[i].norm(dim=-1).max())
+        camera = WeakPerspective(
+            view_quaternion(torch.tensor([math.radians(azimuth)]), torch.tensor([math.radians(elevation)])),
+            torch.tensor([rng.uniform(0.55, 0.8) / radius]),
+            torch.from_numpy(rng.uniform(-0.1, 0.1, size=(1, 2))).float(),
+        )
+        with torch.no_grad():
+            rendering = model.render(vertices[i : i + 1], textures[i : i + 1], camera, PHOTO_SIZE)
+        background = F.interpolate(
+            torch.from_numpy(rng.uniform(0, 1, (1, 3, 4, 4))).float(), size=PHOTO_SIZE, mode="bicubic"
+        )[0].clamp(0, 1)
+        rgb = torch.where(rendering.mask, (rendering.rgb[0] + 1) / 2, background).permute(1, 2, 0).numpy()
+        mask = rendering.mask[0].numpy()
+        crop = crop_to_object(InputImage(rgb, mask, f"car-{i}"), size, 0.05)
+        photos.append({
+            "crop": crop, "vertices": vertices[i], "scale": float(camera.scale[0]) * PHOTO_SIZE / crop.box[2],
+            "azimuth": azimuth, "elevation": elevation,
+        })  # fmt: skip
+    return photos
+
+
+def novel_view_iou(
+    model: MeshGAN, predicted: torch.Tensor, scale: float, truth: torch.Tensor, truth_scale: float
+) -> float:
+    """Mean silhouette IoU over the novel views, each mesh mean-centred at its own camera scale."""
+    count = len(NOVEL_AZIMUTHS)
+    quaternions = view_quaternion(
+        torch.tensor(NOVEL_AZIMUTHS).deg2rad(), torch.full((count,), math.radians(NOVEL_ELEVATION))
+    )
+    masks = []
+    for vertices, s in ((predicted, scale), (truth, truth_scale)):
+        centred = (vertices - vertices.mean(dim=0))[None].expand(count, -1, -1)
+        camera = WeakPerspective(quaternions, torch.full((count,), s), torch.zeros(count, 2))
+        masks.append(model.silhouette(centred, camera, 256))
+    return float(mask_iou(*masks).mean())
+
+
+def evaluate(model: MeshGAN, results: list[InversionResult], photos: list[dict]) -> list[dict]:
+    rows = []
+    for result, photo in zip(results, photos, strict=True):
+        novel = novel_view_iou(
+            model, result.vertices, float(result.camera.scale[0]), photo["vertices"], photo["scale"]
+        )
+        rows.append({"input_iou": result.mask_iou, "novel_iou": novel})
+    return rows
+
+
+def summary(rows: list[dict], seconds: float) -> dict:
+    return {
+        "input_iou_mean": float(np.mean([r["input_iou"] for r in rows])),
+        "novel_iou_mean": float(np.mean([r["novel_iou"] for r in rows])),
+        "seconds_per_image": seconds / len(rows),
+        "per_image": rows,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--weights", help="meshinversion weights id (default: the registry's first)")
+    parser.add_argument("--weights-dir", help="user weights folder (default: the backend's)")
+    parser.add_argument("--preset", default="fast", choices=("fast", "paper"))
+    parser.add_argument("--images", type=int, default=8)
+    parser.add_argument("--batch", type=int, default=4, help="images in the batch-mode timing run")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--skip-baselines", action="store_true")
+    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "meshinversion.json"))
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+
+    registry = Registry(args.weights_dir)
+    entry = registry.find(args.weights) if args.weights else registry.default_for("meshinversion")
+    method: MeshInversion = build_model(entry, registry.load_state_dict(entry), "cpu")
+    model = method.model
+    assert model is not None, f"{entry.id} is not a generator"
+    options = {k: v for k, v in MeshInversion.presets[args.preset].items() if k not in METHOD_OPTIONS}
+    settings = InversionSettings.from_options(options)
+    photos = held_out_photos(model, args.images, args.seed, settings.render_size)
+    rgbs, masks = [p["crop"].rgb for p in photos], [p["crop"].mask for p in photos]
+
+    def quiet(*_a, **_k) -> None:
+        """No progress output."""
+
+    report: dict = {"weights": entry.id, "preset": args.preset, "images": args.images, "settings": options}
+    inverter = Inverter(model, settings, method.feature_network() if settings.feature_weight > 0 else None)
+    started = time.perf_counter()
+    results = [
+        inverter.run([rgb], [mask], args.seed, quiet)[0] for rgb, mask in zip(rgbs, masks, strict=True)
+    ]
+    report["meshinversion"] = summary(evaluate(model, results, photos), time.perf_counter() - started)
+    print("meshinversion", {k: v for k, v in report["meshinversion"].items() if k != "per_image"}, flush=True)
+
+    batch = min(args.batch, args.images)
+    started = time.perf_counter()
+    inverter.run(rgbs[:batch], masks[:batch], args.seed, quiet)
+    report["batch_mode"] = {"images": batch, "seconds_per_image": (time.perf_counter() - started) / batch}
+    print("batch", report["batch_mode"], flush=True)
+
+    if not args.skip_baselines:
+        baselines = Baselines(model, settings)
+        for name, run in (
+            ("baseline_mean_shape", baselines.mean_shape),
+            ("baseline_free_form", baselines.free_form),
+        ):
+            started = time.perf_counter()
+            results = [run([rgb], [mask], args.seed, quiet)[0] for rgb, mask in zip(rgbs, masks, strict=True)]
+            report[name] = summary(evaluate(model, results, photos), time.perf_counter() - started)
+            print(name, {k: v for k, v in report[name].items() if k != "per_image"}, flush=True)
+
+    report["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    report["machine"] = {
+        "threads": torch.get_num_threads(),
+        "cpu_count": os.cpu_count(),
+        "torch": torch.__version__,
+    }
+    Path(args.out).write_text(json.dumps(report, indent=1))
+    print("wrote", args.out, "peak RSS MB", round(report["peak_rss_mb"]))
+
+
+if __name__ == "__main__":
+    main()
