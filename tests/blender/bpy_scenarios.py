@@ -89,11 +89,71 @@ def render_png(path: str) -> None:
     bpy.ops.render.render(write_still=True)
 
 
+class CheckedLayout:
+    """Stands in for ``UILayout`` (there is no UI in background mode): every property and operator the
+    draw code names must exist, which Blender itself would only print as a warning."""
+
+    def __init__(self, drawn: list[str]) -> None:
+        self.drawn = drawn
+
+    def __getattr__(self, name: str) -> Any:
+        if name in ("use_property_split", "use_property_decorate", "enabled"):
+            return True
+        raise AttributeError(name)
+
+    def column(self, **_kwargs: Any) -> CheckedLayout:
+        return self
+
+    row = box = column
+
+    def prop(self, data: Any, name: str, **_kwargs: Any) -> None:
+        assert name in data.bl_rna.properties, f"{data} has no property {name}"
+        self.drawn.append(f"prop:{name}")
+
+    template_ID = prop
+
+    def operator(self, idname: str, **_kwargs: Any) -> None:
+        category, name = idname.split(".")
+        assert hasattr(getattr(bpy.ops, category), name), idname
+        self.drawn.append(f"op:{idname}")
+
+    def progress(self, factor: float, type: str, text: str) -> None:
+        assert 0.0 <= factor <= 1.0 and type == "BAR"
+        self.drawn.append(f"progress:{text}")
+
+    def label(self, text: str = "", **_kwargs: Any) -> None:
+        self.drawn.append(f"label:{text}")
+
+    def separator(self, **_kwargs: Any) -> None:
+        pass
+
+
+class WithLayout:
+    """The preferences as ``draw`` sees them, with a checked layout (``layout`` is read-only in bpy)."""
+
+    def __init__(self, target: Any, layout: CheckedLayout) -> None:
+        self.target, self.layout = target, layout
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.target, name)
+
+
 def scenario_install(args: dict[str, Any]) -> dict[str, Any]:
     """Install the zip into the isolated user folder (for later runs of its batch script) and check
-    what registration added; setup must refuse without online access."""
-    install(args["zip"])
+    what registration added and what the panel and preferences draw; setup must refuse without online
+    access."""
+    addon = install(args["zip"])
+    drawn: list[str] = []
+    settings, runtime = bpy.context.scene.rfi_settings, bpy.context.window_manager.rfi_runtime
+    settings.image_source, settings.mask_source = "FILE", "file"
+    addon.panels.draw_panel(CheckedLayout(drawn), bpy.context)
+    runtime.running, runtime.progress, runtime.status = True, 0.5, "optimise 5/10"
+    addon.panels.draw_panel(CheckedLayout(drawn), bpy.context)
+    runtime.running = False
+    prefs = bpy.context.preferences.addons[MODULE].preferences
+    type(prefs).draw(WithLayout(prefs, CheckedLayout(drawn)), bpy.context)
     return {
+        "drawn": drawn,
         "panels": [hasattr(bpy.types, name) for name in ("RFI_PT_view3d", "RFI_PT_image_editor")],
         "setup_allowed": bpy.ops.rfi.setup_backend.poll(),
         "online_access": bpy.app.online_access,

@@ -109,6 +109,19 @@ def test_batch_script_end_to_end(tmp_path: Path, extension_zip: Path, backend_ca
     installed = run_scenario("install", {"zip": str(extension_zip)}, user)
     assert installed["panels"] == [True, True]
     assert installed["online_access"] is False and installed["setup_allowed"] is False
+    drawn = installed["drawn"]
+    for item in (
+        "prop:filepath",
+        "prop:mask_image",
+        "prop:weights",
+        "prop:texture_size",
+        "op:rfi.reconstruct",
+        "progress:optimise 5/10",
+        "prop:backend_python",
+        "op:rfi.setup_backend",
+        "op:rfi.check_backend",
+    ):
+        assert item in drawn, item
     inputs = tmp_path / "in"
     inputs.mkdir()
     object_photo(inputs / "car.png")

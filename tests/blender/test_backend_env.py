@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from blender_addon.backend_env import EnvironmentSetup, find_backend_python, venv_python
+
+pytestmark = pytest.mark.slow  # real subprocesses (backend with torch, venv + pip)
 
 
 def test_setup_creates_an_environment(tmp_path: Path) -> None:

@@ -18,6 +18,8 @@ from blender_addon.client import BackendClient, BackendError
 
 PYTHON = sys.executable
 
+pytestmark = pytest.mark.slow  # real subprocesses (backend with torch, venv + pip)
+
 
 def gone(pid: int, timeout: float = 10.0) -> bool:
     """True once no process ``pid`` exists (zombies of our own children are reaped by wait())."""
