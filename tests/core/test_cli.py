@@ -88,11 +88,26 @@ def test_reconstruct_failure_is_one_line_with_hint(tmp_path: Path) -> None:
     assert not (tmp_path / "out").exists()
 
 
-def test_bad_arguments_exit_2(tmp_path: Path) -> None:
-    done = cli("reconstruct", "x.png", "-o", "o", "--preset", "slow", weights_dir=tmp_path)
-    assert done.returncode == 2 and "invalid choice" in done.stderr
-    done = cli("reconstruct", "x.png", weights_dir=tmp_path)
-    assert done.returncode == 2
+@pytest.mark.parametrize(
+    ("args", "complaint"),
+    [
+        (["reconstruct", "x.png", "-o", "o", "--preset", "slow"], "invalid choice"),
+        (["reconstruct", "x.png"], "-o/--output"),
+        (["reconstruct", "x.png", "-o", "o", "--box", "1", "2"], "--box"),
+        (["weights", "import", "f.pth", "--method", "meshinversion"], "--category"),
+    ],
+)
+def test_bad_arguments_exit_2(capsys: pytest.CaptureFixture[str], args: list[str], complaint: str) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(args)
+    assert exit_info.value.code == 2 and complaint in capsys.readouterr().err
+
+
+def test_bad_set_syntax(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = in_process(
+        capsys, "reconstruct", "x.png", "-o", "o", "--set", "steps", weights_dir=tmp_path
+    )
+    assert code == 1 and "key=value" in err
 
 
 def test_module_runs_from_any_directory(tmp_path: Path) -> None:
