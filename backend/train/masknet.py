@@ -171,7 +171,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", required=True, help="run folder (checkpoint, log); resumes if present")
     parser.add_argument("--data", required=True, help="render set written by `gan2shape-renders`")
     parser.add_argument("--eval-cars", type=int, default=64, help="held-out cars rendered for the IoU")
-    parser.add_argument("--steps", type=int, default=2000)
+    parser.add_argument("--steps", type=int, default=1000)
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--width", type=int, default=MaskNetConfig.width)

@@ -240,6 +240,16 @@ TRAIN_COMMAND = (
 )
 
 
+def gan2shape_view_std() -> list[float]:
+    """Std of the render views in GAN2Shape's 6-d view units (rotations / 60 degrees; no translation).
+
+    A starting point for sampling pseudo-sample views (its ``view_mvn``): elevation -> pitch,
+    azimuth -> yaw, both uniform, so std = range / sqrt(12).
+    """
+    pitch, yaw = (VIEW_LIGHT_DISTRIBUTION[k] for k in ("elevation_deg", "azimuth_deg"))
+    return [round((hi - lo) / math.sqrt(12) / 60.0, 4) for lo, hi in (pitch, yaw)] + [0.0, 0.0, 0.0, 0.0]
+
+
 def export(run: Path, weights_dir: Path) -> dict[str, object]:
     """Write ``g_ema`` + ``d`` (rosinality keys, flat ``g_ema.*``/``d.*``) and upsert the manifest entry."""
     trainer = Trainer.load(run / CHECKPOINT, torch.device("cpu"))
@@ -259,7 +269,12 @@ def export(run: Path, weights_dir: Path) -> dict[str, object]:
         "source": f"trained here on procedural car renders ({trainer.step} steps, {kimg:.0f} kimg)",
         "licence": "GPL-3.0-or-later (same as the project)",
         "train_command": TRAIN_COMMAND,
-        "config": {**trainer.config.to_dict(), **VIEW_LIGHT_DISTRIBUTION, "mask_weights": MASK_WEIGHTS_ID},
+        "config": {
+            **trainer.config.to_dict(),
+            **VIEW_LIGHT_DISTRIBUTION,
+            "view_std": gan2shape_view_std(),
+            "mask_weights": MASK_WEIGHTS_ID,
+        },
     }
     upsert_manifest_entry(weights_dir / "manifest.toml", entry)
     return entry
@@ -286,8 +301,12 @@ def main_export(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="export the demo StyleGAN2 (g_ema + d) to weights/")
     parser.add_argument("--run", required=True, help="run folder with checkpoint.safetensors")
     parser.add_argument("--weights-dir", default=str(Path(__file__).resolve().parents[2] / "weights"))
+    parser.add_argument("--figure", help="also write an 8 x 8 grid of g_ema samples (PNG) here")
     args = parser.parse_args(argv)
     entry = export(Path(args.run), Path(args.weights_dir))
+    if args.figure:
+        trainer = Trainer.load(Path(args.run) / CHECKPOINT, torch.device("cpu"))
+        Image.fromarray(sample_grid(trainer.g_ema, 64, seed=1)).save(args.figure)
     print(json.dumps({k: entry[k] for k in ("id", "file", "size", "sha256", "source")}, indent=1))
 
 

@@ -21,7 +21,7 @@ class MaskNetConfig:
     """Architecture (the ``config`` table of a mask weights entry)."""
 
     size: int = 64
-    width: int = 16
+    width: int = 8
     depth: int = 3
 
     def to_dict(self) -> dict[str, int]:
