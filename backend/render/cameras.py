@@ -16,9 +16,12 @@ Frames
 Projection
 ----------
 * Orthographic / weak perspective: view = scale * (R @ v) + t; x_ndc = view_x, y_ndc = -view_y.
-* Perspective: view = R @ v + t; x_ndc = focal * X / Z, y_ndc = -focal * Y / Z; faces with a
-  vertex at Z <= near are dropped (no clipping). focal = 1 / tan(fov / 2) makes the field of
-  view span the full image width.
+* Perspective: view = R @ v + t; x_ndc = focal * X / Z, y_ndc = -focal_y * Y / Z (focal_y
+  defaults to focal); faces with a vertex at Z <= near are dropped (no clipping).
+  focal = 1 / tan(fov / 2) makes the field of view span the full image width.
+* NDC spans each axis separately, so on a non-square W x H image square pixels need the y scale
+  multiplied by W / H: ``focal_y = focal * W / H``, or for the orthographic camera a rotation
+  argument whose y row is scaled by W / H (any linear map is accepted).
 
 Winding: with a proper R (det > 0), a face wound counter-clockwise seen from outside has a
 positive signed area in NDC when it faces the camera. Back-face culling drops the others.
@@ -87,12 +90,14 @@ class PerspectiveCamera:
     """Pinhole camera: view = vertices @ rotation^T + translation, x_ndc = focal * X / Z.
 
     ``focal`` (B,) or a float is in NDC units (1 / tan(fov / 2) for a field of view ``fov``
-    across the image width); ``translation`` (B, 3) in the view frame (x right, y down, z forward).
+    across the image width); ``focal_y`` likewise for y, None meaning ``focal`` (square images);
+    ``translation`` (B, 3) in the view frame (x right, y down, z forward).
     """
 
     rotation: Tensor
     translation: Tensor
     focal: Tensor | float
+    focal_y: Tensor | float | None = None
 
     perspective: ClassVar[bool] = True
 
@@ -102,10 +107,10 @@ class PerspectiveCamera:
 
     def view_to_screen(self, view: Tensor) -> Tensor:
         """View (B, V, 3) -> screen (x_ndc, y_ndc, depth); depth is the view z."""
-        focal = _per_batch(self.focal, view)[..., 0]
+        focal_x = _per_batch(self.focal, view)[..., 0]
+        focal_y = focal_x if self.focal_y is None else _per_batch(self.focal_y, view)[..., 0]
         depth = view[..., 2]
-        inv = focal / depth
-        return torch.stack((view[..., 0] * inv, -view[..., 1] * inv, depth), dim=-1)
+        return torch.stack((view[..., 0] * focal_x / depth, -view[..., 1] * focal_y / depth, depth), dim=-1)
 
     def project(self, vertices: Tensor) -> Tensor:
         """World (B, V, 3) -> screen (B, V, 3)."""

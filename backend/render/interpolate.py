@@ -73,7 +73,7 @@ def sample_texture_points(
     texture: Tensor, uv: Tensor, batch_index: Tensor, padding_mode: str = "border"
 ) -> Tensor:
     """Bilinear lookup of ``texture`` (B or 1, C, Ht, Wt) at (P, 2) ``uv`` of covered pixels that
-    belong to batch items ``batch_index`` (P,, ascending) -> (P, C). Same convention as
+    belong to batch items ``batch_index`` (P,) in ascending order -> (P, C). Same convention as
     ``sample_texture``; it samples only the covered pixels, not the whole image."""
     grid = uv_to_grid(uv)
     if texture.shape[0] == 1:

@@ -34,6 +34,14 @@ def test_perspective_projection_by_hand() -> None:
     torch.testing.assert_close(screen, expected)
 
 
+def test_perspective_with_separate_vertical_focal_for_a_wide_image() -> None:
+    """A 60 x 30 image with square pixels: focal_y = focal * W / H keeps a 45-degree ray at the
+    same pixel distance from the centre horizontally and vertically."""
+    camera = PerspectiveCamera(torch.eye(3)[None], torch.zeros(1, 3), focal=0.5, focal_y=1.0)
+    screen = camera.project(torch.tensor([[[1.0, -1.0, 2.0]]]))
+    torch.testing.assert_close(screen, torch.tensor([[[0.25, 0.5, 2.0]]]))  # 7.5 px right, 7.5 px up
+
+
 def test_a_point_lands_on_its_pixel() -> None:
     """NDC centre of pixel (row 1, column 2) of a 4x6 (H x W) image is ((2*2+1-6)/6, (4-2-1)/4)."""
     centre = torch.tensor([-1 / 6, 1 / 4])
