@@ -139,12 +139,17 @@ def _open(path: Path, max_pixels: int) -> Image.Image:
 
 
 def _decode(path: Path, max_side: int, max_pixels: int) -> _Decoded:
-    """Decode the first frame, apply EXIF orientation, normalise the mode, cap the size."""
+    """Decode the first frame, apply EXIF orientation, normalise the mode, cap the size.
+
+    Large images are reduced before the float conversion (JPEGs already while decoding), so
+    memory stays near the size of the compressed-domain image, not four times its pixels.
+    """
     notes: list[str] = []
     img = _open(path, max_pixels)
     if getattr(img, "n_frames", 1) > 1:
         notes.append(f"animated image with {img.n_frames} frames: the first frame is used")
         img.seek(0)
+    declared = img.size
     if img.format == "JPEG" and max(img.size) > 2 * max_side:
         img.draft("RGB", (max_side, max_side))  # decode at a reduced DCT scale: far less memory
     try:
@@ -159,25 +164,27 @@ def _decode(path: Path, max_side: int, max_pixels: int) -> _Decoded:
         ) from None
     if orientation not in (1, None):
         notes.append(f"EXIF orientation {orientation} applied")
-    original_size = img.size
-    rgb, alpha = _to_float(img, notes)
-    if max(original_size) > max_side:
-        rgb, alpha = _downscale(rgb, alpha, max_side)
-        w, h = original_size
-        notes.append(f"downscaled from {w}x{h} to {rgb.shape[1]}x{rgb.shape[0]}")
+    w, h = declared
+    original_size = (h, w) if orientation in (5, 6, 7, 8) else (w, h)  # these rotate by 90 degrees
+    img = _normalise_mode(img, notes)
+    if max(img.size) > max_side:
+        scale = max_side / max(img.size)
+        size = (max(1, round(img.width * scale)), max(1, round(img.height * scale)))
+        img = img.resize(size, Image.Resampling.LANCZOS, reducing_gap=3.0)
+    if img.size != original_size:
+        notes.append(f"downscaled from {original_size[0]}x{original_size[1]} to {img.width}x{img.height}")
+    rgb, alpha = _to_arrays(img)
     return _Decoded(rgb, alpha, original_size, notes)
 
 
-def _to_float(img: Image.Image, notes: list[str]) -> tuple[np.ndarray, np.ndarray | None]:
-    """Any Pillow mode -> float32 RGB in [0, 1] plus alpha (or None when there is none)."""
+def _normalise_mode(img: Image.Image, notes: list[str]) -> Image.Image:
+    """Any Pillow mode -> ``RGB``, ``RGBA`` (alpha kept), ``I`` (16/32-bit grey) or ``F``."""
     mode = img.mode
-    if mode.startswith("I") or mode == "F":
-        grey = np.asarray(img, dtype=np.float32)
-        scale = 65535.0 if mode.startswith("I") else 1.0
-        if mode.startswith("I"):
-            notes.append(f"{'16' if mode.startswith('I;16') else '32'}-bit greyscale converted")
-        grey = np.clip(grey / scale, 0.0, 1.0)
-        return np.repeat(grey[..., None], 3, axis=2), None
+    if mode.startswith("I"):
+        notes.append(f"{'16' if mode.startswith('I;16') else '32'}-bit greyscale converted")
+        return img if mode == "I" else img.convert("I")
+    if mode == "F":
+        return img
     has_alpha = mode in ("RGBA", "LA", "PA", "La", "RGBa") or (
         mode in ("P", "L", "RGB") and "transparency" in img.info
     )
@@ -188,22 +195,18 @@ def _to_float(img: Image.Image, notes: list[str]) -> tuple[np.ndarray, np.ndarra
     elif mode in ("P", "PA"):
         notes.append("palette image converted to RGB" + (" with transparency" if has_alpha else ""))
     target = "RGBA" if has_alpha else "RGB"
-    arr = np.asarray(img.convert(target), dtype=np.float32) / 255.0
-    if has_alpha:
+    return img if mode == target else img.convert(target)
+
+
+def _to_arrays(img: Image.Image) -> tuple[np.ndarray, np.ndarray | None]:
+    """A normalised image -> float32 RGB in [0, 1] (H, W, 3) and alpha (H, W) or None."""
+    if img.mode in ("I", "F"):
+        grey = np.asarray(img, dtype=np.float32) / (65535.0 if img.mode == "I" else 1.0)
+        return np.repeat(np.clip(grey, 0.0, 1.0)[..., None], 3, axis=2), None
+    arr = np.asarray(img, dtype=np.float32) / 255.0
+    if img.mode == "RGBA":
         return np.ascontiguousarray(arr[..., :3]), np.ascontiguousarray(arr[..., 3])
     return arr, None
-
-
-def _downscale(
-    rgb: np.ndarray, alpha: np.ndarray | None, max_side: int
-) -> tuple[np.ndarray, np.ndarray | None]:
-    h, w = rgb.shape[:2]
-    scale = max_side / max(h, w)
-    size = (max(1, round(w * scale)), max(1, round(h * scale)))
-    rgb = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
-    if alpha is not None:
-        alpha = cv2.resize(alpha, size, interpolation=cv2.INTER_AREA)
-    return rgb, alpha
 
 
 def _alpha_is_informative(alpha: np.ndarray | None) -> bool:

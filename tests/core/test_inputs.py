@@ -115,6 +115,34 @@ def test_huge_image_downscaled_with_original_size(tmp_path: Path) -> None:
     assert image.scale_to_original == 4.0 and any("downscaled" in n for n in image.notes)
 
 
+def test_downscale_keeps_16bit_and_palette_alpha(tmp_path: Path) -> None:
+    grey = np.tile(np.linspace(0, 65535, 400).astype(np.uint16), (200, 1))
+    Image.fromarray(grey).save(tmp_path / "g16.png")
+    image = load_input(tmp_path / "g16.png", mask="none", max_side=100)
+    assert image.rgb.shape == (50, 100, 3) and abs(image.rgb[25, 50, 0] - 0.5) < 0.02
+    pal = np.zeros((200, 400), np.uint8)
+    pal[40:160, 100:300] = 1
+    img = Image.fromarray(pal, mode="P")
+    img.putpalette([0, 0, 0, *RED] + [0] * 762)
+    img.save(tmp_path / "p.png", transparency=0)
+    image = load_input(tmp_path / "p.png", mask="alpha", max_side=100)
+    assert image.mask.shape == (50, 100) and abs(int(image.mask.sum()) - 30 * 50) <= 2 * (30 + 50)
+
+
+def test_large_rotated_jpeg_reports_true_original_size(tmp_path: Path) -> None:
+    """JPEGs are decoded at a reduced scale; the crop box must still be in the file's pixels."""
+    arr = np.zeros((800, 1200, 3), np.uint8)
+    arr[:, :600] = 255
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.fromarray(arr).save(tmp_path / "big.jpg", exif=exif, quality=90)
+    image = load_input(tmp_path / "big.jpg", mask="none", max_side=200)
+    assert image.original_size == (800, 1200) and image.rgb.shape == (200, 133, 3)
+    assert image.rgb[10, 66].mean() > 0.9 and image.rgb[190, 66].mean() < 0.1
+    crop = crop_to_object(image, 16, margin=0.0)
+    assert crop.image_size == [800, 1200] and crop.box[2] == pytest.approx(1200, rel=0.01)
+
+
 @pytest.mark.parametrize(
     ("content", "code"),
     [
