@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
 import torch
+from safetensors.torch import save_file
 
+from backend.inputs import InputError
 from backend.methods.base import JobCancelled
 from backend.methods.gan2shape import METHOD
 from backend.methods.gan2shape.config import resolve
+from backend.methods.gan2shape.masknet import MaskNet, MaskNetConfig
 from backend.results import validate
+from backend.weights import WeightsEntry, sha256_file, write_manifest
 from tests.gan2shape.helpers import TINY_OPTIONS, ellipse_photo
 
 
@@ -74,6 +79,38 @@ def test_run_reports_every_stage_and_returns_a_valid_relief(model):
     assert len(info["view"]["rotation_deg"]) == 3 and len(info["light"]["direction"]) == 3
     assert info["perceptual"] is False and any("VGG16" in n for n in info["notes"])
     assert info["mask_source"] == "input"
+
+
+def test_without_a_mask_the_category_mask_network_is_used(tiny_entry):
+    entry, state = tiny_entry
+    photo = ellipse_photo()
+    photo.mask = np.ones_like(photo.mask)
+    short = options(num_stages=1, stage0=(1, 1, 1), previews=False)
+    alone = METHOD.load(entry, state, "cpu").run(photo, short, seed=0, progress=Recorder())
+    assert alone.info["mask_source"].startswith("whole image")
+    torch.manual_seed(0)
+    config = MaskNetConfig(size=32, width=4, depth=2)
+    net = MaskNet(config)
+    net_state = net.state_dict()
+    net_state["head.bias"] = torch.full_like(net_state["head.bias"], -20.0)  # sees nothing
+    path = entry.root / "mask.safetensors"
+    save_file(net_state, path)
+    mask_entry = WeightsEntry(
+        id="tiny-car-mask", method="gan2shape", category="car", file=path.name, sha256=sha256_file(path),
+        size=path.stat().st_size, source="test", licence="test", config={"kind": "mask", **config.to_dict()},
+        root=entry.root, origin="user",
+    )
+    write_manifest(entry.root, [entry, mask_entry])
+    assert not METHOD.is_model_entry(mask_entry)
+    METHOD.load(mask_entry, net_state, "cpu")  # validates strictly
+    with pytest.raises(InputError, match="mask network found no object"):
+        METHOD.load(entry, state, "cpu").run(photo, short, seed=0, progress=Recorder())
+    net_state["head.bias"] = torch.full_like(net_state["head.bias"], 20.0)  # sees the whole crop
+    save_file(net_state, path)
+    mask_entry = replace(mask_entry, sha256=sha256_file(path), size=path.stat().st_size)
+    write_manifest(entry.root, [entry, mask_entry])
+    helped = METHOD.load(entry, state, "cpu").run(photo, short, seed=0, progress=Recorder())
+    assert helped.info["mask_source"] == "mask network"
 
 
 def test_w_plus_inversion_runs_through_the_pipeline(model):

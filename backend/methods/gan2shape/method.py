@@ -17,7 +17,7 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from backend.inputs import Crop, InputImage, crop_to_object
+from backend.inputs import Crop, InputError, InputImage, crop_to_object
 from backend.methods.base import MeshResult, Method, Progress
 from backend.methods.gan2shape import warp
 from backend.methods.gan2shape.config import PRESETS, Options, resolve
@@ -114,13 +114,21 @@ class GAN2Shape(Method):
             prior.light_mean = extras.state("light_mvn")["mean"].to(self.device)
         return prior
 
-    def object_mask(self, crop: Crop, image: torch.Tensor, extras: Extras) -> tuple[torch.Tensor, str]:
+    def object_mask(
+        self, photo: InputImage, crop: Crop, image: torch.Tensor, extras: Extras
+    ) -> tuple[torch.Tensor, str]:
         """The crop's mask from the inputs module, or the category's mask network when there is none."""
         mask = torch.from_numpy(crop.mask)[None, None].to(self.device)
+        if float(photo.mask.mean()) <= FULL_MASK:
+            return mask, "input"
         network = extras.mask_network(self.device)
-        if float((mask >= 0.5).float().mean()) > FULL_MASK and network is not None:
-            return network.predict(image), "mask network"
-        return mask, "input"
+        if network is None:
+            return mask, "whole image (no mask given and no mask network registered)"
+        predicted = network.predict(image)
+        if not bool((predicted >= 0.5).any()):
+            raise InputError("empty_mask", "the category's mask network found no object in the image",
+                             "give a mask: an alpha channel, a mask file or GrabCut (--mask)")
+        return predicted, "mask network"
 
     def run(self, image: InputImage, options: dict[str, Any], seed: int, progress: Progress) -> MeshResult:
         outcome = self.reconstruct(image, options, seed, progress)
@@ -146,7 +154,7 @@ class GAN2Shape(Method):
         rng = torch.Generator(device=self.device).manual_seed(seed)
         crop = crop_input(image, self.image_size, opts)
         target_image = torch.from_numpy(crop.rgb).permute(2, 0, 1)[None].to(self.device) * 2 - 1
-        mask, mask_source = self.object_mask(crop, target_image, extras)
+        mask, mask_source = self.object_mask(image, crop, target_image, extras)
 
         def report(stage: str, step: int, total: int, loss: float | None, state: Prediction | None) -> None:
             preview = None

@@ -158,18 +158,17 @@ class GAN2ShapeRun:
         return torch.optim.Adam(params, lr=opts.lr, betas=(0.9, 0.999), weight_decay=opts.weight_decay)
 
     # --- prior
-    def fit_prior(self, on_step: StepCallback) -> torch.Tensor:
+    def fit_prior(self, on_step: StepCallback) -> None:
         """Teach the depth net to output the mask-fitted ellipsoid (skipped with a pretrained depth net)."""
-        ellipsoid = ellipsoid_prior(self.target.mask[0, 0], self.category, far=self.options.prior_far)
         if self.pretrained_depth:
-            return ellipsoid
+            return
+        ellipsoid = ellipsoid_prior(self.target.mask[0, 0], self.category, far=self.options.prior_far)
         optimizer = self.optimizer(("netD",))
         for step in range(self.options.prior_iters):
             depth = warp.depth_head(self.nets.netD(self.target.image), clamp_border=False)
             loss = (depth[0] - ellipsoid).square().mean()
             self.descend(optimizer, loss, "prior", step)
-            on_step("prior", step, self.options.prior_iters, self.history.losses["prior"][-1], None)
-        return ellipsoid
+            on_step("prior", step + 1, self.options.prior_iters, self.history.losses["prior"][-1], None)
 
     def descend(self, optimizer: torch.optim.Optimizer, loss: torch.Tensor, kind: str, step: int) -> None:
         if not torch.isfinite(loss):
