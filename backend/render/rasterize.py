@@ -106,7 +106,7 @@ def rasterize(
     centre_x = ((2 * (pixels - row_in_batch * width) + 1 - width) / width).to(screen.dtype)
     centre_y = ((height - 1 - 2 * (row_in_batch - item * height)) / height).to(screen.dtype)
     first_vertex = item * num_vertices
-    vertex_ids = torch.stack([corner.index_select(0, face_ids) + first_vertex for corner in faces.t()])
+    vertex_ids = [corner.index_select(0, face_ids) + first_vertex for corner in faces.t()]
     columns = screen.reshape(-1, 3).t().contiguous()  # x, y, depth as contiguous rows: fast gathers
     corners = [[column.index_select(0, ids) for ids in vertex_ids] for column in columns]
     bary, depth = _differentiable_barycentrics(*corners, centre_x, centre_y, perspective)

@@ -81,7 +81,7 @@ def contour_crossings(
         pair = low_pixel.index_select(0, kept) + (~steep.index_select(0, kept)).long() * (
             batch * height * width
         )
-        winner = _one_per_pair(pair, towards_background, 2 * batch * height * width)
+        winner = _one_per_pair(pair, towards_background)
         chosen = kept.index_select(0, winner)
         low_fg, low = low_fg.index_select(0, winner), low.index_select(0, winner)
         low_pixel, high_pixel = low_pixel.index_select(0, chosen), high_pixel.index_select(0, chosen)
@@ -142,14 +142,15 @@ def _flat_index(item: Tensor, x: Tensor, y_up: Tensor, height: int, width: int) 
     return (item * height + (height - 1 - y_up)) * width + x
 
 
-def _one_per_pair(pair: Tensor, score: Tensor, num_pairs: int) -> Tensor:
-    """Indices of one candidate per pair: the highest score, ties broken by the higher index."""
-    best = torch.full((num_pairs,), float("-inf"), dtype=score.dtype, device=score.device)
-    best.scatter_reduce_(0, pair, score, reduce="amax")
-    contenders = torch.nonzero(score >= best.index_select(0, pair)).squeeze(1)
-    chosen = torch.full((num_pairs,), -1, dtype=torch.long, device=score.device)
-    chosen.scatter_reduce_(0, pair.index_select(0, contenders), contenders, reduce="amax")
-    return chosen[chosen >= 0]
+def _one_per_pair(pair: Tensor, score: Tensor) -> Tensor:
+    """Indices of one candidate per pair: the highest score, ties broken by the higher index.
+    Pairs are renumbered densely first, so the buffers scale with the candidates, not the image."""
+    unique_pairs, slot = torch.unique(pair, return_inverse=True)
+    best = torch.full(unique_pairs.shape, float("-inf"), dtype=score.dtype, device=score.device)
+    best.scatter_reduce_(0, slot, score, reduce="amax")
+    contenders = torch.nonzero(score >= best.index_select(0, slot)).squeeze(1)
+    chosen = torch.full(unique_pairs.shape, -1, dtype=torch.long, device=score.device)
+    return chosen.scatter_reduce_(0, slot.index_select(0, contenders), contenders, reduce="amax")
 
 
 def _enumerate_crossings(
