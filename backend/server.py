@@ -173,16 +173,14 @@ class Server:
                 error = error_message("duplicate_job", f"job id {request.id!r} is already queued or running")
             elif len(self.queue) >= MAX_QUEUED:
                 error = error_message("queue_full", f"{MAX_QUEUED} jobs are queued already", "wait or cancel")
-            else:
-                error = None
+            else:  # acknowledged under the lock, so ``accepted`` always precedes the job's progress
                 self.queue.append((request, threading.Event()))
                 position = len(self.queue) - (0 if self.current else 1)
+                self.send({"type": "accepted", "job": request.id, "position": position})
                 self.jobs.notify()
-        if error:
-            error["job"] = request.id
-            self.send(error)
-        else:
-            self.send({"type": "accepted", "job": request.id, "position": position})
+                return
+        error["job"] = request.id
+        self.send(error)
 
     def _cancel(self, job_id: Any) -> None:
         """Cancel one job by id, or (no id) the running job and every queued one."""
