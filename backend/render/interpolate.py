@@ -76,13 +76,15 @@ def sample_texture_points(
     belong to batch items ``batch_index`` (P,) in ascending order -> (P, C). Same convention as
     ``sample_texture``; it samples only the covered pixels, not the whole image."""
     grid = uv_to_grid(uv)
+    if uv.shape[0] == 0:
+        return uv.new_zeros(0, texture.shape[1])
     if texture.shape[0] == 1:
         sampled = F.grid_sample(texture, grid[None, None], padding_mode=padding_mode, align_corners=False)
         return sampled[0, :, 0].t()
     # One row of samples per batch item, padded to the longest.
     batch = texture.shape[0]
     counts = torch.bincount(batch_index, minlength=batch)
-    longest = int(counts.max()) if counts.numel() else 0
+    longest = int(counts.max())
     rank = torch.arange(uv.shape[0], device=uv.device) - (counts.cumsum(0) - counts).index_select(
         0, batch_index
     )

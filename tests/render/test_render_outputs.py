@@ -191,10 +191,10 @@ def test_inputs_are_not_modified() -> None:
 
 def test_off_screen_and_non_finite_meshes_render_empty_without_error() -> None:
     vertices, faces, uvs = uv_sphere(16, 8)
-    camera = OrthographicCamera(torch.eye(3)[None], 0.5, torch.tensor([[9.0, 0.0, 0.0]]))
-    offsets = torch.zeros(1, *vertices.shape, requires_grad=True)
+    camera = OrthographicCamera(torch.eye(3).expand(2, 3, 3), 0.5, torch.tensor([[9.0, 0.0, 0.0]] * 2))
+    offsets = torch.zeros(2, *vertices.shape, requires_grad=True)
     out = render_mesh(
-        vertices + offsets, faces, camera, 16, texture=torch.rand(1, 3, 4, 4), uvs=uvs, soft_sigma=1.0
+        vertices + offsets, faces, camera, 16, texture=torch.rand(2, 3, 4, 4), uvs=uvs, soft_sigma=1.0
     )
     assert not out.mask.any() and (out.alpha == 0).all() and (out.soft_mask == 0).all()
     (out.rgb.sum() + out.alpha.sum()).backward()
