@@ -152,13 +152,16 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m backend", description="Reconstruct from Image backend")
-    parser.add_argument(
-        "--weights-dir", help="user weights folder (default: $RFI_WEIGHTS_DIR or ~/.local/share/...)"
+    weights_dir_help = (
+        "user weights folder (default: $RFI_WEIGHTS_DIR or ~/.local/share/reconstruct-from-image)"
     )
+    parser = argparse.ArgumentParser(prog="python -m backend", description="Reconstruct from Image backend")
+    parser.add_argument("--weights-dir", help=weights_dir_help)
+    common = argparse.ArgumentParser(add_help=False)  # so --weights-dir also works after the command
+    common.add_argument("--weights-dir", default=argparse.SUPPRESS, help=weights_dir_help)
     sub = parser.add_subparsers(dest="command", required=True)
 
-    rec = sub.add_parser("reconstruct", help="photo -> textured mesh in OUTDIR")
+    rec = sub.add_parser("reconstruct", parents=[common], help="photo -> textured mesh in OUTDIR")
     rec.add_argument("image")
     rec.add_argument("--mask", choices=MASK_SOURCES, default="auto", help="object mask source (default auto)")
     rec.add_argument("--mask-path", help="mask image for --mask file")
@@ -179,18 +182,22 @@ def build_parser() -> argparse.ArgumentParser:
 
     weights = sub.add_parser("weights", help="list, import or verify weights")
     actions = weights.add_subparsers(dest="action", required=True)
-    actions.add_parser("list", help="registered weights")
-    imp = actions.add_parser("import", help="convert an official .pth/.pt checkpoint to safetensors")
+    actions.add_parser("list", parents=[common], help="registered weights")
+    imp = actions.add_parser(
+        "import", parents=[common], help="convert an official .pth/.pt checkpoint to safetensors"
+    )
     imp.add_argument("file")
     imp.add_argument("--method", required=True, choices=sorted(METHOD_MODULES))
     imp.add_argument("--category", required=True, help="e.g. car, bird, face")
     imp.add_argument("--id", help="weights id (default METHOD-CATEGORY-<sha prefix>)")
-    ver = actions.add_parser("verify", help="check size and sha256 of one or all weights")
+    ver = actions.add_parser("verify", parents=[common], help="check size and sha256 of one or all weights")
     ver.add_argument("id", nargs="?")
     weights.set_defaults(func=cmd_weights)
 
-    sub.add_parser("serve", help="JSON-lines protocol server on stdin/stdout").set_defaults(func=cmd_serve)
-    sub.add_parser("doctor", help="environment report").set_defaults(func=cmd_doctor)
+    sub.add_parser("serve", parents=[common], help="JSON-lines protocol server on stdin/stdout").set_defaults(
+        func=cmd_serve
+    )
+    sub.add_parser("doctor", parents=[common], help="environment report").set_defaults(func=cmd_doctor)
     return parser
 
 

@@ -180,3 +180,10 @@ def test_import_with_wrong_shapes_names_the_tensor(
                               "--category", "bird", weights_dir=tmp_path / "w")  # fmt: skip
     assert code == 1 and "not_a_checkpoint" in err and "fc.bias" in err
     assert not (tmp_path / "w" / "manifest.toml").exists()
+
+
+def test_weights_dir_after_the_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    save_entry(tmp_path / "w", {"a": torch.zeros(3)}, "late-option")
+    assert main(["weights", "list", "--weights-dir", str(tmp_path / "w")]) == 0
+    assert "late-option" in capsys.readouterr().out
+    assert main(["--weights-dir", str(tmp_path / "w"), "weights", "verify"]) == 0
