@@ -219,6 +219,7 @@ def _alpha_is_informative(alpha: np.ndarray | None) -> bool:
 
 def _mask_from_file(mask_path: str, size: tuple[int, int], notes: list[str], max_side: int) -> np.ndarray:
     """A separate mask image: its alpha if informative, else luminance; resized if needed."""
+    _check_file(Path(mask_path))
     decoded = _decode(Path(mask_path), max_side, MAX_PIXELS)
     if _alpha_is_informative(decoded.alpha):
         values = decoded.alpha

@@ -242,6 +242,13 @@ def test_empty_and_full_masks_refused(tmp_path: Path) -> None:
     assert err.value.code == "full_mask"
 
 
+def test_missing_mask_file(tmp_path: Path) -> None:
+    Image.fromarray(photo_rgb()).save(tmp_path / "photo.png")
+    with pytest.raises(InputError) as err:
+        load_input(tmp_path / "photo.png", mask="file", mask_path=str(tmp_path / "nope.png"))
+    assert err.value.code == "not_found" and "nope.png" in err.value.message
+
+
 def test_alpha_requested_without_alpha(tmp_path: Path) -> None:
     Image.fromarray(photo_rgb()).save(tmp_path / "photo.jpg")
     with pytest.raises(InputError) as err:
