@@ -115,6 +115,8 @@ def import_result(
     mesh = build_mesh(name, vertices, faces, uvs)
     if shade_smooth:
         mesh.shade_smooth()
+    else:  # new faces count as smooth in Blender 4.1+ until marked sharp
+        mesh.shade_flat()
     texture = load_texture(result_dir / "texture.png", f"{name} texture", texture_size)
     mesh.materials.append(build_material(name, texture))
 

@@ -81,6 +81,8 @@ class RFI_Preferences(bpy.types.AddonPreferences):
         if session.handshake:
             box = layout.box()
             box.label(text=handshake_summary(session.handshake), icon="INFO")
+            for warning in session.handshake.get("warnings") or []:
+                box.label(text=str(warning), icon="ERROR")
             for entry in session.handshake.get("weights") or []:
                 box.label(text=f"{entry.get('id')}: {entry.get('method')}, {entry.get('category')}")
 

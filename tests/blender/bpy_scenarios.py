@@ -213,6 +213,10 @@ def scenario_import(args: dict[str, Any]) -> dict[str, Any]:
     obj = addon.importer.import_result(args["result"], "photo", aligned_camera=True, photo=args.get("photo"))
     out = describe_object(obj)
     out["existing_name"] = existing.name
+    resized = addon.importer.import_result(args["result"], "resized", texture_size=32, shade_smooth=False)
+    image = resized.data.materials[0].node_tree.nodes["Image Texture"].image
+    out["resized"] = {"size": list(image.size), "packed": image.packed_file is not None,
+                      "smooth": any(p.use_smooth for p in resized.data.polygons)}  # fmt: skip
     cam = bpy.context.scene.camera
     scene = bpy.context.scene
     out["camera"] = {

@@ -72,6 +72,7 @@ def test_import_result(tmp_path: Path, extension_zip: Path, camera: dict) -> Non
         tmp_path / "user",
     )
     assert out["existing_name"] == "photo"  # nothing existing is renamed
+    assert out["resized"] == {"size": [32, 32], "packed": True, "smooth": False}
     assert out["name"] == "photo.001"
     assert (out["vertices"], out["faces"]) == (4, 4)
     assert out["uv_layers"] == ["UVMap"]
