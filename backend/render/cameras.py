@@ -29,6 +29,11 @@ positive signed area in NDC when it faces the camera. Back-face culling drops th
 Textures: UVs per face corner, u to the right and v up (Blender/OpenGL); texture row 0 is the
 top (v = 1); sampling uses ``align_corners=False`` (u = 0 is the left edge of the first texel).
 
+Outputs: images are channels-last (B, H, W, C) with row 0 at the top; depth images hold the view z
+(0 on background); normal images hold unit outward normals in the view frame. Internally the
+rasteriser works in pixel units with y up (``screen_to_pixels``): pixel (i, j) is centred at
+(j, H - 1 - i).
+
 The two published conventions
 -----------------------------
 * MeshInversion: ``vtx = qrot(q, s * v) + t`` then ``vtx *= (1, -1, -1)``; x, y are NDC and the
