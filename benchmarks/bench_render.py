@@ -250,10 +250,13 @@ step (Python, torch, the scene); target {report["memory_target_mb"]} MB.
 Notes
 - Most of a step is per-operation overhead and memory traffic, not arithmetic: the rasteriser
   enumerates about as many candidates as covered pixels (scanline spans), and every gather is a
-  1-D ``index_select`` (row gathers of (N, 3) blocks were 5-20x slower on this CPU).
-- Large fresh buffers cost page faults on every step (glibc hands them back to the OS); at batch 8
-  this is visible. Raising ``MALLOC_MMAP_THRESHOLD_``/``MALLOC_TRIM_THRESHOLD_`` in the environment
-  of the process removes it; the renderer itself does not touch allocator settings.
+  1-D ``index_select`` (row gathers of (N, 3) blocks were 4-20x slower in a micro-benchmark here).
+- Large fresh buffers cost page faults on every step (glibc hands them back to the OS), which shows
+  at batch 8: in one run, raising ``MALLOC_MMAP_THRESHOLD_``/``MALLOC_TRIM_THRESHOLD_`` in the
+  process environment cut the batch-8 CPU time by about 15%. The renderer itself does not touch
+  allocator settings.
+- The spheres are rendered without back-face culling (the worst case); ``cull_backfaces=True``
+  skips about half of the raster work on closed meshes.
 """
 
 
