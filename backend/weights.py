@@ -39,6 +39,7 @@ SHIPPED_DIR = Path(__file__).resolve().parents[1] / "weights"
 USER_DIR_ENV = "RFI_WEIGHTS_DIR"
 MANIFEST = "manifest.toml"
 BARE_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
+WEIGHTS_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,79}$")
 ENTRY_FIELDS = ("id", "method", "category", "file", "sha256", "size", "source", "licence", "train_command")
 SAFE_GLOBALS: list[Any] = [
     argparse.Namespace,  # official training scripts store their arguments in the checkpoint
@@ -294,6 +295,12 @@ class Registry:
         raw = safe_torch_load(checkpoint)
         original_sha = sha256_file(checkpoint)
         weights_id = weights_id or f"{method}-{category}-{original_sha[:8]}"
+        if not WEIGHTS_ID.match(weights_id):
+            raise WeightsError(
+                "bad_id",
+                f"weights id {weights_id!r} is not a plain name",
+                "use letters, digits, '.', '_' and '-' (it also names the file)",
+            )
         if any(e.id == weights_id for e in self.entries()):
             raise WeightsError(
                 "duplicate_id", f"weights id {weights_id!r} exists already", "pass another --id"
@@ -307,12 +314,32 @@ class Registry:
                 f"{checkpoint.name} is not a {method} checkpoint for {category!r}: {exc}",
                 "check --method and --category, and that the file is the official release",
             ) from None
-        self.user_dir.mkdir(parents=True, exist_ok=True)
-        target = self.user_dir / f"{weights_id}.safetensors"
         tensors = {
             k: v.detach().to("cpu", torch.float32 if v.is_floating_point() else v.dtype).contiguous().clone()
             for k, v in state_dict.items()
         }
+        try:
+            return self._store(checkpoint, original_sha, weights_id, method, category, tensors, config)
+        except (OSError, SafetensorError) as exc:
+            raise WeightsError(
+                "not_writable",
+                f"cannot write the imported weights to {self.user_dir}: {exc}",
+                f"free disk space, or choose a writable folder with --weights-dir or ${USER_DIR_ENV}",
+            ) from None
+
+    def _store(
+        self,
+        checkpoint: Path,
+        original_sha: str,
+        weights_id: str,
+        method: str,
+        category: str,
+        tensors: dict[str, torch.Tensor],
+        config: dict[str, Any],
+    ) -> WeightsEntry:
+        """Write the safetensors file (checked by building the model) and append the manifest entry."""
+        self.user_dir.mkdir(parents=True, exist_ok=True)
+        target = self.user_dir / f"{weights_id}.safetensors"
         tmp = target.with_name(f".{target.name}.tmp{os.getpid()}")
         try:
             save_file(tensors, tmp)

@@ -187,3 +187,15 @@ def test_weights_dir_after_the_command(tmp_path: Path, capsys: pytest.CaptureFix
     assert main(["weights", "list", "--weights-dir", str(tmp_path / "w")]) == 0
     assert "late-option" in capsys.readouterr().out
     assert main(["--weights-dir", str(tmp_path / "w"), "weights", "verify"]) == 0
+
+
+def test_import_refuses_path_like_ids_and_unwritable_folders(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    checkpoint = official_checkpoint(tmp_path / "ok.pth")
+    args = ["weights", "import", str(checkpoint), "--method", "meshinversion", "--category", "bird"]
+    code, _, err = in_process(capsys, *args, "--id", "../escape", weights_dir=tmp_path / "w")
+    assert code == 1 and "bad_id" in err and not (tmp_path / "escape.safetensors").exists()
+    (tmp_path / "a-file").write_text("not a folder")
+    code, _, err = in_process(capsys, *args, weights_dir=tmp_path / "a-file" / "w")
+    assert code == 1 and "not_writable" in err and "hint:" in err
