@@ -7,6 +7,7 @@ the same request, client and importer, only driven by a modal timer instead of a
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import time
 from collections.abc import Callable
@@ -56,7 +57,7 @@ def reconstruct(
     name = name or default_name
     settings = session.backend_settings()
     if backend_python:
-        settings = session.BackendSettings(**{**settings.__dict__, "python": backend_python})
+        settings = dataclasses.replace(settings, python=backend_python)
     keep = output_dir is not None or settings.keep_results
     request = protocol.JobRequest(
         image=str(photo),
@@ -111,7 +112,7 @@ def finish(
             texture_size=options.texture_size,
             aligned_camera=options.aligned_camera,
             photo=options.photo,
-            properties={"image": options.photo, **options.properties},
+            properties={"image": options.photo},
         )
     except importer.ResultError as exc:
         raise BackendError(

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 import shlex
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +18,6 @@ import numpy as np
 
 from . import session
 from .client import BackendError, protocol
-
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp")
 
 
 @dataclass
@@ -31,7 +29,6 @@ class ImportOptions:
     shade_smooth: bool = True
     texture_size: int = 0
     aligned_camera: bool = False
-    properties: dict[str, Any] = field(default_factory=dict)
 
 
 def image_file(image: bpy.types.Image) -> Path:
