@@ -172,3 +172,25 @@ def test_depth_grid_mesh_faces_the_camera() -> None:
     assert unculled.mask.sum() > 400
     assert torch.equal(culled.pix_to_face, unculled.pix_to_face)
     assert faces.shape == (2 * 7 * 7, 3)
+
+
+@pytest.mark.parametrize("channels", [2, 7])
+def test_wide_and_narrow_attributes_interpolate_alike(channels: int) -> None:
+    """Per-vertex and per-corner paths (1-D gathers for few channels, row gathers for many) agree
+    with a direct barycentric sum."""
+    generator = torch.Generator().manual_seed(9)
+    vertices, faces, _ = uv_sphere(12, 6)
+    camera = OrthographicCamera(random_rotation(generator, 2), torch.tensor([0.6, 0.8]), torch.zeros(2, 3))
+    fragments = rasterize(camera.project(vertices.expand(2, -1, -1)), faces, 20)
+    per_vertex = torch.rand(2, vertices.shape[0], channels, generator=generator)
+    per_corner = torch.rand(faces.shape[0], 3, channels, generator=generator)
+    corner_vertices = faces[fragments.faces]  # (P, 3)
+    expected_vertex = (
+        fragments.bary[..., None] * per_vertex[fragments.batch_index[:, None], corner_vertices]
+    ).sum(1)
+    expected_corner = (fragments.bary[..., None] * per_corner[fragments.faces]).sum(1)
+    vertex_image = interpolate_vertex_attributes(fragments, faces, per_vertex)
+    corner_image = interpolate_corner_attributes(fragments, per_corner)
+    torch.testing.assert_close(vertex_image[fragments.mask], expected_vertex)
+    torch.testing.assert_close(corner_image[fragments.mask], expected_corner)
+    assert (vertex_image[~fragments.mask] == 0).all()
