@@ -188,7 +188,8 @@ class GAN2Shape(Method):
         camera = blender_camera(state.view[0], relief, self.image_size)
         camera["crop_box"] = [float(v) for v in outcome.crop.box]
         camera["image_size"] = [int(v) for v in outcome.crop.image_size]
-        previews = make_previews(state, outcome.image, canon_mask) if opts.previews else {}
+        view_mask = outcome.run.target.mask
+        previews = make_previews(state, outcome.image, view_mask, canon_mask) if opts.previews else {}
         texture = to_uint8(source[:1])
         return MeshResult(relief.vertices, relief.faces, relief.uvs, texture, camera, outcome.info, previews)
 

@@ -42,8 +42,11 @@ def shape_image(state: Prediction) -> torch.Tensor:
 
 
 @torch.no_grad()
-def make_previews(state: Prediction, image: torch.Tensor, canon_mask: torch.Tensor) -> dict[str, np.ndarray]:
-    """``recon`` (input | reconstruction | albedo | shape), ``rotate``, ``relight``, ``shape_rotate``."""
+def make_previews(
+    state: Prediction, image: torch.Tensor, view_mask: torch.Tensor, canon_mask: torch.Tensor
+) -> dict[str, np.ndarray]:
+    """``recon`` (input | reconstruction | albedo | shape), ``rotate`` and ``shape_rotate`` (turned
+    about the vertical axis), ``relight`` (input view, five light directions, object only)."""
     depth, view = state.depth[:1], state.view[:1]
     views = warp.yaw_pitch_views(list(PREVIEW_YAWS), [], depth)
     n = views.shape[0]
@@ -68,6 +71,6 @@ def make_previews(state: Prediction, image: torch.Tensor, canon_mask: torch.Tens
     return {
         "recon": to_uint8(recon_row),
         "rotate": to_uint8(rotate(state.texture[:1])),
-        "relight": to_uint8(whiten_background(relit_view, relit_depth)),
+        "relight": to_uint8(whiten_background(relit_view, relit_depth, view_mask)),
         "shape_rotate": to_uint8(rotate(shape)),
     }
