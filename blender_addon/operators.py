@@ -98,6 +98,9 @@ class RFI_OT_reconstruct(bpy.types.Operator):
             level = "INFO" if error.code == "cancelled" else "ERROR"
             self.report({level}, error.one_line())
             return self._end(context, {"CANCELLED"})
+        except (OSError, RuntimeError) as error:  # Blender refused the data: still end the modal cleanly
+            self.report({"ERROR"}, f"import failed: {error} (the result is in {self._request.output_dir})")
+            return self._end(context, {"CANCELLED"})
         finally:
             session.job_finished(self._settings)
         self.report({"INFO"}, f"Reconstructed '{obj.name}' in {obj['rfi_timings']['total_s']:.1f} s")

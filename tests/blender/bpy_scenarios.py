@@ -313,13 +313,14 @@ def scenario_bad_image(args: dict[str, Any]) -> dict[str, Any]:
     settings.image_source, settings.filepath = "FILE", args["image"]
     for key, value in args.get("settings", {}).items():
         setattr(settings, key, value)
-    try:
-        bpy.ops.rfi.reconstruct()
-    except RuntimeError as exc:  # background mode turns the ERROR report into an exception
-        message = str(exc)
-    else:
-        message = ""
-    return {"message": message, "objects": len(bpy.data.objects)}
+    messages = []
+    for python in (args["python"], "/nonexistent/python"):
+        bpy.context.preferences.addons[MODULE].preferences.backend_python = python
+        try:
+            bpy.ops.rfi.reconstruct()
+        except RuntimeError as exc:  # background mode turns the ERROR report into an exception
+            messages.append(str(exc))
+    return {"message": messages[0], "no_python": messages[1], "objects": len(bpy.data.objects)}
 
 
 def main() -> None:

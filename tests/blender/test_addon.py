@@ -101,6 +101,10 @@ def test_bad_image_is_one_line_with_a_hint(
         tmp_path / "user",
     )
     assert out["objects"] == 0
+    assert (
+        "backend Python not found: /nonexistent/python" in out["no_python"]
+        and "Set up backend" in out["no_python"]
+    )
     assert "broken.png" in out["message"] and "(" in out["message"] and "\n" not in out["message"].strip()
 
 
