@@ -22,6 +22,8 @@ from backend.render import (
 )
 from backend.render.primitives import grid_faces, uv_sphere
 
+from .helpers import random_rotation
+
 
 def test_edge_topology_of_closed_and_open_meshes() -> None:
     vertices, faces, _ = uv_sphere(32, 16)
@@ -208,3 +210,21 @@ def test_off_screen_and_non_finite_meshes_render_empty_without_error() -> None:
     assert out.mask.any() and not touching[out.pix_to_face[out.mask]].any()
     with pytest.raises(ValueError, match="B, V, 3"):
         rasterize(vertices, faces, 16)
+
+
+def test_antialiased_alpha_matches_box_filtered_coverage() -> None:
+    """alpha against the true pixel coverage (16 x 16 supersampled hard mask, averaged): the
+    one-pixel blend is close to it at every edge pixel and keeps the total area."""
+    vertices, faces, _ = uv_sphere(32, 33)
+    rotation = random_rotation(torch.Generator().manual_seed(1))
+    camera = OrthographicCamera(rotation, torch.tensor([0.6]), torch.tensor([[0.05, -0.03, 0.0]]))
+    out = render_mesh(vertices[None], faces, camera, 64, topology=build_edge_topology(faces))
+    fine = rasterize(camera.project(vertices[None]), faces, 64 * 16).mask.float()
+    truth = torch.nn.functional.avg_pool2d(fine[:, None], 16)[:, 0]
+    edge = (truth > 0) & (truth < 1)
+    error = (out.alpha - truth).abs()
+    hard_error = (out.mask.float() - truth).abs()
+    assert edge.sum() > 100
+    assert error[edge].mean() < 0.05 and error[edge].mean() < 0.25 * hard_error[edge].mean()
+    assert error.max() < 0.25
+    assert abs(out.alpha.sum() - truth.sum()) / truth.sum() < 1e-3
