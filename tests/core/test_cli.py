@@ -141,7 +141,7 @@ def official_checkpoint(path: Path, tamper: str | None = None) -> Path:
 
 
 @pytest.mark.slow
-def test_import_official_then_reconstruct(tmp_path: Path) -> None:
+def test_import_official_then_reconstruct(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     weights = tmp_path / "w"
     checkpoint = official_checkpoint(tmp_path / "checkpoint_latest.pth")
     import_args = ["--method", "meshinversion", "--category", "bird", "--id", "mine"]
@@ -164,12 +164,26 @@ def test_import_official_then_reconstruct(tmp_path: Path) -> None:
     doc = json.loads((tmp_path / "out" / "result.json").read_text())
     assert doc["seed"] == 2 and doc["input"]["mask"] == "alpha" and doc["weights"]["sha256"] == entry.sha256
 
-    again = cli(*args, "-o", tmp_path / "out", weights_dir=weights)
-    assert again.returncode == 1 and "output_exists" in again.stderr and "--overwrite" in again.stderr
-    bad = cli(*args, "--set", "z_candidates=lots", "-o", tmp_path / "o2", weights_dir=weights)
-    assert bad.returncode == 1 and "bad_option" in bad.stderr and not (tmp_path / "o2").exists()
-    again = cli(*args, "--overwrite", "--set", "previews=false", "-o", tmp_path / "out", weights_dir=weights)
-    assert again.returncode == 0, again.stderr
+    # The follow-ups run in-process: the subprocess path is proven above and each start costs seconds.
+    args = [str(a) for a in args]
+    code, _, err = in_process(capsys, *args, "-o", str(tmp_path / "out"), weights_dir=weights)
+    assert code == 1 and "output_exists" in err and "--overwrite" in err
+    code, _, err = in_process(
+        capsys, *args, "--set", "z_candidates=lots", "-o", str(tmp_path / "o2"), weights_dir=weights
+    )
+    assert code == 1 and "bad_option" in err and not (tmp_path / "o2").exists()
+    code, out, err = in_process(
+        capsys,
+        *args,
+        "--overwrite",
+        "--set",
+        "previews=false",
+        "-o",
+        str(tmp_path / "out"),
+        weights_dir=weights,
+    )
+    assert code == 0 and out.startswith("wrote "), err
+    assert not (tmp_path / "out" / "preview.png").exists()  # replaced by a result without previews
 
 
 def test_import_with_wrong_shapes_names_the_tensor(
