@@ -154,7 +154,10 @@ class ModelCache:
 
 
 class ProgressReporter:
-    """The ``progress`` callback handed to ``Method.run``: cancel, NaN check, ETA, previews."""
+    """The ``progress`` callback handed to ``Method.run``: cancel, NaN check, ETA, previews.
+
+    ``eta`` in the events is the seconds left in the current stage, extrapolated from its pace.
+    """
 
     def __init__(self, job: str, emit: Emit, cancel: threading.Event, preview_dir: Path | None) -> None:
         self.job, self.emit, self.cancel, self.preview_dir = job, emit, cancel, preview_dir
@@ -185,7 +188,7 @@ class ProgressReporter:
         if not boundary and now - self.last_event < PROGRESS_INTERVAL_S:
             return
         self.last_event = now
-        eta = (now - self.stage_start) / step * (total - step) if step > 0 else None
+        eta = max(0.0, (now - self.stage_start) / step * (total - step)) if step > 0 else None
         event: dict[str, Any] = {
             "type": "progress", "job": self.job, "stage": stage, "step": step, "total": total,
             "loss": loss, "eta": None if eta is None else round(eta, 2),
