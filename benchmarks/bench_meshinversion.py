@@ -38,7 +38,8 @@ import torch.nn.functional as F  # noqa: E402
 from backend.inputs import InputImage, crop_to_object  # noqa: E402
 from backend.methods.meshinversion.baselines import Baselines  # noqa: E402
 from backend.methods.meshinversion.camera_search import WeakPerspective, view_quaternion  # noqa: E402
-from backend.methods.meshinversion.invert import InversionResult, InversionSettings, Inverter, mask_iou  # noqa: E402
+from backend.methods.meshinversion.invert import InversionResult, InversionSettings, Inverter  # noqa: E402
+from backend.methods.meshinversion.losses import mask_iou  # noqa: E402
 from backend.methods.meshinversion.mesh_gan import MeshGAN  # noqa: E402
 from backend.methods.meshinversion.method import METHOD_OPTIONS, MeshInversion  # noqa: E402
 from backend.train.data.car_maps import car_maps  # noqa: E402

@@ -20,14 +20,14 @@ import torch
 from backend.methods.base import Progress
 from backend.methods.meshinversion.camera_search import WeakPerspective, hypothesis_grid, search_cameras
 from backend.methods.meshinversion.invert import (
-    SEARCH_POINTS,
+    SEARCH_SIZE,
     InversionResult,
     InversionSettings,
     Inverter,
     Targets,
-    mask_iou,
+    coarse_mask,
 )
-from backend.methods.meshinversion.losses import gather_points, laplacian_loss, subsample
+from backend.methods.meshinversion.losses import laplacian_loss, mask_iou
 from backend.methods.meshinversion.mesh_gan import MeshGAN
 
 MEAN_SAMPLES = 64
@@ -71,12 +71,12 @@ class Baselines:
         """The camera search of the inversion, then the kept camera with the lowest full loss."""
         s = self.settings
         batch = targets.mask.shape[0]
-        index, valid = subsample(targets.valid, min(s.chamfer_points, SEARCH_POINTS), rng)
         grid = hypothesis_grid(s.azimuths, s.elevations, self.model.device)
         shapes = vertices[None].expand(batch, -1, -1)
         cameras, _ = search_cameras(
-            shapes, gather_points(targets.xy, index), valid, grid, s.camera_keep, s.camera_refine_steps
-        )
+            shapes, self.model.faces, self.model.topology, coarse_mask(targets.mask, SEARCH_SIZE), grid,
+            s.camera_keep, s.camera_refine_steps, rng,
+        )  # fmt: skip
         keep = cameras.scale.shape[0] // batch
         image = torch.arange(batch, device=self.model.device).repeat_interleave(keep)
         with torch.no_grad():
@@ -158,7 +158,7 @@ class Baselines:
                 texture=texture[b].detach(),
                 vertices=vertices[b].detach(),
                 init_score=float("nan"),
-                camera_score=float("nan"),
+                camera_iou=float("nan"),
                 stage_losses=history,
                 mask_iou=float(iou[b]),
             )

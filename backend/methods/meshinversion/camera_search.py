@@ -8,9 +8,10 @@ rotation (the optimisation is otherwise the same, and the Blender camera needs a
 The official code starts from a camera predicted by a pretrained CMR network. We have none, so
 ``search_cameras`` scores a grid of azimuth x elevation hypotheses: for each, scale and
 translation come from the mask's bounding box (the bounding box of the projected vertices is
-the silhouette's), a few Adam steps on the chamfer mask loss refine s, t and q, and the best
-ones by mask loss are kept. A symmetric object seen from azimuth a has the same silhouette as
-from 180 deg - a, so the final choice among the kept hypotheses is left to the texture loss.
+the silhouette's), a few Adam steps on the chamfer mask loss and the soft silhouette IoU refine
+s, t and q, and the best ones by silhouette IoU are kept. A symmetric object seen from azimuth a
+has the same silhouette as from 180 deg - a (mirrored elevation), so the final choice among the
+kept hypotheses is left to the texture loss.
 """
 
 from __future__ import annotations
@@ -21,8 +22,18 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from backend.methods.meshinversion.losses import chamfer_mask_loss
+from backend.methods.meshinversion.losses import (
+    chamfer_mask_loss,
+    gather_points,
+    mask_iou,
+    mask_points,
+    silhouette_loss,
+    subsample,
+)
 from backend.render.cameras import OrthographicCamera, meshinversion_camera
+from backend.render.rasterize import rasterize
+from backend.render.silhouette import contour_crossings, coverage
+from backend.render.topology import EdgeTopology
 
 
 def quaternion_multiply(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -119,37 +130,63 @@ def hypothesis_grid(azimuths: int, elevations_deg: tuple[float, ...], device: to
     return view_quaternion(grid_az.reshape(-1), grid_el.reshape(-1))
 
 
+def silhouettes(
+    vertices: torch.Tensor,
+    faces: torch.Tensor,
+    camera: WeakPerspective,
+    size: int,
+    topology: EdgeTopology | None = None,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Hard coverage (N, S, S) and, given the edge topology, the antialiased coverage (differentiable)."""
+    screen = camera.camera().project(vertices)
+    mask = rasterize(screen, faces, size, cull_backfaces=True).mask
+    if topology is None:
+        return mask, None
+    return mask, coverage(mask, contour_crossings(screen, faces, topology, mask))
+
+
 def search_cameras(
     vertices: torch.Tensor,
-    target_xy: torch.Tensor,
-    target_valid: torch.Tensor,
+    faces: torch.Tensor,
+    topology: EdgeTopology,
+    target_mask: torch.Tensor,
     quaternions: torch.Tensor,
     keep: int,
     refine_steps: int,
+    rng: torch.Generator,
+    points: int = 256,
     learning_rate: float = 0.01,
 ) -> tuple[WeakPerspective, torch.Tensor]:
-    """Best ``keep`` cameras per image for a shape, by chamfer mask loss after a short refinement.
+    """Best ``keep`` cameras per image for a shape, by silhouette IoU after a short refinement.
 
-    ``vertices`` (B, V, 3) the shape to place (e.g. the mean shape), ``target_xy``/``target_valid``
-    (B, M, 2)/(B, M) the mask pixels, ``quaternions`` (H, 4) the hypotheses. Returns cameras with
-    batch B * keep (image-major) and their (B, keep) mask losses. All B * H hypotheses are refined
-    in one batch.
+    ``vertices`` (B, V, 3) the shape to place (e.g. the mean shape), ``target_mask`` (B, S, S) bool
+    at the (coarse) search resolution, ``quaternions`` (H, 4) the hypotheses. All B * H hypotheses
+    are refined in one batch by the chamfer mask loss (long-range pull, on ``points`` mask pixels)
+    plus the soft silhouette IoU (the vertex chamfer alone barely tells rotations apart), then
+    ranked by the IoU of their hard silhouettes. Returns cameras with batch B * keep (image-major)
+    and their (B, keep) IoUs.
     """
-    batch, hypotheses = vertices.shape[0], quaternions.shape[0]
+    batch, hypotheses, size = vertices.shape[0], quaternions.shape[0], target_mask.shape[-1]
     keep = min(keep, hypotheses)
     expand = torch.arange(batch, device=vertices.device).repeat_interleave(hypotheses)
-    centre, size = mask_box(target_xy, target_valid)
+    all_xy, all_valid = mask_points(target_mask)
+    centre, extent = mask_box(all_xy, all_valid)
+    index, valid = subsample(all_valid, points, rng)
+    points_xy = gather_points(all_xy, index)[expand]
+    valid, targets = valid[expand], target_mask[expand]
     shapes = vertices[expand]
-    start = fit_box(shapes, quaternions.repeat(batch, 1), centre[expand], size[expand])
+    start = fit_box(shapes, quaternions.repeat(batch, 1), centre[expand], extent[expand])
     cams = WeakPerspective(*(p.clone().requires_grad_() for p in start.parameters()))
     optimiser = torch.optim.Adam(cams.parameters(), lr=learning_rate, betas=(0.0, 0.99))
-    points, valid = target_xy[expand], target_valid[expand]
     for _ in range(refine_steps):
         optimiser.zero_grad(set_to_none=True)
-        chamfer_mask_loss(cams.project_xy(shapes), points, valid).sum().backward()
+        _, alpha = silhouettes(shapes, faces, cams, size, topology)
+        assert alpha is not None
+        loss = chamfer_mask_loss(cams.project_xy(shapes), points_xy, valid) + silhouette_loss(alpha, targets)
+        loss.sum().backward()
         optimiser.step()
     with torch.no_grad():
-        scores = chamfer_mask_loss(cams.project_xy(shapes), points, valid).view(batch, hypotheses)
-    best, order = scores.topk(keep, dim=1, largest=False)
+        iou = mask_iou(silhouettes(shapes, faces, cams, size)[0], targets).view(batch, hypotheses)
+    best, order = iou.topk(keep, dim=1)
     rows = (order + torch.arange(batch, device=vertices.device)[:, None] * hypotheses).reshape(-1)
     return cams.detach().index(rows), best

@@ -115,7 +115,7 @@ def to_mesh_result(
             "quaternion_wxyz": [float(v) for v in quaternion],
             "scale": float(result.camera.scale[0]),
             "translation": [float(v) for v in result.camera.translation[0]],
-            "search_mask_loss": result.camera_score,
+            "search_silhouette_iou": result.camera_iou,
         },
         "class_label": result.label,
         "init_score": result.init_score,

@@ -24,8 +24,10 @@ from backend.methods.meshinversion.losses import (
     flat_loss,
     gather_points,
     latent_loss,
+    mask_iou,
     mask_points,
     pixel_chamfer_loss,
+    silhouette_loss,
     subsample,
 )
 from backend.methods.meshinversion.mesh_gan import MeshGAN, Rendering
@@ -34,8 +36,8 @@ from backend.render.topology import build_edge_topology
 
 PAPER_STAGES = ((50, 0.1, 0.01), (50, 0.05, 0.005), (50, 0.01, 0.001), (50, 0.005, 0.0005))
 """(steps, z learning rate, camera learning rate) per stage, as published."""
-SEARCH_POINTS = 256
-"""Mask pixels used to score camera hypotheses and candidate shapes (shape-only, coarse)."""
+SEARCH_SIZE = 64
+"""Resolution of the silhouettes that rank camera hypotheses and candidate shapes."""
 SCORING_POINTS = 1024
 """Chamfer points (at most) when the rendered candidates are scored with the full loss: enough to
 tell textures apart, and many candidates are scored at once."""
@@ -145,7 +147,7 @@ class InversionResult:
     texture: torch.Tensor
     vertices: torch.Tensor
     init_score: float
-    camera_score: float
+    camera_iou: float
     stage_losses: list[dict[str, float]] = field(default_factory=list)
     init_mask_iou: float = 0.0
     mask_iou: float = 0.0
@@ -268,45 +270,39 @@ class Inverter:
     def initialise(
         self, targets: Targets, rng: torch.Generator, progress: Progress
     ) -> tuple[torch.Tensor, torch.Tensor | None, WeakPerspective, torch.Tensor, torch.Tensor]:
-        """Best (z, label, camera) per image, with its full init score and its camera-search score."""
+        """Best (z, label, camera) per image, with its full init score and its camera-search IoU."""
         s = self.settings
         batch, device = targets.mask.shape[0], self.model.device
         progress("initialise", 0, 3)
         z, labels = self.draw_candidates(batch, rng)
         shapes = self.candidate_shapes(z, labels)
-        t_index, t_valid = subsample(targets.valid, min(s.chamfer_points, SEARCH_POINTS), rng)
-        t_xy = gather_points(targets.xy, t_index)
+        coarse = coarse_mask(targets.mask, SEARCH_SIZE)
         with torch.enable_grad():
-            cameras, camera_scores = search_cameras(
-                shapes.mean(dim=1),
-                t_xy,
-                t_valid,
-                hypothesis_grid(s.azimuths, s.elevations, device),
-                s.camera_keep,
-                s.camera_refine_steps,
-            )
+            cameras, search_iou = search_cameras(
+                shapes.mean(dim=1), self.model.faces, self.model.topology, coarse,
+                hypothesis_grid(s.azimuths, s.elevations, device), s.camera_keep, s.camera_refine_steps, rng,
+            )  # fmt: skip
         progress("initialise", 1, 3)
 
-        # Every (image, candidate, kept camera) triple, scored by the mask loss on shapes only.
-        keep = camera_scores.shape[1]
+        # Every (image, candidate, kept camera) triple, scored by its coarse silhouette IoU.
+        keep = search_iou.shape[1]
         pairs = s.z_candidates * keep
         image = torch.arange(batch, device=device).repeat_interleave(pairs)
         candidate = torch.arange(pairs, device=device).repeat(batch) // keep
         camera_row = image * keep + torch.arange(keep, device=device).repeat(batch * s.z_candidates)
-        mask_scores = torch.cat(
-            [
-                chamfer_mask_loss(
-                    cameras.index(camera_row[rows]).project_xy(shapes[image[rows], candidate[rows]]),
-                    t_xy[image[rows]],
-                    t_valid[image[rows]],
-                )
-                for rows in _chunks(len(image), s.chunk, device)
-            ]
-        ).view(batch, pairs)
+        shape_iou = torch.cat([
+            mask_iou(
+                self.model.silhouette(
+                    shapes[image[rows], candidate[rows]], cameras.index(camera_row[rows]), SEARCH_SIZE
+                ),
+                coarse[image[rows]],
+            )
+            for rows in _chunks(len(image), s.chunk, device)
+        ]).view(batch, pairs)  # fmt: skip
         progress("initialise", 2, 3)
 
-        # The best pairs by mask loss are rendered and scored with the full loss.
-        finalists = mask_scores.topk(min(s.rendered_candidates, pairs), dim=1, largest=False).indices
+        # The best pairs by silhouette are rendered and scored with the full loss (texture included).
+        finalists = shape_iou.topk(min(s.rendered_candidates, pairs), dim=1).indices
         rows_all = (finalists + torch.arange(batch, device=device)[:, None] * pairs).reshape(-1)
         totals = []
         for rows in _chunks(len(rows_all), s.chunk, device):
@@ -325,8 +321,8 @@ class Inverter:
         chosen = rows_all.view(batch, -1).gather(1, best[:, None])[:, 0]
         chosen_labels = None if labels is None else labels[image[chosen], candidate[chosen]]
         chosen_camera = cameras.index(camera_row[chosen])
-        search_score = camera_scores.view(-1)[camera_row[chosen]]
-        return z[image[chosen], candidate[chosen]], chosen_labels, chosen_camera, best_total, search_score
+        camera_iou = search_iou.view(-1)[camera_row[chosen]]
+        return z[image[chosen], candidate[chosen]], chosen_labels, chosen_camera, best_total, camera_iou
 
     # ---------------------------------------------------------------- optimisation
     def run(
@@ -340,7 +336,7 @@ class Inverter:
         if targets.size != s.render_size:
             raise ValueError(f"crops are {targets.size} px but render_size is {s.render_size}")
         self.prepare_features(targets)
-        z0, labels, camera0, init_scores, camera_scores = self.initialise(targets, rng, progress)
+        z0, labels, camera0, init_scores, camera_ious = self.initialise(targets, rng, progress)
         with torch.no_grad():
             start_shape = self.model.shape(z0, labels)
             init_iou = mask_iou(self.model.silhouette(start_shape, camera0, s.render_size), targets.mask)
@@ -398,7 +394,7 @@ class Inverter:
                 texture=texture[b],
                 vertices=vertices[b],
                 init_score=float(init_scores[b]),
-                camera_score=float(camera_scores[b]),
+                camera_iou=float(camera_ious[b]),
                 stage_losses=stage_losses[b],
                 init_mask_iou=float(init_iou[b]),
                 mask_iou=float(iou[b]),
@@ -407,24 +403,14 @@ class Inverter:
         ]
 
 
+def coarse_mask(mask: torch.Tensor, size: int) -> torch.Tensor:
+    """(B, S, S) bool -> (B, size, size) bool by area averaging (covered where >= 1/2)."""
+    return torch.nn.functional.interpolate(mask[:, None].float(), size=(size, size), mode="area")[:, 0] >= 0.5
+
+
 def _chunks(count: int, size: int, device: torch.device) -> list[torch.Tensor]:
     """Index ranges covering ``count`` rows in pieces of ``size`` (bounds memory of batched scoring)."""
     return [torch.arange(i, min(i + size, count), device=device) for i in range(0, count, size)]
-
-
-def silhouette_loss(alpha: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """(B,) 1 - soft IoU between the antialiased coverage and the target mask."""
-    target = target.to(alpha.dtype)
-    inter = (alpha * target).flatten(1).sum(1)
-    union = (alpha + target - alpha * target).flatten(1).sum(1)
-    return 1 - inter / union.clamp(min=1)
-
-
-def mask_iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """(B,) intersection over union of two (B, H, W) bool masks."""
-    inter = (a & b).flatten(1).sum(1).float()
-    union = (a | b).flatten(1).sum(1).float()
-    return inter / union.clamp(min=1)
 
 
 def to_uint8(image: torch.Tensor) -> np.ndarray:

@@ -18,8 +18,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-CHUNK_ELEMENTS = 1 << 22
-"""Largest number of pairwise costs held at once (16 MiB in float32)."""
+CHUNK_ELEMENTS = 1 << 20
+"""Largest number of pairwise costs held at once (4 MiB in float32, cache-friendly)."""
 FOCAL_RADIUS = 0.16
 """``xy_threshold``: matches closer than 2 * 0.16 NDC cost nothing for their position."""
 
@@ -69,10 +69,13 @@ def pair_cost(
     return focal_position_term(position) * ((a_feat - b_feat).square().sum(-1) + 1)
 
 
-def squared_distances(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """(B, N, D) x (B, M, D) -> (B, N, M) squared distances by one batched matrix product."""
-    cross = torch.baddbmm(b.square().sum(-1)[:, None, :], a, b.transpose(1, 2), alpha=-2)
-    return cross.add_(a.square().sum(-1)[:, :, None]).clamp_(min=0)
+def augmented(a: torch.Tensor, b: torch.Tensor, offset: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rows [a, |a|^2 + offset, 1] and columns [-2 b, 1, |b|^2] whose product is |a - b|^2 + offset,
+    so a whole block of (shifted) squared distances is one matrix product."""
+    ones_a, ones_b = torch.ones_like(a[..., :1]), torch.ones_like(b[..., :1])
+    left = torch.cat((a, a.square().sum(-1, keepdim=True) + offset, ones_a), dim=-1)
+    right = torch.cat((-2 * b, ones_b, b.square().sum(-1, keepdim=True)), dim=-1)
+    return left, right.transpose(1, 2)
 
 
 @torch.no_grad()
@@ -83,16 +86,23 @@ def nearest_index(
     b_feat: torch.Tensor | None,
     b_valid: torch.Tensor,
 ) -> torch.Tensor:
-    """(B, N) index of the cheapest valid b for every a, computed in row chunks of bounded size."""
+    """(B, N) index of the cheapest valid b for every a, computed in row chunks of bounded size.
+
+    With features the cost is the focal one, (1 + relu(Dp - r^2)) (Dc + 1), built in place from
+    two matrix products; without, the squared distance.
+    """
     batch, n, m = a_xy.shape[0], a_xy.shape[1], b_xy.shape[1]
     rows = max(1, CHUNK_ELEMENTS // max(1, batch * m))
     blocked = None if bool(b_valid.all()) else ~b_valid[:, None, :]
+    focal = a_feat is not None and b_feat is not None
+    xy_left, xy_right = augmented(a_xy, b_xy, -((2 * FOCAL_RADIUS) ** 2) if focal else 0.0)
+    if focal:
+        feat_left, feat_right = augmented(a_feat, b_feat, 1.0)
     best = []
     for start in range(0, n, rows):
-        chunk = slice(start, start + rows)
-        cost = squared_distances(a_xy[:, chunk], b_xy)
-        if a_feat is not None and b_feat is not None:
-            cost = focal_position_term(cost).mul_(squared_distances(a_feat[:, chunk], b_feat).add_(1))
+        cost = torch.bmm(xy_left[:, start : start + rows], xy_right)
+        if focal:
+            cost = cost.relu_().add_(1).mul_(torch.bmm(feat_left[:, start : start + rows], feat_right))
         if blocked is not None:
             cost.masked_fill_(blocked, float("inf"))
         best.append(cost.argmin(dim=2))
@@ -196,3 +206,18 @@ def laplacian_loss(vertices: torch.Tensor, edges: torch.Tensor) -> torch.Tensor:
     )
     offsets = neighbour_sum / degree.clamp(min=1)[None, :, None] - vertices
     return offsets.square().sum(-1).mean(dim=1)
+
+
+def silhouette_loss(alpha: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """(B,) 1 - soft IoU between an antialiased coverage (B, H, W) and a target mask (not in the paper)."""
+    target = target.to(alpha.dtype)
+    inter = (alpha * target).flatten(1).sum(1)
+    union = (alpha + target - alpha * target).flatten(1).sum(1)
+    return 1 - inter / union.clamp(min=1)
+
+
+def mask_iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """(B,) intersection over union of two (B, H, W) bool masks."""
+    inter = (a & b).flatten(1).sum(1).float()
+    union = (a | b).flatten(1).sum(1).float()
+    return inter / union.clamp(min=1)
