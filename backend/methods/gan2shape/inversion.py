@@ -104,7 +104,7 @@ def invert(
     noises = [torch.randn(n.shape, generator=rng, device=device) for n in generator.fixed_noise()]
     for noise in noises:
         noise.requires_grad_(True)
-    optimizer = torch.optim.Adam([latent, *noises], lr=lr)
+    optimizer = torch.optim.Adam([latent, *noises], lr=lr, foreach=True)
     if perceptual is None:
         with torch.no_grad():
             target_features = discriminator(target, ftr_num=FEATURE_LAYERS)

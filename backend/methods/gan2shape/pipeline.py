@@ -28,7 +28,7 @@ from backend.methods.gan2shape.config import Options
 from backend.methods.gan2shape.depthmap import normals_from_depth, scale_view
 from backend.methods.gan2shape.inversion import fit_size
 from backend.methods.gan2shape.losses import discriminator_feature_loss, photometric_loss, smooth_loss
-from backend.methods.gan2shape.networks import ShapeNets
+from backend.methods.gan2shape.networks import NET_NAMES, ShapeNets
 from backend.methods.gan2shape.perceptual import PerceptualDistance, masked_perceptual
 from backend.methods.gan2shape.prior import ellipsoid_prior
 from backend.methods.gan2shape.stylegan2 import Discriminator, Generator
@@ -149,13 +149,16 @@ class GAN2ShapeRun:
     def optimizer(self, names: tuple[str, ...]) -> torch.optim.Optimizer:
         """Fresh Adam over the nets that learn in this step (official: re-created at each switch).
 
-        The other nets are frozen meanwhile, which saves their backward pass.
+        The other nets are frozen meanwhile, which saves their backward pass; ``foreach`` halves
+        the update's cost on CPUs (it is the default on GPUs).
         """
-        for name in ("netD", "netA", "netV", "netL", "netEnc"):
+        for name in NET_NAMES:
             getattr(self.nets, name).requires_grad_(name in names)
         params = [p for n in names for p in getattr(self.nets, n).parameters()]
         opts = self.options
-        return torch.optim.Adam(params, lr=opts.lr, betas=(0.9, 0.999), weight_decay=opts.weight_decay)
+        return torch.optim.Adam(
+            params, lr=opts.lr, betas=(0.9, 0.999), weight_decay=opts.weight_decay, foreach=True
+        )
 
     # --- prior
     def fit_prior(self, on_step: StepCallback) -> None:
