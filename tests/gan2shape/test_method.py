@@ -15,6 +15,7 @@ from backend.methods.base import JobCancelled
 from backend.methods.gan2shape import METHOD
 from backend.methods.gan2shape.config import resolve
 from backend.methods.gan2shape.masknet import MaskNet, MaskNetConfig
+from backend.methods.gan2shape.method import crop_input
 from backend.results import validate
 from backend.weights import WeightsEntry, sha256_file, write_manifest
 from tests.gan2shape.helpers import TINY_OPTIONS, ellipse_photo
@@ -166,3 +167,17 @@ def test_published_schedules_by_category():
     assert car.prior_iters == 1000 and car.collect_iters == 100 and car.lr == 1e-4
     fast = resolve("car", METHOD.presets["fast"])
     assert fast.total_steps(0) + fast.total_steps(1) + fast.total_steps(2) < 500
+
+
+def test_full_frame_crop_keeps_the_whole_photo():
+    photo = ellipse_photo(96, 72)
+    crop = crop_input(photo, 64, resolve("car", options(crop="full")))
+    assert crop.box == [0.0, -12.0, 96.0] and crop.image_size == [96, 72]
+    assert crop.rgb.shape == (64, 64, 3) and crop.mask.shape == (64, 64)
+    assert crop.mask[:4].max() == 0 and crop.mask[-4:].max() == 0  # padding rows are not object
+    rows = np.flatnonzero(crop.mask.max(axis=1) > 0.5)
+    cols = np.flatnonzero(crop.mask.max(axis=0) > 0.5)
+    # The ellipse spans 70 % of the width and 60 % of the height of the photo, centred.
+    assert abs((cols[-1] - cols[0] + 1) - 0.7 * 64) <= 2 and abs((rows[-1] - rows[0] + 1) - 0.6 * 48) <= 2
+    object_crop = crop_input(photo, 64, resolve("car", options(crop="object", crop_margin=0.0)))
+    assert object_crop.box[2] == pytest.approx(0.7 * 96, abs=2)
