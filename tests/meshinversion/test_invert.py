@@ -119,3 +119,11 @@ def test_settings_from_options_validates_names() -> None:
     assert settings.class_label == 3 and settings.total_steps == 10
     with pytest.raises(ValueError, match="unknown meshinversion option"):
         InversionSettings.from_options({"render_sise": 128})
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device on this machine")
+def test_runs_on_cuda(photo) -> None:
+    rgb, mask, _ = photo
+    model = MeshGAN(small_generator().cuda())
+    result = Inverter(model, TINY).run([rgb], [mask], seed=0, progress=quiet)[0]
+    assert result.z.is_cuda and result.vertices.is_cuda and result.mask_iou > 0.8

@@ -17,6 +17,7 @@ kept hypotheses is left to the texture loss.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -156,6 +157,7 @@ def search_cameras(
     rng: torch.Generator,
     points: int = 256,
     learning_rate: float = 0.01,
+    on_step: Callable[[int, int], None] | None = None,
 ) -> tuple[WeakPerspective, torch.Tensor]:
     """Best ``keep`` cameras per image for a shape, by silhouette IoU after a short refinement.
 
@@ -164,7 +166,8 @@ def search_cameras(
     are refined in one batch by the chamfer mask loss (long-range pull, on ``points`` mask pixels)
     plus the soft silhouette IoU (the vertex chamfer alone barely tells rotations apart), then
     ranked by the IoU of their hard silhouettes. Returns cameras with batch B * keep (image-major)
-    and their (B, keep) IoUs.
+    and their (B, keep) IoUs. ``on_step(step, total)`` runs after every refinement step (progress
+    and cancel).
     """
     batch, hypotheses, size = vertices.shape[0], quaternions.shape[0], target_mask.shape[-1]
     keep = min(keep, hypotheses)
@@ -178,13 +181,15 @@ def search_cameras(
     start = fit_box(shapes, quaternions.repeat(batch, 1), centre[expand], extent[expand])
     cams = WeakPerspective(*(p.clone().requires_grad_() for p in start.parameters()))
     optimiser = torch.optim.Adam(cams.parameters(), lr=learning_rate, betas=(0.0, 0.99))
-    for _ in range(refine_steps):
+    for step in range(refine_steps):
         optimiser.zero_grad(set_to_none=True)
         _, alpha = silhouettes(shapes, faces, cams, size, topology)
         assert alpha is not None
         loss = chamfer_mask_loss(cams.project_xy(shapes), points_xy, valid) + silhouette_loss(alpha, targets)
         loss.sum().backward()
         optimiser.step()
+        if on_step is not None:
+            on_step(step + 1, refine_steps)
     with torch.no_grad():
         iou = mask_iou(silhouettes(shapes, faces, cams, size)[0], targets).view(batch, hypotheses)
     best, order = iou.topk(keep, dim=1)

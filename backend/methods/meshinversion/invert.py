@@ -273,16 +273,17 @@ class Inverter:
         """Best (z, label, camera) per image, with its full init score and its camera-search IoU."""
         s = self.settings
         batch, device = targets.mask.shape[0], self.model.device
-        progress("initialise", 0, 3)
+        progress("initialise: candidates", 0, 1)
         z, labels = self.draw_candidates(batch, rng)
         shapes = self.candidate_shapes(z, labels)
+        progress("initialise: candidates", 1, 1)
         coarse = coarse_mask(targets.mask, SEARCH_SIZE)
         with torch.enable_grad():
             cameras, search_iou = search_cameras(
                 shapes.mean(dim=1), self.model.faces, self.model.topology, coarse,
                 hypothesis_grid(s.azimuths, s.elevations, device), s.camera_keep, s.camera_refine_steps, rng,
+                on_step=lambda step, total: progress("initialise: camera search", step, total),
             )  # fmt: skip
-        progress("initialise", 1, 3)
 
         # Every (image, candidate, kept camera) triple, scored by its coarse silhouette IoU.
         keep = search_iou.shape[1]
@@ -290,22 +291,23 @@ class Inverter:
         image = torch.arange(batch, device=device).repeat_interleave(pairs)
         candidate = torch.arange(pairs, device=device).repeat(batch) // keep
         camera_row = image * keep + torch.arange(keep, device=device).repeat(batch * s.z_candidates)
-        shape_iou = torch.cat([
-            mask_iou(
-                self.model.silhouette(
-                    shapes[image[rows], candidate[rows]], cameras.index(camera_row[rows]), SEARCH_SIZE
-                ),
-                coarse[image[rows]],
+        chunks = _chunks(len(image), s.chunk, device)
+        shape_iou = []
+        for done, rows in enumerate(chunks, start=1):
+            silhouettes = self.model.silhouette(
+                shapes[image[rows], candidate[rows]], cameras.index(camera_row[rows]), SEARCH_SIZE
             )
-            for rows in _chunks(len(image), s.chunk, device)
-        ]).view(batch, pairs)  # fmt: skip
-        progress("initialise", 2, 3)
+            shape_iou.append(mask_iou(silhouettes, coarse[image[rows]]))
+            progress("initialise: silhouettes", done, len(chunks))
 
         # The best pairs by silhouette are rendered and scored with the full loss (texture included).
-        finalists = shape_iou.topk(min(s.rendered_candidates, pairs), dim=1).indices
+        finalists = (
+            torch.cat(shape_iou).view(batch, pairs).topk(min(s.rendered_candidates, pairs), dim=1).indices
+        )
         rows_all = (finalists + torch.arange(batch, device=device)[:, None] * pairs).reshape(-1)
         totals = []
-        for rows in _chunks(len(rows_all), s.chunk, device):
+        chunks = _chunks(len(rows_all), s.chunk, device)
+        for done, rows in enumerate(chunks, start=1):
             pick = rows_all[rows]
             zc = z[image[pick], candidate[pick]]
             lc = None if labels is None else labels[image[pick], candidate[pick]]
@@ -315,8 +317,8 @@ class Inverter:
             scoring_points = min(s.chamfer_points, SCORING_POINTS)
             terms = self.losses(zc, vertices, rendering, cams, targets.rows(image[pick]), rng, scoring_points)
             totals.append(terms.total)
+            progress("initialise: renders", done, len(chunks))
         full_scores = torch.cat(totals).view(batch, -1)
-        progress("initialise", 3, 3)
         best_total, best = full_scores.min(dim=1)
         chosen = rows_all.view(batch, -1).gather(1, best[:, None])[:, 0]
         chosen_labels = None if labels is None else labels[image[chosen], candidate[chosen]]

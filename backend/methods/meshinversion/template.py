@@ -23,7 +23,7 @@ exactly symmetric even for a map that is not.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 
 import torch
@@ -34,7 +34,7 @@ SEGMENTS = 32
 
 @dataclass(frozen=True)
 class SphereTemplate:
-    """Template tensors (CPU, float32/int64); ``displace`` moves what it needs to the map's device."""
+    """Template tensors (CPU, float32/int64); ``displace`` uses per-device copies made on first use."""
 
     rings: int
     vertices: torch.Tensor
@@ -53,6 +53,7 @@ class SphereTemplate:
     """(V,) index of each vertex's mirror image under x -> -x."""
     side: torch.Tensor
     """(V,) sign of x: -1, 0 (on the symmetry plane) or +1."""
+    device_tables: dict[str, DisplacementTables] = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def corner_uvs(self) -> torch.Tensor:
@@ -65,20 +66,46 @@ class SphereTemplate:
         pairs = self.faces[:, [0, 1, 1, 2, 2, 0]].reshape(-1, 2)
         return torch.unique(pairs.sort(dim=1).values, dim=0)
 
+    def on_device(self, device: torch.device) -> DisplacementTables:
+        """The tensors ``displace`` needs, on ``device`` (copied once per device, then reused)."""
+        key = str(device)
+        if key not in self.device_tables:
+            source = torch.where(self.side < 0, self.mirror, torch.arange(len(self.mirror)))
+            ones = torch.ones(len(self.side))
+            self.device_tables[key] = DisplacementTables(
+                vertices=self.vertices.to(device),
+                vertex_uv=self.vertex_uv.to(device),
+                frames=self.frames.to(device),
+                source_uv=self.vertex_uv[source].to(device),
+                source_frames=self.frames[source].to(device),
+                mirror_sign=torch.stack((self.side.float(), ones, ones), dim=-1).to(device),
+            )
+        return self.device_tables[key]
+
     def displace(self, displacement: torch.Tensor, symmetric: bool = True) -> torch.Tensor:
         """(B, 3, H, W) displacement map -> (B, V, 3) vertex positions in object space."""
-        device = displacement.device
+        tables = self.on_device(displacement.device)
         if symmetric:
-            source = torch.where(self.side < 0, self.mirror, torch.arange(len(self.mirror))).to(device)
-            local = sample_map_at_uv(displacement, self.vertex_uv.to(device), symmetric=True)[:, source]
-            offsets = torch.einsum("bvc,vcd->bvd", local, self.frames.to(device)[source])
-            # Mirrored vertices flip the x offset; vertices on the plane keep x = 0.
-            sign_x = self.side.to(device=device, dtype=displacement.dtype)
-            offsets = offsets * torch.stack((sign_x, torch.ones_like(sign_x), torch.ones_like(sign_x)), -1)
+            # Every vertex reads its x >= 0 twin's offsets; mirrored ones flip x, those on the plane zero it.
+            local = sample_map_at_uv(displacement, tables.source_uv, symmetric=True)
+            offsets = torch.einsum("bvc,vcd->bvd", local, tables.source_frames) * tables.mirror_sign
         else:
-            local = sample_map_at_uv(displacement, self.vertex_uv.to(device), symmetric=False)
-            offsets = torch.einsum("bvc,vcd->bvd", local, self.frames.to(device))
-        return self.vertices.to(device) + offsets
+            local = sample_map_at_uv(displacement, tables.vertex_uv, symmetric=False)
+            offsets = torch.einsum("bvc,vcd->bvd", local, tables.frames)
+        return tables.vertices + offsets
+
+
+@dataclass(frozen=True)
+class DisplacementTables:
+    """Per-device copies for ``SphereTemplate.displace``: ``source_*`` are each vertex's x >= 0 twin's
+    UV and frame, ``mirror_sign`` (V, 3) is (sign of x, 1, 1)."""
+
+    vertices: torch.Tensor
+    vertex_uv: torch.Tensor
+    frames: torch.Tensor
+    source_uv: torch.Tensor
+    source_frames: torch.Tensor
+    mirror_sign: torch.Tensor
 
 
 def sample_map_at_uv(uv_map: torch.Tensor, uv: torch.Tensor, symmetric: bool = True) -> torch.Tensor:
