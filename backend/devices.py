@@ -51,11 +51,16 @@ def describe_device(device: torch.device) -> dict[str, Any]:
     return info
 
 
+OUT_OF_MEMORY_PHRASES = ("out of memory", "can't allocate memory", "not enough memory")
+"""How torch words allocation failures: CUDA ("out of memory") and the CPU allocator (the others)."""
+
+
 def is_out_of_memory(exc: BaseException) -> bool:
     """CUDA (or CPU allocator) out-of-memory, whichever exception class torch used."""
-    return isinstance(exc, torch.cuda.OutOfMemoryError) or (
-        isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower()
-    )
+    if isinstance(exc, torch.cuda.OutOfMemoryError | MemoryError):
+        return True
+    text = str(exc).lower()
+    return isinstance(exc, RuntimeError) and any(phrase in text for phrase in OUT_OF_MEMORY_PHRASES)
 
 
 def release_memory(device: torch.device) -> None:

@@ -31,6 +31,10 @@ GRABCUT_SIDE = 512
 GRABCUT_ITERATIONS = 5
 DEFAULT_BOX_MARGIN = 0.1
 """Default GrabCut rectangle: the centred box leaving this fraction of each side as background."""
+MIN_SIDE = 16
+"""Shorter sides are refused: no object outline can be found in a handful of pixels."""
+MASK_ASPECT_TOLERANCE = 0.02
+"""A mask file may be a scaled copy of the photo's size (rounding allowed), never a stretched one."""
 MIN_MASK_FRACTION = 1e-3
 MAX_MASK_FRACTION = 0.999
 
@@ -97,13 +101,25 @@ class _Decoded:
     notes: list[str]
 
 
-def _check_file(path: Path) -> None:
-    if not path.exists():
-        raise InputError("not_found", f"image file not found: {path}", "check the path")
-    if not path.is_file():
-        raise InputError("not_a_file", f"not a regular file: {path}", "give the path of an image file")
-    if path.stat().st_size == 0:
-        raise InputError("empty_file", f"image file is empty (0 bytes): {path}", "re-export the image")
+def _check_file(path: Path, what: str = "image") -> None:
+    """Exists, is a file, has bytes and can be opened; ``what`` ("image"/"mask") names it in messages."""
+    try:
+        if not path.exists():
+            raise InputError("not_found", f"{what} file not found: {path}", "check the path")
+        if not path.is_file():
+            raise InputError("not_a_file", f"not a regular file: {path}", f"give the path of the {what} file")
+        if path.stat().st_size == 0:
+            raise InputError("empty_file", f"{what} file is empty (0 bytes): {path}", "re-export it")
+        with path.open("rb"):
+            pass
+    except PermissionError:
+        raise _not_readable(path, what) from None
+
+
+def _not_readable(path: Path, what: str) -> InputError:
+    return InputError(
+        "not_readable", f"no permission to read the {what} file {path}", "check the file's permissions"
+    )
 
 
 def _open(path: Path, max_pixels: int) -> Image.Image:
@@ -119,6 +135,8 @@ def _open(path: Path, max_pixels: int) -> Image.Image:
             img = Image.open(path)
     except Image.DecompressionBombError:
         raise too_large from None
+    except PermissionError:
+        raise _not_readable(path, "image") from None
     except UnidentifiedImageError:
         raise InputError(
             "not_an_image",
@@ -219,8 +237,16 @@ def _alpha_is_informative(alpha: np.ndarray | None) -> bool:
 
 def _mask_from_file(mask_path: str, size: tuple[int, int], notes: list[str], max_side: int) -> np.ndarray:
     """A separate mask image: its alpha if informative, else luminance; resized if needed."""
-    _check_file(Path(mask_path))
+    _check_file(Path(mask_path), "mask")
     decoded = _decode(Path(mask_path), max_side, MAX_PIXELS)
+    mask_w, mask_h = decoded.original_size
+    image_w, image_h = size
+    if abs(mask_w * image_h - mask_h * image_w) > MASK_ASPECT_TOLERANCE * mask_h * image_w:
+        raise InputError(
+            "mask_size",
+            f"mask {mask_w}x{mask_h} does not have the shape of the {image_w}x{image_h} image",
+            "export the mask from the same photo (any scale of it works)",
+        )
     if _alpha_is_informative(decoded.alpha):
         values = decoded.alpha
     else:
@@ -311,6 +337,13 @@ def load_input(
     path = Path(path)
     _check_file(path)
     decoded = _decode(path, max_side, max_pixels)
+    if min(decoded.original_size) < MIN_SIDE:
+        width, height = decoded.original_size
+        raise InputError(
+            "too_small",
+            f"image {path.name} is only {width}x{height} pixels",
+            f"use a photo at least {MIN_SIDE} pixels on each side (a few hundred work best)",
+        )
     notes = decoded.notes
     h, w = decoded.rgb.shape[:2]
     scale = w / decoded.original_size[0]

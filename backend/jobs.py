@@ -40,6 +40,10 @@ PROGRESS_INTERVAL_S = 0.1
 """Progress events are throttled to ~10/s (first and last step of a stage always go out)."""
 PREVIEW_INTERVAL_S = 1.0
 MAX_CACHED_MODELS = 2
+ABSURD_FACTOR = 100
+ABSURD_FLOOR = 10
+"""An integer override may be up to ``ABSURD_FACTOR`` times the largest preset value of that option
+(or of ``ABSURD_FLOOR`` when the presets use less): more than that is a typo, not a schedule."""
 
 
 class JobError(Exception):
@@ -130,7 +134,36 @@ def resolve_options(
         )
     for key, value in overrides.items():
         options[key] = _coerce(key, value, options[key])
+        _check_count_range(key, options[key], presets)
     return options
+
+
+def _int_leaves(value: Any) -> list[int]:
+    """Every integer in a (nested) option value; booleans are switches, not counts."""
+    if isinstance(value, list | tuple):
+        return [leaf for item in value for leaf in _int_leaves(item)]
+    return [value] if isinstance(value, int) and not isinstance(value, bool) else []
+
+
+def _check_count_range(key: str, value: Any, presets: dict[str, dict[str, Any]]) -> None:
+    """Integer options (steps, points, candidates, sizes) stay within what the presets make plausible.
+
+    Methods loop ``range(n)`` over them, so a negative count would silently skip work (a result that
+    was never optimised) and a typo like 10**9 would run for days; both are refused up front.
+    """
+    reference = [leaf for options in presets.values() for leaf in _int_leaves(options.get(key))]
+    given = _int_leaves(value)
+    if not reference or not given:
+        return
+    if min(reference) >= 0 and min(given) < 0:
+        raise JobError("bad_option", f"option {key}={value!r} must not be negative", "counts are >= 0")
+    limit = ABSURD_FACTOR * max(*reference, ABSURD_FLOOR)
+    if max(given) > limit:
+        raise JobError(
+            "bad_option",
+            f"option {key}={value!r} is implausibly large (above {limit})",
+            f"the presets use at most {max(reference)}; check for a typo",
+        )
 
 
 class ModelCache:
@@ -272,6 +305,8 @@ def run_job(
     finally:
         if preview_dir is not None:
             shutil.rmtree(preview_dir, ignore_errors=True)
+    if cancel.is_set():  # asked during the method's last step: nothing is written after a cancel
+        raise JobCancelled()
 
     result.info.setdefault("losses", dict(reporter.losses))
     metadata = {
@@ -326,7 +361,7 @@ def _run_guarded(
             raise JobError(
                 "out_of_memory",
                 f"{device.type} ran out of memory during {progress.stage or 'the job'}",
-                "use the fast preset or --device cpu",
+                out_of_memory_hint(device),
             ) from None
         if isinstance(exc, ValueError):  # methods validate option values they were given
             log_traceback(exc)
@@ -338,6 +373,13 @@ def _run_guarded(
         raise
     finally:
         np.random.set_state(numpy_state)
+
+
+def out_of_memory_hint(device: torch.device) -> str:
+    """What to try next: the CPU has more memory than most GPUs; on the CPU only smaller work helps."""
+    if device.type == "cuda":
+        return "use the fast preset, or --device cpu (slower, but not limited by GPU memory)"
+    return "use the fast preset or a smaller render_size/batch with --set, or close other programs"
 
 
 def log_traceback(exc: BaseException) -> None:

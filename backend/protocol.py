@@ -31,6 +31,16 @@ PRESETS = ("fast", "paper")
 DEVICES = ("auto", "cpu", "cuda")
 
 
+MAX_ID_LENGTH = 200
+SEED_LIMIT = 1 << 63
+"""Seeds seed torch generators, which take 64-bit integers; larger ones are refused up front."""
+
+
+def _is_int(value: Any) -> bool:
+    """JSON integers only: ``True`` is an ``int`` in Python but never a count or a seed."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 class ProtocolError(ValueError):
     """A message that is not valid protocol; ``code`` is the machine-readable reason."""
 
@@ -75,11 +85,16 @@ class JobRequest:
     def validate(self) -> None:
         """Check enumerations and value ranges that need no files or torch."""
         checks: list[tuple[bool, str]] = [
+            (isinstance(self.id, str) and 0 < len(self.id) <= MAX_ID_LENGTH, "id must be a short string"),
             (self.preset in PRESETS, f"preset must be one of {', '.join(PRESETS)}"),
             (self.device in DEVICES, f"device must be one of {', '.join(DEVICES)}"),
             (self.mask in MASK_SOURCES, f"mask must be one of {', '.join(MASK_SOURCES)}"),
-            (isinstance(self.seed, int) and not isinstance(self.seed, bool), "seed must be an integer"),
+            (_is_int(self.seed) and -SEED_LIMIT <= self.seed < SEED_LIMIT, "seed must be a 64-bit integer"),
             (isinstance(self.method, str), "method must be a string"),
+            (self.weights is None or isinstance(self.weights, str), "weights must be a string id"),
+            (self.mask_path is None or isinstance(self.mask_path, str), "mask_path must be a string"),
+            (isinstance(self.overwrite, bool), "overwrite must be true or false"),
+            (isinstance(self.preview, bool), "preview must be true or false"),
             (isinstance(self.overrides, dict), "overrides must be an object"),
             (self.mask != "file" or bool(self.mask_path), "mask 'file' needs mask_path"),
         ]
@@ -87,7 +102,7 @@ class JobRequest:
             ok = (
                 isinstance(self.box, list)
                 and len(self.box) == 4
-                and all(isinstance(v, int) for v in self.box)
+                and all(map(_is_int, self.box))
                 and self.box[2] > self.box[0]
                 and self.box[3] > self.box[1]
             )

@@ -33,6 +33,7 @@ import json
 import math
 import re
 import shutil
+import tempfile
 import uuid
 from pathlib import Path
 from typing import Any
@@ -259,6 +260,19 @@ def check_output_dir(out_dir: Path, overwrite: bool) -> None:
             f"output folder {out_dir} is not empty",
             "pick another folder or pass --overwrite",
         )
+    _probe_writable(out_dir.absolute())
+
+
+def _probe_writable(out_dir: Path) -> None:
+    """Create and remove a folder where the result's staging folder will go, so a read-only or
+    otherwise unusable output location fails before the optimisation, not after it."""
+    try:
+        parent = out_dir.parent
+        while not parent.exists():
+            parent = parent.parent
+        tempfile.TemporaryDirectory(prefix=f".{out_dir.name}.probe-", dir=parent).cleanup()
+    except OSError as exc:
+        raise _disk_error(exc, out_dir) from None
 
 
 def write_result(

@@ -129,7 +129,7 @@ class Server:
                 continue
             if not line.strip():
                 continue
-            if self._handle(line) == "shutdown":
+            if self._handle_safely(line) == "shutdown":
                 self._stop()
                 self.worker.join(SHUTDOWN_GRACE_S)
                 self.send({"type": "bye"})
@@ -141,6 +141,16 @@ class Server:
             chunk = stdin.readline(MAX_MESSAGE_BYTES)
             if not chunk or chunk.endswith(b"\n"):
                 return
+
+    def _handle_safely(self, line: bytes) -> str | None:
+        """``_handle``, with a bug in handling one message reported as an error event: the reader
+        thread must never die, or the client would wait on a backend that no longer listens."""
+        try:
+            return self._handle(line)
+        except Exception as exc:
+            log_traceback(exc)
+            self.send(error_message("internal", f"{type(exc).__name__} while handling a message", "a bug"))
+            return None
 
     def _handle(self, line: bytes) -> str | None:
         try:
