@@ -28,28 +28,48 @@ BPY_PYTHON = os.environ.get("RFI_TEST_BPY_PYTHON", sys.executable)
 version (e.g. bpy 4.5 LTS) against the same backend."""
 
 
-def isolated_env(user_dir: Path) -> dict[str, str]:
-    """A Blender user folder of its own, one torch thread, no inherited PYTHONPATH."""
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
-    env.update(BLENDER_USER_RESOURCES=str(user_dir), OMP_NUM_THREADS="1")
-    return env
+class Tools:
+    """What the add-on tests share, handed out as the ``tools`` fixture (test modules import nothing
+    from here, so they work whatever import mode or package layout pytest uses)."""
+
+    backend_python = PYTHON
+    bpy_python = BPY_PYTHON
+
+    @staticmethod
+    def env(user_dir: Path) -> dict[str, str]:
+        """A Blender user folder of its own, one torch thread, no inherited PYTHONPATH."""
+        env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
+        env.update(BLENDER_USER_RESOURCES=str(user_dir), OMP_NUM_THREADS="1")
+        return env
+
+    def scenario(
+        self, name: str, args: dict[str, Any], user_dir: Path, timeout: float = 600
+    ) -> dict[str, Any]:
+        """Run one scenario in a fresh bpy process; its assertion errors fail the test with the log."""
+        proc = subprocess.run(
+            [self.bpy_python, str(SCENARIOS), name, json.dumps(args)],
+            env=self.env(user_dir), capture_output=True, text=True, timeout=timeout, cwd=user_dir.parent,
+        )  # fmt: skip
+        lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
+        assert proc.returncode == 0 and lines, (
+            f"scenario {name} failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-6000:]}"
+        )
+        return json.loads(lines[-1][len("RESULT ") :])
+
+    @staticmethod
+    def photo(path: Path, size: int = 160) -> Path:
+        """A real RGBA photo-like image: a shaded, textured blob on transparent background."""
+        yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) / size
+        inside = ((xx - 0.5) / 0.38) ** 2 + ((yy - 0.55) / 0.25) ** 2 < 1.0
+        rgb = np.stack([0.8 - 0.4 * yy, 0.2 + 0.5 * xx, 0.3 + 0.2 * np.sin(20 * xx)], -1)
+        rgba = np.concatenate([rgb, inside[..., None].astype(np.float32)], -1)
+        Image.fromarray((rgba * 255).astype(np.uint8), "RGBA").save(path)
+        return path
 
 
-def run_scenario(name: str, args: dict[str, Any], user_dir: Path, timeout: float = 600) -> dict[str, Any]:
-    """Run one scenario in a fresh bpy process; its assertion errors fail the test with the log."""
-    proc = subprocess.run(
-        [BPY_PYTHON, str(SCENARIOS), name, json.dumps(args)],
-        env=isolated_env(user_dir),
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        cwd=user_dir.parent,
-    )
-    lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
-    assert proc.returncode == 0 and lines, (
-        f"scenario {name} failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-6000:]}"
-    )
-    return json.loads(lines[-1][len("RESULT ") :])
+@pytest.fixture(scope="session")
+def tools() -> Tools:
+    return Tools()
 
 
 @pytest.fixture(scope="session")
@@ -60,16 +80,6 @@ def extension_zip(tmp_path_factory: pytest.TempPathFactory) -> Path:
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return next((ROOT / "dist").glob("reconstruct_from_image-*.zip"))
-
-
-def object_photo(path: Path, size: int = 160) -> Path:
-    """A real RGBA photo-like image: a shaded, textured blob on transparent background."""
-    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) / size
-    inside = ((xx - 0.5) / 0.38) ** 2 + ((yy - 0.55) / 0.25) ** 2 < 1.0
-    rgb = np.stack([0.8 - 0.4 * yy, 0.2 + 0.5 * xx, 0.3 + 0.2 * np.sin(20 * xx)], -1)
-    rgba = np.concatenate([rgb, inside[..., None].astype(np.float32)], -1)
-    Image.fromarray((rgba * 255).astype(np.uint8), "RGBA").save(path)
-    return path
 
 
 @dataclass(frozen=True)

@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
-from conftest import BPY_PYTHON, PYTHON, BackendCase, isolated_env, object_photo, run_scenario
 from PIL import Image
 
 pytestmark = pytest.mark.slow
@@ -22,16 +22,16 @@ def not_blank(path: Path) -> float:
 
 @pytest.mark.parametrize("method", ["meshinversion", "gan2shape"])
 def test_reconstruct_operator_imports_the_backend_result(
-    tmp_path: Path, extension_zip: Path, backend_cases: dict[str, BackendCase], method: str
+    tmp_path: Path, extension_zip: Path, tools: Any, backend_cases: dict[str, Any], method: str
 ) -> None:
     backend_case = backend_cases[method]
-    photo = object_photo(tmp_path / "toy car.png")
+    photo = tools.photo(tmp_path / "toy car.png")
     render = tmp_path / "render.png"
-    out = run_scenario(
+    out = tools.scenario(
         "reconstruct",
         {
             "zip": str(extension_zip),
-            "python": PYTHON,
+            "python": tools.backend_python,
             "weights_dir": backend_case.weights_dir,
             "image": str(photo),
             "render": str(render),
@@ -62,14 +62,14 @@ def test_reconstruct_operator_imports_the_backend_result(
 
 
 def test_cancel_and_kill_midway_then_recover(
-    tmp_path: Path, extension_zip: Path, backend_case: BackendCase
+    tmp_path: Path, extension_zip: Path, tools: Any, backend_case: Any
 ) -> None:
-    photo = object_photo(tmp_path / "photo.png")
-    out = run_scenario(
+    photo = tools.photo(tmp_path / "photo.png")
+    out = tools.scenario(
         "interrupt",
         {
             "zip": str(extension_zip),
-            "python": PYTHON,
+            "python": tools.backend_python,
             "weights_dir": backend_case.weights_dir,
             "image": str(photo),
             "settings": backend_case.settings(),
@@ -85,15 +85,15 @@ def test_cancel_and_kill_midway_then_recover(
 
 
 def test_bad_image_is_one_line_with_a_hint(
-    tmp_path: Path, extension_zip: Path, backend_case: BackendCase
+    tmp_path: Path, extension_zip: Path, tools: Any, backend_case: Any
 ) -> None:
     broken = tmp_path / "broken.png"
-    broken.write_bytes(object_photo(tmp_path / "ok.png").read_bytes()[:120])  # a truncated PNG
-    out = run_scenario(
+    broken.write_bytes(tools.photo(tmp_path / "ok.png").read_bytes()[:120])  # a truncated PNG
+    out = tools.scenario(
         "bad_image",
         {
             "zip": str(extension_zip),
-            "python": PYTHON,
+            "python": tools.backend_python,
             "weights_dir": backend_case.weights_dir,
             "image": str(broken),
             "settings": backend_case.settings(),
@@ -108,9 +108,9 @@ def test_bad_image_is_one_line_with_a_hint(
     assert "broken.png" in out["message"] and "(" in out["message"] and "\n" not in out["message"].strip()
 
 
-def test_batch_script_end_to_end(tmp_path: Path, extension_zip: Path, backend_case: BackendCase) -> None:
+def test_batch_script_end_to_end(tmp_path: Path, extension_zip: Path, tools: Any, backend_case: Any) -> None:
     user = tmp_path / "user"
-    installed = run_scenario("install", {"zip": str(extension_zip)}, user)
+    installed = tools.scenario("install", {"zip": str(extension_zip)}, user)
     assert installed["panels"] == [True, True]
     assert installed["online_access"] is False and installed["setup_allowed"] is False
     drawn = installed["drawn"]
@@ -128,13 +128,13 @@ def test_batch_script_end_to_end(tmp_path: Path, extension_zip: Path, backend_ca
         assert item in drawn, item
     inputs = tmp_path / "in"
     inputs.mkdir()
-    object_photo(inputs / "car.png")
+    tools.photo(inputs / "car.png")
     (inputs / "corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really")
-    env = isolated_env(user)
+    env = tools.env(user)
     env["RFI_WEIGHTS_DIR"] = backend_case.weights_dir
     proc = subprocess.run(
         [
-            BPY_PYTHON,
+            tools.bpy_python,
             installed["batch"],
             "--input",
             str(inputs),
@@ -148,7 +148,7 @@ def test_batch_script_end_to_end(tmp_path: Path, extension_zip: Path, backend_ca
             "glb",
             "--preview",
             "--backend-python",
-            PYTHON,
+            tools.backend_python,
         ],
         env=env,
         capture_output=True,

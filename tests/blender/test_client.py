@@ -11,11 +11,11 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import ROOT
 
 from backend.protocol import JobRequest
 from blender_addon.client import BackendClient, BackendError
 
+ROOT = Path(__file__).resolve().parents[2]
 PYTHON = sys.executable
 
 pytestmark = pytest.mark.slow  # real subprocesses (backend with torch, venv + pip)

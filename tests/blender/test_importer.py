@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
-from conftest import object_photo, run_scenario
 from PIL import Image
 
 pytestmark = pytest.mark.slow
@@ -58,10 +58,10 @@ def expected_view(point: list[float]) -> list[float]:
     ],
     ids=["ortho", "persp"],
 )
-def test_import_result(tmp_path: Path, extension_zip: Path, camera: dict) -> None:
+def test_import_result(tmp_path: Path, extension_zip: Path, tools: Any, camera: dict) -> None:
     data = write_result(tmp_path / "result", camera)
-    photo = object_photo(tmp_path / "photo.png")
-    out = run_scenario(
+    photo = tools.photo(tmp_path / "photo.png")
+    out = tools.scenario(
         "import",
         {
             "zip": str(extension_zip),
@@ -96,9 +96,9 @@ def test_import_result(tmp_path: Path, extension_zip: Path, camera: dict) -> Non
         assert projected == pytest.approx(expected_view(point), abs=1e-4), point
 
 
-def test_image_sources_become_readable_files(tmp_path: Path, extension_zip: Path) -> None:
-    photo = object_photo(tmp_path / "photo.png")
-    out = run_scenario("sources", {"zip": str(extension_zip), "photo": str(photo)}, tmp_path / "user")
+def test_image_sources_become_readable_files(tmp_path: Path, extension_zip: Path, tools: Any) -> None:
+    photo = tools.photo(tmp_path / "photo.png")
+    out = tools.scenario("sources", {"zip": str(extension_zip), "photo": str(photo)}, tmp_path / "user")
     assert out["file"] == {"image": str(photo), "name": "photo"}  # a file on disk is passed as is
     packed = Path(out["packed"]["image"])
     assert packed != photo and packed.read_bytes() == photo.read_bytes()  # packed bytes, unchanged
