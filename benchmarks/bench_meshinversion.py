@@ -8,10 +8,11 @@ background, cropped like a user photo (``crop_to_object``), and reconstructed by
 MeshInversion and by the baselines (a) mean shape + camera fit and (b) free-form deformation.
 
 Metrics per image: mask IoU in the input view (prediction in its fitted camera vs the photo's
-mask) and the mean silhouette IoU over 8 novel views (azimuth 0, 45, ..., 315 deg at 20 deg
+mask); the mean silhouette IoU over 8 novel views (azimuth 0, 45, ..., 315 deg at 20 deg
 elevation in the object frame; both meshes mean-centred and drawn at their own camera scale, so a
-wrong shape, size or orientation all lower it). Speed: seconds per image one by one and in one
-batch; peak memory is the process's maximum resident set.
+wrong shape, size or orientation all lower it); Chamfer-L2 between surface samples after
+centring and scaling to unit RMS radius; texture PSNR in the input view where both masks agree.
+Speed: seconds per image one by one and in one batch; peak memory is the maximum resident set.
 
     .venv/bin/python benchmarks/bench_meshinversion.py --images 8 --preset fast
 """
@@ -39,7 +40,7 @@ from backend.inputs import InputImage, crop_to_object  # noqa: E402
 from backend.methods.meshinversion.baselines import Baselines  # noqa: E402
 from backend.methods.meshinversion.camera_search import WeakPerspective, view_quaternion  # noqa: E402
 from backend.methods.meshinversion.invert import InversionResult, InversionSettings, Inverter  # noqa: E402
-from backend.methods.meshinversion.losses import mask_iou  # noqa: E402
+from backend.methods.meshinversion.losses import mask_iou, one_sided_chamfer  # noqa: E402
 from backend.methods.meshinversion.mesh_gan import MeshGAN  # noqa: E402
 from backend.methods.meshinversion.method import METHOD_OPTIONS, MeshInversion  # noqa: E402
 from backend.train.data.car_maps import car_maps  # noqa: E402
@@ -97,13 +98,54 @@ def novel_view_iou(
     return float(mask_iou(*masks).mean())
 
 
+def surface_points(vertices: torch.Tensor, faces: torch.Tensor, count: int, seed: int) -> torch.Tensor:
+    """(count, 3) points uniform on the surface: faces drawn by area, then uniform barycentrics."""
+    g = torch.Generator().manual_seed(seed)
+    corners = vertices[faces]
+    areas = torch.linalg.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0]).norm(dim=-1)
+    face = torch.multinomial(areas, count, replacement=True, generator=g)
+    r1, r2 = torch.rand(count, 1, generator=g).sqrt(), torch.rand(count, 1, generator=g)
+    a, b, c = corners[face].unbind(1)
+    return (1 - r1) * a + r1 * (1 - r2) * b + r1 * r2 * c
+
+
+def chamfer_l2(model: MeshGAN, predicted: torch.Tensor, truth: torch.Tensor) -> float:
+    """Symmetric Chamfer-L2 between 5,000 surface points of each mesh, both centred on their mean
+    point and scaled to unit RMS radius (the canonical frame fixes the orientation)."""
+    clouds = []
+    for vertices in (predicted, truth):
+        points = surface_points(vertices, model.template.faces, 5000, seed=0)
+        points = points - points.mean(dim=0)
+        clouds.append((points / points.square().sum(-1).mean().sqrt())[None])
+    every = torch.ones(1, 5000, dtype=torch.bool)
+    forward = one_sided_chamfer(clouds[0], every, clouds[1], every)
+    return float(forward + one_sided_chamfer(clouds[1], every, clouds[0], every))
+
+
+def texture_psnr(model: MeshGAN, result: InversionResult, photo: dict) -> float:
+    """PSNR (dB, colours in [0, 1]) of the input-view rendering on pixels where both masks agree."""
+    crop = photo["crop"]
+    with torch.no_grad():
+        rendering = model.render(
+            result.vertices[None], result.texture[None], result.camera, crop.mask.shape[0]
+        )
+    predicted = ((rendering.rgb[0] + 1) / 2).permute(1, 2, 0).numpy()
+    both = rendering.mask[0].numpy() & (crop.mask >= 0.5)
+    error = float(np.mean((predicted[both] - crop.rgb[both]) ** 2)) if both.any() else 1.0
+    return 10 * math.log10(1 / max(error, 1e-10))
+
+
 def evaluate(model: MeshGAN, results: list[InversionResult], photos: list[dict]) -> list[dict]:
     rows = []
     for result, photo in zip(results, photos, strict=True):
         novel = novel_view_iou(
             model, result.vertices, float(result.camera.scale[0]), photo["vertices"], photo["scale"]
         )
-        rows.append({"input_iou": result.mask_iou, "novel_iou": novel})
+        rows.append({
+            "input_iou": result.mask_iou, "novel_iou": novel,
+            "chamfer_l2": chamfer_l2(model, result.vertices, photo["vertices"]),
+            "texture_psnr": texture_psnr(model, result, photo),
+        })  # fmt: skip
     return rows
 
 
@@ -111,6 +153,8 @@ def summary(rows: list[dict], seconds: float) -> dict:
     return {
         "input_iou_mean": float(np.mean([r["input_iou"] for r in rows])),
         "novel_iou_mean": float(np.mean([r["novel_iou"] for r in rows])),
+        "chamfer_l2_mean": float(np.mean([r["chamfer_l2"] for r in rows])),
+        "texture_psnr_mean": float(np.mean([r["texture_psnr"] for r in rows])),
         "seconds_per_image": seconds / len(rows),
         "per_image": rows,
     }
