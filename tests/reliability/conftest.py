@@ -7,7 +7,6 @@ test ends instead of hanging CI.
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import sys
@@ -23,7 +22,7 @@ from tests.core.backend_process import ROOT, BackendProcess, backend_env
 from tests.core.tiny_models import object_photo, tiny_gan2shape, tiny_meshinversion
 
 NOBODY_UID = 65534
-"""Permission tests run as this user when the suite runs as root (root ignores file modes)."""
+"""Permission tests drop to this user when the suite runs as root (root ignores file modes)."""
 MESSAGE_TIMEOUT_S = 60.0
 
 
@@ -106,16 +105,27 @@ def shared_dir() -> Iterator[Path]:
     shutil.rmtree(path, ignore_errors=True)
 
 
+DROP_PRIVILEGES_AND_RUN_CLI = f"""
+import os, sys
+import backend.methods.gan2shape, backend.methods.meshinversion  # lazily imported modules, loaded now
+from PIL import Image
+from backend.cli import main
+Image.init()  # Pillow loads its format plugins on first use
+if os.geteuid() == 0:  # the interpreter lives in root's home, so it is started as root, then dropped
+    os.setgroups([])
+    os.setgid({NOBODY_UID})
+    os.setuid({NOBODY_UID})
+sys.exit(main(sys.argv[1:]))
+"""
+
+
 def run_as_other_user(args: list[str], home: Path, timeout: float = 180) -> subprocess.CompletedProcess[str]:
     """Run the backend CLI unprivileged, so file modes are enforced (as root they would not be)."""
-    extra: dict[str, Any] = {"user": NOBODY_UID, "group": NOBODY_UID} if os.geteuid() == 0 else {}
-    env = {**backend_env(), "HOME": str(home)}
     return subprocess.run(
-        [sys.executable, "-m", "backend", *args],
+        [sys.executable, "-c", DROP_PRIVILEGES_AND_RUN_CLI, *args],
         cwd=ROOT,
-        env=env,
+        env={**backend_env(), "HOME": str(home)},
         capture_output=True,
         text=True,
         timeout=timeout,
-        **extra,
     )
