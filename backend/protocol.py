@@ -97,6 +97,10 @@ class JobRequest:
             (isinstance(self.preview, bool), "preview must be true or false"),
             (isinstance(self.overrides, dict), "overrides must be an object"),
             (self.mask != "file" or bool(self.mask_path), "mask 'file' needs mask_path"),
+            (
+                not any("\0" in str(path) for path in (self.image, self.output_dir, self.mask_path or "")),
+                "paths must not contain NUL characters",
+            ),
         ]
         if self.box is not None:
             ok = (
