@@ -142,6 +142,7 @@ def export(net: MaskNet, weights_dir: Path, steps: int, eval_iou: float) -> dict
     target = weights_dir / WEIGHTS_FILE
     tmp = target.with_name(f".{target.name}.tmp{os.getpid()}")
     save_file({k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}, tmp)
+    tmp.chmod(0o644)  # shipped with the repository: readable by everyone
     os.replace(tmp, target)
     entry = {
         "id": MASK_WEIGHTS_ID,
@@ -153,7 +154,7 @@ def export(net: MaskNet, weights_dir: Path, steps: int, eval_iou: float) -> dict
         "source": f"trained here on procedural car render masks ({steps} steps; held-out IoU {eval_iou:.3f})",
         "licence": "GPL-3.0-or-later (same as the project)",
         "train_command": TRAIN_COMMAND,
-        "config": {"kind": "mask", **net.config.to_dict()},
+        "config": {"kind": "auxiliary", "role": "mask", **net.config.to_dict()},
     }
     upsert_manifest_entry(weights_dir / "manifest.toml", entry)
     return entry

@@ -44,9 +44,9 @@ CHECKPOINT = "checkpoint.safetensors"
 class TrainSettings:
     """Hyper-parameters (StyleGAN2-ADA's 'auto' recipe for 64 px where it applies)."""
 
-    batch: int = 16
+    batch: int = 8
     lr: float = 0.0025
-    r1_gamma: float = 0.05  # 0.0002 * size^2 / batch
+    r1_gamma: float = 0.1  # 0.0002 * size^2 / batch
     r1_every: int = 16
     mixing_prob: float = 0.9
     ema_kimg: float = 2.5
@@ -200,7 +200,8 @@ def train(args: argparse.Namespace) -> None:
         trainer = Trainer.load(ckpt, device)
         print(f"resumed from {ckpt} at step {trainer.step}", flush=True)
     else:
-        settings = TrainSettings(batch=args.batch, seed=args.seed)
+        gamma = 0.0002 * DEMO_CONFIG.size**2 / args.batch  # StyleGAN2-ADA's heuristic
+        settings = TrainSettings(batch=args.batch, seed=args.seed, r1_gamma=gamma)
         trainer = Trainer(DEMO_CONFIG, settings, device)
     data = load_render_set(Path(args.data))
     last_save = time.monotonic()
@@ -257,6 +258,7 @@ def export(run: Path, weights_dir: Path) -> dict[str, object]:
     target = weights_dir / WEIGHTS_FILE
     tmp = target.with_name(f".{target.name}.tmp{os.getpid()}")
     save_file({k: v.contiguous() for k, v in tensors.items()}, tmp, metadata={"step": str(trainer.step)})
+    tmp.chmod(0o644)  # shipped with the repository: readable by everyone
     os.replace(tmp, target)
     kimg = trainer.step * trainer.settings.batch / 1000
     entry = {
@@ -339,8 +341,10 @@ def upsert_manifest_entry(manifest: Path, entry: dict[str, object]) -> None:
     if entry["id"] in ids:
         blocks[ids.index(entry["id"])] = block
     else:
-        if blocks and not blocks[-1].endswith("\n\n"):
+        if blocks:
             blocks[-1] = blocks[-1].rstrip("\n") + "\n\n"
+        else:
+            head = head.rstrip("\n") + "\n\n" if head.strip() else ""
         blocks.append(block)
     new_text = head + "".join(blocks)
     parsed = [e for e in tomllib.loads(new_text)["weights"] if e["id"] == entry["id"]]
