@@ -2,19 +2,27 @@
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 import pytest
 import torch
 from safetensors.torch import save_file
 
-from backend.weights import WeightsEntry, sha256_file, write_manifest
+from backend.methods.gan2shape import extras
+from backend.weights import Registry, WeightsEntry, sha256_file, write_manifest
 from tests.gan2shape.helpers import TINY, tiny_state
 
 
 @pytest.fixture
-def tiny_entry(tmp_path: Path) -> tuple[WeightsEntry, dict[str, torch.Tensor]]:
-    """The tiny GAN written and registered in a private user weights folder (no extras there)."""
+def tiny_entry(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> tuple[WeightsEntry, dict[str, torch.Tensor]]:
+    """The tiny GAN written and registered in a private user weights folder; the shipped weights
+    (demo GAN, mask network) are hidden from the method so tests see only what they register."""
+    empty = tmp_path / "no-shipped-weights"
+    empty.mkdir()
+    monkeypatch.setattr(extras, "Registry", partial(Registry, shipped_dir=empty))
     state = tiny_state()
     path = tmp_path / "tiny.safetensors"
     save_file({k: v.contiguous() for k, v in state.items()}, path)

@@ -118,7 +118,7 @@ def test_priors_vgg16_and_lpips_convert():
 
 def test_registry_import_then_the_gan_finds_its_extras(tmp_path: Path, tiny_entry):
     gan, _ = tiny_entry
-    registry = Registry(user_dir=gan.root)
+    registry = Registry(user_dir=gan.root, shipped_dir=tmp_path / "no-shipped-weights")
     checkpoint = tmp_path / "view_mvn.pth"
     cov = torch.diag(torch.tensor([0.01, 0.09, 0.01, 0.01, 0.01, 0.0001]))
     torch.save({"mean": torch.zeros(6), "cov": cov}, checkpoint)

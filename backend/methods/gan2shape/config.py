@@ -12,6 +12,9 @@ from __future__ import annotations
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
+DEFAULT_VIEW_STD = (0.05, 0.35, 0.02, 0.1, 0.1, 0.0)
+"""Pitch 3 deg, yaw 21 deg, roll 1 deg, x/y shifts 0.01: moderate turns a relief can show."""
+
 CATEGORY_SETTINGS: dict[str, dict[str, Any]] = {
     "car": {"use_mask": True, "relative_enc": False, "view_scale": 1.0, "f1_d": 2, "prior_far": 1.02},
     "church": {"use_mask": True, "relative_enc": False, "view_scale": 1.0, "f1_d": 2, "prior_far": 1.0},
@@ -66,9 +69,10 @@ class Options:
     rand_light: tuple[float, ...] = (-1.0, 1.0, -0.2, 0.8, -0.1, 0.6, -0.6)
     """x range, y range of the light direction, range of the extra diffuse strength r, and the
     ambient change per unit r (pseudo samples: ambient + alpha r + (diffuse + r) max(0, n.l))."""
-    view_std: tuple[float, ...] = (0.05, 0.35, 0.02, 0.1, 0.1, 0.0)
-    """Std of sampled views in network units when no official ``view_mvn`` is loaded: yaw 0.35 x 60
-    deg = 21 deg; the official files fitted mean/cov to Unsup3d predictions (issue #17)."""
+    view_std: tuple[float, ...] | None = None
+    """Std of sampled views (network units: x 60 deg, x 0.1) when no official ``view_mvn`` is
+    registered; None = the GAN entry's ``view_std`` (the spread of its training views), else
+    ``DEFAULT_VIEW_STD``. The official files fitted mean/cov to Unsup3d predictions (issue #17)."""
     net_width: int | None = None
     """``nf`` of freshly initialised depth/albedo/view/light nets; None = official width."""
     crop: str = "object"
@@ -150,7 +154,8 @@ def validate(options: Options) -> None:
         (options.texture in ("albedo", "shaded"), "texture must be 'albedo' or 'shaded'"),
         (options.crop in ("object", "full"), "crop must be 'object' or 'full'"),
         (4 <= options.mesh_resolution <= 1024, "mesh_resolution must be within 4..1024"),
-        (len(options.view_std) == 6 and len(options.rand_light) == 7, "view_std: 6 values, rand_light: 7"),
+        (options.view_std is None or len(options.view_std) == 6, "view_std needs 6 values"),
+        (len(options.rand_light) == 7, "rand_light needs 7 values"),
         (options.invert_steps >= 0 and options.prior_iters >= 0, "invert_steps/prior_iters must be >= 0"),
     ]
     for ok, message in checks:

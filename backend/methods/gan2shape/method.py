@@ -20,7 +20,7 @@ import torch
 from backend.inputs import Crop, InputError, InputImage, crop_to_object
 from backend.methods.base import MeshResult, Method, Progress
 from backend.methods.gan2shape import warp
-from backend.methods.gan2shape.config import PRESETS, Options, resolve
+from backend.methods.gan2shape.config import DEFAULT_VIEW_STD, PRESETS, Options, resolve
 from backend.methods.gan2shape.export import blender_camera, relief_mesh
 from backend.methods.gan2shape.extras import AUXILIARY_KINDS, Extras, find_extras, validate
 from backend.methods.gan2shape.inversion import invert
@@ -106,7 +106,8 @@ class GAN2Shape(Method):
         return nets.to(self.device)
 
     def view_light_prior(self, options: Options, extras: Extras) -> ViewLightPrior:
-        prior = ViewLightPrior.default(options.view_std, self.device)
+        std = options.view_std or self.entry.config.get("view_std") or DEFAULT_VIEW_STD
+        prior = ViewLightPrior.default(tuple(float(v) for v in std), self.device)
         if extras.has("view_mvn"):
             prior.view_mean = extras.state("view_mvn")["mean"].to(self.device)
             prior.view_cov = extras.state("view_mvn")["cov"].to(self.device)
@@ -217,7 +218,8 @@ def describe(
         "loss_curves": curves,
         "perceptual": extras.has("vgg16"),
         "pretrained_nets": extras.has("pretrain"),
-        "view_prior": "view_mvn" if extras.has("view_mvn") else f"diagonal, std {list(opts.view_std)}",
+        "view_prior": "view_mvn" if extras.has("view_mvn") else "diagonal normal",
+        "view_std": [round(v, 4) for v in run.prior.view_cov.diag().sqrt().tolist()],
         "timings_s": timings,
         "mesh": {"resolution": opts.mesh_resolution, "texture": opts.texture, "scale": "largest extent = 1"},
         "notes": notes,
