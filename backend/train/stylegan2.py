@@ -196,9 +196,10 @@ def train(args: argparse.Namespace) -> None:
     (out / "samples").mkdir(parents=True, exist_ok=True)
     device = torch.device(args.device)
     ckpt = out / CHECKPOINT
-    if ckpt.exists():
-        trainer = Trainer.load(ckpt, device)
-        print(f"resumed from {ckpt} at step {trainer.step}", flush=True)
+    start_from = ckpt if ckpt.exists() else Path(args.resume_from) if args.resume_from else None
+    if start_from is not None:
+        trainer = Trainer.load(start_from, device)
+        print(f"resumed from {start_from} at step {trainer.step}", flush=True)
     else:
         gamma = 0.0002 * DEMO_CONFIG.size**2 / args.batch  # StyleGAN2-ADA's heuristic
         settings = TrainSettings(batch=args.batch, seed=args.seed, r1_gamma=gamma)
@@ -288,6 +289,9 @@ def main(argv: list[str] | None = None) -> None:
         "--out", required=True, help="run folder (checkpoint, log, samples); resumes if present"
     )
     parser.add_argument("--data", required=True, help="render set written by `gan2shape-renders`")
+    parser.add_argument(
+        "--resume-from", help="checkpoint to start from when --out has none (weights/training/)"
+    )
     parser.add_argument("--steps", type=int, default=200_000, help="stop after this many steps")
     parser.add_argument("--batch", type=int, default=TrainSettings.batch)
     parser.add_argument("--seed", type=int, default=0)

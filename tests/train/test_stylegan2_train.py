@@ -43,10 +43,10 @@ def test_render_set_is_deterministic_and_well_formed(render_file: Path) -> None:
     assert data.seeds.tolist() == [0, 0, 1, 1, 2, 2, 3, 3]
 
 
-def run_training(out: Path, data: Path, steps: int) -> None:
+def run_training(out: Path, data: Path, steps: int, *extra: str) -> None:
     train_gan.main(
         ["--out", str(out), "--data", str(data), "--steps", str(steps), "--batch", "4",
-         "--log-every", "1", "--sample-every", "2", "--save-minutes", "1000"]
+         "--log-every", "1", "--sample-every", "2", "--save-minutes", "1000", *extra]
     )  # fmt: skip
 
 
@@ -56,6 +56,8 @@ def test_training_logs_samples_and_resumes_like_an_uninterrupted_run(
     straight, resumed = tmp_path / "straight", tmp_path / "resumed"
     run_training(straight, render_file, 4)
     run_training(resumed, render_file, 2)
+    fresh_machine = tmp_path / "fresh"
+    run_training(fresh_machine, render_file, 4, "--resume-from", str(resumed / train_gan.CHECKPOINT))
     run_training(resumed, render_file, 4)
     log = [json.loads(line) for line in (resumed / "log.jsonl").read_text().splitlines()]
     assert [row["step"] for row in log] == [1, 2, 3, 4]
@@ -66,8 +68,10 @@ def test_training_logs_samples_and_resumes_like_an_uninterrupted_run(
     b = load_file(resumed / train_gan.CHECKPOINT)
     assert a.keys() == b.keys()
     assert not torch.equal(a["g_ema.conv1.conv.weight"], a["g.conv1.conv.weight"])  # the EMA lags behind
+    c = load_file(fresh_machine / train_gan.CHECKPOINT)
     for key in ("g.conv1.conv.weight", "d.convs.1.conv1.0.weight", "g_ema.to_rgbs.3.conv.weight"):
         assert torch.allclose(a[key], b[key], atol=1e-3), key
+        assert torch.equal(b[key], c[key]), key
     size_mb = (straight / train_gan.CHECKPOINT).stat().st_size / 1e6
     assert size_mb < 15
 
