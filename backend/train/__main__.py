@@ -1,0 +1,42 @@
+"""``python -m backend.train <subcommand> ...``: one line per training tool in ``SUBCOMMANDS``.
+
+Each entry names a module and its ``main(argv)``; modules are imported only when chosen, so one
+tool's dependencies never slow down or break another.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+SUBCOMMANDS: dict[str, tuple[str, str, str]] = {
+    "meshinversion": ("backend.train.meshinversion_gan", "main", "train the MeshInversion demo generator"),
+    "make-eval": ("backend.train.eval_set", "main", "regenerate the committed held-out eval set"),
+    "make-examples": ("backend.train.eval_set", "main_examples", "regenerate the demo images in examples/"),
+    "gan2shape-renders": ("backend.train.gan2shape_renders", "main", "render cars for GAN2Shape's models"),
+    "stylegan2": ("backend.train.stylegan2", "main", "train the GAN2Shape demo StyleGAN2"),
+    "stylegan2-export": ("backend.train.stylegan2", "main_export", "export the demo StyleGAN2 to weights/"),
+    "masknet": ("backend.train.masknet", "main", "train the GAN2Shape demo mask network"),
+}
+
+
+def usage() -> str:
+    lines = ["usage: python -m backend.train <subcommand> [options]", "", "subcommands:"]
+    lines += [f"  {name:<20} {help_}" for name, (_, _, help_) in SUBCOMMANDS.items()]
+    return "\n".join(lines)
+
+
+def main(argv: list[str]) -> int:
+    if not argv or argv[0] in ("-h", "--help"):
+        print(usage())
+        return 0 if argv else 2
+    if argv[0] not in SUBCOMMANDS:
+        print(f"unknown subcommand {argv[0]!r}\n\n{usage()}", file=sys.stderr)
+        return 2
+    module, function, _ = SUBCOMMANDS[argv[0]]
+    getattr(importlib.import_module(module), function)(argv[1:])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
