@@ -205,24 +205,17 @@ def train(args: argparse.Namespace) -> None:
         settings = TrainSettings(batch=args.batch, seed=args.seed, r1_gamma=gamma)
         trainer = Trainer(DEMO_CONFIG, settings, device)
     data = load_render_set(Path(args.data))
-    last_save = time.monotonic()
+    last_save, last_r1 = time.monotonic(), None  # R1 runs every r1_every steps; log its latest value
     with (out / "log.jsonl").open("a") as log:
         while trainer.step < args.steps:
             start = time.perf_counter()
             stats = trainer.train_step(data)
             stats["sec_per_step"] = time.perf_counter() - start
+            last_r1 = stats.pop("r1", last_r1)
             if trainer.step % args.log_every == 0:
-                log.write(
-                    json.dumps(
-                        {
-                            "step": trainer.step,
-                            "kimg": trainer.step * trainer.settings.batch / 1000,
-                            "time": time.time(),
-                            **stats,
-                        }
-                    )
-                    + "\n"
-                )
+                kimg = trainer.step * trainer.settings.batch / 1000
+                row = {"step": trainer.step, "kimg": kimg, "time": time.time(), **stats, "last_r1": last_r1}
+                log.write(json.dumps(row) + "\n")
                 log.flush()
             if trainer.step % args.sample_every == 0:
                 grid = sample_grid(trainer.g_ema, 64, seed=trainer.settings.seed)
