@@ -154,7 +154,7 @@ def export(net: MaskNet, weights_dir: Path, steps: int, eval_iou: float) -> dict
         "source": f"trained here on procedural car render masks ({steps} steps; held-out IoU {eval_iou:.3f})",
         "licence": "GPL-3.0-or-later (same as the project)",
         "train_command": TRAIN_COMMAND,
-        "config": {"kind": "auxiliary", "role": "mask", **net.config.to_dict()},
+        "config": {"kind": "mask", **net.config.to_dict()},
     }
     upsert_manifest_entry(weights_dir / "manifest.toml", entry)
     return entry

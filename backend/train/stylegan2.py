@@ -266,7 +266,9 @@ def export(run: Path, weights_dir: Path) -> dict[str, object]:
         "licence": "GPL-3.0-or-later (same as the project)",
         "train_command": TRAIN_COMMAND,
         "config": {
+            "kind": "stylegan2",
             **trainer.config.to_dict(),
+            "image_size": trainer.config.size,
             **VIEW_LIGHT_DISTRIBUTION,
             "view_std": gan2shape_view_std(),
             "mask_weights": MASK_WEIGHTS_ID,
