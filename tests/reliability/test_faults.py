@@ -227,3 +227,80 @@ def test_out_of_memory_maps_to_a_hint_and_the_next_job_runs(
     assert (tmp_path / "next" / "mesh.npz").is_file()
     assert "--device cpu" in out_of_memory_hint(torch.device("cuda"))  # what a GPU user is told
     assert jobs.describe_error(failure)[0] == "out_of_memory"
+
+
+HANGING_SERVER = """
+import sys, time
+from backend import jobs, server
+from backend.cli import main
+
+server.SHUTDOWN_GRACE_S = 1.0
+original = jobs.ProgressReporter.__call__
+
+def hang_in_first_method_step(self, stage, step, total, **kw):
+    if stage != "prepare":
+        print("step started, never returns", file=sys.stderr, flush=True)
+        time.sleep(3600)  # a kernel that never comes back (no progress call, so no cancel check)
+    return original(self, stage, step, total, **kw)
+
+jobs.ProgressReporter.__call__ = hang_in_first_method_step
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_backend_exits_on_eof_even_when_a_step_never_returns(
+    tiny: TinyWeights, photo: Path, tmp_path: Path
+) -> None:
+    """The cancel check between steps cannot stop a step that hangs: at EOF the backend waits the
+    grace period, then exits anyway, so a hung job never outlives Blender."""
+    stderr_path = tmp_path / "stderr.txt"
+    with stderr_path.open("wb") as stderr:
+        proc = subprocess.Popen(
+            [sys.executable, "-c", HANGING_SERVER, "--weights-dir", str(tiny.root), "serve"],
+            cwd=ROOT, env=backend_env(), stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=stderr,
+        )  # fmt: skip
+        try:
+            job = _request(tiny, "meshinversion", photo, tmp_path / "out")
+            proc.stdin.write((json.dumps({**job.to_message(), "id": "hung"}) + "\n").encode())
+            proc.stdin.flush()
+            deadline = time.monotonic() + 120
+            while "never returns" not in stderr_path.read_text() and time.monotonic() < deadline:
+                time.sleep(0.1)
+            assert "never returns" in stderr_path.read_text()
+            proc.stdin.close()
+            started = time.monotonic()
+            assert proc.wait(30) == 0
+            assert time.monotonic() - started < 10
+        finally:
+            proc.kill()
+            proc.wait(10)
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_burst_of_jobs_is_queued_up_to_the_limit_then_refused(
+    tiny: TinyWeights, photo: Path, tmp_path: Path
+) -> None:
+    """Jobs sent faster than they run: queued in order up to ``MAX_QUEUED``, the rest refused with
+    ``queue_full``; cancelling everything leaves an idle backend and no output."""
+    from backend.server import MAX_QUEUED
+
+    backend = start_backend(tiny.root, tmp_path / "stderr.txt")
+    try:
+        long = _request(tiny, "gan2shape", photo, tmp_path / "long", invert_steps=5000).to_message()
+        backend.send({**long, "id": "long"})
+        backend.expect("progress", job="long")
+        for index in range(MAX_QUEUED + 2):
+            backend.send({**long, "id": f"q{index}", "output_dir": str(tmp_path / f"q{index}")})
+        positions = [backend.expect("accepted", job=f"q{index}")["position"] for index in range(MAX_QUEUED)]
+        assert positions == list(range(1, MAX_QUEUED + 1))
+        for index in (MAX_QUEUED, MAX_QUEUED + 1):
+            assert backend.expect("error", job=f"q{index}")["code"] == "queue_full"
+        backend.send({"type": "cancel"})
+        ended = {backend.expect("cancelled")["job"] for _ in range(MAX_QUEUED + 1)}
+        assert ended == {"long", *(f"q{index}" for index in range(MAX_QUEUED))}
+        backend.send({"type": "ping", "id": "idle"})
+        pong = backend.expect("pong", id="idle")
+        assert pong["busy"] is None and pong["queued"] == 0
+    finally:
+        backend.close()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["stderr.txt"]

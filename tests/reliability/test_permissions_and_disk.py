@@ -68,7 +68,7 @@ def test_read_only_output_folder_fails_before_the_run(
     locked.chmod(0o555)
     code, stderr, _ = _reconstruct(tiny, photo, locked / "out", home)
     assert code == 1 and "[not_writable]" in stderr and "hint:" in stderr, stderr
-    assert "initialise" not in stderr  # refused before the optimisation, not after it
+    assert "prepare" not in stderr  # refused before any work (no progress bar), not after the optimisation
     assert list(locked.iterdir()) == []
 
 
