@@ -9,21 +9,16 @@ is what the symmetric generator produces.
 
 from __future__ import annotations
 
-import math
-
 import torch
+
+from backend.methods.meshinversion.template import map_texel_uv, uv_to_sphere
 
 
 def texel_directions(height: int, width: int, device: torch.device | str = "cpu") -> torch.Tensor:
-    """(height, width, 3) unit directions (x, y, z) of the texel centres of a full UV map."""
-    theta = math.pi * torch.arange(height, device=device, dtype=torch.float64) / (height - 1)
-    u = (torch.arange(width, device=device, dtype=torch.float64) + 0.5) / width
-    azimuth = 2 * math.pi * (u - 0.25)
-    st = torch.sin(theta)[:, None]
-    x = st * torch.sin(azimuth)[None, :]
-    z = st * torch.cos(azimuth)[None, :]
-    y = torch.cos(theta)[:, None].expand(height, width)
-    return torch.stack([x, y, z], -1).float()
+    """(height, width, 3) unit directions (x, y, z) of the texel centres of a full UV map.
+
+    Uses the MeshInversion template's own inverse mapping, so ground truth and model agree exactly."""
+    return uv_to_sphere(map_texel_uv(height, width)).to(device)
 
 
 def half_columns(width: int) -> slice:
