@@ -8,6 +8,7 @@ folder and no staging debris, while the same backend process keeps answering.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import pickle
 import struct
@@ -276,3 +277,42 @@ def test_cuda_without_cuda_is_a_clear_error_and_auto_falls_back(setup, tmp_path:
     backend.send(tiny.job("meshinversion", photo, tmp_path / "auto", id="auto", device="auto"))
     result = job_outcome(backend, "auto")
     assert result["type"] == "result" and result["summary"]["device"] == "cpu"
+
+
+def test_huge_photo_is_downscaled_and_the_camera_maps_to_the_original(setup, tmp_path: Path) -> None:
+    """A 4800x3600 photo (17 MP) is reconstructed, not refused; the result's camera still frames the
+    object in the ORIGINAL pixels, so Blender can overlay the untouched photo."""
+    backend, tiny, files = setup
+    big = np.zeros((3600, 4800, 4), np.uint8)
+    big[..., :3] = 90
+    big[900:2700, 1200:3600] = (200, 50, 50, 255)
+    photo = _save(files, "huge.png", big, compress_level=1)
+    backend.send(tiny.job("meshinversion", photo, tmp_path / "out", id="huge"))
+    result = job_outcome(backend, "huge")
+    assert result["type"] == "result", result
+    document = json.loads((tmp_path / "out" / "result.json").read_text())
+    camera = document["camera"]
+    assert camera["image_size"] == [4800, 3600]
+    x0, y0, side = camera["crop_box"]
+    assert x0 < 1200 and y0 < 900 and x0 + side > 3600 and y0 + side > 2700  # the object, in file pixels
+    assert side < 3200 and any("downscaled from 4800x3600" in note for note in document["notes"])
+
+
+@pytest.mark.parametrize("channels", [3, 4])
+def test_16_bit_colour_png_loads_with_its_alpha(tmp_path: Path, channels: int) -> None:
+    """16-bit RGB(A) PNGs (OpenCV writes them; Pillow reads them as 8-bit): loaded, alpha kept."""
+    import cv2
+
+    from backend.inputs import load_input
+
+    image = np.full((48, 64, channels), 20000, np.uint16)
+    image[12:36, 16:48, :3] = 60000
+    if channels == 4:
+        image[..., 3] = 0
+        image[12:36, 16:48, 3] = 65535
+    cv2.imwrite(str(tmp_path / "deep.png"), image)
+    loaded = load_input(tmp_path / "deep.png", mask="alpha" if channels == 4 else "none")
+    assert loaded.rgb.shape == (48, 64, 3) and loaded.rgb[20, 30].min() > 0.85
+    assert loaded.rgb[2, 2].max() < 0.4
+    if channels == 4:
+        assert loaded.mask[12:36, 16:48].all() and loaded.mask.sum() == 24 * 32
