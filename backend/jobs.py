@@ -75,6 +75,20 @@ def describe_error(exc: BaseException) -> tuple[str, str, str]:
     return "internal", f"{type(exc).__name__}: {first}", "this is a bug; the traceback is on stderr"
 
 
+def _shown(value: Any, limit: int = 60) -> str:
+    """A value as it goes into a one-line message, cut short (a pasted 400-digit number stays readable)."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _finite(value: int | float) -> bool:
+    """``math.isfinite`` that also says no to JSON integers too large for a float (10**400)."""
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False
+
+
 def _coerce(key: str, value: Any, default: Any) -> Any:
     """Make an override the type of the preset's value (CLI values arrive as strings, JSON text).
 
@@ -89,10 +103,10 @@ def _coerce(key: str, value: Any, default: Any) -> Any:
         return value
     bad = JobError(
         "bad_option",
-        f"option {key}={value!r} must be a {type(default).__name__} like {default!r}",
+        f"option {key}={_shown(value)} must be a {type(default).__name__} like {default!r}",
         "fix the --set value",
     )
-    number = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    number = isinstance(value, int | float) and not isinstance(value, bool) and _finite(value)
     if isinstance(default, bool):
         if not isinstance(value, bool):
             raise bad
@@ -156,12 +170,12 @@ def _check_count_range(key: str, value: Any, presets: dict[str, dict[str, Any]])
     if not reference or not given:
         return
     if min(reference) >= 0 and min(given) < 0:
-        raise JobError("bad_option", f"option {key}={value!r} must not be negative", "counts are >= 0")
+        raise JobError("bad_option", f"option {key}={_shown(value)} must not be negative", "counts are >= 0")
     limit = ABSURD_FACTOR * max(*reference, ABSURD_FLOOR)
     if max(given) > limit:
         raise JobError(
             "bad_option",
-            f"option {key}={value!r} is implausibly large (above {limit})",
+            f"option {key}={_shown(value)} is implausibly large (above {limit})",
             f"the presets use at most {max(reference)}; check for a typo",
         )
 
