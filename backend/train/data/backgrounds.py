@@ -38,6 +38,8 @@ def _horizon(gen: torch.Generator, size: int, device: torch.device) -> torch.Ten
 def _noise(gen: torch.Generator, size: int, device: torch.device) -> torch.Tensor:
     cells = int(torch.randint(3, 12, (), generator=gen))
     coarse = torch.rand(1, 3, cells, cells, generator=gen).to(device)
+    colour_amount = 0.15 + 0.5 * torch.rand((), generator=gen).item()  # real clutter is rarely neon
+    coarse = coarse.mean(1, keepdim=True) + colour_amount * (coarse - coarse.mean(1, keepdim=True))
     return F.interpolate(coarse, size=(size, size), mode="bicubic", align_corners=False)[0].permute(1, 2, 0)
 
 
