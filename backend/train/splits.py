@@ -29,5 +29,5 @@ def check_training_seeds(seeds: Iterable[int]) -> None:
     if bad:
         raise ValueError(
             f"{len(bad)} training seed(s) outside [{TRAIN_SEED_START}, {EVAL_SEED_START}), e.g. "
-            f" {bad[0]}; seeds from {EVAL_SEED_START} on are the held-out evaluation split"
+            f"{bad[0]}; seeds from {EVAL_SEED_START} on are the held-out evaluation split"
         )
