@@ -11,6 +11,7 @@ import sys
 
 SUBCOMMANDS: dict[str, tuple[str, str, str]] = {
     "meshinversion": ("backend.train.meshinversion_gan", "main", "train the MeshInversion demo generator"),
+    "meshinversion-samples": ("backend.train.meshinversion_gan", "main_samples", "demo generator samples"),
     "make-eval": ("backend.train.eval_set", "main", "regenerate the committed held-out eval set"),
     "make-examples": ("backend.train.eval_set", "main_examples", "regenerate the demo images in examples/"),
     "gan2shape-renders": ("backend.train.gan2shape_renders", "main", "render cars for GAN2Shape's models"),

@@ -285,3 +285,23 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_arguments(parser)
     train(parser.parse_args(argv))
+
+
+def main_samples(argv: list[str] | None = None) -> None:
+    """Write the sample grid of exported weights (for the figure committed under benchmarks/)."""
+    import tomllib
+
+    from safetensors.torch import load_file
+
+    parser = argparse.ArgumentParser(description="sample grid of the exported MeshInversion demo generator")
+    parser.add_argument("--weights-dir", default="weights")
+    parser.add_argument("--out", default="benchmarks/figures/mi_demo_samples.png")
+    parser.add_argument("--count", type=int, default=8)
+    args = parser.parse_args(argv)
+    entries = tomllib.loads((Path(args.weights_dir) / "manifest.toml").read_text(encoding="utf-8"))["weights"]
+    config = next(e["config"] for e in entries if e["id"] == WEIGHTS_ID)
+    generator = Generator(GeneratorConfig.from_dict(config))
+    generator.load_state_dict(load_file(Path(args.weights_dir) / WEIGHTS_FILE), strict=True)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(sample_grid(generator.eval(), args.count)).save(args.out)
+    print(args.out)
