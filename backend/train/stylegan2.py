@@ -245,6 +245,12 @@ def gan2shape_view_std() -> list[float]:
     return [round((hi - lo) / math.sqrt(12) / 60.0, 4) for lo, hi in (pitch, yaw)] + [0.0, 0.0, 0.0, 0.0]
 
 
+def median_step_seconds(run: Path) -> float:
+    """Median wall time per step over the run's log (what a step costs on the machine it ran on)."""
+    rows = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines() if line.strip()]
+    return float(np.median([row["sec_per_step"] for row in rows])) if rows else float("nan")
+
+
 def export(run: Path, weights_dir: Path) -> dict[str, object]:
     """Write ``g_ema`` + ``d`` (rosinality keys, flat ``g_ema.*``/``d.*``) and upsert the manifest entry."""
     trainer = Trainer.load(run / CHECKPOINT, torch.device("cpu"))
@@ -262,7 +268,10 @@ def export(run: Path, weights_dir: Path) -> dict[str, object]:
         "file": WEIGHTS_FILE,
         "sha256": sha256_file(target),
         "size": target.stat().st_size,
-        "source": f"trained here on procedural car renders ({trainer.step} steps, {kimg:.0f} kimg)",
+        "source": (
+            f"trained on procedural car renders ({trainer.step} steps of batch {trainer.settings.batch}, "
+            f"{kimg:.1f} kimg, median {median_step_seconds(run):.2f} s/step on one shared CPU thread)"
+        ),
         "licence": "GPL-3.0-or-later (same as the project)",
         "train_command": TRAIN_COMMAND,
         "config": {
