@@ -93,8 +93,10 @@ def _coerce(key: str, value: Any, default: Any) -> Any:
     """Make an override the type of the preset's value (CLI values arrive as strings, JSON text).
 
     A ``None`` default takes any JSON value (the method validates it); a list/tuple default takes
-    a list of the same length element by element, or of any length when its elements share one
-    type (e.g. a schedule of stages).
+    a list of the same length element by element, or of any non-zero length when its elements
+    share one type and it is a list or a sequence of sequences (e.g. elevations, a schedule of
+    stages). A flat tuple of scalars is a fixed-size record (e.g. three stage lengths), so its
+    length is kept.
     """
     if isinstance(value, str) and not isinstance(default, str):
         with contextlib.suppress(json.JSONDecodeError):
@@ -123,7 +125,8 @@ def _coerce(key: str, value: Any, default: Any) -> Any:
             raise bad
         if len(value) == len(default):
             return type(default)(_coerce(key, v, d) for v, d in zip(value, default, strict=True))
-        if not default or len({type(d) for d in default}) != 1:
+        record = isinstance(default, tuple) and not any(isinstance(d, list | tuple) for d in default)
+        if not value or not default or record or len({type(d) for d in default}) != 1:
             raise bad
         return type(default)(_coerce(key, v, default[0]) for v in value)
     elif not isinstance(value, type(default)):
@@ -147,9 +150,17 @@ def resolve_options(
             f"known options: {', '.join(sorted(options))}",
         )
     for key, value in overrides.items():
-        options[key] = _coerce(key, value, options[key])
+        options[key] = _coerce(key, value, _typed_default(key, options[key], presets))
         _check_count_range(key, options[key], presets)
     return options
+
+
+def _typed_default(key: str, default: Any, presets: dict[str, dict[str, Any]]) -> Any:
+    """The value an override is typed by: the chosen preset's, or where that is ``None`` (e.g. "the
+    category's published value") another preset's concrete value of the same option."""
+    if default is not None:
+        return default
+    return next((p[key] for p in presets.values() if p.get(key) is not None), None)
 
 
 def _int_leaves(value: Any) -> list[int]:
