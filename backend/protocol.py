@@ -12,6 +12,7 @@ A change that an older peer cannot read bumps ``PROTOCOL_VERSION``.
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
@@ -39,6 +40,15 @@ SEED_LIMIT = 1 << 63
 def _is_int(value: Any) -> bool:
     """JSON integers only: ``True`` is an ``int`` in Python but never a count or a seed."""
     return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_file_name(path: Any) -> bool:
+    """A string the OS can take as a path: JSON can carry NUL and lone surrogates (``\\ud800``),
+    which no file system accepts; ``os.fsencode`` keeps the undecodable bytes of real file names."""
+    try:
+        return isinstance(path, str) and "\0" not in path and bool(os.fsencode(path))
+    except UnicodeEncodeError:
+        return False
 
 
 class ProtocolError(ValueError):
@@ -98,8 +108,8 @@ class JobRequest:
             (isinstance(self.overrides, dict), "overrides must be an object"),
             (self.mask != "file" or bool(self.mask_path), "mask 'file' needs mask_path"),
             (
-                not any("\0" in str(path) for path in (self.image, self.output_dir, self.mask_path or "")),
-                "paths must not contain NUL characters",
+                all(map(_is_file_name, (self.image, self.output_dir, self.mask_path or "."))),
+                "paths must be file names (no NUL characters or unpaired surrogates)",
             ),
         ]
         if self.box is not None:

@@ -104,6 +104,8 @@ def _exchange(backend: BackendProcess, line: bytes) -> list[dict[str, Any]]:
 @example(line=b'{"type": "job", "id": "big-seed", "image": "a.png", "output_dir": "o", "seed": 1e400}')
 @example(line=b'{"type": "cancel", "job": {"a": 1}}')
 @example(line=b'{"type": "job", "id": "nul", "image": "a\\u0000.png", "output_dir": "o"}')
+@example(line=b'{"type": "job", "id": "surrogate", "image": "\\ud800.png", "output_dir": "\\ud800"}')
+@example(line=b'{"type": "job", "id": "s2", "image": "a.png", "output_dir": "o", "mask_path": "\\udcff"}')
 def test_any_line_gets_its_answer_and_the_backend_stays_up(backend: BackendProcess, line: bytes) -> None:
     answers = _exchange(backend, line)
     kinds = [m["type"] for m in answers]
