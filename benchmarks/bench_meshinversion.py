@@ -39,7 +39,8 @@ import torch.nn.functional as F  # noqa: E402
 from backend.inputs import InputImage, crop_to_object  # noqa: E402
 from backend.methods.meshinversion.baselines import Baselines  # noqa: E402
 from backend.methods.meshinversion.camera_search import WeakPerspective, view_quaternion  # noqa: E402
-from backend.methods.meshinversion.invert import InversionResult, InversionSettings, Inverter  # noqa: E402
+from backend.methods.meshinversion.generator import Generator, GeneratorConfig  # noqa: E402
+from backend.methods.meshinversion.invert import InversionResult, InversionSettings, Inverter, Targets  # noqa: E402
 from backend.methods.meshinversion.losses import mask_iou, one_sided_chamfer  # noqa: E402
 from backend.methods.meshinversion.mesh_gan import MeshGAN  # noqa: E402
 from backend.methods.meshinversion.method import METHOD_OPTIONS, MeshInversion  # noqa: E402
@@ -77,7 +78,8 @@ def held_out_photos(model: MeshGAN, count: int, seed: int, size: int) -> list[di
         crop = crop_to_object(InputImage(rgb, mask, f"car-{i}"), size, 0.05)
         photos.append({
             "crop": crop, "vertices": vertices[i], "scale": float(camera.scale[0]) * PHOTO_SIZE / crop.box[2],
-            "azimuth": azimuth, "elevation": elevation,
+            "azimuth": azimuth, "elevation": elevation, "texture": textures[i],
+            "rotation": camera.rotation()[0],
         })  # fmt: skip
     return photos
 
@@ -160,6 +162,36 @@ def summary(rows: list[dict], seconds: float) -> dict:
     }
 
 
+def rotation_error_deg(a: torch.Tensor, b: torch.Tensor) -> float:
+    """Angle of the rotation between two (3, 3) rotations."""
+    cosine = ((a.T @ b).trace() - 1) / 2
+    return math.degrees(math.acos(float(cosine.clamp(-1, 1))))
+
+
+def oracle_pose(model: MeshGAN, settings: InversionSettings, photos: list[dict], seed: int) -> dict:
+    """The camera search and camera fit alone, given the true mesh and texture: how often is the pose
+    (front/back, sides) recovered, independent of the generator?"""
+    baselines = Baselines(model, settings)
+    errors, ious = [], []
+    for photo in photos:
+        crop, rng = photo["crop"], torch.Generator().manual_seed(seed)
+        targets = Targets.from_arrays([crop.rgb], [crop.mask], torch.device("cpu"))
+        shape, texture = photo["vertices"][None], photo["texture"][None]
+        start = baselines.place(photo["vertices"], photo["texture"], targets, rng)
+        camera, _ = baselines.optimise(targets, start, lambda s=shape: s, lambda t=texture: t, [], rng,
+                                       lambda *a, **k: None, "oracle")  # fmt: skip
+        errors.append(rotation_error_deg(photo["rotation"], camera.rotation()[0]))
+        with torch.no_grad():
+            ious.append(float(mask_iou(model.silhouette(shape, camera, settings.render_size), targets.mask)))
+    return {
+        "rotation_error_deg": errors,
+        "within_20_deg": float(np.mean([e <= 20 for e in errors])),
+        "median_rotation_error_deg": float(np.median(errors)),
+        "input_iou_mean": float(np.mean(ious)),
+        "azimuths": [p["azimuth"] for p in photos],
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--weights", help="meshinversion weights id (default: the registry's first)")
@@ -169,17 +201,41 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=4, help="images in the batch-mode timing run")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--skip-baselines", action="store_true")
-    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "meshinversion.json"))
+    parser.add_argument(
+        "--oracle-only",
+        action="store_true",
+        help="only the pose recovery given the true mesh (no weights needed)",
+    )
+    parser.add_argument("--out", help="JSON report (default benchmarks/meshinversion[_oracle].json)")
     args = parser.parse_args()
     torch.set_num_threads(1)
+    out = Path(args.out or ROOT / "benchmarks" / f"meshinversion{'_oracle' if args.oracle_only else ''}.json")
+    options = {k: v for k, v in MeshInversion.presets[args.preset].items() if k not in METHOD_OPTIONS}
+    settings = InversionSettings.from_options(options)
+
+    if args.oracle_only:
+        # Only the template and the renderer are used: the generator's weights do not matter.
+        model = MeshGAN(Generator(GeneratorConfig(texture_resolution=256, width=1 / 16)))
+        photos = held_out_photos(model, args.images, args.seed, settings.render_size)
+        report = {
+            "preset": args.preset,
+            "images": args.images,
+            "oracle_pose": oracle_pose(model, settings, photos, args.seed),
+        }
+        out.write_text(json.dumps(report, indent=1))
+        print(
+            "oracle pose",
+            {k: v for k, v in report["oracle_pose"].items() if not isinstance(v, list)},
+            "->",
+            out,
+        )
+        return
 
     registry = Registry(args.weights_dir)
     entry = registry.find(args.weights) if args.weights else registry.default_for("meshinversion")
     method: MeshInversion = build_model(entry, registry.load_state_dict(entry), "cpu")
     model = method.model
     assert model is not None, f"{entry.id} is not a generator"
-    options = {k: v for k, v in MeshInversion.presets[args.preset].items() if k not in METHOD_OPTIONS}
-    settings = InversionSettings.from_options(options)
     photos = held_out_photos(model, args.images, args.seed, settings.render_size)
     rgbs, masks = [p["crop"].rgb for p in photos], [p["crop"].mask for p in photos]
 
@@ -201,6 +257,11 @@ def main() -> None:
     report["batch_mode"] = {"images": batch, "seconds_per_image": (time.perf_counter() - started) / batch}
     print("batch", report["batch_mode"], flush=True)
 
+    report["oracle_pose"] = oracle_pose(model, settings, photos, args.seed)
+    print(
+        "oracle pose", {k: report["oracle_pose"][k] for k in ("within_20_deg", "median_rotation_error_deg")}
+    )
+
     if not args.skip_baselines:
         baselines = Baselines(model, settings)
         for name, run in (
@@ -218,8 +279,8 @@ def main() -> None:
         "cpu_count": os.cpu_count(),
         "torch": torch.__version__,
     }
-    Path(args.out).write_text(json.dumps(report, indent=1))
-    print("wrote", args.out, "peak RSS MB", round(report["peak_rss_mb"]))
+    out.write_text(json.dumps(report, indent=1))
+    print("wrote", out, "peak RSS MB", round(report["peak_rss_mb"]))
 
 
 if __name__ == "__main__":

@@ -68,7 +68,8 @@ class Baselines:
     def place(
         self, vertices: torch.Tensor, texture: torch.Tensor, targets: Targets, rng: torch.Generator
     ) -> WeakPerspective:
-        """The camera search of the inversion, then the kept camera with the lowest full loss."""
+        """The camera search of the inversion, then the kept camera that the inversion's candidate score
+        prefers."""
         s = self.settings
         batch = targets.mask.shape[0]
         grid = hypothesis_grid(s.azimuths, s.elevations, self.model.device)
@@ -84,9 +85,9 @@ class Baselines:
                 shapes[image], texture[None].expand(len(image), -1, -1, -1), cameras, targets.size
             )
             z = torch.zeros(len(image), self.model.config.latent_dim, device=self.model.device)
-            totals = self.inverter.losses(
+            totals = self.inverter.candidate_score(
                 z, shapes[image], rendering, cameras, targets.rows(image), rng
-            ).total
+            )
         best = totals.view(batch, keep).argmin(dim=1)
         return cameras.index(torch.arange(batch, device=self.model.device) * keep + best)
 
