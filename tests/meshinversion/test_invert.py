@@ -43,7 +43,6 @@ def test_inversion_fits_the_photo_and_reports_progress(model: MeshGAN, photo) ->
     ]
     first, last = result.stage_losses[0], result.stage_losses[-1]
     assert last["total"] < first["total"]
-    assert last["mask"] < first["mask"]
     assert result.mask_iou > result.init_mask_iou + 0.02
     assert result.mask_iou > 0.9
     assert set(first) == {"total", "mask", "pixel", "latent", "silhouette"}
