@@ -173,6 +173,7 @@ BAD_JOBS: dict[str, tuple[Case, str]] = {
     "truncated PNG": (_truncated("PNG"), "corrupt"),
     "truncated JPEG": (_truncated("JPEG"), "corrupt"),
     "text named .jpg": (_file("notes.jpg", b"shopping list: eggs, milk\n" * 20), "not_an_image"),
+    "SVG named .png": (_file("vector.png", b"<svg xmlns='http://www.w3.org/2000/svg'/>"), "not_an_image"),
     "1x1 pixel": (_tiny_image, "too_small"),
     "40000x40000 bomb": (_file("bomb.png", _bomb_png(40000, 40000)), "too_large"),
     "all-transparent alpha": (_all_transparent, "empty_mask"),

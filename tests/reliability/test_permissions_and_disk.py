@@ -57,6 +57,12 @@ def test_unreadable_image_is_named(world: tuple[TinyWeights, Path, Path], shared
     assert code == 1 and "[not_readable]" in stderr and "secret photo.png" in stderr, stderr
     assert "hint: check the file's permissions" in stderr and "Traceback" not in stderr
     assert not (home / "out").exists()
+    private = shared_dir / "private folder"
+    private.mkdir()
+    shutil.copy(photo, private / "photo.png")
+    private.chmod(0o700)  # the file is readable, the folder cannot be entered
+    code, stderr, _ = _reconstruct(tiny, private / "photo.png", home / "out", home)
+    assert code == 1 and "[not_readable]" in stderr and "Traceback" not in stderr, stderr
 
 
 def test_read_only_output_folder_fails_before_the_run(
