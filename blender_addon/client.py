@@ -139,7 +139,9 @@ class BackendClient:
         watchdog_s: float = 600.0,
         cancel_grace_s: float = 10.0,
     ) -> None:
-        self.python = str(python)
+        # Absolute, since the backend runs in another folder; not resolved, since a venv's python is a
+        # symlink and following it would leave the venv.
+        self.python = os.path.abspath(os.path.expanduser(python))
         self.root = Path(root)
         self.log_path = Path(log_path) if log_path else None
         self.extra_env = dict(env or {})
