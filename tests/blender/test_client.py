@@ -52,6 +52,15 @@ def test_handshake_and_stop(client: BackendClient) -> None:
     assert not client.alive and gone(pid)
 
 
+def test_relative_python_path_is_taken_from_the_callers_folder(tmp_path: Path) -> None:
+    """The backend runs inside the extension folder; a relative path the user typed must still work."""
+    client = BackendClient(os.path.relpath(PYTHON), ROOT, log_path=tmp_path / "backend.log")
+    try:
+        assert client.ensure_started()["protocol_version"] == 1
+    finally:
+        client.kill()
+
+
 def test_job_error_is_one_line_and_backend_lives_on(client: BackendClient, tmp_path: Path) -> None:
     client.ensure_started()
     pid = client.pid
