@@ -1,11 +1,11 @@
 #!/usr/bin/env python3
 """MeshInversion accuracy and speed on held-out procedural cars, against the two baselines.
 
-For each held-out seed (``backend.train.splits.eval_seeds``) the ground-truth car (displacement
-and texture maps in the template parametrisation, ``backend.train.data.car_maps``) is rendered
-unlit from a random view (azimuth 0-360 deg, elevation 5-35 deg) over a random smooth colour
-background, cropped like a user photo (``crop_to_object``), and reconstructed by
-MeshInversion and by the baselines (a) mean shape + camera fit and (b) free-form deformation.
+For each held-out seed (``backend.train.splits.eval_seeds``) the procedural car is rendered by
+``backend.train.data.render_sample.render_cars`` (azimuth 0-360 deg, elevation 0-35 deg, ambient +
+Lambertian light, procedural background), cropped like a user photo (``crop_to_object``), and
+reconstructed by MeshInversion and by the baselines (a) mean shape + camera fit and (b) free-form
+deformation.
 
 Metrics per image: mask IoU in the input view (prediction in its fitted camera vs the photo's
 mask); the mean silhouette IoU over 8 novel views (azimuth 0, 45, ..., 315 deg at 20 deg
@@ -34,69 +34,66 @@ sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
 
 from backend.inputs import InputImage, crop_to_object  # noqa: E402
 from backend.methods.meshinversion.baselines import Baselines  # noqa: E402
-from backend.methods.meshinversion.camera_search import WeakPerspective, view_quaternion  # noqa: E402
+from backend.methods.meshinversion.camera_search import (  # noqa: E402
+    WeakPerspective,
+    silhouettes,
+    view_quaternion,
+)
 from backend.methods.meshinversion.generator import Generator, GeneratorConfig  # noqa: E402
 from backend.methods.meshinversion.invert import InversionResult, InversionSettings, Inverter, Targets  # noqa: E402
 from backend.methods.meshinversion.losses import mask_iou, one_sided_chamfer  # noqa: E402
 from backend.methods.meshinversion.mesh_gan import MeshGAN  # noqa: E402
 from backend.methods.meshinversion.method import METHOD_OPTIONS, MeshInversion  # noqa: E402
-from backend.train.data.car_maps import car_maps  # noqa: E402
+from backend.render.cameras import quaternion_matrix  # noqa: E402
+from backend.train.data.render_sample import render_cars  # noqa: E402
 from backend.train.splits import eval_seeds  # noqa: E402
 from backend.weights import Registry, build_model  # noqa: E402
 
 NOVEL_AZIMUTHS = [45.0 * k for k in range(8)]
 NOVEL_ELEVATION = 20.0
 PHOTO_SIZE = 320
+Mesh = tuple[torch.Tensor, torch.Tensor]
+"""(vertices (V, 3), faces (F, 3)) in the object frame."""
 
 
-def held_out_photos(model: MeshGAN, count: int, seed: int, size: int) -> list[dict]:
-    """Rendered ground truth: photo, mask, vertices (object frame) and the true camera scale."""
-    rng = np.random.default_rng(seed)
-    maps = car_maps(eval_seeds(count), texture_size=model.config.texture_resolution)
-    vertices = model.template.displace(maps.displacement, symmetric=True)
-    textures = maps.texture * 2 - 1
+def held_out_photos(count: int, size: int, texture_size: int) -> list[dict]:
+    """Held-out renders (``render_cars``: lit, over procedural backgrounds) cropped like a user photo,
+    with their ground truth: vertices and texture, camera rotation and scale in the crop's NDC."""
+    seeds = eval_seeds(count)
+    renders = [render_cars(seeds[i : i + 4], PHOTO_SIZE, texture_size) for i in range(0, count, 4)]
     photos = []
-    for i in range(count):
-        azimuth, elevation = rng.uniform(0, 360), rng.uniform(5, 35)
-        radius = float(vertices[i].norm(dim=-1).max())
-        camera = WeakPerspective(
-            view_quaternion(torch.tensor([math.radians(azimuth)]), torch.tensor([math.radians(elevation)])),
-            torch.tensor([rng.uniform(0.55, 0.8) / radius]),
-            torch.from_numpy(rng.uniform(-0.1, 0.1, size=(1, 2))).float(),
-        )
-        with torch.no_grad():
-            rendering = model.render(vertices[i : i + 1], textures[i : i + 1], camera, PHOTO_SIZE)
-        background = F.interpolate(
-            torch.from_numpy(rng.uniform(0, 1, (1, 3, 4, 4))).float(), size=PHOTO_SIZE, mode="bicubic"
-        )[0].clamp(0, 1)
-        rgb = torch.where(rendering.mask, (rendering.rgb[0] + 1) / 2, background).permute(1, 2, 0).numpy()
-        mask = rendering.mask[0].numpy()
-        crop = crop_to_object(InputImage(rgb, mask, f"car-{i}"), size, 0.05)
-        photos.append({
-            "crop": crop, "vertices": vertices[i], "scale": float(camera.scale[0]) * PHOTO_SIZE / crop.box[2],
-            "azimuth": azimuth, "elevation": elevation, "texture": textures[i],
-            "rotation": camera.rotation()[0],
-        })  # fmt: skip
+    for cars in renders:
+        for i in range(len(cars.seeds)):
+            rgb = cars.image[i].astype(np.float32) / 255
+            crop = crop_to_object(InputImage(rgb, cars.mask[i], f"car-{cars.seeds[i]}"), size, 0.05)
+            quaternion = torch.from_numpy(cars.quaternion[i : i + 1]).float()
+            photos.append({
+                "crop": crop,
+                "vertices": torch.from_numpy(cars.vertices[i]),
+                "faces": torch.from_numpy(cars.faces).long(),
+                "texture": torch.from_numpy(cars.texture[i]).permute(2, 0, 1).float() / 127.5 - 1,
+                "scale": float(cars.scale[i]) * PHOTO_SIZE / crop.box[2],
+                "rotation": quaternion_matrix(quaternion)[0],
+                "azimuth": math.degrees(float(cars.azimuth[i])),
+                "elevation": math.degrees(float(cars.elevation[i])),
+            })  # fmt: skip
     return photos
 
 
-def novel_view_iou(
-    model: MeshGAN, predicted: torch.Tensor, scale: float, truth: torch.Tensor, truth_scale: float
-) -> float:
+def novel_view_iou(predicted: Mesh, scale: float, truth: Mesh, truth_scale: float) -> float:
     """Mean silhouette IoU over the novel views, each mesh mean-centred at its own camera scale."""
     count = len(NOVEL_AZIMUTHS)
     quaternions = view_quaternion(
         torch.tensor(NOVEL_AZIMUTHS).deg2rad(), torch.full((count,), math.radians(NOVEL_ELEVATION))
     )
     masks = []
-    for vertices, s in ((predicted, scale), (truth, truth_scale)):
+    for (vertices, faces), s in ((predicted, scale), (truth, truth_scale)):
         centred = (vertices - vertices.mean(dim=0))[None].expand(count, -1, -1)
         camera = WeakPerspective(quaternions, torch.full((count,), s), torch.zeros(count, 2))
-        masks.append(model.silhouette(centred, camera, 256))
+        masks.append(silhouettes(centred, faces, camera, 256)[0])
     return float(mask_iou(*masks).mean())
 
 
@@ -111,12 +108,12 @@ def surface_points(vertices: torch.Tensor, faces: torch.Tensor, count: int, seed
     return (1 - r1) * a + r1 * (1 - r2) * b + r1 * r2 * c
 
 
-def chamfer_l2(model: MeshGAN, predicted: torch.Tensor, truth: torch.Tensor) -> float:
+def chamfer_l2(predicted: Mesh, truth: Mesh) -> float:
     """Symmetric Chamfer-L2 between 5,000 surface points of each mesh, both centred on their mean
     point and scaled to unit RMS radius (the canonical frame fixes the orientation)."""
     clouds = []
-    for vertices in (predicted, truth):
-        points = surface_points(vertices, model.template.faces, 5000, seed=0)
+    for vertices, faces in (predicted, truth):
+        points = surface_points(vertices, faces, 5000, seed=0)
         points = points - points.mean(dim=0)
         clouds.append((points / points.square().sum(-1).mean().sqrt())[None])
     every = torch.ones(1, 5000, dtype=torch.bool)
@@ -140,12 +137,11 @@ def texture_psnr(model: MeshGAN, result: InversionResult, photo: dict) -> float:
 def evaluate(model: MeshGAN, results: list[InversionResult], photos: list[dict]) -> list[dict]:
     rows = []
     for result, photo in zip(results, photos, strict=True):
-        novel = novel_view_iou(
-            model, result.vertices, float(result.camera.scale[0]), photo["vertices"], photo["scale"]
-        )
+        predicted, truth = (result.vertices, model.faces), (photo["vertices"], photo["faces"])
         rows.append({
-            "input_iou": result.mask_iou, "novel_iou": novel,
-            "chamfer_l2": chamfer_l2(model, result.vertices, photo["vertices"]),
+            "input_iou": result.mask_iou,
+            "novel_iou": novel_view_iou(predicted, float(result.camera.scale[0]), truth, photo["scale"]),
+            "chamfer_l2": chamfer_l2(predicted, truth),
             "texture_psnr": texture_psnr(model, result, photo),
         })  # fmt: skip
     return rows
@@ -168,9 +164,16 @@ def rotation_error_deg(a: torch.Tensor, b: torch.Tensor) -> float:
     return math.degrees(math.acos(float(cosine.clamp(-1, 1))))
 
 
-def oracle_pose(model: MeshGAN, settings: InversionSettings, photos: list[dict], seed: int) -> dict:
+def template_renderer(texture_size: int) -> MeshGAN:
+    """A MeshGAN on the 16-ring template of the ground truth; only its renderer is used, so the
+    (random) generator weights do not matter."""
+    return MeshGAN(Generator(GeneratorConfig(texture_resolution=texture_size, width=1 / 16)))
+
+
+def oracle_pose(settings: InversionSettings, photos: list[dict], seed: int) -> dict:
     """The camera search and camera fit alone, given the true mesh and texture: how often is the pose
     (front/back, sides) recovered, independent of the generator?"""
+    model = template_renderer(int(photos[0]["texture"].shape[-1]))
     baselines = Baselines(model, settings)
     errors, ious = [], []
     for photo in photos:
@@ -199,7 +202,7 @@ def main() -> None:
     parser.add_argument("--preset", default="fast", choices=("fast", "paper"))
     parser.add_argument("--images", type=int, default=8)
     parser.add_argument("--batch", type=int, default=4, help="images in the batch-mode timing run")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="reconstruction seed (photos are fixed)")
     parser.add_argument("--skip-baselines", action="store_true")
     parser.add_argument(
         "--oracle-only",
@@ -214,13 +217,11 @@ def main() -> None:
     settings = InversionSettings.from_options(options)
 
     if args.oracle_only:
-        # Only the template and the renderer are used: the generator's weights do not matter.
-        model = MeshGAN(Generator(GeneratorConfig(texture_resolution=256, width=1 / 16)))
-        photos = held_out_photos(model, args.images, args.seed, settings.render_size)
+        photos = held_out_photos(args.images, settings.render_size, 256)
         report = {
             "preset": args.preset,
             "images": args.images,
-            "oracle_pose": oracle_pose(model, settings, photos, args.seed),
+            "oracle_pose": oracle_pose(settings, photos, args.seed),
         }
         out.write_text(json.dumps(report, indent=1))
         print(
@@ -236,7 +237,7 @@ def main() -> None:
     method: MeshInversion = build_model(entry, registry.load_state_dict(entry), "cpu")
     model = method.model
     assert model is not None, f"{entry.id} is not a generator"
-    photos = held_out_photos(model, args.images, args.seed, settings.render_size)
+    photos = held_out_photos(args.images, settings.render_size, model.config.texture_resolution)
     rgbs, masks = [p["crop"].rgb for p in photos], [p["crop"].mask for p in photos]
 
     def quiet(*_a, **_k) -> None:
@@ -257,7 +258,7 @@ def main() -> None:
     report["batch_mode"] = {"images": batch, "seconds_per_image": (time.perf_counter() - started) / batch}
     print("batch", report["batch_mode"], flush=True)
 
-    report["oracle_pose"] = oracle_pose(model, settings, photos, args.seed)
+    report["oracle_pose"] = oracle_pose(settings, photos, args.seed)
     print(
         "oracle pose", {k: report["oracle_pose"][k] for k in ("within_20_deg", "median_rotation_error_deg")}
     )
