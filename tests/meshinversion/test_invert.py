@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from backend.methods.base import JobCancelled
-from backend.methods.meshinversion.invert import InversionSettings, Inverter
+from backend.methods.meshinversion.camera_search import view_quaternion
+from backend.methods.meshinversion.invert import InversionSettings, Inverter, distinct_views
 from backend.methods.meshinversion.mesh_gan import MeshGAN
 from tests.meshinversion.helpers import render_photo, small_generator
 
@@ -98,9 +99,14 @@ def test_batch_of_photos_and_conditional_labels() -> None:
         )
         for i, az in ((1, 30.0), (2, 270.0))
     ]
-    settings = InversionSettings(**{**TINY.__dict__, "stages": ((8, 0.1, 0.01),)})
-    results = Inverter(conditional, settings).run([p[0] for p in photos], [p[1] for p in photos], 0, quiet)
-    assert len(results) == 2
+    settings = InversionSettings(**{**TINY.__dict__, "stages": ((4, 0.1, 0.01), (4, 0.05, 0.005))})
+    restarted = InversionSettings(**{**settings.__dict__, "restarts": 2})
+    events = []
+    results = Inverter(conditional, restarted).run(
+        [p[0] for p in photos], [p[1] for p in photos], 0, lambda *a, **k: events.append(a)
+    )
+    assert [a[1] for a in events if a[0].startswith("optimise")] == list(range(1, 9))
+    assert len(results) == 2 and all(len(r.stage_losses) == 2 for r in results)
     assert all(r.label is not None and 0 <= r.label < 5 for r in results)
     fixed = InversionSettings(**{**settings.__dict__, "class_label": 4})
     assert Inverter(conditional, fixed).run([photos[0][0]], [photos[0][1]], 0, quiet)[0].label == 4
@@ -126,3 +132,11 @@ def test_runs_on_cuda(photo) -> None:
     model = MeshGAN(small_generator().cuda())
     result = Inverter(model, TINY).run([rgb], [mask], seed=0, progress=quiet)[0]
     assert result.z.is_cuda and result.vertices.is_cuda and result.mask_iou > 0.8
+
+
+def test_distinct_views_skips_near_duplicates() -> None:
+    azimuths = torch.tensor([0.0, 10.0, 180.0, 5.0, 90.0]).deg2rad()
+    quaternions = view_quaternion(azimuths, torch.zeros(5)) * torch.tensor([1.0, -1, 1, 1, 1])[:, None]
+    assert distinct_views(quaternions, 2).tolist() == [0, 2]  # q and -q are the same rotation
+    assert distinct_views(quaternions, 3).tolist() == [0, 2, 4]
+    assert distinct_views(quaternions[:2], 2).tolist() == [0, 1]  # too few distinct: the next best

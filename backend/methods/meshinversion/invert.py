@@ -66,6 +66,8 @@ class InversionSettings:
     feature_weight: float = 0.04
     latent_weight: float = 0.05
     flat_weight: float = 0.0
+    restarts: int = 1
+    """Distinct starts per image run through the first stage; the best continues (1 = official)."""
     silhouette_weight: float = 0.0
     """Not in the paper: 1 - soft IoU of the antialiased silhouette, which the vertex chamfer does not
     pin down; 0 keeps the published objective."""
@@ -98,6 +100,8 @@ class InversionSettings:
         settings = cls(**values)
         if settings.render_size < 16 or settings.z_candidates < 1 or not settings.stages:
             raise ValueError("render_size must be >= 16, z_candidates >= 1 and stages non-empty")
+        if not 1 <= settings.restarts <= settings.rendered_candidates:
+            raise ValueError("restarts must be between 1 and rendered_candidates")
         return settings
 
     @property
@@ -139,6 +143,18 @@ class LossTerms:
 
     total: torch.Tensor
     terms: dict[str, torch.Tensor]
+
+
+@dataclass
+class Starts:
+    """Starting points, ``restarts`` rows per image (image-major): latents, labels, cameras, their
+    candidate scores and the silhouette IoU their camera had in the search."""
+
+    z: torch.Tensor
+    labels: torch.Tensor | None
+    camera: WeakPerspective
+    scores: torch.Tensor
+    camera_iou: torch.Tensor
 
 
 @dataclass
@@ -297,10 +313,8 @@ class Inverter:
         return torch.cat(parts).reshape(*z.shape[:2], -1, 3)
 
     @torch.no_grad()
-    def initialise(
-        self, targets: Targets, rng: torch.Generator, progress: Progress
-    ) -> tuple[torch.Tensor, torch.Tensor | None, WeakPerspective, torch.Tensor, torch.Tensor]:
-        """Best (z, label, camera) per image, with its full init score and its camera-search IoU."""
+    def initialise(self, targets: Targets, rng: torch.Generator, progress: Progress) -> Starts:
+        """The ``restarts`` best (z, label, camera) starts per image, from distinct views."""
         s = self.settings
         batch, device = targets.mask.shape[0], self.model.device
         progress("initialise: candidates", 0, 1)
@@ -347,37 +361,108 @@ class Inverter:
             totals.append(self.candidate_score(zc, vertices, rendering, cams, targets.rows(image[pick]), rng))
             progress("initialise: renders", done, len(chunks))
         full_scores = torch.cat(totals).view(batch, -1)
-        best_total, best = full_scores.min(dim=1)
-        chosen = rows_all.view(batch, -1).gather(1, best[:, None])[:, 0]
-        chosen_labels = None if labels is None else labels[image[chosen], candidate[chosen]]
-        chosen_camera = cameras.index(camera_row[chosen])
-        camera_iou = search_iou.view(-1)[camera_row[chosen]]
-        return z[image[chosen], candidate[chosen]], chosen_labels, chosen_camera, best_total, camera_iou
+        order = full_scores.argsort(dim=1)
+        finalist_rows = rows_all.view(batch, -1)
+        picks = [
+            distinct_views(cameras.index(camera_row[finalist_rows[b, order[b]]]).quaternion, s.restarts)
+            for b in range(batch)
+        ]
+        local = torch.stack([order[b, pick] for b, pick in enumerate(picks)])
+        chosen = finalist_rows.gather(1, local).reshape(-1)
+        return Starts(
+            z=z[image[chosen], candidate[chosen]],
+            labels=None if labels is None else labels[image[chosen], candidate[chosen]],
+            camera=cameras.index(camera_row[chosen]),
+            scores=full_scores.gather(1, local).reshape(-1),
+            camera_iou=search_iou.view(-1)[camera_row[chosen]],
+        )
 
     # ---------------------------------------------------------------- optimisation
     def run(
         self, rgbs: list[np.ndarray], masks: list[np.ndarray], seed: int, progress: Progress
     ) -> list[InversionResult]:
-        """Invert a batch of crops: ``rgb`` (S, S, 3) in [0, 1] and ``mask`` (S, S), S = render_size."""
+        """Invert a batch of crops: ``rgb`` (S, S, 3) in [0, 1] and ``mask`` (S, S), S = render_size.
+
+        With ``restarts`` R > 1 the R best distinct starts of each image all run the first stage, and
+        the one with the best candidate score after it continues (a wrong front/back choice at the
+        start is otherwise never undone).
+        """
         s = self.settings
         device = self.model.device
+        batch = len(rgbs)
         rng = torch.Generator(device=device).manual_seed(seed)
         targets = Targets.from_arrays(rgbs, masks, device)
         if targets.size != s.render_size:
             raise ValueError(f"crops are {targets.size} px but render_size is {s.render_size}")
         self.prepare_features(targets)
-        z0, labels, camera0, init_scores, camera_ious = self.initialise(targets, rng, progress)
+        start = self.initialise(targets, rng, progress)
+        restarts = len(start.z) // batch
+        image = torch.arange(batch, device=device).repeat_interleave(restarts)
         with torch.no_grad():
-            start_shape = self.model.shape(z0, labels)
-            init_iou = mask_iou(self.model.silhouette(start_shape, camera0, s.render_size), targets.mask)
+            shape = self.model.shape(start.z, start.labels)
+            start_iou = mask_iou(
+                self.model.silhouette(shape, start.camera, s.render_size), targets.mask[image]
+            )
 
+        stages = list(s.stages)
+        z, camera, history = start.z, start.camera, [[] for _ in range(len(start.z))]
+        if restarts > 1:
+            z, camera, history = self.optimise(z, start.labels, camera, targets.rows(image), stages[:1], rng,
+                                               progress, 0)  # fmt: skip
+            with torch.no_grad():
+                texture, vertices = self.model.generate(z, start.labels)
+                rendering = self.model.render(vertices, texture, camera, s.render_size)
+                score = self.candidate_score(z, vertices, rendering, camera, targets.rows(image), rng)
+            keep = score.view(batch, restarts).argmin(dim=1) + torch.arange(batch, device=device) * restarts
+            z, camera, history = z[keep], camera.index(keep), [history[i] for i in keep.tolist()]
+            stages = stages[1:]
+        else:
+            keep = torch.arange(batch, device=device)
+        labels = None if start.labels is None else start.labels[keep]
+        z, camera, later = self.optimise(
+            z, labels, camera, targets, stages, rng, progress, len(s.stages) - len(stages)
+        )
+        with torch.no_grad():
+            texture, vertices = self.model.generate(z, labels)
+            iou = mask_iou(self.model.silhouette(vertices, camera, s.render_size), targets.mask)
+        return [
+            InversionResult(
+                z=z[b].detach(),
+                label=None if labels is None else int(labels[b]),
+                camera=camera.index(torch.tensor([b], device=device)),
+                texture=texture[b],
+                vertices=vertices[b],
+                init_score=float(start.scores[keep[b]]),
+                camera_iou=float(start.camera_iou[keep[b]]),
+                stage_losses=history[b] + later[b],
+                init_mask_iou=float(start_iou[keep[b]]),
+                mask_iou=float(iou[b]),
+            )
+            for b in range(batch)
+        ]
+
+    def optimise(
+        self,
+        z0: torch.Tensor,
+        labels: torch.Tensor | None,
+        camera0: WeakPerspective,
+        targets: Targets,
+        stages: list[tuple[int, float, float]],
+        rng: torch.Generator,
+        progress: Progress,
+        first_stage: int,
+    ) -> tuple[torch.Tensor, WeakPerspective, list[list[dict[str, float]]]]:
+        """Adam (betas 0, 0.99) on z and the camera through ``stages``; returns them detached and the
+        mean loss terms per row and stage. Progress counts steps over the whole schedule."""
+        s = self.settings
+        rows = len(z0)
         z = z0.clone().requires_grad_()
         camera = WeakPerspective(*(p.clone().requires_grad_() for p in camera0.parameters()))
         z_optim = torch.optim.Adam([z], betas=(0.0, 0.99))
         pose_optim = torch.optim.Adam(camera.parameters(), betas=(0.0, 0.99))
-        stage_losses: list[list[dict[str, float]]] = [[] for _ in range(len(rgbs))]
-        done, total = 0, s.total_steps
-        for stage, (steps, z_lr, pose_lr) in enumerate(s.stages):
+        history: list[list[dict[str, float]]] = [[] for _ in range(rows)]
+        done = sum(steps for steps, _, _ in s.stages[:first_stage])
+        for stage, (steps, z_lr, pose_lr) in enumerate(stages, start=first_stage):
             for group in z_optim.param_groups:
                 group["lr"] = z_lr
             for group in pose_optim.param_groups:
@@ -391,7 +476,7 @@ class Inverter:
                 rendering = self.model.render(vertices, texture, camera, s.render_size, silhouette)
                 loss = self.losses(z, vertices, rendering, camera, targets, rng)
                 total_loss = loss.total.sum()
-                value = float(total_loss.detach()) / len(rgbs)
+                value = float(total_loss.detach()) / rows
                 if not np.isfinite(value):
                     raise FloatingPointError(
                         f"meshinversion diverged (loss {value}) at stage {stage + 1}, step {step + 1}: "
@@ -403,34 +488,28 @@ class Inverter:
                 for name, term in {"total": loss.total, **loss.terms}.items():
                     sums[name] = sums.get(name, 0) + term.detach()
                 done += 1
-                preview = None
-                if step == steps - 1:
-                    preview = to_uint8(rendering.rgb[0].detach())
-                progress(
-                    f"optimise stage {stage + 1}/{len(s.stages)}", done, total, loss=value, preview=preview
-                )
-            for b in range(len(rgbs)):
-                stage_losses[b].append({k: float(v[b]) / steps for k, v in sums.items()})
+                preview = to_uint8(rendering.rgb[0].detach()) if step == steps - 1 else None
+                progress(f"optimise stage {stage + 1}/{len(s.stages)}", done, s.total_steps, loss=value,
+                         preview=preview)  # fmt: skip
+            for row in range(rows):
+                history[row].append({k: float(v[row]) / steps for k, v in sums.items()})
+        return z.detach(), camera.detach(), history
 
-        with torch.no_grad():
-            texture, vertices = self.model.generate(z, labels)
-            mask = self.model.silhouette(vertices, camera, s.render_size)
-            iou = mask_iou(mask, targets.mask)
-        return [
-            InversionResult(
-                z=z[b].detach(),
-                label=None if labels is None else int(labels[b]),
-                camera=camera.detach().index(torch.tensor([b], device=device)),
-                texture=texture[b],
-                vertices=vertices[b],
-                init_score=float(init_scores[b]),
-                camera_iou=float(camera_ious[b]),
-                stage_losses=stage_losses[b],
-                init_mask_iou=float(init_iou[b]),
-                mask_iou=float(iou[b]),
-            )
-            for b in range(len(rgbs))
-        ]
+
+def distinct_views(quaternions: torch.Tensor, count: int, min_angle_deg: float = 90.0) -> torch.Tensor:
+    """Indices of ``count`` rows of (N, 4) quaternions, in order of preference: greedily the first
+    ones at least ``min_angle_deg`` from every row already taken, then the best of the rest."""
+    unit = torch.nn.functional.normalize(quaternions, dim=-1)
+    angle = 2 * torch.rad2deg(torch.acos((unit @ unit.T).abs().clamp(max=1)))
+    taken = [0]
+    for row in range(1, len(unit)):
+        if len(taken) == count:
+            break
+        if bool((angle[row, taken] >= min_angle_deg).all()):
+            taken.append(row)
+    rest = [row for row in range(len(unit)) if row not in taken]
+    taken += rest[: count - len(taken)]
+    return torch.tensor(taken[:count], device=quaternions.device)
 
 
 def coarse_mask(mask: torch.Tensor, size: int) -> torch.Tensor:

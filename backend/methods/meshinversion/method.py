@@ -42,6 +42,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "feature_weight": 0.04,
         "latent_weight": 0.05,
         "flat_weight": 0.0,
+        "restarts": 2,
         "silhouette_weight": 0.0,
         "class_label": None,
         "chunk": 64,
@@ -62,12 +63,14 @@ PRESETS: dict[str, dict[str, Any]] = {
         "feature_weight": 0.0,
         "latent_weight": 0.05,
         "flat_weight": 0.0,
+        "restarts": 1,
         "silhouette_weight": 1.0,
         "class_label": None,
         "chunk": 64,
     },
 }
-"""``paper``: the published schedule and losses (camera search instead of CMR poses). ``fast``: fewer
+"""``paper``: the published schedule and losses (camera search instead of CMR poses, two distinct
+starts through the first stage). ``fast``: fewer
 candidates and steps, 2048 chamfer points, no VGG term, and the silhouette IoU term (not in the
 paper) that lifts the input-view IoU, for interactive use on a CPU."""
 
