@@ -1,11 +1,12 @@
 """GAN inversion (MeshInversion, Zhang et al. 2022): fit z and a weak-perspective camera to photos.
 
 Per image: (1) draw N latent candidates (random classes too, for a conditional model without a
-given class); (2) place their mean shape with ``search_cameras``; (3) score every candidate
-under the kept cameras by the mask loss, then the best few by the full loss on renders (the
-texture tells front from back); (4) optimise z and the camera with the published losses and
-schedule. Several images run as one batch: every loss is per image and Adam is element-wise, so
-a batch equals independent runs, but costs less per image.
+given class); (2) place their mean shape with ``search_cameras``; (3) rank every candidate under
+the kept cameras by its coarse silhouette IoU, then render the best few and score them by the full
+loss plus a colour-layout error (the texture tells front from back); (4) optimise z and the
+camera with the published losses and schedule, optionally from several distinct starts through
+the first stage. Several images run as one batch: every loss is per image and Adam is
+element-wise, so a batch equals independent runs, but costs less per image.
 """
 
 from __future__ import annotations
