@@ -256,9 +256,21 @@ class ProgressReporter:
             and self.preview_dir is not None
             and now - self.last_preview >= PREVIEW_INTERVAL_S
         ):
-            event["preview"] = save_preview(preview, self.preview_dir)
             self.last_preview = now
+            try:
+                event["preview"] = save_preview(preview, self.preview_dir)
+            except OSError as exc:  # previews are a courtesy: a full temp disk must not end the job
+                print(f"preview not saved: {exc}", file=sys.stderr)
         self.emit(event)
+
+
+def _preview_folder() -> Path | None:
+    """A temporary folder for live previews, or None (no previews) when the temp disk refuses one."""
+    try:
+        return Path(tempfile.mkdtemp(prefix="rfi-preview-"))
+    except OSError as exc:
+        print(f"live previews off: {exc}", file=sys.stderr)
+        return None
 
 
 def save_preview(image: np.ndarray, folder: Path) -> str:
@@ -313,7 +325,7 @@ def run_job(
     device = resolve_device(request.device)
     check_output_dir(Path(request.output_dir), request.overwrite)
 
-    preview_dir = Path(tempfile.mkdtemp(prefix="rfi-preview-")) if request.preview else None
+    preview_dir = _preview_folder() if request.preview else None
     reporter = ProgressReporter(request.id, emit, cancel, preview_dir)
     try:
         reporter("prepare", 0, 2)

@@ -232,7 +232,7 @@ class Server:
             return {"type": "result", "job": request.id, "files": outcome.files, "summary": outcome.summary}
         except JobCancelled:
             return {"type": "cancelled", "job": request.id}
-        except Exception as exc:
+        except (Exception, SystemExit) as exc:  # a library's sys.exit() must not kill the worker thread
             log_traceback(exc)
             return error_message(*describe_error(exc), job=request.id)
         finally:

@@ -304,3 +304,53 @@ def test_a_burst_of_jobs_is_queued_up_to_the_limit_then_refused(
     finally:
         backend.close()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["stderr.txt"]
+
+
+EXITING_SERVER = """
+import sys
+from backend.cli import main
+from backend.methods import method_class
+
+model_class = method_class("meshinversion")
+original = model_class.run
+calls = []
+
+def exit_on_first_job(self, *args, **kwargs):
+    calls.append(1)
+    if len(calls) == 1:
+        sys.exit(3)  # what a library's argument parser or error handler may do
+    return original(self, *args, **kwargs)
+
+model_class.run = exit_on_first_job
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_sys_exit_inside_a_job_is_an_error_and_the_queue_goes_on(
+    tiny: TinyWeights, photo: Path, tmp_path: Path
+) -> None:
+    """``SystemExit`` in the worker thread used to end that thread silently: no final event for the
+    job and no further job ever ran, so the add-on waited for its watchdog (10 minutes)."""
+    stderr = (tmp_path / "stderr.txt").open("wb")
+    proc = subprocess.Popen(
+        [sys.executable, "-c", EXITING_SERVER, "--weights-dir", str(tiny.root), "serve"],
+        cwd=ROOT, env=backend_env(), stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr,
+    )  # fmt: skip
+    lines: queue.Queue[bytes] = queue.Queue()
+    threading.Thread(target=lambda: [lines.put(line) for line in proc.stdout], daemon=True).start()
+    try:
+        for name in ("exits", "next"):
+            job = _request(tiny, "meshinversion", photo, tmp_path / name).to_message()
+            proc.stdin.write((json.dumps({**job, "id": name}) + "\n").encode())
+        proc.stdin.flush()
+        finals: dict[str, dict[str, Any]] = {}
+        while len(finals) < 2:
+            message = decode(lines.get(timeout=120), SERVER_TYPES)
+            if message["type"] in ("result", "error", "cancelled"):
+                finals[message["job"]] = message
+    finally:
+        proc.kill()
+        proc.wait(10)
+        stderr.close()
+    assert finals["exits"]["type"] == "error" and "SystemExit" in finals["exits"]["message"]
+    assert finals["next"]["type"] == "result" and not (tmp_path / "exits").exists()

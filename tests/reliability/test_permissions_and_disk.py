@@ -9,6 +9,7 @@ from __future__ import annotations
 import errno
 import json
 import shutil
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from backend import results
+from backend import jobs, results
 from backend.jobs import ModelCache, run_job
 from backend.protocol import JobRequest
 from backend.results import ResultError
@@ -107,3 +108,27 @@ def test_full_disk_keeps_the_previous_result(tmp_path: Path, monkeypatch: pytest
     assert {p.name: p.read_bytes() for p in (tmp_path / "result").iterdir()} == before
     with np.load(tmp_path / "result" / "mesh.npz") as mesh:
         assert mesh["faces"].shape[1] == 3  # still the complete earlier mesh
+
+
+def test_full_temp_disk_only_turns_live_previews_off(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Live previews go to the temp disk; when it is full the job still finishes (was: the job died
+    with an internal error at its first preview)."""
+    tiny = make_tiny_weights(tmp_path / "weights")
+    registry = Registry(tiny.root, shipped_dir=tmp_path / "none")
+    photo = object_photo(tmp_path / "photo.png")
+
+    def disk_full(*args: Any, **kwargs: Any) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    faults = [(jobs, "save_preview", disk_full), (tempfile, "tempdir", str(tmp_path / "gone" / "tmp"))]
+    for target, name, fault in faults:  # a full temp disk; a temp folder that does not exist
+        with monkeypatch.context() as patch:
+            patch.setattr(target, name, fault)
+            events: list[dict[str, Any]] = []
+            request = JobRequest(
+                image=str(photo), output_dir=str(tmp_path / name), method="gan2shape", weights=tiny.gan2shape,
+                overrides=tiny.overrides["gan2shape"], preview=True,
+            )  # fmt: skip
+            run_job(request, events.append, registry=registry)
+        assert (tmp_path / name / "mesh.npz").is_file()
+        assert len(events) > 5 and not any("preview" in event for event in events)
