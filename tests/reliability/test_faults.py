@@ -354,3 +354,21 @@ def test_sys_exit_inside_a_job_is_an_error_and_the_queue_goes_on(
         stderr.close()
     assert finals["exits"]["type"] == "error" and "SystemExit" in finals["exits"]["message"]
     assert finals["next"]["type"] == "result" and not (tmp_path / "exits").exists()
+
+
+def test_shutdown_mid_job_cancels_it_says_bye_and_exits(
+    tiny: TinyWeights, photo: Path, tmp_path: Path
+) -> None:
+    """What the add-on sends when the user stops the backend (or frees memory) during a job."""
+    backend = start_backend(tiny.root, tmp_path / "stderr.txt")
+    try:
+        job = _request(tiny, "gan2shape", photo, tmp_path / "out", invert_steps=5000).to_message()
+        backend.send({**job, "id": "running"})
+        backend.expect("progress", job="running", stage="invert")
+        backend.send({"type": "shutdown"})
+        assert backend.expect("cancelled", timeout=30)["job"] == "running"
+        backend.expect("bye", timeout=30)
+        assert backend.proc.wait(30) == 0
+    finally:
+        backend.close()
+    assert not (tmp_path / "out").exists() and leftovers(tmp_path) == []
