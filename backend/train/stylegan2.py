@@ -316,6 +316,7 @@ def main_export(argv: list[str] | None = None) -> None:
     entry = export(Path(args.run), Path(args.weights_dir))
     if args.figure:
         trainer = Trainer.load(Path(args.run) / CHECKPOINT, torch.device("cpu"))
+        Path(args.figure).parent.mkdir(parents=True, exist_ok=True)
         Image.fromarray(sample_grid(trainer.g_ema, 64, seed=1)).save(args.figure)
     print(json.dumps({k: entry[k] for k in ("id", "file", "size", "sha256", "source")}, indent=1))
 
