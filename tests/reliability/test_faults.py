@@ -372,3 +372,27 @@ def test_shutdown_mid_job_cancels_it_says_bye_and_exits(
     finally:
         backend.close()
     assert not (tmp_path / "out").exists() and leftovers(tmp_path) == []
+
+
+def test_watchdog_ends_a_backend_that_hangs_mid_job(tiny: TinyWeights, photo: Path, tmp_path: Path) -> None:
+    """A step that never returns after progress was flowing (a live process, not a stopped one): the
+    add-on's watchdog kills the backend and reports it; nothing is left running or written."""
+    launcher = tmp_path / "python"  # the add-on's "backend Python": runs the server with the hang
+    launcher.write_text(f'#!/bin/sh\nexec {sys.executable} -u -c "$RFI_TEST_SERVER" serve\n')
+    launcher.chmod(0o755)
+    env = {"RFI_WEIGHTS_DIR": str(tiny.root), "RFI_TEST_SERVER": HANGING_SERVER}
+    client = BackendClient(launcher, ROOT, log_path=tmp_path / "backend.log", env=env, watchdog_s=3.0)
+    try:
+        job = client.submit(_request(tiny, "meshinversion", photo, tmp_path / "hung"))
+        deadline = time.monotonic() + 120
+        while job.stage != "prepare" and not job.finished and time.monotonic() < deadline:
+            client.poll(0.1)
+        pid = client.pid
+        started = time.monotonic()
+        client.wait()
+        assert job.state == "failed" and job.error.code == "backend_hung", job.error
+        assert 3.0 <= time.monotonic() - started < 20 and not _process_exists(pid)
+        assert "never returns" in (tmp_path / "backend.log").read_text()
+    finally:
+        client.kill()
+    assert _zombie_children() == [] and not (tmp_path / "hung").exists()
