@@ -89,19 +89,19 @@ def _finite(value: int | float) -> bool:
         return False
 
 
-def _coerce(key: str, value: Any, default: Any) -> Any:
+def _coerce(key: str, value: Any, default: Any, nullable: bool = False) -> Any:
     """Make an override the type of the preset's value (CLI values arrive as strings, JSON text).
 
     A ``None`` default takes any JSON value (the method validates it); a list/tuple default takes
     a list of the same length element by element, or of any non-zero length when its elements
     share one type and it is a list or a sequence of sequences (e.g. elevations, a schedule of
     stages). A flat tuple of scalars is a fixed-size record (e.g. three stage lengths), so its
-    length is kept.
+    length is kept. ``nullable``: ``None`` stays allowed (the preset itself says ``None``).
     """
     if isinstance(value, str) and not isinstance(default, str):
         with contextlib.suppress(json.JSONDecodeError):
             value = json.loads(value)
-    if default is None:
+    if default is None or (value is None and nullable):
         return value
     bad = JobError(
         "bad_option",
@@ -150,7 +150,8 @@ def resolve_options(
             f"known options: {', '.join(sorted(options))}",
         )
     for key, value in overrides.items():
-        options[key] = _coerce(key, value, _typed_default(key, options[key], presets))
+        typed = _typed_default(key, options[key], presets)
+        options[key] = _coerce(key, value, typed, nullable=options[key] is None)
         _check_count_range(key, options[key], presets)
     return options
 

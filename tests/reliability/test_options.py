@@ -45,6 +45,7 @@ def test_bad_override_is_refused_before_the_method_runs(
         ("meshinversion", "fast", {"elevations": "[-10, 0, 30]"}, {"elevations": [-10.0, 0.0, 30.0]}),
         ("meshinversion", "fast", {"stages": [[5, 0.1, 0.01]] * 3}, {"stages": [[5, 0.1, 0.01]] * 3}),
         ("gan2shape", "paper", {"stage0": "[5, 6, 7]"}, {"stage0": (5, 6, 7)}),
+        ("gan2shape", "paper", {"stage0": "null"}, {"stage0": None}),  # None: the published value
         ("gan2shape", "fast", {"invert_steps": 0}, {"invert_steps": 0}),  # zero skips a stage: allowed
     ],
 )
