@@ -146,7 +146,7 @@ class GAN2ShapeRun:
     def perceptual_loss(self, a: torch.Tensor, b: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         return masked_perceptual(self.perceptual, a, b, mask)
 
-    def optimizer(self, names: tuple[str, ...]) -> torch.optim.Optimizer:
+    def optimizer(self, names: tuple[str, ...], lr: float | None = None) -> torch.optim.Optimizer:
         """Fresh Adam over the nets that learn in this step (official: re-created at each switch).
 
         The other nets are frozen meanwhile, which saves their backward pass; ``foreach`` halves
@@ -157,7 +157,7 @@ class GAN2ShapeRun:
         params = [p for n in names for p in getattr(self.nets, n).parameters()]
         opts = self.options
         return torch.optim.Adam(
-            params, lr=opts.lr, betas=(0.9, 0.999), weight_decay=opts.weight_decay, foreach=True
+            params, lr=lr or opts.lr, betas=(0.9, 0.999), weight_decay=opts.weight_decay, foreach=True
         )
 
     # --- prior
@@ -166,7 +166,7 @@ class GAN2ShapeRun:
         if self.pretrained_depth:
             return
         ellipsoid = ellipsoid_prior(self.target.mask[0, 0], self.category, far=self.options.prior_far)
-        optimizer = self.optimizer(("netD",))
+        optimizer = self.optimizer(("netD",), lr=self.options.prior_lr)
         for step in range(self.options.prior_iters):
             depth = warp.depth_head(self.nets.netD(self.target.image), clamp_border=False)
             loss = (depth[0] - ellipsoid).square().mean()
