@@ -107,7 +107,7 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
         }
         rows.append(row)
         print(json.dumps(row), flush=True)
-    return summarise(rows, entry.id, args, options)
+    return summarise(rows, entry, args, options)
 
 
 def scaled_schedule(options: dict[str, Any], category: str, scale: int) -> dict[str, Any]:
@@ -121,7 +121,7 @@ def scaled_schedule(options: dict[str, Any], category: str, scale: int) -> dict[
             "invert_steps": shrink(full.invert_steps)}
 
 
-def summarise(rows: list[dict], weights_id: str, args: argparse.Namespace, options: dict) -> dict[str, Any]:
+def summarise(rows: list[dict], entry: Any, args: argparse.Namespace, options: dict) -> dict[str, Any]:
     def mean(kind: str, key: str) -> float:
         return float(np.mean([r[kind][key] for r in rows]))
 
@@ -129,7 +129,8 @@ def summarise(rows: list[dict], weights_id: str, args: argparse.Namespace, optio
     reduction = {k: 1 - summary["gan2shape"][k] / summary["prior"][k] for k in ("side", "mad")}
     seconds = [r["seconds"] for r in rows]
     result = {
-        "weights": weights_id, "preset": args.preset, "images": len(rows), "seed": args.seed,
+        "weights": {"id": entry.id, "sha256": entry.sha256, "source": entry.source},
+        "preset": args.preset, "images": len(rows), "seed": args.seed,
         "options": {k: list(v) if isinstance(v, tuple) else v for k, v in options.items()},
         "mean": summary, "reduction_vs_prior": reduction,
         "acceptance_25pct": all(v >= 0.25 for v in reduction.values()),
