@@ -252,8 +252,28 @@ def scenario_reconstruct(args: dict[str, Any]) -> dict[str, Any]:
     out["result_dir"] = next(Path(args["user"]).rglob("result.json")).parent.as_posix()
     cam = bpy.context.scene.camera
     out["camera"] = {"name": cam.name, "type": cam.data.type, "backgrounds": len(cam.data.background_images)}
-    render_png(args["render"])
+    out["overlay_iou"] = overlay_iou(args["image"], args["render"] + ".overlay.png")
+    render_png(args["render"])  # through the aligned camera, which frames the object by construction
     return out
+
+
+def overlay_iou(photo: str, path: str) -> float:
+    """Render the object alone through the aligned camera at the photo's size: its silhouette should
+    cover the photo's object mask (alpha) if the camera was imported right."""
+    scene = bpy.context.scene
+    for obj in scene.objects:
+        obj.hide_render = obj.type == "MESH" and obj != bpy.context.view_layer.objects.active
+    scene.render.film_transparent = True
+    scene.render.engine = "CYCLES"
+    scene.cycles.samples = 1
+    scene.render.resolution_percentage = 100
+    scene.render.filepath = path
+    bpy.ops.render.render(write_still=True)
+    scene.render.film_transparent = False
+    rendered = bpy.data.images.load(path)
+    silhouette = image_pixels(rendered)[..., 3] > 0.5
+    target = image_pixels(bpy.data.images.load(photo))[..., 3] > 0.5
+    return float((silhouette & target).sum() / max((silhouette | target).sum(), 1))
 
 
 def scenario_interrupt(args: dict[str, Any]) -> dict[str, Any]:

@@ -59,6 +59,7 @@ def test_reconstruct_operator_imports_the_backend_result(
     assert props["rfi_timings"]["total_s"] > 0
     assert out["camera"] == {"name": "toy car view", "type": info["camera"]["type"], "backgrounds": 1}
     assert not_blank(render) > 5
+    assert out["overlay_iou"] > 0.6  # the aligned camera lays the mesh over the photo's object
 
 
 def test_cancel_and_kill_midway_then_recover(
