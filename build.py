@@ -113,6 +113,17 @@ def package(_: argparse.Namespace | None = None) -> Path:
     return archive
 
 
+def demo_method() -> str:
+    """MeshInversion when its demo generator ships, else GAN2Shape (whichever has demo weights)."""
+    manifest = (ROOT / "weights" / "manifest.toml").read_text(encoding="utf-8")
+    entries = tomllib.loads(manifest).get("weights", [])
+    shipped = {e["method"] for e in entries if e.get("config", {}).get("network") != "vgg19"}
+    for method in ("meshinversion", "gan2shape"):
+        if method in shipped:
+            return method
+    sys.exit("demo: weights/manifest.toml lists no demo model")
+
+
 INSTALL_SNIPPET = """
 import os, sys
 import bpy
@@ -139,8 +150,8 @@ def demo(args: argparse.Namespace) -> None:
     batch = user / "extensions" / "user_default" / EXTENSION_ID / "batch.py"
     work = OUT / "demo-run"
     shutil.rmtree(work, ignore_errors=True)
-    run([PY, batch, "--input", examples[0], "--output", work, "--save-blend", "--export", "glb", "--preview",
-         "--aligned-camera", "--backend-python", PY], env=env)
+    run([PY, batch, "--input", examples[0], "--output", work, "--method", demo_method(), "--save-blend",
+         "--export", "glb", "--preview", "--aligned-camera", "--backend-python", PY], env=env)
     stem = examples[0].stem
     for source, target in ((f"{stem}.blend", "demo.blend"), (f"{stem}.glb", "demo.glb"),
                            (f"{stem}_preview.png", "demo_preview.png")):
