@@ -253,15 +253,18 @@ def main() -> None:
     print("meshinversion", {k: v for k, v in report["meshinversion"].items() if k != "per_image"}, flush=True)
 
     batch = min(args.batch, args.images)
-    started = time.perf_counter()
-    inverter.run(rgbs[:batch], masks[:batch], args.seed, quiet)
-    report["batch_mode"] = {"images": batch, "seconds_per_image": (time.perf_counter() - started) / batch}
-    print("batch", report["batch_mode"], flush=True)
+    if batch > 0:
+        started = time.perf_counter()
+        inverter.run(rgbs[:batch], masks[:batch], args.seed, quiet)
+        report["batch_mode"] = {"images": batch, "seconds_per_image": (time.perf_counter() - started) / batch}
+        print("batch", report["batch_mode"], flush=True)
 
-    report["oracle_pose"] = oracle_pose(settings, photos, args.seed)
-    print(
-        "oracle pose", {k: report["oracle_pose"][k] for k in ("within_20_deg", "median_rotation_error_deg")}
-    )
+    if not args.skip_oracle:
+        report["oracle_pose"] = oracle_pose(settings, photos, args.seed)
+        print(
+            "oracle pose",
+            {k: report["oracle_pose"][k] for k in ("within_20_deg", "median_rotation_error_deg")},
+        )
 
     if not args.skip_baselines:
         baselines = Baselines(model, settings)
