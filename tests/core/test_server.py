@@ -130,7 +130,10 @@ def test_jobs_progress_ping_queue_and_cache(tmp_path: Path) -> None:
     backend = BackendProcess(tmp_path / "weights", tmp_path / "stderr.txt")
     try:
         assert weights_id in [w["id"] for w in backend.expect("hello")["weights"]]
-        job = {"type": "job", "image": str(photo), "method": "meshinversion", "overrides": overrides}
+        job = {
+            "type": "job", "image": str(photo), "method": "meshinversion", "weights": weights_id,
+            "overrides": overrides,
+        }  # fmt: skip  (the shipped demo weights come first by default)
         slow = {**overrides, "stages": [[40, 0.1, 0.01]]}
         backend.send({**job, "id": "j1", "output_dir": str(tmp_path / "o1"), "overrides": slow})
         backend.send({**job, "id": "j2", "output_dir": str(tmp_path / "o2")})
