@@ -225,6 +225,8 @@ def test_bad_job_is_one_error_and_nothing_written(setup, name: str, tmp_path: Pa
     assert error.get("hint") and len(error["message"]) < 400, error
     assert not out.exists() and leftovers(tmp_path) == []
     assert alive(backend)
+    if name == "mask file missing":
+        assert error["message"].startswith("mask file not found")  # was: "image file not found"
     if code == "architecture_mismatch":
         assert sorted(load_file(tiny.root / "w-reshaped.safetensors"))[0] in error["message"]
     assert not (tiny.root / "executed").exists()  # the pickle was never run
