@@ -77,20 +77,25 @@ class MapDiscriminator(nn.Module):
         return [self.d1(tex_in), self.d2(torch.cat([pooled, mesh], 1))]
 
 
-def masked_hinge(logits: list[torch.Tensor], alpha: torch.Tensor, real: bool) -> torch.Tensor:
-    """Discriminator hinge loss, each patch weighted by the alpha pooled to the logit grid."""
+def masked_hinge(
+    logits: list[torch.Tensor], alpha: torch.Tensor, real: bool, weights: tuple[float, ...] = (1.0, 1.0)
+) -> torch.Tensor:
+    """Discriminator hinge loss, each patch weighted by the alpha pooled to the logit grid, each
+    discriminator by ``weights`` (official: equal weights below texture 512)."""
     total = logits[0].new_zeros(())
-    for lg in logits:
+    for lg, w in zip(logits, weights, strict=True):
         weight = F.adaptive_avg_pool2d(alpha, lg.shape[-2:])
         term = F.relu(1 - lg) if real else F.relu(1 + lg)
-        total = total + (term * weight).sum() / weight.sum().clamp(min=1e-6)
+        total = total + w * (term * weight).sum() / weight.sum().clamp(min=1e-6)
     return total
 
 
-def masked_generator_loss(logits: list[torch.Tensor], alpha: torch.Tensor) -> torch.Tensor:
-    """Generator hinge loss: minus the alpha-weighted mean logit."""
+def masked_generator_loss(
+    logits: list[torch.Tensor], alpha: torch.Tensor, weights: tuple[float, ...] = (1.0, 1.0)
+) -> torch.Tensor:
+    """Generator hinge loss: minus the alpha-weighted mean logit, per discriminator weighted."""
     total = logits[0].new_zeros(())
-    for lg in logits:
+    for lg, w in zip(logits, weights, strict=True):
         weight = F.adaptive_avg_pool2d(alpha, lg.shape[-2:])
-        total = total - (lg * weight).sum() / weight.sum().clamp(min=1e-6)
+        total = total - w * (lg * weight).sum() / weight.sum().clamp(min=1e-6)
     return total

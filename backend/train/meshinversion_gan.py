@@ -58,6 +58,12 @@ class TrainSettings:
     flat_weight: float = 1e-4
     ema_alpha: float = 0.999
     seed: int = 0
+    mesh_d_weight: float = 1.0
+    """Weight of the mesh discriminator's loss next to the texture one (official: 1 below texture 512)."""
+
+    @property
+    def d_weights(self) -> tuple[float, float]:
+        return (1.0, self.mesh_d_weight)
 
     def generator_config(self) -> GeneratorConfig:
         return GeneratorConfig(texture_resolution=self.texture_resolution, width=self.g_width, n_classes=0,
@@ -104,14 +110,15 @@ class Trainer:
         alpha = torch.ones_like(real_tex[:, :1])
         with torch.no_grad():
             fake_tex, fake_mesh = self.g(z_d)
-        loss_real = masked_hinge(self.d(real_tex, real_mesh, alpha), alpha, real=True)
-        loss_fake = masked_hinge(self.d(fake_tex, fake_mesh, alpha), alpha, real=False)
+        w = self.settings.d_weights
+        loss_real = masked_hinge(self.d(real_tex, real_mesh, alpha), alpha, real=True, weights=w)
+        loss_fake = masked_hinge(self.d(fake_tex, fake_mesh, alpha), alpha, real=False, weights=w)
         self.opt_d.zero_grad(set_to_none=True)
         (loss_real + loss_fake).backward()
         self.opt_d.step()
 
         fake_tex, fake_mesh = self.g(z_g)
-        loss_g = masked_generator_loss(self.d(fake_tex, fake_mesh, alpha), alpha)
+        loss_g = masked_generator_loss(self.d(fake_tex, fake_mesh, alpha), alpha, weights=w)
         vertices = self.template.displace(fake_mesh)
         loss_flat = flat_loss(vertices, self.faces, self.neighbours)
         self.opt_g.zero_grad(set_to_none=True)
@@ -226,10 +233,12 @@ def train(args: argparse.Namespace) -> Trainer:
     resume = Path(args.resume) if args.resume else out / CHECKPOINT
     if resume.exists():
         trainer = Trainer.load(resume, device)
-        print(f"resumed from {resume} at step {trainer.step}", flush=True)
+        if args.mesh_d_weight is not None:  # a schedule change on resume, recorded in the checkpoint
+            trainer.settings.mesh_d_weight = args.mesh_d_weight
+        print(f"resumed from {resume} at step {trainer.step} ({trainer.settings})", flush=True)
     else:
         settings = TrainSettings(g_width=args.g_width, d_width=args.d_width, batch=args.batch, seed=args.seed,
-                                 lr_g=args.lr_g, lr_d=args.lr_d)
+                                 lr_g=args.lr_g, lr_d=args.lr_d, mesh_d_weight=args.mesh_d_weight or 1.0)
         trainer = Trainer(settings, device)
     log = (out / "log.jsonl").open("a", encoding="utf-8")
     last_save = last_export = time.time()
@@ -269,6 +278,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--d-width", type=float, default=0.125, help="discriminator width (official = 1)")
     parser.add_argument("--lr-g", type=float, default=1e-4, help="official 1e-4")
     parser.add_argument("--lr-d", type=float, default=4e-4, help="official 4e-4")
+    parser.add_argument("--mesh-d-weight", type=float, default=None,
+                        help="mesh D loss weight (default 1; replaces the stored one on a resume)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--log-every", type=int, default=10)
