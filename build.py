@@ -159,6 +159,17 @@ def demo(args: argparse.Namespace) -> None:
     print(f"demo: wrote out/demo.blend, out/demo.glb and out/demo_preview.png from {examples[0].name}")
 
 
+def bench(args: argparse.Namespace) -> None:
+    """Held-out accuracy, speed and memory on this machine, one torch thread:
+    benchmarks/RESULTS.md, benchmarks/results.json and benchmarks/figures/ (code in benchmarks/run_all.py)."""
+    setup()
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    extra = ["--quick"] if args.quick else []
+    if args.images:
+        extra += ["--images", str(args.images)]
+    run([PY, ROOT / "benchmarks" / "run_all.py", *extra], env=env)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -170,6 +181,10 @@ def main() -> None:
     p = sub.add_parser("demo", help="reconstruct the bundled example into out/")
     p.add_argument("--image", help="reconstruct this photo instead of the first examples/*.png")
     p.set_defaults(func=demo)
+    p = sub.add_parser("bench", help="accuracy, speed and memory report into benchmarks/")
+    p.add_argument("--quick", action="store_true", help="a small subset (fast presets, 3 images)")
+    p.add_argument("--images", type=int, help="held-out images per accuracy row")
+    p.set_defaults(func=bench)
     args = parser.parse_args()
     args.func(args)
 
