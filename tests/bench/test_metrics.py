@@ -1,0 +1,89 @@
+"""The benchmark metrics against cases worked out by hand, and the split guard of run_all."""
+
+from __future__ import annotations
+
+import math
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+
+import run_all
+from metrics import (
+    chamfer_l2,
+    mask_iou,
+    masked_psnr,
+    normalise_scale,
+    sample_surface,
+    scatter_depth,
+)
+
+
+def test_mask_iou_overlapping_squares_and_empty_pair() -> None:
+    predicted = torch.zeros(2, 4, 4, dtype=torch.bool)
+    truth = torch.zeros(2, 4, 4, dtype=torch.bool)
+    predicted[0, :2, :2] = True  # 4 pixels
+    truth[0, :2, :3] = True  # 6 pixels, 4 shared -> IoU 4 / 6
+    iou = mask_iou(predicted, truth)
+    assert iou[0].item() == pytest.approx(2 / 3)
+    assert iou[1].item() == 1.0  # both empty: the masks agree
+
+
+def test_mask_iou_disjoint_is_zero() -> None:
+    predicted = torch.zeros(1, 3, 3, dtype=torch.bool)
+    truth = torch.zeros(1, 3, 3, dtype=torch.bool)
+    predicted[0, 0, 0], truth[0, 2, 2] = True, True
+    assert mask_iou(predicted, truth).item() == 0.0
+
+
+def test_chamfer_hand_computed() -> None:
+    a = torch.tensor([[0.0, 0.0, 0.0]])
+    b = torch.tensor([[1.0, 0.0, 0.0], [0.0, 2.0, 0.0]])
+    # a -> b: nearest squared distance 1; b -> a: mean of 1 and 4 = 2.5
+    assert chamfer_l2(a, b) == pytest.approx(3.5)
+    assert chamfer_l2(b, a) == pytest.approx(3.5)
+
+
+def test_normalise_scale_unit_rms_radius_and_invariance() -> None:
+    points = torch.tensor([[1.0, 0, 0], [-1, 0, 0], [3, 0, 0], [-3, 0, 0]]) + torch.tensor([5.0, 2, -1])
+    normalised = normalise_scale(points)
+    expected = torch.tensor([[1.0, 0, 0], [-1, 0, 0], [3, 0, 0], [-3, 0, 0]]) / math.sqrt(5)  # RMS radius
+    torch.testing.assert_close(normalised, expected)
+    assert chamfer_l2(normalise_scale(points), normalise_scale(3 * points - 7)) == pytest.approx(0, abs=1e-10)
+
+
+def test_masked_psnr_ignores_pixels_outside_the_mask() -> None:
+    predicted = torch.full((2, 2, 3), 0.5)
+    truth = torch.full((2, 2, 3), 0.6)
+    truth[1, 1] = 0.0  # a large error, but outside the mask
+    mask = torch.tensor([[True, True], [True, False]])
+    assert masked_psnr(predicted, truth, mask) == pytest.approx(20.0, abs=1e-4)  # MSE 0.01
+    assert math.isnan(masked_psnr(predicted, truth, torch.zeros(2, 2, dtype=torch.bool)))
+
+
+def test_sample_surface_inside_faces_and_by_area() -> None:
+    vertices = torch.tensor([[0.0, 0, 0], [1, 0, 0], [0, 1, 0], [10, 0, 0], [13, 0, 0], [10, 2, 0]])
+    faces = torch.tensor([[0, 1, 2], [3, 4, 5]])  # areas 0.5 and 3
+    points = sample_surface(vertices, faces, 7000, torch.Generator().manual_seed(0))
+    assert torch.all(points[:, 2] == 0)
+    small = points[:, 0] < 5
+    inside_small = (points[small, :2] >= 0).all(-1) & (points[small, :2].sum(-1) <= 1 + 1e-6)
+    assert bool(inside_small.all())
+    assert small.float().mean().item() == pytest.approx(0.5 / 3.5, abs=0.02)
+
+
+def test_scatter_depth_places_values_with_offset() -> None:
+    depth = scatter_depth(torch.tensor([0, 5]), torch.tensor([1.0, 2.0]), (1, 2, 3), 3.0)
+    expected = torch.tensor([[[4.0, 0, 0], [0, 0, 5.0]]])
+    torch.testing.assert_close(depth, expected)
+
+
+def test_split_guard_refuses_weights_trained_on_held_out_seeds() -> None:
+    manifest = {"weights": [{"id": "leaky", "train_command": "python -m backend.train x --cars 1000010"}]}
+    with pytest.raises(SystemExit, match="held-out"):
+        run_all.check_split(manifest)
+    fine = {"weights": [{"id": "ok", "train_command": "python -m backend.train x --cars 1536"}]}
+    assert run_all.check_split(fine)["training_seed_ranges"] == {"ok": [0, 1535]}
