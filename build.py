@@ -42,7 +42,8 @@ def requirements_digest() -> str:
 def setup(_: argparse.Namespace | None = None) -> None:
     """Create ``.venv`` and install the pinned requirements (skipped when already current)."""
     if sys.version_info[:2] != (3, 11):
-        sys.exit(f"Python 3.11 is required (bpy and Blender's Python are 3.11); this is {sys.version.split()[0]}")
+        found = sys.version.split()[0]
+        sys.exit(f"Python 3.11 is required (bpy and Blender's Python are 3.11); this is {found}")
     digest = requirements_digest()
     if PY.exists() and STAMP.exists() and STAMP.read_text().strip() == digest:
         print("setup: .venv is current")
