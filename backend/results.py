@@ -23,7 +23,7 @@ Camera schema (``result.json["camera"]`` and ``MeshResult.camera``)::
 
 Everything is written to a temporary directory next to ``OUTDIR`` and renamed into place, so a
 failed job never leaves half a result; an existing non-empty ``OUTDIR`` is only replaced with
-``overwrite=True``.
+``overwrite=True``, and only when it holds nothing but an earlier result.
 """
 
 from __future__ import annotations
@@ -247,6 +247,10 @@ def _disk_error(exc: OSError, out_dir: Path) -> ResultError:
     return ResultError("write_failed", f"cannot write {out_dir}: {exc}", "check the output folder")
 
 
+RESULT_FILES = frozenset({"mesh.npz", "texture.png", "result.json", "mesh.glb", "preview.png"})
+"""Every file a result may hold; a folder with anything else is not ours to replace."""
+
+
 def check_output_dir(out_dir: Path, overwrite: bool) -> None:
     """Refuse an existing non-empty ``out_dir`` (or a file there) unless ``overwrite``; jobs call this
     before they start, so a long optimisation never ends in a refusal."""
@@ -254,11 +258,20 @@ def check_output_dir(out_dir: Path, overwrite: bool) -> None:
         raise ResultError(
             "output_exists", f"{out_dir} exists and is not a folder", "pick another output folder"
         )
-    if out_dir.is_dir() and any(out_dir.iterdir()) and not overwrite:
+    existing = {p.name for p in out_dir.iterdir()} if out_dir.is_dir() else set()
+    if existing and not overwrite:
         raise ResultError(
             "output_exists",
             f"output folder {out_dir} is not empty",
             "pick another folder or pass --overwrite",
+        )
+    foreign = sorted(existing - RESULT_FILES)
+    if foreign:
+        # --overwrite replaces an earlier result, never a folder of the artist's own files.
+        raise ResultError(
+            "output_exists",
+            f"output folder {out_dir} holds files that are not a result ({', '.join(foreign[:3])})",
+            "pick another folder; --overwrite only replaces an earlier result",
         )
     _probe_writable(out_dir.absolute())
 

@@ -135,8 +135,14 @@ def test_existing_output_kept_unless_overwrite(tmp_path: Path) -> None:
     with pytest.raises(ResultError) as err:
         write_result(octahedron(), out, META)
     assert err.value.code == "output_exists" and (out / "keep.txt").read_text() == "mine"
-    write_result(octahedron(), out, META, overwrite=True)
-    assert not (out / "keep.txt").exists() and (out / "mesh.npz").exists()
+    with pytest.raises(ResultError, match="not a result"):
+        write_result(octahedron(), out, META, overwrite=True)  # never replaces the artist's own files
+    assert (out / "keep.txt").read_text() == "mine"
+    (out / "keep.txt").unlink()
+    write_result(octahedron(), out, META)
+    (out / "mesh.npz").write_bytes(b"stale")
+    write_result(octahedron(), out, META, overwrite=True)  # an earlier result is replaced
+    assert np.load(out / "mesh.npz")["faces"].shape[1] == 3
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]  # no staging or retired folders left
 
 
@@ -156,12 +162,12 @@ def test_disk_errors_leave_nothing(
     monkeypatch.setattr(results.np, "savez_compressed", failing_save)
     out = tmp_path / "out"
     out.mkdir()
-    (out / "old.txt").write_text("old result")
+    (out / "result.json").write_text("old result")
     with pytest.raises(ResultError) as exc:
         write_result(octahedron(), out, META, overwrite=True)
     assert exc.value.code == code and exc.value.hint
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
-    assert (out / "old.txt").read_text() == "old result"  # the previous result survives a failed write
+    assert (out / "result.json").read_text() == "old result"  # the previous result survives a failed write
 
 
 def test_output_path_is_a_file(tmp_path: Path) -> None:
