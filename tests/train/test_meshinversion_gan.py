@@ -69,3 +69,18 @@ def test_two_steps_resume_exactly_and_export_loads(tmp_path):
     generator.load_state_dict(load_file(tmp_path / "w" / WEIGHTS_FILE), strict=True)
     assert torch.equal(generator.state_dict()["fc.weight"], b["g_ema"]["fc.weight"])
     assert (tmp_path / "w" / "training" / "meshinversion_demo_car.pt").stat().st_size < 15e6
+
+
+def test_moment_loss_vanishes_on_the_data_itself():
+    import numpy as np
+
+    from backend.train.data.map_cache import MapCache
+    from backend.train.meshinversion_gan import Trainer
+
+    rng = np.random.default_rng(0)
+    data = MapCache(np.arange(6), rng.integers(0, 255, (6, 3, 256, 128), dtype=np.uint8),
+                    rng.normal(-0.4, 0.2, (6, 32, 16)).astype(np.float16))
+    trainer = Trainer(TrainSettings(g_width=0.0625, d_width=0.0625), torch.device("cpu"))
+    _, maps = data.full_batch(torch.arange(6), torch.device("cpu"))
+    assert trainer.moment_loss(maps, data) < 1e-10
+    assert trainer.moment_loss(torch.zeros_like(maps), data) > 0.01
