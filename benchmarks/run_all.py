@@ -275,13 +275,15 @@ def part_meshinversion(args: argparse.Namespace) -> dict:
 def part_gan2shape(args: argparse.Namespace) -> dict:
     """GAN2Shape ``fast`` and its ellipsoid prior alone on the held-out seeds rendered as the GAN2Shape
     engineer's benchmark renders them (the demo GAN's 64 px framing, with ground-truth depth and mask):
-    input-view IoU, texture PSNR, SIDE and MAD; its outputs are a relief over the input view, so the
-    closed-mesh metrics (novel-view IoU, Chamfer) are not defined for it."""
+    input-view IoU, texture PSNR, SIDE and MAD. The silhouette is the exported relief's: the canonical
+    object mask warped into the input view (the nets predict depth for the whole frame, background
+    included), so it is bounded by the input mask; the relief is not a closed mesh, so novel-view
+    IoU and Chamfer are not defined for it."""
     from bench_gan2shape import render_with_depth
 
     from backend.inputs import InputImage
     from backend.jobs import resolve_options
-    from backend.methods.gan2shape import METHOD
+    from backend.methods.gan2shape import METHOD, warp
     from backend.methods.gan2shape.losses import depth_metrics
     from backend.methods.gan2shape.previews import make_previews
     from backend.methods.gan2shape.prior import ellipsoid_prior
@@ -307,9 +309,11 @@ def part_gan2shape(args: argparse.Namespace) -> dict:
         seconds.append(time.perf_counter() - started)
         state = outcome.state
         depth = state.recon_depth[:1].detach()
-        covered = depth < BACKGROUND_DEPTH
+        view_grid = warp.canon_to_view_grid(depth, state.view[:1].detach())
+        canon_mask = outcome.run.canon_mask[:1].detach()
+        covered = (warp.sample(canon_mask, view_grid)[:, 0] > 0.5) & (depth < BACKGROUND_DEPTH)
         recon = ((state.recon[0].detach() + 1) / 2).clamp(0, 1).permute(1, 2, 0)
-        measured = depth_metrics(depth, truth_depth, truth_mask & covered)
+        measured = depth_metrics(depth, truth_depth, truth_mask & (depth < BACKGROUND_DEPTH))
         rows["gan2shape-fast"].append({
             "image": f"held-out seed {seed}", "seed": seed, "seconds": seconds[-1],
             "input_iou": float(mask_iou(covered, truth_mask)[0]),
