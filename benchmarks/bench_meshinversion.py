@@ -204,6 +204,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=4, help="images in the batch-mode timing run")
     parser.add_argument("--seed", type=int, default=0, help="reconstruction seed (photos are fixed)")
     parser.add_argument("--skip-baselines", action="store_true")
+    parser.add_argument("--skip-oracle", action="store_true")
     parser.add_argument(
         "--oracle-only",
         action="store_true",
