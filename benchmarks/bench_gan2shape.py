@@ -7,6 +7,10 @@ paper: input-view depth over the eroded object mask) of (a) the ellipsoid prior 
 full GAN2Shape reconstruction, and the wall time of the run. The acceptance bar of issue 6 is a
 25 % lower SIDE and MAD than the prior alone. ``--paper-scale k`` instead runs the ``paper``
 preset with every schedule length divided by ``k`` and extrapolates its time to the full schedule.
+``--oracle`` is a diagnostic: step 2's GAN projections are replaced by true renders of the same
+car from views up to 45 deg around the input's (what a perfect GAN would return), which separates
+the GAN's quality from the rest of the pipeline; it also reports how well the view net's yaw for
+those renders follows their true azimuth.
 
     python benchmarks/bench_gan2shape.py --images 6 --preset fast --out benchmarks/gan2shape.json
 """
@@ -27,7 +31,8 @@ import torch.nn.functional as F
 
 from backend.inputs import InputImage
 from backend.jobs import resolve_options
-from backend.methods.gan2shape import METHOD
+from backend.methods.gan2shape import METHOD, pipeline
+from backend.methods.gan2shape.depthmap import scale_view
 from backend.methods.gan2shape.losses import depth_metrics
 from backend.methods.gan2shape.prior import ellipsoid_prior
 from backend.methods.gan2shape.warp import BACKGROUND_DEPTH
@@ -73,6 +78,51 @@ def render_with_depth(seeds: list[int], size: int) -> dict[str, torch.Tensor]:
             "azimuth": draws["azimuth_deg"], "elevation": draws["elevation_deg"]}
 
 
+def render_views(
+    seed: int, azimuth: torch.Tensor, elevation: torch.Tensor, size: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One car from the given views under random lights: images in [-1, 1] and masks, (N, C, S, S)."""
+    n = azimuth.shape[0]
+    p = car_params([seed], "cpu")
+    directions, faces, uvs = star_mesh_template(torch.device("cpu"))
+    vertices = car_centre(p)[:, None, :] + star_radius(p, directions)[..., None] * directions[None]
+    rng = torch.Generator().manual_seed(seed)
+    lx, ly = torch.rand(n, generator=rng) * 2 - 1, torch.rand(n, generator=rng) * 0.8
+    light = DirectionalLight(F.normalize(torch.stack((lx, -ly, -torch.ones(n)), -1), dim=-1),
+                             torch.full((n,), 0.5), torch.full((n,), 0.55))
+    camera = look_at_cameras(azimuth, elevation, car_centre(p).expand(n, -1))
+    out = render_mesh(vertices.expand(n, -1, -1), faces, camera, size * SUPERSAMPLE,
+                      texture=texture_maps(p, TEXTURE_SIZE).expand(n, -1, -1, -1), uvs=uvs, light=light,
+                      background=torch.full((n, 1, 1, 1), 0.75), topology=build_edge_topology(faces),
+                      cull_backfaces=True)
+    rgb = F.avg_pool2d(out.rgb.permute(0, 3, 1, 2), SUPERSAMPLE).clamp(0, 1) * 2 - 1
+    return rgb, (F.avg_pool2d(out.alpha[:, None], SUPERSAMPLE) > 0.5).float()
+
+
+class OracleProjections:
+    """Replaces ``GAN2ShapeRun.collect`` for one car at a time (diagnostic only, see module doc)."""
+
+    def __init__(self) -> None:
+        self.seed, self.azimuth, self.offsets = 0, 0.0, torch.zeros(0)
+        self.images = torch.zeros(0)
+
+    def collect(self, run: pipeline.GAN2ShapeRun) -> None:
+        count = run.options.collect_iters * run.options.batch
+        rng = torch.Generator().manual_seed(self.seed)
+        self.offsets = (torch.rand(count, generator=rng) * 2 - 1) * 45
+        elevation = 5 + torch.rand(count, generator=rng) * 25
+        self.images, masks = render_views(self.seed, self.azimuth + self.offsets, elevation, run.size)
+        run.projected, run.projected_masks, run.proj_index = self.images.clone(), masks, 0
+        run.shuffle_projected()
+
+    def yaw_agreement(self, run: pipeline.GAN2ShapeRun) -> dict[str, float]:
+        """Correlation and range of the view net's yaw on the renders against their true offsets."""
+        with torch.no_grad():
+            yaw = torch.rad2deg(scale_view(run.nets.netV(self.images) + run.prior.view_mean)[:, 1])
+        corr = torch.corrcoef(torch.stack([yaw, self.offsets]))[0, 1]
+        return {"yaw_corr": float(corr), "yaw_min": float(yaw.min()), "yaw_max": float(yaw.max())}
+
+
 def metrics(pred: torch.Tensor, gt_depth: torch.Tensor, gt_mask: torch.Tensor, valid: torch.Tensor) -> dict:
     return depth_metrics(pred[None], gt_depth[None], (gt_mask & valid)[None])
 
@@ -88,8 +138,13 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
         options = scaled_schedule(options, entry.category, args.paper_scale)
     size = model.image_size
     data = render_with_depth(eval_seeds(args.images), size)
+    oracle = OracleProjections() if args.oracle else None
+    if oracle is not None:
+        pipeline.GAN2ShapeRun.collect = lambda run: oracle.collect(run)
     rows = []
     for i, seed in enumerate(eval_seeds(args.images)):
+        if oracle is not None:
+            oracle.seed, oracle.azimuth = seed, float(data["azimuth"][i])
         rgb = data["rgb"][i].permute(1, 2, 0).numpy().astype(np.float32)
         gt_mask = data["mask"][i]
         photo = InputImage(rgb, (data["alpha"][i] > 0.5).numpy(), f"car-{seed}.png", [], (size, size))
@@ -105,6 +160,8 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
             "prior": metrics(prior, data["depth"][i], gt_mask, torch.ones_like(gt_mask)),
             "gan2shape": metrics(recon, data["depth"][i], gt_mask, recon < BACKGROUND_DEPTH),
         }
+        if oracle is not None:
+            row["oracle_views"] = oracle.yaw_agreement(outcome.run)
         rows.append(row)
         print(json.dumps(row), flush=True)
     return summarise(rows, entry, args, options)
@@ -130,7 +187,7 @@ def summarise(rows: list[dict], entry: Any, args: argparse.Namespace, options: d
     seconds = [r["seconds"] for r in rows]
     result = {
         "weights": {"id": entry.id, "sha256": entry.sha256, "source": entry.source},
-        "preset": args.preset, "images": len(rows), "seed": args.seed,
+        "preset": args.preset, "images": len(rows), "seed": args.seed, "oracle_projections": args.oracle,
         "options": {k: list(v) if isinstance(v, tuple) else v for k, v in options.items()},
         "mean": summary, "reduction_vs_prior": reduction,
         "acceptance_25pct": all(v >= 0.25 for v in reduction.values()),
@@ -153,6 +210,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=int(os.environ.get("OMP_NUM_THREADS", "1")))
     parser.add_argument("--paper-scale", type=int, default=1, help="divide every schedule length by this")
+    parser.add_argument("--oracle", action="store_true", help="diagnostic: true renders as GAN projections")
     parser.add_argument("--out", type=Path, help="write the JSON summary here")
     args = parser.parse_args()
     result = evaluate(args)
