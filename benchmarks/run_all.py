@@ -262,6 +262,7 @@ def part_meshinversion(args: argparse.Namespace) -> dict:
     Image.fromarray(np.concatenate(grid, axis=0)).save(figure)
     return {
         "weights": entry.id,
+        "weights_sha256": entry.sha256,
         "preset": preset,
         "rows": rows,
         "figure": str(figure.relative_to(ROOT)),
@@ -339,6 +340,7 @@ def part_gan2shape(args: argparse.Namespace) -> dict:
     Image.fromarray(np.concatenate(grid, axis=0)).save(figure)
     return {
         "weights": entry.id,
+        "weights_sha256": entry.sha256,
         "preset": "fast",
         "rows": rows["gan2shape-fast"],
         "prior_rows": rows["gan2shape-prior"],
@@ -565,6 +567,13 @@ def markdown(report: dict) -> str:
             )
             lines.append(f"| {label} | {len(rows)} | " + " | ".join(cells) + f" | {cost} |")
     lines += [
+        "",
+        "Weights each row's process loaded: "
+        + ", ".join(
+            f"{ROW_LABELS.get(name, name)} `{part['weights']}` sha256 `{part.get('weights_sha256', '?')[:16]}`"
+            for name, part in report["accuracy"].items()
+        )
+        + ".",
         "",
         "MeshInversion rows and its baselines: the committed `examples/eval/` renders (256 px, lit, "
         "procedural backgrounds), cropped with `crop_to_object`. GAN2Shape rows: the same held-out seeds "
