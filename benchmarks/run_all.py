@@ -570,7 +570,8 @@ def markdown(report: dict) -> str:
         "",
         "Weights each row's process loaded: "
         + ", ".join(
-            f"{ROW_LABELS.get(name, name)} `{part['weights']}` sha256 `{part.get('weights_sha256', '?')[:16]}`"
+            f"{ROW_LABELS.get(name, name)} `{part['weights']}` sha256 "
+            f"`{part.get('weights_sha256', '?')[:16]}`"
             for name, part in report["accuracy"].items()
         )
         + ".",
