@@ -21,7 +21,9 @@ ROOT = Path(__file__).resolve().parent
 VENV = ROOT / ".venv"
 PY = VENV / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
 REQUIREMENTS = ("requirements.txt", "requirements-dev.txt")
-STAMP = VENV / ".requirements.sha256"
+VENV_BPY45 = ROOT / ".venv-bpy45"
+"""A second, bpy-only environment: the add-on is tested under Blender 4.5 LTS as well as 5.0."""
+PY_BPY45 = VENV_BPY45 / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
 
 
 def run(cmd: list[str | Path], **kw) -> None:
@@ -39,21 +41,32 @@ def requirements_digest() -> str:
     return h.hexdigest()
 
 
+def ensure_venv(folder: Path, python: Path, requirements: Path, digest: str) -> None:
+    """Create ``folder`` and install ``requirements`` unless its stamp says it is current."""
+    stamp = folder / ".requirements.sha256"
+    if python.exists() and stamp.exists() and stamp.read_text().strip() == digest:
+        print(f"setup: {folder.name} is current")
+        return
+    if not python.exists():
+        venv.EnvBuilder(with_pip=True).create(folder)
+    run([python, "-m", "pip", "install", "--quiet", "--upgrade", "pip"])
+    run([python, "-m", "pip", "install", "--quiet", "-r", requirements])
+    stamp.write_text(digest)
+    print(f"setup: {folder.name} done")
+
+
 def setup(_: argparse.Namespace | None = None) -> None:
-    """Create ``.venv`` and install the pinned requirements (skipped when already current)."""
+    """Create ``.venv`` (backend, tools, bpy 5.0) with the pinned requirements; skipped when current."""
     if sys.version_info[:2] != (3, 11):
         found = sys.version.split()[0]
         sys.exit(f"Python 3.11 is required (bpy and Blender's Python are 3.11); this is {found}")
-    digest = requirements_digest()
-    if PY.exists() and STAMP.exists() and STAMP.read_text().strip() == digest:
-        print("setup: .venv is current")
-        return
-    if not PY.exists():
-        venv.EnvBuilder(with_pip=True).create(VENV)
-    run([PY, "-m", "pip", "install", "--quiet", "--upgrade", "pip"])
-    run([PY, "-m", "pip", "install", "--quiet", "-r", ROOT / "requirements-dev.txt"])
-    STAMP.write_text(digest)
-    print("setup: done")
+    ensure_venv(VENV, PY, ROOT / "requirements-dev.txt", requirements_digest())
+
+
+def setup_bpy45() -> None:
+    """The bpy 4.5 LTS environment for the second add-on test pass."""
+    requirements = ROOT / "requirements-bpy45.txt"
+    ensure_venv(VENV_BPY45, PY_BPY45, requirements, hashlib.sha256(requirements.read_bytes()).hexdigest())
 
 
 def test(args: argparse.Namespace) -> None:
@@ -62,6 +75,10 @@ def test(args: argparse.Namespace) -> None:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     run([PY, "-m", "ruff", "check", "."], env=env)
     run([PY, "-m", "pytest", *args.pytest_args], env=env)
+    if not args.pytest_args:  # the full run: the add-on again, under Blender 4.5 LTS
+        setup_bpy45()
+        env45 = {**env, "RFI_TEST_BPY_PYTHON": str(PY_BPY45)}
+        run([PY, "-m", "pytest", "tests/blender", "tests/reliability/test_addon_mid_job.py"], env=env45)
 
 
 EXTENSION_ID = "reconstruct_from_image"
