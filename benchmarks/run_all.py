@@ -382,32 +382,23 @@ def backend_timings(runs: int) -> dict:
     the image, crop, export, files; the first job also loads the weights)."""
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     command = [PY, "-m", "backend", "serve"]
+
+    def start() -> subprocess.Popen:
+        pipe = subprocess.PIPE
+        return subprocess.Popen(
+            command, cwd=ROOT, env=env, stdin=pipe, stdout=pipe, stderr=subprocess.DEVNULL, text=True
+        )
+
     starts = []
     for _ in range(runs):
         started = time.perf_counter()
-        process = subprocess.Popen(
-            command,
-            cwd=ROOT,
-            env=env,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            text=True,
-        )
+        process = start()
         read_line(process, "hello")
         starts.append(time.perf_counter() - started)
         process.stdin.write(json.dumps({"type": "shutdown"}) + "\n")
         process.stdin.flush()
         process.wait(timeout=60)
-    process = subprocess.Popen(
-        command,
-        cwd=ROOT,
-        env=env,
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
+    process = start()
     read_line(process, "hello")
     jobs = []
     with tempfile.TemporaryDirectory() as tmp:
