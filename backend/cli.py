@@ -17,7 +17,7 @@ from backend.doctor import run_doctor
 from backend.jobs import describe_error, log_traceback, run_job
 from backend.methods import METHOD_MODULES
 from backend.methods.base import JobCancelled
-from backend.protocol import DEVICES, MASK_SOURCES, PRESETS, JobRequest
+from backend.protocol import DEVICES, MASK_SOURCES, PRESETS, JobRequest, parse_overrides
 from backend.server import serve
 from backend.weights import Registry, WeightsError
 
@@ -54,16 +54,6 @@ def fail(code: str, message: str, hint: str = "") -> int:
     if hint:
         print(f"hint: {hint}", file=sys.stderr)
     return 1
-
-
-def parse_overrides(pairs: list[str]) -> dict[str, str]:
-    overrides = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise ValueError(f"--set needs key=value, got {pair!r}")
-        overrides[key.strip()] = value.strip()
-    return overrides
 
 
 def cmd_reconstruct(args: argparse.Namespace) -> int:

@@ -129,6 +129,18 @@ class JobRequest:
         return {"type": "job", **asdict(self)}
 
 
+def parse_overrides(items: list[str]) -> dict[str, str]:
+    """``key=value`` method options from the CLI, the panel or a batch script, one parser for all;
+    values stay strings, the backend converts each to its option's type."""
+    overrides: dict[str, str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ProtocolError("bad_option", f"option {item!r} is not key=value (e.g. num_stages=1)")
+        overrides[key.strip()] = value.strip()
+    return overrides
+
+
 def encode(message: dict[str, Any]) -> bytes:
     """One message -> one UTF-8 line. NaN/Inf are not JSON, so they are refused here."""
     if message.get("type") not in CLIENT_TYPES | SERVER_TYPES:

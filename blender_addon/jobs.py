@@ -121,16 +121,11 @@ def source_image(context: bpy.types.Context, settings: Any, filepath: str = "") 
 
 
 def parse_overrides(text: str) -> dict[str, str]:
-    """``key=value`` pairs separated by spaces; the backend converts each value to its option's type."""
-    overrides: dict[str, str] = {}
-    for item in shlex.split(text):
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise BackendError(
-                "bad_option", f"option '{item}' is not key=value", "e.g. num_stages=1 seed_views=4"
-            )
-        overrides[key] = value
-    return overrides
+    """The panel's ``key=value`` pairs separated by spaces, parsed as the protocol defines them."""
+    try:
+        return protocol.parse_overrides(shlex.split(text))
+    except protocol.ProtocolError as exc:
+        raise BackendError(exc.code, str(exc), "e.g. num_stages=1 seed_views=4") from None
 
 
 def output_dir(name: str) -> Path:
