@@ -185,6 +185,8 @@ def bench(args: argparse.Namespace) -> None:
     extra = ["--quick"] if args.quick else []
     if args.images:
         extra += ["--images", str(args.images)]
+    if args.resume:
+        extra.append("--resume")
     run([PY, ROOT / "benchmarks" / "run_all.py", *extra], env=env)
 
 
@@ -202,6 +204,7 @@ def main() -> None:
     p = sub.add_parser("bench", help="accuracy, speed and memory report into benchmarks/")
     p.add_argument("--quick", action="store_true", help="a small subset (fast presets, 3 images)")
     p.add_argument("--images", type=int, help="held-out images per accuracy row")
+    p.add_argument("--resume", action="store_true", help="reuse rows done earlier with these weights")
     p.set_defaults(func=bench)
     args = parser.parse_args()
     args.func(args)

@@ -78,18 +78,21 @@ def render_with_depth(seeds: list[int], size: int) -> dict[str, torch.Tensor]:
             "azimuth": draws["azimuth_deg"], "elevation": draws["elevation_deg"]}
 
 
+ORACLE_AMBIENT, ORACLE_DIFFUSE = 0.5, 0.55
+
+
 def render_views(
-    seed: int, azimuth: torch.Tensor, elevation: torch.Tensor, size: int
+    seed: int, azimuth: torch.Tensor, elevation: torch.Tensor, light_xy: torch.Tensor, size: int
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """One car from the given views under random lights: images in [-1, 1] and masks, (N, C, S, S)."""
+    """One car from the given views, lit from (x, y, 1)-ish directions in each view's frame
+    (Unsup3d sign, ``light_xy`` (N, 2)): images in [-1, 1] and masks, (N, C, S, S)."""
     n = azimuth.shape[0]
     p = car_params([seed], "cpu")
     directions, faces, uvs = star_mesh_template(torch.device("cpu"))
     vertices = car_centre(p)[:, None, :] + star_radius(p, directions)[..., None] * directions[None]
-    rng = torch.Generator().manual_seed(seed)
-    lx, ly = torch.rand(n, generator=rng) * 2 - 1, torch.rand(n, generator=rng) * 0.8
-    light = DirectionalLight(F.normalize(torch.stack((lx, -ly, -torch.ones(n)), -1), dim=-1),
-                             torch.full((n,), 0.5), torch.full((n,), 0.55))
+    # the renderer's normals point out of the surface (towards the camera: -z), Unsup3d's into +z
+    towards = F.normalize(torch.cat([-light_xy, -torch.ones(n, 1)], 1), dim=-1)
+    light = DirectionalLight(towards, torch.full((n,), ORACLE_AMBIENT), torch.full((n,), ORACLE_DIFFUSE))
     camera = look_at_cameras(azimuth, elevation, car_centre(p).expand(n, -1))
     out = render_mesh(vertices.expand(n, -1, -1), faces, camera, size * SUPERSAMPLE,
                       texture=texture_maps(p, TEXTURE_SIZE).expand(n, -1, -1, -1), uvs=uvs, light=light,
@@ -99,11 +102,23 @@ def render_views(
     return rgb, (F.avg_pool2d(out.alpha[:, None], SUPERSAMPLE) > 0.5).float()
 
 
+def euler_zyx(rotation: torch.Tensor) -> torch.Tensor:
+    """(N, 3, 3) rotations -> (N, 3) angles (rx, ry, rz) with ``rotation = Rz @ Ry @ Rx``."""
+    rx = torch.atan2(rotation[:, 2, 1], rotation[:, 2, 2])
+    ry = torch.asin((-rotation[:, 2, 0]).clamp(-1, 1))
+    rz = torch.atan2(rotation[:, 1, 0], rotation[:, 0, 0])
+    return torch.stack([rx, ry, rz], 1)
+
+
 class OracleProjections:
-    """Replaces ``GAN2ShapeRun.collect`` for one car at a time (diagnostic only, see module doc)."""
+    """Replaces ``GAN2ShapeRun.collect`` for one car at a time (diagnostic only, see module doc).
+
+    The buffer also gets each render's true pose relative to the input view, so that with
+    ``pseudo_pose="sampled"`` step 3 sees exactly what a perfect projection would carry.
+    """
 
     def __init__(self) -> None:
-        self.seed, self.azimuth, self.offsets = 0, 0.0, torch.zeros(0)
+        self.seed, self.azimuth, self.elevation, self.offsets = 0, 0.0, 0.0, torch.zeros(0)
         self.images = torch.zeros(0)
 
     def collect(self, run: pipeline.GAN2ShapeRun) -> None:
@@ -111,8 +126,19 @@ class OracleProjections:
         rng = torch.Generator().manual_seed(self.seed)
         self.offsets = (torch.rand(count, generator=rng) * 2 - 1) * 45
         elevation = 5 + torch.rand(count, generator=rng) * 25
-        self.images, masks = render_views(self.seed, self.azimuth + self.offsets, elevation, run.size)
+        light_xy = torch.rand(count, 2, generator=rng) * torch.tensor([2.0, 0.8]) - torch.tensor([1.0, 0.0])
+        azimuth = self.azimuth + self.offsets
+        self.images, masks = render_views(self.seed, azimuth, elevation, light_xy, run.size)
+        target = torch.zeros(1, 3)
+        start = look_at_cameras(torch.tensor([self.azimuth]), torch.tensor([self.elevation]), target).rotation
+        ends = look_at_cameras(azimuth, elevation, target.expand(count, -1)).rotation
+        relative = ends @ start.transpose(1, 2)  # input-view coordinates -> each render's
+        view = torch.cat([euler_zyx(relative), torch.zeros(count, 3)], 1)
+        in_view = F.normalize(torch.cat([light_xy, torch.ones(count, 1)], 1), dim=-1)
+        canonical = (relative.transpose(1, 2) @ in_view[:, :, None])[:, :, 0]
+        strengths = torch.tensor([[ORACLE_AMBIENT, ORACLE_DIFFUSE]]).expand(count, -1)
         run.projected, run.projected_masks, run.proj_index = self.images.clone(), masks, 0
+        run.projected_poses = torch.cat([view, strengths, canonical], 1)
         run.shuffle_projected()
 
     def yaw_agreement(self, run: pipeline.GAN2ShapeRun) -> dict[str, float]:
@@ -145,6 +171,7 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
     for i, seed in enumerate(eval_seeds(args.images)):
         if oracle is not None:
             oracle.seed, oracle.azimuth = seed, float(data["azimuth"][i])
+            oracle.elevation = float(data["elevation"][i])
         rgb = data["rgb"][i].permute(1, 2, 0).numpy().astype(np.float32)
         gt_mask = data["mask"][i]
         photo = InputImage(rgb, (data["alpha"][i] > 0.5).numpy(), f"car-{seed}.png", [], (size, size))

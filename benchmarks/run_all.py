@@ -238,7 +238,8 @@ def part_meshinversion(args: argparse.Namespace) -> dict:
         started = time.perf_counter()
         Inverter(method.model, settings, None).run(rgbs, masks, 0, quiet)
         seconds = time.perf_counter() - started
-        return {"images": len(rgbs), "seconds": seconds, "images_per_min": 60 * len(rgbs) / seconds}
+        return {"images": len(rgbs), "seconds": seconds, "images_per_min": 60 * len(rgbs) / seconds,
+                "weights_sha256": entry.sha256}
     vgg = method.feature_network() if settings.feature_weight > 0 else None
     runner = {
         "mi-fast": Inverter(method.model, settings, vgg).run,
@@ -466,8 +467,23 @@ def blender_import(faces: int) -> dict:
     return report
 
 
-def run_part(part: str, images: int) -> dict:
-    """A row in a fresh child process; its peak RSS is the child's own maximum resident set."""
+PART_CACHE = ROOT / "runs" / "bench_parts"
+"""Every finished row is kept here, so ``--resume`` can reuse it (runs/ is not committed)."""
+
+
+def run_part(part: str, images: int, resume: bool = False, shipped: frozenset[str] = frozenset()) -> dict:
+    """A row in a fresh child process; its peak RSS is the child's own maximum resident set.
+
+    With ``resume``, a row finished earlier with the same image count and weights that are still
+    shipped (sha256 in ``shipped``) is reused; the report names the commit it was measured at.
+    """
+    cached = PART_CACHE / f"{part}-{images}.json"
+    if resume and cached.is_file():
+        report = json.loads(cached.read_text())
+        if report.get("weights_sha256") in shipped:
+            print(f"= {part}: reused from {cached} (commit {report.get('commit', '?')})", flush=True)
+            report["reused"] = True
+            return report
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "part.json"
         command = [PY, str(Path(__file__)), "--part", part, "--images", str(images), "--out", str(out)]
@@ -477,6 +493,10 @@ def run_part(part: str, images: int) -> dict:
         )
         report = json.loads(out.read_text())
     report["command"] = f"python benchmarks/run_all.py --part {part} --images {images}"
+    report["commit"] = machine()["commit"]
+    report["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
+    PART_CACHE.mkdir(parents=True, exist_ok=True)
+    cached.write_text(json.dumps(report, indent=1))
     return report
 
 
@@ -582,6 +602,15 @@ def markdown(report: dict) -> str:
         "-45/0/+45 deg of the relief), texture):",
         "",
     ]
+    reused = [
+        f"{ROW_LABELS.get(name, name)} (commit `{part.get('commit', '?')}`, load at end "
+        f"{part.get('load_average_end', '?')})"
+        for name, part in [*report["accuracy"].items(), *report["speed"]["batch"].items()]
+        if part.get("reused")
+    ]
+    if reused:
+        lines += ["Rows measured by an earlier run with the same weights and reused (`--resume`): "
+                  + "; ".join(reused) + ".", ""]
     for name, part in report["accuracy"].items():
         label = ROW_LABELS.get(name, name)
         lines += [f"{label}:", "", f"![{label}]({Path(part['figure']).relative_to('benchmarks')})", ""]
@@ -638,14 +667,16 @@ def orchestrate(args: argparse.Namespace) -> None:
     }
     images = args.images or (3 if args.quick else 8)
     parts = ["mi-fast", "mi-mean-shape", "mi-free-form"] + ([] if args.quick else ["mi-paper"])
-    report["accuracy"] = {part: run_part(part, images) for part in parts}
-    report["accuracy"]["gan2shape-fast"] = run_part("gan2shape-fast", 1 if args.quick else images)
+    shipped = frozenset(w["sha256"] for w in report["weights"])
+    report["accuracy"] = {part: run_part(part, images, args.resume, shipped) for part in parts}
+    g2s_images = 1 if args.quick else images
+    report["accuracy"]["gan2shape-fast"] = run_part("gan2shape-fast", g2s_images, args.resume, shipped)
     speed: dict[str, Any] = {"renderer_repeats": 5 if args.quick else 15}
     speed["renderer_ms"] = renderer_step_ms(speed["renderer_repeats"])
     sequential = report["accuracy"]["mi-fast"]["seconds_per_image_median"]
     speed["batch"] = {"1": {"images": 1, "images_per_min": 60 / sequential}}
     for count in (4,) if args.quick else (4, 16):
-        speed["batch"][str(count)] = run_part("mi-batch", count)
+        speed["batch"][str(count)] = run_part("mi-batch", count, args.resume, shipped)
     speed["backend"] = backend_timings(3)
     speed["blender_import"] = {str(n): blender_import(n) for n in (100_000, 1_000_000)}
     report["speed"] = speed
@@ -669,6 +700,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="3 images, fast presets, batch of 4 only")
     parser.add_argument("--images", type=int, help="held-out images per accuracy row (default 8, quick 3)")
     parser.add_argument("--report-only", action="store_true", help="rewrite RESULTS.md from results.json")
+    parser.add_argument("--resume", action="store_true", help="reuse rows done earlier (runs/bench_parts)")
     parser.add_argument("--part", help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()

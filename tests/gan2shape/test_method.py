@@ -12,8 +12,9 @@ from safetensors.torch import save_file
 
 from backend.inputs import InputError
 from backend.methods.base import JobCancelled
-from backend.methods.gan2shape import METHOD
+from backend.methods.gan2shape import METHOD, warp
 from backend.methods.gan2shape.config import resolve
+from backend.methods.gan2shape.depthmap import scale_view
 from backend.methods.gan2shape.masknet import MaskNet, MaskNetConfig
 from backend.methods.gan2shape.method import crop_input
 from backend.results import validate
@@ -181,3 +182,33 @@ def test_full_frame_crop_keeps_the_whole_photo():
     assert abs((cols[-1] - cols[0] + 1) - 0.7 * 64) <= 2 and abs((rows[-1] - rows[0] + 1) - 0.6 * 48) <= 2
     object_crop = crop_input(photo, 64, resolve("car", options(crop="object", crop_margin=0.0)))
     assert object_crop.box[2] == pytest.approx(0.7 * 96, abs=2)
+
+
+def test_sampled_pseudo_pose_is_the_pose_each_pseudo_sample_was_made_with(model):
+    """Fresh nets (no pretrained view/light nets): ``auto`` takes the pseudo samples' own poses,
+    and rendering the current relief with a stored pose reproduces its pseudo sample."""
+    outcome = model.reconstruct(ellipse_photo(), options(), seed=1, progress=Recorder())
+    run, state = outcome.run, outcome.run.state
+    assert run.sampled_pose and run.projected_poses.shape == (run.projected.shape[0], 11)
+    with torch.no_grad():
+        pseudo, _, poses = run.sample_pseudo(3)
+        view, (ambient, diffuse, direction) = run.projected_view_light(pseudo, poses)
+        lambert = warp.diffuse_shading(state.normal[:1].expand(3, -1, -1, -1), direction)
+        lit = warp.shade(state.albedo[:1].expand(3, -1, -1, -1), lambert, ambient, diffuse)
+        image, _, _ = warp.render_view(lit, state.depth[:1].expand(3, -1, -1), view)
+    assert torch.allclose(image.clamp(-1, 1), pseudo, atol=1e-5)
+    assert not torch.allclose(view[0], view[1])
+
+
+def test_predicted_pseudo_pose_asks_the_view_and_light_nets(model):
+    predicted = options(pseudo_pose="predicted")
+    outcome = model.reconstruct(ellipse_photo(), predicted, seed=1, progress=Recorder())
+    run = outcome.run
+    assert not run.sampled_pose
+    with torch.no_grad():
+        pseudo, _, poses = run.sample_pseudo(2)
+        view, _ = run.projected_view_light(pseudo, poses)
+        expected = scale_view(run.nets.netV(pseudo) + run.prior.view_mean)
+    assert torch.allclose(view, expected)
+    with pytest.raises(ValueError, match="pseudo_pose"):
+        model.run(ellipse_photo(), options(pseudo_pose="guess"), seed=0, progress=Recorder())

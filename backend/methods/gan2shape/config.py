@@ -80,6 +80,12 @@ class Options:
     """``object``: square crop around the mask (``crop_margin`` added per side); ``full``: the
     whole image padded to a square, for photos already framed like the GAN's images."""
     crop_margin: float = 0.1
+    pseudo_pose: str = "auto"
+    """View and light of each projected sample in step 3: ``predicted`` by the view and light nets
+    (published); ``sampled``: those its pseudo sample was rendered with (the projection keeps
+    them up to the GAN's error); ``auto``: ``predicted`` with the category's pretrained nets,
+    ``sampled`` with fresh ones, which would otherwise learn views from scratch, far too slowly
+    for a CPU schedule (see benchmarks/GAN2SHAPE.md)."""
     mesh_resolution: int = 48
     """Vertices across the exported relief (the canonical depth is resampled to this grid)."""
     texture: str = "albedo"
@@ -158,6 +164,7 @@ def validate(options: Options) -> None:
         (options.batch >= 1 and options.collect_iters >= 1, "batch and collect_iters must be >= 1"),
         (options.texture in ("albedo", "shaded"), "texture must be 'albedo' or 'shaded'"),
         (options.crop in ("object", "full"), "crop must be 'object' or 'full'"),
+        (options.pseudo_pose in ("auto", "predicted", "sampled"), "pseudo_pose: auto, predicted or sampled"),
         (4 <= options.mesh_resolution <= 1024, "mesh_resolution must be within 4..1024"),
         (options.view_std is None or len(options.view_std) == 6, "view_std needs 6 values"),
         (len(options.rand_light) == 7, "rand_light needs 7 values"),

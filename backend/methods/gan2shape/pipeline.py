@@ -9,7 +9,9 @@ Each stage runs three steps:
    elsewhere (L1 + discriminator-feature loss + offset regulariser); a buffer of projections
    is then collected;
 3. *shape*: depth, albedo, view and light nets learn to explain the input and the projected
-   samples together (each sample with its own predicted view and light).
+   samples together (each sample with its own view and light: predicted by the view and light
+   nets, as published, or, with ``pseudo_pose="sampled"``, the view and light its pseudo sample
+   was made with; see ``Options.pseudo_pose``).
 Before stage 0 the depth net is fitted to an ellipsoid prior fitted to the object mask.
 
 All randomness comes from one ``torch.Generator`` seeded by the caller; the networks are built
@@ -114,7 +116,11 @@ class GAN2ShapeRun:
         self.canon_mask: torch.Tensor | None = None
         self.projected: torch.Tensor | None = None
         self.projected_masks: torch.Tensor | None = None
+        self.projected_poses: torch.Tensor | None = None
         self.proj_index = 0
+        self.sampled_pose = options.pseudo_pose == "sampled" or (
+            options.pseudo_pose == "auto" and not pretrained_depth
+        )
         self.state: Prediction | None = None
         self.split = generator.config.n_mlp - options.f1_d
         if not 0 <= self.split <= generator.config.n_mlp:
@@ -217,8 +223,12 @@ class GAN2ShapeRun:
         return loss, prediction
 
     # --- step 2
-    def sample_pseudo(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Re-light the canonical albedo and render it from sampled views: (images, masks) (n, 3/1, S, S)."""
+    def sample_pseudo(self, n: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Re-light the canonical albedo and render it from sampled views.
+
+        Returns images (n, 3, S, S), masks (n, 1, S, S) and the poses they were made with (n, 11):
+        view (6, radians/offsets) then ambient, diffuse strength and the unit light direction (3).
+        """
         state = self.state
         x0, x1, y0, y1, r0, r1, alpha = self.options.rand_light
         dx, dy = self.uniform(n, x0, x1), self.uniform(n, y0, y1)
@@ -226,9 +236,10 @@ class GAN2ShapeRun:
         direction = direction / direction.norm(dim=1, keepdim=True)
         strength = self.uniform(n, r0, r1)
         ambient, diffuse, _ = warp.light_terms(state.light[:1])
+        ambient, diffuse = ambient + alpha * strength, diffuse + strength
         term = warp.diffuse_shading(state.normal[:1].expand(n, -1, -1, -1), direction)
         albedo = state.albedo[:1].expand(n, -1, -1, -1)
-        image = warp.shade(albedo, term, ambient + alpha * strength, diffuse + strength)
+        image = warp.shade(albedo, term, ambient, diffuse)
         s = self.size
         mask = self.canon_mask if self.options.use_mask else image.new_ones(1, 1, s, s)
         views = scale_view(self.sample_views(n))
@@ -236,7 +247,8 @@ class GAN2ShapeRun:
         grid = warp.canon_to_view_grid(recon_depth, views)
         pseudo = warp.sample(image, grid).clamp(-1, 1)
         pseudo_mask = warp.sample(mask.expand(n, -1, -1, -1), grid, mode="nearest")
-        return pseudo, pseudo_mask
+        poses = torch.cat([views, ambient[:, None], diffuse[:, None], direction], dim=1)
+        return pseudo, pseudo_mask, poses
 
     def project(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Encoder offsets -> last mapping layers -> GAN image: (projected images, W offsets)."""
@@ -249,26 +261,29 @@ class GAN2ShapeRun:
         latent = latent + (dw[:, None] if latent.dim() == 3 else dw)
         return self.synthesise(latent), dw
 
-    def projection_loss(self, n: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def projection_loss(self, n: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(loss, projected images, masks, poses of the pseudo samples they were projected from)."""
         with torch.no_grad():
-            pseudo, mask = self.sample_pseudo(n)
+            pseudo, mask, poses = self.sample_pseudo(n)
             target_features = self.discriminator(pseudo, ftr_num=FEATURE_LAYERS)
         projected, dw = self.project(pseudo)
         loss = photometric_loss(projected, pseudo, mask)
         loss = loss + discriminator_feature_loss(self.discriminator(projected, ftr_num=FEATURE_LAYERS),
                                                  target_features, mask)
         loss = loss + self.options.lam_regular * dw.square().mean()
-        return loss, projected, mask
+        return loss, projected, mask, poses
 
     @torch.no_grad()
     def collect(self) -> None:
         """Fill the buffer of projected samples used by step 3 (and shuffle it)."""
-        images, masks = [], []
+        images, masks, poses = [], [], []
         for _ in range(self.options.collect_iters):
-            _, projected, mask = self.projection_loss(self.options.batch)
+            _, projected, mask, pose = self.projection_loss(self.options.batch)
             images.append(projected)
             masks.append(mask)
+            poses.append(pose)
         self.projected, self.projected_masks = torch.cat(images), torch.cat(masks)
+        self.projected_poses = torch.cat(poses)
         self.proj_index = 0
         self.shuffle_projected()
 
@@ -276,8 +291,9 @@ class GAN2ShapeRun:
         order = torch.randperm(self.projected.shape[0], generator=self.rng, device=self.rng.device)
         order = order.to(self.projected.device)
         self.projected, self.projected_masks = self.projected[order], self.projected_masks[order]
+        self.projected_poses = self.projected_poses[order]
 
-    def next_projected(self) -> tuple[torch.Tensor, torch.Tensor]:
+    def next_projected(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """The next batch of the shuffled buffer (reshuffled when exhausted, as the official loader)."""
         b = min(self.options.batch, self.projected.shape[0])
         self.proj_index += b
@@ -285,19 +301,27 @@ class GAN2ShapeRun:
             self.proj_index = 0
             self.shuffle_projected()
         i = self.proj_index
-        return self.projected[i : i + b], self.projected_masks[i : i + b]
+        return self.projected[i : i + b], self.projected_masks[i : i + b], self.projected_poses[i : i + b]
+
+    def projected_view_light(
+        self, images: torch.Tensor, poses: torch.Tensor
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+        """View (B, 6) and light terms of projected samples: their pseudo samples' or the nets' guess."""
+        if self.sampled_pose:
+            return poses[:, :6], (poses[:, 6], poses[:, 7], poses[:, 8:11])
+        view = scale_view(self.nets.netV(images) + self.prior.view_mean)
+        return view, warp.light_terms(self.nets.netL(images) + self.prior.light_mean)
 
     # --- step 3
     def joint_loss(self, flip: bool) -> tuple[torch.Tensor, Prediction]:
         """Input reconstruction plus reconstruction of projected samples under their own view/light."""
         loss, state = self.reconstruct_input(flip, refresh_mask=True)
-        images, masks = self.next_projected()
+        images, masks, poses = self.next_projected()
         b = images.shape[0]
-        view = scale_view(self.nets.netV(images) + self.prior.view_mean)
-        light = self.nets.netL(images) + self.prior.light_mean
+        view, (ambient, diffuse, direction) = self.projected_view_light(images, poses)
         copies = 2 if flip else 1
-        view, light = view.repeat(copies, 1), light.repeat(copies, 1)
-        ambient, diffuse, direction = warp.light_terms(light)
+        view, direction = view.repeat(copies, 1), direction.repeat(copies, 1)
+        ambient, diffuse = ambient.repeat(copies), diffuse.repeat(copies)
         normal = state.normal.repeat_interleave(b, dim=0)
         albedo = state.albedo.repeat_interleave(b, dim=0)
         depth = state.depth.repeat_interleave(b, dim=0)
