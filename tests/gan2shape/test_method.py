@@ -212,3 +212,17 @@ def test_predicted_pseudo_pose_asks_the_view_and_light_nets(model):
     assert torch.allclose(view, expected)
     with pytest.raises(ValueError, match="pseudo_pose"):
         model.run(ellipse_photo(), options(pseudo_pose="guess"), seed=0, progress=Recorder())
+
+
+def test_optimised_projections_fit_each_pseudo_sample_on_its_own(model):
+    recorder = Recorder()
+    outcome = model.reconstruct(ellipse_photo(), options(projection="optimise", projection_lr=0.1), seed=2,
+                                progress=recorder)
+    run, opts = outcome.run, resolve("car", options())
+    steps = [e for e in recorder.events if e[0] == "step2"]
+    assert [e[1] for e in steps] == list(range(1, opts.total_steps(1) + 1))
+    assert len(run.history.losses["step2"]) == opts.total_steps(1)
+    assert run.projected.shape[0] == run.projected_poses.shape[0] == opts.collect_iters * opts.batch
+    assert (run.projected[0] - run.projected[1]).abs().max() > 1e-4
+    with pytest.raises(ValueError, match="projection"):
+        model.run(ellipse_photo(), options(projection="nearest"), seed=0, progress=Recorder())

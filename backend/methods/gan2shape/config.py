@@ -80,6 +80,11 @@ class Options:
     """``object``: square crop around the mask (``crop_margin`` added per side); ``full``: the
     whole image padded to a square, for photos already framed like the GAN's images."""
     crop_margin: float = 0.1
+    projection: str = "encoder"
+    """How step 2 projects pseudo samples onto the GAN: ``encoder`` (published: a net predicts
+    latent offsets, trained over the schedule) or ``optimise`` (a free offset per pseudo sample,
+    same parametrisation and loss, optimised directly; fresh each stage)."""
+    projection_lr: float = 0.05
     pseudo_pose: str = "auto"
     """View and light of each projected sample in step 3: ``predicted`` by the view and light nets
     (published); ``sampled``: those its pseudo sample was rendered with (the projection keeps
@@ -165,6 +170,7 @@ def validate(options: Options) -> None:
         (options.texture in ("albedo", "shaded"), "texture must be 'albedo' or 'shaded'"),
         (options.crop in ("object", "full"), "crop must be 'object' or 'full'"),
         (options.pseudo_pose in ("auto", "predicted", "sampled"), "pseudo_pose: auto, predicted or sampled"),
+        (options.projection in ("encoder", "optimise"), "projection must be 'encoder' or 'optimise'"),
         (4 <= options.mesh_resolution <= 1024, "mesh_resolution must be within 4..1024"),
         (options.view_std is None or len(options.view_std) == 6, "view_std needs 6 values"),
         (len(options.rand_light) == 7, "rand_light needs 7 values"),

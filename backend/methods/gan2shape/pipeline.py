@@ -255,6 +255,10 @@ class GAN2ShapeRun:
         offset = self.nets.netEnc(images)
         if self.options.relative_enc:
             offset = offset - self.nets.netEnc(self.gan_image)
+        return self.decode(offset)
+
+    def decode(self, offset: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Hidden-layer offsets (B, D) -> last mapping layers -> GAN image: (images, W offsets)."""
         hidden = offset + self.center_h
         dw = self.generator.style_forward(hidden, skip=self.split) - self.center_w
         latent = self.target.latent
@@ -267,11 +271,36 @@ class GAN2ShapeRun:
             pseudo, mask, poses = self.sample_pseudo(n)
             target_features = self.discriminator(pseudo, ftr_num=FEATURE_LAYERS)
         projected, dw = self.project(pseudo)
+        return self.projection_terms(projected, dw, pseudo, mask, target_features), projected, mask, poses
+
+    def projection_terms(
+        self, projected: torch.Tensor, dw: torch.Tensor, pseudo: torch.Tensor, mask: torch.Tensor,
+        target_features: list[torch.Tensor],
+    ) -> torch.Tensor:
+        """Step 2's loss: L1 + discriminator features on the object, plus the offset regulariser."""
         loss = photometric_loss(projected, pseudo, mask)
         loss = loss + discriminator_feature_loss(self.discriminator(projected, ftr_num=FEATURE_LAYERS),
                                                  target_features, mask)
-        loss = loss + self.options.lam_regular * dw.square().mean()
-        return loss, projected, mask, poses
+        return loss + self.options.lam_regular * dw.square().mean()
+
+    def optimise_projections(self, steps: int, report: Callable[[float], None]) -> None:
+        """``projection="optimise"``: one free hidden-layer offset per pseudo sample, optimised
+        directly (same parametrisation and loss as the encoder's), then kept as step 3's buffer."""
+        n = self.options.collect_iters * self.options.batch
+        with torch.no_grad():
+            pseudo, mask, poses = self.sample_pseudo(n)
+            target_features = self.discriminator(pseudo, ftr_num=FEATURE_LAYERS)
+        offset = torch.zeros_like(self.center_h.expand(n, -1), requires_grad=True)
+        optimizer = torch.optim.Adam([offset], lr=self.options.projection_lr)
+        for step in range(steps):
+            projected, dw = self.decode(offset)
+            self.descend(optimizer, self.projection_terms(projected, dw, pseudo, mask, target_features),
+                         "step2", step)
+            report(self.history.losses["step2"][-1])
+        with torch.no_grad():
+            self.projected, self.projected_masks = self.decode(offset)[0], mask
+        self.projected_poses, self.proj_index = poses, 0
+        self.shuffle_projected()
 
     @torch.no_grad()
     def collect(self) -> None:
@@ -354,6 +383,16 @@ class GAN2ShapeRun:
                         _, self.state = self.reconstruct_input(flip1, refresh_mask=False)
                 if name == "step3" and self.projected is None:
                     self.collect()
+                if name == "step2" and opts.projection == "optimise":
+                    for net in NET_NAMES:  # only the per-sample offsets learn
+                        getattr(self.nets, net).requires_grad_(False)
+
+                    def tick(loss: float) -> None:
+                        done["step2"] += 1
+                        on_step("step2", done["step2"], totals["step2"], loss, None)
+
+                    self.optimise_projections(lengths[name], tick)
+                    continue
                 optimizer = self.optimizer(TRAINED_NETS[name])
                 for _ in range(lengths[name]):
                     loss, prediction = self.iterate(name, flip1, flip3)
