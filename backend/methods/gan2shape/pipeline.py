@@ -152,14 +152,18 @@ class GAN2ShapeRun:
     def perceptual_loss(self, a: torch.Tensor, b: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         return masked_perceptual(self.perceptual, a, b, mask)
 
+    def train_only(self, names: tuple[str, ...]) -> None:
+        """Gradients for the named nets only; the frozen ones skip their backward pass."""
+        for name in NET_NAMES:
+            getattr(self.nets, name).requires_grad_(name in names)
+
     def optimizer(self, names: tuple[str, ...], lr: float | None = None) -> torch.optim.Optimizer:
         """Fresh Adam over the nets that learn in this step (official: re-created at each switch).
 
         The other nets are frozen meanwhile, which saves their backward pass; ``foreach`` halves
         the update's cost on CPUs (it is the default on GPUs).
         """
-        for name in NET_NAMES:
-            getattr(self.nets, name).requires_grad_(name in names)
+        self.train_only(names)
         params = [p for n in names for p in getattr(self.nets, n).parameters()]
         opts = self.options
         return torch.optim.Adam(
@@ -384,8 +388,7 @@ class GAN2ShapeRun:
                 if name == "step3" and self.projected is None:
                     self.collect()
                 if name == "step2" and opts.projection == "optimise":
-                    for net in NET_NAMES:  # only the per-sample offsets learn
-                        getattr(self.nets, net).requires_grad_(False)
+                    self.train_only(())  # only the per-sample offsets learn
 
                     def tick(loss: float) -> None:
                         done["step2"] += 1
