@@ -1,6 +1,7 @@
 """GAN2Shape on held-out procedural cars: depth error against ground truth, and time per image.
 
-For each held-out car (seeds from ``backend.train.splits.eval_seeds``, never seen in training) one
+For each held-out car (seeds from ``backend.train.splits``: the evaluation split, or with ``--split
+validation`` the tuning one; never seen in training) one
 view is rendered at the nets' resolution with its ground-truth depth and mask, framed exactly like
 the demo GAN's training renders. Reported, per image and on average: SIDE and MAD (as in the
 paper: input-view depth over the eroded object mask) of (a) the ellipsoid prior alone and (b) the
@@ -50,7 +51,7 @@ from backend.train.gan2shape_renders import (
     star_mesh_template,
     view_light_draws,
 )
-from backend.train.splits import eval_seeds
+from backend.train.splits import SPLITS, split_seeds
 from backend.weights import Registry
 
 VIEW_SET_SEED = 7
@@ -163,12 +164,13 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
     if args.paper_scale > 1:
         options = scaled_schedule(options, entry.category, args.paper_scale)
     size = model.image_size
-    data = render_with_depth(eval_seeds(args.images), size)
+    seeds = split_seeds(args.split, args.images)
+    data = render_with_depth(seeds, size)
     oracle = OracleProjections() if args.oracle else None
     if oracle is not None:
         pipeline.GAN2ShapeRun.collect = lambda run: oracle.collect(run)
     rows = []
-    for i, seed in enumerate(eval_seeds(args.images)):
+    for i, seed in enumerate(seeds):
         if oracle is not None:
             oracle.seed, oracle.azimuth = seed, float(data["azimuth"][i])
             oracle.elevation = float(data["elevation"][i])
@@ -214,7 +216,8 @@ def summarise(rows: list[dict], entry: Any, args: argparse.Namespace, options: d
     seconds = [r["seconds"] for r in rows]
     result = {
         "weights": {"id": entry.id, "sha256": entry.sha256, "source": entry.source},
-        "preset": args.preset, "images": len(rows), "seed": args.seed, "oracle_projections": args.oracle,
+        "preset": args.preset, "split": args.split, "images": len(rows), "seed": args.seed,
+        "oracle_projections": args.oracle,
         "options": {k: list(v) if isinstance(v, tuple) else v for k, v in options.items()},
         "mean": summary, "reduction_vs_prior": reduction,
         "acceptance_25pct": all(v >= 0.25 for v in reduction.values()),
@@ -234,6 +237,8 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=6)
     parser.add_argument("--preset", default="fast", choices=list(METHOD.presets))
     parser.add_argument("--set", help="JSON object of option overrides")
+    parser.add_argument("--split", default="eval", choices=SPLITS,
+                        help="cars to run on: the held-out evaluation split, or validation for tuning")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=int(os.environ.get("OMP_NUM_THREADS", "1")))
     parser.add_argument("--paper-scale", type=int, default=1, help="divide every schedule length by this")

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """MeshInversion accuracy and speed on held-out procedural cars, against the two baselines.
 
-For each held-out seed (``backend.train.splits.eval_seeds``) the procedural car is rendered by
+For each held-out seed (``backend.train.splits``; ``--split validation`` for tuning) the procedural car is
+rendered by
 ``backend.train.data.render_sample.render_cars`` (azimuth 0-360 deg, elevation 0-35 deg, ambient +
 Lambertian light, procedural background), cropped like a user photo (``crop_to_object``), and
 reconstructed by MeshInversion and by the baselines (a) mean shape + camera fit and (b) free-form
@@ -49,7 +50,7 @@ from backend.methods.meshinversion.mesh_gan import MeshGAN  # noqa: E402
 from backend.methods.meshinversion.method import METHOD_OPTIONS, MeshInversion  # noqa: E402
 from backend.render.cameras import quaternion_matrix  # noqa: E402
 from backend.train.data.render_sample import render_cars  # noqa: E402
-from backend.train.splits import eval_seeds  # noqa: E402
+from backend.train.splits import SPLITS, split_seeds  # noqa: E402
 from backend.weights import Registry, build_model  # noqa: E402
 
 NOVEL_AZIMUTHS = [45.0 * k for k in range(8)]
@@ -59,10 +60,11 @@ Mesh = tuple[torch.Tensor, torch.Tensor]
 """(vertices (V, 3), faces (F, 3)) in the object frame."""
 
 
-def held_out_photos(count: int, size: int, texture_size: int) -> list[dict]:
+def held_out_photos(count: int, size: int, texture_size: int, split: str = "eval") -> list[dict]:
     """Held-out renders (``render_cars``: lit, over procedural backgrounds) cropped like a user photo,
-    with their ground truth: vertices and texture, camera rotation and scale in the crop's NDC."""
-    seeds = eval_seeds(count)
+    with their ground truth: vertices and texture, camera rotation and scale in the crop's NDC.
+    ``split="validation"`` draws the tuning seeds instead of the evaluation ones."""
+    seeds = split_seeds(split, count)
     renders = [render_cars(seeds[i : i + 4], PHOTO_SIZE, texture_size) for i in range(0, count, 4)]
     photos = []
     for cars in renders:
@@ -210,15 +212,19 @@ def main() -> None:
         action="store_true",
         help="only the pose recovery given the true mesh (no weights needed)",
     )
+    parser.add_argument("--split", default="eval", choices=SPLITS,
+                        help="cars to run on: the held-out evaluation split, or validation for tuning")
+    parser.add_argument("--set", help="JSON object of option overrides on top of the preset")
     parser.add_argument("--out", help="JSON report (default benchmarks/meshinversion[_oracle].json)")
     args = parser.parse_args()
     torch.set_num_threads(1)
     out = Path(args.out or ROOT / "benchmarks" / f"meshinversion{'_oracle' if args.oracle_only else ''}.json")
     options = {k: v for k, v in MeshInversion.presets[args.preset].items() if k not in METHOD_OPTIONS}
+    options.update(json.loads(args.set) if args.set else {})
     settings = InversionSettings.from_options(options)
 
     if args.oracle_only:
-        photos = held_out_photos(args.images, settings.render_size, 256)
+        photos = held_out_photos(args.images, settings.render_size, 256, args.split)
         report = {
             "preset": args.preset,
             "images": args.images,
@@ -238,13 +244,14 @@ def main() -> None:
     method: MeshInversion = build_model(entry, registry.load_state_dict(entry), "cpu")
     model = method.model
     assert model is not None, f"{entry.id} is not a generator"
-    photos = held_out_photos(args.images, settings.render_size, model.config.texture_resolution)
+    photos = held_out_photos(args.images, settings.render_size, model.config.texture_resolution, args.split)
     rgbs, masks = [p["crop"].rgb for p in photos], [p["crop"].mask for p in photos]
 
     def quiet(*_a, **_k) -> None:
         """No progress output."""
 
-    report: dict = {"weights": entry.id, "preset": args.preset, "images": args.images, "settings": options}
+    report: dict = {"weights": entry.id, "preset": args.preset, "split": args.split, "images": args.images,
+                    "settings": options}
     inverter = Inverter(model, settings, method.feature_network() if settings.feature_weight > 0 else None)
     started = time.perf_counter()
     results = [
