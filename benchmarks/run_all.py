@@ -471,16 +471,31 @@ PART_CACHE = ROOT / "runs" / "bench_parts"
 """Every finished row is kept here, so ``--resume`` can reuse it (runs/ is not committed)."""
 
 
-def run_part(part: str, images: int, resume: bool = False, shipped: frozenset[str] = frozenset()) -> dict:
+def part_inputs(part: str) -> dict[str, Any]:
+    """What a row's numbers depend on besides the code: the sha256 of every shipped weights file of
+    its method (a GAN2Shape run also loads its mask network and pretrained encoder) and the preset."""
+    from backend.methods import method_class
+    from backend.weights import Registry
+
+    method = "gan2shape" if part.startswith("gan2shape") else "meshinversion"
+    preset = "paper" if part == "mi-paper" else "fast"
+    shas = sorted(e.sha256 for e in Registry().entries() if e.method == method and e.origin == "shipped")
+    options = method_class(method).presets[preset]
+    return {"weights": shas, "preset": preset, "options": json.loads(json.dumps(options, default=list))}
+
+
+def run_part(part: str, images: int, resume: bool = False) -> dict:
     """A row in a fresh child process; its peak RSS is the child's own maximum resident set.
 
-    With ``resume``, a row finished earlier with the same image count and weights that are still
-    shipped (sha256 in ``shipped``) is reused; the report names the commit it was measured at.
+    With ``resume``, a row finished earlier with the same image count, the same shipped weights of
+    its method and the same preset (``part_inputs``) is reused; the report names the commit it was
+    measured at.
     """
     cached = PART_CACHE / f"{part}-{images}.json"
+    inputs = part_inputs(part)
     if resume and cached.is_file():
         report = json.loads(cached.read_text())
-        if report.get("weights_sha256") in shipped:
+        if report.get("inputs") == inputs:
             print(f"= {part}: reused from {cached} (commit {report.get('commit', '?')})", flush=True)
             report["reused"] = True
             return report
@@ -493,6 +508,7 @@ def run_part(part: str, images: int, resume: bool = False, shipped: frozenset[st
         )
         report = json.loads(out.read_text())
     report["command"] = f"python benchmarks/run_all.py --part {part} --images {images}"
+    report["inputs"] = inputs
     report["commit"] = machine()["commit"]
     report["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
     PART_CACHE.mkdir(parents=True, exist_ok=True)
@@ -667,16 +683,15 @@ def orchestrate(args: argparse.Namespace) -> None:
     }
     images = args.images or (3 if args.quick else 8)
     parts = ["mi-fast", "mi-mean-shape", "mi-free-form"] + ([] if args.quick else ["mi-paper"])
-    shipped = frozenset(w["sha256"] for w in report["weights"])
-    report["accuracy"] = {part: run_part(part, images, args.resume, shipped) for part in parts}
+    report["accuracy"] = {part: run_part(part, images, args.resume) for part in parts}
     g2s_images = 1 if args.quick else images
-    report["accuracy"]["gan2shape-fast"] = run_part("gan2shape-fast", g2s_images, args.resume, shipped)
+    report["accuracy"]["gan2shape-fast"] = run_part("gan2shape-fast", g2s_images, args.resume)
     speed: dict[str, Any] = {"renderer_repeats": 5 if args.quick else 15}
     speed["renderer_ms"] = renderer_step_ms(speed["renderer_repeats"])
     sequential = report["accuracy"]["mi-fast"]["seconds_per_image_median"]
     speed["batch"] = {"1": {"images": 1, "images_per_min": 60 / sequential}}
     for count in (4,) if args.quick else (4, 16):
-        speed["batch"][str(count)] = run_part("mi-batch", count, args.resume, shipped)
+        speed["batch"][str(count)] = run_part("mi-batch", count, args.resume)
     speed["backend"] = backend_timings(3)
     speed["blender_import"] = {str(n): blender_import(n) for n in (100_000, 1_000_000)}
     report["speed"] = speed

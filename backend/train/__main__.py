@@ -17,6 +17,7 @@ SUBCOMMANDS: dict[str, tuple[str, str, str]] = {
     "gan2shape-renders": ("backend.train.gan2shape_renders", "main", "render cars for GAN2Shape's models"),
     "stylegan2": ("backend.train.stylegan2", "main", "train the GAN2Shape demo StyleGAN2"),
     "stylegan2-export": ("backend.train.stylegan2", "main_export", "export the demo StyleGAN2 to weights/"),
+    "gan2shape-encoder": ("backend.train.gan2shape_encoder", "main", "pretrain GAN2Shape's latent encoder"),
     "masknet": ("backend.train.masknet", "main", "train the GAN2Shape demo mask network"),
 }
 

@@ -87,3 +87,22 @@ def test_split_guard_refuses_weights_trained_on_held_out_seeds() -> None:
         run_all.check_split(manifest)
     fine = {"weights": [{"id": "ok", "train_command": "python -m backend.train x --cars 1536"}]}
     assert run_all.check_split(fine)["training_seed_ranges"] == {"ok": [0, 1535]}
+
+
+def test_resume_reuses_a_row_only_while_its_weights_and_preset_are_unchanged(tmp_path, monkeypatch) -> None:
+    from backend.methods.meshinversion.method import MeshInversion
+
+    monkeypatch.setattr(run_all, "PART_CACHE", tmp_path)
+    inputs = run_all.part_inputs("mi-fast")
+    assert inputs["preset"] == "fast" and len(inputs["weights"]) >= 1
+    cached = {"rows": [], "seconds_per_image_median": 1.0, "commit": "abc", "inputs": inputs}
+    (tmp_path / "mi-fast-3.json").write_text(run_all.json.dumps(cached))
+    assert run_all.run_part("mi-fast", 3, resume=True)["reused"] is True
+    changed = {**MeshInversion.presets["fast"], "latent_weight": 123.0}
+    monkeypatch.setitem(MeshInversion.presets, "fast", changed)
+    assert run_all.part_inputs("mi-fast") != inputs
+    ran = []
+    monkeypatch.setattr(run_all.subprocess, "run", lambda command, **_: ran.append(command))
+    with pytest.raises(FileNotFoundError):  # the stale row is not reused: a fresh child is started
+        run_all.run_part("mi-fast", 3, resume=True)
+    assert ran and "--part" in ran[0]

@@ -64,6 +64,8 @@ class Options:
     lam_regular: float = 0.01
     use_mask: bool = True
     relative_enc: bool = False
+    """Offsets are ``E(pseudo) - E(inverted input)`` instead of ``E(pseudo)``; a pretrain file
+    may set it (an encoder pretrained to read GAN codes is only meaningful relative)."""
     view_scale: float = 1.0
     f1_d: int = 2
     prior_far: float = 1.02
@@ -88,9 +90,10 @@ class Options:
     pseudo_pose: str = "auto"
     """View and light of each projected sample in step 3: ``predicted`` by the view and light nets
     (published); ``sampled``: those its pseudo sample was rendered with (the projection keeps
-    them up to the GAN's error); ``auto``: ``predicted`` with the category's pretrained nets,
-    ``sampled`` with fresh ones, which would otherwise learn views from scratch, far too slowly
-    for a CPU schedule (see benchmarks/GAN2SHAPE.md)."""
+    them up to the GAN's error); ``auto``: ``predicted`` with the category's joint-pretrained
+    depth/view/light nets, ``sampled`` with fresh ones (an encoder-only pretrain file keeps them
+    fresh), which would otherwise learn views from scratch, far too slowly for a CPU schedule
+    (see benchmarks/GAN2SHAPE.md)."""
     mesh_resolution: int = 48
     """Vertices across the exported relief (the canonical depth is resampled to this grid)."""
     texture: str = "albedo"

@@ -50,11 +50,24 @@ class Extras:
         return load_masknet(MaskNetConfig.from_dict(config), state, device)
 
     def pretrained_nets(self) -> dict[str, dict[str, torch.Tensor]] | None:
-        """``{'netD': state, ...}`` of registered joint-pretrained nets, or None."""
+        """``{'netD': state, ...}`` of registered pretrained nets (all five for the official joint
+        pretraining, only ``netEnc`` for an encoder pretrained on GAN samples), or None."""
         if not self.has("pretrain"):
             return None
         state = self.state("pretrain")
         return {name: part for name in NET_NAMES if (part := unprefixed(f"nets.{name}", state))}
+
+    def pretrained_depth(self) -> bool:
+        """A pretrained depth net replaces the per-image ellipsoid prior (and implies view/light nets)."""
+        return "netD" in (self.pretrained_nets() or {})
+
+    def option_defaults(self) -> dict[str, Any]:
+        """Options a pretrained encoder was trained for (``relative_enc``, ``f1_d``); a user's
+        explicit value still wins."""
+        if not self.has("pretrain"):
+            return {}
+        config = self.found["pretrain"][0]
+        return {k: config[k] for k in ("relative_enc", "f1_d") if k in config}
 
 
 def find_extras(gan: WeightsEntry, image_size: int) -> Extras:
@@ -70,10 +83,19 @@ def find_extras(gan: WeightsEntry, image_size: int) -> Extras:
             continue
         if kind == "mask" and mask_id is not None and entry.id != mask_id:
             continue
-        if kind == "pretrain" and int(entry.config.get("image_size", 0)) != image_size:
+        if kind == "pretrain" and not fits_gan(entry, gan, image_size):
             continue
         extras.found[kind] = (dict(entry.config), registry.load_state_dict(entry, "cpu"))
     return extras
+
+
+def fits_gan(pretrain: WeightsEntry, gan: WeightsEntry, image_size: int) -> bool:
+    """A pretrain file fits its net size; one trained on a particular GAN's samples (``gan`` and
+    ``gan_sha256`` in its config) fits only that exact GAN file."""
+    config = pretrain.config
+    if int(config.get("image_size", 0)) != image_size:
+        return False
+    return "gan" not in config or (config["gan"] == gan.id and config.get("gan_sha256") == gan.sha256)
 
 
 def validate(kind: str, config: dict[str, Any], state: dict[str, torch.Tensor]) -> None:
@@ -81,8 +103,8 @@ def validate(kind: str, config: dict[str, Any], state: dict[str, torch.Tensor]) 
     if kind == "pretrain":
         nets = ShapeNets(int(config["image_size"]), latent_dim=int(config.get("latent_dim", 512)))
         parts = {name: unprefixed(f"nets.{name}", state) for name in NET_NAMES}
-        if not parts["netD"] or len(state) != sum(len(p) for p in parts.values()):
-            raise KeyError("pretrain weights need nets.netD.* and only nets.<netX>.* tensors")
+        if not any(parts.values()) or len(state) != sum(len(p) for p in parts.values()):
+            raise KeyError("pretrain weights need nets.<netX>.* tensors (X: D, A, V, L, Enc), nothing else")
         nets.load_official({name: part for name, part in parts.items() if part})
     elif kind == "vgg16":
         PerceptualDistance().features.load_state_dict(unprefixed("features", state), strict=True)

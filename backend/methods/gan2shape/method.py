@@ -95,7 +95,7 @@ class GAN2Shape(Method):
     def build_nets(self, options: Options, seed: int, extras: Extras) -> ShapeNets:
         """Nets initialised from ``seed``, or the category's pretrained ones when registered."""
         pretrained = extras.pretrained_nets()
-        nf = None if pretrained is not None else options.net_width
+        nf = None if extras.pretrained_depth() else options.net_width
         gn_base = official_widths(self.image_size)[1] if nf is None else max(1, nf // 4)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
@@ -146,11 +146,12 @@ class GAN2Shape(Method):
             raise ValueError(f"weights {self.entry.id!r} hold {self.kind} data, not a GAN: choose a "
                              "GAN2Shape StyleGAN2 entry (this one is used automatically when present)")
         category = self.entry.category
-        opts = resolve(category, options)
         started = time.perf_counter()
         if self.extras is None:
             self.extras = find_extras(self.entry, self.image_size)
         extras = self.extras
+        defaults = {k: v for k, v in extras.option_defaults().items() if options.get(k) is None}
+        opts = resolve(category, {**options, **defaults})
         perceptual = extras.perceptual(self.device)
         rng = torch.Generator(device=self.device).manual_seed(seed)
         crop = crop_input(image, self.image_size, opts)
@@ -173,7 +174,7 @@ class GAN2Shape(Method):
         run = GAN2ShapeRun(
             self.build_nets(opts, seed, extras), self.generator, self.discriminator,
             Target(target_image, mask, inversion.latent, inversion.noise), opts, category,
-            self.view_light_prior(opts, extras), rng, perceptual, pretrained_depth=extras.has("pretrain"),
+            self.view_light_prior(opts, extras), rng, perceptual, pretrained_depth=extras.pretrained_depth(),
         )
         state = run.run(report)
         timings["gan2shape"] = time.perf_counter() - started - timings["invert"]
@@ -217,7 +218,8 @@ def describe(
         "losses": {k: (v[-1] if v else None) for k, v in curves.items()},
         "loss_curves": curves,
         "perceptual": extras.has("vgg16"),
-        "pretrained_nets": extras.has("pretrain"),
+        "pretrained_nets": sorted(extras.pretrained_nets() or {}),
+        "relative_enc": opts.relative_enc,
         "view_prior": "view_mvn" if extras.has("view_mvn") else "diagonal normal",
         "view_std": [round(v, 4) for v in run.prior.view_cov.diag().sqrt().tolist()],
         "timings_s": timings,

@@ -1,0 +1,187 @@
+"""Pretrain GAN2Shape's latent encoder on its StyleGAN2's own samples (the demo's "pretrain" file).
+
+Step 2 of GAN2Shape projects each pseudo sample onto the GAN by an encoder that predicts a latent
+offset; the official method trains it from scratch per image for hundreds of steps, or starts
+from a joint-pretrained file (faces, cats). A CPU schedule trains it for a few dozen steps, too
+few for a fresh encoder, which then returns the same projection for every pseudo sample
+(benchmarks/GAN2SHAPE.md). This tool teaches the encoder, once per GAN, to read the code of any
+GAN image: sample z, map it to the hidden code h at the ``f1_d`` split of the mapping network,
+render the image with fresh noise, and regress ``h - h(0)``. With ``relative_enc`` the offset of
+a pseudo sample, ``E(pseudo) - E(inverted input)``, then starts as the code difference between
+the two images. The exported file is a ``pretrain`` entry holding only ``nets.netEnc.*``; the
+depth, albedo, view and light nets stay fresh, so the ellipsoid prior is still fitted per image.
+
+Resumable (``checkpoint.safetensors`` in ``--out``), logged to ``log.jsonl``; ``--export`` writes
+the shipped weights and their manifest entry.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from pathlib import Path
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+from backend.methods.gan2shape import METHOD
+from backend.methods.gan2shape.networks import ResEncoder
+from backend.methods.gan2shape.stylegan2 import Generator, StyleGAN2Config
+from backend.train.stylegan2 import upsert_manifest_entry
+from backend.weights import Registry, WeightsEntry, sha256_file
+
+CHECKPOINT = "checkpoint.safetensors"
+WEIGHTS_FILE = "gan2shape_demo_car_encoder.safetensors"
+WEIGHTS_ID = "gan2shape-demo-car-encoder"
+ENCODER_WIDTH = 32
+"""The official encoder's ``nf``: the file stays loadable by any GAN2Shape build of this size."""
+HELD_OUT_SEED = 987_654_321
+"""Seed of the fixed batch the residual is measured on (training draws seeds from ``--seed``)."""
+TRAIN_COMMAND = (
+    "OMP_NUM_THREADS=1 python -m backend.train gan2shape-encoder --out runs/g2s_encoder --steps 3000 --export"
+)
+
+
+def hidden_targets(
+    generator: Generator, split: int, batch: int, rng: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """GAN samples (B, 3, S, S) in [-1, 1] and their hidden codes at ``split`` minus that of z = 0."""
+    dim = generator.config.style_dim
+    with torch.no_grad():
+        z = torch.randn(batch, dim, generator=rng)
+        hidden = generator.style_forward(z, depth=split)
+        w = generator.style_forward(hidden, skip=split)
+        images = generator(w, input_is_w=True, noise=generator.make_noise(batch, rng)).clamp(-1, 1)
+        centre = generator.style_forward(z.new_zeros(1, dim), depth=split)
+    return images, hidden - centre
+
+
+def save_checkpoint(path: Path, encoder: ResEncoder, opt: torch.optim.Optimizer, step: int) -> None:
+    tensors = {f"net.{k}": v for k, v in encoder.state_dict().items()}
+    for i, state in opt.state_dict()["state"].items():
+        tensors |= {f"opt.{i}.{k}": v.reshape(-1) if k == "step" else v for k, v in state.items()}
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tensors = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
+    save_file(tensors, tmp, metadata={"step": str(step)})
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: Path, encoder: ResEncoder, opt: torch.optim.Optimizer) -> int:
+    """Restore weights and Adam moments in place; returns the step reached."""
+    with safe_open(path, framework="pt") as fh:
+        step = int(fh.metadata()["step"])
+        tensors = {k: fh.get_tensor(k) for k in fh.keys()}  # noqa: SIM118 (safe_open is not a dict)
+    encoder.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("net.")})
+    state = opt.state_dict()
+    state["state"] = {
+        i: {k: tensors[f"opt.{i}.{k}"].reshape(()) if k == "step" else tensors[f"opt.{i}.{k}"]
+            for k in ("step", "exp_avg", "exp_avg_sq")}
+        for i in range(len(list(encoder.parameters())))
+        if f"opt.{i}.step" in tensors
+    }  # fmt: skip
+    opt.load_state_dict(state)
+    return step
+
+
+def train(args: argparse.Namespace, generator: Generator) -> tuple[ResEncoder, float]:
+    """Train (or resume) to ``args.steps``; returns the encoder and the loss / target variance on a
+    fixed batch (1 = no better than predicting zero offsets)."""
+    torch.set_num_threads(args.threads)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    generator.eval().requires_grad_(False)
+    split = generator.config.n_mlp - args.f1_d
+    if not 0 <= split < generator.config.n_mlp:
+        raise ValueError(f"--f1-d must be within 1..{generator.config.n_mlp}, got {args.f1_d}")
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(args.seed)
+        encoder = ResEncoder(3, generator.config.style_dim, size=generator.config.size, nf=ENCODER_WIDTH)
+    opt = torch.optim.Adam(encoder.parameters(), lr=args.lr)
+    ckpt = out / CHECKPOINT
+    step = load_checkpoint(ckpt, encoder, opt) if ckpt.exists() else 0
+    last_save = time.monotonic()
+    with (out / "log.jsonl").open("a") as log:
+        while step < args.steps:
+            start = time.perf_counter()
+            rng = torch.Generator().manual_seed(args.seed * 1_000_003 + step)
+            images, target = hidden_targets(generator, split, args.batch, rng)
+            loss = (encoder(images) - target).square().mean()
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"encoder training diverged at step {step}")
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            step += 1
+            if step % args.log_every == 0:
+                row = {"step": step, "loss": loss.item(), "sec_per_step": time.perf_counter() - start}
+                log.write(json.dumps(row) + "\n")
+                log.flush()
+            if time.monotonic() - last_save > 300 or step >= args.steps:
+                save_checkpoint(ckpt, encoder, opt, step)
+                last_save = time.monotonic()
+    images, target = hidden_targets(generator, split, 64, torch.Generator().manual_seed(HELD_OUT_SEED))
+    with torch.no_grad():
+        residual = float((encoder(images) - target).square().mean() / target.square().mean())
+    return encoder.eval(), residual
+
+
+def export(
+    encoder: ResEncoder, weights_dir: Path, gan: WeightsEntry, config: StyleGAN2Config, f1_d: int, steps: int,
+    residual: float,
+) -> dict[str, object]:
+    """Write the shipped ``pretrain`` file (``nets.netEnc.*`` only) and upsert its manifest entry."""
+    target = weights_dir / WEIGHTS_FILE
+    tmp = target.with_name(f".{target.name}.tmp{os.getpid()}")
+    tensors = {f"nets.netEnc.{k}": v.detach().cpu().contiguous() for k, v in encoder.state_dict().items()}
+    save_file(tensors, tmp)
+    tmp.chmod(0o644)  # shipped with the repository: readable by everyone
+    os.replace(tmp, target)
+    entry = {
+        "id": WEIGHTS_ID,
+        "method": "gan2shape",
+        "category": gan.category,
+        "file": WEIGHTS_FILE,
+        "sha256": sha256_file(target),
+        "size": target.stat().st_size,
+        "source": (f"trained here on samples of {gan.id} ({steps} steps of batch 16; residual "
+                   f"{residual:.3f} of the code variance)"),
+        "licence": "GPL-3.0-or-later (same as the project)",
+        "train_command": TRAIN_COMMAND,
+        "config": {"kind": "pretrain", "image_size": config.size, "latent_dim": config.style_dim,
+                   "gan": gan.id, "gan_sha256": gan.sha256, "f1_d": f1_d, "relative_enc": True},
+    }
+    upsert_manifest_entry(weights_dir / "manifest.toml", entry)
+    return entry
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", required=True, help="run folder (checkpoint, log); resumes if present")
+    parser.add_argument("--gan", help="GAN2Shape StyleGAN2 weights id (default: the method's default)")
+    parser.add_argument("--steps", type=int, default=3000)
+    parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--lr", type=float, default=3e-4)
+    parser.add_argument("--f1-d", type=int, default=2, help="mapping layers after the offset (car: 2)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--log-every", type=int, default=20)
+    parser.add_argument("--export", action="store_true", help="write weights/ file and manifest entry")
+    parser.add_argument("--weights-dir", default=str(Path(__file__).resolve().parents[2] / "weights"))
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    registry = Registry(shipped_dir=Path(args.weights_dir))
+    entry = registry.find(args.gan) if args.gan else registry.default_for("gan2shape")
+    model = METHOD.load(entry, registry.load_state_dict(entry), "cpu")
+    if model.generator is None:
+        raise SystemExit(f"{entry.id} is not a StyleGAN2 entry")
+    encoder, residual = train(args, model.generator)
+    print(json.dumps({"steps": args.steps, "gan": entry.id, "residual": round(residual, 4)}), flush=True)
+    if args.export:
+        config = model.generator.config
+        export(encoder, Path(args.weights_dir), entry, config, args.f1_d, args.steps, residual)
