@@ -676,7 +676,8 @@ def orchestrate(args: argparse.Namespace) -> None:
     manifest = tomllib.loads((ROOT / "weights" / "manifest.toml").read_text(encoding="utf-8"))
     split = check_split(manifest)
     report: dict[str, Any] = {
-        "command": "python3 build.py bench" + (" --quick" if args.quick else ""),
+        "command": " ".join(["python3 build.py bench", *(["--quick"] if args.quick else []),
+                             *(["--resume"] if args.resume else [])]),
         "machine": machine(),
         "split": split,
         "weights": weights_provenance(manifest),
