@@ -13,6 +13,7 @@ from typing import Any
 
 from tqdm import tqdm
 
+from backend.devices import DeviceError, configure_threads
 from backend.doctor import run_doctor
 from backend.jobs import describe_error, log_traceback, run_job
 from backend.methods import METHOD_MODULES
@@ -193,4 +194,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    try:
+        configure_threads()
+    except DeviceError as exc:
+        print(f"error: {exc.message} ({exc.hint})", file=sys.stderr)
+        return 2
     return args.func(args)

@@ -80,6 +80,29 @@ def test_doctor_reports(tmp_path: Path) -> None:
     assert done.returncode == (1 if any(line.startswith("[FAIL]") for line in lines) else 0)
 
 
+def doctor_threads(tmp_path: Path, **env: str) -> tuple[int, str]:
+    """``doctor`` in a fresh process with the thread variables of ``env`` only (others removed)."""
+    base = {k: v for k, v in backend_env().items() if k not in ("OMP_NUM_THREADS", "RFI_THREADS")}
+    command = [sys.executable, "-m", "backend", "--weights-dir", str(tmp_path / "w"), "doctor"]
+    done = subprocess.run(command, cwd=ROOT, env={**base, **env}, capture_output=True, text=True, timeout=120)
+    return done.returncode, done.stdout + done.stderr
+
+
+def test_backend_leaves_one_core_free_unless_told(tmp_path: Path) -> None:
+    probe = "import torch; print(torch.get_num_threads())"
+    base = {k: v for k, v in backend_env().items() if k not in ("OMP_NUM_THREADS", "RFI_THREADS")}
+    default = int(subprocess.run([sys.executable, "-c", probe], env=base, capture_output=True, text=True,
+                                 check=True).stdout)
+    _, out = doctor_threads(tmp_path)
+    assert f"torch {torch.__version__}, {max(1, default - 1)} CPU thread(s)" in out
+    _, out = doctor_threads(tmp_path, RFI_THREADS="3")
+    assert ", 3 CPU thread(s)" in out
+    _, out = doctor_threads(tmp_path, OMP_NUM_THREADS="2")
+    assert ", 2 CPU thread(s)" in out  # an explicit OpenMP setting is the user's choice
+    code, out = doctor_threads(tmp_path, RFI_THREADS="many")
+    assert code == 2 and "RFI_THREADS must be a positive integer" in out
+
+
 def test_reconstruct_failure_is_one_line_with_hint(tmp_path: Path) -> None:
     done = cli("reconstruct", tmp_path / "missing.png", "-o", tmp_path / "out", weights_dir=tmp_path / "w")
     assert done.returncode == 1
