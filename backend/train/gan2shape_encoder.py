@@ -24,13 +24,13 @@ import time
 from pathlib import Path
 
 import torch
-from safetensors import safe_open
 from safetensors.torch import save_file
 
 from backend.methods.gan2shape import METHOD
 from backend.methods.gan2shape.networks import ResEncoder
 from backend.methods.gan2shape.stylegan2 import Generator, StyleGAN2Config
 from backend.train.stylegan2 import upsert_manifest_entry
+from backend.train.training_state import load_training_state, save_training_state
 from backend.weights import Registry, WeightsEntry, sha256_file
 
 CHECKPOINT = "checkpoint.safetensors"
@@ -59,33 +59,6 @@ def hidden_targets(
     return images, hidden - centre
 
 
-def save_checkpoint(path: Path, encoder: ResEncoder, opt: torch.optim.Optimizer, step: int) -> None:
-    tensors = {f"net.{k}": v for k, v in encoder.state_dict().items()}
-    for i, state in opt.state_dict()["state"].items():
-        tensors |= {f"opt.{i}.{k}": v.reshape(-1) if k == "step" else v for k, v in state.items()}
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tensors = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
-    save_file(tensors, tmp, metadata={"step": str(step)})
-    os.replace(tmp, path)
-
-
-def load_checkpoint(path: Path, encoder: ResEncoder, opt: torch.optim.Optimizer) -> int:
-    """Restore weights and Adam moments in place; returns the step reached."""
-    with safe_open(path, framework="pt") as fh:
-        step = int(fh.metadata()["step"])
-        tensors = {k: fh.get_tensor(k) for k in fh.keys()}  # noqa: SIM118 (safe_open is not a dict)
-    encoder.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("net.")})
-    state = opt.state_dict()
-    state["state"] = {
-        i: {k: tensors[f"opt.{i}.{k}"].reshape(()) if k == "step" else tensors[f"opt.{i}.{k}"]
-            for k in ("step", "exp_avg", "exp_avg_sq")}
-        for i in range(len(list(encoder.parameters())))
-        if f"opt.{i}.step" in tensors
-    }  # fmt: skip
-    opt.load_state_dict(state)
-    return step
-
-
 def train(args: argparse.Namespace, generator: Generator) -> tuple[ResEncoder, float]:
     """Train (or resume) to ``args.steps``; returns the encoder and the loss / target variance on a
     fixed batch (1 = no better than predicting zero offsets)."""
@@ -101,7 +74,7 @@ def train(args: argparse.Namespace, generator: Generator) -> tuple[ResEncoder, f
         encoder = ResEncoder(3, generator.config.style_dim, size=generator.config.size, nf=ENCODER_WIDTH)
     opt = torch.optim.Adam(encoder.parameters(), lr=args.lr)
     ckpt = out / CHECKPOINT
-    step = load_checkpoint(ckpt, encoder, opt) if ckpt.exists() else 0
+    step = int(load_training_state(ckpt, encoder, opt)["step"]) if ckpt.exists() else 0
     last_save = time.monotonic()
     with (out / "log.jsonl").open("a") as log:
         while step < args.steps:
@@ -120,7 +93,7 @@ def train(args: argparse.Namespace, generator: Generator) -> tuple[ResEncoder, f
                 log.write(json.dumps(row) + "\n")
                 log.flush()
             if time.monotonic() - last_save > 300 or step >= args.steps:
-                save_checkpoint(ckpt, encoder, opt, step)
+                save_training_state(ckpt, encoder, opt, {"step": str(step)})
                 last_save = time.monotonic()
     images, target = hidden_targets(generator, split, 64, torch.Generator().manual_seed(HELD_OUT_SEED))
     with torch.no_grad():

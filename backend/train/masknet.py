@@ -16,13 +16,13 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from safetensors import safe_open
 from safetensors.torch import save_file
 
 from backend.methods.gan2shape.masknet import MaskNet, MaskNetConfig
 from backend.train.gan2shape_renders import CarRenderSet, build_render_set, load_render_set
 from backend.train.splits import eval_seeds
 from backend.train.stylegan2 import MASK_WEIGHTS_ID, upsert_manifest_entry
+from backend.train.training_state import load_training_state, read_metadata, save_training_state
 from backend.weights import sha256_file
 
 CHECKPOINT = "checkpoint.safetensors"
@@ -74,31 +74,13 @@ def iou(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 
 def save_checkpoint(path: Path, net: MaskNet, opt: torch.optim.Optimizer, step: int) -> None:
-    tensors = {f"net.{k}": v for k, v in net.state_dict().items()}
-    for i, state in opt.state_dict()["state"].items():
-        tensors |= {f"opt.{i}.{k}": v.reshape(-1) if k == "step" else v for k, v in state.items()}
-    meta = {"step": str(step), "config": json.dumps(net.config.to_dict())}
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, tmp, metadata=meta)
-    os.replace(tmp, path)
+    save_training_state(path, net, opt, {"step": str(step), "config": json.dumps(net.config.to_dict())})
 
 
 def load_checkpoint(path: Path, lr: float) -> tuple[MaskNet, torch.optim.Optimizer, int]:
-    with safe_open(path, framework="pt") as fh:
-        meta = fh.metadata()
-        tensors = {k: fh.get_tensor(k) for k in fh.keys()}  # noqa: SIM118 (safe_open is not a dict)
-    net = MaskNet(MaskNetConfig.from_dict(json.loads(meta["config"])))
-    net.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("net.")})
+    net = MaskNet(MaskNetConfig.from_dict(json.loads(read_metadata(path)["config"])))
     opt = torch.optim.Adam(net.parameters(), lr=lr)
-    state = opt.state_dict()
-    state["state"] = {
-        i: {k: tensors[f"opt.{i}.{k}"].reshape(()) if k == "step" else tensors[f"opt.{i}.{k}"]
-            for k in ("step", "exp_avg", "exp_avg_sq")}
-        for i in range(len(list(net.parameters())))
-        if f"opt.{i}.step" in tensors
-    }  # fmt: skip
-    opt.load_state_dict(state)
-    return net, opt, int(meta["step"])
+    return net, opt, int(load_training_state(path, net, opt)["step"])
 
 
 def train(args: argparse.Namespace) -> MaskNet:
