@@ -30,7 +30,7 @@ from backend.methods.gan2shape import METHOD
 from backend.methods.gan2shape.networks import ResEncoder
 from backend.methods.gan2shape.stylegan2 import Generator, StyleGAN2Config
 from backend.train.stylegan2 import upsert_manifest_entry
-from backend.train.training_state import load_training_state, save_training_state
+from backend.train.training_state import add_run_arguments, load_training_state, save_training_state
 from backend.weights import Registry, WeightsEntry, sha256_file
 
 CHECKPOINT = "checkpoint.safetensors"
@@ -138,11 +138,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--lr", type=float, default=3e-4)
     parser.add_argument("--f1-d", type=int, default=2, help="mapping layers after the offset (car: 2)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--log-every", type=int, default=20)
-    parser.add_argument("--export", action="store_true", help="write weights/ file and manifest entry")
-    parser.add_argument("--weights-dir", default=str(Path(__file__).resolve().parents[2] / "weights"))
+    add_run_arguments(parser)
     return parser
 
 

@@ -22,7 +22,12 @@ from backend.methods.gan2shape.masknet import MaskNet, MaskNetConfig
 from backend.train.gan2shape_renders import CarRenderSet, build_render_set, load_render_set
 from backend.train.splits import eval_seeds
 from backend.train.stylegan2 import MASK_WEIGHTS_ID, upsert_manifest_entry
-from backend.train.training_state import load_training_state, read_metadata, save_training_state
+from backend.train.training_state import (
+    add_run_arguments,
+    load_training_state,
+    read_metadata,
+    save_training_state,
+)
 from backend.weights import sha256_file
 
 CHECKPOINT = "checkpoint.safetensors"
@@ -158,11 +163,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--width", type=int, default=MaskNetConfig.width)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--log-every", type=int, default=20)
-    parser.add_argument("--export", action="store_true", help="write weights/ file and manifest entry")
-    parser.add_argument("--weights-dir", default=str(Path(__file__).resolve().parents[2] / "weights"))
+    add_run_arguments(parser)
     return parser
 
 

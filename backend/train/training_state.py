@@ -1,8 +1,10 @@
-"""A small network's training state (weights and Adam moments) in one safetensors file, so a run
-resumes exactly where it stopped; the file never holds pickled Python objects."""
+"""A small network's training run: its state (weights and Adam moments) in one safetensors file,
+so a run resumes exactly where it stopped (the file never holds pickled Python objects), and the
+command-line options every such tool shares."""
 
 from __future__ import annotations
 
+import argparse
 import os
 from pathlib import Path
 
@@ -44,3 +46,12 @@ def load_training_state(path: Path, net: torch.nn.Module, opt: torch.optim.Adam)
     }  # fmt: skip
     opt.load_state_dict(state)
     return metadata
+
+
+def add_run_arguments(parser: argparse.ArgumentParser) -> None:
+    """Seed, threads, log interval and the export switch with its weights folder."""
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--log-every", type=int, default=20)
+    parser.add_argument("--export", action="store_true", help="write weights/ file and manifest entry")
+    parser.add_argument("--weights-dir", default=str(Path(__file__).resolve().parents[2] / "weights"))
