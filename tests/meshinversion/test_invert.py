@@ -140,3 +140,31 @@ def test_distinct_views_skips_near_duplicates() -> None:
     assert distinct_views(quaternions, 2).tolist() == [0, 2]  # q and -q are the same rotation
     assert distinct_views(quaternions, 3).tolist() == [0, 2, 4]
     assert distinct_views(quaternions[:2], 2).tolist() == [0, 1]  # too few distinct: the next best
+
+
+def test_refinement_fits_an_outline_the_generator_cannot_and_stays_mirrored(model: MeshGAN) -> None:
+    """A generator shape stretched by 30 % in height is outside the latent space: the refinement's
+    residual follows the outline better than z alone, keeps the mirror symmetry, and reports itself."""
+    z = torch.randn(1, 64, generator=torch.Generator().manual_seed(7))
+    camera = render_photo(model, z, 60.0, 15.0, SIZE)[2]
+    with torch.no_grad():
+        texture, vertices = model.generate(z, None)
+        rendering = model.render(vertices * torch.tensor([1.0, 1.3, 1.0]), texture, camera, SIZE)
+    mask = rendering.mask[0]
+    rgb = torch.where(mask, (rendering.rgb[0] + 1) / 2, torch.full_like(rendering.rgb[0], 0.9))
+    rgb, mask = rgb.permute(1, 2, 0).numpy(), mask.float().numpy()
+
+    plain = Inverter(model, TINY).run([rgb], [mask], seed=0, progress=quiet)[0]
+    refined_settings = InversionSettings(**{**TINY.__dict__, "refine_steps": 40, "refine_lr": 0.003})
+    events = []
+    refined = Inverter(model, refined_settings).run(
+        [rgb], [mask], seed=0, progress=lambda *a, **k: events.append(a)
+    )[0]
+    assert refined.mask_iou > plain.mask_iou + 0.01
+    assert torch.equal(refined.z, plain.z) and torch.equal(refined.texture, plain.texture)
+    mirrored = refined.vertices[model.template.mirror] * torch.tensor([-1.0, 1.0, 1.0])
+    torch.testing.assert_close(mirrored, refined.vertices, atol=1e-5, rtol=0)
+    assert len(refined.stage_losses) == len(TINY.stages) + 1 and "smoothness" in refined.stage_losses[-1]
+    assert [a[1] for a in events if a[0] == "refine shape"] == list(range(1, 41))
+    with pytest.raises(ValueError, match="refine"):
+        InversionSettings.from_options({"refine_steps": -1})

@@ -67,7 +67,7 @@ class Extras:
         if not self.has("pretrain"):
             return {}
         config = self.found["pretrain"][0]
-        return {k: config[k] for k in ("relative_enc", "f1_d") if k in config}
+        return {k: config[k] for k in ("relative_enc", "f1_d", "pseudo_pose") if k in config}
 
 
 def find_extras(gan: WeightsEntry, image_size: int) -> Extras:
@@ -77,7 +77,9 @@ def find_extras(gan: WeightsEntry, image_size: int) -> Extras:
     mask_id = gan.config.get("mask_weights")
     for entry in registry.entries():
         kind = entry.config.get("kind")
-        if entry.method != gan.method or kind not in AUXILIARY_KINDS or extras.has(kind):
+        if entry.method != gan.method or kind not in AUXILIARY_KINDS:
+            continue
+        if kind != "pretrain" and extras.has(kind):
             continue
         if kind not in SHARED_KINDS and entry.category != gan.category:
             continue
@@ -85,7 +87,10 @@ def find_extras(gan: WeightsEntry, image_size: int) -> Extras:
             continue
         if kind == "pretrain" and not fits_gan(entry, gan, image_size):
             continue
-        extras.found[kind] = (dict(entry.config), registry.load_state_dict(entry, "cpu"))
+        state = registry.load_state_dict(entry, "cpu")
+        if kind == "pretrain" and (held := extras.found.get(kind)) and len(held[1]) >= len(state):
+            continue  # a joint-pretrained file (all five nets) wins over an encoder-only one
+        extras.found[kind] = (dict(entry.config), state)
     return extras
 
 

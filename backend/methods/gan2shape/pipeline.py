@@ -374,44 +374,12 @@ class GAN2ShapeRun:
     # --- schedule
     def run(self, on_step: StepCallback) -> Prediction:
         """Prior, then ``num_stages`` x (step 1, step 2 + collection, step 3); the final prediction."""
-        opts = self.options
-        self.fit_prior(on_step)
-        done = dict.fromkeys(STEP_NAMES, 0)
-        totals = {name: opts.total_steps(i) for i, name in enumerate(STEP_NAMES)}
-        for stage in range(opts.num_stages):
-            flip1, flip3 = opts.flips(stage)
-            lengths = dict(zip(STEP_NAMES, opts.stage_lengths(stage), strict=True))
-            for name in STEP_NAMES:
-                if name == "step2" and self.state is None:
-                    with torch.no_grad():
-                        _, self.state = self.reconstruct_input(flip1, refresh_mask=False)
-                if name == "step3" and self.projected is None:
-                    self.collect()
-                if name == "step2" and opts.projection == "optimise":
-                    self.train_only(())  # only the per-sample offsets learn
-
-                    def tick(loss: float) -> None:
-                        done["step2"] += 1
-                        on_step("step2", done["step2"], totals["step2"], loss, None)
-
-                    self.optimise_projections(lengths[name], tick)
-                    continue
-                optimizer = self.optimizer(TRAINED_NETS[name])
-                for _ in range(lengths[name]):
-                    loss, prediction = self.iterate(name, flip1, flip3)
-                    self.descend(optimizer, loss, name, done[name])
-                    done[name] += 1
-                    on_step(name, done[name], totals[name], self.history.losses[name][-1], prediction)
-                if name == "step1":
-                    with torch.no_grad():
-                        _, self.state = self.reconstruct_input(flip1, refresh_mask=False)
-                if name == "step2":
-                    on_step("collect", 0, opts.collect_iters, None, None)
-                    self.collect()
-                if name == "step3":
-                    with torch.no_grad():
-                        _, self.state = self.reconstruct_input(False, refresh_mask=True)
+        run_schedule([self], on_step)
         return self.final()
+
+    def refresh_state(self, flip: bool, refresh_mask: bool) -> None:
+        with torch.no_grad():
+            _, self.state = self.reconstruct_input(flip, refresh_mask=refresh_mask)
 
     def iterate(self, name: str, flip1: bool, flip3: bool) -> tuple[torch.Tensor, Prediction | None]:
         if name == "step1":
@@ -428,3 +396,84 @@ class GAN2ShapeRun:
             grid = warp.view_to_canon_grid(self.state.depth, self.state.view)
             self.canon_mask = warp.sample(self.target.mask, grid)
         return self.state
+
+
+class ImageCycle:
+    """Which run takes the next iteration: the only one, or every image once per shuffled cycle
+    (the official joint training's ``next_image``)."""
+
+    def __init__(self, count: int, rng: torch.Generator) -> None:
+        self.count, self.rng, self.order, self.index = count, rng, [0], 0
+
+    def next(self) -> int:
+        if self.count == 1:
+            return 0
+        if self.index == 0:
+            self.order = torch.randperm(self.count, generator=self.rng, device=self.rng.device).tolist()
+        image = self.order[self.index]
+        self.index = (self.index + 1) % self.count
+        return image
+
+
+def run_schedule(
+    runs: list[GAN2ShapeRun], on_step: StepCallback, first_stage: int = 0,
+    on_stage_end: Callable[[int], None] | None = None,
+) -> None:
+    """The published schedule for one image, or for several runs sharing one ``ShapeNets``.
+
+    Several runs are the paper's joint (pre-)training: each iteration uses the next image of a
+    shuffled cycle; after step 1 every image's state is refreshed, after step 2 every image gets
+    its own buffer of projections. The ellipsoid prior is fitted to the first image only (as
+    published). ``first_stage`` > 0 resumes after stages already trained (prior skipped; states
+    and buffers are rebuilt on demand); ``on_stage_end(stage)`` runs after each stage.
+    """
+    lead = runs[0]
+    opts = lead.options
+    if first_stage == 0:
+        lead.fit_prior(on_step)
+    cycle = ImageCycle(len(runs), lead.rng)
+    done = {
+        name: sum(opts.stage_lengths(s)[i] for s in range(first_stage)) for i, name in enumerate(STEP_NAMES)
+    }
+    totals = {name: opts.total_steps(i) for i, name in enumerate(STEP_NAMES)}
+    for stage in range(first_stage, opts.num_stages):
+        flip1, flip3 = opts.flips(stage)
+        lengths = dict(zip(STEP_NAMES, opts.stage_lengths(stage), strict=True))
+        for name in STEP_NAMES:
+            if name == "step2":
+                for run in runs:
+                    if run.state is None:
+                        run.refresh_state(flip1, refresh_mask=False)
+            if name == "step3":
+                for run in runs:
+                    if run.projected is None:
+                        run.collect()
+            if name == "step2" and opts.projection == "optimise":
+                lead.train_only(())  # only the per-sample offsets learn
+
+                def tick(loss: float) -> None:
+                    done["step2"] += 1
+                    on_step("step2", done["step2"], totals["step2"] * len(runs), loss, None)
+
+                for run in runs:
+                    run.optimise_projections(lengths[name], tick)
+                continue
+            optimizer = lead.optimizer(TRAINED_NETS[name])
+            for _ in range(lengths[name]):
+                run = runs[cycle.next()]
+                loss, prediction = run.iterate(name, flip1, flip3)
+                run.descend(optimizer, loss, name, done[name])
+                done[name] += 1
+                on_step(name, done[name], totals[name], run.history.losses[name][-1], prediction)
+            if name == "step1":
+                for run in runs:
+                    run.refresh_state(flip1, refresh_mask=False)
+            if name == "step2":
+                on_step("collect", 0, opts.collect_iters, None, None)
+                for run in runs:
+                    run.collect()
+            if name == "step3":
+                for run in runs:
+                    run.refresh_state(False, refresh_mask=True)
+        if on_stage_end is not None:
+            on_stage_end(stage)

@@ -24,6 +24,7 @@ from backend.methods.meshinversion.losses import (
     feature_chamfer_loss,
     flat_loss,
     gather_points,
+    laplacian_loss,
     latent_loss,
     mask_iou,
     mask_points,
@@ -72,6 +73,13 @@ class InversionSettings:
     silhouette_weight: float = 0.0
     """Not in the paper: 1 - soft IoU of the antialiased silhouette, which the vertex chamfer does not
     pin down; 0 keeps the published objective."""
+    refine_steps: int = 0
+    """Not in the paper: steps of the shape refinement after the latent search (0 = official). The
+    generator's displacement map gets a free residual, still mirrored and in the template's UV
+    frames, kept smooth by ``refine_smoothness``; z and the texture stay as found."""
+    refine_lr: float = 0.001
+    refine_smoothness: float = 1000.0
+    """Weight of the uniform Laplacian of the vertex offsets the residual adds."""
     class_label: int | None = None
     chunk: int = 64
     """Candidates per generator/render batch during initialisation (bounds memory)."""
@@ -103,6 +111,8 @@ class InversionSettings:
             raise ValueError("render_size must be >= 16, z_candidates >= 1 and stages non-empty")
         if not 1 <= settings.restarts <= settings.rendered_candidates:
             raise ValueError("restarts must be between 1 and rendered_candidates")
+        if settings.refine_steps < 0 or settings.refine_lr < 0 or settings.refine_smoothness < 0:
+            raise ValueError("refine_steps, refine_lr and refine_smoothness must be >= 0")
         return settings
 
     @property
@@ -182,6 +192,7 @@ class Inverter:
         self.settings = settings
         self.vgg = vgg if settings.feature_weight > 0 else None
         self.edge_faces = build_edge_topology(model.template.faces).edge_faces.to(model.device)
+        self.edges = model.template.edges.to(model.device)
 
     # ---------------------------------------------------------------- losses
     def losses(
@@ -424,7 +435,12 @@ class Inverter:
             z, labels, camera, targets, stages, rng, progress, len(s.stages) - len(stages)
         )
         with torch.no_grad():
-            texture, vertices = self.model.generate(z, labels)
+            texture, displacement = self.model.generator(z, self.model.labels(labels))
+        vertices = self.model.displace(displacement)
+        if s.refine_steps:
+            vertices, camera, refined = self.refine(z, texture, displacement, camera, targets, rng, progress)
+            later = [[*losses, row] for losses, row in zip(later, refined, strict=True)]
+        with torch.no_grad():
             iou = mask_iou(self.model.silhouette(vertices, camera, s.render_size), targets.mask)
         return [
             InversionResult(
@@ -495,6 +511,59 @@ class Inverter:
             for row in range(rows):
                 history[row].append({k: float(v[row]) / steps for k, v in sums.items()})
         return z.detach(), camera.detach(), history
+
+    def refine(
+        self,
+        z: torch.Tensor,
+        texture: torch.Tensor,
+        displacement: torch.Tensor,
+        camera0: WeakPerspective,
+        targets: Targets,
+        rng: torch.Generator,
+        progress: Progress,
+    ) -> tuple[torch.Tensor, WeakPerspective, list[dict[str, float]]]:
+        """Fit a smooth, mirrored residual of the displacement map (and the camera, at the last
+        stage's pose learning rate) with the same losses plus the offsets' Laplacian.
+
+        The GAN prior decides the overall shape and the hidden side; the residual only follows the
+        photo's outline where no latent reproduces it exactly. Returns the vertices, the camera and
+        the mean loss terms per row. The generator is not run in the loop, so a step costs a render.
+        """
+        s = self.settings
+        base = self.model.displace(displacement)
+        residual = torch.zeros_like(displacement, requires_grad=True)
+        camera = WeakPerspective(*(p.clone().requires_grad_() for p in camera0.parameters()))
+        optimiser = torch.optim.Adam(
+            [
+                {"params": [residual], "lr": s.refine_lr},
+                {"params": camera.parameters(), "lr": s.stages[-1][2]},
+            ],
+            betas=(0.0, 0.99),
+        )
+        sums: dict[str, torch.Tensor] = {}
+        for step in range(s.refine_steps):
+            optimiser.zero_grad(set_to_none=True)
+            vertices = self.model.displace(displacement + residual)
+            rendering = self.model.render(vertices, texture, camera, s.render_size, s.silhouette_weight > 0)
+            loss = self.losses(z, vertices, rendering, camera, targets, rng)
+            smooth = laplacian_loss(vertices - base, self.edges)
+            total = loss.total + s.refine_smoothness * smooth
+            value = float(total.detach().mean())
+            if not np.isfinite(value):
+                raise FloatingPointError(
+                    f"meshinversion refinement diverged (loss {value}) at step {step + 1}: try another seed "
+                    "or a lower refine_lr"
+                )
+            total.sum().backward()
+            optimiser.step()
+            for name, term in {"total": total, **loss.terms, "smoothness": smooth}.items():
+                sums[name] = sums.get(name, 0) + term.detach()
+            preview = to_uint8(rendering.rgb[0].detach()) if step == s.refine_steps - 1 else None
+            progress("refine shape", step + 1, s.refine_steps, loss=value, preview=preview)
+        with torch.no_grad():
+            vertices = self.model.displace(displacement + residual)
+        history = [{k: float(v[row]) / s.refine_steps for k, v in sums.items()} for row in range(len(z))]
+        return vertices, camera.detach(), history
 
 
 def distinct_views(quaternions: torch.Tensor, count: int, min_angle_deg: float = 90.0) -> torch.Tensor:

@@ -98,12 +98,15 @@ class MeshGAN:
     def generate(self, z: torch.Tensor, labels: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, latent) -> texture (B, 3, T, T) in [-1, 1] and vertices (B, V, 3) in object space."""
         texture, displacement = self.generator(z, self.labels(labels))
-        return texture, finite(self.template.displace(displacement, self.config.symmetric))
+        return texture, self.displace(displacement)
+
+    def displace(self, displacement: torch.Tensor) -> torch.Tensor:
+        """(B, 3, 32, 32) displacement map -> (B, V, 3) template vertices, mirrored for symmetric models."""
+        return finite(self.template.displace(displacement, self.config.symmetric))
 
     def shape(self, z: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
         """(B, V, 3) vertices only (skips the texture branch)."""
-        displacement = self.generator.displacement(z, self.labels(labels))
-        return finite(self.template.displace(displacement, self.config.symmetric))
+        return self.displace(self.generator.displacement(z, self.labels(labels)))
 
     @cached_property
     def topology(self) -> EdgeTopology:
