@@ -18,6 +18,7 @@ SUBCOMMANDS: dict[str, tuple[str, str, str]] = {
     "stylegan2": ("backend.train.stylegan2", "main", "train the GAN2Shape demo StyleGAN2"),
     "stylegan2-export": ("backend.train.stylegan2", "main_export", "export the demo StyleGAN2 to weights/"),
     "gan2shape-encoder": ("backend.train.gan2shape_encoder", "main", "pretrain GAN2Shape's latent encoder"),
+    "gan2shape-joint": ("backend.train.gan2shape_joint", "main", "joint-pretrain GAN2Shape's five nets"),
     "masknet": ("backend.train.masknet", "main", "train the GAN2Shape demo mask network"),
 }
 

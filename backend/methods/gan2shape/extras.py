@@ -70,9 +70,10 @@ class Extras:
         return {k: config[k] for k in ("relative_enc", "f1_d", "pseudo_pose") if k in config}
 
 
-def find_extras(gan: WeightsEntry, image_size: int) -> Extras:
-    """The first registered entry of every auxiliary kind that fits ``gan`` (category, net size)."""
-    registry = Registry(user_dir=gan.root if gan.origin == "user" else None)
+def find_extras(gan: WeightsEntry, image_size: int, registry: Registry | None = None) -> Extras:
+    """The first registered entry of every auxiliary kind that fits ``gan`` (category, net size),
+    from ``registry`` (default: the one ``gan`` was registered in)."""
+    registry = registry or Registry(user_dir=gan.root if gan.origin == "user" else None)
     extras = Extras()
     mask_id = gan.config.get("mask_weights")
     for entry in registry.entries():

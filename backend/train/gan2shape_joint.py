@@ -1,0 +1,205 @@
+"""Joint pretraining of GAN2Shape's depth, albedo, view, light and encoder nets on GAN samples.
+
+The paper's ``joint_train`` mode (its ``celeba_pretrain`` / ``cat_pretrain`` files): one set of
+nets runs the published three-step stages over many GAN samples at once (each iteration takes
+the next image of a shuffled cycle; see ``pipeline.run_schedule``), so the depth net learns the
+category's shape from the GAN's views of many objects instead of from one photo. The samples
+come from the GAN itself (truncation 0.7, fixed noise, as the official ``generate.py``), their
+masks from the category's mask network; nothing here sees a ground-truth depth. The exported file
+is a ``pretrain`` entry with all five nets at the official widths; a job that finds it starts
+from these nets instead of fitting the ellipsoid prior (as the official instance configs do).
+
+The encoder starts from the encoder-only pretrain file of the same GAN (``gan2shape-encoder``).
+Resumable per stage (``checkpoint.safetensors`` in ``--out``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from pathlib import Path
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+from backend.methods.gan2shape import METHOD
+from backend.methods.gan2shape.config import PRESETS, Options, resolve
+from backend.methods.gan2shape.convert import unprefixed
+from backend.methods.gan2shape.extras import Extras, find_extras
+from backend.methods.gan2shape.inversion import fit_size
+from backend.methods.gan2shape.networks import ShapeNets
+from backend.methods.gan2shape.pipeline import GAN2ShapeRun, Prediction, Target, run_schedule
+from backend.methods.gan2shape.stylegan2 import Generator
+from backend.train.gan2shape_encoder import WEIGHTS_ID as ENCODER_ID
+from backend.train.stylegan2 import upsert_manifest_entry
+from backend.train.training_state import add_run_arguments
+from backend.weights import Registry, WeightsEntry, sha256_file
+
+CHECKPOINT = "checkpoint.safetensors"
+WEIGHTS_FILE = "gan2shape_demo_car_pretrain.safetensors"
+WEIGHTS_ID = "gan2shape-demo-car-pretrain"
+TRUNCATION = 0.7
+TRAIN_COMMAND = (
+    "OMP_NUM_THREADS=1 python -m backend.train gan2shape-joint --out runs/g2s_joint --export "
+    "(after gan2shape-encoder, whose encoder it starts from)"
+)
+
+
+def gan_samples(
+    generator: Generator, extras: Extras, count: int, size: int, rng: torch.Generator
+) -> list[Target]:
+    """``count`` truncated GAN samples at the nets' size with their W codes and mask-network masks."""
+    network = extras.mask_network(generator.input.input.device)
+    if network is None:
+        raise SystemExit("joint pretraining needs the category's mask network (gan2shape kind 'mask')")
+    with torch.no_grad():
+        mean = generator.mean_latent(4096, rng)
+        z = torch.randn(count, generator.config.style_dim, generator=rng, device=mean.device)
+        w = mean + TRUNCATION * (generator.style_forward(z) - mean)
+        images = fit_size(generator(w, input_is_w=True).clamp(-1, 1), size)
+        masks = network.predict(images)
+    noise = generator.fixed_noise()
+    return [Target(images[i : i + 1], masks[i : i + 1], w[i : i + 1], noise) for i in range(count)]
+
+
+def joint_options(args: argparse.Namespace, extras: Extras, category: str) -> Options:
+    """The ``fast`` mechanisms with the joint schedule from the command line, at official widths."""
+    options = {
+        **PRESETS["fast"],
+        "relative_enc": True,
+        "f1_d": args.f1_d,
+        "num_stages": args.stages,
+        "stage0": tuple(args.stage0),
+        "later": tuple(args.later),
+        "batch": args.batch,
+        "collect_iters": args.collect,
+        "prior_iters": args.prior_iters,
+        "net_width": None,
+        "pseudo_pose": args.pseudo_pose,
+    }
+    return resolve(category, options)
+
+
+def save_nets(path: Path, nets: ShapeNets, metadata: dict[str, str]) -> None:
+    """All five nets as ``nets.<netX>.*`` (the layout ``extras`` reads), written atomically."""
+    tensors = {f"nets.{k}": v.detach().cpu().contiguous() for k, v in nets.state_dict().items()}
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    save_file(tensors, tmp, metadata=metadata)
+    os.replace(tmp, path)
+
+
+def load_nets(path: Path, nets: ShapeNets) -> dict[str, str]:
+    with safe_open(path, framework="pt") as fh:
+        metadata = dict(fh.metadata())
+        state = {k[len("nets.") :]: fh.get_tensor(k) for k in fh.keys()}  # noqa: SIM118
+    nets.load_state_dict(state, strict=True)
+    return metadata
+
+
+def train(args: argparse.Namespace, model: object, entry: WeightsEntry) -> tuple[ShapeNets, Options]:
+    """Run (or resume) the joint schedule; returns the trained nets and the options they used."""
+    torch.set_num_threads(args.threads)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    generator, discriminator = model.generator, model.discriminator
+    registry = Registry(shipped_dir=Path(args.weights_dir))
+    extras = find_extras(entry, model.image_size, registry)
+    extras.found.pop("pretrain", None)  # the joint file being made must not feed itself
+    opts = joint_options(args, extras, entry.category)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(args.seed)
+        nets = ShapeNets(model.image_size, latent_dim=generator.config.style_dim)
+    if args.encoder:
+        encoder = registry.find(args.encoder)
+        nets.load_official({"netEnc": unprefixed("nets.netEnc", registry.load_state_dict(encoder, "cpu"))})
+    ckpt = out / CHECKPOINT
+    first_stage = int(load_nets(ckpt, nets)["stages_done"]) if ckpt.exists() else 0
+    rng = torch.Generator().manual_seed(args.seed * 1_000_003 + first_stage)
+    sample_rng = torch.Generator().manual_seed(args.seed)
+    targets = gan_samples(generator, extras, args.images, model.image_size, sample_rng)
+    prior = model.view_light_prior(opts, extras)
+    runs = [
+        GAN2ShapeRun(nets, generator, discriminator, target, opts, entry.category, prior, rng)
+        for target in targets
+    ]
+    log = (out / "log.jsonl").open("a")
+    started = time.perf_counter()
+
+    def on_step(kind: str, step: int, total: int, loss: float | None, _: Prediction | None) -> None:
+        if loss is not None and (step % args.log_every == 0 or step == total):
+            row = {"kind": kind, "step": step, "total": total, "loss": loss,
+                   "seconds": round(time.perf_counter() - started, 1)}  # fmt: skip
+            log.write(json.dumps(row) + "\n")
+            log.flush()
+
+    def on_stage_end(stage: int) -> None:
+        save_nets(ckpt, nets, {"stages_done": str(stage + 1), "gan_sha256": entry.sha256})
+        seconds = round(time.perf_counter() - started, 1)
+        print(json.dumps({"stage": stage + 1, "seconds": seconds}), flush=True)
+
+    try:
+        run_schedule(runs, on_step, first_stage=first_stage, on_stage_end=on_stage_end)
+    finally:
+        log.close()
+    return nets.eval(), opts
+
+
+def export(
+    nets: ShapeNets, weights_dir: Path, gan: WeightsEntry, latent_dim: int, opts: Options,
+    args: argparse.Namespace,
+) -> None:
+    """Write the shipped ``pretrain`` file (all five nets) and upsert its manifest entry."""
+    target = weights_dir / WEIGHTS_FILE
+    save_nets(target, nets, {})
+    target.chmod(0o644)  # shipped with the repository: readable by everyone
+    schedule = f"{args.stages} stages of {tuple(args.stage0)} then {tuple(args.later)} steps"
+    entry = {
+        "id": WEIGHTS_ID,
+        "method": "gan2shape",
+        "category": gan.category,
+        "file": WEIGHTS_FILE,
+        "sha256": sha256_file(target),
+        "size": target.stat().st_size,
+        "source": (f"joint pretraining here on {args.images} samples of {gan.id} ({schedule}, batch "
+                   f"{args.batch}); encoder from {args.encoder or 'scratch'}"),
+        "licence": "GPL-3.0-or-later (same as the project)",
+        "train_command": TRAIN_COMMAND,
+        "config": {"kind": "pretrain", "image_size": nets.size, "latent_dim": latent_dim,
+                   "gan": gan.id, "gan_sha256": gan.sha256, "f1_d": opts.f1_d,
+                   "relative_enc": opts.relative_enc, "pseudo_pose": opts.pseudo_pose},
+    }  # fmt: skip
+    upsert_manifest_entry(weights_dir / "manifest.toml", entry)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", required=True, help="run folder (checkpoint, log); resumes if present")
+    parser.add_argument("--gan", help="GAN2Shape StyleGAN2 weights id (default: the method's default)")
+    parser.add_argument("--images", type=int, default=32, help="GAN samples trained on jointly")
+    parser.add_argument("--stages", type=int, default=4)
+    parser.add_argument("--stage0", type=int, nargs=3, default=(300, 300, 300), help="steps 1/2/3 of stage 0")
+    parser.add_argument("--later", type=int, nargs=3, default=(100, 150, 150), help="steps 1/2/3 later")
+    parser.add_argument("--batch", type=int, default=4)
+    parser.add_argument("--collect", type=int, default=2, help="projection batches collected per image")
+    parser.add_argument("--prior-iters", type=int, default=300)
+    parser.add_argument("--f1-d", type=int, default=2, help="mapping layers after the offset")
+    parser.add_argument("--encoder", default=ENCODER_ID, help="encoder-only pretrain id ('': none)")
+    parser.add_argument("--pseudo-pose", default="sampled", choices=("sampled", "predicted"))
+    add_run_arguments(parser)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    registry = Registry(shipped_dir=Path(args.weights_dir))
+    entry = registry.find(args.gan) if args.gan else registry.default_for("gan2shape")
+    model = METHOD.load(entry, registry.load_state_dict(entry), "cpu")
+    if model.generator is None:
+        raise SystemExit(f"{entry.id} is not a StyleGAN2 entry")
+    nets, opts = train(args, model, entry)
+    if args.export:
+        export(nets, Path(args.weights_dir), entry, model.generator.config.style_dim, opts, args)
+    print(json.dumps({"done": True, "gan": entry.id, "export": bool(args.export)}), flush=True)

@@ -1,0 +1,73 @@
+"""Joint pretraining of GAN2Shape's nets on GAN samples: the schedule over many images, resume per
+stage, export, and a job that then starts from the pretrained nets instead of the ellipsoid prior."""
+
+from __future__ import annotations
+
+import json
+import tomllib
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+from backend.methods.gan2shape import METHOD
+from backend.methods.gan2shape.extras import find_extras
+from backend.methods.gan2shape.masknet import MaskNet, MaskNetConfig
+from backend.methods.gan2shape.networks import NET_NAMES
+from backend.train import gan2shape_encoder, gan2shape_joint
+from backend.weights import WeightsEntry, sha256_file, write_manifest
+from tests.gan2shape.helpers import TINY_OPTIONS, ellipse_photo
+
+
+def register_mask_network(entry: WeightsEntry) -> WeightsEntry:
+    """A mask network that sees the object everywhere (the tool refuses to run without one)."""
+    torch.manual_seed(0)
+    config = MaskNetConfig(size=32, width=4, depth=2)
+    state = MaskNet(config).state_dict()
+    state["head.bias"] = torch.full_like(state["head.bias"], 20.0)
+    path = entry.root / "mask.safetensors"
+    save_file(state, path)
+    return WeightsEntry(
+        id="tiny-car-mask", method="gan2shape", category="car", file=path.name, sha256=sha256_file(path),
+        size=path.stat().st_size, source="test", licence="test", config={"kind": "mask", **config.to_dict()},
+        root=entry.root, origin="user",
+    )  # fmt: skip
+
+
+def joint_args(tmp_path, stages: int) -> list[str]:
+    return ["--out", str(tmp_path / "joint"), "--gan", "tiny-car", "--images", "3", "--stages", str(stages),
+            "--stage0", "2", "2", "2", "--later", "1", "1", "2", "--batch", "2", "--collect", "1",
+            "--prior-iters", "2", "--log-every", "1", "--weights-dir", str(tmp_path)]  # fmt: skip
+
+
+def test_joint_pretraining_resumes_exports_and_replaces_the_prior(tiny_entry, tmp_path, capsys):
+    entry, state = tiny_entry
+    write_manifest(tmp_path, [entry, register_mask_network(entry)])
+    encoder_args = ["--out", str(tmp_path / "enc"), "--gan", "tiny-car", "--steps", "1", "--batch", "2"]
+    gan2shape_encoder.main([*encoder_args, "--weights-dir", str(tmp_path), "--export"])
+    assert find_extras(entry, 64).pretrained_nets().keys() == {"netEnc"}
+
+    gan2shape_joint.main(joint_args(tmp_path, 1))
+    gan2shape_joint.main([*joint_args(tmp_path, 2), "--export"])
+    stages = [json.loads(line)["stage"] for line in capsys.readouterr().out.splitlines() if '"stage"' in line]
+    assert stages == [1, 2]  # the second call resumed after stage 1
+    with safe_open(tmp_path / "joint" / gan2shape_joint.CHECKPOINT, "pt") as fh:
+        assert fh.metadata()["stages_done"] == "2"
+    rows = [json.loads(line) for line in (tmp_path / "joint" / "log.jsonl").read_text().splitlines()]
+    assert {r["kind"] for r in rows} == {"prior", "step1", "step2", "step3"}
+    assert all(torch.isfinite(torch.tensor(r["loss"])) for r in rows)
+
+    manifest = tomllib.loads((tmp_path / "manifest.toml").read_text())
+    exported = next(e for e in manifest["weights"] if e["id"] == gan2shape_joint.WEIGHTS_ID)
+    assert exported["config"] == {"kind": "pretrain", "image_size": 64, "latent_dim": 32, "gan": "tiny-car",
+                                  "gan_sha256": entry.sha256, "f1_d": 2, "relative_enc": True,
+                                  "pseudo_pose": "sampled"}  # fmt: skip
+    extras = find_extras(entry, 64)
+    assert sorted(extras.pretrained_nets()) == sorted(NET_NAMES)  # the joint file wins over the encoder
+    assert extras.pretrained_depth()
+
+    short = {**METHOD.presets["fast"], **TINY_OPTIONS, "num_stages": 1, "stage0": (1, 1, 1)}
+    model = METHOD.load(entry, state, "cpu")
+    result = model.run(ellipse_photo(), {**short, "previews": False}, seed=0, progress=lambda *a, **k: None)
+    assert result.info["pretrained_nets"] == sorted(NET_NAMES)
+    assert result.info["loss_curves"]["prior"] == []  # no ellipsoid fitted: the pretrained depth net starts
