@@ -150,6 +150,12 @@ class OracleProjections:
         return {"yaw_corr": float(corr), "yaw_min": float(yaw.min()), "yaw_max": float(yaw.max())}
 
 
+MIN_COVERAGE = 0.9
+"""The metrics only read pixels where the reconstruction covers the object: a relief that covers
+less than this fraction of the ground-truth mask (of the pixels the prior is scored on) cannot
+pass, however low its error on the few pixels left."""
+
+
 def metrics(pred: torch.Tensor, gt_depth: torch.Tensor, gt_mask: torch.Tensor, valid: torch.Tensor) -> dict:
     return depth_metrics(pred[None], gt_depth[None], (gt_mask & valid)[None])
 
@@ -189,6 +195,7 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
             "prior": metrics(prior, data["depth"][i], gt_mask, torch.ones_like(gt_mask)),
             "gan2shape": metrics(recon, data["depth"][i], gt_mask, recon < BACKGROUND_DEPTH),
         }
+        row["coverage"] = row["gan2shape"]["pixels"] / max(row["prior"]["pixels"], 1.0)
         if oracle is not None:
             row["oracle_views"] = oracle.yaw_agreement(outcome.run)
         rows.append(row)
@@ -220,7 +227,9 @@ def summarise(rows: list[dict], entry: Any, args: argparse.Namespace, options: d
         "oracle_projections": args.oracle,
         "options": {k: list(v) if isinstance(v, tuple) else v for k, v in options.items()},
         "mean": summary, "reduction_vs_prior": reduction,
-        "acceptance_25pct": all(v >= 0.25 for v in reduction.values()),
+        "coverage_min": min(r["coverage"] for r in rows),
+        "acceptance_25pct": (all(v >= 0.25 for v in reduction.values())
+                             and min(r["coverage"] for r in rows) >= MIN_COVERAGE),
         "seconds_per_image": {"mean": float(np.mean(seconds)), "max": float(np.max(seconds))},
         "machine": {"cpu": platform.processor() or platform.machine(), "threads": args.threads,
                     "torch": torch.__version__},

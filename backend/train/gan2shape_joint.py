@@ -6,8 +6,14 @@ the next image of a shuffled cycle; see ``pipeline.run_schedule``), so the depth
 category's shape from the GAN's views of many objects instead of from one photo. The samples
 come from the GAN itself (truncation 0.7, fixed noise, as the official ``generate.py``), their
 masks from the category's mask network; nothing here sees a ground-truth depth. The exported file
-is a ``pretrain`` entry with all five nets at the official widths; a job that finds it starts
-from these nets instead of fitting the ellipsoid prior (as the official instance configs do).
+is a ``pretrain`` entry with all five nets (float16, at ``--net-width``); a job that finds it
+starts from these nets instead of fitting the ellipsoid prior (as the official instance configs do).
+
+Unlike faces, cars have no symmetric canonical frame (the car configs never flip), and with the
+view net free the joint run drifts to views at the ends of its range (measured: every image at
++-60 deg on all three axes, the relief then covering 6 % of the object). So by default the view
+net is zeroed and frozen (``fixed_view``): each image's depth is learnt in its own view, and the
+view net starts from the identity view in a job, where it learns as usual.
 
 The encoder starts from the encoder-only pretrain file of the same GAN (``gan2shape-encoder``).
 Resumable per stage (``checkpoint.safetensors`` in ``--out``).
@@ -66,7 +72,7 @@ def gan_samples(
 
 
 def joint_options(args: argparse.Namespace, extras: Extras, category: str) -> Options:
-    """The ``fast`` mechanisms with the joint schedule from the command line, at official widths."""
+    """The ``fast`` mechanisms with the joint schedule and widths from the command line."""
     options = {
         **PRESETS["fast"],
         "relative_enc": True,
@@ -77,15 +83,18 @@ def joint_options(args: argparse.Namespace, extras: Extras, category: str) -> Op
         "batch": args.batch,
         "collect_iters": args.collect,
         "prior_iters": args.prior_iters,
-        "net_width": None,
+        "net_width": args.net_width,
+        "fixed_view": not args.learn_view,
         "pseudo_pose": args.pseudo_pose,
     }
     return resolve(category, options)
 
 
-def save_nets(path: Path, nets: ShapeNets, metadata: dict[str, str]) -> None:
+def save_nets(
+    path: Path, nets: ShapeNets, metadata: dict[str, str], dtype: torch.dtype = torch.float32
+) -> None:
     """All five nets as ``nets.<netX>.*`` (the layout ``extras`` reads), written atomically."""
-    tensors = {f"nets.{k}": v.detach().cpu().contiguous() for k, v in nets.state_dict().items()}
+    tensors = {f"nets.{k}": v.detach().cpu().to(dtype).contiguous() for k, v in nets.state_dict().items()}
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     save_file(tensors, tmp, metadata=metadata)
     os.replace(tmp, path)
@@ -111,7 +120,11 @@ def train(args: argparse.Namespace, model: object, entry: WeightsEntry) -> tuple
     opts = joint_options(args, extras, entry.category)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(args.seed)
-        nets = ShapeNets(model.image_size, latent_dim=generator.config.style_dim)
+        nets = ShapeNets(model.image_size, nf=args.net_width, gn_base=max(1, args.net_width // 4),
+                         latent_dim=generator.config.style_dim)
+        if opts.fixed_view:
+            with torch.no_grad():
+                nets.netV.network[-2].weight.zero_()  # every image seen from the identity view
     if args.encoder:
         encoder = registry.find(args.encoder)
         nets.load_official({"netEnc": unprefixed("nets.netEnc", registry.load_state_dict(encoder, "cpu"))})
@@ -153,7 +166,7 @@ def export(
 ) -> None:
     """Write the shipped ``pretrain`` file (all five nets) and upsert its manifest entry."""
     target = weights_dir / WEIGHTS_FILE
-    save_nets(target, nets, {})
+    save_nets(target, nets, {}, torch.float16)  # half the size; loading converts back to float32
     target.chmod(0o644)  # shipped with the repository: readable by everyone
     schedule = f"{args.stages} stages of {tuple(args.stage0)} then {tuple(args.later)} steps"
     entry = {
@@ -168,7 +181,7 @@ def export(
         "licence": "GPL-3.0-or-later (same as the project)",
         "train_command": TRAIN_COMMAND,
         "config": {"kind": "pretrain", "image_size": nets.size, "latent_dim": latent_dim,
-                   "gan": gan.id, "gan_sha256": gan.sha256, "f1_d": opts.f1_d,
+                   "net_width": args.net_width, "gan": gan.id, "gan_sha256": gan.sha256, "f1_d": opts.f1_d,
                    "relative_enc": opts.relative_enc, "pseudo_pose": opts.pseudo_pose},
     }  # fmt: skip
     upsert_manifest_entry(weights_dir / "manifest.toml", entry)
@@ -183,6 +196,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--stage0", type=int, nargs=3, default=(300, 300, 300), help="steps 1/2/3 of stage 0")
     parser.add_argument("--later", type=int, nargs=3, default=(100, 150, 150), help="steps 1/2/3 later")
     parser.add_argument("--batch", type=int, default=4)
+    parser.add_argument("--net-width", type=int, default=32, help="nf of the depth/albedo/view/light nets")
+    parser.add_argument("--learn-view", action="store_true", help="let the view net learn (default: frozen)")
     parser.add_argument("--collect", type=int, default=2, help="projection batches collected per image")
     parser.add_argument("--prior-iters", type=int, default=300)
     parser.add_argument("--f1-d", type=int, default=2, help="mapping layers after the offset")

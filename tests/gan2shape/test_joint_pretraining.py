@@ -8,7 +8,7 @@ import tomllib
 
 import torch
 from safetensors import safe_open
-from safetensors.torch import save_file
+from safetensors.torch import load_file, save_file
 
 from backend.methods.gan2shape import METHOD
 from backend.methods.gan2shape.extras import find_extras
@@ -37,7 +37,8 @@ def register_mask_network(entry: WeightsEntry) -> WeightsEntry:
 def joint_args(tmp_path, stages: int) -> list[str]:
     return ["--out", str(tmp_path / "joint"), "--gan", "tiny-car", "--images", "3", "--stages", str(stages),
             "--stage0", "2", "2", "2", "--later", "1", "1", "2", "--batch", "2", "--collect", "1",
-            "--prior-iters", "2", "--log-every", "1", "--weights-dir", str(tmp_path)]  # fmt: skip
+            "--prior-iters", "2", "--net-width", "8", "--log-every", "1",
+            "--weights-dir", str(tmp_path)]  # fmt: skip
 
 
 def test_joint_pretraining_resumes_exports_and_replaces_the_prior(tiny_entry, tmp_path, capsys):
@@ -59,9 +60,13 @@ def test_joint_pretraining_resumes_exports_and_replaces_the_prior(tiny_entry, tm
 
     manifest = tomllib.loads((tmp_path / "manifest.toml").read_text())
     exported = next(e for e in manifest["weights"] if e["id"] == gan2shape_joint.WEIGHTS_ID)
-    assert exported["config"] == {"kind": "pretrain", "image_size": 64, "latent_dim": 32, "gan": "tiny-car",
-                                  "gan_sha256": entry.sha256, "f1_d": 2, "relative_enc": True,
-                                  "pseudo_pose": "sampled"}  # fmt: skip
+    assert exported["config"] == {"kind": "pretrain", "image_size": 64, "latent_dim": 32, "net_width": 8,
+                                  "gan": "tiny-car", "gan_sha256": entry.sha256, "f1_d": 2,
+                                  "relative_enc": True, "pseudo_pose": "sampled"}  # fmt: skip
+    saved = load_file(tmp_path / gan2shape_joint.WEIGHTS_FILE)
+    assert {t.dtype for t in saved.values()} == {torch.float16}
+    assert not saved["nets.netV.network.10.weight"].any()  # the view net stayed frozen at identity
+    assert saved["nets.netD.network.0.weight"].abs().sum() > 0
     extras = find_extras(entry, 64)
     assert sorted(extras.pretrained_nets()) == sorted(NET_NAMES)  # the joint file wins over the encoder
     assert extras.pretrained_depth()

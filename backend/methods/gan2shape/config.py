@@ -87,6 +87,10 @@ class Options:
     latent offsets, trained over the schedule) or ``optimise`` (a free offset per pseudo sample,
     same parametrisation and loss, optimised directly; fresh each stage)."""
     projection_lr: float = 0.05
+    fixed_view: bool = False
+    """Not in the paper: the view net does not learn (joint pretraining of a category without a
+    symmetric canonical frame: with it frozen at the identity view every image's depth is learnt in
+    its own view, instead of drifting to views at the ends of the range)."""
     pseudo_pose: str = "auto"
     """View and light of each projected sample in step 3: ``predicted`` by the view and light nets
     (published); ``sampled``: those its pseudo sample was rendered with (the projection keeps

@@ -57,6 +57,11 @@ class Extras:
         state = self.state("pretrain")
         return {name: part for name in NET_NAMES if (part := unprefixed(f"nets.{name}", state))}
 
+    def pretrained_width(self) -> int | None:
+        """``nf`` of the pretrained depth/albedo/view/light nets (None: the official width)."""
+        width = self.found["pretrain"][0].get("net_width") if self.has("pretrain") else None
+        return None if width is None else int(width)
+
     def pretrained_depth(self) -> bool:
         """A pretrained depth net replaces the per-image ellipsoid prior (and implies view/light nets)."""
         return "netD" in (self.pretrained_nets() or {})
@@ -107,7 +112,10 @@ def fits_gan(pretrain: WeightsEntry, gan: WeightsEntry, image_size: int) -> bool
 def validate(kind: str, config: dict[str, Any], state: dict[str, torch.Tensor]) -> None:
     """Strict check of an auxiliary entry against the model it feeds (raises on the first mismatch)."""
     if kind == "pretrain":
-        nets = ShapeNets(int(config["image_size"]), latent_dim=int(config.get("latent_dim", 512)))
+        width = config.get("net_width")
+        nf, gn_base = (None, None) if width is None else (int(width), max(1, int(width) // 4))
+        nets = ShapeNets(int(config["image_size"]), nf=nf, gn_base=gn_base,
+                         latent_dim=int(config.get("latent_dim", 512)))
         parts = {name: unprefixed(f"nets.{name}", state) for name in NET_NAMES}
         if not any(parts.values()) or len(state) != sum(len(p) for p in parts.values()):
             raise KeyError("pretrain weights need nets.<netX>.* tensors (X: D, A, V, L, Enc), nothing else")

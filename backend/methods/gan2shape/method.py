@@ -95,7 +95,7 @@ class GAN2Shape(Method):
     def build_nets(self, options: Options, seed: int, extras: Extras) -> ShapeNets:
         """Nets initialised from ``seed``, or the category's pretrained ones when registered."""
         pretrained = extras.pretrained_nets()
-        nf = None if extras.pretrained_depth() else options.net_width
+        nf = extras.pretrained_width() if extras.pretrained_depth() else options.net_width
         gn_base = official_widths(self.image_size)[1] if nf is None else max(1, nf // 4)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)

@@ -163,6 +163,8 @@ class GAN2ShapeRun:
         The other nets are frozen meanwhile, which saves their backward pass; ``foreach`` halves
         the update's cost on CPUs (it is the default on GPUs).
         """
+        if self.options.fixed_view:
+            names = tuple(n for n in names if n != "netV")
         self.train_only(names)
         params = [p for n in names for p in getattr(self.nets, n).parameters()]
         opts = self.options
