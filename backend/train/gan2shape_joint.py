@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import time
 from pathlib import Path
 
@@ -48,10 +49,6 @@ CHECKPOINT = "checkpoint.safetensors"
 WEIGHTS_FILE = "gan2shape_demo_car_pretrain.safetensors"
 WEIGHTS_ID = "gan2shape-demo-car-pretrain"
 TRUNCATION = 0.7
-TRAIN_COMMAND = (
-    "OMP_NUM_THREADS=1 python -m backend.train gan2shape-joint --out runs/g2s_joint --export "
-    "(after gan2shape-encoder, whose encoder it starts from)"
-)
 
 
 def gan_samples(
@@ -86,6 +83,7 @@ def joint_options(args: argparse.Namespace, extras: Extras, category: str) -> Op
         "net_width": args.net_width,
         "fixed_view": not args.learn_view,
         "pseudo_pose": args.pseudo_pose,
+        **(json.loads(args.set) if args.set else {}),
     }
     return resolve(category, options)
 
@@ -177,14 +175,32 @@ def export(
         "sha256": sha256_file(target),
         "size": target.stat().st_size,
         "source": (f"joint pretraining here on {args.images} samples of {gan.id} ({schedule}, batch "
-                   f"{args.batch}); encoder from {args.encoder or 'scratch'}"),
+                   f"{args.batch}, options {args.set or 'fast'}); encoder from {args.encoder or 'scratch'}"),
         "licence": "GPL-3.0-or-later (same as the project)",
-        "train_command": TRAIN_COMMAND,
+        "train_command": train_command(args),
         "config": {"kind": "pretrain", "image_size": nets.size, "latent_dim": latent_dim,
                    "net_width": args.net_width, "gan": gan.id, "gan_sha256": gan.sha256, "f1_d": opts.f1_d,
                    "relative_enc": opts.relative_enc, "pseudo_pose": opts.pseudo_pose},
     }  # fmt: skip
+    if args.job_lam_smooth is not None:
+        entry["config"]["lam_smooth"] = args.job_lam_smooth
     upsert_manifest_entry(weights_dir / "manifest.toml", entry)
+
+
+def train_command(args: argparse.Namespace) -> str:
+    """The command that reproduces this file (after ``gan2shape-encoder``, whose encoder it starts from)."""
+    parts = ["OMP_NUM_THREADS=1", "python", "-m", "backend.train", "gan2shape-joint"]
+    flags = {"--out": "runs/g2s_joint", "--images": args.images, "--stages": args.stages,
+             "--batch": args.batch, "--collect": args.collect, "--prior-iters": args.prior_iters,
+             "--net-width": args.net_width, "--f1-d": args.f1_d, "--encoder": args.encoder,
+             "--pseudo-pose": args.pseudo_pose, "--seed": args.seed}  # fmt: skip
+    for flag, value in flags.items():
+        parts += [flag, str(value)]
+    parts += ["--stage0", *map(str, args.stage0), "--later", *map(str, args.later)]
+    parts += ["--learn-view"] if args.learn_view else []
+    parts += ["--set", args.set] if args.set else []
+    parts += ["--job-lam-smooth", str(args.job_lam_smooth)] if args.job_lam_smooth is not None else []
+    return shlex.join([*parts, "--export"])
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -203,6 +219,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--f1-d", type=int, default=2, help="mapping layers after the offset")
     parser.add_argument("--encoder", default=ENCODER_ID, help="encoder-only pretrain id ('': none)")
     parser.add_argument("--pseudo-pose", default="sampled", choices=("sampled", "predicted"))
+    parser.add_argument("--set", help="JSON object of further GAN2Shape option overrides (e.g. lam_smooth)")
+    parser.add_argument("--job-lam-smooth", type=float, help="lam_smooth of the jobs using the export")
     add_run_arguments(parser)
     return parser
 

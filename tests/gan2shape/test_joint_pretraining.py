@@ -49,7 +49,7 @@ def test_joint_pretraining_resumes_exports_and_replaces_the_prior(tiny_entry, tm
     assert find_extras(entry, 64).pretrained_nets().keys() == {"netEnc"}
 
     gan2shape_joint.main(joint_args(tmp_path, 1))
-    gan2shape_joint.main([*joint_args(tmp_path, 2), "--export"])
+    gan2shape_joint.main([*joint_args(tmp_path, 2), "--job-lam-smooth", "0.1", "--export"])
     stages = [json.loads(line)["stage"] for line in capsys.readouterr().out.splitlines() if '"stage"' in line]
     assert stages == [1, 2]  # the second call resumed after stage 1
     with safe_open(tmp_path / "joint" / gan2shape_joint.CHECKPOINT, "pt") as fh:
@@ -62,7 +62,9 @@ def test_joint_pretraining_resumes_exports_and_replaces_the_prior(tiny_entry, tm
     exported = next(e for e in manifest["weights"] if e["id"] == gan2shape_joint.WEIGHTS_ID)
     assert exported["config"] == {"kind": "pretrain", "image_size": 64, "latent_dim": 32, "net_width": 8,
                                   "gan": "tiny-car", "gan_sha256": entry.sha256, "f1_d": 2,
-                                  "relative_enc": True, "pseudo_pose": "sampled"}  # fmt: skip
+                                  "relative_enc": True, "pseudo_pose": "sampled",
+                                  "lam_smooth": 0.1}  # fmt: skip
+    assert "--job-lam-smooth 0.1" in exported["train_command"]
     saved = load_file(tmp_path / gan2shape_joint.WEIGHTS_FILE)
     assert {t.dtype for t in saved.values()} == {torch.float16}
     assert not saved["nets.netV.network.10.weight"].any()  # the view net stayed frozen at identity
@@ -70,6 +72,8 @@ def test_joint_pretraining_resumes_exports_and_replaces_the_prior(tiny_entry, tm
     extras = find_extras(entry, 64)
     assert sorted(extras.pretrained_nets()) == sorted(NET_NAMES)  # the joint file wins over the encoder
     assert extras.pretrained_depth()
+    job_options = {"relative_enc": True, "f1_d": 2, "pseudo_pose": "sampled", "lam_smooth": 0.1}
+    assert extras.option_defaults() == job_options
 
     short = {**METHOD.presets["fast"], **TINY_OPTIONS, "num_stages": 1, "stage0": (1, 1, 1)}
     model = METHOD.load(entry, state, "cpu")

@@ -21,6 +21,8 @@ from backend.weights import Registry, WeightsEntry
 
 AUXILIARY_KINDS = ("pretrain", "view_mvn", "light_mvn", "vgg16", "lpips", "mask")
 SHARED_KINDS = ("vgg16", "lpips")
+PRETRAIN_JOB_OPTIONS = ("relative_enc", "f1_d", "pseudo_pose", "lam_smooth")
+"""Options a pretrain entry's config may set for the jobs that use it (the user's value still wins)."""
 """Kinds that serve every category."""
 
 
@@ -67,12 +69,12 @@ class Extras:
         return "netD" in (self.pretrained_nets() or {})
 
     def option_defaults(self) -> dict[str, Any]:
-        """Options a pretrained encoder was trained for (``relative_enc``, ``f1_d``); a user's
-        explicit value still wins."""
+        """Options the pretrained nets were made for (``PRETRAIN_JOB_OPTIONS``); a user's explicit
+        value still wins."""
         if not self.has("pretrain"):
             return {}
         config = self.found["pretrain"][0]
-        return {k: config[k] for k in ("relative_enc", "f1_d", "pseudo_pose") if k in config}
+        return {k: config[k] for k in PRETRAIN_JOB_OPTIONS if k in config}
 
 
 def find_extras(gan: WeightsEntry, image_size: int, registry: Registry | None = None) -> Extras:
