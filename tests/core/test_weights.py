@@ -178,6 +178,13 @@ def test_shipped_manifest_parses_and_its_files_verify() -> None:
         registry.verify(entry)
 
 
+def test_shipped_weights_stay_within_the_60_mb_budget() -> None:
+    """The demo models ship with the add-on; the training checkpoints in weights/training are not
+    registered and are not counted."""
+    entries = Registry(user_dir="/nonexistent-rfi-user-dir").entries()
+    assert sum(entry.size for entry in entries) <= 60_000_000
+
+
 class _Payload:
     """Unpickling this calls ``os.system`` with a command that creates a marker file."""
 
