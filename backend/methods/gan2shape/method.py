@@ -1,7 +1,8 @@
 """The GAN2Shape ``Method``: load weights, reconstruct one photo, export a relief mesh.
 
 A job runs: crop the photo at the nets' resolution -> ``invert`` (find the StyleGAN2 W code of
-the photo) -> ``prior`` (depth net fitted to the mask's ellipsoid) -> ``step1``/``step2``/
+the photo) -> ``prior`` (depth net fitted to the mask's ellipsoid; skipped when the category's
+joint-pretrained nets are registered, which then start instead) -> ``step1``/``step2``/
 ``collect``/``step3`` per stage -> ``export`` (relief mesh, camera, previews). Auxiliary
 weights (VGG16/LPIPS, pretrained nets, view/light priors, a mask network) are looked up in the
 registry at the first job (``extras.py``); what was on or off is reported in ``info``.
