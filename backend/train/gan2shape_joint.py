@@ -37,6 +37,7 @@ from backend.methods.gan2shape.config import PRESETS, Options, resolve
 from backend.methods.gan2shape.convert import unprefixed
 from backend.methods.gan2shape.extras import Extras, find_extras
 from backend.methods.gan2shape.inversion import fit_size
+from backend.methods.gan2shape.method import GAN2Shape
 from backend.methods.gan2shape.networks import ShapeNets
 from backend.methods.gan2shape.pipeline import GAN2ShapeRun, Prediction, Target, run_schedule
 from backend.methods.gan2shape.stylegan2 import Generator
@@ -106,7 +107,7 @@ def load_nets(path: Path, nets: ShapeNets) -> dict[str, str]:
     return metadata
 
 
-def train(args: argparse.Namespace, model: object, entry: WeightsEntry) -> tuple[ShapeNets, Options]:
+def train(args: argparse.Namespace, model: GAN2Shape, entry: WeightsEntry) -> tuple[ShapeNets, Options]:
     """Run (or resume) the joint schedule; returns the trained nets and the options they used."""
     torch.set_num_threads(args.threads)
     out = Path(args.out)
@@ -127,7 +128,10 @@ def train(args: argparse.Namespace, model: object, entry: WeightsEntry) -> tuple
         encoder = registry.find(args.encoder)
         nets.load_official({"netEnc": unprefixed("nets.netEnc", registry.load_state_dict(encoder, "cpu"))})
     ckpt = out / CHECKPOINT
-    first_stage = int(load_nets(ckpt, nets)["stages_done"]) if ckpt.exists() else 0
+    saved = load_nets(ckpt, nets) if ckpt.exists() else {"stages_done": "0", "gan_sha256": entry.sha256}
+    if saved.get("gan_sha256") != entry.sha256:
+        raise SystemExit(f"{ckpt} was trained on another GAN file than {entry.id}: use a new --out")
+    first_stage = int(saved["stages_done"])
     rng = torch.Generator().manual_seed(args.seed * 1_000_003 + first_stage)
     sample_rng = torch.Generator().manual_seed(args.seed)
     targets = gan_samples(generator, extras, args.images, model.image_size, sample_rng)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import tomllib
 
+import pytest
 import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
@@ -80,3 +81,8 @@ def test_joint_pretraining_resumes_exports_and_replaces_the_prior(tiny_entry, tm
     result = model.run(ellipse_photo(), {**short, "previews": False}, seed=0, progress=lambda *a, **k: None)
     assert result.info["pretrained_nets"] == sorted(NET_NAMES)
     assert result.info["loss_curves"]["prior"] == []  # no ellipsoid fitted: the pretrained depth net starts
+
+    checkpoint = tmp_path / "joint" / gan2shape_joint.CHECKPOINT
+    save_file(load_file(checkpoint), checkpoint, metadata={"stages_done": "2", "gan_sha256": "0" * 64})
+    with pytest.raises(SystemExit, match="another GAN"):
+        gan2shape_joint.main(joint_args(tmp_path, 3))
