@@ -184,7 +184,7 @@ def export(
         "train_command": train_command(args),
         "config": {"kind": "pretrain", "image_size": nets.size, "latent_dim": latent_dim,
                    "net_width": args.net_width, "gan": gan.id, "gan_sha256": gan.sha256, "f1_d": opts.f1_d,
-                   "relative_enc": opts.relative_enc, "pseudo_pose": opts.pseudo_pose},
+                   "relative_enc": opts.relative_enc},
     }  # fmt: skip
     if args.job_lam_smooth is not None:
         entry["config"]["lam_smooth"] = args.job_lam_smooth

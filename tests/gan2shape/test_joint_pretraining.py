@@ -63,8 +63,7 @@ def test_joint_pretraining_resumes_exports_and_replaces_the_prior(tiny_entry, tm
     exported = next(e for e in manifest["weights"] if e["id"] == gan2shape_joint.WEIGHTS_ID)
     assert exported["config"] == {"kind": "pretrain", "image_size": 64, "latent_dim": 32, "net_width": 8,
                                   "gan": "tiny-car", "gan_sha256": entry.sha256, "f1_d": 2,
-                                  "relative_enc": True, "pseudo_pose": "sampled",
-                                  "lam_smooth": 0.1}  # fmt: skip
+                                  "relative_enc": True, "lam_smooth": 0.1}  # fmt: skip
     assert "--job-lam-smooth 0.1" in exported["train_command"]
     saved = load_file(tmp_path / gan2shape_joint.WEIGHTS_FILE)
     assert {t.dtype for t in saved.values()} == {torch.float16}
@@ -73,7 +72,7 @@ def test_joint_pretraining_resumes_exports_and_replaces_the_prior(tiny_entry, tm
     extras = find_extras(entry, 64)
     assert sorted(extras.pretrained_nets()) == sorted(NET_NAMES)  # the joint file wins over the encoder
     assert extras.pretrained_depth()
-    job_options = {"relative_enc": True, "f1_d": 2, "pseudo_pose": "sampled", "lam_smooth": 0.1}
+    job_options = {"relative_enc": True, "f1_d": 2, "lam_smooth": 0.1}
     assert extras.option_defaults() == job_options
 
     short = {**METHOD.presets["fast"], **TINY_OPTIONS, "num_stages": 1, "stage0": (1, 1, 1)}
@@ -81,6 +80,10 @@ def test_joint_pretraining_resumes_exports_and_replaces_the_prior(tiny_entry, tm
     result = model.run(ellipse_photo(), {**short, "previews": False}, seed=0, progress=lambda *a, **k: None)
     assert result.info["pretrained_nets"] == sorted(NET_NAMES)
     assert result.info["loss_curves"]["prior"] == []  # no ellipsoid fitted: the pretrained depth net starts
+    quiet = {"seed": 0, "progress": lambda *a, **k: None}
+    assert model.reconstruct(ellipse_photo(), short, **quiet).options.lam_smooth == 0.1  # the entry's
+    chosen = model.reconstruct(ellipse_photo(), {**short, "lam_smooth": 0.05}, **quiet).options
+    assert chosen.lam_smooth == 0.05  # a user's explicit value wins
 
     checkpoint = tmp_path / "joint" / gan2shape_joint.CHECKPOINT
     save_file(load_file(checkpoint), checkpoint, metadata={"stages_done": "2", "gan_sha256": "0" * 64})

@@ -136,7 +136,7 @@ def preset(**changes: Any) -> dict[str, Any]:
 PRESETS: dict[str, dict[str, Any]] = {
     "fast": preset(
         num_stages=2, stage0=(60, 50, 50), later=(20, 30, 30), batch=4, collect_iters=6, prior_iters=150,
-        prior_lr=3e-4, weight_decay=0.0, invert_steps=150, net_width=32, preview_every=20,
+        prior_lr=3e-4, weight_decay=0.0, invert_steps=150, net_width=32, preview_every=20, lam_smooth=None,
     ),
     "paper": preset(),
 }
@@ -145,7 +145,9 @@ shorter steps, narrower fresh nets, a 3x faster prior fit, and no weight decay: 
 official L2 decay (5e-4) pulls every weight whose gradient is small towards zero at the full
 step size, which in a short schedule erodes the fitted depth net faster than the losses restore
 it (measured on a held-out car: normal error 39 -> 63 deg within 10 step-3 iterations, against
-38 -> 41 deg without). ``paper``: the category's published schedule."""
+38 -> 41 deg without). Its ``lam_smooth`` is ``None``: the published 0.01, or the value the
+category's registered pretrained nets were made for (``extras.option_defaults``). ``paper``: the
+category's published schedule."""
 
 
 def resolve(category: str, options: dict[str, Any]) -> Options:
@@ -159,7 +161,7 @@ def resolve(category: str, options: dict[str, Any]) -> Options:
         raise ValueError(f"unknown gan2shape option(s): {', '.join(unknown)}; known: {names}")
     switches = CATEGORY_SETTINGS.get(category, CATEGORY_SETTINGS["car"])
     published = PAPER_SCHEDULES.get(category, PAPER_SCHEDULES["car"])
-    chosen = {k: v for k, v in options.items() if not (k in CATEGORY_FIELDS and v is None)}
+    chosen = {k: v for k, v in options.items() if v is not None}  # None: the published/default value
     values: dict[str, Any] = {**switches, **published, **chosen}
     tuples = {f.name for f in fields(Options) if "tuple" in str(f.type)}
     values = {k: tuple(v) if k in tuples and isinstance(v, list) else v for k, v in values.items()}

@@ -21,7 +21,7 @@ from backend.weights import Registry, WeightsEntry
 
 AUXILIARY_KINDS = ("pretrain", "view_mvn", "light_mvn", "vgg16", "lpips", "mask")
 SHARED_KINDS = ("vgg16", "lpips")
-PRETRAIN_JOB_OPTIONS = ("relative_enc", "f1_d", "pseudo_pose", "lam_smooth")
+PRETRAIN_JOB_OPTIONS = ("relative_enc", "f1_d", "lam_smooth")
 """Options a pretrain entry's config may set for the jobs that use it (the user's value still wins)."""
 """Kinds that serve every category."""
 
