@@ -27,11 +27,12 @@ import torch
 from safetensors.torch import save_file
 
 from backend.methods.gan2shape import METHOD
+from backend.methods.gan2shape.method import GAN2Shape
 from backend.methods.gan2shape.networks import ResEncoder
 from backend.methods.gan2shape.stylegan2 import Generator, StyleGAN2Config
-from backend.train.stylegan2 import upsert_manifest_entry
+from backend.train.stylegan2 import register_shipped_file
 from backend.train.training_state import add_run_arguments, load_training_state, save_training_state
-from backend.weights import Registry, WeightsEntry, sha256_file
+from backend.weights import Registry, WeightsEntry
 
 CHECKPOINT = "checkpoint.safetensors"
 WEIGHTS_FILE = "gan2shape_demo_car_encoder.safetensors"
@@ -112,28 +113,32 @@ def export(
     save_file(tensors, tmp)
     tmp.chmod(0o644)  # shipped with the repository: readable by everyone
     os.replace(tmp, target)
-    entry = {
-        "id": WEIGHTS_ID,
-        "method": "gan2shape",
-        "category": gan.category,
-        "file": WEIGHTS_FILE,
-        "sha256": sha256_file(target),
-        "size": target.stat().st_size,
-        "source": (f"trained here on samples of {gan.id} ({steps} steps of batch 16; residual "
-                   f"{residual:.3f} of the code variance)"),
-        "licence": "GPL-3.0-or-later (same as the project)",
-        "train_command": TRAIN_COMMAND,
-        "config": {"kind": "pretrain", "image_size": config.size, "latent_dim": config.style_dim,
-                   "gan": gan.id, "gan_sha256": gan.sha256, "f1_d": f1_d, "relative_enc": True},
-    }
-    upsert_manifest_entry(weights_dir / "manifest.toml", entry)
-    return entry
+    source = (f"trained here on samples of {gan.id} ({steps} steps of batch 16; residual "
+              f"{residual:.3f} of the code variance)")
+    entry_config = {"kind": "pretrain", "image_size": config.size, "latent_dim": config.style_dim,
+                    "gan": gan.id, "gan_sha256": gan.sha256, "f1_d": f1_d, "relative_enc": True}  # fmt: skip
+    return register_shipped_file(target, WEIGHTS_ID, gan.category, source, TRAIN_COMMAND, entry_config)
+
+
+def add_gan_run_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--out`` and ``--gan``, shared by the tools that train on a GAN2Shape StyleGAN2's samples."""
+    parser.add_argument("--out", required=True, help="run folder (checkpoint, log); resumes if present")
+    parser.add_argument("--gan", help="GAN2Shape StyleGAN2 weights id (default: the method's default)")
+
+
+def load_gan(args: argparse.Namespace) -> tuple[WeightsEntry, GAN2Shape]:
+    """The ``--gan`` entry (or the method's default) of ``--weights-dir``, loaded on the CPU."""
+    registry = Registry(shipped_dir=Path(args.weights_dir))
+    entry = registry.find(args.gan) if args.gan else registry.default_for("gan2shape")
+    model = METHOD.load(entry, registry.load_state_dict(entry), "cpu")
+    if model.generator is None:
+        raise SystemExit(f"{entry.id} is not a StyleGAN2 entry")
+    return entry, model
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", required=True, help="run folder (checkpoint, log); resumes if present")
-    parser.add_argument("--gan", help="GAN2Shape StyleGAN2 weights id (default: the method's default)")
+    add_gan_run_arguments(parser)
     parser.add_argument("--steps", type=int, default=3000)
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--lr", type=float, default=3e-4)
@@ -144,11 +149,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
-    registry = Registry(shipped_dir=Path(args.weights_dir))
-    entry = registry.find(args.gan) if args.gan else registry.default_for("gan2shape")
-    model = METHOD.load(entry, registry.load_state_dict(entry), "cpu")
-    if model.generator is None:
-        raise SystemExit(f"{entry.id} is not a StyleGAN2 entry")
+    entry, model = load_gan(args)
     encoder, residual = train(args, model.generator)
     print(json.dumps({"steps": args.steps, "gan": entry.id, "residual": round(residual, 4)}), flush=True)
     if args.export:

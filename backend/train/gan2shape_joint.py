@@ -32,7 +32,6 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from backend.methods.gan2shape import METHOD
 from backend.methods.gan2shape.config import PRESETS, Options, resolve
 from backend.methods.gan2shape.convert import unprefixed
 from backend.methods.gan2shape.extras import Extras, find_extras
@@ -42,9 +41,10 @@ from backend.methods.gan2shape.networks import ShapeNets
 from backend.methods.gan2shape.pipeline import GAN2ShapeRun, Prediction, Target, run_schedule
 from backend.methods.gan2shape.stylegan2 import Generator
 from backend.train.gan2shape_encoder import WEIGHTS_ID as ENCODER_ID
-from backend.train.stylegan2 import upsert_manifest_entry
+from backend.train.gan2shape_encoder import add_gan_run_arguments, load_gan
+from backend.train.stylegan2 import register_shipped_file
 from backend.train.training_state import add_run_arguments
-from backend.weights import Registry, WeightsEntry, sha256_file
+from backend.weights import Registry, WeightsEntry
 
 CHECKPOINT = "checkpoint.safetensors"
 WEIGHTS_FILE = "gan2shape_demo_car_pretrain.safetensors"
@@ -171,24 +171,15 @@ def export(
     save_nets(target, nets, {}, torch.float16)  # half the size; loading converts back to float32
     target.chmod(0o644)  # shipped with the repository: readable by everyone
     schedule = f"{args.stages} stages of {tuple(args.stage0)} then {tuple(args.later)} steps"
-    entry = {
-        "id": WEIGHTS_ID,
-        "method": "gan2shape",
-        "category": gan.category,
-        "file": WEIGHTS_FILE,
-        "sha256": sha256_file(target),
-        "size": target.stat().st_size,
-        "source": (f"joint pretraining here on {args.images} samples of {gan.id} ({schedule}, batch "
-                   f"{args.batch}, options {args.set or 'fast'}); encoder from {args.encoder or 'scratch'}"),
-        "licence": "GPL-3.0-or-later (same as the project)",
-        "train_command": train_command(args),
-        "config": {"kind": "pretrain", "image_size": nets.size, "latent_dim": latent_dim,
-                   "net_width": args.net_width, "gan": gan.id, "gan_sha256": gan.sha256, "f1_d": opts.f1_d,
-                   "relative_enc": opts.relative_enc},
+    source = (f"joint pretraining here on {args.images} samples of {gan.id} ({schedule}, batch "
+              f"{args.batch}, options {args.set or 'fast'}); encoder from {args.encoder or 'scratch'}")
+    config: dict[str, object] = {
+        "kind": "pretrain", "image_size": nets.size, "latent_dim": latent_dim, "net_width": args.net_width,
+        "gan": gan.id, "gan_sha256": gan.sha256, "f1_d": opts.f1_d, "relative_enc": opts.relative_enc,
     }  # fmt: skip
     if args.job_lam_smooth is not None:
-        entry["config"]["lam_smooth"] = args.job_lam_smooth
-    upsert_manifest_entry(weights_dir / "manifest.toml", entry)
+        config["lam_smooth"] = args.job_lam_smooth
+    register_shipped_file(target, WEIGHTS_ID, gan.category, source, train_command(args), config)
 
 
 def train_command(args: argparse.Namespace) -> str:
@@ -209,8 +200,7 @@ def train_command(args: argparse.Namespace) -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", required=True, help="run folder (checkpoint, log); resumes if present")
-    parser.add_argument("--gan", help="GAN2Shape StyleGAN2 weights id (default: the method's default)")
+    add_gan_run_arguments(parser)
     parser.add_argument("--images", type=int, default=32, help="GAN samples trained on jointly")
     parser.add_argument("--stages", type=int, default=4)
     parser.add_argument("--stage0", type=int, nargs=3, default=(300, 300, 300), help="steps 1/2/3 of stage 0")
@@ -231,11 +221,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
-    registry = Registry(shipped_dir=Path(args.weights_dir))
-    entry = registry.find(args.gan) if args.gan else registry.default_for("gan2shape")
-    model = METHOD.load(entry, registry.load_state_dict(entry), "cpu")
-    if model.generator is None:
-        raise SystemExit(f"{entry.id} is not a StyleGAN2 entry")
+    entry, model = load_gan(args)
     nets, opts = train(args, model, entry)
     if args.export:
         export(nets, Path(args.weights_dir), entry, model.generator.config.style_dim, opts, args)

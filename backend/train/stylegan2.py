@@ -333,6 +333,27 @@ def _toml_scalar(value: object) -> str:
     raise TypeError(f"cannot write {type(value).__name__} to the manifest")
 
 
+def register_shipped_file(
+    target: Path, weights_id: str, category: str, source: str, train_command: str, config: dict[str, object]
+) -> dict[str, object]:
+    """Upsert the gan2shape manifest entry of a weights file just written to ``weights/`` (its size
+    and sha256 read from the file) and return it."""
+    entry = {
+        "id": weights_id,
+        "method": "gan2shape",
+        "category": category,
+        "file": target.name,
+        "sha256": sha256_file(target),
+        "size": target.stat().st_size,
+        "source": source,
+        "licence": "GPL-3.0-or-later (same as the project)",
+        "train_command": train_command,
+        "config": config,
+    }
+    upsert_manifest_entry(target.parent / "manifest.toml", entry)
+    return entry
+
+
 def upsert_manifest_entry(manifest: Path, entry: dict[str, object]) -> None:
     """Replace the ``[[weights]]`` block with ``entry['id']`` (or append it), leaving the rest untouched.
 
