@@ -37,7 +37,7 @@ from backend.methods.gan2shape.convert import unprefixed
 from backend.methods.gan2shape.extras import Extras, find_extras
 from backend.methods.gan2shape.inversion import fit_size
 from backend.methods.gan2shape.method import GAN2Shape
-from backend.methods.gan2shape.networks import ShapeNets
+from backend.methods.gan2shape.networks import ShapeNets, net_widths
 from backend.methods.gan2shape.pipeline import GAN2ShapeRun, Prediction, Target, run_schedule
 from backend.methods.gan2shape.stylegan2 import Generator
 from backend.train.gan2shape_encoder import WEIGHTS_ID as ENCODER_ID
@@ -119,8 +119,8 @@ def train(args: argparse.Namespace, model: GAN2Shape, entry: WeightsEntry) -> tu
     opts = joint_options(args, extras, entry.category)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(args.seed)
-        nets = ShapeNets(model.image_size, nf=args.net_width, gn_base=max(1, args.net_width // 4),
-                         latent_dim=generator.config.style_dim)
+        nf, gn_base = net_widths(model.image_size, args.net_width)
+        nets = ShapeNets(model.image_size, nf=nf, gn_base=gn_base, latent_dim=generator.config.style_dim)
         if opts.fixed_view:
             with torch.no_grad():
                 nets.netV.network[-2].weight.zero_()  # every image seen from the identity view

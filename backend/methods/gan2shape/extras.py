@@ -15,15 +15,15 @@ import torch
 
 from backend.methods.gan2shape.convert import check_shapes, unprefixed
 from backend.methods.gan2shape.masknet import MaskNet, MaskNetConfig, load_masknet
-from backend.methods.gan2shape.networks import NET_NAMES, ShapeNets
+from backend.methods.gan2shape.networks import NET_NAMES, ShapeNets, net_widths
 from backend.methods.gan2shape.perceptual import TAP_WIDTHS, PerceptualDistance
 from backend.weights import Registry, WeightsEntry
 
 AUXILIARY_KINDS = ("pretrain", "view_mvn", "light_mvn", "vgg16", "lpips", "mask")
 SHARED_KINDS = ("vgg16", "lpips")
+"""Kinds that serve every category."""
 PRETRAIN_JOB_OPTIONS = ("relative_enc", "f1_d", "lam_smooth")
 """Options a pretrain entry's config may set for the jobs that use it (the user's value still wins)."""
-"""Kinds that serve every category."""
 
 
 @dataclass
@@ -114,10 +114,9 @@ def fits_gan(pretrain: WeightsEntry, gan: WeightsEntry, image_size: int) -> bool
 def validate(kind: str, config: dict[str, Any], state: dict[str, torch.Tensor]) -> None:
     """Strict check of an auxiliary entry against the model it feeds (raises on the first mismatch)."""
     if kind == "pretrain":
-        width = config.get("net_width")
-        nf, gn_base = (None, None) if width is None else (int(width), max(1, int(width) // 4))
-        nets = ShapeNets(int(config["image_size"]), nf=nf, gn_base=gn_base,
-                         latent_dim=int(config.get("latent_dim", 512)))
+        size, width = int(config["image_size"]), config.get("net_width")
+        nf, gn_base = net_widths(size, None if width is None else int(width))
+        nets = ShapeNets(size, nf=nf, gn_base=gn_base, latent_dim=int(config.get("latent_dim", 512)))
         parts = {name: unprefixed(f"nets.{name}", state) for name in NET_NAMES}
         if not any(parts.values()) or len(state) != sum(len(p) for p in parts.values()):
             raise KeyError("pretrain weights need nets.<netX>.* tensors (X: D, A, V, L, Enc), nothing else")

@@ -25,7 +25,7 @@ from backend.methods.gan2shape.config import DEFAULT_VIEW_STD, PRESETS, Options,
 from backend.methods.gan2shape.export import blender_camera, relief_mesh
 from backend.methods.gan2shape.extras import AUXILIARY_KINDS, Extras, find_extras, validate
 from backend.methods.gan2shape.inversion import invert
-from backend.methods.gan2shape.networks import ShapeNets, official_widths
+from backend.methods.gan2shape.networks import ShapeNets, net_widths
 from backend.methods.gan2shape.pipeline import GAN2ShapeRun, Prediction, Target, ViewLightPrior
 from backend.methods.gan2shape.previews import make_previews, to_uint8
 from backend.methods.gan2shape.stylegan2 import Discriminator, Generator, StyleGAN2Config, build_gan
@@ -96,8 +96,8 @@ class GAN2Shape(Method):
     def build_nets(self, options: Options, seed: int, extras: Extras) -> ShapeNets:
         """Nets initialised from ``seed``, or the category's pretrained ones when registered."""
         pretrained = extras.pretrained_nets()
-        nf = extras.pretrained_width() if extras.pretrained_depth() else options.net_width
-        gn_base = official_widths(self.image_size)[1] if nf is None else max(1, nf // 4)
+        width = extras.pretrained_width() if extras.pretrained_depth() else options.net_width
+        nf, gn_base = net_widths(self.image_size, width)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             latent_dim = self.generator.config.style_dim

@@ -30,6 +30,12 @@ def official_widths(size: int) -> tuple[int, int]:
     return max(4096 // size, 16), (8 if size >= 128 else 16)
 
 
+def net_widths(size: int, nf: int | None) -> tuple[int, int]:
+    """(nf, gn_base): the official ones for ``size``, or a narrower ``nf`` with a quarter of it as the
+    group-norm base (the CPU demo nets)."""
+    return official_widths(size) if nf is None else (nf, max(1, nf // 4))
+
+
 def _down(cin: int, cout: int) -> nn.Conv2d:
     return nn.Conv2d(cin, cout, kernel_size=4, stride=2, padding=1, bias=False)
 
