@@ -221,15 +221,15 @@ def summarise(rows: list[dict], entry: Any, args: argparse.Namespace, options: d
     summary = {kind: {k: mean(kind, k) for k in ("side", "mad")} for kind in ("prior", "gan2shape")}
     reduction = {k: 1 - summary["gan2shape"][k] / summary["prior"][k] for k in ("side", "mad")}
     seconds = [r["seconds"] for r in rows]
+    coverage = min(r["coverage"] for r in rows)
     result = {
         "weights": {"id": entry.id, "sha256": entry.sha256, "source": entry.source},
         "preset": args.preset, "split": args.split, "images": len(rows), "seed": args.seed,
         "oracle_projections": args.oracle,
         "options": {k: list(v) if isinstance(v, tuple) else v for k, v in options.items()},
         "mean": summary, "reduction_vs_prior": reduction,
-        "coverage_min": min(r["coverage"] for r in rows),
-        "acceptance_25pct": (all(v >= 0.25 for v in reduction.values())
-                             and min(r["coverage"] for r in rows) >= MIN_COVERAGE),
+        "coverage_min": coverage,
+        "acceptance_25pct": all(v >= 0.25 for v in reduction.values()) and coverage >= MIN_COVERAGE,
         "seconds_per_image": {"mean": float(np.mean(seconds)), "max": float(np.max(seconds))},
         "machine": {"cpu": platform.processor() or platform.machine(), "threads": args.threads,
                     "torch": torch.__version__},

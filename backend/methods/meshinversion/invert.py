@@ -436,10 +436,11 @@ class Inverter:
         )
         with torch.no_grad():
             texture, displacement = self.model.generator(z, self.model.labels(labels))
-        vertices = self.model.displace(displacement)
         if s.refine_steps:
             vertices, camera, refined = self.refine(z, texture, displacement, camera, targets, rng, progress)
             later = [[*losses, row] for losses, row in zip(later, refined, strict=True)]
+        else:
+            vertices = self.model.displace(displacement)
         with torch.no_grad():
             iou = mask_iou(self.model.silhouette(vertices, camera, s.render_size), targets.mask)
         return [
