@@ -245,10 +245,30 @@ def gan2shape_view_std() -> list[float]:
     return [round((hi - lo) / math.sqrt(12) / 60.0, 4) for lo, hi in (pitch, yaw)] + [0.0, 0.0, 0.0, 0.0]
 
 
-def median_step_seconds(run: Path) -> float:
-    """Median wall time per step over the run's log (what a step costs on the machine it ran on)."""
-    rows = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines() if line.strip()]
-    return float(np.median([row["sec_per_step"] for row in rows])) if rows else float("nan")
+def gan2shape_view_mean() -> list[float]:
+    """Mean render view in the same units, relative to a level view of the car's front.
+
+    That level front view is the canonical frame the depth net learns in (the frame in which the
+    category is symmetric); the renders look down on the car from 5-30 deg, so every input's view
+    is pitched by about their mean, with positive pitch = camera above the canonical one (measured:
+    the opposite sign doubles the depth error on validation cars).
+    """
+    pitch, yaw = (VIEW_LIGHT_DISTRIBUTION[k] for k in ("elevation_deg", "azimuth_deg"))
+    return [round((hi + lo) / 2 / 60.0, 4) for lo, hi in (pitch, yaw)] + [0.0, 0.0, 0.0, 0.0]
+
+
+def step_cost(run: Path) -> str:
+    """Median wall time per step over the run's log (what a step costs on the machine it ran on).
+
+    A run resumed on a fresh machine from the committed checkpoint has no log of the earlier
+    chunks; then only the steps logged since are measured, and without any the cost is left out.
+    """
+    log = run / "log.jsonl"
+    lines = log.read_text().splitlines() if log.exists() else []
+    seconds = [json.loads(line)["sec_per_step"] for line in lines if line.strip()]
+    if not seconds:
+        return ""
+    return f", median {float(np.median(seconds)):.2f} s/step over {len(seconds)} log entries"
 
 
 def export(run: Path, weights_dir: Path) -> dict[str, object]:
@@ -270,7 +290,7 @@ def export(run: Path, weights_dir: Path) -> dict[str, object]:
         "size": target.stat().st_size,
         "source": (
             f"trained on procedural car renders ({trainer.step} steps of batch {trainer.settings.batch}, "
-            f"{kimg:.1f} kimg, median {median_step_seconds(run):.2f} s/step on one shared CPU thread)"
+            f"{kimg:.1f} kimg{step_cost(run)}, one shared CPU thread)"
         ),
         "licence": "GPL-3.0-or-later (same as the project)",
         "train_command": TRAIN_COMMAND,
@@ -279,6 +299,7 @@ def export(run: Path, weights_dir: Path) -> dict[str, object]:
             **trainer.config.to_dict(),
             "image_size": trainer.config.size,
             **VIEW_LIGHT_DISTRIBUTION,
+            "view_mean": gan2shape_view_mean(),
             "view_std": gan2shape_view_std(),
             "mask_weights": MASK_WEIGHTS_ID,
         },

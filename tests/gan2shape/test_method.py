@@ -150,6 +150,25 @@ def test_a_diverging_generator_is_a_clear_error(tiny_entry):
         model.run(ellipse_photo(), options(), seed=0, progress=Recorder())
 
 
+def test_the_view_prior_is_centred_on_the_entry_mean_unless_an_option_moves_it(tiny_entry):
+    """The GAN's mean training view is where pseudo views are drawn around and what the view net's
+    output is relative to; ``view_mean`` overrides it, and result.json records the one used."""
+    entry, state = tiny_entry
+    pitched = [0.25, 0.0, 0.0, 0.0, 0.0, 0.0]
+    model = METHOD.load(replace(entry, config={**entry.config, "view_mean": pitched}), state, "cpu")
+    outcome = model.reconstruct(ellipse_photo(), options(), seed=1, progress=Recorder())
+    run = outcome.run
+    assert run.prior.view_mean.tolist() == pitched
+    with torch.no_grad():
+        expected = scale_view(run.nets.netV(run.target.image) + run.prior.view_mean)
+    assert torch.allclose(run.state.view, expected, atol=1e-6)
+    moved_mean = options(view_mean=(-0.1, 0.2, 0, 0, 0, 0))
+    moved = model.run(ellipse_photo(), moved_mean, seed=1, progress=Recorder())
+    assert moved.info["view_mean"] == [-0.1, 0.2, 0.0, 0.0, 0.0, 0.0]
+    with pytest.raises(ValueError, match="view_mean"):
+        model.run(ellipse_photo(), options(view_mean=(0.1, 0.2)), seed=0, progress=Recorder())
+
+
 def test_unknown_or_bad_options_are_refused(model):
     with pytest.raises(ValueError, match="unknown gan2shape option"):
         model.run(ellipse_photo(), {**options(), "stages": 3}, seed=0, progress=Recorder())

@@ -108,6 +108,9 @@ def test_export_writes_loadable_weights_and_upserts_only_its_manifest_entry(
         image = g(torch.randn(2, g.config.style_dim))
         assert d(image).shape == (2, 1)
     assert entry["config"]["azimuth_deg"] == [-75.0, 75.0]
+    # Pseudo views are drawn around the renders' mean view (elevation 5-30 deg -> pitch 17.5 deg).
+    assert entry["config"]["view_mean"] == [round(17.5 / 60, 4), 0.0, 0.0, 0.0, 0.0, 0.0]
+    assert entry["config"]["view_std"][:2] == [round(25 / 12**0.5 / 60, 4), round(150 / 12**0.5 / 60, 4)]
 
 
 def test_mask_network_shapes_and_strict_loading() -> None:

@@ -76,6 +76,10 @@ class Options:
     """Std of sampled views (network units: x 60 deg, x 0.1) when no official ``view_mvn`` is
     registered; None = the GAN entry's ``view_std`` (the spread of its training views), else
     ``DEFAULT_VIEW_STD``. The official files fitted mean/cov to Unsup3d predictions (issue #17)."""
+    view_mean: tuple[float, ...] | None = None
+    """Mean view (network units) of sampled views, also added to every view-net prediction; None =
+    the GAN entry's ``view_mean`` (the mean of its training views in its canonical frame), else
+    zero. An official ``view_mvn`` file replaces both ``view_mean`` and ``view_std``."""
     net_width: int | None = None
     """``nf`` of freshly initialised depth/albedo/view/light nets; None = official width."""
     crop: str = "object"
@@ -182,6 +186,7 @@ def validate(options: Options) -> None:
         (options.projection in ("encoder", "optimise"), "projection must be 'encoder' or 'optimise'"),
         (4 <= options.mesh_resolution <= 1024, "mesh_resolution must be within 4..1024"),
         (options.view_std is None or len(options.view_std) == 6, "view_std needs 6 values"),
+        (options.view_mean is None or len(options.view_mean) == 6, "view_mean needs 6 values"),
         (len(options.rand_light) == 7, "rand_light needs 7 values"),
         (options.invert_steps >= 0 and options.prior_iters >= 0, "invert_steps/prior_iters must be >= 0"),
     ]

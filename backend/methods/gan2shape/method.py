@@ -109,6 +109,9 @@ class GAN2Shape(Method):
     def view_light_prior(self, options: Options, extras: Extras) -> ViewLightPrior:
         std = options.view_std or self.entry.config.get("view_std") or DEFAULT_VIEW_STD
         prior = ViewLightPrior.default(tuple(float(v) for v in std), self.device)
+        mean = options.view_mean or self.entry.config.get("view_mean")
+        if mean is not None:
+            prior.view_mean = torch.tensor([float(v) for v in mean], device=self.device)
         if extras.has("view_mvn"):
             prior.view_mean = extras.state("view_mvn")["mean"].to(self.device)
             prior.view_cov = extras.state("view_mvn")["cov"].to(self.device)
@@ -222,6 +225,7 @@ def describe(
         "pretrained_nets": sorted(extras.pretrained_nets() or {}),
         "relative_enc": opts.relative_enc,
         "view_prior": "view_mvn" if extras.has("view_mvn") else "diagonal normal",
+        "view_mean": [round(v, 4) for v in run.prior.view_mean.tolist()],
         "view_std": [round(v, 4) for v in run.prior.view_cov.diag().sqrt().tolist()],
         "timings_s": timings,
         "mesh": {"resolution": opts.mesh_resolution, "texture": opts.texture, "scale": "largest extent = 1"},
