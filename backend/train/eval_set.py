@@ -1,7 +1,8 @@
 """The committed data: held-out evaluation renders (``examples/eval/``) and demo photos (``examples/``).
 
-Both come from evaluation-split seeds only (never used in training) and are bit-for-bit reproducible:
-``python -m backend.train make-eval`` and ``python -m backend.train make-examples`` rewrite them.
+Both come from evaluation-split seeds only (never used in training) and are reproducible:
+``python -m backend.train make-eval`` and ``python -m backend.train make-examples`` rewrite them,
+bit-for-bit on the same CPU, up to float rounding (a few pixels by one level) on another.
 """
 
 from __future__ import annotations

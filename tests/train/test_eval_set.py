@@ -1,4 +1,4 @@
-"""The committed eval set and demo photos are reproduced bit-for-bit by their subcommands."""
+"""The committed eval set and demo photos are reproduced by their subcommands (up to float rounding)."""
 
 from __future__ import annotations
 
@@ -29,13 +29,21 @@ def test_committed_eval_set_is_complete_and_held_out():
 
 
 @pytest.mark.slow
-def test_make_eval_regenerates_the_committed_prefix_exactly(tmp_path):
+def test_make_eval_regenerates_the_committed_prefix(tmp_path):
+    """Same seeds, same data, up to float rounding: torch picks its CPU kernels by instruction set,
+    so another CPU moves a depth by ~1e-6 and a handful of pixels by one level. A changed generator
+    moves thousands of pixels by far more."""
     write_eval_set(tmp_path, count=4)
     for i in range(4):
         name = f"car_eval_{i:03d}.png"
-        regenerated = np.asarray(Image.open(tmp_path / name))
-        assert np.array_equal(regenerated, np.asarray(Image.open(EXAMPLES / "eval" / name)))
+        regenerated = np.asarray(Image.open(tmp_path / name)).astype(np.int16)
+        committed = np.asarray(Image.open(EXAMPLES / "eval" / name)).astype(np.int16)
+        difference = np.abs(regenerated - committed)
+        assert difference.max() <= 1 and (difference > 0).mean() < 1e-3, name
     new, old = np.load(tmp_path / "ground_truth.npz"), np.load(EXAMPLES / "eval" / "ground_truth.npz")
     for key in new.files:
         expected = old[key] if key == "faces" else old[key][:4]
-        assert np.array_equal(new[key], expected), key
+        if np.issubdtype(new[key].dtype, np.floating):
+            assert np.allclose(new[key], expected, rtol=0, atol=1e-5), key
+        else:
+            assert np.array_equal(new[key], expected), key
