@@ -158,6 +158,12 @@ less than this fraction of the ground-truth mask (of the pixels the prior is sco
 pass, however low its error on the few pixels left."""
 
 
+def prior_from_mean_view(prior: torch.Tensor, run: pipeline.GAN2ShapeRun) -> torch.Tensor:
+    """The ellipsoid prior (canonical depth, H x W) seen from the run's mean view: the tilt the
+    method starts from, so what GAN2Shape adds beyond it can be read off."""
+    return warp.warp_canon_depth(prior[None], scale_view(run.prior.view_mean[None]))[0]
+
+
 def metrics(pred: torch.Tensor, gt_depth: torch.Tensor, gt_mask: torch.Tensor, valid: torch.Tensor) -> dict:
     return depth_metrics(pred[None], gt_depth[None], (gt_mask & valid)[None])
 
@@ -191,8 +197,7 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
         recon = outcome.state.recon_depth[0].detach()
         prior = ellipsoid_prior(outcome.run.target.mask[0, 0], entry.category,
                                 far=outcome.options.prior_far)
-        mean_view = scale_view(outcome.run.prior.view_mean[None])
-        tilted = warp.warp_canon_depth(prior[None], mean_view)[0]
+        tilted = prior_from_mean_view(prior, outcome.run)
         row = {
             "seed": seed, "seconds": seconds,
             "azimuth_deg": float(data["azimuth"][i]), "elevation_deg": float(data["elevation"][i]),

@@ -281,12 +281,11 @@ def part_gan2shape(args: argparse.Namespace) -> dict:
     silhouette is the exported relief's: the canonical object mask warped into the input view (the nets
     predict depth for the whole frame, background included), so it is bounded by the input mask; the
     relief is not a closed mesh, so novel-view IoU and Chamfer are not defined for it."""
-    from bench_gan2shape import render_with_depth
+    from bench_gan2shape import prior_from_mean_view, render_with_depth
 
     from backend.inputs import InputImage
     from backend.jobs import resolve_options
     from backend.methods.gan2shape import METHOD, warp
-    from backend.methods.gan2shape.depthmap import scale_view
     from backend.methods.gan2shape.losses import depth_metrics
     from backend.methods.gan2shape.previews import make_previews
     from backend.methods.gan2shape.prior import ellipsoid_prior
@@ -328,7 +327,7 @@ def part_gan2shape(args: argparse.Namespace) -> dict:
         rows["gan2shape-prior"].append(
             {"image": f"held-out seed {seed}", "seed": seed, "side": measured["side"], "mad": measured["mad"]}
         )
-        tilted = warp.warp_canon_depth(prior[None], scale_view(outcome.run.prior.view_mean[None]))
+        tilted = prior_from_mean_view(prior, outcome.run)[None]
         measured = depth_metrics(tilted, truth_depth, truth_mask & (tilted < BACKGROUND_DEPTH))
         rows["gan2shape-tilted-prior"].append(
             {"image": f"held-out seed {seed}", "seed": seed, "side": measured["side"], "mad": measured["mad"]}
