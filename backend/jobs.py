@@ -218,8 +218,9 @@ class ProgressReporter:
     ``eta`` in the events is the seconds left in the current stage, extrapolated from its pace.
     """
 
-    def __init__(self, job: str, emit: Emit, cancel: threading.Event, preview_dir: Path | None) -> None:
-        self.job, self.emit, self.cancel, self.preview_dir = job, emit, cancel, preview_dir
+    def __init__(self, job: str, emit: Emit, cancel: threading.Event, previews: bool) -> None:
+        self.job, self.emit, self.cancel, self.previews = job, emit, cancel, previews
+        self.preview_dir: Path | None = None
         self.stage = ""
         self.stage_start = 0.0
         self.last_event = 0.0
@@ -252,26 +253,26 @@ class ProgressReporter:
             "type": "progress", "job": self.job, "stage": stage, "step": step, "total": total,
             "loss": loss, "eta": None if eta is None else round(eta, 2),
         }  # fmt: skip
-        if (
-            preview is not None
-            and self.preview_dir is not None
-            and now - self.last_preview >= PREVIEW_INTERVAL_S
-        ):
+        if preview is not None and self.previews and now - self.last_preview >= PREVIEW_INTERVAL_S:
             self.last_preview = now
             try:
-                event["preview"] = save_preview(preview, self.preview_dir)
+                event["preview"] = save_preview(preview, self._preview_folder())
             except OSError as exc:  # previews are a courtesy: a full temp disk must not end the job
                 print(f"preview not saved: {exc}", file=sys.stderr)
         self.emit(event)
 
+    def _preview_folder(self) -> Path:
+        """The job's temporary preview folder, made at the first preview: a job that is killed
+        before any preview (or never sends one) leaves nothing behind in the temp folder."""
+        if self.preview_dir is None:
+            self.preview_dir = Path(tempfile.mkdtemp(prefix="rfi-preview-"))
+        return self.preview_dir
 
-def _preview_folder() -> Path | None:
-    """A temporary folder for live previews, or None (no previews) when the temp disk refuses one."""
-    try:
-        return Path(tempfile.mkdtemp(prefix="rfi-preview-"))
-    except OSError as exc:
-        print(f"live previews off: {exc}", file=sys.stderr)
-        return None
+    def close(self) -> None:
+        """Remove the preview folder (the client has the result by now, or never will)."""
+        if self.preview_dir is not None:
+            shutil.rmtree(self.preview_dir, ignore_errors=True)
+            self.preview_dir = None
 
 
 def save_preview(image: np.ndarray, folder: Path) -> str:
@@ -326,8 +327,7 @@ def run_job(
     device = resolve_device(request.device)
     check_output_dir(Path(request.output_dir), request.overwrite)
 
-    preview_dir = _preview_folder() if request.preview else None
-    reporter = ProgressReporter(request.id, emit, cancel, preview_dir)
+    reporter = ProgressReporter(request.id, emit, cancel, request.preview)
     try:
         reporter("prepare", 0, 2)
         image = load_input(request.image, request.mask, request.mask_path, request.box)
@@ -341,8 +341,7 @@ def run_job(
         result = _run_guarded(model, image, options, request, reporter, device)
         timings["run"] = time.perf_counter() - mark
     finally:
-        if preview_dir is not None:
-            shutil.rmtree(preview_dir, ignore_errors=True)
+        reporter.close()
     if cancel.is_set():  # asked during the method's last step: nothing is written after a cancel
         raise JobCancelled()
 

@@ -85,15 +85,20 @@ def test_progress_cancel_nan_eta_and_preview(tmp_path: Path, monkeypatch: pytest
     monkeypatch.setattr(jobs, "PROGRESS_INTERVAL_S", 3600.0)  # throttle deterministically
     events: list[dict[str, Any]] = []
     cancel = threading.Event()
-    progress = ProgressReporter("j", events.append, cancel, tmp_path)
+    monkeypatch.setattr(jobs.tempfile, "tempdir", str(tmp_path))
+    progress = ProgressReporter("j", events.append, cancel, previews=True)
     preview = np.zeros((8, 8, 3), np.uint8)
+    progress("fit", 0, 4, loss=3.0)
+    assert list(tmp_path.iterdir()) == []  # no folder until there is a preview to put in it
     progress("fit", 1, 4, loss=2.0, preview=preview)
     progress("fit", 2, 4, loss=1.5)  # within the throttle interval: recorded, not sent
     progress("fit", 4, 4, loss=np.float32(1.0))
-    assert [e["step"] for e in events] == [1, 4] and events[0]["job"] == "j"
+    assert [e["step"] for e in events] == [0, 1, 4] and events[0]["job"] == "j"
     assert events[-1]["eta"] == 0.0 and events[-1]["loss"] == 1.0
-    assert Image.open(events[0]["preview"]).size == (8, 8)
-    assert progress.losses == {"fit": [2.0, 1.5, 1.0]}
+    assert "preview" not in events[0] and Image.open(events[1]["preview"]).size == (8, 8)
+    assert progress.losses == {"fit": [3.0, 2.0, 1.5, 1.0]}
+    progress.close()
+    assert list(tmp_path.iterdir()) == []
     with pytest.raises(JobError) as err:
         progress("fit", 5, 6, loss=float("nan"))
     assert err.value.code == "diverged"
