@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from backend.methods.gan2shape.depthmap import focal_length
+from backend.methods.gan2shape.depthmap import focal_length, normals_from_depth, smooth_depth
 from backend.methods.gan2shape.losses import (
     depth_metrics,
     discriminator_feature_loss,
@@ -61,6 +61,33 @@ def test_smooth_loss_ignores_slopes_and_penalises_curvature():
     bowl = (rows - 8) ** 2 + (cols - 8) ** 2
     # d2/dx2 = d2/dy2 = 2 everywhere, mixed terms 0: mean |.| sum = 4.
     assert smooth_loss(bowl[None, None]).item() == pytest.approx(4.0)
+
+
+def test_depth_smoothing_removes_ripples_on_the_object_only():
+    """A tilted plane with pixel-scale ripples inside a box: smoothing brings its normals back to
+    the plane's, keeps a clean plane (exactly away from the rim; at the rim, which averages only
+    object pixels, within a fraction of the plane's slope) and leaves the outside untouched."""
+    rows, cols = torch.meshgrid(torch.arange(32.0), torch.arange(32.0), indexing="ij")
+    plane = 1 + 0.002 * rows - 0.001 * cols
+    mask = box_mask(32, (6, 25), (4, 27)).bool()
+    ripples = 0.004 * torch.sin(rows * 2.5) * torch.cos(cols * 2.0)
+    background = torch.full_like(plane, 1.2)
+    noisy = torch.where(mask, plane + ripples, background)
+    smoothed = smooth_depth(noisy[None], mask[None], sigma=2.0)[0]
+    assert torch.equal(smoothed[~mask], background[~mask])
+    clean = smooth_depth(torch.where(mask, plane, background)[None], mask[None], sigma=2.0)[0]
+    far = box_mask(32, (12, 19), (10, 21)).bool()  # 3 sigma inside the rim
+    assert torch.allclose(clean[far], plane[far], atol=1e-6)
+    assert (clean - plane)[mask].abs().max() < 0.003 * 2.0  # under (slope 0.002 + 0.001) x sigma
+    inner = mask.clone()
+    inner[[6, 25]], inner[:, [4, 27]] = False, False  # one-pixel rim: normals there need the outside
+
+    def angle_to_plane(depth):
+        n, n_plane = normals_from_depth(depth[None])[0], normals_from_depth(plane[None])[0]
+        return torch.rad2deg((n * n_plane).sum(-1).clamp(-1, 1).acos())[inner].mean()
+
+    before, after = angle_to_plane(noisy), angle_to_plane(smoothed)
+    assert before > 15 and after < 0.3 * before, (before, after)
 
 
 def test_photometric_loss_is_masked_mean():

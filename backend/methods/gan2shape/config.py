@@ -102,6 +102,11 @@ class Options:
     depth/view/light nets, ``sampled`` with fresh ones (an encoder-only pretrain file keeps them
     fresh), which would otherwise learn views from scratch, far too slowly for a CPU schedule
     (see benchmarks/GAN2SHAPE.md)."""
+    depth_smoothing: float = 0.0
+    """Std in pixels of a Gaussian blur of the final canonical depth on the object (0 = off, as
+    published). ``fast`` sets 2: its short schedule leaves pixel-scale ripples that cost normals
+    about 2 deg of MAD (benchmarks/GAN2SHAPE.md); exported relief, previews and metrics all
+    use the smoothed depth."""
     mesh_resolution: int = 48
     """Vertices across the exported relief (the canonical depth is resampled to this grid)."""
     texture: str = "albedo"
@@ -141,6 +146,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     "fast": preset(
         num_stages=2, stage0=(60, 50, 50), later=(20, 30, 30), batch=4, collect_iters=6, prior_iters=150,
         prior_lr=3e-4, weight_decay=0.0, invert_steps=150, net_width=32, preview_every=20, lam_smooth=None,
+        depth_smoothing=2.0,
     ),
     "paper": preset(),
 }
@@ -151,7 +157,7 @@ step size, which in a short schedule erodes the fitted depth net faster than the
 it (measured on a held-out car: normal error 39 -> 63 deg within 10 step-3 iterations, against
 38 -> 41 deg without). Its ``lam_smooth`` is ``None``: the published 0.01, or the value the
 category's registered pretrained nets were made for (``extras.option_defaults``). ``paper``: the
-category's published schedule."""
+category's published schedule. ``fast`` also smooths the final depth (``depth_smoothing``)."""
 
 
 def resolve(category: str, options: dict[str, Any]) -> Options:

@@ -27,7 +27,7 @@ import torch
 
 from backend.methods.gan2shape import warp
 from backend.methods.gan2shape.config import Options
-from backend.methods.gan2shape.depthmap import normals_from_depth, scale_view
+from backend.methods.gan2shape.depthmap import normals_from_depth, scale_view, smooth_depth
 from backend.methods.gan2shape.inversion import fit_size
 from backend.methods.gan2shape.losses import discriminator_feature_loss, photometric_loss, smooth_loss
 from backend.methods.gan2shape.networks import NET_NAMES, ShapeNets
@@ -205,28 +205,34 @@ class GAN2ShapeRun:
             depth = torch.cat([depth, depth.flip(2)])
             albedo = torch.cat([albedo, albedo.flip(3)])
         copies = depth.shape[0]
-        view, light = view.expand(copies, -1), light.expand(copies, -1)
+        prediction = self.render(depth, albedo, view.expand(copies, -1), light.expand(copies, -1))
+        if opts.use_mask and (self.canon_mask is None or refresh_mask):
+            grid = warp.view_to_canon_grid(depth[:1].detach(), prediction.view[:1].detach())
+            self.canon_mask = warp.sample(self.target.mask, grid)
+        valid = warp.background(prediction.recon_depth).detach()
+        if flip:
+            valid = (valid[:1] * valid[1:]).expand(2, -1, -1)
+        valid = valid[:, None]
+        recon = prediction.recon
+        loss = depth.new_zeros(())
+        for i in range(copies):
+            loss = loss + photometric_loss(recon[i : i + 1], image, valid[i : i + 1])
+            loss = loss + opts.lam_perc * self.perceptual_loss(recon[i : i + 1], image, valid[i : i + 1])
+        loss = loss + opts.lam_smooth * (smooth_loss(depth) + smooth_loss(prediction.diffuse_term))
+        return loss, prediction
+
+    @staticmethod
+    def render(
+        depth: torch.Tensor, albedo: torch.Tensor, view: torch.Tensor, light: torch.Tensor
+    ) -> Prediction:
+        """Shade the canonical albedo with the depth's normals and warp it into the view."""
         ambient, diffuse, direction = warp.light_terms(light)
         normal = normals_from_depth(depth)
         diffuse_term = warp.diffuse_shading(normal, direction)
         texture = warp.shade(albedo, diffuse_term, ambient, diffuse)
         recon_depth = warp.warp_canon_depth(depth, view)
-        if opts.use_mask and (self.canon_mask is None or refresh_mask):
-            grid = warp.view_to_canon_grid(depth[:1].detach(), view[:1].detach())
-            self.canon_mask = warp.sample(self.target.mask, grid)
-        grid = warp.canon_to_view_grid(recon_depth, view)
-        valid = warp.background(recon_depth).detach()
-        if flip:
-            valid = (valid[:1] * valid[1:]).expand(2, -1, -1)
-        valid = valid[:, None]
-        recon = warp.sample(texture, grid).clamp(-1, 1)
-        loss = depth.new_zeros(())
-        for i in range(copies):
-            loss = loss + photometric_loss(recon[i : i + 1], image, valid[i : i + 1])
-            loss = loss + opts.lam_perc * self.perceptual_loss(recon[i : i + 1], image, valid[i : i + 1])
-        loss = loss + opts.lam_smooth * (smooth_loss(depth) + smooth_loss(diffuse_term))
-        prediction = Prediction(depth, albedo, view, light, normal, diffuse_term, texture, recon, recon_depth)
-        return loss, prediction
+        recon = warp.sample(texture, warp.canon_to_view_grid(recon_depth, view)).clamp(-1, 1)
+        return Prediction(depth, albedo, view, light, normal, diffuse_term, texture, recon, recon_depth)
 
     # --- step 2
     def sample_pseudo(self, n: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -392,12 +398,18 @@ class GAN2ShapeRun:
 
     @torch.no_grad()
     def final(self) -> Prediction:
-        """Prediction of the trained nets for the input (no mirroring), with a fresh canonical mask."""
-        _, self.state = self.reconstruct_input(False, refresh_mask=True)
+        """Prediction of the trained nets for the input (no mirroring), with a fresh canonical mask,
+        its depth smoothed on the object when ``depth_smoothing`` asks for it."""
+        _, state = self.reconstruct_input(False, refresh_mask=True)
         if self.canon_mask is None:
-            grid = warp.view_to_canon_grid(self.state.depth, self.state.view)
+            grid = warp.view_to_canon_grid(state.depth, state.view)
             self.canon_mask = warp.sample(self.target.mask, grid)
-        return self.state
+        sigma = self.options.depth_smoothing
+        if sigma > 0:
+            depth = smooth_depth(state.depth, self.canon_mask[:, 0] > 0.5, sigma)
+            state = self.render(depth, state.albedo, state.view, state.light)
+        self.state = state
+        return state
 
 
 class ImageCycle:
