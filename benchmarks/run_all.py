@@ -627,10 +627,13 @@ def markdown(report: dict) -> str:
         "-45/0/+45 deg of the relief), texture):",
         "",
     ]
+    rows = [
+        *((ROW_LABELS.get(name, name), part) for name, part in report["accuracy"].items()),
+        *((f"MeshInversion fast, batch of {n}", part) for n, part in report["speed"]["batch"].items()),
+    ]
     reused = [
-        f"{ROW_LABELS.get(name, name)} (commit `{part.get('commit', '?')}`, load at end "
-        f"{part.get('load_average_end', '?')})"
-        for name, part in [*report["accuracy"].items(), *report["speed"]["batch"].items()]
+        f"{label} (commit `{part.get('commit', '?')}`, load at end {part.get('load_average_end', '?')})"
+        for label, part in rows
         if part.get("reused")
     ]
     if reused:
