@@ -207,8 +207,7 @@ class GAN2ShapeRun:
         copies = depth.shape[0]
         prediction = self.render(depth, albedo, view.expand(copies, -1), light.expand(copies, -1))
         if opts.use_mask and (self.canon_mask is None or refresh_mask):
-            grid = warp.view_to_canon_grid(depth[:1].detach(), prediction.view[:1].detach())
-            self.canon_mask = warp.sample(self.target.mask, grid)
+            self.canon_mask = self.mask_in_canon(depth[:1].detach(), prediction.view[:1].detach())
         valid = warp.background(prediction.recon_depth).detach()
         if flip:
             valid = (valid[:1] * valid[1:]).expand(2, -1, -1)
@@ -220,6 +219,10 @@ class GAN2ShapeRun:
             loss = loss + opts.lam_perc * self.perceptual_loss(recon[i : i + 1], image, valid[i : i + 1])
         loss = loss + opts.lam_smooth * (smooth_loss(depth) + smooth_loss(prediction.diffuse_term))
         return loss, prediction
+
+    def mask_in_canon(self, depth: torch.Tensor, view: torch.Tensor) -> torch.Tensor:
+        """The input's object mask seen through a canonical depth (B, H, W) from ``view``."""
+        return warp.sample(self.target.mask, warp.view_to_canon_grid(depth, view))
 
     @staticmethod
     def render(
@@ -400,17 +403,15 @@ class GAN2ShapeRun:
     def final(self) -> Prediction:
         """Prediction of the trained nets for the input (no mirroring), with a fresh canonical mask,
         its depth smoothed on the object when ``depth_smoothing`` asks for it."""
-        _, state = self.reconstruct_input(False, refresh_mask=True)
-        if self.canon_mask is None:
-            grid = warp.view_to_canon_grid(state.depth, state.view)
-            self.canon_mask = warp.sample(self.target.mask, grid)
+        _, state = self.reconstruct_input(False, refresh_mask=False)
         sigma = self.options.depth_smoothing
         if sigma > 0:
-            depth = smooth_depth(state.depth, self.canon_mask[:, 0] > 0.5, sigma)
+            on_object = self.mask_in_canon(state.depth, state.view)[:, 0] > 0.5
+            depth = smooth_depth(state.depth, on_object, sigma)
             state = self.render(depth, state.albedo, state.view, state.light)
-            # the input mask seen through the smoothed relief (seen through the raw one, the rim
-            # the smoothing moved would lose about 2 % of the input-view IoU)
-            self.canon_mask = warp.sample(self.target.mask, warp.view_to_canon_grid(depth, state.view))
+        # the input mask seen through the final relief (through the raw one, the rim the smoothing
+        # moved would cost about 2 % of the relief's input-view IoU)
+        self.canon_mask = self.mask_in_canon(state.depth, state.view)
         self.state = state
         return state
 
