@@ -323,15 +323,12 @@ def part_gan2shape(args: argparse.Namespace) -> dict:
             "side": measured["side"], "mad": measured["mad"],
         })  # fmt: skip
         prior = ellipsoid_prior(outcome.run.target.mask[0, 0], entry.category, far=outcome.options.prior_far)
-        measured = depth_metrics(prior[None], truth_depth, truth_mask)
-        rows["gan2shape-prior"].append(
-            {"image": f"held-out seed {seed}", "seed": seed, "side": measured["side"], "mad": measured["mad"]}
-        )
-        tilted = prior_from_mean_view(prior, outcome.run)[None]
-        measured = depth_metrics(tilted, truth_depth, truth_mask & (tilted < BACKGROUND_DEPTH))
-        rows["gan2shape-tilted-prior"].append(
-            {"image": f"held-out seed {seed}", "seed": seed, "side": measured["side"], "mad": measured["mad"]}
-        )
+        tilted = prior_from_mean_view(prior, outcome.run)
+        for name, baseline in (("gan2shape-prior", prior), ("gan2shape-tilted-prior", tilted)):
+            visible = truth_mask & (baseline[None] < BACKGROUND_DEPTH)  # all of the untilted prior
+            measured = depth_metrics(baseline[None], truth_depth, visible)
+            row = {"image": f"held-out seed {seed}", "seed": seed}
+            rows[name].append({**row, "side": measured["side"], "mad": measured["mad"]})
         print("gan2shape", json.dumps(rows["gan2shape-fast"][-1]), flush=True)
         if len(grid) < 3:
             previews = make_previews(state, outcome.image, outcome.run.target.mask, outcome.run.canon_mask)
@@ -627,13 +624,13 @@ def markdown(report: dict) -> str:
         "-45/0/+45 deg of the relief), texture):",
         "",
     ]
-    rows = [
+    labelled = [
         *((ROW_LABELS.get(name, name), part) for name, part in report["accuracy"].items()),
         *((f"MeshInversion fast, batch of {n}", part) for n, part in report["speed"]["batch"].items()),
     ]
     reused = [
         f"{label} (commit `{part.get('commit', '?')}`, load at end {part.get('load_average_end', '?')})"
-        for label, part in rows
+        for label, part in labelled
         if part.get("reused")
     ]
     if reused:
