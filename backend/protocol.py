@@ -7,12 +7,18 @@ Every message is one JSON object on one line with a ``type`` field. Client -> ba
 ``job``, ``cancel``, ``ping``, ``shutdown``. Backend -> client: ``hello`` (first line, once),
 ``accepted``, ``progress``, ``result``, ``error``, ``cancelled``, ``pong``, ``bye``.
 A change that an older peer cannot read bumps ``PROTOCOL_VERSION``.
+
+It also holds the one file-name convention both sides follow when they write outputs atomically
+(the backend's result folders, the batch script's ``.blend``/``.glb``/preview files).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import re
+import secrets
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
@@ -169,6 +175,38 @@ def decode(line: bytes | str, allowed: frozenset[str]) -> dict[str, Any]:
     if kind not in allowed:
         raise ProtocolError("bad_type", f"unknown message type {kind!r}")
     return message
+
+
+NAME_MAX_FALLBACK = 255
+"""Longest file name, in bytes, where the file system cannot say (the common limit)."""
+
+
+def name_max(folder: str | os.PathLike[str]) -> int:
+    """The longest file name ``folder``'s file system accepts, in bytes (``os.fsencode`` length)."""
+    try:
+        return os.pathconf(folder, "PC_NAME_MAX")
+    except (AttributeError, OSError, ValueError):  # no pathconf (Windows), or the system cannot say
+        return NAME_MAX_FALLBACK
+
+
+def _staging_stem(name: str) -> str:
+    return ".rfi-" + hashlib.sha256(os.fsencode(name)).hexdigest()[:12]
+
+
+def staging_name(name: str, kind: str) -> str:
+    """A hidden sibling name for writing ``name`` atomically: ``.rfi-<sha256(name)[:12]>-<token>.<kind>``.
+
+    At most 30 bytes plus ``kind`` whatever the length of ``name``, so a legal output name never
+    fails for its staging name; the hash ties it to ``name``, so a later run recognises debris of
+    its own making (``is_staging_name``) and only that.
+    """
+    return f"{_staging_stem(name)}-{secrets.token_hex(4)}.{kind}"
+
+
+def is_staging_name(entry: str, name: str, kind: str) -> bool:
+    """Whether ``entry`` is a name ``staging_name(name, kind)`` gives."""
+    pattern = rf"{re.escape(_staging_stem(name))}-[0-9a-f]{{8}}\.{re.escape(kind)}"
+    return re.fullmatch(pattern, entry) is not None
 
 
 def error_message(code: str, message: str, hint: str = "", job: str | None = None) -> dict[str, Any]:

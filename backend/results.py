@@ -21,20 +21,26 @@ Camera schema (``result.json["camera"]`` and ``MeshResult.camera``)::
      "crop_box": [x0, y0, side]  original-image pixels (top-left origin) the camera frames,
      "image_size": [W, H]        of the original image}
 
-Everything is written to a temporary directory next to ``OUTDIR`` and renamed into place, so a
-failed job never leaves half a result; an existing non-empty ``OUTDIR`` is only replaced with
-``overwrite=True``, and only when it holds nothing but an earlier result.
+Everything is written to a staging folder next to ``OUTDIR`` (``.rfi-<hash of the name>-<token>.tmp``,
+short whatever the name's length) and renamed into place, so a failed job never leaves half a
+result. An existing non-empty ``OUTDIR`` is only replaced with ``overwrite=True``, and only when it
+is an earlier result, recognised by content: a ``result.json`` of this backend listing exactly
+the files present. The earlier result is renamed aside (``....old``) until the new one is in
+place, then removed. ``OUTDIR`` given as a link is written at the link's target, so the link stays
+a link. A run killed mid-write leaves only those hashed folders; the next run for the same
+``OUTDIR`` removes them (or restores the earlier result when the kill fell between the renames).
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import math
+import os
 import re
 import shutil
-import tempfile
-import uuid
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +50,7 @@ from PIL import Image
 
 from backend import __version__
 from backend.methods.base import MeshResult
-from backend.protocol import PROTOCOL_VERSION
+from backend.protocol import PROTOCOL_VERSION, is_staging_name, name_max, staging_name
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
@@ -248,71 +254,203 @@ def _disk_error(exc: OSError, out_dir: Path) -> ResultError:
 
 
 RESULT_FILES = frozenset({"mesh.npz", "texture.png", "result.json", "mesh.glb", "preview.png"})
-"""Every file a result may hold; a folder with anything else is not ours to replace."""
+"""Every file a result may hold."""
+MAX_RESULT_JSON_BYTES = 64 << 20
+"""A larger ``result.json`` is not one this backend wrote, and is never read whole."""
+NOT_OURS_HINT = "pick another folder; --overwrite only replaces an earlier result"
 
 
-def check_output_dir(out_dir: Path, overwrite: bool) -> None:
-    """Refuse an existing non-empty ``out_dir`` (or a file there) unless ``overwrite``; jobs call this
-    before they start, so a long optimisation never ends in a refusal."""
-    if out_dir.exists() and not out_dir.is_dir():
+def _bad_output(message: str, hint: str = "pick another -o") -> ResultError:
+    return ResultError("bad_output", message, hint)
+
+
+def _names(names: Iterable[str]) -> str:
+    """Up to three names for a one-line message (``repr`` keeps a newline in a name out of it)."""
+    ordered = sorted(names)
+    more = f" and {len(ordered) - 3} more" if len(ordered) > 3 else ""
+    return ", ".join(map(repr, ordered[:3])) + more
+
+
+def _first_existing(path: Path) -> Path:
+    """``path`` or its nearest ancestor that exists (a link counts, even a dangling one)."""
+    while not os.path.lexists(path):
+        path = path.parent
+    return path
+
+
+def _is_plain_file(path: Path) -> bool:
+    return path.is_file() and not path.is_symlink()
+
+
+def _listed_files(path: Path) -> set[str] | None:
+    """The ``files`` of ``path`` when it is a result.json this backend wrote, else ``None``."""
+    try:
+        if not _is_plain_file(path) or path.stat().st_size > MAX_RESULT_JSON_BYTES:
+            return None
+        document = json.loads(path.read_bytes())
+    except (OSError, ValueError, RecursionError):
+        return None
+    if not isinstance(document, dict):
+        return None
+    version, files = document.get("protocol_version"), document.get("files")
+    ours = (
+        isinstance(version, int)
+        and not isinstance(version, bool)
+        and isinstance(document.get("method"), str)
+        and isinstance(files, list)
+        and all(isinstance(name, str) for name in files)
+    )
+    return set(files) if ours else None
+
+
+def _why_not_a_result(folder: Path) -> str:
+    """Why ``folder`` is not an earlier result ("" when it is one). Judged by content, not names:
+    an artist's own ``result.json`` or ``texture.png`` must never pass for ours."""
+    present = set(os.listdir(folder))
+    odd = {name for name in present if name not in RESULT_FILES or not _is_plain_file(folder / name)}
+    if odd:
+        return f"holds files that are not a result ({_names(odd)})"
+    listed = _listed_files(folder / "result.json")
+    if listed is None:
+        what = "its result.json is not one" if "result.json" in present else "it has no result.json"
+        return f"is not an earlier result: {what} this backend wrote (it holds {_names(present)})"
+    if listed - present:
+        return f"is not an earlier result: {_names(listed - present)}, listed in its result.json, is missing"
+    if present - listed:
+        return f"is not an earlier result: its result.json does not list {_names(present - listed)}"
+    return ""
+
+
+def _holds_only_result_files(folder: Path) -> bool:
+    if not folder.is_dir() or folder.is_symlink():
+        return False
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return False
+    return all(name in RESULT_FILES and _is_plain_file(folder / name) for name in names)
+
+
+def _tidy(target: Path) -> None:
+    """Clear what a killed run of ours left beside ``target``, and only that: folders with this
+    output's hashed staging names holding nothing but result files. A retired earlier result comes
+    back when ``target`` is missing (a kill between the two renames of ``_swap``)."""
+    try:
+        entries = sorted(os.listdir(target.parent))
+    except OSError:
+        return  # nothing there to tidy; an unusable location is reported by the checks that follow
+    for name in entries:
+        path = target.parent / name
+        old = is_staging_name(name, target.name, "old")
+        if not (old or is_staging_name(name, target.name, "tmp")) or not _holds_only_result_files(path):
+            continue
+        if old and not os.path.lexists(target) and not _why_not_a_result(path):
+            with contextlib.suppress(OSError):  # left in place, never deleted, if it cannot go back
+                path.rename(target)
+            continue
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def _check_name_length(out_dir: Path) -> None:
+    """Refuse a folder name the file system cannot hold, before any other look at the path (a
+    lookup of such a name fails with "File name too long")."""
+    existing = _first_existing(out_dir)
+    limit = name_max(existing)
+    for part in out_dir.relative_to(existing).parts:
+        size = len(os.fsencode(part))
+        if size > limit:
+            raise _bad_output(
+                f"output folder name {part[:24]!r}... is {size} bytes; this file system allows {limit}",
+                "pick a shorter name for -o",
+            )
+
+
+def _check_path(out_dir: Path, target: Path) -> None:
+    """Refuse up front an output no folder can be written at: a link to nothing or to itself, an
+    existing file, a path through a file (or through a link to nothing)."""
+    if out_dir.is_symlink() and not out_dir.exists():
+        raise _bad_output(
+            f"output folder {out_dir} is a link to {os.readlink(out_dir)}, which is missing or loops",
+            "point the link at a folder, or pick another -o",
+        )
+    if target.exists() and not target.is_dir():
         raise ResultError(
             "output_exists", f"{out_dir} exists and is not a folder", "pick another output folder"
         )
-    existing = {p.name for p in out_dir.iterdir()} if out_dir.is_dir() else set()
+    existing = _first_existing(out_dir)
+    if existing != out_dir and not existing.is_dir():
+        raise _bad_output(f"cannot create output folder {out_dir}: {existing} is not a folder")
+
+
+def check_output_dir(out_dir: Path, overwrite: bool) -> Path:
+    """Refuse an output the result may not or cannot go to, before any work (jobs call this before
+    they start, so a long optimisation never ends in a refusal); returns the folder the result goes
+    to (a link's target). Also clears debris an earlier killed run left for this output."""
+    out_dir = Path(out_dir).absolute()
+    _check_name_length(out_dir)
+    target = Path(os.path.realpath(out_dir))
+    _tidy(target)
+    _check_path(out_dir, target)
+    try:
+        existing = target.is_dir() and any(target.iterdir())
+        reason = _why_not_a_result(target) if existing and overwrite else ""
+    except OSError as exc:
+        raise _disk_error(exc, out_dir) from None
     if existing and not overwrite:
         raise ResultError(
             "output_exists",
             f"output folder {out_dir} is not empty",
             "pick another folder or pass --overwrite",
         )
-    foreign = sorted(existing - RESULT_FILES)
-    if foreign:
-        # --overwrite replaces an earlier result, never a folder of the artist's own files.
+    if reason:  # --overwrite replaces an earlier result, never a folder of the artist's own files
         raise ResultError(
-            "output_exists",
-            f"output folder {out_dir} holds files that are not a result ({', '.join(foreign[:3])})",
-            "pick another folder; --overwrite only replaces an earlier result",
+            "output_exists", f"output folder {out_dir} {reason}; nothing was changed", NOT_OURS_HINT
         )
-    _probe_writable(out_dir.absolute())
+    _probe_writable(target)
+    return target
 
 
-def _probe_writable(out_dir: Path) -> None:
+def _probe_writable(target: Path) -> None:
     """Create and remove a folder where the result's staging folder will go, so a read-only or
     otherwise unusable output location fails before the optimisation, not after it."""
+    probe = _first_existing(target.parent) / staging_name(target.name, "tmp")
     try:
-        parent = out_dir.parent
-        while not parent.exists():
-            parent = parent.parent
-        tempfile.TemporaryDirectory(prefix=f".{out_dir.name}.probe-", dir=parent).cleanup()
+        probe.mkdir()
+        probe.rmdir()
     except OSError as exc:
-        raise _disk_error(exc, out_dir) from None
+        raise _disk_error(exc, target) from None
+
+
+def _swap(staging: Path, target: Path, retired: Path) -> None:
+    """Rename the complete new result into place. An earlier result is renamed aside first and
+    renamed back if the new one cannot take its place, so it is only ever removed after that."""
+    if target.exists():
+        target.rename(retired)
+    try:
+        staging.rename(target)
+    except OSError:
+        if retired.exists():
+            retired.rename(target)
+        raise
 
 
 def write_result(
     result: MeshResult, out_dir: str | Path, metadata: dict[str, Any], overwrite: bool = False
 ) -> dict[str, str]:
-    """Validate and write ``result``; returns file name -> absolute path.
+    """Validate and write ``result``; returns file name -> absolute path (through ``out_dir`` as given).
 
     ``metadata`` goes into ``result.json`` (method, weights, preset, seed, device, timings, ...).
     """
     result = validate(result)
     out_dir = Path(out_dir).absolute()
-    check_output_dir(out_dir, overwrite)
-    token = uuid.uuid4().hex[:8]
-    staging = out_dir.with_name(f".{out_dir.name}.tmp-{token}")
-    retired = out_dir.with_name(f".{out_dir.name}.old-{token}")
+    target = check_output_dir(out_dir, overwrite)
+    staging = target.with_name(staging_name(target.name, "tmp"))
+    retired = target.with_name(staging_name(target.name, "old"))
     try:
-        out_dir.parent.mkdir(parents=True, exist_ok=True)
+        target.parent.mkdir(parents=True, exist_ok=True)
         staging.mkdir()
         files = _write_files(result, staging, metadata)
-        if out_dir.exists():
-            out_dir.rename(retired)
-        try:
-            staging.rename(out_dir)
-        except OSError:
-            if retired.exists():
-                retired.rename(out_dir)
-            raise
+        _swap(staging, target, retired)
     except OSError as exc:
         raise _disk_error(exc, out_dir) from None
     finally:

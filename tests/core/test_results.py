@@ -1,9 +1,11 @@
-"""Result writing: real files read back with numpy, Pillow, json and trimesh; atomicity and errors."""
+"""Result writing: real files read back with numpy, Pillow, json and trimesh; atomicity and errors;
+output folders that hold an artist's own files, links, long names and what a killed run left."""
 
 from __future__ import annotations
 
 import errno
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -13,8 +15,8 @@ from PIL import Image
 
 from backend import results
 from backend.methods.base import MeshResult
-from backend.protocol import PROTOCOL_VERSION
-from backend.results import ResultError, validate, write_result
+from backend.protocol import PROTOCOL_VERSION, staging_name
+from backend.results import ResultError, check_output_dir, validate, write_result
 
 META = {
     "method": "meshinversion",
@@ -22,6 +24,23 @@ META = {
     "preset": "fast",
     "seed": 3,
 }
+
+
+def tree(folder: Path) -> dict[str, object]:
+    """Every entry under ``folder``: file bytes, link targets, folders; equal trees are byte-identical."""
+    entries: dict[str, object] = {}
+    for path in sorted(folder.rglob("*")):
+        name = str(path.relative_to(folder))
+        if path.is_symlink():
+            entries[name] = ("link", os.readlink(path))
+        else:
+            entries[name] = path.read_bytes() if path.is_file() else "folder"
+    return entries
+
+
+def hidden(folder: Path) -> list[str]:
+    """Hidden entries in ``folder``: where staging, retired and probe folders would show up."""
+    return sorted(p.name for p in folder.iterdir() if p.name.startswith("."))
 
 
 def octahedron() -> MeshResult:
@@ -159,15 +178,15 @@ def test_disk_errors_leave_nothing(
     def failing_save(*args, **kwargs):
         raise OSError(err, "simulated")
 
-    monkeypatch.setattr(results.np, "savez_compressed", failing_save)
     out = tmp_path / "out"
-    out.mkdir()
-    (out / "result.json").write_text("old result")
+    write_result(octahedron(), out, META)
+    before = tree(out)
+    monkeypatch.setattr(results.np, "savez_compressed", failing_save)
     with pytest.raises(ResultError) as exc:
         write_result(octahedron(), out, META, overwrite=True)
     assert exc.value.code == code and exc.value.hint
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
-    assert (out / "result.json").read_text() == "old result"  # the previous result survives a failed write
+    assert tree(out) == before  # the previous result survives a failed write, byte for byte
 
 
 def test_output_path_is_a_file(tmp_path: Path) -> None:
@@ -175,3 +194,245 @@ def test_output_path_is_a_file(tmp_path: Path) -> None:
     with pytest.raises(ResultError) as err:
         write_result(octahedron(), tmp_path / "out", META, overwrite=True)
     assert err.value.code == "output_exists"
+
+
+def _png(path: Path) -> None:
+    Image.fromarray(np.full((4, 4, 3), 7, np.uint8), "RGB").save(path)
+
+
+def _own_result_json_and_texture(out: Path) -> None:
+    (out / "result.json").write_text('{"mine": 1}')
+    _png(out / "texture.png")
+
+
+def _result_names_without_result_json(out: Path) -> None:
+    (out / "mesh.npz").write_bytes(b"my mesh")
+    _png(out / "texture.png")
+
+
+def _result_json_not_json(out: Path) -> None:
+    (out / "result.json").write_bytes(b"\xff\xfe not json")
+    (out / "mesh.glb").write_bytes(b"glTF mine")
+
+
+def _result_with_an_unlisted_file(out: Path) -> None:
+    mesh = octahedron()
+    mesh.previews = {}
+    write_result(mesh, out, META)
+    _png(out / "preview.png")  # the artist's own preview, not in the result's file list
+
+
+def _result_missing_a_listed_file(out: Path) -> None:
+    write_result(octahedron(), out, META)
+    (out / "mesh.glb").unlink()
+
+
+def _folder_named_like_a_result_file(out: Path) -> None:
+    write_result(octahedron(), out, META)
+    (out / "mesh.glb").unlink()
+    (out / "mesh.glb").mkdir()
+    (out / "mesh.glb" / "scene.gltf").write_text("{}")
+
+
+def _result_json_linked_elsewhere(out: Path) -> None:
+    write_result(octahedron(), out / "real", META)
+    for path in (out / "real").iterdir():
+        path.rename(out / path.name)
+    (out / "real").rmdir()
+    (out / "result.json").rename(out.parent / "mine.json")
+    (out / "result.json").symlink_to(out.parent / "mine.json")
+
+
+def _any_names(out: Path) -> None:
+    (out / "line\nbreak.txt").write_text("mine")
+    (out / "Ünïcode änd spaces.blend").write_bytes(b"BLENDER")
+    (out / ".hidden").write_text("mine")
+
+
+USER_FOLDERS = {
+    "own result.json and texture.png": (_own_result_json_and_texture, "result.json"),
+    "result file names, no result.json": (_result_names_without_result_json, "mesh.npz"),
+    "result.json that is not JSON": (_result_json_not_json, "result.json"),
+    "a result plus a file it does not list": (_result_with_an_unlisted_file, "preview.png"),
+    "a result missing a listed file": (_result_missing_a_listed_file, "mesh.glb"),
+    "a folder named like a result file": (_folder_named_like_a_result_file, "mesh.glb"),
+    "result.json linked elsewhere": (_result_json_linked_elsewhere, "result.json"),
+    "any names (newline, non-ASCII, hidden)": (_any_names, "line\\nbreak.txt"),
+}
+
+
+@pytest.mark.parametrize("case", USER_FOLDERS, ids=list(USER_FOLDERS))
+def test_overwrite_never_replaces_a_folder_that_is_not_an_earlier_result(tmp_path: Path, case: str) -> None:
+    """An earlier result is recognised by content (a result.json of ours listing exactly the files
+    present), not by file names: anything else is refused under --overwrite and left byte-identical."""
+    fill, named = USER_FOLDERS[case]
+    out = tmp_path / "out"
+    out.mkdir()
+    fill(out)
+    before, around = tree(tmp_path), sorted(p.name for p in tmp_path.iterdir())
+    for target in (out, tmp_path / "link"):  # directly, and through a link to the folder
+        if target.name == "link":
+            target.symlink_to(out, target_is_directory=True)
+            around.append("link")
+        with pytest.raises(ResultError) as err:
+            write_result(octahedron(), target, META, overwrite=True)
+        assert err.value.code == "output_exists" and "--overwrite only replaces" in err.value.hint
+        assert "\n" not in err.value.message and named in err.value.message, err.value.message
+        assert "nothing was changed" in err.value.message
+        assert {k: v for k, v in tree(tmp_path).items() if k != "link"} == before
+        assert sorted(p.name for p in tmp_path.iterdir()) == sorted(around)
+
+
+def test_link_to_an_empty_folder_gets_the_result_inside_its_target(tmp_path: Path) -> None:
+    """-o LINK: the result goes into the folder LINK points to; LINK stays a link and nothing else
+    appears beside it or beside the target (was: LINK renamed to .LINK.old-*, a real folder in its place)."""
+    (tmp_path / "work").mkdir()
+    (tmp_path / "store").mkdir()
+    target = tmp_path / "store" / "results"
+    target.mkdir()
+    link = tmp_path / "work" / "LINK"
+    link.symlink_to(target, target_is_directory=True)
+    files = write_result(octahedron(), link, META)
+    assert link.is_symlink() and os.readlink(link) == str(target)
+    assert sorted(p.name for p in target.iterdir()) == sorted(files)
+    assert Path(files["mesh.npz"]) == link / "mesh.npz"  # paths as the user gave them
+    assert [p.name for p in (tmp_path / "work").iterdir()] == ["LINK"]
+    assert [p.name for p in (tmp_path / "store").iterdir()] == ["results"]
+
+
+def test_overwrite_through_a_link_replaces_the_earlier_result_inside_the_target(tmp_path: Path) -> None:
+    target = tmp_path / "C-target"
+    write_result(octahedron(), target, META)
+    link = tmp_path / "C"
+    link.symlink_to(target, target_is_directory=True)
+    newer = octahedron()
+    newer.previews = {}
+    newer.vertices = newer.vertices * 2
+    with pytest.raises(ResultError, match="not empty"):
+        write_result(newer, link, META)
+    write_result(newer, link, META, overwrite=True)
+    assert link.is_symlink() and os.readlink(link) == str(target)
+    assert sorted(p.name for p in target.iterdir()) == ["mesh.glb", "mesh.npz", "result.json", "texture.png"]
+    with np.load(link / "mesh.npz") as npz:
+        np.testing.assert_array_equal(npz["vertices"], newer.vertices)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["C", "C-target"] and hidden(tmp_path) == []
+
+
+def test_a_link_chain_and_a_linked_parent_write_at_the_real_folder(tmp_path: Path) -> None:
+    (tmp_path / "real").mkdir()
+    (tmp_path / "hop").symlink_to(tmp_path / "real", target_is_directory=True)
+    (tmp_path / "chain").symlink_to(tmp_path / "hop", target_is_directory=True)
+    write_result(octahedron(), tmp_path / "chain", META)
+    (tmp_path / "parent").symlink_to(tmp_path / "real", target_is_directory=True)
+    write_result(octahedron(), tmp_path / "parent" / "inner", META)
+    assert (tmp_path / "chain").is_symlink() and (tmp_path / "real" / "mesh.npz").is_file()
+    assert (tmp_path / "real" / "inner" / "result.json").is_file() and hidden(tmp_path) == []
+
+
+@pytest.mark.parametrize("name", ["n" * 245, "n" * 255, "ü" * 127], ids=["245", "255", "254 bytes"])
+def test_long_legal_names_work(tmp_path: Path, name: str) -> None:
+    """Staging and probe names are short whatever the output name (was: "File name too long" at 245)."""
+    write_result(octahedron(), tmp_path / name, META)
+    write_result(octahedron(), tmp_path / name, META, overwrite=True)
+    assert [p.name for p in tmp_path.iterdir()] == [name] and (tmp_path / name / "mesh.glb").is_file()
+
+
+@pytest.mark.parametrize(
+    "name", ["n" * 256, "ü" * 128, "deep/" + "n" * 300], ids=["256", "256 bytes", "parent"]
+)
+def test_too_long_name_is_one_line_before_any_work(tmp_path: Path, name: str) -> None:
+    with pytest.raises(ResultError) as err:
+        check_output_dir(tmp_path / name, overwrite=True)
+    assert err.value.code == "bad_output" and "\n" not in err.value.message
+    assert "bytes; this file system allows 255" in err.value.message and "shorter" in err.value.hint
+    assert len(err.value.message) < 300 and list(tmp_path.iterdir()) == []
+
+
+def _dangling(tmp_path: Path) -> Path:
+    (tmp_path / "out").symlink_to(tmp_path / "missing", target_is_directory=True)
+    return tmp_path / "out"
+
+
+def _loop(tmp_path: Path) -> Path:
+    (tmp_path / "out").symlink_to(tmp_path / "other")
+    (tmp_path / "other").symlink_to(tmp_path / "out")
+    return tmp_path / "out"
+
+
+def _inside_a_file(tmp_path: Path) -> Path:
+    (tmp_path / "file").write_text("mine")
+    return tmp_path / "file" / "out"
+
+
+def _inside_a_dangling_link(tmp_path: Path) -> Path:
+    return _dangling(tmp_path) / "out"
+
+
+def _link_to_a_file(tmp_path: Path) -> Path:
+    (tmp_path / "file").write_text("mine")
+    (tmp_path / "out").symlink_to(tmp_path / "file")
+    return tmp_path / "out"
+
+
+BAD_PATHS = {
+    "dangling link": (_dangling, "bad_output", "missing or loops"),
+    "link loop": (_loop, "bad_output", "missing or loops"),
+    "path inside a file": (_inside_a_file, "bad_output", "is not a folder"),
+    "path inside a dangling link": (_inside_a_dangling_link, "bad_output", "is not a folder"),
+    "link to a file": (_link_to_a_file, "output_exists", "is not a folder"),
+}
+
+
+@pytest.mark.parametrize("case", BAD_PATHS, ids=list(BAD_PATHS))
+def test_unusable_paths_are_one_line_errors_and_nothing_changes(tmp_path: Path, case: str) -> None:
+    make, code, words = BAD_PATHS[case]
+    out = make(tmp_path)
+    before = tree(tmp_path)
+    for overwrite in (False, True):
+        with pytest.raises(ResultError) as err:
+            write_result(octahedron(), out, META, overwrite=overwrite)
+        assert err.value.code == code and words in err.value.message and err.value.hint
+        assert "\n" not in err.value.message and tree(tmp_path) == before
+
+
+def _debris(folder: Path, output: str, kind: str, files: dict[str, bytes]) -> Path:
+    path = folder / staging_name(output, kind)
+    path.mkdir()
+    for name, data in files.items():
+        (path / name).write_bytes(data)
+    return path
+
+
+def test_a_later_run_clears_its_own_debris_and_only_that(tmp_path: Path) -> None:
+    """What a killed run leaves (staging, retired and probe folders under this output's hashed names,
+    holding only result files) goes with the next run for that output; look-alikes stay."""
+    write_result(octahedron(), tmp_path / "out", META)
+    for kind, files in (("tmp", {"mesh.npz": b"half"}), ("old", {"texture.png": b"x"}), ("tmp", {})):
+        _debris(tmp_path, "out", kind, files)
+    kept = [
+        _debris(tmp_path, "out", "tmp", {"mesh.npz": b"x", "notes.txt": b"mine"}),  # holds a foreign file
+        _debris(tmp_path, "other", "tmp", {"mesh.npz": b"x"}),  # another output's (maybe still running)
+        _debris(tmp_path, "out", "bak", {"mesh.npz": b"x"}),  # not a kind we make
+    ]
+    (tmp_path / ".out.tmp-1234abcd").mkdir()  # the old naming: not ours by the hashed pattern
+    linked = tmp_path / staging_name("out", "tmp")
+    linked.symlink_to(kept[2], target_is_directory=True)
+    expected = sorted([*(p.name for p in kept), ".out.tmp-1234abcd", linked.name])
+    before = {name: tree(tmp_path / name) for name in expected}
+    write_result(octahedron(), tmp_path / "out", META, overwrite=True)
+    assert hidden(tmp_path) == expected
+    assert {name: tree(tmp_path / name) for name in expected} == before
+
+
+def test_a_kill_between_the_two_renames_gets_the_earlier_result_back(tmp_path: Path) -> None:
+    """Killed after the earlier result was renamed aside and before the new one took its place: the
+    next run puts the earlier result back (it is only removed once a new one is complete)."""
+    out = tmp_path / "out"
+    write_result(octahedron(), out, META)
+    before = tree(out)
+    out.rename(tmp_path / staging_name("out", "old"))
+    write_result(octahedron(), tmp_path / "new", META)
+    (tmp_path / "new").rename(tmp_path / staging_name("out", "tmp"))
+    with pytest.raises(ResultError, match="not empty"):  # back, and not replaced without --overwrite
+        write_result(octahedron(), out, META)
+    assert tree(out) == before and hidden(tmp_path) == []
