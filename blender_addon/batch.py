@@ -7,6 +7,11 @@
 The exit code is 1 when any photo failed, 2 for bad arguments. The add-on is enabled through
 Blender's extension system when this file lives in an installed extension, else (a source
 checkout) imported from the folder beside this file.
+
+Outputs follow the backend's rules: ``--output`` through a link writes into the link's target; an
+existing ``.blend``/``.glb``/preview is only replaced with ``--overwrite`` (a link or folder of that
+name never is); each file is written under a short hidden temporary name beside it and renamed into
+place, so a failed or killed run never leaves half a file under the real name.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import os
 import shlex
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 
@@ -45,13 +51,34 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--export", choices=("glb",), action="append", default=[], help="export format")
     parser.add_argument("--preview", action="store_true", help="Cycles render OUTPUT/<name>_preview.png")
     parser.add_argument("--backend-python", default=None, help="Python of the backend environment")
-    parser.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    parser.add_argument(
+        "--overwrite", action="store_true", help="replace earlier results and existing .blend/.glb/previews"
+    )
     return parser.parse_args(argv)
 
 
 def script_args() -> list[str]:
     """Blender passes its own arguments too; ours follow ``--`` (the bpy module passes only ours)."""
     return sys.argv[sys.argv.index("--") + 1 :] if "--" in sys.argv else sys.argv[1:]
+
+
+class OutputError(Exception):
+    """``--output`` cannot be used as given; the script says why and exits 2."""
+
+
+def output_folder(arg: str) -> Path:
+    """The real folder behind ``--output``, created if missing: a link is followed (it stays a link);
+    a link to nothing, a file, or a path through either is refused, never replaced."""
+    path = Path(arg).absolute()
+    try:
+        if path.is_symlink() and not path.exists():
+            raise OutputError(f"--output {path} is a link to {os.readlink(path)}, which is missing or loops")
+        if path.exists() and not path.is_dir():
+            raise OutputError(f"--output {path} is a file, not a folder")
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"cannot use --output {path}: {exc.strerror or exc}") from None
+    return Path(os.path.realpath(path))
 
 
 def collect_images(inputs: list[str]) -> list[Path]:
@@ -147,9 +174,65 @@ def render_preview(obj: bpy.types.Object, path: Path) -> None:
         scene.camera = previous_camera or camera
 
 
+def side_files(args: argparse.Namespace, output: Path, stem: str) -> dict[str, Path]:
+    """The files a photo adds beside its result folder, by kind, as the arguments ask."""
+    wanted = {
+        "preview": (args.preview, f"{stem}_preview.png"),
+        "glb": ("glb" in args.export, f"{stem}.glb"),
+        "blend": (args.save_blend, f"{stem}.blend"),
+    }
+    return {kind: output / name for kind, (asked, name) in wanted.items() if asked}
+
+
+def check_free(addon: ModuleType, path: Path, overwrite: bool) -> None:
+    """Refuse, before the reconstruction, a name the folder cannot hold and a file that is there
+    already (unless ``--overwrite``); a link or a folder of that name is never replaced."""
+    error = addon.client.BackendError
+    if len(os.fsencode(path.name)) > addon.client.protocol.name_max(path.parent):
+        raise error("bad_output", f"{path.name[:24]!r}... is too long a file name here", "rename the photo")
+    if path.is_symlink() or (path.exists() and not path.is_file()):
+        raise error("output_exists", f"{path} is a link or a folder, never replaced", "pick another --output")
+    if path.exists() and not overwrite:
+        raise error(
+            "output_exists", f"{path} exists", "pass --overwrite to replace it, or pick another --output"
+        )
+
+
+def write_atomically(addon: ModuleType, path: Path, write: Callable[[Path], None]) -> None:
+    """``write`` to a short hidden name beside ``path``, then rename it into place, so no failure or
+    kill leaves half a file under ``path``; temporary files a killed earlier run left for ``path``
+    go first (ours only: the hashed name of ``path``, and Blender's ``NAME@`` while it saves)."""
+    protocol = addon.client.protocol
+    kind = "tmp" + path.suffix  # Blender's writers keep a file's suffix, or add their own
+    for name in os.listdir(path.parent):
+        debris = path.parent / name
+        if protocol.is_staging_name(name.removesuffix("@"), path.name, kind) and not debris.is_symlink():
+            debris.unlink(missing_ok=True)
+    temp = path.with_name(protocol.staging_name(path.name, kind))
+    try:
+        write(temp)
+        os.replace(temp, path)
+    finally:
+        for leftover in (temp, temp.with_name(temp.name + "@")):
+            leftover.unlink(missing_ok=True)
+
+
+def export_glb(obj: bpy.types.Object, path: Path) -> None:
+    bpy.ops.object.select_all(action="DESELECT")
+    obj.select_set(True)
+    bpy.ops.export_scene.gltf(filepath=str(path), export_format="GLB", use_selection=True)
+
+
+def save_blend(path: Path) -> None:
+    bpy.ops.wm.save_as_mainfile(filepath=str(path), copy=True)
+
+
 def process(addon: ModuleType, image: Path, args: argparse.Namespace, output: Path) -> dict[str, object]:
     """One photo: reconstruct, then the requested outputs; the row for the summary table."""
     started = time.monotonic()
+    extra = side_files(args, output, image.stem)
+    for path in extra.values():
+        check_free(addon, path, args.overwrite)
     clear_scene()
     obj = addon.reconstruct(
         image,
@@ -165,20 +248,14 @@ def process(addon: ModuleType, image: Path, args: argparse.Namespace, output: Pa
         overwrite=args.overwrite,
         overrides=addon.jobs.parse_overrides(shlex.join(args.set)),
     )
-    files = [output / image.stem]
-    if args.preview:
-        render_preview(obj, output / f"{image.stem}_preview.png")
-        files.append(output / f"{image.stem}_preview.png")
-    if "glb" in args.export:
-        bpy.ops.object.select_all(action="DESELECT")
-        obj.select_set(True)
-        bpy.ops.export_scene.gltf(
-            filepath=str(output / f"{image.stem}.glb"), export_format="GLB", use_selection=True
-        )
-        files.append(output / f"{image.stem}.glb")
-    if args.save_blend:
-        bpy.ops.wm.save_as_mainfile(filepath=str(output / f"{image.stem}.blend"), copy=True)
-        files.append(output / f"{image.stem}.blend")
+    writers: dict[str, Callable[[Path], None]] = {
+        "preview": lambda path: render_preview(obj, path),
+        "glb": lambda path: export_glb(obj, path),
+        "blend": save_blend,
+    }
+    for kind, path in extra.items():
+        write_atomically(addon, path, writers[kind])
+    files = [output / image.stem, *extra.values()]
     return {
         "image": image.name,
         "status": "ok",
@@ -212,8 +289,11 @@ def main(argv: list[str]) -> int:
     if not images:
         print("batch.py: no images found in --input", file=sys.stderr)
         return 2
-    output = Path(args.output).resolve()
-    output.mkdir(parents=True, exist_ok=True)
+    try:
+        output = output_folder(args.output)
+    except OutputError as exc:
+        print(f"batch.py: {exc}", file=sys.stderr)
+        return 2
     addon, registered_here = load_addon()
     client_error = addon.client.BackendError
     rows: list[dict[str, object]] = []
