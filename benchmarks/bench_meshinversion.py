@@ -12,7 +12,12 @@ Metrics per image: mask IoU in the input view (prediction in its fitted camera v
 mask); the mean silhouette IoU over 8 novel views (azimuth 0, 45, ..., 315 deg at 20 deg
 elevation in the object frame; both meshes mean-centred and drawn at their own camera scale, so a
 wrong shape, size or orientation all lower it); Chamfer-L2 between surface samples after
-centring and scaling to unit RMS radius; texture PSNR in the input view where both masks agree.
+centring and scaling to unit RMS radius. Appearance, with the exported texture (the preset's
+``texture`` mode): PSNR and SSIM in the input view on the true mask ∩ the rendered mask; in the
+same 8 novel views, the reconstruction and the true mesh with its true texture rendered unlit on
+white, PSNR on the union of both silhouettes and the body colour error (CIEDE2000 between the
+mean colours of the two renders' object pixels, averaged over the views). The baselines are
+scored with their own (GAN mean) texture and again with the same texture stage as the method.
 Speed: seconds per image one by one and in one batch; peak memory is the maximum resident set.
 
     .venv/bin/python benchmarks/bench_meshinversion.py --images 8 --preset fast
@@ -35,6 +40,7 @@ sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from metrics import ciede2000, masked_psnr, masked_ssim, srgb_to_lab  # noqa: E402
 
 from backend.inputs import InputImage, crop_to_object  # noqa: E402
 from backend.methods.meshinversion.baselines import Baselines  # noqa: E402
@@ -47,7 +53,7 @@ from backend.methods.meshinversion.generator import Generator, GeneratorConfig  
 from backend.methods.meshinversion.invert import InversionResult, InversionSettings, Inverter, Targets  # noqa: E402
 from backend.methods.meshinversion.losses import mask_iou, one_sided_chamfer  # noqa: E402
 from backend.methods.meshinversion.mesh_gan import MeshGAN  # noqa: E402
-from backend.methods.meshinversion.method import METHOD_OPTIONS, MeshInversion  # noqa: E402
+from backend.methods.meshinversion.method import METHOD_OPTIONS, MeshInversion, method_settings  # noqa: E402
 from backend.render.cameras import quaternion_matrix  # noqa: E402
 from backend.train.data.render_sample import render_cars  # noqa: E402
 from backend.train.splits import SPLITS, split_seeds  # noqa: E402
@@ -70,10 +76,12 @@ def held_out_photos(count: int, size: int, texture_size: int, split: str = "eval
     for cars in renders:
         for i in range(len(cars.seeds)):
             rgb = cars.image[i].astype(np.float32) / 255
-            crop = crop_to_object(InputImage(rgb, cars.mask[i], f"car-{cars.seeds[i]}"), size, 0.05)
+            image = InputImage(rgb, cars.mask[i], f"car-{cars.seeds[i]}")
+            crop = crop_to_object(image, size, 0.05)
             quaternion = torch.from_numpy(cars.quaternion[i : i + 1]).float()
             photos.append({
                 "crop": crop,
+                "photo": crop_to_object(image, round(crop.box[2]), 0.05),
                 "vertices": torch.from_numpy(cars.vertices[i]),
                 "faces": torch.from_numpy(cars.faces).long(),
                 "texture": torch.from_numpy(cars.texture[i]).permute(2, 0, 1).float() / 127.5 - 1,
@@ -123,41 +131,97 @@ def chamfer_l2(predicted: Mesh, truth: Mesh) -> float:
     return float(forward + one_sided_chamfer(clouds[1], every, clouds[0], every))
 
 
-def texture_psnr(model: MeshGAN, result: InversionResult, photo: dict) -> float:
-    """PSNR (dB, colours in [0, 1]) of the input-view rendering on pixels where both masks agree."""
+def input_view_appearance(
+    model: MeshGAN, result: InversionResult, texture: torch.Tensor, photo: dict
+) -> dict:
+    """PSNR (dB) and SSIM of the input-view rendering with the exported texture, colours in [0, 1], on
+    the pixels both the true mask and the rendering cover."""
     crop = photo["crop"]
     with torch.no_grad():
-        rendering = model.render(
-            result.vertices[None], result.texture[None], result.camera, crop.mask.shape[0]
-        )
-    predicted = ((rendering.rgb[0] + 1) / 2).permute(1, 2, 0).numpy()
-    both = rendering.mask[0].numpy() & (crop.mask >= 0.5)
-    error = float(np.mean((predicted[both] - crop.rgb[both]) ** 2)) if both.any() else 1.0
-    return 10 * math.log10(1 / max(error, 1e-10))
+        size = crop.mask.shape[0]
+        rendering = model.render_exported(result.vertices[None], texture[None], result.camera, size)
+    predicted = ((rendering.rgb[0] + 1) / 2).permute(1, 2, 0)
+    both = rendering.mask[0] & torch.from_numpy(crop.mask >= 0.5)
+    truth = torch.from_numpy(crop.rgb)
+    return {
+        "input_psnr": masked_psnr(predicted, truth, both),
+        "input_ssim": masked_ssim(predicted, truth, both),
+    }
 
 
-def evaluate(model: MeshGAN, results: list[InversionResult], photos: list[dict]) -> list[dict]:
+def novel_view_renders(model: MeshGAN, vertices: torch.Tensor, texture: torch.Tensor, scale: float,
+                       exported: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """(8, 256, 256, 3) unlit renders on white in [0, 1] and (8, 256, 256) masks from the novel views,
+    the mesh mean-centred at its own camera scale (``exported``: the texture is addressed by the
+    exported UVs, else the GAN's own convention)."""
+    count = len(NOVEL_AZIMUTHS)
+    quaternions = view_quaternion(
+        torch.tensor(NOVEL_AZIMUTHS).deg2rad(), torch.full((count,), math.radians(NOVEL_ELEVATION))
+    )
+    centred = (vertices - vertices.mean(dim=0))[None].expand(count, -1, -1)
+    camera = WeakPerspective(quaternions, torch.full((count,), scale), torch.zeros(count, 2))
+    textures = texture[None].expand(count, -1, -1, -1)
+    with torch.no_grad():
+        render = model.render_exported if exported else model.render
+        rendering = render(centred, textures, camera, 256)
+    rgb = torch.where(rendering.mask[:, None], (rendering.rgb + 1) / 2, torch.ones_like(rendering.rgb))
+    return rgb.permute(0, 2, 3, 1), rendering.mask
+
+
+def novel_view_appearance(
+    model: MeshGAN, result: InversionResult, texture: torch.Tensor, photo: dict
+) -> dict:
+    """Novel-view PSNR on the union of the silhouettes and the body colour error (CIEDE2000)."""
+    scale = float(result.camera.scale[0])
+    predicted, predicted_mask = novel_view_renders(model, result.vertices, texture, scale, exported=True)
+    truth_model = template_renderer(int(photo["texture"].shape[-1]))
+    truth, truth_mask = novel_view_renders(truth_model, photo["vertices"], photo["texture"], photo["scale"],
+                                           exported=False)  # fmt: skip
+    union = predicted_mask | truth_mask
+    psnr = masked_psnr(predicted.reshape(-1, 256, 3), truth.reshape(-1, 256, 3), union.reshape(-1, 256))
+    errors = []
+    for view in range(len(NOVEL_AZIMUTHS)):
+        if predicted_mask[view].any() and truth_mask[view].any():
+            means = [image[view][mask[view]].mean(dim=0) for image, mask in ((predicted, predicted_mask),
+                                                                              (truth, truth_mask))]
+            errors.append(float(ciede2000(srgb_to_lab(means[0].double()), srgb_to_lab(means[1].double()))))
+    return {"novel_psnr": psnr, "body_colour_error": float(np.mean(errors)) if errors else math.nan}
+
+
+def evaluate(model: MeshGAN, results: list[InversionResult], photos: list[dict],
+             textures: list[torch.Tensor]) -> list[dict]:
+    """Per-image shape and appearance metrics; ``textures`` are the exported ones (3, N, N) in [-1, 1]."""
     rows = []
-    for result, photo in zip(results, photos, strict=True):
+    for result, photo, texture in zip(results, photos, textures, strict=True):
         predicted, truth = (result.vertices, model.faces), (photo["vertices"], photo["faces"])
         rows.append({
             "input_iou": result.mask_iou,
             "novel_iou": novel_view_iou(predicted, float(result.camera.scale[0]), truth, photo["scale"]),
             "chamfer_l2": chamfer_l2(predicted, truth),
-            "texture_psnr": texture_psnr(model, result, photo),
+            **input_view_appearance(model, result, texture, photo),
+            **novel_view_appearance(model, result, texture, photo),
         })  # fmt: skip
     return rows
 
 
+METRICS = (
+    "input_iou", "novel_iou", "chamfer_l2", "input_psnr", "input_ssim", "novel_psnr", "body_colour_error",
+)  # fmt: skip
+
+
 def summary(rows: list[dict], seconds: float) -> dict:
     return {
-        "input_iou_mean": float(np.mean([r["input_iou"] for r in rows])),
-        "novel_iou_mean": float(np.mean([r["novel_iou"] for r in rows])),
-        "chamfer_l2_mean": float(np.mean([r["chamfer_l2"] for r in rows])),
-        "texture_psnr_mean": float(np.mean([r["texture_psnr"] for r in rows])),
+        **{f"{name}_mean": float(np.mean([r[name] for r in rows])) for name in METRICS},
         "seconds_per_image": seconds / len(rows),
         "per_image": rows,
     }
+
+
+def final_textures(method: MeshInversion, results: list[InversionResult], photos: list[dict],
+                   options: dict) -> list[torch.Tensor]:
+    """The exported texture of each result under the ``texture`` mode of ``options``."""
+    pairs = zip(results, photos, strict=True)
+    return [method.final_texture(result, photo["photo"], options)[0] for result, photo in pairs]
 
 
 def rotation_error_deg(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -219,8 +283,9 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     out = Path(args.out or ROOT / "benchmarks" / f"meshinversion{'_oracle' if args.oracle_only else ''}.json")
-    options = {k: v for k, v in MeshInversion.presets[args.preset].items() if k not in METHOD_OPTIONS}
-    options.update(json.loads(args.set) if args.set else {})
+    preset = {**MeshInversion.presets[args.preset], **(json.loads(args.set) if args.set else {})}
+    options = {k: v for k, v in preset.items() if k not in METHOD_OPTIONS}
+    texture_options = method_settings(preset)
     settings = InversionSettings.from_options(options)
 
     if args.oracle_only:
@@ -251,13 +316,15 @@ def main() -> None:
         """No progress output."""
 
     report: dict = {"weights": entry.id, "preset": args.preset, "split": args.split, "images": args.images,
-                    "settings": options}
+                    "settings": options, "texture": texture_options}
     inverter = Inverter(model, settings, method.feature_network() if settings.feature_weight > 0 else None)
     started = time.perf_counter()
     results = [
         inverter.run([rgb], [mask], args.seed, quiet)[0] for rgb, mask in zip(rgbs, masks, strict=True)
     ]
-    report["meshinversion"] = summary(evaluate(model, results, photos), time.perf_counter() - started)
+    textures = final_textures(method, results, photos, texture_options)
+    elapsed = time.perf_counter() - started
+    report["meshinversion"] = summary(evaluate(model, results, photos, textures), elapsed)
     print("meshinversion", {k: v for k, v in report["meshinversion"].items() if k != "per_image"}, flush=True)
 
     batch = min(args.batch, args.images)
@@ -282,8 +349,15 @@ def main() -> None:
         ):
             started = time.perf_counter()
             results = [run([rgb], [mask], args.seed, quiet)[0] for rgb, mask in zip(rgbs, masks, strict=True)]
-            report[name] = summary(evaluate(model, results, photos), time.perf_counter() - started)
+            elapsed = time.perf_counter() - started
+            own = [result.texture for result in results]
+            report[name] = summary(evaluate(model, results, photos, own), elapsed)
             print(name, {k: v for k, v in report[name].items() if k != "per_image"}, flush=True)
+            if texture_options["texture"] != "generated":
+                textured = final_textures(method, results, photos, texture_options)
+                report[f"{name}_textured"] = summary(evaluate(model, results, photos, textured), elapsed)
+                shown = {k: v for k, v in report[f"{name}_textured"].items() if k != "per_image"}
+                print(f"{name}_textured", shown, flush=True)
 
     report["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     report["machine"] = {

@@ -70,3 +70,70 @@ def scatter_depth(
     depth = depth_values.new_zeros(shape[0] * shape[1] * shape[2])
     depth[pixels] = depth_values + offset
     return depth.reshape(shape)
+
+
+def masked_ssim(predicted: torch.Tensor, truth: torch.Tensor, mask: torch.Tensor) -> float:
+    """Mean SSIM (Gaussian window, std 1.5 px, on each channel of (H, W, 3) colours in [0, 1]) over
+    the pixels where ``mask`` (H, W) is true; NaN when the mask is empty."""
+    mask = mask.bool()
+    if not bool(mask.any()):
+        return math.nan
+    offsets = torch.arange(-5, 6, dtype=predicted.dtype, device=predicted.device)
+    kernel = torch.exp(-0.5 * (offsets / 1.5).square())
+    kernel = (kernel / kernel.sum())[:, None] * (kernel / kernel.sum())[None, :]
+    weights = kernel.expand(3, 1, -1, -1)
+
+    def blur(image: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.conv2d(image, weights, padding=5, groups=3)
+
+    x, y = predicted.permute(2, 0, 1)[None], truth.permute(2, 0, 1)[None]
+    mean_x, mean_y = blur(x), blur(y)
+    var_x = blur(x * x) - mean_x.square()
+    var_y = blur(y * y) - mean_y.square()
+    cov = blur(x * y) - mean_x * mean_y
+    c1, c2 = 0.01**2, 0.03**2
+    numerator = (2 * mean_x * mean_y + c1) * (2 * cov + c2)
+    ssim = numerator / ((mean_x.square() + mean_y.square() + c1) * (var_x + var_y + c2))
+    return float(ssim[0].mean(dim=0)[mask].mean())
+
+
+def srgb_to_lab(rgb: torch.Tensor) -> torch.Tensor:
+    """(..., 3) sRGB in [0, 1] -> CIELAB (D65 white)."""
+    linear = torch.where(rgb <= 0.04045, rgb / 12.92, ((rgb + 0.055) / 1.055) ** 2.4)
+    to_xyz = rgb.new_tensor([[0.4124, 0.3576, 0.1805], [0.2126, 0.7152, 0.0722], [0.0193, 0.1192, 0.9505]])
+    xyz = linear @ to_xyz.T / rgb.new_tensor([0.95047, 1.0, 1.08883])
+    f = torch.where(xyz > (6 / 29) ** 3, xyz.clamp(min=1e-12) ** (1 / 3), xyz / (3 * (6 / 29) ** 2) + 4 / 29)
+    x, y, z = f.unbind(-1)
+    return torch.stack((116 * y - 16, 500 * (x - y), 200 * (y - z)), -1)
+
+
+def ciede2000(lab1: torch.Tensor, lab2: torch.Tensor) -> torch.Tensor:
+    """CIEDE2000 colour difference of (..., 3) CIELAB colours (Sharma, Wu and Dalal 2005)."""
+    l1, a1, b1 = lab1.unbind(-1)
+    l2, a2, b2 = lab2.unbind(-1)
+    c_mean = (torch.hypot(a1, b1) + torch.hypot(a2, b2)) / 2
+    g = 0.5 * (1 - torch.sqrt(c_mean**7 / (c_mean**7 + 25.0**7)))
+    a1p, a2p = (1 + g) * a1, (1 + g) * a2
+    c1p, c2p = torch.hypot(a1p, b1), torch.hypot(a2p, b2)
+    h1p = torch.rad2deg(torch.atan2(b1, a1p)) % 360
+    h2p = torch.rad2deg(torch.atan2(b2, a2p)) % 360
+    delta_l, delta_c = l2 - l1, c2p - c1p
+    dh = h2p - h1p
+    dh = torch.where(dh > 180, dh - 360, torch.where(dh < -180, dh + 360, dh))
+    dh = torch.where(c1p * c2p == 0, torch.zeros_like(dh), dh)
+    delta_h = 2 * torch.sqrt(c1p * c2p) * torch.sin(torch.deg2rad(dh) / 2)
+    l_mean, cp_mean = (l1 + l2) / 2, (c1p + c2p) / 2
+    h_sum = h1p + h2p
+    h_mean = torch.where(
+        (h1p - h2p).abs() > 180, torch.where(h_sum < 360, h_sum + 360, h_sum - 360) / 2, h_sum / 2
+    )
+    h_mean = torch.where(c1p * c2p == 0, h_sum, h_mean)
+    t = (1 - 0.17 * torch.cos(torch.deg2rad(h_mean - 30)) + 0.24 * torch.cos(torch.deg2rad(2 * h_mean))
+         + 0.32 * torch.cos(torch.deg2rad(3 * h_mean + 6)) - 0.20 * torch.cos(torch.deg2rad(4 * h_mean - 63)))
+    s_l = 1 + 0.015 * (l_mean - 50) ** 2 / torch.sqrt(20 + (l_mean - 50) ** 2)
+    s_c = 1 + 0.045 * cp_mean
+    s_h = 1 + 0.015 * cp_mean * t
+    r_c = 2 * torch.sqrt(cp_mean**7 / (cp_mean**7 + 25.0**7))
+    r_t = -torch.sin(torch.deg2rad(60 * torch.exp(-(((h_mean - 275) / 25) ** 2)))) * r_c
+    return torch.sqrt((delta_l / s_l) ** 2 + (delta_c / s_c) ** 2 + (delta_h / s_h) ** 2
+                      + r_t * (delta_c / s_c) * (delta_h / s_h))

@@ -63,7 +63,9 @@ def blender_camera(camera: WeakPerspective, centre: np.ndarray, scale: float, cr
     }
 
 
-def novel_view_previews(model: MeshGAN, result: InversionResult, size: int) -> dict[str, np.ndarray]:
+def novel_view_previews(
+    model: MeshGAN, result: InversionResult, texture: torch.Tensor, size: int
+) -> dict[str, np.ndarray]:
     """Renders from fixed views around the object, centred and scaled to fit, on white."""
     vertices = result.vertices[None]
     centred = vertices - vertices.mean(dim=1, keepdim=True)
@@ -75,18 +77,20 @@ def novel_view_previews(model: MeshGAN, result: InversionResult, size: int) -> d
     cameras = WeakPerspective(
         quaternions, torch.full((count,), 0.95 / radius, device=device), torch.zeros(count, 2, device=device)
     )
-    rendering = model.render(
-        centred.expand(count, -1, -1), result.texture[None].expand(count, -1, -1, -1), cameras, size
+    rendering = model.render_exported(
+        centred.expand(count, -1, -1), texture[None].expand(count, -1, -1, -1), cameras, size
     )
     white = torch.where(rendering.mask[:, None], rendering.rgb, torch.ones_like(rendering.rgb))
     return {name: to_uint8(white[i]) for i, name in enumerate(NOVEL_VIEWS)}
 
 
-def input_view_previews(model: MeshGAN, result: InversionResult, crop: Crop) -> dict[str, np.ndarray]:
+def input_view_previews(
+    model: MeshGAN, result: InversionResult, texture: torch.Tensor, crop: Crop
+) -> dict[str, np.ndarray]:
     """The photo crop, the reconstruction in the fitted view, and the reconstruction over the photo."""
     size = crop.mask.shape[0]
-    rendering = model.render(result.vertices[None], result.texture[None], result.camera, size)
-    photo = torch.from_numpy(crop.rgb).to(result.texture.device).permute(2, 0, 1) * 2 - 1
+    rendering = model.render_exported(result.vertices[None], texture[None], result.camera, size)
+    photo = torch.from_numpy(crop.rgb).to(texture.device).permute(2, 0, 1) * 2 - 1
     covered = rendering.mask[0][None]
     return {
         "input": to_uint8(photo),
@@ -96,17 +100,22 @@ def input_view_previews(model: MeshGAN, result: InversionResult, crop: Crop) -> 
 
 
 def to_mesh_result(
-    model: MeshGAN, result: InversionResult, crop: Crop, info: dict[str, Any], previews: bool
+    model: MeshGAN,
+    result: InversionResult,
+    crop: Crop,
+    info: dict[str, Any],
+    texture: torch.Tensor,
+    previews: bool,
 ) -> MeshResult:
-    """Everything ``backend/results.py`` writes for one reconstructed image."""
+    """Everything ``backend/results.py`` writes for one reconstructed image; ``texture`` (3, N, N) in
+    [-1, 1] is the final one (addressed by the exported UVs)."""
     with torch.no_grad():
         vertices, centre, scale = blender_placement(result.vertices.double().cpu().numpy())
         size = model.config.texture_resolution
         uvs = exported_uvs(model.template.corner_uvs, size).numpy()
-        texture = to_uint8(result.texture)
         shown = {
-            **input_view_previews(model, result, crop),
-            **novel_view_previews(model, result, crop.mask.shape[0]),
+            **input_view_previews(model, result, texture, crop),
+            **novel_view_previews(model, result, texture, crop.mask.shape[0]),
         }
     quaternion = torch.nn.functional.normalize(result.camera.quaternion[0], dim=0)
     info = {
@@ -128,7 +137,7 @@ def to_mesh_result(
         vertices=vertices.astype(np.float32),
         faces=model.template.faces.numpy().astype(np.int32),
         uvs=uvs.astype(np.float32),
-        texture=texture,
+        texture=to_uint8(texture),
         camera=blender_camera(result.camera, centre, scale, crop),
         info=_finite(info),
         previews=shown if previews else {},

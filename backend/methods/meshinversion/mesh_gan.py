@@ -46,6 +46,12 @@ def render_uvs(
     return torch.stack((u, uv[..., 1]), dim=-1)
 
 
+def viewer_render_uvs(uvs: torch.Tensor, texture_width: int) -> torch.Tensor:
+    """Exported (viewer) UVs -> UVs into a texture padded by one wrapped column on each side
+    (``pad_texture(symmetric=True)``): u reads column W u - 1/2 with wrap, v is unchanged."""
+    return torch.stack(((uvs[..., 0] * texture_width + 1) / (texture_width + 2), uvs[..., 1]), dim=-1)
+
+
 def pad_texture(texture: torch.Tensor, symmetric: bool) -> torch.Tensor:
     """(B, 3, T, T) -> the column-padded texture ``render_uvs`` addresses."""
     if symmetric:
@@ -131,6 +137,23 @@ class MeshGAN:
             crossings = contour_crossings(screen, self.faces, self.topology, fragments.mask)
             alpha = coverage(fragments.mask, crossings)
         return Rendering(rgb.permute(0, 3, 1, 2), fragments.mask, alpha)
+
+    @cached_property
+    def exported_uvs(self) -> torch.Tensor:
+        """(F, 3, 2) UVs of the exported mesh (texel-centre convention, any texture size)."""
+        return exported_uvs(self.template.corner_uvs, self.config.texture_resolution).to(self.device)
+
+    def render_exported(
+        self, vertices: torch.Tensor, texture: torch.Tensor, camera: WeakPerspective, size: int
+    ) -> Rendering:
+        """Unlit render with a (B, 3, N, N) texture in [-1, 1] of any size N, addressed by the exported
+        UVs as Blender and glTF viewers do (the texture stage writes such textures)."""
+        screen = camera.camera().project(vertices)
+        fragments = rasterize(screen, self.faces, size, cull_backfaces=True)
+        uvs = viewer_render_uvs(self.exported_uvs, texture.shape[-1])
+        uv = interpolate_corner_attributes(fragments, uvs)
+        rgb = sample_texture(pad_texture(texture, symmetric=True), uv) * fragments.mask[..., None]
+        return Rendering(rgb.permute(0, 3, 1, 2), fragments.mask)
 
     def silhouette(self, vertices: torch.Tensor, camera: WeakPerspective, size: int) -> torch.Tensor:
         """(B, H, W) bool coverage without any texture work."""

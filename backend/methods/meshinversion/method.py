@@ -15,15 +15,24 @@ import torch
 
 from backend.inputs import Crop, InputImage, crop_to_object
 from backend.methods.base import MeshResult, Method, Progress
+from backend.methods.meshinversion.appearance import SIZE_RANGE, TEXTURE_MODES, compose, texture_size
 from backend.methods.meshinversion.export import to_mesh_result
 from backend.methods.meshinversion.generator import Generator, GeneratorConfig
-from backend.methods.meshinversion.invert import PAPER_STAGES, InversionSettings, Inverter
+from backend.methods.meshinversion.invert import PAPER_STAGES, InversionResult, InversionSettings, Inverter
 from backend.methods.meshinversion.mesh_gan import MeshGAN
 from backend.methods.meshinversion.vgg import VGG_CONFIG, VGG19Relu31
+from backend.render.bake import bake_photo
 from backend.weights import Registry
 
-METHOD_OPTIONS = {"crop_margin": 0.05, "previews": True}
-"""Options of the method itself; every other option is an ``InversionSettings`` field."""
+METHOD_OPTIONS: dict[str, Any] = {
+    "crop_margin": 0.05, "previews": True, "texture": "generated", "texture_size": None,
+}  # fmt: skip
+"""Options of the method itself; every other option is an ``InversionSettings`` field. ``texture``:
+``generated`` (the GAN's texture, as published), ``projected`` or ``blended`` (the photo baked into
+the UV map, see ``appearance.py``); ``texture_size``: the output texture's side for the last two
+(None = follow the photo, up to 1024)."""
+MAX_PHOTO_SIDE = 1024
+"""The photo is baked from a crop of at most this many pixels across (its own resolution below)."""
 
 PRESETS: dict[str, dict[str, Any]] = {
     "paper": {
@@ -52,6 +61,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     },
     "fast": {
         **METHOD_OPTIONS,
+        "texture": "blended",
         "render_size": 256,
         "z_candidates": 256,
         "rendered_candidates": 32,
@@ -137,22 +147,27 @@ class MeshInversion(Method):
     ) -> list[MeshResult]:
         """Reconstruct several photos in one batched optimisation (the same result per image as a
         batch of one would give with the same random draws, at a lower cost per image)."""
-        crops = [
-            crop_to_object(image, int(options.get("render_size", 256)), options.get("crop_margin", 0.05))
-            for image in images
+        margin = options.get("crop_margin", METHOD_OPTIONS["crop_margin"])
+        crops = [crop_to_object(image, int(options.get("render_size", 256)), margin) for image in images]
+        photos = [
+            crop_to_object(image, photo_side(image, crop), margin)
+            for image, crop in zip(images, crops, strict=True)
         ]
-        return self.invert_crops(crops, options, seed, progress)
+        return self.invert_crops(crops, options, seed, progress, photos)
 
     def invert_crops(
-        self, crops: list[Crop], options: dict[str, Any], seed: int, progress: Progress
+        self, crops: list[Crop], options: dict[str, Any], seed: int, progress: Progress,
+        photos: list[Crop] | None = None,
     ) -> list[MeshResult]:
-        """The work of ``run_batch`` from already cropped photos (benchmarks feed crops directly)."""
+        """The work of ``run_batch`` from already cropped photos (benchmarks feed crops directly);
+        ``photos``: the same crops at the photo's own resolution for the texture stage (default
+        ``crops``)."""
         if self.model is None:
             raise ValueError(
                 f"weights {self.entry.id!r} are the VGG19 feature network, not a generator: choose "
                 "a MeshInversion generator (the VGG19 entry is used automatically when present)"
             )
-        method_options = {k: options.get(k, v) for k, v in METHOD_OPTIONS.items()}
+        method_options = method_settings(options)
         settings = InversionSettings.from_options(
             {k: v for k, v in options.items() if k not in METHOD_OPTIONS}
         )
@@ -176,9 +191,51 @@ class MeshInversion(Method):
             "optimisation_seconds_per_image": elapsed / len(crops),
             "template_rings": self.model.config.template_rings,
         }
-        meshes = [
-            to_mesh_result(self.model, result, crop, info, bool(method_options["previews"]))
-            for result, crop in zip(results, crops, strict=True)
-        ]
+        meshes = []
+        for result, crop, photo in zip(results, crops, photos or crops, strict=True):
+            texture, texture_info = self.final_texture(result, photo, method_options)
+            meshes.append(to_mesh_result(self.model, result, crop, {**info, "texture": texture_info}, texture,
+                                         bool(method_options["previews"])))  # fmt: skip
         progress("export", 1, 1)
         return meshes
+
+    def final_texture(
+        self, result: InversionResult, photo: Crop, options: dict[str, Any]
+    ) -> tuple[torch.Tensor, dict[str, Any]]:
+        """The exported texture (3, N, N) in [-1, 1] of the ``texture`` mode, and what result.json says
+        of it."""
+        assert self.model is not None
+        mode, gan_size = options["texture"], self.model.config.texture_resolution
+        if mode == "generated":
+            return result.texture, {"mode": mode, "size": gan_size}
+        size = texture_size(options["texture_size"], photo.mask.shape[0], gan_size)
+        device = result.texture.device
+        rgb = torch.from_numpy(photo.rgb).to(device).permute(2, 0, 1)
+        mask = torch.from_numpy(photo.mask).to(device)
+        with torch.no_grad():
+            model, camera = self.model, result.camera.camera()
+            bake = bake_photo(result.vertices, model.faces, model.exported_uvs, camera, rgb, mask, size)
+            appearance = compose(mode, result.texture, bake, self.model.config.symmetric)
+        texture_info = {"mode": mode, "size": size, "photo_pixels": int(photo.mask.shape[0]),
+                        "seen_fraction": round(appearance.seen, 4),
+                        "mirrored_fraction": round(appearance.mirrored, 4)}  # fmt: skip
+        return appearance.texture * 2 - 1, texture_info
+
+
+def photo_side(image: InputImage, crop: Crop) -> int:
+    """Pixels across the crop square in the loaded photo (capped at ``MAX_PHOTO_SIDE``)."""
+    return int(min(max(round(crop.box[2] / image.scale_to_original), 16), MAX_PHOTO_SIDE))
+
+
+def method_settings(options: dict[str, Any]) -> dict[str, Any]:
+    """The method's own options (``METHOD_OPTIONS``), checked before any work starts."""
+    settings = {k: options.get(k, v) for k, v in METHOD_OPTIONS.items()}
+    if settings["texture"] not in TEXTURE_MODES:
+        raise ValueError(f"texture must be one of {', '.join(TEXTURE_MODES)}, got {settings['texture']!r}")
+    size = settings["texture_size"]
+    if size is not None:
+        low, high = SIZE_RANGE
+        if isinstance(size, bool) or not isinstance(size, int) or not low <= size <= high:
+            raise ValueError(f"texture_size must be an integer within {low}..{high} (or null to follow the "
+                             f"photo), got {size!r}")  # fmt: skip
+    return settings
