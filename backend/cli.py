@@ -168,7 +168,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--set", action="append", default=[], metavar="KEY=VALUE", help="override a preset option"
     )
     rec.add_argument("-o", "--output", required=True, help="output folder")
-    rec.add_argument("--overwrite", action="store_true", help="replace an existing non-empty output folder")
+    rec.add_argument(
+        "--overwrite", action="store_true", help="replace an earlier result in OUTDIR (never other files)"
+    )
     rec.set_defaults(func=cmd_reconstruct)
 
     weights = sub.add_parser("weights", help="list, import or verify weights")
