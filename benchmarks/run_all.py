@@ -287,6 +287,7 @@ def part_gan2shape(args: argparse.Namespace) -> dict:
     from backend.jobs import resolve_options
     from backend.methods.gan2shape import METHOD, warp
     from backend.methods.gan2shape.losses import depth_metrics
+    from backend.methods.gan2shape.method import exported_texture
     from backend.methods.gan2shape.previews import make_previews
     from backend.methods.gan2shape.prior import ellipsoid_prior
     from backend.methods.gan2shape.warp import BACKGROUND_DEPTH
@@ -331,7 +332,8 @@ def part_gan2shape(args: argparse.Namespace) -> dict:
             rows[name].append({**row, "side": measured["side"], "mad": measured["mad"]})
         print("gan2shape", json.dumps(rows["gan2shape-fast"][-1]), flush=True)
         if len(grid) < 3:
-            previews = make_previews(state, outcome.image, outcome.run.target.mask, outcome.run.canon_mask)
+            run, canonical = outcome.run, exported_texture(outcome)[1]
+            previews = make_previews(state, outcome.image, run.target.mask, run.canon_mask, canonical)
             strip = previews["rotate"].astype(np.float32) / 255
             views = [strip[:, k * size : (k + 1) * size] for k in (0, 2, 4)]  # yaw -45, 0, +45 deg
             on_white = torch.where(covered[0, ..., None], recon, torch.ones_like(recon)).numpy()

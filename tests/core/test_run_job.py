@@ -51,8 +51,10 @@ def test_job_writes_result_and_is_deterministic(tmp_path: Path, method: str) -> 
 
     job("a", 5, events.append)
     written = sorted(p.name for p in (tmp_path / "a").iterdir())
-    assert written == ["mesh.glb", "mesh.npz", "preview.png", "result.json", "texture.png"]
+    assert written == ["mask.png", "mesh.glb", "mesh.npz", "preview.png", "result.json", "texture.png"]
     doc = json.loads((tmp_path / "a" / "result.json").read_text())
+    assert doc["input"]["mask"] == "auto" and doc["input"]["mask_resolved"] == "alpha"
+    assert (np.asarray(Image.open(tmp_path / "a" / "mask.png")) == 255).sum() == 32 * 40  # the alpha box
     entry = registry.find(weights_id)
     assert doc["weights"]["id"] == weights_id and doc["weights"]["sha256"] == entry.sha256
     assert (doc["seed"], doc["preset"], doc["device"], doc["method"]) == (5, "fast", "cpu", method)
@@ -74,7 +76,9 @@ def test_job_writes_result_and_is_deterministic(tmp_path: Path, method: str) -> 
         return np.asarray(Image.open(tmp_path / out / "texture.png"))
 
     np.testing.assert_array_equal(texture("a"), texture("b"))
-    assert not np.array_equal(texture("a"), texture("c"))  # another seed, another latent
+    with np.load(tmp_path / "a" / "mesh.npz") as a, np.load(tmp_path / "c" / "mesh.npz") as c:
+        other_shape = a["vertices"].shape != c["vertices"].shape
+        assert other_shape or not np.array_equal(a["vertices"], c["vertices"])  # another seed, another result
     second = json.loads((tmp_path / "b" / "result.json").read_text())
     assert second["timings"]["load_model"] < doc["timings"]["load_model"]  # cached model
 

@@ -1,4 +1,5 @@
-"""Relief export: cut to the mask, decimated, Blender's frame, CCW from the front, camera that fits."""
+"""Relief export: cut to the mask, decimated, Blender's frame, CCW from the front, camera that fits,
+UVs that overlay the photo through that camera."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from backend.methods.gan2shape.depthmap import depth_to_points, intrinsics, tran
 from backend.methods.gan2shape.export import blender_camera, relief_mesh
 
 SIZE = 64
+IDENTITY = torch.zeros(6)
 
 
 def bump() -> tuple[torch.Tensor, torch.Tensor]:
@@ -24,7 +26,7 @@ def bump() -> tuple[torch.Tensor, torch.Tensor]:
 
 def test_relief_is_cut_to_the_mask_and_decimated():
     depth, mask = bump()
-    relief = relief_mesh(depth, mask, resolution=32)
+    relief = relief_mesh(depth, IDENTITY, mask, 32, view_uvs=False)
     assert len(relief.vertices) <= 32 * 32 and len(relief.faces) > 100
     # Every vertex is a grid point inside the disc; the coarse grid's disc holds about pi/4 * 20^2/2^2 quads.
     grid = np.linspace(0, 63, 32)
@@ -33,13 +35,13 @@ def test_relief_is_cut_to_the_mask_and_decimated():
     assert len(relief.vertices) <= inside.sum()
     assert relief.faces.min() == 0 and relief.faces.max() == len(relief.vertices) - 1
     assert relief.uvs.min() >= 0 and relief.uvs.max() <= 1
-    finer = relief_mesh(depth, mask, resolution=48)
+    finer = relief_mesh(depth, IDENTITY, mask, 48, view_uvs=False)
     assert len(relief.vertices) < len(finer.vertices) < 2 * 64 * 64
 
 
 def test_relief_is_in_blender_frame_centred_unit_and_faces_the_front():
     depth, mask = bump()
-    relief = relief_mesh(depth, mask, resolution=40)
+    relief = relief_mesh(depth, IDENTITY, mask, 40, view_uvs=False)
     v = relief.vertices
     extent = v.max(axis=0) - v.min(axis=0)
     assert extent.max() == pytest.approx(1.0, abs=1e-5)
@@ -61,30 +63,52 @@ def test_relief_is_in_blender_frame_centred_unit_and_faces_the_front():
 VIEWS = [[0.0, 0.0, 0.0, 0.0, 0.0, 0.0], [0.1, math.radians(25), -0.05, 0.02, -0.01, 0.0]]
 
 
-@pytest.mark.parametrize("view", VIEWS)
-def test_blender_camera_sees_the_relief_where_the_input_view_did(view):
-    depth, mask = bump()
-    view_t = torch.tensor([view])
-    relief = relief_mesh(depth, mask, resolution=SIZE)
-    camera = blender_camera(view_t[0], relief, SIZE)
-    # Where the input camera saw each canonical grid point (pixel units).
-    points = depth_to_points(depth[None])
-    seen = transform_points(points, view_t)[0]
-    uv = (seen / seen[..., 2:]) @ intrinsics(SIZE, seen).T
-    inside = mask > 0.5
-    expected = uv[..., :2][inside].numpy()
-    # The same points through the Blender camera: world -> camera local (looks along -Z, +Y up).
+def blender_camera_pixels(relief, camera: dict, size: int) -> np.ndarray:
+    """(V, 2) (column, row) pixel positions of the relief's vertices through the Blender camera."""
     world = relief.vertices.astype(np.float64)
     matrix = np.array(camera["matrix_world"])
     local = (np.linalg.inv(matrix) @ np.c_[world, np.ones(len(world))].T).T[:, :3]
     half = math.tan(camera["angle"] / 2)
     x_ndc = local[:, 0] / -local[:, 2] / half
     y_ndc = local[:, 1] / -local[:, 2] / half
-    cols = (x_ndc + 1) / 2 * SIZE - 0.5
-    rows = (1 - y_ndc) / 2 * SIZE - 0.5
-    got = np.stack([cols, rows], axis=1)
-    assert len(got) == len(expected)  # resolution = image size: one vertex per masked pixel, same order
-    np.testing.assert_allclose(got, expected, atol=1e-3)
+    return np.stack([(x_ndc + 1) / 2 * size - 0.5, (1 - y_ndc) / 2 * size - 0.5], axis=1)
+
+
+@pytest.mark.parametrize("view", VIEWS)
+def test_blender_camera_sees_the_relief_where_the_input_view_did(view):
+    depth, _ = bump()
+    view_t = torch.tensor([view])
+    relief = relief_mesh(depth, view_t[0], torch.ones(SIZE, SIZE), SIZE, view_uvs=False)
+    camera = blender_camera(view_t[0], relief, SIZE)
+    # Where the input camera saw each canonical grid point (pixel units) that stays in the picture.
+    points = depth_to_points(depth[None])
+    seen = transform_points(points, view_t)[0]
+    uv = (seen / seen[..., 2:]) @ intrinsics(SIZE, seen).T
+    in_picture = ((uv[..., :2] > -0.5) & (uv[..., :2] < SIZE - 0.5)).all(dim=-1)
+    got = blender_camera_pixels(relief, camera, SIZE)
+    expected = uv[..., :2][in_picture].numpy()
+    assert 0.5 * len(expected) <= len(got) <= len(expected)
+    nearest = torch.cdist(torch.from_numpy(got), torch.from_numpy(expected).double()).min(dim=1).values
+    assert float(nearest.max()) < 1e-3
+    matrix = np.array(camera["matrix_world"])
     rotation = matrix[:3, :3]
     np.testing.assert_allclose(rotation.T @ rotation, np.eye(3), atol=1e-9)
     assert np.linalg.det(rotation) == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("view", VIEWS)
+def test_view_uvs_overlay_the_photo_through_the_blender_camera(view):
+    """Photo textures: each vertex's UV is where the aligned camera sees it, at any photo resolution,
+    and a mask at the photo's resolution cuts the relief like the same mask at the nets' size."""
+    depth, mask = bump()
+    view_t = torch.tensor(view)
+    sharp = torch.nn.functional.interpolate(mask[None, None], size=(256, 256), mode="nearest")[0, 0]
+    relief = relief_mesh(depth, view_t, sharp, 48, view_uvs=True)
+    coarse = relief_mesh(depth, view_t, mask, 48, view_uvs=True)
+    assert abs(len(relief.faces) - len(coarse.faces)) <= 0.05 * len(coarse.faces)
+    camera = blender_camera(view_t, relief, SIZE)
+    pixels = blender_camera_pixels(relief, camera, SIZE)
+    uv_per_vertex = np.zeros((len(relief.vertices), 2))
+    uv_per_vertex[relief.faces.reshape(-1)] = relief.uvs.reshape(-1, 2)
+    expected = np.stack([uv_per_vertex[:, 0] * SIZE - 0.5, (1 - uv_per_vertex[:, 1]) * SIZE - 0.5], axis=1)
+    np.testing.assert_allclose(pixels, expected, atol=1e-3)

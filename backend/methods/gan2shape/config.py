@@ -107,10 +107,14 @@ class Options:
     published). ``fast`` sets 2: its short schedule leaves pixel-scale ripples that cost normals
     about 2 deg of MAD (benchmarks/GAN2SHAPE.md); exported relief, previews and metrics all
     use the smoothed depth."""
-    mesh_resolution: int = 48
-    """Vertices across the exported relief (the canonical depth is resampled to this grid)."""
-    texture: str = "albedo"
-    """``albedo`` or ``shaded`` (albedo times the recovered shading, like the official OBJ)."""
+    mesh_resolution: int | None = None
+    """Vertices across the exported relief (the canonical depth is resampled to this grid); None
+    follows the photo: one vertex per photo pixel of the crop, up to ``AUTO_MESH_RESOLUTION``."""
+    texture: str = "photo"
+    """The exported texture: ``photo`` (the input crop itself at the photo's resolution, mapped
+    through the recovered view), ``albedo`` (that photo divided by the recovered shading: de-lit),
+    ``net`` (the albedo net's canonical output at the nets' resolution) or ``shaded`` (the net's
+    albedo times the recovered shading, the official OBJ's texture; ``paper``)."""
     previews: bool = True
     preview_every: int = 50
 
@@ -133,6 +137,12 @@ CATEGORY_FIELDS = frozenset(
 """Options whose value depends on the category; ``None`` in a preset means the published value."""
 
 
+TEXTURES = ("photo", "albedo", "net", "shaded")
+VIEW_TEXTURES = ("photo", "albedo")
+"""Textures that are images of the input view (the relief's UVs are its vertices' projections)."""
+AUTO_MESH_RESOLUTION = 256
+
+
 def preset(**changes: Any) -> dict[str, Any]:
     """Every option (so each can be overridden), category-dependent ones ``None``, then ``changes``."""
     values = {f.name: (None if f.name in CATEGORY_FIELDS else f.default) for f in fields(Options)}
@@ -148,7 +158,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         prior_lr=3e-4, weight_decay=0.0, invert_steps=150, net_width=32, preview_every=20, lam_smooth=None,
         depth_smoothing=2.0,
     ),
-    "paper": preset(),
+    "paper": preset(texture="shaded"),
 }
 """``fast``: CPU preset (demo model, 64 px, about 2.5 min on one core): every mechanism, fewer and
 shorter steps, narrower fresh nets, a 3x faster prior fit, and no weight decay: with Adam the
@@ -186,11 +196,12 @@ def validate(options: Options) -> None:
         (options.num_stages >= 1, "num_stages must be >= 1"),
         (all(n >= 0 for n in options.stage0 + options.later), "step lengths must be >= 0"),
         (options.batch >= 1 and options.collect_iters >= 1, "batch and collect_iters must be >= 1"),
-        (options.texture in ("albedo", "shaded"), "texture must be 'albedo' or 'shaded'"),
+        (options.texture in TEXTURES, f"texture must be one of {', '.join(TEXTURES)}"),
         (options.crop in ("object", "full"), "crop must be 'object' or 'full'"),
         (options.pseudo_pose in ("auto", "predicted", "sampled"), "pseudo_pose: auto, predicted or sampled"),
         (options.projection in ("encoder", "optimise"), "projection must be 'encoder' or 'optimise'"),
-        (4 <= options.mesh_resolution <= 1024, "mesh_resolution must be within 4..1024"),
+        (options.mesh_resolution is None or 4 <= options.mesh_resolution <= 1024,
+         "mesh_resolution must be within 4..1024 (or null to follow the photo)"),
         (options.view_std is None or len(options.view_std) == 6, "view_std needs 6 values"),
         (options.view_mean is None or len(options.view_mean) == 6, "view_mean needs 6 values"),
         (len(options.rand_light) == 7, "rand_light needs 7 values"),

@@ -2,11 +2,11 @@
 
 The official export meshes every pixel plus one centre vertex per quad, background included.
 Here the depth is resampled to a ``resolution`` x ``resolution`` vertex grid (bilinear), faces
-are kept only where the object mask covers all three corners (no background sheet), unused
-vertices are dropped, and the result is centred and scaled so its largest bounding-box extent
-is 1. Frames: GAN2Shape's camera frame is x right, y down, z away from the camera, and the
-canonical view looks at the object's front, so object (x, y, z) = (x_cam, -y_cam, -z_cam) and
-Blender (X, Y, Z) = (x, -z, y) = (x_cam, z_cam, -y_cam).
+are kept only where the input's object mask, seen through the recovered view, covers all three
+corners (no background sheet), unused vertices are dropped, and the result is centred and
+scaled so its largest bounding-box extent is 1. Frames: GAN2Shape's camera frame is x right, y
+down, z away from the camera, and the canonical view looks at the object's front, so object
+(x, y, z) = (x_cam, -y_cam, -z_cam) and Blender (X, Y, Z) = (x, -z, y) = (x_cam, z_cam, -y_cam).
 """
 
 from __future__ import annotations
@@ -18,7 +18,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from backend.methods.gan2shape.depthmap import FOV_DEG, ROT_CENTER_DEPTH, focal_length, grid_faces
+from backend.methods.gan2shape.depthmap import (
+    FOV_DEG,
+    ROT_CENTER_DEPTH,
+    focal_length,
+    grid_faces,
+    transform_points,
+)
 from backend.render.cameras import euler_rotation_xyz
 
 CAM_TO_BLENDER = torch.tensor([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0], [0.0, -1.0, 0.0]])
@@ -42,17 +48,23 @@ def resample(image: torch.Tensor, resolution: int) -> torch.Tensor:
     return F.interpolate(image[None], size=(resolution, resolution), mode="bilinear", align_corners=True)[0]
 
 
-def relief_mesh(depth: torch.Tensor, mask: torch.Tensor, resolution: int, fov_deg: float = FOV_DEG) -> Relief:
-    """Mesh the canonical depth (H, W) where ``mask`` (H, W, coverage in [0, 1]) is on.
+def relief_mesh(
+    depth: torch.Tensor, view: torch.Tensor, view_mask: torch.Tensor, resolution: int, view_uvs: bool,
+    fov_deg: float = FOV_DEG,
+) -> Relief:
+    """Mesh the canonical depth (H, W) where the object is, as the input view shows it.
 
     Vertices sit on a regular R x R grid spanning the image (R = ``resolution``): the depth is
     resampled there and each vertex back-projected through the original camera, so the relief
-    keeps the perspective of the 10 deg lens. UVs address the same image (the texture).
+    keeps the perspective of the 10 deg lens. Each vertex is then moved by ``view`` into the input
+    view and projected onto ``view_mask`` (the input's object mask, any resolution: the photo's
+    own, so the outline is as sharp as the photo); faces whose corners all land on the object are
+    kept. UVs address the input view (``view_uvs``: textures that are images of the photo) or the
+    canonical image (the nets' albedo).
     """
     h, w = depth.shape
     r = resolution
     coarse_depth = resample(depth[None], r)[0]
-    coarse_mask = resample(mask[None].float(), r)[0] >= MASK_LEVEL
     rows, cols = torch.meshgrid(
         torch.linspace(0, h - 1, r, dtype=depth.dtype, device=depth.device),
         torch.linspace(0, w - 1, r, dtype=depth.dtype, device=depth.device),
@@ -61,8 +73,13 @@ def relief_mesh(depth: torch.Tensor, mask: torch.Tensor, resolution: int, fov_de
     f, c = focal_length(w, fov_deg), (w - 1) / 2
     rays = torch.stack([(cols - c) / f, (rows - c) / f, torch.ones_like(cols)], dim=-1)
     points = (rays * coarse_depth[..., None]).reshape(-1, 3)
+    seen = transform_points(points[None], view[None])[0]
+    pixels = seen[:, :2] / seen[:, 2:].clamp(min=1e-6) * f + c
+    uv_view = torch.stack([(pixels[:, 0] + 0.5) / w, 1 - (pixels[:, 1] + 0.5) / h], dim=-1)
+    grid = (uv_view * 2 - 1) * uv_view.new_tensor([1.0, -1.0])
+    coverage = F.grid_sample(view_mask[None, None].to(depth), grid[None, None], align_corners=False)
+    inside = coverage.reshape(-1) >= MASK_LEVEL
     faces = grid_faces(r, r, depth.device)
-    inside = coarse_mask.reshape(-1)
     faces = faces[inside[faces].all(dim=1)]
     if faces.shape[0] == 0:
         raise ValueError("the object mask covers no face of the relief grid; the mask is too small")
@@ -74,7 +91,8 @@ def relief_mesh(depth: torch.Tensor, mask: torch.Tensor, resolution: int, fov_de
     centre = (low + high) / 2
     scale = 1.0 / float((high - low).max().clamp(min=1e-8))
     vertices = (blender - centre) * scale
-    uv = torch.stack([(cols + 0.5) / w, 1 - (rows + 0.5) / h], dim=-1).reshape(-1, 2)
+    uv_canonical = torch.stack([(cols + 0.5) / w, 1 - (rows + 0.5) / h], dim=-1).reshape(-1, 2)
+    uv = uv_view if view_uvs else uv_canonical
     return Relief(
         vertices=vertices.cpu().numpy().astype(np.float32),
         faces=new_index[faces].cpu().numpy().astype(np.int32),

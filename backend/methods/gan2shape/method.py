@@ -17,11 +17,19 @@ from typing import Any, ClassVar
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from backend.inputs import Crop, InputError, InputImage, crop_to_object
 from backend.methods.base import MeshResult, Method, Progress
 from backend.methods.gan2shape import warp
-from backend.methods.gan2shape.config import DEFAULT_VIEW_STD, PRESETS, Options, resolve
+from backend.methods.gan2shape.config import (
+    AUTO_MESH_RESOLUTION,
+    DEFAULT_VIEW_STD,
+    PRESETS,
+    VIEW_TEXTURES,
+    Options,
+    resolve,
+)
 from backend.methods.gan2shape.export import blender_camera, relief_mesh
 from backend.methods.gan2shape.extras import AUXILIARY_KINDS, Extras, find_extras, validate
 from backend.methods.gan2shape.inversion import invert
@@ -34,6 +42,11 @@ MAX_NET_SIZE = 128
 """The 3D nets run at the GAN's size up to 128 px (the official choice for 256/512 px GANs)."""
 FULL_MASK = 0.999
 """An input mask covering more than this fraction is no mask: the mask network is asked instead."""
+MAX_PHOTO_SIDE = 1024
+"""The exported photo texture is the crop at the photo's own resolution, at most this many pixels."""
+MIN_SHADING = 0.05
+"""``albedo`` texture: the recovered shading is not trusted below this (the photo / shading ratio
+would blow up noise in the darkest pixels)."""
 
 
 @dataclass
@@ -46,6 +59,8 @@ class Reconstruction:
     image: torch.Tensor
     options: Options
     info: dict[str, Any]
+    photo: Crop
+    """The same square as ``crop`` at the photo's own resolution (up to ``MAX_PHOTO_SIDE``)."""
 
 
 def crop_input(image: InputImage, size: int, options: Options) -> Crop:
@@ -159,6 +174,8 @@ class GAN2Shape(Method):
         perceptual = extras.perceptual(self.device)
         rng = torch.Generator(device=self.device).manual_seed(seed)
         crop = crop_input(image, self.image_size, opts)
+        side = round(crop.box[2] / image.scale_to_original)
+        photo = crop_input(image, int(min(max(side, self.image_size), MAX_PHOTO_SIDE)), opts)
         target_image = torch.from_numpy(crop.rgb).permute(2, 0, 1)[None].to(self.device) * 2 - 1
         mask, mask_source = self.object_mask(image, crop, target_image, extras)
 
@@ -184,20 +201,64 @@ class GAN2Shape(Method):
         timings["gan2shape"] = time.perf_counter() - started - timings["invert"]
         info = describe(state, run, inversion.losses, opts, extras, timings)
         info.update({"mask_source": mask_source, "image_size": self.image_size, "seed": seed})
-        return Reconstruction(state, run, crop, target_image, opts, info)
+        return Reconstruction(state, run, crop, target_image, opts, info, photo)
 
     def export(self, outcome: Reconstruction) -> MeshResult:
         """Relief mesh, texture, Blender camera and previews of a finished reconstruction."""
         state, opts, canon_mask = outcome.state, outcome.options, outcome.run.canon_mask
-        relief = relief_mesh(state.depth[0], canon_mask[0, 0], opts.mesh_resolution)
-        source = state.texture if opts.texture == "shaded" else state.albedo
+        in_view = opts.texture in VIEW_TEXTURES
+        mask = photo_mask(outcome)
+        resolution = opts.mesh_resolution or min(mask.shape[-1], AUTO_MESH_RESOLUTION)
+        relief = relief_mesh(state.depth[0], state.view[0], mask, resolution, view_uvs=in_view)
         camera = blender_camera(state.view[0], relief, self.image_size)
         camera["crop_box"] = [float(v) for v in outcome.crop.box]
         camera["image_size"] = [int(v) for v in outcome.crop.image_size]
+        texture, canonical = exported_texture(outcome)
         view_mask = outcome.run.target.mask
-        previews = make_previews(state, outcome.image, view_mask, canon_mask) if opts.previews else {}
-        texture = to_uint8(source[:1])
-        return MeshResult(relief.vertices, relief.faces, relief.uvs, texture, camera, outcome.info, previews)
+        previews = {}
+        if opts.previews:
+            previews = make_previews(state, outcome.image, view_mask, canon_mask, canonical)
+        mesh_info = {**outcome.info["mesh"], "resolution": resolution, "texture_size": int(texture.shape[-1])}
+        info = {**outcome.info, "mesh": mesh_info}
+        uvs, image = relief.uvs, to_uint8(texture)
+        return MeshResult(relief.vertices, relief.faces, uvs, image, camera, info, previews)
+
+
+def photo_mask(outcome: Reconstruction) -> torch.Tensor:
+    """(S, S) the object mask at the photo's resolution: the input's own, or the mask network's
+    (which only exists at the nets' resolution) scaled up."""
+    size = outcome.photo.mask.shape[-1]
+    if outcome.info["mask_source"] == "input":
+        return torch.from_numpy(outcome.photo.mask).to(outcome.image.device)
+    mask = outcome.run.target.mask.float()
+    return F.interpolate(mask, size=(size, size), mode="bilinear", align_corners=False)[0, 0]
+
+
+def exported_texture(outcome: Reconstruction) -> tuple[torch.Tensor, torch.Tensor]:
+    """(1, 3, S, S) the texture of the ``texture`` option in [-1, 1], and the same texture in the
+    canonical frame at the nets' resolution (what the previews turn around)."""
+    state = outcome.state
+    if outcome.options.texture not in VIEW_TEXTURES:
+        texture = (state.texture if outcome.options.texture == "shaded" else state.albedo)[:1]
+        return texture, texture
+    texture = view_texture(outcome)
+    small = F.interpolate(texture, size=outcome.image.shape[-2:], mode="area")
+    return texture, warp.sample(small, warp.view_to_canon_grid(state.depth[:1], state.view[:1]))
+
+
+def view_texture(outcome: Reconstruction) -> torch.Tensor:
+    """(1, 3, S, S) in [-1, 1]: the photo crop (``photo``), or the photo divided by the recovered
+    shading seen from the input view, scaled up to the photo's resolution (``albedo``)."""
+    state = outcome.state
+    photo = torch.from_numpy(outcome.photo.rgb).permute(2, 0, 1)[None].to(outcome.image.device)
+    if outcome.options.texture == "photo":
+        return photo * 2 - 1
+    ambient, diffuse, _ = warp.light_terms(state.light[:1])
+    canonical = ambient.view(-1, 1, 1, 1) + diffuse.view(-1, 1, 1, 1) * state.diffuse_term[:1]
+    seen = warp.sample(canonical, warp.canon_to_view_grid(state.recon_depth[:1], state.view[:1]))
+    seen = torch.where(warp.background(state.recon_depth[:1])[:, None] > 0, seen, torch.ones_like(seen))
+    shading = F.interpolate(seen, size=photo.shape[-2:], mode="bilinear", align_corners=False)
+    return (photo / shading.clamp(min=MIN_SHADING)).clamp(0, 1) * 2 - 1
 
 
 def describe(

@@ -43,10 +43,12 @@ def shape_image(state: Prediction) -> torch.Tensor:
 
 @torch.no_grad()
 def make_previews(
-    state: Prediction, image: torch.Tensor, view_mask: torch.Tensor, canon_mask: torch.Tensor
+    state: Prediction, image: torch.Tensor, view_mask: torch.Tensor, canon_mask: torch.Tensor,
+    texture: torch.Tensor,
 ) -> dict[str, np.ndarray]:
-    """``recon`` (input | reconstruction | albedo | shape), ``rotate`` and ``shape_rotate`` (turned
-    about the vertical axis), ``relight`` (input view, five light directions, object only)."""
+    """``recon`` (input | reconstruction | exported texture | shape), ``rotate`` (the exported
+    ``texture``, given in the canonical frame, turned about the vertical axis) and ``shape_rotate``,
+    ``relight`` (input view, five light directions, object only)."""
     depth, view = state.depth[:1], state.view[:1]
     views = warp.yaw_pitch_views(list(PREVIEW_YAWS), [], depth)
     n = views.shape[0]
@@ -67,10 +69,10 @@ def make_previews(
     relit_view, relit_depth, _ = warp.render_view(relit, depth.expand(k, -1, -1), view.expand(k, -1))
     shape = shape_image(state)
     recon = whiten_background(state.recon[:1], state.recon_depth[:1])
-    recon_row = torch.cat([image, recon, state.albedo[:1], shape])
+    recon_row = torch.cat([image, recon, texture, shape])
     return {
         "recon": to_uint8(recon_row),
-        "rotate": to_uint8(rotate(state.texture[:1])),
+        "rotate": to_uint8(rotate(texture)),
         "relight": to_uint8(whiten_background(relit_view, relit_depth, view_mask)),
         "shape_rotate": to_uint8(rotate(shape)),
     }
