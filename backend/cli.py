@@ -154,10 +154,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     rec = sub.add_parser("reconstruct", parents=[common], help="photo -> textured mesh in OUTDIR")
     rec.add_argument("image")
-    rec.add_argument("--mask", choices=MASK_SOURCES, default="auto", help="object mask source (default auto)")
+    rec.add_argument(
+        "--mask",
+        choices=MASK_SOURCES,
+        default="auto",
+        help="object mask source (default auto: the alpha channel, else the salient-object net)",
+    )
     rec.add_argument("--mask-path", help="mask image for --mask file")
     rec.add_argument(
-        "--box", nargs=4, type=int, metavar=("X0", "Y0", "X1", "Y1"), help="object box for GrabCut"
+        "--box",
+        nargs=4,
+        type=int,
+        metavar=("X0", "Y0", "X1", "Y1"),
+        help="box around the object: seeds GrabCut, picks the salient net's object",
     )
     rec.add_argument("--method", choices=sorted(METHOD_MODULES), default="meshinversion")
     rec.add_argument("--weights", help="weights id (default: the method's first registered weights)")

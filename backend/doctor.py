@@ -14,7 +14,7 @@ import tempfile
 
 import torch
 
-from backend import __version__
+from backend import __version__, salient_mask
 from backend.devices import describe_device, resolve_device
 from backend.methods import METHOD_MODULES
 from backend.protocol import PROTOCOL_VERSION
@@ -63,7 +63,16 @@ def _checks(registry: Registry) -> list[tuple[str, str]]:
     methods_with_weights = {e.method for e in entries}
     lines += [("--", f"no weights for {m}") for m in sorted(set(METHOD_MODULES) - methods_with_weights)]
     lines.append(_user_dir_check(registry))
+    lines.append(_salient_check())
     return lines
+
+
+def _salient_check() -> tuple[str, str]:
+    """Not a failure when missing: ``--mask auto`` then falls back to GrabCut (and says so)."""
+    try:
+        return "ok", f"salient-object mask net: {salient_mask.describe()}"
+    except salient_mask.SalientUnavailable as exc:
+        return "--", f"salient-object mask net unavailable ({exc}): --mask auto uses GrabCut instead"
 
 
 def _user_dir_check(registry: Registry) -> tuple[str, str]:

@@ -21,6 +21,8 @@ import cv2
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from backend import salient_mask
+
 SUPPORTED_FORMATS = frozenset({"PNG", "JPEG", "MPO", "WEBP", "TIFF", "BMP", "GIF"})
 MAX_PIXELS = 150_000_000
 """Declared pixel counts above this are refused before decoding (decompression-bomb guard)."""
@@ -55,6 +57,7 @@ class InputImage:
 
     ``original_size`` is the file's (W, H) after EXIF rotation; it differs from the array size
     only when a huge image was downscaled on load. ``notes`` tell the user what was converted.
+    ``mask_source`` is the source that made ``mask`` (``auto`` resolved: ``alpha``, ``salient``...).
     """
 
     rgb: np.ndarray
@@ -62,6 +65,7 @@ class InputImage:
     path: str
     notes: list[str] = field(default_factory=list)
     original_size: tuple[int, int] | None = None
+    mask_source: str = "given"
 
     @property
     def size(self) -> tuple[int, int]:
@@ -74,6 +78,15 @@ class InputImage:
         if self.original_size is None:
             return 1.0
         return self.original_size[0] / self.rgb.shape[1]
+
+    def mask_at_original_size(self) -> np.ndarray:
+        """The mask as 8-bit 0/255 at the file's size (``mask.png`` of a result)."""
+        values = self.mask.astype(np.uint8) * 255
+        size = self.original_size or self.size
+        if size == self.size:
+            return values
+        resized = cv2.resize(values, size, interpolation=cv2.INTER_LINEAR)
+        return np.where(resized >= 128, 255, 0).astype(np.uint8)
 
 
 @dataclass
@@ -257,6 +270,17 @@ def _mask_from_file(mask_path: str, size: tuple[int, int], notes: list[str], max
     return values >= 0.5
 
 
+def _clip_box(box: tuple[int, int, int, int], w: int, h: int) -> tuple[int, int, int, int]:
+    """``box`` = (x0, y0, x1, y1) clipped to the image; one that lies (almost) outside is an error."""
+    x0, y0 = max(0, box[0]), max(0, box[1])
+    x1, y1 = min(w, box[2]), min(h, box[3])
+    if x1 - x0 < 2 or y1 - y0 < 2:
+        raise InputError(
+            "bad_box", f"box {list(box)} lies outside the {w}x{h} image", "draw it on the object"
+        )
+    return x0, y0, x1, y1
+
+
 def grabcut_mask(rgb: np.ndarray, box: tuple[int, int, int, int] | None = None) -> np.ndarray:
     """Foreground by OpenCV GrabCut seeded with ``box`` = (x0, y0, x1, y1) in ``rgb`` pixels.
 
@@ -272,12 +296,7 @@ def grabcut_mask(rgb: np.ndarray, box: tuple[int, int, int, int] | None = None) 
             round(w * (1 - DEFAULT_BOX_MARGIN)),
             round(h * (1 - DEFAULT_BOX_MARGIN)),
         )
-    x0, y0 = max(0, box[0]), max(0, box[1])
-    x1, y1 = min(w, box[2]), min(h, box[3])
-    if x1 - x0 < 2 or y1 - y0 < 2:
-        raise InputError(
-            "bad_box", f"box {list(box)} lies outside the {w}x{h} image", "draw it on the object"
-        )
+    x0, y0, x1, y1 = _clip_box(box, w, h)
     scale = min(1.0, GRABCUT_SIDE / max(h, w))
     small_size = (max(1, round(w * scale)), max(1, round(h * scale)))
     small = cv2.resize(rgb, small_size, interpolation=cv2.INTER_AREA) if scale < 1 else rgb
@@ -332,7 +351,8 @@ def load_input(
 ) -> InputImage:
     """Load an image and build its object mask from ``mask`` (see ``protocol.MASK_SOURCES``).
 
-    ``box`` = [x0, y0, x1, y1] in original-image pixels seeds GrabCut (``grabcut``/``auto``).
+    ``box`` = [x0, y0, x1, y1] in original-image pixels seeds GrabCut and picks the salient net's
+    object (the component most under it).
     """
     path = Path(path)
     _check_file(path)
@@ -344,35 +364,72 @@ def load_input(
             f"image {path.name} is only {width}x{height} pixels",
             f"use a photo at least {MIN_SIDE} pixels on each side (a few hundred work best)",
         )
-    notes = decoded.notes
-    h, w = decoded.rgb.shape[:2]
-    scale = w / decoded.original_size[0]
+    scale = decoded.rgb.shape[1] / decoded.original_size[0]
     scaled_box = None if box is None else tuple(round(v * scale) for v in box)
+    object_mask, source = _object_mask(decoded, mask, mask_path, scaled_box, path.name, max_side)
+    if source != "none":
+        _check_mask(object_mask, source)
+    return InputImage(decoded.rgb, object_mask, str(path), decoded.notes, decoded.original_size, source)
+
+
+def _object_mask(
+    decoded: _Decoded,
+    mask: str,
+    mask_path: str | None,
+    box: tuple[int, int, int, int] | None,
+    name: str,
+    max_side: int,
+) -> tuple[np.ndarray, str]:
+    """The object mask from source ``mask`` and the source that made it (``auto`` resolved)."""
+    if mask == "auto":
+        return _auto_mask(decoded, box)
     if mask == "alpha":
         if decoded.alpha is None:
             raise InputError(
-                "no_alpha", f"{path.name} has no alpha channel", "use --mask grabcut, auto or a mask file"
+                "no_alpha", f"{name} has no alpha channel", "use --mask auto, salient, grabcut or a mask file"
             )
-        object_mask = decoded.alpha >= 0.5
-    elif mask == "file":
+        return decoded.alpha >= 0.5, mask
+    if mask == "file":
         if not mask_path:
             raise InputError("no_mask_path", "mask source 'file' needs a mask path", "pass --mask-path")
-        object_mask = _mask_from_file(mask_path, (w, h), notes, max_side)
-    elif mask == "grabcut" or (mask == "auto" and not _alpha_is_informative(decoded.alpha)):
-        if mask == "auto":
-            notes.append("no informative alpha channel: object found with GrabCut")
-        object_mask = grabcut_mask(decoded.rgb, scaled_box)
-        mask = "grabcut"
-    elif mask == "auto":
-        object_mask = decoded.alpha >= 0.5
-        mask = "alpha"
-    elif mask == "none":
-        object_mask = np.ones((h, w), dtype=bool)
-    else:
-        raise InputError("bad_mask_source", f"unknown mask source {mask!r}", "see --help for the sources")
-    if mask != "none":
-        _check_mask(object_mask, mask)
-    return InputImage(decoded.rgb, object_mask, str(path), notes, decoded.original_size)
+        height, width = decoded.rgb.shape[:2]
+        return _mask_from_file(mask_path, (width, height), decoded.notes, max_side), mask
+    if mask == "salient":
+        try:
+            return salient_object_mask(decoded.rgb, box), mask
+        except salient_mask.SalientUnavailable as exc:
+            raise InputError(
+                "salient_unavailable",
+                f"the salient-object mask net cannot run: {exc}",
+                "reinstall the pinned requirements (requirements-nodeps.txt), or use --mask grabcut",
+            ) from None
+    if mask == "grabcut":
+        return grabcut_mask(decoded.rgb, box), mask
+    if mask == "none":
+        return np.ones(decoded.rgb.shape[:2], dtype=bool), mask
+    raise InputError("bad_mask_source", f"unknown mask source {mask!r}", "see --help for the sources")
+
+
+def _auto_mask(decoded: _Decoded, box: tuple[int, int, int, int] | None) -> tuple[np.ndarray, str]:
+    """The alpha channel when it separates an object, else the salient-object net, else GrabCut
+    (an installation without the net still works, and says so in the notes)."""
+    if _alpha_is_informative(decoded.alpha):
+        return decoded.alpha >= 0.5, "alpha"
+    try:
+        found = salient_object_mask(decoded.rgb, box)
+    except salient_mask.SalientUnavailable as exc:
+        decoded.notes.append(
+            f"no informative alpha channel and no salient-object net ({exc}): object found with GrabCut"
+        )
+        return grabcut_mask(decoded.rgb, box), "grabcut"
+    decoded.notes.append("no informative alpha channel: object found with the salient-object net")
+    return found, "salient"
+
+
+def salient_object_mask(rgb: np.ndarray, box: tuple[int, int, int, int] | None = None) -> np.ndarray:
+    """``salient_mask.object_mask`` with the box checked like GrabCut's (``SalientUnavailable`` when the
+    net cannot run)."""
+    return salient_mask.object_mask(rgb, None if box is None else _clip_box(box, rgb.shape[1], rgb.shape[0]))
 
 
 def _pad_crop(values: np.ndarray, x0: int, y0: int, side: int, fill: float | None) -> np.ndarray:

@@ -324,6 +324,11 @@ def run_job(
             "pick weights of the same method (`python -m backend weights list`)",
         )
     options = resolve_options(method.presets, request.preset, request.overrides)
+    try:
+        method.check_options(options)
+    except ValueError as exc:
+        message = str(exc).splitlines()[0]
+        raise JobError("bad_option", message, "fix the --set value (see the README's options)") from None
     device = resolve_device(request.device)
     check_output_dir(Path(request.output_dir), request.overwrite)
 
@@ -358,11 +363,18 @@ def run_job(
         "options": options,
         "seed": request.seed,
         "device": str(device),
-        "input": {"image": str(Path(request.image).absolute()), "mask": request.mask, "box": request.box},
+        "input": {
+            "image": str(Path(request.image).absolute()),
+            "mask": request.mask,
+            "mask_resolved": image.mask_source,
+            "box": request.box,
+        },
         "notes": list(image.notes),
         "timings": timings,
     }
-    files = write_result(result, request.output_dir, metadata, overwrite=request.overwrite)
+    files = write_result(
+        result, request.output_dir, metadata, overwrite=request.overwrite, mask=image.mask_at_original_size()
+    )
     summary = {
         "method": request.method,
         "weights": entry.id,

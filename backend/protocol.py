@@ -31,8 +31,9 @@ SERVER_TYPES = frozenset(
     {"hello", "accepted", "progress", "result", "error", "cancelled", "pong", "bye"}
 )
 
-MASK_SOURCES = ("auto", "alpha", "file", "grabcut", "none")
-"""``auto``: alpha if the image has a useful one, else GrabCut. ``none``: whole image."""
+MASK_SOURCES = ("auto", "alpha", "file", "salient", "grabcut", "none")
+"""``auto``: alpha if the image has a useful one, else the salient-object net (``salient``), else
+GrabCut when the net is not installed. ``none``: whole image. A result records the source that ran."""
 
 PRESETS = ("fast", "paper")
 DEVICES = ("auto", "cpu", "cuda")

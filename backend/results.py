@@ -10,6 +10,8 @@ Files in ``OUTDIR``:
 - ``mesh.glb``: the same textured mesh for any glTF viewer (written by trimesh; glTF is Y up, so
   Blender's (X, Y, Z) is stored as (X, Z, -Y) and Blender's glTF importer restores it).
 - ``preview.png``: the method's previews side by side (absent when it gave none).
+- ``mask.png``: the object mask the method was given, 8-bit (255 = object) at the photo's size;
+  ``result.json["input"]["mask_resolved"]`` names the source that made it.
 
 Camera schema (``result.json["camera"]`` and ``MeshResult.camera``)::
 
@@ -209,7 +211,9 @@ def preview_image(previews: dict[str, np.ndarray]) -> np.ndarray:
     return np.concatenate(scaled, axis=1)
 
 
-def _write_files(result: MeshResult, folder: Path, metadata: dict[str, Any]) -> list[str]:
+def _write_files(
+    result: MeshResult, folder: Path, metadata: dict[str, Any], mask: np.ndarray | None
+) -> list[str]:
     np.savez_compressed(folder / "mesh.npz", vertices=result.vertices, faces=result.faces, uvs=result.uvs)
     Image.fromarray(result.texture, "RGB").save(folder / "texture.png")
     glb_scene(result).export(folder / "mesh.glb", file_type="glb")
@@ -217,6 +221,9 @@ def _write_files(result: MeshResult, folder: Path, metadata: dict[str, Any]) -> 
     if result.previews:
         Image.fromarray(preview_image(result.previews), "RGB").save(folder / "preview.png")
         files.append("preview.png")
+    if mask is not None:
+        Image.fromarray(np.ascontiguousarray(mask, np.uint8), "L").save(folder / "mask.png")
+        files.append("mask.png")
     files.append("result.json")
     info = dict(result.info)
     document = {
@@ -253,7 +260,7 @@ def _disk_error(exc: OSError, out_dir: Path) -> ResultError:
     return ResultError("write_failed", f"cannot write {out_dir}: {exc}", "check the output folder")
 
 
-RESULT_FILES = frozenset({"mesh.npz", "texture.png", "result.json", "mesh.glb", "preview.png"})
+RESULT_FILES = frozenset({"mesh.npz", "texture.png", "result.json", "mesh.glb", "preview.png", "mask.png"})
 """Every file a result may hold."""
 MAX_RESULT_JSON_BYTES = 64 << 20
 """A larger ``result.json`` is not one this backend wrote, and is never read whole."""
@@ -435,11 +442,16 @@ def _swap(staging: Path, target: Path, retired: Path) -> None:
 
 
 def write_result(
-    result: MeshResult, out_dir: str | Path, metadata: dict[str, Any], overwrite: bool = False
+    result: MeshResult,
+    out_dir: str | Path,
+    metadata: dict[str, Any],
+    overwrite: bool = False,
+    mask: np.ndarray | None = None,
 ) -> dict[str, str]:
     """Validate and write ``result``; returns file name -> absolute path (through ``out_dir`` as given).
 
-    ``metadata`` goes into ``result.json`` (method, weights, preset, seed, device, timings, ...).
+    ``metadata`` goes into ``result.json`` (method, weights, preset, seed, device, timings, ...);
+    ``mask`` (H, W) uint8, the input's object mask, into ``mask.png``.
     """
     result = validate(result)
     out_dir = Path(out_dir).absolute()
@@ -449,7 +461,7 @@ def write_result(
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         staging.mkdir()
-        files = _write_files(result, staging, metadata)
+        files = _write_files(result, staging, metadata, mask)
         _swap(staging, target, retired)
     except OSError as exc:
         raise _disk_error(exc, out_dir) from None

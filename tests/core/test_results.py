@@ -99,6 +99,19 @@ def test_write_and_read_back(tmp_path: Path) -> None:
     assert preview.shape == (16, 16 + 32, 3)  # the 8x8 overlay scaled to 16 high, then the texture
 
 
+def test_mask_png_is_written_listed_and_replaced_with_the_result(tmp_path: Path) -> None:
+    mask = np.zeros((150, 200), np.uint8)
+    mask[40:110, 50:160] = 255
+    out = tmp_path / "out"
+    files = write_result(octahedron(), out, META, mask=mask)
+    assert "mask.png" in files and "mask.png" in json.loads((out / "result.json").read_text())["files"]
+    with Image.open(out / "mask.png") as saved:
+        assert saved.mode == "L"
+        np.testing.assert_array_equal(np.asarray(saved), mask)
+    write_result(octahedron(), out, META, overwrite=True)  # an earlier result with a mask is recognised
+    assert not (out / "mask.png").exists()
+
+
 def test_glb_loads_with_texture_and_y_up(tmp_path: Path) -> None:
     mesh = octahedron()
     write_result(mesh, tmp_path / "out", META)
