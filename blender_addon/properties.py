@@ -52,8 +52,9 @@ class RFI_Settings(bpy.types.PropertyGroup):
     mask_source: EnumProperty(
         name="Mask",
         items=[
-            ("auto", "Automatic", "The image's alpha if it has one, else automatic foreground extraction"),
+            ("auto", "Automatic", "The image's alpha if it has one, else the salient object network"),
             ("alpha", "Alpha", "The image's alpha channel"),
+            ("salient", "Salient Object", "A network that finds the photo's main object (U^2-Net-p)"),
             ("grabcut", "Extract Foreground", "Automatic foreground extraction (GrabCut) from a centred box"),
             ("file", "Mask Image", "A separate black and white mask image"),
             ("none", "None", "Use the whole image"),

@@ -31,8 +31,10 @@ def write_result(folder: Path, camera: dict) -> dict[str, np.ndarray]:
         "seed": 7,
         "timings": {"run": 1.5},
         "camera": camera,
+        "input": {"mask": "auto", "mask_resolved": "salient"},
     }
     (folder / "result.json").write_text(json.dumps(info))
+    Image.fromarray(np.full((30, 40), 255, np.uint8), "L").save(folder / "mask.png")  # read by no one
     return {"vertices": vertices, "faces": faces, "uvs": uvs, "texture": texture}
 
 
@@ -88,7 +90,7 @@ def test_import_result(tmp_path: Path, extension_zip: Path, tools: Any, camera: 
         "fast",
         7,
     )
-    assert props["rfi_timings"]["run"] == pytest.approx(1.5)
+    assert props["rfi_timings"]["run"] == pytest.approx(1.5) and props["rfi_mask"] == "salient"
     assert out["camera"]["type"] == camera["type"]
     assert out["camera"]["resolution"] == [400, 300]
     assert out["camera"]["background"] == ["photo.png"]

@@ -21,6 +21,7 @@ def test_zip_layout(extension_zip: Path) -> None:
         "importer.py",
         "batch.py",
         "requirements.txt",
+        "requirements-nodeps.txt",
         "backend/__init__.py",
         "backend/protocol.py",
         "backend/server.py",
