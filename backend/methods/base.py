@@ -59,6 +59,12 @@ class Method(ABC):
 
     @classmethod
     @abstractmethod
+    def check_options(cls, options: dict[str, Any]) -> None:
+        """Raise ``ValueError`` (one line) for resolved ``options`` this method would refuse, so a job
+        stops with a bad-option error before it loads the photo or the weights."""
+
+    @classmethod
+    @abstractmethod
     def load(cls, entry: Any, state_dict: dict[str, Any], device: Any) -> Method:
         """Build the model from ``entry.config`` (a ``backend.weights.WeightsEntry``) on ``device``
         and load ``state_dict`` strictly, so a file that does not fit fails before any job runs."""

@@ -144,3 +144,19 @@ def test_displacement_is_differentiable_and_follows_device_and_batch() -> None:
     assert moved.shape == (4, 962, 3)
     moved[:, :, 1].sum().backward()
     assert disp.grad is not None and disp.grad.abs().sum() > 0
+
+
+def test_fill_poles_flattens_a_spike_and_a_dimple_and_leaves_the_rest():
+    template = sphere_template(16)
+    flat = template.vertices.clone()
+    flat[:, 1] = flat[:, 1].clamp(-0.8, 0.8)  # a box-like top and bottom: flat caps
+    bumpy = flat.clone()
+    bumpy[0, 1] += 0.2  # a spike at the north pole
+    bumpy[1:33, 1] -= 0.05  # and a dimple ring around it
+    bumpy[-1, 1] -= 0.2  # a spike at the south pole
+    filled = template.fill_poles(bumpy[None], rings=1)[0]
+    cap = torch.zeros(len(flat), dtype=torch.bool)
+    cap[:33], cap[-33:] = True, True
+    torch.testing.assert_close(filled[~cap], bumpy[~cap])
+    torch.testing.assert_close(filled[cap][:, 1].abs(), torch.full((66,), 0.8), atol=1e-3, rtol=0)
+    assert float(filled[0, [0, 2]].norm()) < 1e-4  # the pole stays on the axis

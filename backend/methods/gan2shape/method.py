@@ -98,6 +98,11 @@ class GAN2Shape(Method):
         return entry.config.get("kind", "stylegan2") not in AUXILIARY_KINDS
 
     @classmethod
+    def check_options(cls, options: dict[str, Any]) -> None:
+        """The values every category would refuse (category-dependent ones are checked as the car's)."""
+        resolve("car", options)
+
+    @classmethod
     def load(cls, entry: Any, state_dict: dict[str, Any], device: Any) -> GAN2Shape:
         """Build from ``entry.config`` and load strictly; auxiliary files are validated, not runnable."""
         kind = entry.config.get("kind", "stylegan2")

@@ -80,6 +80,9 @@ class InversionSettings:
     refine_lr: float = 0.001
     refine_smoothness: float = 1000.0
     """Weight of the uniform Laplacian of the vertex offsets the residual adds."""
+    pole_fill: int = 0
+    """Not in the paper: rings around each pole replaced by a smooth cap at the end (0 = official;
+    see ``SphereTemplate.fill_poles``)."""
     class_label: int | None = None
     chunk: int = 64
     """Candidates per generator/render batch during initialisation (bounds memory)."""
@@ -441,6 +444,8 @@ class Inverter:
             later = [[*losses, row] for losses, row in zip(later, refined, strict=True)]
         else:
             vertices = self.model.displace(displacement)
+        if s.pole_fill:
+            vertices = self.model.template.fill_poles(vertices, s.pole_fill)
         with torch.no_grad():
             iou = mask_iou(self.model.silhouette(vertices, camera, s.render_size), targets.mask)
         return [

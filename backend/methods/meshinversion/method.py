@@ -56,6 +56,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "refine_steps": 0,
         "refine_lr": 0.001,
         "refine_smoothness": 1000.0,
+        "pole_fill": 0,
         "class_label": None,
         "chunk": 64,
     },
@@ -81,6 +82,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "refine_steps": 60,
         "refine_lr": 0.001,
         "refine_smoothness": 1000.0,
+        "pole_fill": 2,
         "class_label": None,
         "chunk": 64,
     },
@@ -115,6 +117,11 @@ class MeshInversion(Method):
         self.entry, self.device, self.model = entry, device, model
         self.vgg: VGG19Relu31 | None = None
         self.vgg_searched = False
+
+    @classmethod
+    def check_options(cls, options: dict[str, Any]) -> None:
+        method_settings(options)
+        InversionSettings.from_options({k: v for k, v in options.items() if k not in METHOD_OPTIONS})
 
     @classmethod
     def load(cls, entry: Any, state_dict: dict[str, Any], device: Any) -> MeshInversion:

@@ -66,6 +66,27 @@ class SphereTemplate:
         pairs = self.faces[:, [0, 1, 1, 2, 2, 0]].reshape(-1, 2)
         return torch.unique(pairs.sort(dim=1).values, dim=0)
 
+    def fill_poles(self, vertices: torch.Tensor, rings: int = 1, iterations: int = 30) -> torch.Tensor:
+        """(B, V, 3) vertices with each pole and its first ``rings`` rings replaced by a smooth cap
+        spanning the next ring (uniform-Laplacian relaxation, the rest fixed).
+
+        A pole vertex reads a single texel of the displacement map and has no tangent frame, and its
+        ring reads the map's first rows through frames that turn fully around it: a generator that
+        has not learnt those rows well leaves a dimple or spike there (on a car, the roof).
+        """
+        edges = torch.cat((self.edges, self.edges.flip(1))).to(vertices.device)
+        count = vertices.shape[1]
+        degree = torch.zeros(count, device=vertices.device).index_add(0, edges[:, 0], torch.ones(len(edges),
+                                                                      device=vertices.device))  # fmt: skip
+        cap = torch.zeros(count, dtype=torch.bool, device=vertices.device)
+        cap[: 1 + rings * SEGMENTS] = True
+        cap[count - 1 - rings * SEGMENTS :] = True
+        filled = vertices
+        for _ in range(iterations):
+            neighbours = torch.zeros_like(filled).index_add(1, edges[:, 0], filled[:, edges[:, 1]])
+            filled = torch.where(cap[None, :, None], neighbours / degree[None, :, None], vertices)
+        return filled
+
     def on_device(self, device: torch.device) -> DisplacementTables:
         """The tensors ``displace`` needs, on ``device`` (copied once per device, then reused)."""
         key = str(device)
