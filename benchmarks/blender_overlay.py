@@ -131,9 +131,11 @@ def result_facts(result_dir: Path) -> dict[str, Any]:
     """What the backend said about the texture and the camera, to read the numbers by."""
     info = json.loads((result_dir / "result.json").read_text())
     camera = info.get("camera") or {}
-    texture = info.get("info", {}).get("texture")
+    details = info.get("info", {})
+    texture = details.get("texture") or {}  # MeshInversion
+    mesh = details.get("mesh") or {}  # GAN2Shape
     return {
-        "texture_mode": texture.get("mode") if isinstance(texture, dict) else None,
+        "texture_mode": texture.get("mode") or mesh.get("texture"),
         "camera": {key: camera.get(key) for key in ("type", "crop_box", "image_size")},
     }
 

@@ -135,12 +135,15 @@ def eval_photos(count: int, size: int) -> list[dict]:
     photos = []
     for i in range(count):
         rgb = np.asarray(Image.open(EVAL_DIR / f"car_eval_{i:03d}.png").convert("RGB"), np.float32) / 255
-        crop = crop_to_object(InputImage(rgb, truth["mask"][i], f"car_eval_{i:03d}.png"), size, 0.05)
+        image = InputImage(rgb, truth["mask"][i], f"car_eval_{i:03d}.png")
+        crop = crop_to_object(image, size, 0.05)
         x0, y0, side = (round(v) for v in crop.box)
         pad = side
         depth = np.pad(truth["depth"][i], pad)[y0 + pad : y0 + pad + side, x0 + pad : x0 + pad + side]
         photos.append({
             "name": f"car_eval_{i:03d}", "seed": int(truth["seeds"][i]), "crop": crop,
+            "photo": crop_to_object(image, round(crop.box[2]), 0.05),
+            "texture": torch.from_numpy(truth["texture"][i]).permute(2, 0, 1).float() / 127.5 - 1,
             "depth": torch.from_numpy(cv2.resize(depth, (size, size), interpolation=cv2.INTER_NEAREST)),
             "vertices": torch.from_numpy(truth["vertices"][i]),
             "faces": torch.from_numpy(truth["faces"]).long(),
@@ -152,21 +155,23 @@ def eval_photos(count: int, size: int) -> list[dict]:
 # ----------------------------------------------------------------------------- MeshInversion rows
 
 
-def meshinversion_metrics(model: Any, result: Any, photo: dict, novel_view_iou: Any) -> tuple[dict, dict]:
-    """All accuracy metrics of one MeshInversion-style result, and the renders the figure needs."""
+def meshinversion_metrics(model: Any, result: Any, texture: torch.Tensor, photo: dict) -> tuple[dict, dict]:
+    """All accuracy metrics of one MeshInversion-style result with its exported ``texture`` (3, N, N) in
+    [-1, 1], and the renders the figure needs."""
+    from bench_meshinversion import input_view_appearance, novel_view_appearance, novel_view_iou
+
     from backend.methods.gan2shape.losses import depth_metrics
     from backend.render.rasterize import rasterize
 
     crop, size = photo["crop"], photo["crop"].mask.shape[0]
     target = torch.from_numpy(crop.mask >= 0.5)
     with torch.no_grad():
-        rendering = model.render(result.vertices[None], result.texture[None], result.camera, size)
+        rendering = model.render_exported(result.vertices[None], texture[None], result.camera, size)
         fragments = rasterize(
             result.camera.camera().project(result.vertices[None]), model.faces, size, cull_backfaces=True
         )
     depth = scatter_depth(fragments.pixels, fragments.depth_values, (1, size, size), MESH_RENDER_DEPTH_OFFSET)
     rgb = ((rendering.rgb[0] + 1) / 2).clamp(0, 1).permute(1, 2, 0)
-    both = rendering.mask[0] & target
     on_white = torch.where(rendering.mask[0, ..., None], rgb, torch.ones_like(rgb))
     truth_depth = photo["depth"][None]
     depth_row = depth_metrics(depth, truth_depth, (truth_depth > 0) & (depth > 0))
@@ -180,14 +185,16 @@ def meshinversion_metrics(model: Any, result: Any, photo: dict, novel_view_iou: 
         "novel_iou": novel_view_iou((result.vertices, model.faces), float(result.camera.scale[0]),
                                     (photo["vertices"], photo["faces"]), photo["scale"]),
         "chamfer_l2": chamfer_l2(*clouds),
-        "texture_psnr": masked_psnr(rgb, torch.from_numpy(crop.rgb), both),
+        **input_view_appearance(model, result, texture, photo),
+        **novel_view_appearance(model, result, texture, photo),
         "side": depth_row["side"], "mad": depth_row["mad"],
     }  # fmt: skip
     return row, {"recon": on_white.numpy()}
 
 
-def novel_renders(model: Any, result: Any) -> list[np.ndarray]:
-    """The reconstruction, textured, from the figure's three novel azimuths at 20 deg elevation."""
+def novel_renders(model: Any, result: Any, texture: torch.Tensor) -> list[np.ndarray]:
+    """The reconstruction with its exported texture from the figure's three novel azimuths at 20 deg
+    elevation."""
     from backend.methods.meshinversion.camera_search import WeakPerspective, view_quaternion
 
     count = len(NOVEL_FIGURE_AZIMUTHS)
@@ -195,7 +202,7 @@ def novel_renders(model: Any, result: Any) -> list[np.ndarray]:
     camera = WeakPerspective(quaternions, result.camera.scale[:1].expand(count), torch.zeros(count, 2))
     centred = (result.vertices - result.vertices.mean(0))[None].expand(count, -1, -1)
     with torch.no_grad():
-        rendering = model.render(centred, result.texture[None].expand(count, -1, -1, -1), camera, TILE)
+        rendering = model.render_exported(centred, texture[None].expand(count, -1, -1, -1), camera, TILE)
     white = (~rendering.mask[:, None]).float()
     images = ((rendering.rgb + 1) / 2).clamp(0, 1) + white
     return [image.permute(1, 2, 0).numpy() for image in images.clamp(0, 1)]
@@ -215,11 +222,9 @@ def figure_row(photo: dict, recon: np.ndarray, views: list[np.ndarray], texture:
 def part_meshinversion(args: argparse.Namespace) -> dict:
     """A MeshInversion row (``mi-fast``, ``mi-paper``) or a baseline (``mi-mean-shape``,
     ``mi-free-form``) on the held-out photos; ``mi-batch`` times one batched optimisation."""
-    from bench_meshinversion import novel_view_iou
-
     from backend.methods.meshinversion.baselines import Baselines
     from backend.methods.meshinversion.invert import InversionSettings, Inverter
-    from backend.methods.meshinversion.method import METHOD_OPTIONS
+    from backend.methods.meshinversion.method import METHOD_OPTIONS, method_settings
     from backend.weights import Registry, build_model
 
     registry = Registry()
@@ -228,6 +233,8 @@ def part_meshinversion(args: argparse.Namespace) -> dict:
     preset = "paper" if args.part == "mi-paper" else "fast"
     options = {k: v for k, v in method.presets[preset].items() if k not in METHOD_OPTIONS}
     settings = InversionSettings.from_options(options)
+    texture_options = method_settings(method.presets[preset])
+    stage = method_settings(method.presets["fast"])  # the baselines are also scored with fast's texture stage
     photos = eval_photos(args.images, settings.render_size)
     rgbs, masks = [p["crop"].rgb for p in photos], [p["crop"].mask for p in photos]
 
@@ -247,17 +254,25 @@ def part_meshinversion(args: argparse.Namespace) -> dict:
         "mi-mean-shape": Baselines(method.model, settings).mean_shape,
         "mi-free-form": Baselines(method.model, settings).free_form,
     }[args.part]
-    rows, grid, seconds = [], [], []
+    baseline = args.part in ("mi-mean-shape", "mi-free-form")
+    rows, textured_rows, grid, seconds = [], [], [], []
     for photo, rgb, mask in zip(photos, rgbs, masks, strict=True):
         started = time.perf_counter()
         result = runner([rgb], [mask], 0, quiet)[0]
+        exported = method.final_texture(result, photo["photo"], texture_options)[0]
+        texture = result.texture if baseline else exported
         seconds.append(time.perf_counter() - started)
-        row, renders = meshinversion_metrics(method.model, result, photo, novel_view_iou)
+        row, renders = meshinversion_metrics(method.model, result, texture, photo)
         rows.append({"image": photo["name"], "seed": photo["seed"], "seconds": seconds[-1], **row})
         print(args.part, json.dumps(rows[-1]), flush=True)
+        if baseline:
+            textured = method.final_texture(result, photo["photo"], stage)[0]
+            row = meshinversion_metrics(method.model, result, textured, photo)[0]
+            textured_rows.append({"image": photo["name"], "seed": photo["seed"], **row})
         if len(grid) < 3:
-            texture = ((result.texture + 1) / 2).clamp(0, 1).permute(1, 2, 0).numpy()
-            grid.append(figure_row(photo, renders["recon"], novel_renders(method.model, result), texture))
+            image = ((texture + 1) / 2).clamp(0, 1).permute(1, 2, 0).numpy()
+            views = novel_renders(method.model, result, texture)
+            grid.append(figure_row(photo, renders["recon"], views, image))
     FIGURES.mkdir(exist_ok=True)
     figure = FIGURES / f"{args.part}.png"
     Image.fromarray(np.concatenate(grid, axis=0)).save(figure)
@@ -265,7 +280,9 @@ def part_meshinversion(args: argparse.Namespace) -> dict:
         "weights": entry.id,
         "weights_sha256": entry.sha256,
         "preset": preset,
+        "texture": "generated" if baseline else texture_options["texture"],
         "rows": rows,
+        **({"textured_rows": textured_rows, "textured_with": stage["texture"]} if baseline else {}),
         "figure": str(figure.relative_to(ROOT)),
         "seconds_per_image_median": statistics.median(seconds),
     }
@@ -320,7 +337,7 @@ def part_gan2shape(args: argparse.Namespace) -> dict:
         rows["gan2shape-fast"].append({
             "image": f"held-out seed {seed}", "seed": seed, "seconds": seconds[-1],
             "input_iou": float(mask_iou(covered, truth_mask)[0]),
-            "texture_psnr": masked_psnr(recon, torch.from_numpy(rgb), covered[0] & truth_mask[0]),
+            "input_psnr": masked_psnr(recon, torch.from_numpy(rgb), covered[0] & truth_mask[0]),
             "side": measured["side"], "mad": measured["mad"],
         })  # fmt: skip
         prior = ellipsoid_prior(outcome.run.target.mask[0, 0], entry.category, far=outcome.options.prior_far)
@@ -539,6 +556,41 @@ ROW_LABELS = {
 }
 
 
+def blender_markdown(parts: dict) -> list[str]:
+    """The check through Blender: each batch ``.blend`` rendered through its aligned camera."""
+    if not parts:
+        return []
+    lines = [
+        "## Through Blender's aligned camera",
+        "",
+        "The add-on's batch script (`blender_addon/batch.py --aligned-camera --save-blend`, the default "
+        "`--mask auto`) on the photos `examples/eval/car_eval_NNN.png`; each saved `.blend` rendered through "
+        "its aligned camera (Workbench, flat light, texture colour, Standard view transform) and compared "
+        "with the photo on its true mask: silhouette IoU and PSNR on the object "
+        "(`benchmarks/blender_overlay.py`; figures photo | render | difference in "
+        "`benchmarks/blender_overlay_*_figures/`).",
+        "",
+        "| method / preset | cars | IoU | PSNR dB | per car PSNR | batch s/image |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name, part in parts.items():
+        cars = part["cars"]
+        per_car = ", ".join(f"{c['car']}: {c['psnr']:.1f}" for c in cars)
+        lines.append(f"| {name} | {len(cars)} | {part['mean']['iou']:.3f} | {part['mean']['psnr']:.1f} | "
+                     f"{per_car} | {part['batch_seconds'] / len(cars):.1f} |")  # fmt: skip
+    return [*lines, ""]
+
+
+def blender_overlay(method: str, preset: str, cars: list[int]) -> dict:
+    """``benchmarks/blender_overlay.py`` for one method and preset, in a child process."""
+    out = BENCH / f"blender_overlay_{method}_{preset}.json"
+    command = [PY, str(BENCH / "blender_overlay.py"), "--method", method, "--preset", preset,
+               "--cars", *map(str, cars), "--out", str(out)]  # fmt: skip
+    print("+", " ".join(command[1:]), flush=True)
+    subprocess.run(command, cwd=ROOT, check=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    return json.loads(out.read_text())
+
+
 def markdown(report: dict) -> str:
     """RESULTS.md from results.json: every number in it comes from this run."""
     m, lines = report["machine"], []
@@ -573,34 +625,46 @@ def markdown(report: dict) -> str:
         "Input-view mask IoU; mean silhouette IoU over 8 novel views (azimuth 0-315 deg, 20 deg elevation, "
         "canonical frame); Chamfer-L2 between 4,000 surface samples each, both centred and scaled to unit "
         "RMS "
-        "radius; texture PSNR (dB) in the input view where both masks agree; depth SIDE and MAD (deg) in the "
-        "input view as in the GAN2Shape paper (`backend.methods.gan2shape.losses.depth_metrics`).",
+        "radius; appearance with the exported texture: PSNR (dB) and SSIM in the input view on the true "
+        "mask and the rendering's, and in the 8 novel views (reconstruction and true mesh with its true "
+        "texture, unlit on white) PSNR on the union of both silhouettes and the body colour error "
+        "(CIEDE2000 between the two renders' mean object colours); depth SIDE and MAD (deg) in the "
+        "input view as in the GAN2Shape paper (`backend.methods.gan2shape.losses.depth_metrics`). "
+        "GAN2Shape's input PSNR is its nets' 64 px reconstruction; its exported texture is the photo "
+        "itself, measured through Blender below.",
         "",
-        "| row | images | input IoU | novel IoU | Chamfer-L2 | texture PSNR | SIDE | MAD | s/image (median) "
-        "| peak RSS MB |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| row | texture | images | input IoU | novel IoU | Chamfer-L2 | input PSNR | input SSIM "
+        "| novel PSNR | body colour error | SIDE | MAD | s/image (median) | peak RSS MB |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     metrics = (
         ("input_iou", 3),
         ("novel_iou", 3),
-        ("chamfer_l2", 3),
-        ("texture_psnr", 2),
+        ("chamfer_l2", 4),
+        ("input_psnr", 1),
+        ("input_ssim", 3),
+        ("novel_psnr", 1),
+        ("body_colour_error", 1),
         ("side", 4),
         ("mad", 1),
     )
     for name, part in report["accuracy"].items():
-        table = [(ROW_LABELS.get(name, name), part["rows"], part)]
+        texture = part.get("texture", "-")
+        table = [(ROW_LABELS.get(name, name), texture, part["rows"], part)]
+        if "textured_rows" in part:
+            label = f"{ROW_LABELS.get(name, name)}, with fast's texture stage"
+            table.append((label, part["textured_with"], part["textured_rows"], None))
         if "prior_rows" in part:
-            table.append(("baseline: ellipsoid prior alone (GAN2Shape)", part["prior_rows"], None))
+            table.append(("baseline: ellipsoid prior alone (GAN2Shape)", "-", part["prior_rows"], None))
         if "tilted_prior_rows" in part:
             label = "baseline: ellipsoid prior seen from the mean training view (GAN2Shape)"
-            table.append((label, part["tilted_prior_rows"], None))
-        for label, rows, timed in table:
+            table.append((label, "-", part["tilted_prior_rows"], None))
+        for label, mode, rows, timed in table:
             cells = [mean_cell(rows, key, digits) for key, digits in metrics]
             cost = (
                 f"{timed['seconds_per_image_median']:.1f} | {timed['peak_rss_mb']:.0f}" if timed else "- | -"
             )
-            lines.append(f"| {label} | {len(rows)} | " + " | ".join(cells) + f" | {cost} |")
+            lines.append(f"| {label} | {mode} | {len(rows)} | " + " | ".join(cells) + f" | {cost} |")
     lines += [
         "",
         "Weights each row's process loaded: "
@@ -641,6 +705,7 @@ def markdown(report: dict) -> str:
     for name, part in report["accuracy"].items():
         label = ROW_LABELS.get(name, name)
         lines += [f"{label}:", "", f"![{label}]({Path(part['figure']).relative_to('benchmarks')})", ""]
+    lines += blender_markdown(report.get("blender", {}))
     speed = report["speed"]
     render_ms = speed["renderer_ms"]["template_960_256"]
     lines += [
@@ -698,6 +763,12 @@ def orchestrate(args: argparse.Namespace) -> None:
     report["accuracy"] = {part: run_part(part, images, args.resume) for part in parts}
     g2s_images = 1 if args.quick else images
     report["accuracy"]["gan2shape-fast"] = run_part("gan2shape-fast", g2s_images, args.resume)
+    overlay_cars = list(range(8, 8 + (2 if args.quick else 8)))
+    report["blender"] = {
+        f"{method} {preset}": blender_overlay(method, preset, overlay_cars)
+        for method, preset in (("meshinversion", "fast"), ("gan2shape", "fast"), ("meshinversion", "paper"))
+        if not (args.quick and preset == "paper")
+    }
     speed: dict[str, Any] = {"renderer_repeats": 5 if args.quick else 15}
     speed["renderer_ms"] = renderer_step_ms(speed["renderer_repeats"])
     sequential = report["accuracy"]["mi-fast"]["seconds_per_image_median"]
