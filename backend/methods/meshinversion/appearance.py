@@ -76,14 +76,21 @@ def resample_texture(texture: Tensor, size: int) -> Tensor:
 
 
 def blur(image: Tensor, sigma: float) -> Tensor:
-    """Gaussian blur of an (N, M) map: wraps in u (the UV seam), clamps in v (the poles)."""
+    """Gaussian blur of an (N, M) map with std ``sigma`` texels: wraps in u (the UV seam), clamps in v
+    (the poles). Wide blurs run on a map averaged down to a few texels per std, then scaled back up
+    (they only carry low frequencies), so the cost does not grow with the width."""
+    factor = max(1, int(sigma // 2))
+    small = F.avg_pool2d(image[None, None], factor, ceil_mode=True) if factor > 1 else image[None, None]
+    sigma = sigma / factor
     radius = max(1, int(3 * sigma))
     offsets = torch.arange(-radius, radius + 1, dtype=image.dtype, device=image.device)
     kernel = torch.exp(-0.5 * (offsets / sigma).square())
     kernel = kernel / kernel.sum()
-    across = F.pad(image[None, None], (radius, radius, 0, 0), mode="circular")
+    across = F.pad(small, (radius, radius, 0, 0), mode="circular")
     blurred = F.conv2d(across, kernel.view(1, 1, 1, -1))
     blurred = F.conv2d(F.pad(blurred, (0, 0, radius, radius), mode="replicate"), kernel.view(1, 1, -1, 1))
+    if factor > 1:
+        blurred = F.interpolate(blurred, size=image.shape[-2:], mode="bilinear", align_corners=False)
     return blurred[0, 0]
 
 
