@@ -12,22 +12,12 @@ from typing import Any
 
 import pytest
 
+from tests.file_tree import tree
+
 ROOT = Path(__file__).resolve().parents[2]
 BATCH = ROOT / "blender_addon" / "batch.py"
 
 pytestmark = pytest.mark.slow  # bpy processes and a real backend
-
-
-def tree(folder: Path) -> dict[str, object]:
-    """Every entry under ``folder``: file bytes, link targets, folders."""
-    entries: dict[str, object] = {}
-    for path in sorted(folder.rglob("*")):
-        name = str(path.relative_to(folder))
-        if path.is_symlink():
-            entries[name] = ("link", os.readlink(path))
-        else:
-            entries[name] = path.read_bytes() if path.is_file() else "folder"
-    return entries
 
 
 def debris_name(name: str, token: str, kind: str) -> str:

@@ -17,6 +17,7 @@ from backend import results
 from backend.methods.base import MeshResult
 from backend.protocol import PROTOCOL_VERSION, staging_name
 from backend.results import ResultError, check_output_dir, validate, write_result
+from tests.file_tree import tree
 
 META = {
     "method": "meshinversion",
@@ -24,18 +25,6 @@ META = {
     "preset": "fast",
     "seed": 3,
 }
-
-
-def tree(folder: Path) -> dict[str, object]:
-    """Every entry under ``folder``: file bytes, link targets, folders; equal trees are byte-identical."""
-    entries: dict[str, object] = {}
-    for path in sorted(folder.rglob("*")):
-        name = str(path.relative_to(folder))
-        if path.is_symlink():
-            entries[name] = ("link", os.readlink(path))
-        else:
-            entries[name] = path.read_bytes() if path.is_file() else "folder"
-    return entries
 
 
 def hidden(folder: Path) -> list[str]:
