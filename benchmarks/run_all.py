@@ -124,16 +124,17 @@ def machine() -> dict:
 # ----------------------------------------------------------------------------- held-out data
 
 
-def eval_photos(count: int, size: int) -> list[dict]:
-    """The first ``count`` committed held-out renders (with backgrounds), cropped like a user photo,
-    with their ground truth mesh, depth cropped the same way, and the camera scale in crop NDC."""
+def eval_photos(count: int, size: int, first: int = 0) -> list[dict]:
+    """``count`` committed held-out renders from number ``first`` on (with backgrounds), cropped like a
+    user photo, with their ground truth mesh, depth cropped the same way, and the camera scale in crop
+    NDC."""
     import cv2
 
     from backend.inputs import InputImage, crop_to_object
 
     truth = np.load(EVAL_DIR / "ground_truth.npz")
     photos = []
-    for i in range(count):
+    for i in range(first, first + count):
         rgb = np.asarray(Image.open(EVAL_DIR / f"car_eval_{i:03d}.png").convert("RGB"), np.float32) / 255
         image = InputImage(rgb, truth["mask"][i], f"car_eval_{i:03d}.png")
         crop = crop_to_object(image, size, 0.05)
@@ -235,7 +236,7 @@ def part_meshinversion(args: argparse.Namespace) -> dict:
     settings = InversionSettings.from_options(options)
     texture_options = method_settings(method.presets[preset])
     stage = method_settings(method.presets["fast"])  # the baselines are also scored with fast's texture stage
-    photos = eval_photos(args.images, settings.render_size)
+    photos = eval_photos(args.images, settings.render_size, args.first)
     rgbs, masks = [p["crop"].rgb for p in photos], [p["crop"].mask for p in photos]
 
     def quiet(*_a: Any, **_k: Any) -> None:
@@ -799,6 +800,7 @@ def main() -> None:
     parser.add_argument("--report-only", action="store_true", help="rewrite RESULTS.md from results.json")
     parser.add_argument("--resume", action="store_true", help="reuse rows done earlier (runs/bench_parts)")
     parser.add_argument("--part", help=argparse.SUPPRESS)
+    parser.add_argument("--first", type=int, default=0, help="with --part, MeshInversion: first eval car")
     parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     torch.set_num_threads(1)
