@@ -6,12 +6,14 @@ The add-on (the built extension zip, installed as a user would) reconstructs an 
 MeshInversion ``fast``; the mesh is then edited as an artist might (subdivided, displaced a little
 along its normals by a noise texture, as modifiers) and **Re-project Photo** bakes the photo onto
 the edited mesh (``tests/blender/bpy_scenarios.py::scenario_reproject``). Each stage (the
-reconstruction, the edit with its old texture, the edit re-projected) is rendered through the
-aligned camera in a fresh bpy process and scored against the photo on its true mask
-(``blender_overlay.py``: silhouette IoU, PSNR where both cover). The texels the photo does not see
-(farther than an eighth of the texture from any seen texel) must keep the previous texture. The
-figure (``benchmarks/figures/reproject.png``): photo | the three stages through the camera, and
-below, the three stages seen from behind on the left (the side the photo does not show).
+reconstruction, the reconstruction re-projected without an edit, the edit with its old texture,
+the edit re-projected) is rendered through the aligned camera in a fresh bpy process and scored
+against the photo on its true mask (``blender_overlay.py``: silhouette IoU, PSNR where both
+cover); the unedited re-projection is also scored against the reconstruction's render (it must
+look the same). The texels the photo does not see (farther than an eighth of the texture from any
+seen texel) must keep the previous texture. The figure (``benchmarks/figures/reproject.png``):
+photo | reconstruction, edited, re-projected through the camera, all cropped to the object; below,
+the same three from behind on the left (the side the photo does not show).
 """
 
 from __future__ import annotations
@@ -40,7 +42,9 @@ from backend.reproject.job import load_photo, read_source  # noqa: E402
 
 SCENARIO = ROOT / "tests" / "blender" / "bpy_scenarios.py"
 STAGES = ("before", "edited", "after")
-"""The reconstruction, the edited mesh with its old texture, the edited mesh re-projected."""
+"""The reconstruction, the edited mesh with its old texture, the edited mesh re-projected (drawn)."""
+SCORED = ("before", "same", *STAGES[1:])
+"""Also scored: the reconstruction re-projected without an edit, which must look as it did."""
 DEFAULT_STRENGTH = 0.05
 """Displacement of the edit, in Blender units (the mesh is about 1 unit across): up to ~2.5 %."""
 
@@ -79,26 +83,30 @@ def evaluate(
     env: dict[str, str] | None = None,
     car: int = 8,
     strength: float = DEFAULT_STRENGTH,
+    backend_python: str = sys.executable,
 ) -> dict[str, Any]:
-    """Run the scenario on eval ``car``, render and score each stage, compare the textures, draw."""
+    """Run the scenario on eval ``car``, render and score each stage, compare the textures, draw.
+    ``python`` has bpy (it may be another Blender line's); ``backend_python`` runs the backend."""
     if env is None:
         env = {k: v for k, v in blender_overlay.bench_env().items() if k not in ("PYTHONPATH", "PYTHONHOME")}
     for name in ("arrays", "blends", "user"):
         (work / name).mkdir(parents=True, exist_ok=True)
     photo_path = blender_overlay.eval_photo(car)
     scenario = run_scenario({
-        "zip": str(zip_path), "python": python, "weights_dir": "", "image": str(photo_path),
+        "zip": str(zip_path), "python": backend_python, "weights_dir": "", "image": str(photo_path),
         "user": str(work / "user"), "arrays": str(work / "arrays"), "blends": str(work / "blends"),
         "strength": strength, "settings": {"method": "meshinversion", "preset": "fast", "seed": 0},
     }, python, {**env, "BLENDER_USER_RESOURCES": str(work / "user")})  # fmt: skip
     photo, mask = blender_overlay.load(photo_path, "RGB"), blender_overlay.true_masks()[car]
     scores, renders = {}, {}
-    for stage in STAGES:
+    for stage in SCORED:
         png = work / f"{stage}.png"
         blend = work / "blends" / f"{stage}.blend"
         blender_overlay.render_blend(blend, png, photo.shape[1::-1], python, env)
         renders[stage] = blender_overlay.load(png, "RGBA")
         scores[stage] = blender_overlay.score(renders[stage], photo, mask)
+    reference = renders["before"]
+    identity = blender_overlay.score(renders["same"], reference[..., :3], reference[..., 3] >= 0.5)
     before, after = (np.load(work / "arrays" / f"{name}.npy") for name in ("before", "after"))
     unseen = unseen_texels(Path(scenario["reprojected"][0]), after.shape[0])
     change = np.abs(after - before).max(axis=-1)
@@ -108,7 +116,8 @@ def evaluate(
     return {
         "car": car,
         "strength": strength,
-        "scores": {stage: {k: scores[stage][k] for k in ("iou", "psnr", "pixels")} for stage in STAGES},
+        "scores": {stage: {k: scores[stage][k] for k in ("iou", "psnr", "pixels")} for stage in SCORED},
+        "identity": {"iou": identity["iou"], "psnr": identity["psnr"]},
         "unseen": {
             "fraction_of_texture": float(unseen.mean()),
             "max_change": float(change[unseen].max()) if unseen.any() else None,
@@ -159,9 +168,10 @@ def main(argv: list[str]) -> None:
         report = evaluate(args.zip, Path(tmp), figures, car=args.car, strength=args.strength)
     report.pop("scenario")
     args.out.write_text(json.dumps(report, indent=1) + "\n")
-    for stage in STAGES:
+    for stage in SCORED:
         score = report["scores"][stage]
         print(f"{stage:>7}: IoU {score['iou']:.4f}  PSNR {score['psnr']:.2f} dB")
+    print(f"re-projected unedited vs the reconstruction, render to render: {report['identity']}")
     print(f"unseen texels: {report['unseen']}")
     print(f"wrote {args.out} and benchmarks/figures/reproject.png")
 

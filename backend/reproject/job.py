@@ -225,8 +225,7 @@ def run_reproject(
     metadata = _metadata(source, device, timings)
     files = write_result(
         result, request.output_dir, metadata, overwrite=request.overwrite, mask=image.mask_at_original_size()
-    )
-    reporter("export", 1, 1)
+    )  # no progress call after this: a cancel arriving now must not disown a written result
     summary = {
         "kind": "reproject",
         "source": str(source.folder.absolute()),

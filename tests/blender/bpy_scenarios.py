@@ -395,8 +395,9 @@ def reproject_error(name: str) -> str:
 
 
 def scenario_reproject(args: dict[str, Any]) -> dict[str, Any]:
-    """Reconstruct a photo (result files not kept: the default), save it, edit the mesh, re-project
-    (with results kept, to inspect them), save it, undo; then inputs that must fail leave it as it is.
+    """Reconstruct a photo (result files not kept: the default), save it, re-project it unedited, save
+    that and undo it; edit the mesh, re-project (with results kept, to inspect them), save it, undo;
+    then inputs that must fail leave it as it is.
     Textures go to ``args["arrays"]`` as .npy files (row 0 at the top)."""
     addon = install(args["zip"], args["python"], args.get("weights_dir", ""))
     prefs = bpy.context.preferences.addons[MODULE].preferences
@@ -416,6 +417,11 @@ def scenario_reproject(args: dict[str, Any]) -> dict[str, Any]:
     np.save(arrays / "before.npy", image_pixels(before)[..., :3])
     save_copy(args["blends"] + "/before.blend")
     render_novel_view(obj, args["blends"] + "/before_novel.png")
+    bpy.ops.ed.undo_push(message="reconstructed")  # the UI pushes one after every operator
+    assert bpy.ops.rfi.reproject_photo("EXEC_DEFAULT", True) == {"FINISHED"}  # no edit: the same look
+    save_copy(args["blends"] + "/same.blend")
+    bpy.ops.ed.undo()
+    obj = bpy.data.objects[name]
     artist_edit(obj, args["strength"])
     save_copy(args["blends"] + "/edited.blend")
     render_novel_view(obj, args["blends"] + "/edited_novel.png")

@@ -27,14 +27,18 @@ def report(
         pytest.skip("no shipped MeshInversion weights: the thresholds are for the trained model")
     work = tmp_path_factory.mktemp("reproject")
     result = blender_reproject.evaluate(
-        extension_zip, work, work / "figures", python=tools.bpy_python, env=tools.env(work / "user")
-    )
+        extension_zip, work, work / "figures", python=tools.bpy_python, env=tools.env(work / "user"),
+        backend_python=tools.backend_python,
+    )  # fmt: skip
     result["work"] = work
     return result
 
 
 def test_reprojected_edit_looks_like_the_photo(report: dict[str, Any]) -> None:
     scores = report["scores"]
+    identity = report["identity"]  # re-projected without an edit: the look of the reconstruction
+    assert identity["iou"] == 1 and identity["psnr"] >= 40, identity
+    assert scores["same"]["psnr"] >= scores["before"]["psnr"] - 0.5, scores
     assert scores["edited"]["iou"] < scores["before"]["iou"]  # the edit changed the outline
     assert scores["after"]["psnr"] >= 24, scores
     assert scores["after"]["psnr"] > scores["edited"]["psnr"] + 1, scores  # better than the old texture
