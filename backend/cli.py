@@ -1,7 +1,8 @@
-"""Command line: ``python -m backend reconstruct|serve|weights|doctor``.
+"""Command line: ``python -m backend reconstruct|reproject|serve|weights|doctor``.
 
-``reconstruct`` runs the same ``backend.jobs.run_job`` as the protocol server, with a tqdm bar
-per stage on stderr and a one-line summary on stdout. Failures print ``error: ...`` and
+``reconstruct`` and ``reproject`` run the same ``backend.jobs.run_job`` and
+``backend.reproject.job.run_reproject`` as the protocol server, with a tqdm bar per stage on
+stderr and a one-line summary on stdout. Failures print ``error: ...`` and
 ``hint: ...`` on stderr and exit with status 1 (2 for bad arguments, 130 when interrupted).
 """
 
@@ -9,16 +10,26 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from typing import Any
 
 from tqdm import tqdm
 
 from backend.devices import DeviceError, configure_threads
 from backend.doctor import run_doctor
-from backend.jobs import describe_error, log_traceback, run_job
+from backend.jobs import JobOutcome, describe_error, log_traceback, run_job
 from backend.methods import METHOD_MODULES
 from backend.methods.base import JobCancelled
-from backend.protocol import DEVICES, MASK_SOURCES, PRESETS, JobRequest, parse_overrides
+from backend.protocol import (
+    DEVICES,
+    MASK_SOURCES,
+    PRESETS,
+    REPROJECT_SIZES,
+    JobRequest,
+    ReprojectRequest,
+    parse_overrides,
+)
+from backend.reproject.job import run_reproject
 from backend.server import serve
 from backend.weights import Registry, WeightsError
 
@@ -77,9 +88,42 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
         )
     except ValueError as exc:
         return fail("bad_argument", str(exc), "see --help")
+    outcome = _run_with_bars(lambda bars: run_job(request, bars, registry=_registry(args)))
+    if isinstance(outcome, int):
+        return outcome
+    s = outcome.summary
+    print(
+        f"wrote {s['output_dir']}: {s['vertices']} vertices, {s['faces']} faces "
+        f"({s['method']}, weights {s['weights']}, preset {s['preset']}, {s['device']}, {s['seconds']:.1f} s)"
+    )
+    return 0
+
+
+def cmd_reproject(args: argparse.Namespace) -> int:
+    try:
+        request = ReprojectRequest(
+            result_dir=args.result, mesh=args.mesh, output_dir=args.output, texture=args.texture,
+            size=args.size, device=args.device, overwrite=args.overwrite, id="cli",
+        )  # fmt: skip
+        request.validate()
+    except ValueError as exc:
+        return fail("bad_argument", str(exc), "see --help")
+    outcome = _run_with_bars(lambda bars: run_reproject(request, bars))
+    if isinstance(outcome, int):
+        return outcome
+    s = outcome.summary
+    print(
+        f"wrote {s['output_dir']}: {s['vertices']} vertices, {s['faces']} faces, "
+        f"{100 * s['seen_fraction']:.1f} % of the texture from the photo ({s['seconds']:.1f} s)"
+    )
+    return 0
+
+
+def _run_with_bars(job: Callable[[StageBars], JobOutcome]) -> JobOutcome | int:
+    """Run ``job`` with progress bars; its outcome, or the exit status of a failure or a cancel."""
     bars = StageBars()
     try:
-        outcome = run_job(request, bars, registry=_registry(args))
+        outcome = job(bars)
     except (KeyboardInterrupt, JobCancelled):
         bars.close()
         print("cancelled", file=sys.stderr)
@@ -89,12 +133,7 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
         log_traceback(exc)
         return fail(*describe_error(exc))
     bars.close()
-    s = outcome.summary
-    print(
-        f"wrote {s['output_dir']}: {s['vertices']} vertices, {s['faces']} faces "
-        f"({s['method']}, weights {s['weights']}, preset {s['preset']}, {s['device']}, {s['seconds']:.1f} s)"
-    )
-    return 0
+    return outcome
 
 
 def _registry(args: argparse.Namespace) -> Registry:
@@ -181,6 +220,23 @@ def build_parser() -> argparse.ArgumentParser:
         "--overwrite", action="store_true", help="replace an earlier result in OUTDIR (never other files)"
     )
     rec.set_defaults(func=cmd_reconstruct)
+
+    rep = sub.add_parser(
+        "reproject", parents=[common], help="bake a result's photo onto an edited mesh -> OUTDIR"
+    )
+    rep.add_argument("result", help="the result folder of the reconstruction (its -o)")
+    rep.add_argument("--mesh", required=True, help="edited mesh: .glb, .gltf, .obj or a result's mesh.npz")
+    rep.add_argument(
+        "--texture", help="the texture its UVs address now (default: the mesh file's, else the result's)"
+    )
+    low, high = REPROJECT_SIZES
+    rep.add_argument("--size", type=int, help=f"texture side, {low}-{high} (default: the texture's)")
+    rep.add_argument("--device", choices=DEVICES, default="auto")
+    rep.add_argument("-o", "--output", required=True, help="output folder")
+    rep.add_argument(
+        "--overwrite", action="store_true", help="replace an earlier result in OUTDIR (never other files)"
+    )
+    rep.set_defaults(func=cmd_reproject)
 
     weights = sub.add_parser("weights", help="list, import or verify weights")
     actions = weights.add_subparsers(dest="action", required=True)

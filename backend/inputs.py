@@ -463,6 +463,19 @@ def crop_to_object(image: InputImage, size: int, margin: float = 0.05, fill: flo
     side = max(1, math.ceil(max(bw, bh) * (1 + 2 * margin)))
     x0 = int(cols[0] + cols[-1] + 1 - side) // 2
     y0 = int(rows[0] + rows[-1] + 1 - side) // 2
+    return _square_crop(image, x0, y0, side, size, fill)
+
+
+def crop_box(image: InputImage, box: list[float], size: int, fill: float | None = None) -> Crop:
+    """The square ``box`` = [x0, y0, side] in original-image pixels (a result's ``camera.crop_box``)
+    at ``size`` x ``size``: the crop the method saw, to lay the photo over the result's camera again."""
+    s = image.scale_to_original
+    x0, y0, side = (round(v / s) for v in box)
+    return _square_crop(image, x0, y0, max(1, side), size, fill)
+
+
+def _square_crop(image: InputImage, x0: int, y0: int, side: int, size: int, fill: float | None) -> Crop:
+    """The square of ``side`` array pixels at (``x0``, ``y0``), padded outside the image and resized."""
     rgb = _pad_crop(image.rgb, x0, y0, side, fill)
     mask = _pad_crop(image.mask.astype(np.float32), x0, y0, side, 0.0)
     interpolation = cv2.INTER_AREA if side > size else cv2.INTER_LINEAR

@@ -4,9 +4,11 @@ Standard library only: the Blender add-on imports this very module (bundled insi
 extension) without torch, so both sides always agree on names and the version.
 
 Every message is one JSON object on one line with a ``type`` field. Client -> backend:
-``job``, ``cancel``, ``ping``, ``shutdown``. Backend -> client: ``hello`` (first line, once),
-``accepted``, ``progress``, ``result``, ``error``, ``cancelled``, ``pong``, ``bye``.
-A change that an older peer cannot read bumps ``PROTOCOL_VERSION``.
+``job`` (reconstruct a photo), ``reproject`` (bake a result's photo onto an edited mesh),
+``cancel``, ``ping``, ``shutdown``. Backend -> client: ``hello`` (first line, once), ``accepted``,
+``progress``, ``result``, ``error``, ``cancelled``, ``pong``, ``bye``; both job types report
+through the same events. A change that an older peer cannot read bumps ``PROTOCOL_VERSION``
+(2: the ``reproject`` job).
 
 It also holds the one file-name convention both sides follow when they write outputs atomically
 (the backend's result folders, the batch script's ``.blend``/``.glb``/preview files).
@@ -20,13 +22,13 @@ import os
 import re
 import secrets
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any
+from typing import Any, ClassVar
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
 MAX_MESSAGE_BYTES = 1 << 20
 """Longest accepted line; longer input is an error, never buffered without bound."""
 
-CLIENT_TYPES = frozenset({"job", "cancel", "ping", "shutdown"})
+CLIENT_TYPES = frozenset({"job", "reproject", "cancel", "ping", "shutdown"})
 SERVER_TYPES = frozenset(
     {"hello", "accepted", "progress", "result", "error", "cancelled", "pong", "bye"}
 )
@@ -40,6 +42,8 @@ DEVICES = ("auto", "cpu", "cuda")
 
 
 MAX_ID_LENGTH = 200
+REPROJECT_SIZES = (64, 2048)
+"""Texture sizes a re-projection may ask for (the texture stage's own range)."""
 SEED_LIMIT = 1 << 63
 """Seeds seed torch generators, which take 64-bit integers; larger ones are refused up front."""
 
@@ -85,19 +89,12 @@ class JobRequest:
     preview: bool = True
     id: str = "job"
 
+    message_type: ClassVar[str] = "job"
+
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> JobRequest:
         """Validate field names and types; unknown keys are an error so typos never pass silently."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known - {"type"})
-        if unknown:
-            raise ProtocolError("bad_request", f"unknown job field(s): {', '.join(unknown)}")
-        for name in ("image", "output_dir"):
-            if not isinstance(data.get(name), str) or not data[name]:
-                raise ProtocolError("bad_request", f"job needs a non-empty string '{name}'")
-        req = cls(**{k: v for k, v in data.items() if k in known})
-        req.validate()
-        return req
+        return _from_dict(cls, data, ("image", "output_dir"))
 
     def validate(self) -> None:
         """Check enumerations and value ranges that need no files or torch."""
@@ -133,7 +130,73 @@ class JobRequest:
                 raise ProtocolError("bad_request", message)
 
     def to_message(self) -> dict[str, Any]:
-        return {"type": "job", **asdict(self)}
+        return {"type": self.message_type, **asdict(self)}
+
+
+@dataclass
+class ReprojectRequest:
+    """Bake the photo of the result in ``result_dir`` onto the edited ``mesh`` (any topology, Blender's
+    frame, .glb/.gltf/.obj or a result's mesh.npz) into a new result in ``output_dir``. ``texture``:
+    the texture the mesh's UVs address now (default: the mesh file's own, else the result's), kept
+    where the photo does not see; ``size``: the new texture's side (default: that texture's)."""
+
+    result_dir: str
+    mesh: str
+    output_dir: str
+    texture: str | None = None
+    size: int | None = None
+    device: str = "auto"
+    overwrite: bool = False
+    id: str = "job"
+
+    message_type: ClassVar[str] = "reproject"
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ReprojectRequest:
+        return _from_dict(cls, data, ("result_dir", "mesh", "output_dir"))
+
+    def validate(self) -> None:
+        low, high = REPROJECT_SIZES
+        checks: list[tuple[bool, str]] = [
+            (isinstance(self.id, str) and 0 < len(self.id) <= MAX_ID_LENGTH, "id must be a short string"),
+            (self.device in DEVICES, f"device must be one of {', '.join(DEVICES)}"),
+            (isinstance(self.overwrite, bool), "overwrite must be true or false"),
+            (self.size is None or (_is_int(self.size) and low <= self.size <= high),
+             f"size must be an integer within {low}..{high} (or null to keep the texture's)"),
+            (self.texture is None or isinstance(self.texture, str), "texture must be a string"),
+            (
+                all(map(_is_file_name, (self.result_dir, self.mesh, self.output_dir, self.texture or "."))),
+                "paths must be file names (no NUL characters or unpaired surrogates)",
+            ),
+        ]  # fmt: skip
+        for ok, message in checks:
+            if not ok:
+                raise ProtocolError("bad_request", message)
+
+    def to_message(self) -> dict[str, Any]:
+        return {"type": self.message_type, **asdict(self)}
+
+
+Request = JobRequest | ReprojectRequest
+REQUEST_TYPES: dict[str, type[JobRequest] | type[ReprojectRequest]] = {
+    JobRequest.message_type: JobRequest,
+    ReprojectRequest.message_type: ReprojectRequest,
+}
+"""Message type -> the request it carries; every job type queues, reports and cancels alike."""
+
+
+def _from_dict(cls: Any, data: dict[str, Any], required: tuple[str, ...]) -> Any:
+    """``cls`` from a message: unknown keys and missing or empty ``required`` strings are errors."""
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(data) - known - {"type"})
+    if unknown:
+        raise ProtocolError("bad_request", f"unknown {cls.message_type} field(s): {', '.join(unknown)}")
+    for name in required:
+        if not isinstance(data.get(name), str) or not data[name]:
+            raise ProtocolError("bad_request", f"{cls.message_type} needs a non-empty string '{name}'")
+    request = cls(**{k: v for k, v in data.items() if k in known})
+    request.validate()
+    return request
 
 
 def parse_overrides(items: list[str]) -> dict[str, str]:

@@ -260,6 +260,9 @@ def _disk_error(exc: OSError, out_dir: Path) -> ResultError:
     return ResultError("write_failed", f"cannot write {out_dir}: {exc}", "check the output folder")
 
 
+READABLE_RESULT_VERSIONS = (1, 2)
+"""Protocol versions whose ``result.json`` this backend reads back (``reproject``): one schema, since
+protocol 2 only added a job type (and results record what they re-projected under ``info``)."""
 RESULT_FILES = frozenset({"mesh.npz", "texture.png", "result.json", "mesh.glb", "preview.png", "mask.png"})
 """Every file a result may hold."""
 MAX_RESULT_JSON_BYTES = 64 << 20

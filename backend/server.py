@@ -1,14 +1,15 @@
 """``python -m backend serve``: the JSON-lines protocol server the Blender add-on talks to.
 
 Threads: the main thread reads stdin (so ``ping`` and ``cancel`` are answered during a job), one
-worker thread runs jobs strictly one at a time. Job policy: a job sent while another runs is
-**queued** (FIFO, at most ``MAX_QUEUED``) and acknowledged with ``accepted`` and its queue
-position; jobs never interleave. ``cancel`` with a ``job`` id cancels that job (running: at its
-next optimisation step; queued: at once); without an id it cancels the running job and empties
-the queue. Cancelling a job that is no longer queued or running is a silent no-op, because it
-races with the job's end (an error event would mark a finished job as failed). Job ids must be
-unique among queued and running jobs. ``shutdown`` cancels everything and answers ``bye``; EOF
-on stdin (the client died) does the same silently, so the backend never outlives Blender.
+worker thread runs jobs strictly one at a time: reconstructions (``job``) and re-projections
+(``reproject``) alike. Job policy: a job sent while another runs is **queued** (FIFO, at most
+``MAX_QUEUED``) and acknowledged with ``accepted`` and its queue position; jobs never
+interleave. ``cancel`` with a ``job`` id cancels that job (running: at its next step; queued: at
+once); without an id it cancels the running job and empties the queue. Cancelling a job that is
+no longer queued or running is a silent no-op, because it races with the job's end (an error
+event would mark a finished job as failed). Job ids must be unique among queued and running
+jobs. ``shutdown`` cancels everything and answers ``bye``; EOF on stdin (the client died) does
+the same silently, so the backend never outlives Blender.
 
 The protocol goes to a private duplicate of the original stdout; file descriptor 1 and
 ``sys.stdout`` are pointed at stderr, so stray prints from libraries cannot corrupt the stream.
@@ -34,12 +35,15 @@ from backend.protocol import (
     CLIENT_TYPES,
     MAX_MESSAGE_BYTES,
     PROTOCOL_VERSION,
-    JobRequest,
+    REQUEST_TYPES,
     ProtocolError,
+    ReprojectRequest,
+    Request,
     decode,
     encode,
     error_message,
 )
+from backend.reproject.job import run_reproject
 from backend.weights import Registry, WeightsError
 
 MAX_QUEUED = 16
@@ -93,8 +97,8 @@ class Server:
         self.weights_dir = weights_dir
         self.write_lock = threading.Lock()
         self.jobs = threading.Condition()
-        self.queue: deque[tuple[JobRequest, threading.Event]] = deque()
-        self.current: tuple[JobRequest, threading.Event] | None = None
+        self.queue: deque[tuple[Request, threading.Event]] = deque()
+        self.current: tuple[Request, threading.Event] | None = None
         self.stopping = False
         self.cache = ModelCache()
         self.worker = threading.Thread(target=self._work, name="rfi-worker", daemon=True)
@@ -164,7 +168,7 @@ class Server:
                 busy = self.current[0].id if self.current else None
                 queued = len(self.queue)
             self.send({"type": "pong", "id": message.get("id"), "busy": busy, "queued": queued})
-        elif kind == "job":
+        elif kind in REQUEST_TYPES:
             self._enqueue(message)
         elif kind == "cancel":
             self._cancel(message.get("job"))
@@ -173,7 +177,7 @@ class Server:
     def _enqueue(self, message: dict[str, Any]) -> None:
         job_id = message.get("id") if isinstance(message.get("id"), str) else None
         try:
-            request = JobRequest.from_dict(message)
+            request = REQUEST_TYPES[message["type"]].from_dict(message)
         except (ProtocolError, TypeError) as exc:
             self.send(error_message("bad_request", str(exc), "fix the job fields", job=job_id))
             return
@@ -224,11 +228,14 @@ class Server:
             request, cancel = self.current
             self.send(self._run(request, cancel))
 
-    def _run(self, request: JobRequest, cancel: threading.Event) -> dict[str, Any]:
+    def _run(self, request: Request, cancel: threading.Event) -> dict[str, Any]:
         """Run one job; the final message is returned so it goes out only after the job is
         no longer current (a ``ping`` answered after it never reports the job as busy)."""
         try:
-            outcome = run_job(request, self.send, cancel, Registry(self.weights_dir), self.cache)
+            if isinstance(request, ReprojectRequest):
+                outcome = run_reproject(request, self.send, cancel)
+            else:
+                outcome = run_job(request, self.send, cancel, Registry(self.weights_dir), self.cache)
             return {"type": "result", "job": request.id, "files": outcome.files, "summary": outcome.summary}
         except JobCancelled:
             return {"type": "cancelled", "job": request.id}

@@ -8,7 +8,6 @@ the same request, client and importer, only driven by a modal timer instead of a
 from __future__ import annotations
 
 import dataclasses
-import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -16,7 +15,7 @@ from typing import Any
 
 import bpy
 
-from . import importer, jobs, session
+from . import importer, jobs, reproject, session
 from .client import BackendError, JobStatus, protocol
 
 
@@ -44,8 +43,9 @@ def reconstruct(
     """Reconstruct one photo into a textured mesh object at the 3D cursor (selected and active).
 
     ``output_dir`` keeps the backend's files (mesh.npz, texture.png, result.json, mesh.glb,
-    preview.png) there; by default they go to a temporary folder under the add-on's user folder
-    that is deleted after import unless the preference says to keep results. Raises
+    preview.png) there; by default they go to a folder under the add-on's user folder that keeps only
+    result.json and mask.png after import (what Re-project Photo reads) unless the preference says
+    to keep results. Raises
     ``BackendError`` (``one_line()`` is the message with its hint) on any failure.
     """
     context = context or bpy.context
@@ -97,7 +97,8 @@ def finish(
     *,
     keep: bool,
 ) -> bpy.types.Object:
-    """Import a finished job, or raise its error; the result folder goes unless it should be kept."""
+    """Import a finished job, or raise its error; the result folder goes unless it should be kept, all
+    but what Re-project Photo reads (the object records the folder)."""
     if job.state == "cancelled":
         raise BackendError("cancelled", "reconstruction cancelled", "")
     if job.state != "done":
@@ -112,7 +113,7 @@ def finish(
             texture_size=options.texture_size,
             aligned_camera=options.aligned_camera,
             photo=options.photo,
-            properties={"image": options.photo},
+            properties={"image": options.photo, "result": str(Path(request.output_dir).absolute())},
         )
     except importer.ResultError as exc:
         raise BackendError(
@@ -123,7 +124,7 @@ def finish(
     timings["total_s"] = time.monotonic() - job.started
     obj[importer.PROPERTY_PREFIX + "timings"] = timings
     if not keep:
-        shutil.rmtree(request.output_dir, ignore_errors=True)
+        reproject.discard(Path(request.output_dir), reproject.REPROJECT_FILES)
     return obj
 
 

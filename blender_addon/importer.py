@@ -145,7 +145,8 @@ def read_result_json(result_dir: Path) -> dict[str, Any]:
 
 
 def record_properties(obj: bpy.types.Object, info: dict[str, Any], extra: dict[str, Any]) -> None:
-    """Custom properties, so a reconstruction can be told apart and repeated later."""
+    """Custom properties, so a reconstruction can be told apart, repeated and re-projected later
+    (``extra`` holds the photo and the result folder, ``rfi_image`` and ``rfi_result``)."""
     weights, source = info.get("weights"), info.get("input")
     fields = {
         "method": info.get("method"),

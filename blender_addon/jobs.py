@@ -31,13 +31,14 @@ class ImportOptions:
     aligned_camera: bool = False
 
 
-def image_file(image: bpy.types.Image) -> Path:
-    """A file holding ``image``'s pixels: its own file when it has one, else a written copy."""
+def image_file(image: bpy.types.Image, folder: Path | None = None) -> Path:
+    """A file holding ``image``'s pixels: its own file when it has one, else a copy written to
+    ``folder`` (default: the add-on's inputs folder)."""
     if image.source == "FILE" and not image.packed_file and not image.is_dirty:
         path = Path(bpy.path.abspath(image.filepath, library=image.library))
         if path.is_file():
             return path
-    folder = session.user_dir("inputs")
+    folder = folder or session.user_dir("inputs")
     if image.packed_file is not None and not image.is_dirty:
         suffix = Path(image.filepath).suffix.lower() or ".png"
         path = folder / f"{safe_name(image.name)}-{time.time_ns()}{suffix}"

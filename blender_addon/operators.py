@@ -1,5 +1,5 @@
-"""Operators: Reconstruct from Image (modal in the UI, blocking in background mode), backend
-setup, check and stop.
+"""Operators: Reconstruct from Image and Re-project Photo (modal in the UI, blocking in background
+mode), backend setup, check and stop.
 
 Modal pattern: a window-manager timer wakes ``modal`` a few times a second; it drains the
 client's message queue (filled by the reader thread), updates the progress shown in the panel
@@ -9,13 +9,14 @@ and, once the job is done, imports the result. Nothing but this main-thread code
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import bpy
 from bpy.props import StringProperty
 
-from . import api, jobs, session
+from . import api, jobs, reproject, session
 from .backend_env import ENV_DIR_NAME, SETUP_LOG_NAME, EnvironmentSetup
-from .client import BackendError, log_tail
+from .client import BackendError, JobStatus, log_tail
 
 TIMER_S = 0.2
 ALIVE_S = 2.0
@@ -32,24 +33,25 @@ def redraw_panels(context: bpy.types.Context) -> None:
                 area.tag_redraw()
 
 
-class RFI_OT_reconstruct(bpy.types.Operator):
-    """Reconstruct a textured mesh from the chosen photo (press again or Esc to cancel)"""
-
-    bl_idname = "rfi.reconstruct"
-    bl_label = "Reconstruct from Image"
-    bl_options = {"REGISTER", "UNDO"}  # noqa: RUF012 -- Blender reads this class attribute
-
-    filepath: StringProperty(
-        name="File",
-        subtype="FILE_PATH",
-        options={"SKIP_SAVE"},
-        description="Image file to use instead of the panel's image source",
-    )
+class ModalJob:
+    """What the job operators share: submit, then a timer drains the client's messages, shows progress
+    in the panel and ends with ``complete`` (Esc, or pressing a job button again, cancels). Background
+    mode runs the same job blocking in ``execute``. Subclasses give ``submit`` (raises
+    ``BackendError``), ``complete`` (the INFO line; raises ``BackendError``) and ``cleanup``."""
 
     _timer = None
-    _request = None
-    _options = None
     _settings = None
+    _label = ""
+    """What progress lines in background mode are about (the photo's or the object's name)."""
+
+    def submit(self, context: bpy.types.Context) -> None:
+        raise NotImplementedError
+
+    def complete(self, context: bpy.types.Context, job: JobStatus) -> str:
+        raise NotImplementedError
+
+    def cleanup(self) -> None:
+        """Remove what the job needed only while it ran."""
 
     def invoke(self, context: bpy.types.Context, event: bpy.types.Event) -> set[str]:
         global _cancel_requested, _last_tick
@@ -61,9 +63,7 @@ class RFI_OT_reconstruct(bpy.types.Operator):
             return self.execute(context)
         _cancel_requested = False
         try:
-            self._request, self._options = jobs.build_request(context, self.filepath)
-            self._settings = session.backend_settings()
-            session.client(self._settings).submit(self._request)
+            self.submit(context)
         except BackendError as error:
             self.report({"ERROR"}, error.one_line())
             return {"CANCELLED"}
@@ -92,19 +92,37 @@ class RFI_OT_reconstruct(bpy.types.Operator):
         redraw_panels(context)
         if not job.finished:
             return {"RUNNING_MODAL"}
+        return self._end(context, self._complete_reported(context, job))
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        """Background mode (and scripts): the same job, blocking, with progress printed to stdout."""
         try:
-            obj = api.finish(context, job, self._request, self._options, keep=self._settings.keep_results)
+            self.submit(context)
         except BackendError as error:
-            level = "INFO" if error.code == "cancelled" else "ERROR"
-            self.report({level}, error.one_line())
-            return self._end(context, {"CANCELLED"})
-        except (OSError, RuntimeError) as error:  # Blender refused the data: still end the modal cleanly
-            self.report({"ERROR"}, f"import failed: {error} (the result is in {self._request.output_dir})")
-            return self._end(context, {"CANCELLED"})
+            self.report({"ERROR"}, error.one_line())
+            return {"CANCELLED"}
+        try:
+            client = session.client(self._settings)
+            job = client.wait(api.ProgressPrinter(self._label))
+            session.remember_handshake(client.hello)
+            return self._complete_reported(context, job)
+        finally:
+            self.cleanup()
+
+    def _complete_reported(self, context: bpy.types.Context, job: JobStatus) -> set[str]:
+        """``complete`` with its outcome reported in one line."""
+        try:
+            message = self.complete(context, job)
+        except BackendError as error:
+            self.report({"INFO" if error.code == "cancelled" else "ERROR"}, error.one_line())
+            return {"CANCELLED"}
+        except (OSError, RuntimeError) as error:  # Blender refused the data: still end cleanly
+            self.report({"ERROR"}, f"{self.bl_label}: {error} (the result is in {job.output_dir})")
+            return {"CANCELLED"}
         finally:
             session.job_finished(self._settings)
-        self.report({"INFO"}, f"Reconstructed '{obj.name}' in {obj['rfi_timings']['total_s']:.1f} s")
-        return self._end(context, {"FINISHED"})
+        self.report({"INFO"}, message)
+        return {"FINISHED"}
 
     def _end(self, context: bpy.types.Context, result: set[str]) -> set[str]:
         global _cancel_requested
@@ -113,27 +131,88 @@ class RFI_OT_reconstruct(bpy.types.Operator):
             context.window_manager.event_timer_remove(self._timer)
             self._timer = None
         context.window_manager.rfi_runtime.running = False
+        self.cleanup()
         redraw_panels(context)
         return result
 
-    def execute(self, context: bpy.types.Context) -> set[str]:
-        """Background mode (and scripts): the same job, blocking, with progress printed to stdout."""
+
+class RFI_OT_reconstruct(ModalJob, bpy.types.Operator):
+    """Reconstruct a textured mesh from the chosen photo (press again or Esc to cancel)"""
+
+    bl_idname = "rfi.reconstruct"
+    bl_label = "Reconstruct from Image"
+    bl_options = {"REGISTER", "UNDO"}  # noqa: RUF012 -- Blender reads this class attribute
+
+    filepath: StringProperty(
+        name="File",
+        subtype="FILE_PATH",
+        options={"SKIP_SAVE"},
+        description="Image file to use instead of the panel's image source",
+    )
+
+    _request = None
+    _options = None
+
+    def submit(self, context: bpy.types.Context) -> None:
+        self._request, self._options = jobs.build_request(context, self.filepath)
+        self._label = self._options.name
+        self._settings = session.backend_settings()
+        session.client(self._settings).submit(self._request)
+
+    def complete(self, context: bpy.types.Context, job: JobStatus) -> str:
+        obj = api.finish(context, job, self._request, self._options, keep=self._settings.keep_results)
+        return f"Reconstructed '{obj.name}' in {obj['rfi_timings']['total_s']:.1f} s"
+
+
+class RFI_OT_reproject_photo(ModalJob, bpy.types.Operator):
+    """Bake the photo again onto the active reconstruction as it is now (edited, remeshed, sculpted):
+    the texture the camera sees is replaced, the rest keeps its texture; Ctrl+Z restores the old one"""
+
+    bl_idname = "rfi.reproject_photo"
+    bl_label = "Re-project Photo"
+    bl_options = {"REGISTER", "UNDO"}  # noqa: RUF012 -- Blender reads this class attribute
+
+    _request = None
+    _staging = None
+    _object_name = ""
+
+    @classmethod
+    def poll(cls, context: bpy.types.Context) -> bool:
+        if not reproject.is_reconstruction(context.active_object):
+            cls.poll_message_set("The active object was not reconstructed from a photo")
+            return False
+        return True
+
+    def submit(self, context: bpy.types.Context) -> None:
+        obj = context.active_object
+        self._object_name = self._label = obj.name
+        self._request, self._staging = reproject.build_request(context, obj)
+        self._settings = session.backend_settings()
         try:
-            request, options = jobs.build_request(context, self.filepath)
-            settings = session.backend_settings()
-            client = session.client(settings)
-            client.submit(request)
-            job = client.wait(api.ProgressPrinter(options.name))
-            session.remember_handshake(client.hello)
-            try:
-                obj = api.finish(context, job, request, options, keep=settings.keep_results)
-            finally:
-                session.job_finished(settings)
-        except BackendError as error:
-            self.report({"ERROR"}, error.one_line())
-            return {"CANCELLED"}
-        self.report({"INFO"}, f"Reconstructed '{obj.name}'")
-        return {"FINISHED"}
+            session.client(self._settings).submit(self._request)
+        except BackendError:
+            self.cleanup()
+            raise
+
+    def complete(self, context: bpy.types.Context, job: JobStatus) -> str:
+        if job.state == "cancelled":
+            raise BackendError("cancelled", "re-projection cancelled", "")
+        if job.state != "done":
+            raise job.error or BackendError("failed", f"re-projection ended as {job.state}", "")
+        obj = bpy.data.objects.get(self._object_name)
+        if obj is None:
+            raise BackendError("object_gone", f"'{self._object_name}' was deleted while re-projecting", "")
+        output = Path(self._request.output_dir)
+        reproject.apply_result(obj, output)
+        if not self._settings.keep_results:
+            reproject.discard(output)
+        seen = (job.result or {}).get("summary", {}).get("seen_fraction", 0.0)
+        return f"Re-projected the photo onto '{obj.name}' ({100 * seen:.0f} % of the texture from the photo)"
+
+    def cleanup(self) -> None:
+        if self._staging is not None:
+            reproject.discard(self._staging)
+            self._staging = None
 
 
 class RFI_OT_check_backend(bpy.types.Operator):
@@ -240,7 +319,13 @@ class RFI_OT_setup_backend(bpy.types.Operator):
         return {"FINISHED"}
 
 
-CLASSES = (RFI_OT_reconstruct, RFI_OT_check_backend, RFI_OT_stop_backend, RFI_OT_setup_backend)
+CLASSES = (
+    RFI_OT_reconstruct,
+    RFI_OT_reproject_photo,
+    RFI_OT_check_backend,
+    RFI_OT_stop_backend,
+    RFI_OT_setup_backend,
+)
 
 
 def register() -> None:

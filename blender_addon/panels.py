@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import bpy
 
-from . import session
+from . import reproject, session
 
 
 def draw_panel(layout: bpy.types.UILayout, context: bpy.types.Context) -> None:
@@ -40,6 +40,8 @@ def draw_panel(layout: bpy.types.UILayout, context: bpy.types.Context) -> None:
         layout.operator("rfi.reconstruct", text="Cancel", icon="CANCEL")
     else:
         layout.operator("rfi.reconstruct", icon="MESH_MONKEY")
+        if reproject.is_reconstruction(context.active_object):
+            layout.operator("rfi.reproject_photo", icon="IMAGE_REFERENCE")
     row = layout.row(align=True)
     row.operator("rfi.check_backend", text="Check", icon="PLUGIN")
     row.operator("rfi.stop_backend", text="Stop", icon="PAUSE")

@@ -38,7 +38,8 @@ class RFI_Preferences(bpy.types.AddonPreferences):
     keep_results: BoolProperty(
         name="Keep Result Files",
         default=False,
-        description="Keep mesh.npz, texture.png, result.json and mesh.glb under the add-on's user folder",
+        description="Keep mesh.npz, texture.png, mesh.glb and previews under the add-on's user folder "
+        "(result.json and mask.png always stay: Re-project Photo reads them)",
     )
     watchdog_s: IntProperty(
         name="Watchdog (s)",

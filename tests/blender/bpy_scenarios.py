@@ -343,6 +343,133 @@ def scenario_bad_image(args: dict[str, Any]) -> dict[str, Any]:
     return {"message": messages[0], "no_python": messages[1], "objects": len(bpy.data.objects)}
 
 
+def texture_image(obj: bpy.types.Object) -> bpy.types.Image:
+    return next(n for n in obj.active_material.node_tree.nodes if n.type == "TEX_IMAGE").image
+
+
+def save_copy(path: str) -> None:
+    bpy.ops.wm.save_as_mainfile(filepath=path, copy=True)
+
+
+def artist_edit(obj: bpy.types.Object, strength: float) -> None:
+    """What an artist might do to the reconstruction: subdivide it (shape kept) and displace the surface
+    a little along its normals with a noise texture, as modifiers (the evaluated mesh is re-projected)."""
+    subdivide = obj.modifiers.new("Subdivide", "SUBSURF")
+    subdivide.subdivision_type, subdivide.levels, subdivide.render_levels = "SIMPLE", 2, 2
+    bumps = bpy.data.textures.new("bumps", "CLOUDS")
+    bumps.noise_scale = 0.15
+    displace = obj.modifiers.new("Displace", "DISPLACE")
+    displace.texture, displace.strength = bumps, strength
+
+
+def render_novel_view(obj: bpy.types.Object, path: str) -> None:
+    """The object alone from behind on its left (the side the photo did not see), with the flat
+    texture-colour Workbench settings of ``benchmarks/blender_overlay_render.py``."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+    from blender_overlay_render import setup_render
+
+    data = bpy.data.cameras.new("novel view")
+    data.type, data.ortho_scale = "ORTHO", 1.4 * max(obj.dimensions)
+    camera = bpy.data.objects.new("novel view", data)
+    bpy.context.scene.collection.objects.link(camera)
+    centre = obj.matrix_world @ (sum((Vector(c) for c in obj.bound_box), Vector()) / 8)
+    camera.location = centre + Vector((-2.0, 2.0, 1.2))
+    camera.rotation_euler = (camera.location - centre).to_track_quat("Z", "Y").to_euler()
+    scene, previous = bpy.context.scene, bpy.context.scene.camera
+    setup_render(obj, camera, 256, 256)
+    scene.render.filepath = path
+    bpy.ops.render.render(write_still=True)
+    scene.camera = previous
+    bpy.data.objects.remove(camera)
+    bpy.data.cameras.remove(data)
+
+
+def reproject_error(name: str) -> str:
+    """Re-project Photo on the object ``name``, expected to fail: its one-line report."""
+    bpy.context.view_layer.objects.active = bpy.data.objects[name]
+    try:
+        bpy.ops.rfi.reproject_photo("EXEC_DEFAULT", True)
+    except RuntimeError as exc:  # background mode turns the ERROR report into an exception
+        return str(exc).strip()
+    raise AssertionError("re-projection did not fail")
+
+
+def scenario_reproject(args: dict[str, Any]) -> dict[str, Any]:
+    """Reconstruct a photo (result files not kept: the default), save it, re-project it unedited, save
+    that and undo it; edit the mesh, re-project (with results kept, to inspect them), save it, undo;
+    then inputs that must fail leave it as it is.
+    Textures go to ``args["arrays"]`` as .npy files (row 0 at the top)."""
+    addon = install(args["zip"], args["python"], args.get("weights_dir", ""))
+    prefs = bpy.context.preferences.addons[MODULE].preferences
+    prefs.keep_results = False
+    settings = bpy.context.scene.rfi_settings
+    settings.image_source, settings.filepath, settings.aligned_camera = "FILE", args["image"], True
+    for key, value in args.get("settings", {}).items():
+        setattr(settings, key, value)
+    assert not bpy.ops.rfi.reproject_photo.poll()  # nothing reconstructed yet
+    assert bpy.ops.rfi.reconstruct() == {"FINISHED"}
+    obj = bpy.context.view_layer.objects.active
+    name, result = obj.name, Path(obj["rfi_result"])
+    out: dict[str, Any] = {"kept_files": sorted(p.name for p in result.iterdir())}
+    arrays = Path(args["arrays"])
+    before = texture_image(obj)
+    out["image_before"] = before.name
+    np.save(arrays / "before.npy", image_pixels(before)[..., :3])
+    save_copy(args["blends"] + "/before.blend")
+    render_novel_view(obj, args["blends"] + "/before_novel.png")
+    bpy.ops.ed.undo_push(message="reconstructed")  # the UI pushes one after every operator
+    assert bpy.ops.rfi.reproject_photo("EXEC_DEFAULT", True) == {"FINISHED"}  # no edit: the same look
+    save_copy(args["blends"] + "/same.blend")
+    bpy.ops.ed.undo()
+    obj = bpy.data.objects[name]
+    artist_edit(obj, args["strength"])
+    save_copy(args["blends"] + "/edited.blend")
+    render_novel_view(obj, args["blends"] + "/edited_novel.png")
+    bpy.ops.ed.undo_push(message="edit")  # the UI pushes one after every edit
+    prefs.keep_results = True
+    drawn: list[str] = []
+    addon.panels.draw_panel(CheckedLayout(drawn), bpy.context)
+    out["drawn"] = drawn
+    assert bpy.ops.rfi.reproject_photo("EXEC_DEFAULT", True) == {"FINISHED"}  # True: an undo step, as the UI
+    after = texture_image(bpy.data.objects[name])
+    out["image_after"] = {"name": after.name, "packed": bool(after.packed_file), "size": list(after.size)}
+    np.save(arrays / "after.npy", image_pixels(after)[..., :3])
+    save_copy(args["blends"] + "/after.blend")
+    render_novel_view(bpy.data.objects[name], args["blends"] + "/after_novel.png")
+    out["reprojected"] = [p.parent.as_posix() for p in Path(args["user"]).rglob("result.json")
+                          if "reprojected" in p.parent.name]  # fmt: skip
+    staging = addon.session.user_dir("reproject")
+    out["staging_left"] = [p.name for p in staging.iterdir()]
+    bpy.ops.ed.undo()
+    restored = texture_image(bpy.data.objects[name])
+    out["image_undone"] = restored.name
+    np.save(arrays / "undone.npy", image_pixels(restored)[..., :3])
+    bpy.ops.ed.redo()
+    out["image_redone"] = texture_image(bpy.data.objects[name]).name
+
+    errors: dict[str, str] = {}
+    document = json.loads((result / "result.json").read_text())
+    for case, changed in (
+        ("older_protocol", {**document, "protocol_version": 0}),
+        ("no_camera", {k: v for k, v in document.items() if k != "camera"}),
+        ("photo_missing", {**document, "input": {**document["input"], "image": args["image"] + ".gone"}}),
+    ):
+        (result / "result.json").write_text(json.dumps(changed))
+        errors[case] = reproject_error(name)
+    (result / "result.json").write_text(json.dumps(document))
+    result.rename(result.with_name(result.name + "-moved"))
+    errors["result_gone"] = reproject_error(name)
+    result.with_name(result.name + "-moved").rename(result)
+    mesh = bpy.data.objects[name].data
+    mesh.uv_layers.remove(mesh.uv_layers[0])
+    mesh.update()  # as the UI tags it
+    errors["no_uvs"] = reproject_error(name)
+    out["errors"] = errors
+    out["image_after_errors"] = texture_image(bpy.data.objects[name]).name
+    out["staging_left_after_errors"] = [p.name for p in staging.iterdir()]
+    return out
+
+
 def main() -> None:
     name, args = sys.argv[1], json.loads(sys.argv[2])
     try:

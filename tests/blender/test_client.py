@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from backend.protocol import JobRequest
+from backend.protocol import PROTOCOL_VERSION, JobRequest
 from blender_addon.client import BackendClient, BackendError
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -42,7 +42,7 @@ def client(tmp_path: Path):
 
 def test_handshake_and_stop(client: BackendClient) -> None:
     hello = client.ensure_started()
-    assert hello["protocol_version"] == 1
+    assert hello["protocol_version"] == PROTOCOL_VERSION
     assert hello["device"] in ("cpu", "cuda")
     assert hello["torch_version"]
     assert isinstance(hello["weights"], list)
@@ -56,7 +56,7 @@ def test_relative_python_path_is_taken_from_the_callers_folder(tmp_path: Path) -
     """The backend runs inside the extension folder; a relative path the user typed must still work."""
     client = BackendClient(os.path.relpath(PYTHON), ROOT, log_path=tmp_path / "backend.log")
     try:
-        assert client.ensure_started()["protocol_version"] == 1
+        assert client.ensure_started()["protocol_version"] == PROTOCOL_VERSION
     finally:
         client.kill()
 
