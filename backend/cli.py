@@ -15,6 +15,7 @@ from typing import Any
 
 from tqdm import tqdm
 
+from backend.categories import SCALE_MODES
 from backend.devices import DeviceError, configure_threads
 from backend.doctor import run_doctor
 from backend.jobs import JobOutcome, describe_error, log_traceback, run_job
@@ -68,6 +69,12 @@ def fail(code: str, message: str, hint: str = "") -> int:
     return 1
 
 
+def placement_overrides(args: argparse.Namespace) -> dict[str, str]:
+    """``--scale`` and ``--size-m`` as the job options they stand for (``backend/categories.py``)."""
+    chosen = {"scale": args.scale, "size_m": args.size_m}
+    return {key: str(value) for key, value in chosen.items() if value is not None}
+
+
 def cmd_reconstruct(args: argparse.Namespace) -> int:
     try:
         request = JobRequest(
@@ -81,7 +88,7 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
             mask=args.mask,
             mask_path=args.mask_path,
             box=args.box,
-            overrides=parse_overrides(args.set),
+            overrides={**parse_overrides(args.set), **placement_overrides(args)},
             overwrite=args.overwrite,
             preview=False,
             id="cli",
@@ -215,6 +222,13 @@ def build_parser() -> argparse.ArgumentParser:
     rec.add_argument(
         "--set", action="append", default=[], metavar="KEY=VALUE", help="override a preset option"
     )
+    rec.add_argument(
+        "--scale",
+        choices=SCALE_MODES,
+        help="metres (default): the category's typical size, origin at the bottom centre on the ground; "
+        "unit: centred, largest extent 1",
+    )
+    rec.add_argument("--size-m", type=float, metavar="METRES", help="size instead of the typical one")
     rec.add_argument("-o", "--output", required=True, help="output folder")
     rec.add_argument(
         "--overwrite", action="store_true", help="replace an earlier result in OUTDIR (never other files)"

@@ -46,7 +46,7 @@ STAGES = ("before", "edited", "after")
 SCORED = ("before", "same", *STAGES[1:])
 """Also scored: the reconstruction re-projected without an edit, which must look as it did."""
 DEFAULT_STRENGTH = 0.05
-"""Displacement of the edit, in Blender units (the mesh is about 1 unit across): up to ~2.5 %."""
+"""Displacement of the edit, in units of the mesh's largest extent: up to ~2.5 %."""
 
 
 def run_scenario(args: dict[str, Any], python: str, env: dict[str, str]) -> dict[str, Any]:

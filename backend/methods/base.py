@@ -28,7 +28,8 @@ Methods call it between optimisation steps, so cancel latency is one step."""
 class MeshResult:
     """A reconstructed, textured mesh in Blender's frame.
 
-    Frame: Z up, the object's front towards -Y, centred at the origin, about 1 unit across.
+    Frame: Z up, the object's front towards -Y; placed by ``backend/categories.py`` (metres, origin at
+    the bottom centre on Z = 0, or a unit box).
     ``uvs`` are per face corner (F, 3, 2) with v pointing up (Blender/OpenGL); ``texture`` is
     (H, W, 3) uint8 sRGB with row 0 at the top (v = 1). ``camera`` follows the schema in
     ``backend/results.py``; ``info`` holds losses, metrics and notes for ``result.json``.

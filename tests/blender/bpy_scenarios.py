@@ -353,13 +353,15 @@ def save_copy(path: str) -> None:
 
 def artist_edit(obj: bpy.types.Object, strength: float) -> None:
     """What an artist might do to the reconstruction: subdivide it (shape kept) and displace the surface
-    a little along its normals with a noise texture, as modifiers (the evaluated mesh is re-projected)."""
+    a little along its normals with a noise texture, as modifiers (the evaluated mesh is re-projected).
+    ``strength`` and the noise's scale are in object extents (results are in metres)."""
+    size = max(obj.dimensions)
     subdivide = obj.modifiers.new("Subdivide", "SUBSURF")
     subdivide.subdivision_type, subdivide.levels, subdivide.render_levels = "SIMPLE", 2, 2
     bumps = bpy.data.textures.new("bumps", "CLOUDS")
-    bumps.noise_scale = 0.15
+    bumps.noise_scale = 0.15 * size
     displace = obj.modifiers.new("Displace", "DISPLACE")
-    displace.texture, displace.strength = bumps, strength
+    displace.texture, displace.strength = bumps, strength * size
 
 
 def render_novel_view(obj: bpy.types.Object, path: str) -> None:
@@ -373,7 +375,7 @@ def render_novel_view(obj: bpy.types.Object, path: str) -> None:
     camera = bpy.data.objects.new("novel view", data)
     bpy.context.scene.collection.objects.link(camera)
     centre = obj.matrix_world @ (sum((Vector(c) for c in obj.bound_box), Vector()) / 8)
-    camera.location = centre + Vector((-2.0, 2.0, 1.2))
+    camera.location = centre + Vector((-2.0, 2.0, 1.2)) * max(obj.dimensions)
     camera.rotation_euler = (camera.location - centre).to_track_quat("Z", "Y").to_euler()
     scene, previous = bpy.context.scene, bpy.context.scene.camera
     setup_render(obj, camera, 256, 256)

@@ -14,7 +14,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from backend.cli import main
+from backend.cli import build_parser, main, placement_overrides
 from backend.weights import Registry
 from tests.core.backend_process import ROOT, backend_env
 from tests.core.test_weights import _Payload, save_entry
@@ -117,6 +117,7 @@ def test_reconstruct_failure_is_one_line_with_hint(tmp_path: Path) -> None:
         (["reconstruct", "x.png", "-o", "o", "--preset", "slow"], "invalid choice"),
         (["reconstruct", "x.png"], "-o/--output"),
         (["reconstruct", "x.png", "-o", "o", "--box", "1", "2"], "--box"),
+        (["reconstruct", "x.png", "-o", "o", "--scale", "feet"], "invalid choice"),
         (["weights", "import", "f.pth", "--method", "meshinversion"], "--category"),
     ],
 )
@@ -124,6 +125,14 @@ def test_bad_arguments_exit_2(capsys: pytest.CaptureFixture[str], args: list[str
     with pytest.raises(SystemExit) as exit_info:
         main(args)
     assert exit_info.value.code == 2 and complaint in capsys.readouterr().err
+
+
+def test_scale_flags_are_job_options() -> None:
+    """``--scale``/``--size-m`` become the ``scale``/``size_m`` options (unset: the method's default)."""
+    parse = build_parser().parse_args
+    assert placement_overrides(parse(["reconstruct", "x.png", "-o", "o"])) == {}
+    args = parse(["reconstruct", "x.png", "-o", "o", "--scale", "metres", "--size-m", "3.9"])
+    assert placement_overrides(args) == {"scale": "metres", "size_m": "3.9"}
 
 
 def test_bad_set_syntax(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

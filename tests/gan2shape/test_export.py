@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from backend.categories import UNIT_BOX, ScaleRule
 from backend.methods.gan2shape.depthmap import depth_to_points, intrinsics, transform_points
 from backend.methods.gan2shape.export import blender_camera, relief_mesh
 
@@ -74,11 +75,28 @@ def blender_camera_pixels(relief, camera: dict, size: int) -> np.ndarray:
     return np.stack([(x_ndc + 1) / 2 * size - 0.5, (1 - y_ndc) / 2 * size - 0.5], axis=1)
 
 
+METRES = ScaleRule("metres", 0.45)
+"""A cat-sized relief: largest extent 0.45 m, origin at its bottom centre."""
+
+
+def test_relief_in_metres_has_its_size_and_rests_on_the_ground():
+    depth, mask = bump()
+    unit = relief_mesh(depth, IDENTITY, mask, 40, view_uvs=False)
+    v = relief_mesh(depth, IDENTITY, mask, 40, view_uvs=False, rule=METRES).vertices
+    assert np.ptp(v, axis=0).max() == pytest.approx(0.45, abs=1e-6)
+    assert v[:, 2].min() == pytest.approx(0.0, abs=1e-6)
+    np.testing.assert_allclose((v.max(axis=0) + v.min(axis=0))[:2] / 2, 0, atol=1e-6)
+    # The same shape: a similarity of the unit-box relief.
+    expected = 0.45 * (unit.vertices - unit.vertices.mean(axis=0))
+    np.testing.assert_allclose(v - v.mean(axis=0), expected, atol=1e-6)
+
+
+@pytest.mark.parametrize("rule", [UNIT_BOX, METRES])
 @pytest.mark.parametrize("view", VIEWS)
-def test_blender_camera_sees_the_relief_where_the_input_view_did(view):
+def test_blender_camera_sees_the_relief_where_the_input_view_did(view, rule):
     depth, _ = bump()
     view_t = torch.tensor([view])
-    relief = relief_mesh(depth, view_t[0], torch.ones(SIZE, SIZE), SIZE, view_uvs=False)
+    relief = relief_mesh(depth, view_t[0], torch.ones(SIZE, SIZE), SIZE, view_uvs=False, rule=rule)
     camera = blender_camera(view_t[0], relief, SIZE)
     # Where the input camera saw each canonical grid point (pixel units) that stays in the picture.
     points = depth_to_points(depth[None])

@@ -71,9 +71,14 @@ def test_run_reports_every_stage_and_returns_a_valid_relief(model):
     res = options()["mesh_resolution"]
     assert len(result.vertices) < 0.8 * res * res
     extent = result.vertices.max(axis=0) - result.vertices.min(axis=0)
-    assert extent.max() == pytest.approx(1.0, abs=1e-4)
-    camera = np.array(result.camera["matrix_world"])
-    assert camera[1, 3] < -1 and abs(camera[0, 3]) < 1 and abs(camera[2, 3]) < 1
+    assert extent.max() == pytest.approx(4.5, abs=1e-4)  # a car's size in metres (its largest extent)
+    assert result.vertices[:, 2].min() == pytest.approx(0.0, abs=1e-5)
+    placement = result.info["placement"]
+    assert placement["size_m"] == 4.5 and "no reliable length" in placement["note"]
+    # The camera in front of the relief, in units of its size, from its middle height.
+    position = np.array(result.camera["matrix_world"])[:3, 3] / 4.5
+    height = result.vertices[:, 2].max() / 2 / 4.5
+    assert position[1] < -1 and abs(position[0]) < 1 and abs(position[2] - height) < 1
     assert result.camera["type"] == "PERSP" and result.camera["image_size"] == [96, 72]
     assert set(result.previews) == {"recon", "rotate", "relight", "shape_rotate"}
     side = result.info["mesh"]["texture_size"]

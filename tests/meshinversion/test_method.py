@@ -16,6 +16,7 @@ import pytest
 import torch
 from PIL import Image
 
+from backend.categories import CATEGORY_SIZE_M, LENGTH_AXIS, UNIT_BOX, ScaleRule
 from backend.inputs import Crop, InputImage
 from backend.methods.meshinversion import METHOD
 from backend.methods.meshinversion.camera_search import WeakPerspective, view_quaternion
@@ -73,7 +74,27 @@ def photo_file(tmp_path: Path) -> tuple[Path, InputImage]:
     return path, InputImage(canvas, alpha >= 0.5, str(path))
 
 
-def test_blender_camera_reproduces_the_fitted_view() -> None:
+CAR_METRES = ScaleRule("metres", CATEGORY_SIZE_M["car"], LENGTH_AXIS)
+
+
+def test_placement_in_metres_and_in_a_unit_box() -> None:
+    """Metres: a car's length (along Y, its front to -Y) is its size, bottom centre at the origin;
+    unit: centred, largest extent 1 (the output before sizes existed)."""
+    g = torch.Generator().manual_seed(1)
+    car = (torch.randn(200, 3, generator=g) * torch.tensor([0.4, 0.3, 1.0]) + 0.2).double().numpy()
+    metres, _ = blender_placement(car, CAR_METRES)
+    extent = np.ptp(metres, axis=0)
+    assert 4.0 <= extent[1] <= 5.0 and extent[1] == pytest.approx(4.5) and extent[1] == extent.max()
+    assert metres[:, 2].min() == pytest.approx(0.0, abs=1e-5)
+    assert np.allclose((metres.max(0) + metres.min(0))[:2] / 2, 0)
+    assert metres[np.argmax(car[:, 2]), 1] == metres[:, 1].min()  # the front (+z) is -Y
+    unit, _ = blender_placement(car, UNIT_BOX)
+    assert np.ptp(unit, axis=0).max() == pytest.approx(1.0)
+    assert np.allclose((unit.max(0) + unit.min(0)) / 2, 0)
+
+
+@pytest.mark.parametrize("rule", [UNIT_BOX, CAR_METRES])
+def test_blender_camera_reproduces_the_fitted_view(rule: ScaleRule) -> None:
     g = torch.Generator().manual_seed(0)
     vertices = torch.randn(50, 3, generator=g) * torch.tensor([0.5, 0.3, 0.9]) + torch.tensor(
         [0.1, -0.2, 0.3]
@@ -81,13 +102,11 @@ def test_blender_camera_reproduces_the_fitted_view() -> None:
     camera = WeakPerspective(view_quaternion(torch.tensor([2.0]), torch.tensor([0.4])), torch.tensor([0.7]),
                              torch.tensor([[0.1, -0.05]]))  # fmt: skip
     expected = camera.project_xy(vertices[None])[0].double().numpy()
-    blender, centre, scale = blender_placement(vertices.double().numpy())
-    assert np.ptp(blender, axis=0).max() == pytest.approx(1.0)
-    assert np.allclose((blender.max(0) + blender.min(0)) / 2, 0)
+    blender, placement = blender_placement(vertices.double().numpy(), rule)
     crop = Crop(
         np.zeros((4, 4, 3), np.float32), np.zeros((4, 4), np.float32), [10.0, 20.0, 300.0], [640, 480]
     )
-    cam = blender_camera(camera, centre, scale, crop)
+    cam = blender_camera(camera, placement, crop)
     matrix = np.array(cam["matrix_world"])
     axes, position = matrix[:3, :3], matrix[:3, 3]
     assert np.allclose(axes.T @ axes, np.eye(3), atol=1e-6) and np.linalg.det(axes) == pytest.approx(1.0)
@@ -99,8 +118,8 @@ def test_blender_camera_reproduces_the_fitted_view() -> None:
         cam["type"] == "ORTHO" and cam["crop_box"] == [10.0, 20.0, 300.0] and cam["image_size"] == [640, 480]
     )
     # Blender frame: object up (+y) is +Z, the object's front (+z) is -Y.
-    assert blender_placement(np.array([[0.0, 0.0, 1.0], [0.0, 1.0, 0.0]]))[0][1, 2] > 0
-    assert blender_placement(np.array([[0.0, 0.0, 1.0], [0.0, 0.0, -1.0]]))[0][0, 1] < 0
+    assert blender_placement(np.array([[0.0, 0.0, 1.0], [0.0, 1.0, 0.0]]), rule)[0][1, 2] > 0
+    assert blender_placement(np.array([[0.0, 0.0, 1.0], [0.0, 0.0, -1.0]]), rule)[0][0, 1] < 0
 
 
 def test_import_run_and_write_through_the_registry(tmp_path: Path) -> None:
@@ -118,7 +137,9 @@ def test_import_run_and_write_through_the_registry(tmp_path: Path) -> None:
         and result.faces.shape == (1920, 3)
         and result.uvs.shape == (1920, 3, 2)
     )
-    assert np.ptp(result.vertices, axis=0).max() == pytest.approx(1.0, abs=1e-5)
+    assert np.ptp(result.vertices[:, 1]) == pytest.approx(4.5, abs=1e-5)  # a car's length in metres
+    assert result.vertices[:, 2].min() == pytest.approx(0.0, abs=1e-5)
+    assert result.info["placement"]["scale"] == "metres" and result.info["placement"]["size_m"] == 4.5
     assert result.texture.shape == (256, 256, 3)
     assert result.info["feature_loss"] is False and "VGG19" in result.info["notes"][0]
     assert set(result.previews) == {
@@ -144,13 +165,21 @@ def test_import_run_and_write_through_the_registry(tmp_path: Path) -> None:
 
 def test_batch_mode_returns_one_result_per_photo(tmp_path: Path) -> None:
     generator = small_generator()
-    entry = argparse.Namespace(config=generator.config.to_dict(), id="small", root=tmp_path, origin="user")
+    entry = argparse.Namespace(
+        config=generator.config.to_dict(), id="small", root=tmp_path, origin="user", category="car"
+    )
     method = METHOD.load(entry, generator.state_dict(), "cpu")
     _, image = photo_file(tmp_path)
     flipped = InputImage(image.rgb[:, ::-1].copy(), image.mask[:, ::-1].copy(), image.path)
-    options = {**METHOD.presets["fast"], **TINY_OVERRIDES, "previews": False}
+    options = {**METHOD.presets["fast"], **TINY_OVERRIDES, "previews": False, "scale": "unit"}
     results = method.run_batch([image, flipped], options, 0, quiet)
     assert len(results) == 2 and all(r.previews == {} for r in results)
+    for r in results:  # scale=unit: the unit box of old, centred, largest extent 1, camera 3 units off
+        assert np.ptp(r.vertices, axis=0).max() == pytest.approx(1.0, abs=1e-5)
+        assert np.allclose((r.vertices.max(0) + r.vertices.min(0)) / 2, 0, atol=1e-5)
+        assert r.info["placement"]["scale"] == "unit"
+    with pytest.raises(ValueError, match="scale must be"):
+        METHOD.check_options({**options, "scale": "feet"})
     assert results[0].info["batch_size"] == 2
 
 

@@ -12,6 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
+from backend.categories import check_scale_options
+
 DEFAULT_VIEW_STD = (0.05, 0.35, 0.02, 0.1, 0.1, 0.0)
 """Pitch 3 deg, yaw 21 deg, roll 1 deg, x/y shifts 0.01: moderate turns a relief can show."""
 
@@ -117,6 +119,11 @@ class Options:
     albedo times the recovered shading, the official OBJ's texture; ``paper``)."""
     previews: bool = True
     preview_every: int = 50
+    scale: str = "metres"
+    """``metres``: the relief's largest extent is the category's size (``backend/categories.py``;
+    a relief has no reliable length), origin at its bottom centre; ``unit``: centred, extent 1."""
+    size_m: float | None = None
+    """The size in metres instead of the category's typical size."""
 
     def stage_lengths(self, stage: int) -> tuple[int, int, int]:
         return self.stage0 if stage == 0 else self.later
@@ -210,4 +217,5 @@ def validate(options: Options) -> None:
     for ok, message in checks:
         if not ok:
             raise ValueError(message)
+    check_scale_options({"scale": options.scale, "size_m": options.size_m})
 

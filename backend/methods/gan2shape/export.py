@@ -3,10 +3,12 @@
 The official export meshes every pixel plus one centre vertex per quad, background included.
 Here the depth is resampled to a ``resolution`` x ``resolution`` vertex grid (bilinear), faces
 are kept only where the input's object mask, seen through the recovered view, covers all three
-corners (no background sheet), unused vertices are dropped, and the result is centred and
-scaled so its largest bounding-box extent is 1. Frames: GAN2Shape's camera frame is x right, y
-down, z away from the camera, and the canonical view looks at the object's front, so object
-(x, y, z) = (x_cam, -y_cam, -z_cam) and Blender (X, Y, Z) = (x, -z, y) = (x_cam, z_cam, -y_cam).
+corners (no background sheet), unused vertices are dropped, and the result is placed by a
+``ScaleRule`` (``backend/categories.py``): its largest extent is the category's size in metres,
+origin at its bottom centre (a relief has no reliable length), or 1 in a unit box. Frames:
+GAN2Shape's camera frame is x right, y down, z away from the camera, and the canonical view
+looks at the object's front, so object (x, y, z) = (x_cam, -y_cam, -z_cam) and Blender
+(X, Y, Z) = (x, -z, y) = (x_cam, z_cam, -y_cam).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from backend.categories import UNIT_BOX, ScaleRule
 from backend.methods.gan2shape.depthmap import (
     FOV_DEG,
     ROT_CENTER_DEPTH,
@@ -50,7 +53,7 @@ def resample(image: torch.Tensor, resolution: int) -> torch.Tensor:
 
 def relief_mesh(
     depth: torch.Tensor, view: torch.Tensor, view_mask: torch.Tensor, resolution: int, view_uvs: bool,
-    fov_deg: float = FOV_DEG,
+    fov_deg: float = FOV_DEG, rule: ScaleRule = UNIT_BOX,
 ) -> Relief:
     """Mesh the canonical depth (H, W) where the object is, as the input view shows it.
 
@@ -60,7 +63,7 @@ def relief_mesh(
     view and projected onto ``view_mask`` (the input's object mask, any resolution: the photo's
     own, so the outline is as sharp as the photo); faces whose corners all land on the object are
     kept. UVs address the input view (``view_uvs``: textures that are images of the photo) or the
-    canonical image (the nets' albedo).
+    canonical image (the nets' albedo). ``rule`` sizes and places the relief (default: unit box).
     """
     h, w = depth.shape
     r = resolution
@@ -86,18 +89,17 @@ def relief_mesh(
     used = torch.zeros(r * r, dtype=torch.bool, device=depth.device)
     used[faces.reshape(-1)] = True
     new_index = torch.cumsum(used.long(), 0) - 1
-    blender = points[used] @ CAM_TO_BLENDER.to(points).T
-    low, high = blender.min(dim=0).values, blender.max(dim=0).values
-    centre = (low + high) / 2
-    scale = 1.0 / float((high - low).max().clamp(min=1e-8))
+    blender = (points[used] @ CAM_TO_BLENDER.to(points).T).detach().cpu().double()
+    placement = rule.place(blender.numpy())
+    centre, scale = torch.from_numpy(placement.centre), placement.scale
     vertices = (blender - centre) * scale
     uv_canonical = torch.stack([(cols + 0.5) / w, 1 - (rows + 0.5) / h], dim=-1).reshape(-1, 2)
     uv = uv_view if view_uvs else uv_canonical
     return Relief(
-        vertices=vertices.cpu().numpy().astype(np.float32),
+        vertices=vertices.numpy().astype(np.float32),
         faces=new_index[faces].cpu().numpy().astype(np.int32),
         uvs=uv[faces].cpu().numpy().astype(np.float32),
-        centre=centre.cpu(),
+        centre=centre,
         scale=scale,
     )
 

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from backend.categories import scale_rule
 from backend.inputs import Crop, InputError, InputImage, crop_to_object
 from backend.methods.base import MeshResult, Method, Progress
 from backend.methods.gan2shape import warp
@@ -47,6 +48,7 @@ MAX_PHOTO_SIDE = 1024
 MIN_SHADING = 0.05
 """``albedo`` texture: the recovered shading is not trusted below this (the photo / shading ratio
 would blow up noise in the darkest pixels)."""
+RELIEF_SIZE_NOTE = "a relief shows one side only and has no reliable length: its largest extent is sized"
 
 
 @dataclass
@@ -214,7 +216,8 @@ class GAN2Shape(Method):
         in_view = opts.texture in VIEW_TEXTURES
         mask = photo_mask(outcome)
         resolution = opts.mesh_resolution or min(mask.shape[-1], AUTO_MESH_RESOLUTION)
-        relief = relief_mesh(state.depth[0], state.view[0], mask, resolution, view_uvs=in_view)
+        rule = scale_rule({"scale": opts.scale, "size_m": opts.size_m}, self.entry.category, None)
+        relief = relief_mesh(state.depth[0], state.view[0], mask, resolution, view_uvs=in_view, rule=rule)
         camera = blender_camera(state.view[0], relief, self.image_size)
         camera["crop_box"] = [float(v) for v in outcome.crop.box]
         camera["image_size"] = [int(v) for v in outcome.crop.image_size]
@@ -224,7 +227,8 @@ class GAN2Shape(Method):
         if opts.previews:
             previews = make_previews(state, outcome.image, view_mask, canon_mask, canonical)
         mesh_info = {**outcome.info["mesh"], "resolution": resolution, "texture_size": int(texture.shape[-1])}
-        info = {**outcome.info, "mesh": mesh_info}
+        placement = {**rule.describe(self.entry.category), "note": RELIEF_SIZE_NOTE}
+        info = {**outcome.info, "mesh": mesh_info, "placement": placement}
         uvs, image = relief.uvs, to_uint8(texture)
         return MeshResult(relief.vertices, relief.faces, uvs, image, camera, info, previews)
 
@@ -294,7 +298,7 @@ def describe(
         "view_mean": [round(v, 4) for v in run.prior.view_mean.tolist()],
         "view_std": [round(v, 4) for v in run.prior.view_cov.diag().sqrt().tolist()],
         "timings_s": timings,
-        "mesh": {"resolution": opts.mesh_resolution, "texture": opts.texture, "scale": "largest extent = 1"},
+        "mesh": {"resolution": opts.mesh_resolution, "texture": opts.texture},
         "notes": notes,
     }
 

@@ -1,14 +1,17 @@
 """Inversion result -> ``MeshResult``: mesh in Blender's frame, the aligned camera, previews.
 
 Frames: the object frame is x (mirror axis), y up, z front; Blender's is (X, Y, Z) = (x, -z, y).
-The mesh is centred on its bounding-box centre and scaled so its largest extent is 1 unit.
+The mesh is placed by a ``ScaleRule`` (``backend/categories.py``): in metres, its length (extent
+along Y) is the category's size and its origin is at its bottom centre, on Z = 0; in a unit box,
+centred with largest extent 1.
 
 Camera: the fitted weak-perspective view is exactly an orthographic camera. With the object
-->Blender map V = k (A v - c) (A the axis swap, c the box centre, k the scale) and the view
+->Blender map V = k (A v - c) (A the axis swap, c and k the placement's centre and scale) and the view
 view = s R v + t, the camera's local axes are Rc = A R^T D (D = diag(1, -1, -1) turns the view
 frame, y down and z away, into Blender's camera frame, y up and looking along -Z), its
 ``ortho_scale`` is 2 k / s (the crop square spans 2 NDC units) and its position shifts the image
-centre by the translation. ``crop_box`` ties the camera to the crop of the original photo.
+centre by the translation; it stands off in proportion to the mesh's size. ``crop_box`` ties the
+camera to the crop of the original photo.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from backend.categories import Placement, ScaleRule
 from backend.inputs import Crop
 from backend.methods.base import MeshResult
 from backend.methods.meshinversion.camera_search import WeakPerspective, view_quaternion
@@ -30,27 +34,28 @@ OBJECT_TO_BLENDER = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, -1.0], [0.0, 1.0, 0.0]
 VIEW_TO_CAMERA = np.diag([1.0, -1.0, -1.0])
 """D: view frame (x right, y down, z away) -> Blender camera local frame (y up, looks along -Z)."""
 CAMERA_DISTANCE = 3.0
-"""How far in front of the mesh the orthographic camera sits (it does not change the image)."""
+"""How far in front of the mesh the orthographic camera sits, in mesh extents (it does not change
+the image)."""
 NOVEL_VIEWS = {"view_front_left": (-45.0, 20.0), "view_back_right": (135.0, 20.0)}
 """Preview views (azimuth, elevation in degrees) in the object's own frame; see ``view_quaternion``."""
 
 
-def blender_placement(vertices: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
-    """Object-frame (V, 3) -> Blender-frame vertices centred and scaled to unit extent, plus (c, k)."""
+def blender_placement(vertices: np.ndarray, rule: ScaleRule) -> tuple[np.ndarray, Placement]:
+    """Object-frame (V, 3) -> Blender-frame vertices placed by ``rule``, plus the placement (c, k)."""
     swapped = vertices @ OBJECT_TO_BLENDER.T
-    centre = (swapped.max(axis=0) + swapped.min(axis=0)) / 2
-    scale = 1.0 / max(float((swapped.max(axis=0) - swapped.min(axis=0)).max()), 1e-8)
-    return (swapped - centre) * scale, centre, scale
+    placement = rule.place(swapped)
+    return (swapped - placement.centre) * placement.scale, placement
 
 
-def blender_camera(camera: WeakPerspective, centre: np.ndarray, scale: float, crop: Crop) -> dict[str, Any]:
+def blender_camera(camera: WeakPerspective, placement: Placement, crop: Crop) -> dict[str, Any]:
     """The ORTHO camera (schema of ``backend/results.py``) that reproduces the fitted view."""
     rotation = camera.rotation()[0].double().cpu().numpy()
-    s = float(camera.scale[0])
+    s, centre, scale = float(camera.scale[0]), placement.centre, placement.scale
     translation = np.array([float(camera.translation[0, 0]), float(camera.translation[0, 1]), 0.0])
     axes = OBJECT_TO_BLENDER @ rotation.T @ VIEW_TO_CAMERA
     offset = VIEW_TO_CAMERA @ (s * rotation @ OBJECT_TO_BLENDER.T @ centre + translation)
-    local_position = np.array([-offset[0] * scale / s, -offset[1] * scale / s, CAMERA_DISTANCE])
+    distance = CAMERA_DISTANCE * placement.extent
+    local_position = np.array([-offset[0] * scale / s, -offset[1] * scale / s, distance])
     matrix = np.eye(4)
     matrix[:3, :3] = axes
     matrix[:3, 3] = axes @ local_position
@@ -106,11 +111,12 @@ def to_mesh_result(
     info: dict[str, Any],
     texture: torch.Tensor,
     previews: bool,
+    rule: ScaleRule,
 ) -> MeshResult:
     """Everything ``backend/results.py`` writes for one reconstructed image; ``texture`` (3, N, N) in
-    [-1, 1] is the final one (addressed by the exported UVs)."""
+    [-1, 1] is the final one (addressed by the exported UVs); ``rule`` sizes the mesh by its length."""
     with torch.no_grad():
-        vertices, centre, scale = blender_placement(result.vertices.double().cpu().numpy())
+        vertices, placement = blender_placement(result.vertices.double().cpu().numpy(), rule)
         size = model.config.texture_resolution
         uvs = exported_uvs(model.template.corner_uvs, size).numpy()
         shown = {
@@ -131,14 +137,13 @@ def to_mesh_result(
         "mask_iou": {"initial": result.init_mask_iou, "final": result.mask_iou},
         "stage_losses": result.stage_losses,
         "latent": [float(v) for v in result.z],
-        "scale_note": "mesh centred on its bounding box, largest extent 1 unit",
     }
     return MeshResult(
         vertices=vertices.astype(np.float32),
         faces=model.template.faces.numpy().astype(np.int32),
         uvs=uvs.astype(np.float32),
         texture=to_uint8(texture),
-        camera=blender_camera(result.camera, centre, scale, crop),
+        camera=blender_camera(result.camera, placement, crop),
         info=_finite(info),
         previews=shown if previews else {},
     )

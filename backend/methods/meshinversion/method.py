@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 
 import torch
 
+from backend.categories import LENGTH_AXIS, SCALE_OPTIONS, check_scale_options, scale_rule
 from backend.inputs import Crop, InputImage, crop_to_object
 from backend.methods.base import MeshResult, Method, Progress
 from backend.methods.meshinversion.appearance import SIZE_RANGE, TEXTURE_MODES, compose, texture_size
@@ -25,9 +26,10 @@ from backend.render.bake import bake_photo
 from backend.weights import Registry
 
 METHOD_OPTIONS: dict[str, Any] = {
-    "crop_margin": 0.05, "previews": True, "texture": "generated", "texture_size": None,
+    "crop_margin": 0.05, "previews": True, "texture": "generated", "texture_size": None, **SCALE_OPTIONS,
 }  # fmt: skip
-"""Options of the method itself; every other option is an ``InversionSettings`` field. ``texture``:
+"""Options of the method itself; every other option is an ``InversionSettings`` field. ``scale``,
+``size_m``: the mesh's placement (``backend/categories.py``; its length is the size). ``texture``:
 ``generated`` (the GAN's texture, as published), ``projected`` or ``blended`` (the photo baked into
 the UV map, see ``appearance.py``); ``texture_size``: the output texture's side for the last two
 (None = follow the photo, up to 1024)."""
@@ -198,11 +200,13 @@ class MeshInversion(Method):
             "optimisation_seconds_per_image": elapsed / len(crops),
             "template_rings": self.model.config.template_rings,
         }
+        rule = scale_rule(method_options, self.entry.category, LENGTH_AXIS)
+        info["placement"] = rule.describe(self.entry.category)
         meshes = []
         for result, crop, photo in zip(results, crops, photos or crops, strict=True):
             texture, texture_info = self.final_texture(result, photo, method_options)
             meshes.append(to_mesh_result(self.model, result, crop, {**info, "texture": texture_info}, texture,
-                                         bool(method_options["previews"])))  # fmt: skip
+                                         bool(method_options["previews"]), rule))  # fmt: skip
         progress("export", 1, 1)
         return meshes
 
@@ -237,6 +241,7 @@ def photo_side(image: InputImage, crop: Crop) -> int:
 def method_settings(options: dict[str, Any]) -> dict[str, Any]:
     """The method's own options (``METHOD_OPTIONS``), checked before any work starts."""
     settings = {k: options.get(k, v) for k, v in METHOD_OPTIONS.items()}
+    check_scale_options(settings)
     if settings["texture"] not in TEXTURE_MODES:
         raise ValueError(f"texture must be one of {', '.join(TEXTURE_MODES)}, got {settings['texture']!r}")
     size = settings["texture_size"]
