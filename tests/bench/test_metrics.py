@@ -14,11 +14,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 import run_all
 from metrics import (
     chamfer_l2,
+    ciede2000,
     mask_iou,
     masked_psnr,
+    masked_ssim,
     normalise_scale,
     sample_surface,
     scatter_depth,
+    srgb_to_lab,
 )
 
 
@@ -106,3 +109,37 @@ def test_resume_reuses_a_row_only_while_its_weights_and_preset_are_unchanged(tmp
     with pytest.raises(FileNotFoundError):  # the stale row is not reused: a fresh child is started
         run_all.run_part("mi-fast", 3, resume=True)
     assert ran and "--part" in ran[0]
+
+
+@pytest.mark.parametrize(
+    ("lab1", "lab2", "expected"),
+    [  # Sharma, Wu and Dalal (2005), the CIEDE2000 test data
+        ((50.0, 2.6772, -79.7751), (50.0, 0.0, -82.7485), 2.0425),
+        ((50.0, 2.5, 0.0), (50.0, 0.0, -2.5), 4.3065),
+        ((60.2574, -34.0099, 36.2677), (60.4626, -34.1751, 39.4387), 1.2644),
+        ((22.7233, 20.0904, -46.694), (23.0331, 14.973, -42.5619), 2.0373),
+        ((2.0776, 0.0795, -1.135), (0.9033, -0.0636, -0.5514), 0.9082),
+    ],
+)
+def test_ciede2000_matches_the_published_test_pairs(lab1, lab2, expected) -> None:
+    value = ciede2000(torch.tensor(lab1, dtype=torch.float64), torch.tensor(lab2, dtype=torch.float64))
+    assert float(value) == pytest.approx(expected, abs=1e-4)
+
+
+def test_srgb_to_lab_white_black_and_red() -> None:
+    f64 = torch.float64
+    lab = srgb_to_lab(torch.tensor([[1.0, 1.0, 1.0], [0.0, 0.0, 0.0], [1.0, 0.0, 0.0]], dtype=f64))
+    torch.testing.assert_close(lab[0], torch.tensor([100.0, 0.0, 0.0], dtype=f64), atol=0.05, rtol=0)
+    torch.testing.assert_close(lab[1], torch.zeros(3, dtype=f64), atol=1e-6, rtol=0)
+    torch.testing.assert_close(lab[2], torch.tensor([53.24, 80.09, 67.20], dtype=f64), atol=0.1, rtol=0)
+
+
+def test_masked_ssim_is_one_for_equal_images_and_falls_with_noise() -> None:
+    g = torch.Generator().manual_seed(0)
+    image = torch.rand(32, 32, 3, generator=g)
+    mask = torch.zeros(32, 32, dtype=torch.bool)
+    mask[8:24, 8:24] = True
+    assert masked_ssim(image, image, mask) == pytest.approx(1.0, abs=1e-6)
+    noisy = (image + 0.2 * torch.randn(32, 32, 3, generator=g)).clamp(0, 1)
+    assert masked_ssim(noisy, image, mask) < 0.9
+    assert math.isnan(masked_ssim(image, image, torch.zeros(32, 32, dtype=torch.bool)))
