@@ -3,6 +3,8 @@ photo, mirror and fill, and the method end to end with each ``texture`` mode."""
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 import torch
@@ -75,7 +77,8 @@ def test_composite_keeps_the_photo_mirrors_it_and_fills_the_rest(mode):
 
 def test_the_method_exports_the_texture_of_each_mode(tmp_path):
     _, image = photo_file(tmp_path)
-    method = METHOD(None, torch.device("cpu"), MeshGAN(small_generator()))
+    entry = SimpleNamespace(id="tiny-car", category="car", origin="shipped")
+    method = METHOD(entry, torch.device("cpu"), MeshGAN(small_generator()))
     base = {**METHOD.presets["fast"], **TINY_OVERRIDES}
     modes = ("generated", "projected", "blended")
     results = {mode: method.run(image, {**base, "texture": mode}, 0, quiet) for mode in modes}
