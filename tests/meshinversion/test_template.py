@@ -160,3 +160,15 @@ def test_fill_poles_flattens_a_spike_and_a_dimple_and_leaves_the_rest():
     torch.testing.assert_close(filled[~cap], bumpy[~cap])
     torch.testing.assert_close(filled[cap][:, 1].abs(), torch.full((66,), 0.8), atol=1e-3, rtol=0)
     assert float(filled[0, [0, 2]].norm()) < 1e-4  # the pole stays on the axis
+
+
+def test_fill_poles_keeps_a_symmetric_mesh_exactly_symmetric():
+    template = sphere_template(16)
+    g = torch.Generator().manual_seed(0)
+    bumpy = template.vertices * (1 + 0.1 * torch.rand(len(template.vertices), 1, generator=g))
+    bumpy = (bumpy + bumpy[template.mirror] * torch.tensor([-1.0, 1.0, 1.0])) / 2  # symmetric, not smooth
+    filled = template.fill_poles(bumpy[None], rings=2)[0]
+    flip = torch.tensor([-1.0, 1.0, 1.0])
+    torch.testing.assert_close(filled[template.mirror] * flip, filled, atol=1e-6, rtol=0)
+    on_plane = template.side == 0
+    assert float(filled[on_plane, 0].abs().max()) < 1e-6

@@ -445,7 +445,8 @@ class Inverter:
         else:
             vertices = self.model.displace(displacement)
         if s.pole_fill:
-            vertices = self.model.template.fill_poles(vertices, s.pole_fill)
+            symmetric = self.model.config.symmetric
+            vertices = self.model.template.fill_poles(vertices, s.pole_fill, symmetric=symmetric)
         with torch.no_grad():
             iou = mask_iou(self.model.silhouette(vertices, camera, s.render_size), targets.mask)
         return [

@@ -66,13 +66,18 @@ class SphereTemplate:
         pairs = self.faces[:, [0, 1, 1, 2, 2, 0]].reshape(-1, 2)
         return torch.unique(pairs.sort(dim=1).values, dim=0)
 
-    def fill_poles(self, vertices: torch.Tensor, rings: int = 1, iterations: int = 30) -> torch.Tensor:
+    def fill_poles(
+        self, vertices: torch.Tensor, rings: int = 1, iterations: int = 30, symmetric: bool = True
+    ) -> torch.Tensor:
         """(B, V, 3) vertices with each pole and its first ``rings`` rings replaced by a smooth cap
         spanning the next ring (uniform-Laplacian relaxation, the rest fixed).
 
         A pole vertex reads a single texel of the displacement map and has no tangent frame, and its
         ring reads the map's first rows through frames that turn fully around it: a generator that
-        has not learnt those rows well leaves a dimple or spike there (on a car, the roof).
+        has not learnt those rows well leaves a dimple or spike there (on a car, the roof). The
+        template's quads are split along the same diagonal on both halves, so the relaxation alone
+        twists the cap slightly; ``symmetric`` averages it with its mirror image, which keeps a
+        mirror-symmetric mesh exactly symmetric (vertices on the plane stay at x = 0).
         """
         edges = torch.cat((self.edges, self.edges.flip(1))).to(vertices.device)
         count = vertices.shape[1]
@@ -85,6 +90,10 @@ class SphereTemplate:
         for _ in range(iterations):
             neighbours = torch.zeros_like(filled).index_add(1, edges[:, 0], filled[:, edges[:, 1]])
             filled = torch.where(cap[None, :, None], neighbours / degree[None, :, None], vertices)
+        if symmetric:
+            flip = filled.new_tensor([-1.0, 1.0, 1.0])
+            mirrored = (filled[:, self.mirror.to(filled.device)] * flip + filled) / 2
+            filled = torch.where(cap[None, :, None], mirrored, vertices)
         return filled
 
     def on_device(self, device: torch.device) -> DisplacementTables:
