@@ -32,6 +32,7 @@ def reconstruct(
     device: str | None = None,
     overrides: dict[str, Any] | None = None,
     aligned_camera: bool = False,
+    mirror: bool = False,
     shade_smooth: bool = True,
     texture_size: int = 0,
     output_dir: str | Path | None = None,
@@ -78,6 +79,7 @@ def reconstruct(
         shade_smooth=shade_smooth,
         texture_size=texture_size,
         aligned_camera=aligned_camera,
+        mirror=mirror,
     )
     client = session.client(settings)
     job = client.submit(request)
@@ -112,6 +114,7 @@ def finish(
             shade_smooth=options.shade_smooth,
             texture_size=options.texture_size,
             aligned_camera=options.aligned_camera,
+            mirror=options.mirror,
             photo=options.photo,
             properties={"image": options.photo, "result": str(Path(request.output_dir).absolute())},
         )

@@ -47,6 +47,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     )
     parser.add_argument("--device", default=None, choices=("auto", "cpu", "cuda"))
     parser.add_argument("--aligned-camera", action="store_true", help="add the estimated camera")
+    parser.add_argument("--mirror", action="store_true", help="symmetric results: one half + Mirror modifier")
     parser.add_argument("--save-blend", action="store_true", help="save OUTPUT/<name>.blend per photo")
     parser.add_argument("--export", choices=("glb",), action="append", default=[], help="export format")
     parser.add_argument("--preview", action="store_true", help="Cycles render OUTPUT/<name>_preview.png")
@@ -243,6 +244,7 @@ def process(addon: ModuleType, image: Path, args: argparse.Namespace, output: Pa
         mask=args.mask,
         device=args.device,
         aligned_camera=args.aligned_camera,
+        mirror=args.mirror,
         output_dir=output / image.stem,
         backend_python=args.backend_python,
         overwrite=args.overwrite,

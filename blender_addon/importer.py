@@ -17,6 +17,8 @@ import bpy
 import numpy as np
 from mathutils import Matrix, Vector
 
+from . import mirror as mirror_half
+
 PROPERTY_PREFIX = "rfi_"
 UV_MAP_NAME = "UVMap"
 
@@ -103,16 +105,19 @@ def import_result(
     shade_smooth: bool = True,
     texture_size: int = 0,
     aligned_camera: bool = False,
+    mirror: bool = False,
     photo: str | None = None,
     properties: dict[str, Any] | None = None,
 ) -> bpy.types.Object:
     """Import ``mesh.npz`` + ``texture.png`` (+ ``result.json``) as one selected, active object at the
-    3D cursor; optionally a camera that sees it as the photo did, with the photo as background."""
+    3D cursor; optionally a camera that sees it as the photo did, with the photo as background, and
+    (``mirror``) only the X >= 0 half of a symmetric result under a Mirror modifier."""
     context = context or bpy.context
     result_dir = Path(result_dir)
     vertices, faces, uvs = load_mesh_arrays(result_dir)
     info = read_result_json(result_dir)
-    mesh = build_mesh(name, vertices, faces, uvs)
+    half = symmetric_half_or_none(name, vertices, faces, uvs) if mirror else None
+    mesh = build_mesh(name, *(half or (vertices, faces, uvs)))
     if shade_smooth:
         mesh.shade_smooth()
     else:  # new faces count as smooth in Blender 4.1+ until marked sharp
@@ -128,10 +133,35 @@ def import_result(
     obj.select_set(True)
     context.view_layer.objects.active = obj
     record_properties(obj, info, properties or {})
+    if half is not None:
+        add_mirror_modifier(obj, mirror_half.mesh_size(vertices))
     if aligned_camera and info.get("camera"):
         context.view_layer.update()
         add_aligned_camera(context, obj, info["camera"], photo)
     return obj
+
+
+def symmetric_half_or_none(
+    name: str, vertices: np.ndarray, faces: np.ndarray, uvs: np.ndarray
+) -> mirror_half.Half | None:
+    """The X >= 0 half, or None (after one line saying why) when the result is not symmetric."""
+    try:
+        return mirror_half.symmetric_half(vertices, faces, uvs)
+    except mirror_half.NotSymmetric as exc:
+        print(f"{name}: imported without a Mirror modifier: {exc}")
+        return None
+
+
+def add_mirror_modifier(obj: bpy.types.Object, size: float) -> bpy.types.Modifier:
+    """Mirror in X with clipping and merging, the mirrored UVs at u' = 0.5 - u."""
+    modifier = obj.modifiers.new("Mirror", "MIRROR")
+    modifier.use_axis = (True, False, False)
+    modifier.use_clip = True
+    modifier.use_mirror_merge = True
+    modifier.merge_threshold = 1e-4 * size
+    modifier.use_mirror_u = True
+    modifier.mirror_offset_u = mirror_half.MIRROR_U_OFFSET
+    return modifier
 
 
 def read_result_json(result_dir: Path) -> dict[str, Any]:

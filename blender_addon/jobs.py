@@ -29,6 +29,7 @@ class ImportOptions:
     shade_smooth: bool = True
     texture_size: int = 0
     aligned_camera: bool = False
+    mirror: bool = False
 
 
 def image_file(image: bpy.types.Image, folder: Path | None = None) -> Path:
@@ -171,5 +172,6 @@ def build_request(
         shade_smooth=settings.shade_smooth,
         texture_size=int(settings.texture_size),
         aligned_camera=settings.aligned_camera,
+        mirror=settings.mirror,
     )
     return request, options

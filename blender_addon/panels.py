@@ -31,6 +31,7 @@ def draw_panel(layout: bpy.types.UILayout, context: bpy.types.Context) -> None:
     col.prop(settings, "overrides")
     col.separator()
     col.prop(settings, "aligned_camera")
+    col.prop(settings, "mirror")
     col.prop(settings, "shade_smooth")
     col.prop(settings, "texture_size")
 

@@ -84,6 +84,11 @@ class RFI_Settings(bpy.types.PropertyGroup):
         default=True,
         description="Add a camera seeing the object as the photo does, with the photo as its background",
     )
+    mirror: BoolProperty(
+        name="Symmetric editing (Mirror modifier)",
+        default=False,
+        description="Import a mirror-symmetric result as its X >= 0 half with a Mirror modifier",
+    )
     shade_smooth: BoolProperty(name="Shade Smooth", default=True)
     texture_size: EnumProperty(
         name="Texture Size",

@@ -1,0 +1,37 @@
+"""The symmetry check and the half a Mirror modifier completes (numpy only)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from blender_addon import mirror
+
+OCTAHEDRON = np.array([[1, 0, 0], [-1, 0, 0], [0, 1, 0], [0, -1, 0], [0, 0, 1], [0, 0, -1]], np.float32)
+FACES = np.array(
+    [[0, 2, 4], [0, 4, 3], [0, 3, 5], [0, 5, 2], [1, 4, 2], [1, 3, 4], [1, 5, 3], [1, 2, 5]], np.int32
+)
+
+
+def test_half_of_a_symmetric_mesh() -> None:
+    vertices = OCTAHEDRON.copy()
+    vertices[2:, 0] = 1e-7  # on the plane within the tolerance
+    uvs = np.zeros((8, 3, 2), np.float32)
+    half = mirror.symmetric_half(vertices, FACES, uvs)
+    assert half.faces.shape == (4, 3) and len(half.vertices) == 5
+    assert (half.vertices[:, 0] >= 0).all() and (half.vertices[:, 0] == 0).sum() == 4
+    np.testing.assert_array_equal(np.sort(half.vertices[half.faces][..., 0] > 0, axis=1)[:, 2], True)
+
+
+@pytest.mark.parametrize(
+    ("vertices", "faces", "reason"),
+    [
+        (OCTAHEDRON + np.float32([0.1, 0, 0]), FACES, "no mirror image"),
+        (OCTAHEDRON, np.array([[0, 1, 2], [0, 2, 4]], np.int32), "crosses the mirror plane"),
+        (OCTAHEDRON, np.array([[2, 3, 4], [0, 2, 4]], np.int32), "lies in the mirror plane"),
+        (OCTAHEDRON, FACES[:5], "do not mirror each other"),
+    ],
+)
+def test_not_symmetric_says_why(vertices: np.ndarray, faces: np.ndarray, reason: str) -> None:
+    with pytest.raises(mirror.NotSymmetric, match=reason):
+        mirror.symmetric_half(vertices, faces, np.zeros((len(faces), 3, 2), np.float32))
