@@ -472,6 +472,34 @@ def scenario_reproject(args: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def evaluated_mesh(obj: bpy.types.Object) -> dict[str, Any]:
+    """Vertex positions, triangles and per-corner UVs of ``obj`` with its modifiers applied."""
+    evaluated = obj.evaluated_get(bpy.context.evaluated_depsgraph_get())
+    mesh = evaluated.to_mesh()
+    positions = np.empty(len(mesh.vertices) * 3, np.float32)
+    mesh.vertices.foreach_get("co", positions)
+    corners = np.empty(len(mesh.loops), np.int32)
+    mesh.loops.foreach_get("vertex_index", corners)
+    uvs = np.empty(len(mesh.loops) * 2, np.float32)
+    mesh.uv_layers.active.data.foreach_get("uv", uvs)
+    sizes = np.empty(len(mesh.polygons), np.int32)
+    mesh.polygons.foreach_get("loop_total", sizes)
+    out = {"vertices": positions.reshape(-1, 3).tolist(), "corners": corners.tolist(),
+           "uvs": uvs.reshape(-1, 2).tolist(), "sizes": sizes.tolist(),
+           "modifiers": [m.type for m in obj.modifiers]}  # fmt: skip
+    evaluated.to_mesh_clear()
+    return out
+
+
+def scenario_mirror_import(args: dict[str, Any]) -> dict[str, Any]:
+    """A result imported whole and as a half under the Mirror modifier, both evaluated."""
+    addon = install(args["zip"])
+    whole = addon.importer.import_result(args["result"], "whole")
+    half = addon.importer.import_result(args["result"], "half", mirror=True)
+    return {"whole": evaluated_mesh(whole), "half": evaluated_mesh(half),
+            "half_vertices": len(half.data.vertices)}  # fmt: skip
+
+
 def main() -> None:
     name, args = sys.argv[1], json.loads(sys.argv[2])
     try:
