@@ -15,7 +15,7 @@ from tests.meshinversion.test_generator import official_cub_entries
 
 
 def official_like_checkpoint(
-    generator_state: dict[str, torch.Tensor], args: argparse.Namespace, args_key: str = "self.args"
+    generator_state: dict[str, torch.Tensor], args: argparse.Namespace | dict, args_key: str = "self.args"
 ) -> dict:
     """The layout MeshInversion's ``save_checkpoint`` writes, with the given generator weights."""
     return {
@@ -110,3 +110,17 @@ def test_mismatches_name_the_first_bad_tensor() -> None:
     text_model = {**good, "att.conv_context.weight": torch.zeros(256, 256, 1, 1)}
     with pytest.raises(ValueError, match="text-conditional"):
         convert_official({"generator_running_avg": text_model}, "cub")
+
+
+@pytest.mark.parametrize("as_dict", [True, False], ids=["dict", "namespace"])
+def test_convmesh_training_args_as_a_plain_dict_choose_the_template(tmp_path: Path, as_dict: bool) -> None:
+    """ConvMesh saves ``vars(args)`` (a plain dict), MeshInversion a Namespace: both decide the 31-ring
+    car template even when the category name gives no hint."""
+    config = GeneratorConfig(n_classes=0, texture_resolution=256, width=1 / 8, template_rings=31)
+    state = {f"module.{k}": v for k, v in Generator(config).state_dict().items()}
+    template = "mesh_templates/uvsphere_31rings.obj"
+    args = argparse.Namespace(dataset="p3d", norm_g="syncbatch", mesh_path=template)
+    path = tmp_path / "checkpoint.pth"
+    torch.save(official_like_checkpoint(state, vars(args) if as_dict else args, args_key="args"), path)
+    _, detected = convert_official(safe_torch_load(path), "my-vehicles")
+    assert detected == config.to_dict()

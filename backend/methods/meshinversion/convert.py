@@ -21,8 +21,11 @@ CAR_CATEGORIES = frozenset({"car", "cars", "p3d", "p3d_car", "pascal3d", "pascal
 
 
 def _training_args(raw: dict[str, Any]) -> dict[str, Any]:
-    """The stored argparse namespace (either key) as a dict; empty when absent."""
+    """The stored training arguments (either key; a Namespace, or the plain dict ``vars(args)`` that
+    ConvMesh saves) as a dict; empty when absent."""
     args = raw.get("self.args", raw.get("args"))
+    if isinstance(args, dict):
+        return dict(args)
     return dict(vars(args)) if args is not None and hasattr(args, "__dict__") else {}
 
 
