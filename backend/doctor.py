@@ -11,12 +11,14 @@ import os
 import platform
 import sys
 import tempfile
+from typing import Any
 
 import torch
 
 from backend import __version__, salient_mask
 from backend.devices import describe_device, resolve_device
 from backend.methods import METHOD_MODULES
+from backend.methods.meshinversion.vgg import VGG_CONFIG
 from backend.protocol import PROTOCOL_VERSION
 from backend.weights import Registry, WeightsError
 
@@ -62,8 +64,30 @@ def _checks(registry: Registry) -> list[tuple[str, str]]:
             lines.append(("FAIL", f"weights {entry.id}: {exc.message} ({exc.hint})"))
     methods_with_weights = {e.method for e in entries}
     lines += [("--", f"no weights for {m}") for m in sorted(set(METHOD_MODULES) - methods_with_weights)]
+    lines += _published_terms(entries)
     lines.append(_user_dir_check(registry))
     lines.append(_salient_check())
+    return lines
+
+
+PUBLISHED_TERMS = (
+    ("MeshInversion feature loss (VGG19 relu3_1, weight 0.04 in paper)", "meshinversion",
+     ("network", VGG_CONFIG["network"]), "weights import vgg19.pth --method meshinversion --category vgg19"),
+    ("GAN2Shape perceptual loss (VGG16)", "gan2shape", ("kind", "vgg16"),
+     "weights import vgg16.pth --method gan2shape --category vgg16"),
+    ("GAN2Shape LPIPS v0.1 heads (equal channel weights without them)", "gan2shape", ("kind", "lpips"),
+     "weights import lpips_vgg.pth --method gan2shape --category lpips"),
+)  # fmt: skip
+"""Loss terms of the published objectives that need weights nobody can ship here: (what, method,
+(config key, value) that marks the entry, how to import it)."""
+
+
+def _published_terms(entries: list[Any]) -> list[tuple[str, str]]:
+    """Which published loss terms will run, and how to switch on the ones that will not."""
+    lines = []
+    for what, method, (key, value), command in PUBLISHED_TERMS:
+        present = any(e.method == method and e.config.get(key) == value for e in entries)
+        lines.append(("ok", f"{what}: on") if present else ("--", f"{what}: off (import it: `{command}`)"))
     return lines
 
 

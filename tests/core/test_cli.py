@@ -8,6 +8,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -15,6 +16,8 @@ import torch
 from safetensors.torch import save_file
 
 from backend.cli import build_parser, main, placement_overrides
+from backend.doctor import _published_terms
+from backend.methods.meshinversion.vgg import VGG_CONFIG
 from backend.weights import Registry
 from tests.core.backend_process import ROOT, backend_env
 from tests.core.test_weights import _Payload, save_entry
@@ -78,6 +81,21 @@ def test_doctor_reports(tmp_path: Path) -> None:
     assert any(line.startswith("[ok] torch") for line in lines)
     assert any("user weights folder" in line and "writable" in line for line in lines)
     assert done.returncode == (1 if any(line.startswith("[FAIL]") for line in lines) else 0)
+    # The published loss terms that need weights nobody can ship: said off, with the import command.
+    off = [line for line in lines if line.startswith("[--]") and ": off (import it:" in line]
+    assert any("MeshInversion feature loss" in line and "--category vgg19" in line for line in off)
+    assert any("GAN2Shape perceptual loss" in line and "--category vgg16" in line for line in off)
+
+
+def test_doctor_says_a_published_term_is_on_once_its_weights_are_registered() -> None:
+    vgg19 = SimpleNamespace(method="meshinversion", config={"network": VGG_CONFIG["network"]})
+    lpips = SimpleNamespace(method="gan2shape", config={"kind": "lpips"})
+    lines = dict((text.split(":")[0], status) for status, text in _published_terms([vgg19, lpips]))
+    assert lines == {
+        "MeshInversion feature loss (VGG19 relu3_1, weight 0.04 in paper)": "ok",
+        "GAN2Shape perceptual loss (VGG16)": "--",
+        "GAN2Shape LPIPS v0.1 heads (equal channel weights without them)": "ok",
+    }
 
 
 def doctor_threads(tmp_path: Path, **env: str) -> tuple[int, str]:
