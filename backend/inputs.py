@@ -445,6 +445,16 @@ def _pad_crop(values: np.ndarray, x0: int, y0: int, side: int, fill: float | Non
     return np.pad(inside, pads, mode="constant", constant_values=fill)
 
 
+MAX_PHOTO_SIDE = 1024
+"""Photo-resolution crops (the textures baked from the photo) are at most this many pixels across."""
+
+
+def photo_side(image: InputImage, box_side: float, smallest: int) -> int:
+    """Pixels across a crop square of ``box_side`` original-file pixels (``Crop.box[2]``) in the loaded
+    photo, within [``smallest``, ``MAX_PHOTO_SIDE``]: the size at which a crop keeps the photo's detail."""
+    return int(min(max(round(box_side / image.scale_to_original), smallest), MAX_PHOTO_SIDE))
+
+
 def crop_to_object(image: InputImage, size: int, margin: float = 0.05, fill: float | None = None) -> Crop:
     """Square crop centred on the mask's bounding box, resized to ``size`` x ``size``.
 

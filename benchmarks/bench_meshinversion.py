@@ -55,6 +55,7 @@ from backend.methods.meshinversion.losses import mask_iou, one_sided_chamfer  # 
 from backend.methods.meshinversion.mesh_gan import MeshGAN  # noqa: E402
 from backend.methods.meshinversion.method import METHOD_OPTIONS, MeshInversion, method_settings  # noqa: E402
 from backend.render.cameras import quaternion_matrix  # noqa: E402
+from backend.render.primitives import sample_surface  # noqa: E402
 from backend.train.data.render_sample import render_cars  # noqa: E402
 from backend.train.splits import SPLITS, split_seeds  # noqa: E402
 from backend.weights import Registry, build_model  # noqa: E402
@@ -107,23 +108,12 @@ def novel_view_iou(predicted: Mesh, scale: float, truth: Mesh, truth_scale: floa
     return float(mask_iou(*masks).mean())
 
 
-def surface_points(vertices: torch.Tensor, faces: torch.Tensor, count: int, seed: int) -> torch.Tensor:
-    """(count, 3) points uniform on the surface: faces drawn by area, then uniform barycentrics."""
-    g = torch.Generator().manual_seed(seed)
-    corners = vertices[faces]
-    areas = torch.linalg.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0]).norm(dim=-1)
-    face = torch.multinomial(areas, count, replacement=True, generator=g)
-    r1, r2 = torch.rand(count, 1, generator=g).sqrt(), torch.rand(count, 1, generator=g)
-    a, b, c = corners[face].unbind(1)
-    return (1 - r1) * a + r1 * (1 - r2) * b + r1 * r2 * c
-
-
 def chamfer_l2(predicted: Mesh, truth: Mesh) -> float:
     """Symmetric Chamfer-L2 between 5,000 surface points of each mesh, both centred on their mean
     point and scaled to unit RMS radius (the canonical frame fixes the orientation)."""
     clouds = []
     for vertices, faces in (predicted, truth):
-        points = surface_points(vertices, faces, 5000, seed=0)
+        points = sample_surface(vertices, faces, 5000, torch.Generator().manual_seed(0))
         points = points - points.mean(dim=0)
         clouds.append((points / points.square().sum(-1).mean().sqrt())[None])
     every = torch.ones(1, 5000, dtype=torch.bool)

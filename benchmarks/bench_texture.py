@@ -24,9 +24,9 @@ sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
 
-from backend.inputs import crop_to_object, load_input  # noqa: E402
+from backend.inputs import MIN_SIDE, crop_to_object, load_input, photo_side  # noqa: E402
 from backend.methods.meshinversion.invert import InversionSettings, Inverter  # noqa: E402
-from backend.methods.meshinversion.method import METHOD_OPTIONS, method_settings, photo_side  # noqa: E402
+from backend.methods.meshinversion.method import METHOD_OPTIONS, method_settings  # noqa: E402
 from backend.weights import Registry, build_model  # noqa: E402
 
 
@@ -45,7 +45,7 @@ def main() -> None:
     settings = InversionSettings.from_options({k: v for k, v in preset.items() if k not in METHOD_OPTIONS})
     image = load_input(args.image, "auto", None, None)
     crop = crop_to_object(image, settings.render_size, preset["crop_margin"])
-    photo = crop_to_object(image, photo_side(image, crop), preset["crop_margin"])
+    photo = crop_to_object(image, photo_side(image, crop.box[2], MIN_SIDE), preset["crop_margin"])
     result = Inverter(method.model, settings).run([crop.rgb], [crop.mask], 0, lambda *a, **k: None)[0]
     rows = []
     for size in args.sizes:

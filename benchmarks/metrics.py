@@ -21,22 +21,6 @@ def mask_iou(predicted: torch.Tensor, truth: torch.Tensor) -> torch.Tensor:
     return torch.where(union > 0, inter / union.clamp(min=1), torch.ones_like(union))
 
 
-def sample_surface(
-    vertices: torch.Tensor, faces: torch.Tensor, count: int, generator: torch.Generator
-) -> torch.Tensor:
-    """(count, 3) points uniform on a triangle mesh: faces drawn by area, then uniform barycentrics.
-
-    ``generator`` must live on the vertices' device; a fixed seed makes Chamfer numbers repeatable.
-    """
-    corners = vertices[faces.long()]
-    edges_cross = torch.linalg.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0], dim=-1)
-    face = torch.multinomial(edges_cross.norm(dim=-1), count, replacement=True, generator=generator)
-    r1 = torch.rand(count, 1, generator=generator, device=vertices.device).sqrt()
-    r2 = torch.rand(count, 1, generator=generator, device=vertices.device)
-    a, b, c = corners[face].unbind(1)
-    return (1 - r1) * a + r1 * (1 - r2) * b + r1 * r2 * c
-
-
 def normalise_scale(points: torch.Tensor) -> torch.Tensor:
     """Centre (N, 3) points on their mean and scale them to unit RMS radius, so Chamfer compares shape
     alone: the single-view methods recover size only up to the camera's scale."""

@@ -37,8 +37,10 @@ sys.path[:0] = [str(ROOT), str(BENCH)]
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from metrics import chamfer_l2, mask_iou, masked_psnr, normalise_scale, sample_surface, scatter_depth  # noqa: E402
+from metrics import chamfer_l2, mask_iou, masked_psnr, normalise_scale, scatter_depth  # noqa: E402
 from PIL import Image  # noqa: E402
+
+from backend.render.primitives import sample_surface  # noqa: E402
 
 EVAL_DIR = ROOT / "examples" / "eval"
 FIGURES = BENCH / "figures"

@@ -25,6 +25,8 @@ from backend.render.interpolate import blend_vertex_attributes
 from backend.render.rasterize import Fragments, rasterize
 from backend.render.shading import vertex_normals
 
+CONFIDENCE_GAIN = 3.0
+"""A texel seen at cos(angle) >= 1 / gain is taken from the photo entirely (``Bake.opacity``)."""
 DEPTH_TOLERANCE = 0.01
 """A texel is visible when its depth is within this fraction of the mesh's depth range of the
 z-buffer's (the shadow-map bias: the z-buffer is sampled at the nearest photo pixel)."""
@@ -38,6 +40,17 @@ class Bake:
     colour: Tensor
     weight: Tensor
     covered: Tensor
+
+    @property
+    def opacity(self) -> Tensor:
+        """(N, N) how much of each texel composites take from the photo: 1 from a squarely enough
+        seen texel (``CONFIDENCE_GAIN``), fading to 0 at grazing angles and edges."""
+        return (CONFIDENCE_GAIN * self.weight).clamp(0, 1)
+
+    @property
+    def photo(self) -> Tensor:
+        """(3, N, N) the photo's colour itself wherever the bake saw the texel at all."""
+        return self.colour / self.weight.clamp(min=1e-6)
 
 
 def uv_fragments(corner_uvs: Tensor, size: int) -> Fragments:
@@ -114,3 +127,22 @@ def pull_push(colour: Tensor, weight: Tensor, levels: int | None = None) -> Tens
         alpha = weights[level].clamp(0, 1)
         filled = alpha * own + (1 - alpha) * coarse
     return filled[0]
+
+
+def blur(image: Tensor, sigma: float) -> Tensor:
+    """Gaussian blur of an (N, M) map with std ``sigma`` texels: wraps in u (the UV seam), clamps in v
+    (the poles). Wide blurs run on a map averaged down to a few texels per std, then scaled back up
+    (they only carry low frequencies), so the cost does not grow with the width."""
+    factor = max(1, int(sigma // 2))
+    small = F.avg_pool2d(image[None, None], factor, ceil_mode=True) if factor > 1 else image[None, None]
+    sigma = sigma / factor
+    radius = max(1, int(3 * sigma))
+    offsets = torch.arange(-radius, radius + 1, dtype=image.dtype, device=image.device)
+    kernel = torch.exp(-0.5 * (offsets / sigma).square())
+    kernel = kernel / kernel.sum()
+    across = F.pad(small, (radius, radius, 0, 0), mode="circular")
+    blurred = F.conv2d(across, kernel.view(1, 1, 1, -1))
+    blurred = F.conv2d(F.pad(blurred, (0, 0, radius, radius), mode="replicate"), kernel.view(1, 1, -1, 1))
+    if factor > 1:
+        blurred = F.interpolate(blurred, size=image.shape[-2:], mode="bilinear", align_corners=False)
+    return blurred[0, 0]

@@ -1,7 +1,8 @@
 """Meshes the renderer is tested and benchmarked on, and that callers can start from.
 
 ``uv_sphere(32, 16)`` has the size of MeshInversion's template (482 vertices, 960 faces, poles
-on +-y; here u = 0 at +z); ``grid_faces`` triangulates a depth map the way GAN2Shape does.
+on +-y; here u = 0 at +z); ``grid_faces`` triangulates a depth map the way GAN2Shape does;
+``sample_surface`` draws points uniformly over any mesh's area.
 """
 
 from __future__ import annotations
@@ -92,3 +93,19 @@ def grid_faces(height: int, width: int, device: torch.device | str = "cpu") -> T
     first = torch.stack((top_left, bottom_left, top_right), dim=-1).reshape(-1, 3)
     second = torch.stack((top_right, bottom_left, bottom_right), dim=-1).reshape(-1, 3)
     return torch.cat((first, second), dim=0)
+
+
+def sample_surface(
+    vertices: torch.Tensor, faces: torch.Tensor, count: int, generator: torch.Generator
+) -> torch.Tensor:
+    """(count, 3) points uniform on a triangle mesh: faces drawn by area, then uniform barycentrics.
+
+    ``generator`` must live on the vertices' device; a fixed seed makes Chamfer numbers repeatable.
+    """
+    corners = vertices[faces.long()]
+    edges_cross = torch.linalg.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0], dim=-1)
+    face = torch.multinomial(edges_cross.norm(dim=-1), count, replacement=True, generator=generator)
+    r1 = torch.rand(count, 1, generator=generator, device=vertices.device).sqrt()
+    r2 = torch.rand(count, 1, generator=generator, device=vertices.device)
+    a, b, c = corners[face].unbind(1)
+    return (1 - r1) * a + r1 * (1 - r2) * b + r1 * r2 * c

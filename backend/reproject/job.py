@@ -22,10 +22,9 @@ import torch
 from PIL import Image
 
 from backend.devices import resolve_device
-from backend.inputs import InputError, InputImage, crop_box, load_input
+from backend.inputs import MIN_SIDE, InputError, InputImage, crop_box, load_input, photo_side
 from backend.jobs import JobOutcome, ProgressReporter
 from backend.methods.base import JobCancelled, MeshResult
-from backend.methods.meshinversion.method import MAX_PHOTO_SIDE
 from backend.protocol import MASK_SOURCES, REPROJECT_SIZES, ReprojectRequest
 from backend.render import render_mesh
 from backend.render.bake import Bake, bake_photo
@@ -186,7 +185,7 @@ def run_reproject(
     faces = torch.from_numpy(mesh.faces).to(device)
     corner_uvs = torch.from_numpy(uvs).to(device)
     camera = renderer_camera(source.camera, device)
-    side = int(min(max(round(source.camera["crop_box"][2] / image.scale_to_original), 16), MAX_PHOTO_SIDE))
+    side = photo_side(image, source.camera["crop_box"][2], MIN_SIDE)
     crop = crop_box(image, source.camera["crop_box"], side)
     photo = torch.from_numpy(crop.rgb).to(device).permute(2, 0, 1)
     mask = torch.from_numpy(crop.mask).to(device)

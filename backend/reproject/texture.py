@@ -21,8 +21,9 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from backend.methods.meshinversion.appearance import CONFIDENCE_GAIN, blur
-from backend.render.bake import Bake, pull_push
+from backend.render.bake import Bake, blur, pull_push
+from backend.render.primitives import sample_surface
+from backend.render.shading import face_normals
 
 SEAM_FADE = 1 / 32
 """How far (Gaussian std, fraction of the texture size) the photo's colour difference at the border
@@ -49,16 +50,14 @@ class Reprojection:
 def compose(bake: Bake, previous: Tensor | None = None, mirrored: Bake | None = None) -> Reprojection:
     """Composite ``bake`` over ``previous`` (3, N, N) in [0, 1], else over the ``mirrored`` bake, else
     over the photo's diffused colours."""
-    direct = (CONFIDENCE_GAIN * bake.weight).clamp(0, 1)
-    photo = bake.colour / bake.weight.clamp(min=1e-6)
+    direct, photo = bake.opacity, bake.photo
     through_mirror = torch.zeros_like(direct)
     if previous is not None:
         border = pull_push(photo - previous, direct)
         nearby = (2 * blur(direct, SEAM_FADE * direct.shape[-1])).clamp(0, 1)
         behind = (previous + nearby * border).clamp(0, 1)
     elif mirrored is not None:
-        mirror = (CONFIDENCE_GAIN * mirrored.weight).clamp(0, 1)
-        mirror_photo = mirrored.colour / mirrored.weight.clamp(min=1e-6)
+        mirror, mirror_photo = mirrored.opacity, mirrored.photo
         through_mirror = mirror * (1 - direct)
         seen = direct + through_mirror
         filled = pull_push((direct * photo + through_mirror * mirror_photo) / seen.clamp(min=1e-6), seen)
@@ -90,25 +89,19 @@ def is_mirror_symmetric(vertices: Tensor, faces: Tensor, seed: int = 0) -> bool:
     against the same test without the mirror (the samples' own spacing)."""
     generator = torch.Generator(device="cpu").manual_seed(seed)
     vertices, faces = vertices.double().cpu(), faces.long().cpu()
-    reference = _surface_samples(vertices, faces, SYMMETRY_SAMPLES, generator)
-    queries = _surface_samples(vertices, faces, SYMMETRY_QUERIES, generator)
+    reference = _samples(vertices, faces, SYMMETRY_SAMPLES, generator)
+    queries = _samples(vertices, faces, SYMMETRY_QUERIES, generator)
     extent = float((vertices.max(dim=0).values - vertices.min(dim=0).values).max().clamp(min=1e-12))
     own = _nearest_distance(queries, reference).quantile(0.95)
     mirrored = _nearest_distance(mirror_x(queries), reference).quantile(0.95)
     return float(mirrored - own) <= SYMMETRY_TOLERANCE * extent
 
 
-def _surface_samples(vertices: Tensor, faces: Tensor, count: int, generator: torch.Generator) -> Tensor:
-    """(count, 3) points uniformly distributed over the surface's area."""
-    corners = vertices[faces]
-    areas = torch.linalg.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0]).norm(dim=1)
-    if float(areas.sum()) <= 0:
-        return corners.reshape(-1, 3)[:count]
-    chosen = torch.multinomial(areas, count, replacement=True, generator=generator)
-    r1, r2 = torch.rand(2, count, 1, generator=generator, dtype=vertices.dtype)
-    root = r1.sqrt()
-    picked = corners[chosen]
-    return (1 - root) * picked[:, 0] + root * (1 - r2) * picked[:, 1] + root * r2 * picked[:, 2]
+def _samples(vertices: Tensor, faces: Tensor, count: int, generator: torch.Generator) -> Tensor:
+    """Area-uniform surface points, or the corners themselves when every face is degenerate."""
+    if float(face_normals(vertices[None], faces, unit=False).norm(dim=-1).sum()) <= 0:
+        return vertices[faces].reshape(-1, 3)[:count]
+    return sample_surface(vertices, faces, count, generator)
 
 
 def _nearest_distance(queries: Tensor, points: Tensor, chunk: int = 256) -> Tensor:

@@ -19,10 +19,11 @@ from metrics import (
     masked_psnr,
     masked_ssim,
     normalise_scale,
-    sample_surface,
     scatter_depth,
     srgb_to_lab,
 )
+
+from backend.render.primitives import sample_surface
 
 
 def test_mask_iou_overlapping_squares_and_empty_pair() -> None:

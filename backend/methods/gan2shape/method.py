@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from backend.categories import scale_rule
-from backend.inputs import Crop, InputError, InputImage, crop_to_object
+from backend.inputs import Crop, InputError, InputImage, crop_to_object, photo_side
 from backend.methods.base import MeshResult, Method, Progress
 from backend.methods.gan2shape import warp
 from backend.methods.gan2shape.config import (
@@ -43,8 +43,6 @@ MAX_NET_SIZE = 128
 """The 3D nets run at the GAN's size up to 128 px (the official choice for 256/512 px GANs)."""
 FULL_MASK = 0.999
 """An input mask covering more than this fraction is no mask: the mask network is asked instead."""
-MAX_PHOTO_SIDE = 1024
-"""The exported photo texture is the crop at the photo's own resolution, at most this many pixels."""
 MIN_SHADING = 0.05
 """``albedo`` texture: the recovered shading is not trusted below this (the photo / shading ratio
 would blow up noise in the darkest pixels)."""
@@ -62,7 +60,7 @@ class Reconstruction:
     options: Options
     info: dict[str, Any]
     photo: Crop
-    """The same square as ``crop`` at the photo's own resolution (up to ``MAX_PHOTO_SIDE``)."""
+    """The same square as ``crop`` at the photo's own resolution (``inputs.photo_side``)."""
 
 
 def crop_input(image: InputImage, size: int, options: Options) -> Crop:
@@ -181,8 +179,7 @@ class GAN2Shape(Method):
         perceptual = extras.perceptual(self.device)
         rng = torch.Generator(device=self.device).manual_seed(seed)
         crop = crop_input(image, self.image_size, opts)
-        side = round(crop.box[2] / image.scale_to_original)
-        photo = crop_input(image, int(min(max(side, self.image_size), MAX_PHOTO_SIDE)), opts)
+        photo = crop_input(image, photo_side(image, crop.box[2], self.image_size), opts)
         target_image = torch.from_numpy(crop.rgb).permute(2, 0, 1)[None].to(self.device) * 2 - 1
         mask, mask_source = self.object_mask(image, crop, target_image, extras)
 

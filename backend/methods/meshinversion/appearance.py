@@ -22,14 +22,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from backend.render.bake import Bake, pull_push
+from backend.render.bake import Bake, blur, pull_push
 
 TEXTURE_MODES = ("generated", "projected", "blended")
 MAX_AUTO_SIZE = 1024
 SIZE_RANGE = (64, 2048)
 """Sizes a user may ask for with ``texture_size``."""
-CONFIDENCE_GAIN = 3.0
-"""A texel seen at cos(angle) >= 1 / gain is taken from the photo entirely."""
 DETAIL_SCALE = 1 / 16
 """Neighbourhood (Gaussian std, fraction of the texture size) the GAN's brightness detail is
 measured against."""
@@ -75,25 +73,6 @@ def resample_texture(texture: Tensor, size: int) -> Tensor:
     return (resized[0, :, :, pad : pad + size].clamp(-1, 1) + 1) / 2
 
 
-def blur(image: Tensor, sigma: float) -> Tensor:
-    """Gaussian blur of an (N, M) map with std ``sigma`` texels: wraps in u (the UV seam), clamps in v
-    (the poles). Wide blurs run on a map averaged down to a few texels per std, then scaled back up
-    (they only carry low frequencies), so the cost does not grow with the width."""
-    factor = max(1, int(sigma // 2))
-    small = F.avg_pool2d(image[None, None], factor, ceil_mode=True) if factor > 1 else image[None, None]
-    sigma = sigma / factor
-    radius = max(1, int(3 * sigma))
-    offsets = torch.arange(-radius, radius + 1, dtype=image.dtype, device=image.device)
-    kernel = torch.exp(-0.5 * (offsets / sigma).square())
-    kernel = kernel / kernel.sum()
-    across = F.pad(small, (radius, radius, 0, 0), mode="circular")
-    blurred = F.conv2d(across, kernel.view(1, 1, 1, -1))
-    blurred = F.conv2d(F.pad(blurred, (0, 0, radius, radius), mode="replicate"), kernel.view(1, 1, -1, 1))
-    if factor > 1:
-        blurred = F.interpolate(blurred, size=image.shape[-2:], mode="bilinear", align_corners=False)
-    return blurred[0, 0]
-
-
 def gan_detail(texture: Tensor) -> Tensor:
     """(1, N, N) the GAN texture's brightness relative to its neighbourhood (windows darker, lights
     brighter than the body), to modulate colours taken from the photo."""
@@ -110,8 +89,7 @@ def compose(mode: str, gan_texture: Tensor, bake: Bake, symmetric: bool) -> Appe
     the recoloured GAN texture in with the distance from the seen texels.
     """
     size = bake.weight.shape[-1]
-    direct = (CONFIDENCE_GAIN * bake.weight).clamp(0, 1)
-    photo = bake.colour / bake.weight.clamp(min=1e-6)
+    direct, photo = bake.opacity, bake.photo
     if symmetric:
         mirrored = mirror_columns(direct) * (1 - direct)
         photo_mirrored = mirror_columns(photo)

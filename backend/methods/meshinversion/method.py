@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 import torch
 
 from backend.categories import LENGTH_AXIS, SCALE_OPTIONS, check_scale_options, scale_rule
-from backend.inputs import Crop, InputImage, crop_to_object
+from backend.inputs import MIN_SIDE, Crop, InputImage, crop_to_object, photo_side
 from backend.methods.base import MeshResult, Method, Progress
 from backend.methods.meshinversion.appearance import SIZE_RANGE, TEXTURE_MODES, compose, texture_size
 from backend.methods.meshinversion.export import to_mesh_result
@@ -33,8 +33,6 @@ METHOD_OPTIONS: dict[str, Any] = {
 ``generated`` (the GAN's texture, as published), ``projected`` or ``blended`` (the photo baked into
 the UV map, see ``appearance.py``); ``texture_size``: the output texture's side for the last two
 (None = follow the photo, up to 1024)."""
-MAX_PHOTO_SIDE = 1024
-"""The photo is baked from a crop of at most this many pixels across (its own resolution below)."""
 
 PRESETS: dict[str, dict[str, Any]] = {
     "paper": {
@@ -159,7 +157,7 @@ class MeshInversion(Method):
         margin = options.get("crop_margin", METHOD_OPTIONS["crop_margin"])
         crops = [crop_to_object(image, int(options.get("render_size", 256)), margin) for image in images]
         photos = [
-            crop_to_object(image, photo_side(image, crop), margin)
+            crop_to_object(image, photo_side(image, crop.box[2], MIN_SIDE), margin)
             for image, crop in zip(images, crops, strict=True)
         ]
         return self.invert_crops(crops, options, seed, progress, photos)
@@ -231,11 +229,6 @@ class MeshInversion(Method):
                         "seen_fraction": round(appearance.seen, 4),
                         "mirrored_fraction": round(appearance.mirrored, 4)}  # fmt: skip
         return appearance.texture * 2 - 1, texture_info
-
-
-def photo_side(image: InputImage, crop: Crop) -> int:
-    """Pixels across the crop square in the loaded photo (capped at ``MAX_PHOTO_SIDE``)."""
-    return int(min(max(round(crop.box[2] / image.scale_to_original), 16), MAX_PHOTO_SIDE))
 
 
 def method_settings(options: dict[str, Any]) -> dict[str, Any]:
