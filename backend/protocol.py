@@ -62,6 +62,22 @@ def _is_file_name(path: Any) -> bool:
         return False
 
 
+class UserError(Exception):
+    """The one error type a user can act on, on both sides of the protocol: a machine-readable
+    ``code``, a one-line ``message`` and a ``hint`` saying what to do. An error event carries exactly
+    these three fields (``error_message``)."""
+
+    def __init__(self, code: str, message: str, hint: str = "") -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.hint = hint
+
+    def one_line(self) -> str:
+        """The message and its hint on one line, as a report bar or a terminal shows it."""
+        return f"{self.message} ({self.hint})" if self.hint else self.message
+
+
 class ProtocolError(ValueError):
     """A message that is not valid protocol; ``code`` is the machine-readable reason."""
 
