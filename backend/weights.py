@@ -139,14 +139,14 @@ def _toml_key(key: str) -> str:
     return key if BARE_KEY.match(key) else json.dumps(key)
 
 
-def _toml_table(header: str, table: dict[str, Any]) -> list[str]:
+def toml_table(header: str, table: dict[str, Any]) -> list[str]:
     """Scalars first, then nested tables as ``[header.key]`` sections (TOML requires this order)."""
     lines = [header] if header else []
     nested = {k: v for k, v in table.items() if isinstance(v, dict)}
     lines += [f"{_toml_key(k)} = {_toml_value(v)}" for k, v in table.items() if k not in nested]
     base = header.strip("[]")
     for key, sub in nested.items():
-        lines += _toml_table(f"[{base}.{_toml_key(key)}]", sub)
+        lines += toml_table(f"[{base}.{_toml_key(key)}]", sub)
     return lines
 
 
@@ -154,8 +154,8 @@ def write_manifest(root: Path, entries: list[WeightsEntry]) -> None:
     """Rewrite ``root/manifest.toml`` atomically, checked by parsing it back."""
     lines = ["# Imported weights, written by `python -m backend weights import`.", ""]
     for entry in entries:
-        lines += _toml_table("[[weights]]", {k: v for k, v in entry.to_dict().items() if k != "config"})
-        lines += _toml_table("[weights.config]", entry.config)
+        lines += toml_table("[[weights]]", {k: v for k, v in entry.to_dict().items() if k != "config"})
+        lines += toml_table("[weights.config]", entry.config)
         lines.append("")
     text = "\n".join(lines)
     if [WeightsEntry(**e, root=root).to_dict() for e in tomllib.loads(text)["weights"]] != [

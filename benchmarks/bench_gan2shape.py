@@ -1,6 +1,6 @@
 """GAN2Shape on held-out procedural cars: depth error against ground truth, and time per image.
 
-For each held-out car (seeds from ``backend.train.splits``: the evaluation split, or with ``--split
+For each held-out car (seeds from ``workbench.splits``: the evaluation split, or with ``--split
 validation`` the tuning one; never seen in training) one
 view is rendered at the nets' resolution with its ground-truth depth and mask, framed exactly like
 the demo GAN's training renders. Reported, per image and on average: SIDE and MAD (as in the
@@ -42,19 +42,19 @@ from backend.methods.gan2shape.warp import BACKGROUND_DEPTH
 from backend.render.pipeline import render_mesh
 from backend.render.shading import DirectionalLight
 from backend.render.topology import build_edge_topology
-from backend.train.data.car_maps import texture_maps
-from backend.train.data.car_params import car_params
-from backend.train.data.car_sdf import car_centre
-from backend.train.data.star_surface import star_radius
-from backend.train.gan2shape_renders import (
+from backend.weights import Registry
+from workbench.data.car_maps import texture_maps
+from workbench.data.car_params import car_params
+from workbench.data.car_sdf import car_centre
+from workbench.data.gan2shape_renders import (
     SUPERSAMPLE,
     TEXTURE_SIZE,
     look_at_cameras,
     star_mesh_template,
     view_light_draws,
 )
-from backend.train.splits import SPLITS, split_seeds
-from backend.weights import Registry
+from workbench.data.star_surface import star_radius
+from workbench.splits import SPLITS, split_seeds
 
 VIEW_SET_SEED = 7
 """Seed of the held-out views/lights (the GAN's training renders used set seed 0)."""

@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
 """MeshInversion accuracy and speed on held-out procedural cars, against the two baselines.
 
-For each held-out seed (``backend.train.splits``; ``--split validation`` for tuning) the procedural car is
+For each held-out seed (``workbench.splits``; ``--split validation`` for tuning) the procedural car is
 rendered by
-``backend.train.data.render_sample.render_cars`` (azimuth 0-360 deg, elevation 0-35 deg, ambient +
+``workbench.data.render_sample.render_cars`` (azimuth 0-360 deg, elevation 0-35 deg, ambient +
 Lambertian light, procedural background), cropped like a user photo (``crop_to_object``), and
 reconstructed by MeshInversion and by the baselines (a) mean shape + camera fit and (b) free-form
 deformation.
@@ -40,10 +40,9 @@ sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from metrics import ciede2000, masked_psnr, masked_ssim, srgb_to_lab  # noqa: E402
+from metrics import ciede2000, masked_psnr, masked_ssim, normalise_scale, srgb_to_lab  # noqa: E402
 
 from backend.inputs import InputImage, crop_to_object  # noqa: E402
-from backend.methods.meshinversion.baselines import Baselines  # noqa: E402
 from backend.methods.meshinversion.camera_search import (  # noqa: E402
     WeakPerspective,
     silhouettes,
@@ -56,9 +55,10 @@ from backend.methods.meshinversion.mesh_gan import MeshGAN  # noqa: E402
 from backend.methods.meshinversion.method import METHOD_OPTIONS, MeshInversion, method_settings  # noqa: E402
 from backend.render.cameras import quaternion_matrix  # noqa: E402
 from backend.render.primitives import sample_surface  # noqa: E402
-from backend.train.data.render_sample import render_cars  # noqa: E402
-from backend.train.splits import SPLITS, split_seeds  # noqa: E402
 from backend.weights import Registry, build_model  # noqa: E402
+from workbench.baselines import Baselines  # noqa: E402
+from workbench.data.render_sample import render_cars  # noqa: E402
+from workbench.splits import SPLITS, split_seeds  # noqa: E402
 
 NOVEL_AZIMUTHS = [45.0 * k for k in range(8)]
 NOVEL_ELEVATION = 20.0
@@ -108,14 +108,13 @@ def novel_view_iou(predicted: Mesh, scale: float, truth: Mesh, truth_scale: floa
     return float(mask_iou(*masks).mean())
 
 
-def chamfer_l2(predicted: Mesh, truth: Mesh) -> float:
-    """Symmetric Chamfer-L2 between 5,000 surface points of each mesh, both centred on their mean
-    point and scaled to unit RMS radius (the canonical frame fixes the orientation)."""
-    clouds = []
-    for vertices, faces in (predicted, truth):
-        points = sample_surface(vertices, faces, 5000, torch.Generator().manual_seed(0))
-        points = points - points.mean(dim=0)
-        clouds.append((points / points.square().sum(-1).mean().sqrt())[None])
+def mesh_chamfer_l2(predicted: Mesh, truth: Mesh) -> float:
+    """Symmetric Chamfer-L2 between 5,000 surface points of each mesh (each drawn from seed 0), both
+    centred and scaled by ``normalise_scale`` (the canonical frame fixes the orientation)."""
+    clouds = [
+        normalise_scale(sample_surface(vertices, faces, 5000, torch.Generator().manual_seed(0)))[None]
+        for vertices, faces in (predicted, truth)
+    ]
     every = torch.ones(1, 5000, dtype=torch.bool)
     forward = one_sided_chamfer(clouds[0], every, clouds[1], every)
     return float(forward + one_sided_chamfer(clouds[1], every, clouds[0], every))
@@ -187,7 +186,7 @@ def evaluate(model: MeshGAN, results: list[InversionResult], photos: list[dict],
         rows.append({
             "input_iou": result.mask_iou,
             "novel_iou": novel_view_iou(predicted, float(result.camera.scale[0]), truth, photo["scale"]),
-            "chamfer_l2": chamfer_l2(predicted, truth),
+            "chamfer_l2": mesh_chamfer_l2(predicted, truth),
             **input_view_appearance(model, result, texture, photo),
             **novel_view_appearance(model, result, texture, photo),
         })  # fmt: skip

@@ -18,7 +18,6 @@ import argparse
 import hashlib
 import json
 import os
-import platform
 import re
 import resource
 import statistics
@@ -37,6 +36,7 @@ sys.path[:0] = [str(ROOT), str(BENCH)]
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from machine import machine  # noqa: E402
 from metrics import chamfer_l2, mask_iou, masked_psnr, normalise_scale, scatter_depth  # noqa: E402
 from PIL import Image  # noqa: E402
 
@@ -59,9 +59,9 @@ def check_split(manifest: dict) -> dict:
     """Refuse to run when an evaluation seed is not reserved or overlaps a training range.
 
     The training seed ranges come from the shipped weights' ``train_command`` (``--cars N`` draws
-    seeds 0..N-1); ``backend.train.splits.check_training_seeds`` rejects any that reach the split.
+    seeds 0..N-1); ``workbench.splits.check_training_seeds`` rejects any that reach the split.
     """
-    from backend.train.splits import check_training_seeds, is_eval_seed
+    from workbench.splits import check_training_seeds, is_eval_seed
 
     seeds = np.load(EVAL_DIR / "ground_truth.npz")["seeds"].tolist()
     if not all(is_eval_seed(s) for s in seeds):
@@ -98,29 +98,6 @@ def weights_provenance(manifest: dict) -> list[dict]:
             }
         )
     return rows
-
-
-def machine() -> dict:
-    """CPU model and cores (lscpu), load average, library versions and the commit measured."""
-    lscpu = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
-    fields = dict(line.split(":", 1) for line in lscpu.splitlines() if ":" in line)
-
-    def field(name: str) -> str:
-        return fields.get(name, "?").strip()
-
-    commit = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
-    ).stdout.strip()
-    return {
-        "cpu_model": field("Model name"),
-        "cpus": field("CPU(s)"),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "numpy": np.__version__,
-        "torch_threads": torch.get_num_threads(),
-        "load_average": [round(x, 2) for x in os.getloadavg()],
-        "commit": commit,
-    }
 
 
 # ----------------------------------------------------------------------------- held-out data
@@ -225,10 +202,10 @@ def figure_row(photo: dict, recon: np.ndarray, views: list[np.ndarray], texture:
 def part_meshinversion(args: argparse.Namespace) -> dict:
     """A MeshInversion row (``mi-fast``, ``mi-paper``) or a baseline (``mi-mean-shape``,
     ``mi-free-form``) on the held-out photos; ``mi-batch`` times one batched optimisation."""
-    from backend.methods.meshinversion.baselines import Baselines
     from backend.methods.meshinversion.invert import InversionSettings, Inverter
     from backend.methods.meshinversion.method import METHOD_OPTIONS, method_settings
     from backend.weights import Registry, build_model
+    from workbench.baselines import Baselines
 
     registry = Registry()
     entry = registry.default_for("meshinversion")
@@ -311,8 +288,8 @@ def part_gan2shape(args: argparse.Namespace) -> dict:
     from backend.methods.gan2shape.previews import make_previews
     from backend.methods.gan2shape.prior import ellipsoid_prior
     from backend.methods.gan2shape.warp import BACKGROUND_DEPTH
-    from backend.train.splits import eval_seeds
     from backend.weights import Registry
+    from workbench.splits import eval_seeds
 
     registry = Registry()
     entry = registry.default_for("gan2shape")

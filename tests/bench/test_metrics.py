@@ -86,10 +86,10 @@ def test_scatter_depth_places_values_with_offset() -> None:
 
 
 def test_split_guard_refuses_weights_trained_on_held_out_seeds() -> None:
-    manifest = {"weights": [{"id": "leaky", "train_command": "python -m backend.train x --cars 1000010"}]}
+    manifest = {"weights": [{"id": "leaky", "train_command": "python -m workbench.train x --cars 1000010"}]}
     with pytest.raises(SystemExit, match="held-out"):
         run_all.check_split(manifest)
-    fine = {"weights": [{"id": "ok", "train_command": "python -m backend.train x --cars 1536"}]}
+    fine = {"weights": [{"id": "ok", "train_command": "python -m workbench.train x --cars 1536"}]}
     assert run_all.check_split(fine)["training_seed_ranges"] == {"ok": [0, 1535]}
 
 

@@ -10,7 +10,6 @@ import torch
 from backend.methods.gan2shape import warp
 from backend.methods.gan2shape.depthmap import (
     focal_length,
-    grid_faces,
     intrinsics,
     inverse_transform_points,
     normals_from_depth,
@@ -18,7 +17,8 @@ from backend.methods.gan2shape.depthmap import (
     scale_view,
     transform_points,
 )
-from backend.render.cameras import unsup3d_camera
+from backend.render.cameras import pivot_perspective_camera
+from backend.render.primitives import grid_faces
 
 SIZE = 64
 CENTRE_DEPTH, RADIUS, PLANE = 1.0, 0.05, 1.1
@@ -126,7 +126,8 @@ def test_point_transforms_agree_with_the_team_camera_and_invert():
     views = scale_view(torch.rand(4, 6) * 2 - 1)
     points = torch.rand(4, 10, 3) * 0.2 + torch.tensor([0.0, 0.0, 0.9])
     moved = transform_points(points, views)
-    torch.testing.assert_close(moved, unsup3d_camera(views, SIZE).to_view(points), atol=1e-6, rtol=0)
+    camera = pivot_perspective_camera(views, SIZE)
+    torch.testing.assert_close(moved, camera.to_view(points), atol=1e-6, rtol=0)
     torch.testing.assert_close(inverse_transform_points(moved, views), points, atol=1e-6, rtol=0)
 
 

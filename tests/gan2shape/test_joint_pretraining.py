@@ -15,9 +15,9 @@ from backend.methods.gan2shape import METHOD
 from backend.methods.gan2shape.extras import find_extras
 from backend.methods.gan2shape.masknet import MaskNet, MaskNetConfig
 from backend.methods.gan2shape.networks import NET_NAMES
-from backend.train import gan2shape_encoder, gan2shape_joint
 from backend.weights import WeightsEntry, sha256_file, write_manifest
 from tests.gan2shape.helpers import TINY_OPTIONS, ellipse_photo
+from workbench.train import gan2shape_encoder, gan2shape_joint
 
 
 def register_mask_network(entry: WeightsEntry) -> WeightsEntry:

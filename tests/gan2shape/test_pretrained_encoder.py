@@ -11,8 +11,8 @@ from safetensors.torch import load_file
 from backend.methods.gan2shape import METHOD
 from backend.methods.gan2shape.config import resolve
 from backend.methods.gan2shape.extras import find_extras
-from backend.train import gan2shape_encoder as tool
 from tests.gan2shape.helpers import TINY_OPTIONS, ellipse_photo
+from workbench.train import gan2shape_encoder as tool
 
 
 def train_args(tmp_path, steps: int, out: str = "run") -> list[str]:

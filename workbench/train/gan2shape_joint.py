@@ -40,11 +40,11 @@ from backend.methods.gan2shape.method import GAN2Shape
 from backend.methods.gan2shape.networks import ShapeNets, net_widths
 from backend.methods.gan2shape.pipeline import GAN2ShapeRun, Prediction, Target, run_schedule
 from backend.methods.gan2shape.stylegan2 import Generator
-from backend.train.gan2shape_encoder import WEIGHTS_ID as ENCODER_ID
-from backend.train.gan2shape_encoder import add_gan_run_arguments, load_gan
-from backend.train.stylegan2 import register_shipped_file
-from backend.train.training_state import add_run_arguments
 from backend.weights import Registry, WeightsEntry
+from workbench.train.gan2shape_encoder import WEIGHTS_ID as ENCODER_ID
+from workbench.train.gan2shape_encoder import add_gan_run_arguments, load_gan
+from workbench.train.shipped_weights import register_shipped_file
+from workbench.train.training_state import add_run_arguments
 
 CHECKPOINT = "checkpoint.safetensors"
 WEIGHTS_FILE = "gan2shape_demo_car_pretrain.safetensors"
@@ -179,12 +179,12 @@ def export(
     }  # fmt: skip
     if args.job_lam_smooth is not None:
         config["lam_smooth"] = args.job_lam_smooth
-    register_shipped_file(target, WEIGHTS_ID, gan.category, source, train_command(args), config)
+    register_shipped_file(target, "gan2shape", WEIGHTS_ID, gan.category, source, train_command(args), config)
 
 
 def train_command(args: argparse.Namespace) -> str:
     """The command that reproduces this file (after ``gan2shape-encoder``, whose encoder it starts from)."""
-    parts = ["OMP_NUM_THREADS=1", "python", "-m", "backend.train", "gan2shape-joint"]
+    parts = ["OMP_NUM_THREADS=1", "python", "-m", "workbench.train", "gan2shape-joint"]
     flags = {"--out": "runs/g2s_joint", "--images": args.images, "--stages": args.stages,
              "--batch": args.batch, "--collect": args.collect, "--prior-iters": args.prior_iters,
              "--net-width": args.net_width, "--f1-d": args.f1_d, "--encoder": args.encoder,

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import torch
 
-from backend.methods.meshinversion.baselines import Baselines
 from backend.methods.meshinversion.invert import InversionSettings
 from backend.methods.meshinversion.mesh_gan import MeshGAN
 from tests.meshinversion.helpers import render_photo, small_generator
+from workbench.baselines import Baselines
 
 SETTINGS = InversionSettings(
     render_size=64, z_candidates=8, rendered_candidates=4, azimuths=8, elevations=(0.0, 25.0), camera_keep=3,
