@@ -2,7 +2,7 @@
 
 The paper's ``joint_train`` mode (its ``celeba_pretrain`` / ``cat_pretrain`` files): one set of
 nets runs the published three-step stages over many GAN samples at once (each iteration takes
-the next image of a shuffled cycle; see ``pipeline.run_schedule``), so the depth net learns the
+the next image of a shuffled cycle; see ``pipeline.Schedule``), so the depth net learns the
 category's shape from the GAN's views of many objects instead of from one photo. The samples
 come from the GAN itself (truncation 0.7, fixed noise, as the official ``generate.py``), their
 masks from the category's mask network; nothing here sees a ground-truth depth. The exported file
@@ -38,7 +38,7 @@ from backend.methods.gan2shape.extras import Extras, find_extras
 from backend.methods.gan2shape.inversion import fit_size
 from backend.methods.gan2shape.method import GAN2Shape
 from backend.methods.gan2shape.networks import ShapeNets, net_widths
-from backend.methods.gan2shape.pipeline import GAN2ShapeRun, Prediction, Target, run_schedule
+from backend.methods.gan2shape.pipeline import GAN2ShapeRun, Prediction, Schedule, Target
 from backend.methods.gan2shape.stylegan2 import Generator
 from backend.weights import Registry, WeightsEntry
 from workbench.train.gan2shape_encoder import WEIGHTS_ID as ENCODER_ID
@@ -150,13 +150,15 @@ def train(args: argparse.Namespace, model: GAN2Shape, entry: WeightsEntry) -> tu
             log.write(json.dumps(row) + "\n")
             log.flush()
 
-    def on_stage_end(stage: int) -> None:
-        save_nets(ckpt, nets, {"stages_done": str(stage + 1), "gan_sha256": entry.sha256})
-        seconds = round(time.perf_counter() - started, 1)
-        print(json.dumps({"stage": stage + 1, "seconds": seconds}), flush=True)
-
     try:
-        run_schedule(runs, on_step, first_stage=first_stage, on_stage_end=on_stage_end)
+        if first_stage == 0:
+            runs[0].fit_prior(on_step)
+        schedule = Schedule(runs, on_step)
+        for stage in range(first_stage, opts.num_stages):
+            schedule.run_stage(stage)
+            save_nets(ckpt, nets, {"stages_done": str(stage + 1), "gan_sha256": entry.sha256})
+            seconds = round(time.perf_counter() - started, 1)
+            print(json.dumps({"stage": stage + 1, "seconds": seconds}), flush=True)
     finally:
         log.close()
     return nets.eval(), opts

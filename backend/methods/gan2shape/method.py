@@ -165,7 +165,8 @@ class GAN2Shape(Method):
     def reconstruct(
         self, image: InputImage, options: dict[str, Any], seed: int, progress: Progress
     ) -> Reconstruction:
-        """Everything up to the final prediction (benchmarks read depth and masks from here)."""
+        """The optimisation half of ``run``: everything up to the final prediction (``export`` is the
+        other half)."""
         if self.generator is None:
             raise ValueError(f"weights {self.entry.id!r} hold {self.kind} data, not a GAN: choose a "
                              "GAN2Shape StyleGAN2 entry (this one is used automatically when present)")

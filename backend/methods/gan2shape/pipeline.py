@@ -385,7 +385,10 @@ class GAN2ShapeRun:
     # --- schedule
     def run(self, on_step: StepCallback) -> Prediction:
         """Prior, then ``num_stages`` x (step 1, step 2 + collection, step 3); the final prediction."""
-        run_schedule([self], on_step)
+        self.fit_prior(on_step)
+        schedule = Schedule([self], on_step)
+        for stage in range(self.options.num_stages):
+            schedule.run_stage(stage)
         return self.final()
 
     def refresh_state(self, flip: bool, refresh_mask: bool) -> None:
@@ -433,28 +436,34 @@ class ImageCycle:
         return image
 
 
-def run_schedule(
-    runs: list[GAN2ShapeRun], on_step: StepCallback, first_stage: int = 0,
-    on_stage_end: Callable[[int], None] | None = None,
-) -> None:
-    """The published schedule for one image, or for several runs sharing one ``ShapeNets``.
+class Schedule:
+    """The published stages for one image, or for several runs sharing one ``ShapeNets``.
 
     Several runs are the paper's joint (pre-)training: each iteration uses the next image of a
-    shuffled cycle; after step 1 every image's state is refreshed, after step 2 every image gets
-    its own buffer of projections. The ellipsoid prior is fitted to the first image only (as
-    published). ``first_stage`` > 0 resumes after stages already trained (prior skipped; states
-    and buffers are rebuilt on demand); ``on_stage_end(stage)`` runs after each stage.
+    shuffled cycle that runs on across stages; after step 1 every image's state is refreshed,
+    after step 2 every image gets its own buffer of projections. The caller fits the ellipsoid
+    prior first (``GAN2ShapeRun.fit_prior``, on the first image only, as published) and runs the
+    stages in order; a run resumed after stages already trained starts at a later stage (states
+    and buffers are then rebuilt on demand).
     """
-    lead = runs[0]
-    opts = lead.options
-    if first_stage == 0:
-        lead.fit_prior(on_step)
-    cycle = ImageCycle(len(runs), lead.rng)
-    done = {
-        name: sum(opts.stage_lengths(s)[i] for s in range(first_stage)) for i, name in enumerate(STEP_NAMES)
-    }
-    totals = {name: opts.total_steps(i) for i, name in enumerate(STEP_NAMES)}
-    for stage in range(first_stage, opts.num_stages):
+
+    def __init__(self, runs: list[GAN2ShapeRun], on_step: StepCallback) -> None:
+        self.runs, self.on_step = runs, on_step
+        self.cycle = ImageCycle(len(runs), runs[0].rng)
+        self.done: dict[str, int] | None = None
+        """Steps taken per step kind; the first stage run counts those of the stages before it."""
+
+    def run_stage(self, stage: int) -> None:
+        """Step 1, step 2 and the collection of projections, step 3 of stage ``stage``."""
+        runs, on_step, cycle = self.runs, self.on_step, self.cycle
+        lead = runs[0]
+        opts = lead.options
+        if self.done is None:
+            self.done = {
+                name: sum(opts.stage_lengths(s)[i] for s in range(stage)) for i, name in enumerate(STEP_NAMES)
+            }
+        done = self.done
+        totals = {name: opts.total_steps(i) for i, name in enumerate(STEP_NAMES)}
         flip1, flip3 = opts.flips(stage)
         lengths = dict(zip(STEP_NAMES, opts.stage_lengths(stage), strict=True))
         for name in STEP_NAMES:
@@ -493,5 +502,3 @@ def run_schedule(
             if name == "step3":
                 for run in runs:
                     run.refresh_state(False, refresh_mask=True)
-        if on_stage_end is not None:
-            on_stage_end(stage)

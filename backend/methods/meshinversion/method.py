@@ -166,9 +166,8 @@ class MeshInversion(Method):
         self, crops: list[Crop], options: dict[str, Any], seed: int, progress: Progress,
         photos: list[Crop] | None = None,
     ) -> list[MeshResult]:
-        """The work of ``run_batch`` from already cropped photos (benchmarks feed crops directly);
-        ``photos``: the same crops at the photo's own resolution for the texture stage (default
-        ``crops``)."""
+        """The work of ``run_batch`` from its crops at the nets' resolution; ``photos``: the same crops
+        at the photo's own resolution for the texture stage (default ``crops``)."""
         if self.model is None:
             raise ValueError(
                 f"weights {self.entry.id!r} are the VGG19 feature network, not a generator: choose "
