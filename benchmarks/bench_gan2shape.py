@@ -31,12 +31,12 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+from metrics import depth_metrics
 
 from backend.inputs import InputImage
 from backend.jobs import resolve_options
 from backend.methods.gan2shape import METHOD, pipeline, warp
 from backend.methods.gan2shape.depthmap import scale_view
-from backend.methods.gan2shape.losses import depth_metrics
 from backend.methods.gan2shape.prior import ellipsoid_prior
 from backend.methods.gan2shape.warp import BACKGROUND_DEPTH
 from backend.render.pipeline import render_mesh

@@ -37,7 +37,14 @@ sys.path[:0] = [str(ROOT), str(BENCH)]
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from machine import machine  # noqa: E402
-from metrics import chamfer_l2, mask_iou, masked_psnr, normalise_scale, scatter_depth  # noqa: E402
+from metrics import (  # noqa: E402
+    chamfer_l2,
+    depth_metrics,
+    mask_iou,
+    masked_psnr,
+    normalise_scale,
+    scatter_depth,
+)
 from PIL import Image  # noqa: E402
 
 from backend.render.primitives import sample_surface  # noqa: E402
@@ -140,7 +147,6 @@ def meshinversion_metrics(model: Any, result: Any, texture: torch.Tensor, photo:
     [-1, 1], and the renders the figure needs."""
     from bench_meshinversion import input_view_appearance, novel_view_appearance, novel_view_iou
 
-    from backend.methods.gan2shape.losses import depth_metrics
     from backend.render.rasterize import rasterize
 
     crop, size = photo["crop"], photo["crop"].mask.shape[0]
@@ -283,7 +289,6 @@ def part_gan2shape(args: argparse.Namespace) -> dict:
     from backend.inputs import InputImage
     from backend.jobs import resolve_options
     from backend.methods.gan2shape import METHOD, warp
-    from backend.methods.gan2shape.losses import depth_metrics
     from backend.methods.gan2shape.method import exported_texture
     from backend.methods.gan2shape.previews import make_previews
     from backend.methods.gan2shape.prior import ellipsoid_prior
@@ -609,7 +614,7 @@ def markdown(report: dict) -> str:
         "mask and the rendering's, and in the 8 novel views (reconstruction and true mesh with its true "
         "texture, unlit on white) PSNR on the union of both silhouettes and the body colour error "
         "(CIEDE2000 between the two renders' mean object colours); depth SIDE and MAD (deg) in the "
-        "input view as in the GAN2Shape paper (`backend.methods.gan2shape.losses.depth_metrics`). "
+        "input view as in the GAN2Shape paper (`benchmarks/metrics.depth_metrics`). "
         "GAN2Shape's input PSNR is its nets' 64 px reconstruction; its exported texture is the photo "
         "itself, measured through Blender below.",
         "",

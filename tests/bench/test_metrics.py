@@ -15,6 +15,7 @@ import run_all
 from metrics import (
     chamfer_l2,
     ciede2000,
+    depth_metrics,
     mask_iou,
     masked_psnr,
     masked_ssim,
@@ -23,6 +24,7 @@ from metrics import (
     srgb_to_lab,
 )
 
+from backend.methods.gan2shape.depthmap import focal_length
 from backend.render.primitives import sample_surface
 
 
@@ -144,3 +146,16 @@ def test_masked_ssim_is_one_for_equal_images_and_falls_with_noise() -> None:
     noisy = (image + 0.2 * torch.randn(32, 32, 3, generator=g)).clamp(0, 1)
     assert masked_ssim(noisy, image, mask) < 0.9
     assert math.isnan(masked_ssim(image, image, torch.zeros(32, 32, dtype=torch.bool)))
+
+
+def test_side_is_scale_invariant_and_mad_sees_shape():
+    rows, cols = torch.meshgrid(torch.arange(32.0), torch.arange(32.0), indexing="ij")
+    gt = (1.0 + 0.001 * ((rows - 16) ** 2 + (cols - 16) ** 2) ** 0.5)[None]
+    valid = torch.ones(1, 32, 32)
+    same = depth_metrics(gt * 1.05, gt, valid)
+    assert same["side"] < 1e-6
+    assert same["mad"] < 0.5
+    flat = depth_metrics(torch.ones_like(gt), gt, valid)
+    assert flat["side"] > 1e-3
+    # A cone rising 0.001 per pixel; a pixel spans 1 / focal at depth 1: the slope angle everywhere.
+    assert flat["mad"] == pytest.approx(math.degrees(math.atan(0.001 * focal_length(32))), rel=0.1)
