@@ -21,6 +21,7 @@ from backend.doctor import run_doctor
 from backend.jobs import JobOutcome, describe_error, log_traceback, run_job
 from backend.methods import METHOD_MODULES
 from backend.methods.base import JobCancelled
+from backend.models import import_official
 from backend.protocol import (
     DEVICES,
     MASK_SOURCES,
@@ -163,7 +164,7 @@ def cmd_weights(args: argparse.Namespace) -> int:
                 print(f"no weights registered (user dir {registry.user_dir})")
             return 0
         if args.action == "import":
-            entry = registry.import_official(args.file, args.method, args.category, args.id)
+            entry = import_official(registry, args.file, args.method, args.category, args.id)
             print(f"imported {entry.id}: {entry.path} (sha256 {entry.sha256})")
             return 0
         failures = 0

@@ -31,9 +31,10 @@ from backend.devices import DeviceError, is_out_of_memory, release_memory, resol
 from backend.inputs import InputError, load_input
 from backend.methods import method_class
 from backend.methods.base import JobCancelled, MeshResult, Method
+from backend.models import load_model
 from backend.protocol import JobRequest, ProtocolError
 from backend.results import ResultError, check_output_dir, write_result
-from backend.weights import Registry, WeightsEntry, WeightsError, build_model
+from backend.weights import Registry, WeightsEntry, WeightsError
 
 Emit = Callable[[dict[str, Any]], None]
 PROGRESS_INTERVAL_S = 0.1
@@ -193,7 +194,9 @@ def _check_count_range(key: str, value: Any, presets: dict[str, dict[str, Any]])
 
 
 class ModelCache:
-    """Loaded models by (weights id, sha256, device), most recent last; warm jobs skip loading."""
+    """Loaded models by (weights id, sha256, device), most recent last; warm jobs skip loading.
+
+    A model keeps the auxiliary weights of the store it was loaded from (read at its first job)."""
 
     def __init__(self, capacity: int = MAX_CACHED_MODELS) -> None:
         self.capacity = capacity
@@ -207,7 +210,7 @@ class ModelCache:
         while len(self._models) >= self.capacity:
             self._models.popitem(last=False)
             release_memory(device)
-        model = build_model(entry, registry.load_state_dict(entry, device), device)
+        model = load_model(registry, entry, device)
         self._models[key] = model
         return model
 
@@ -316,7 +319,10 @@ def run_job(
             f"method {request.method!r} cannot be loaded: {exc}",
             "run `python -m backend doctor`; the installation may be incomplete",
         ) from None
-    entry = registry.find(request.weights) if request.weights else registry.default_for(request.method)
+    if request.weights:
+        entry = registry.find(request.weights)
+    else:
+        entry = registry.default_for(request.method, method.is_model_entry)
     if entry.method != request.method:
         raise JobError(
             "weights_mismatch",

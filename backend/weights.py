@@ -1,11 +1,15 @@
-"""Weights registry: shipped demo weights and user-imported official checkpoints, found by id.
+"""Weights store: shipped demo weights and user-imported official checkpoints, found by id.
 
 Two manifests with the same format are read: ``weights/manifest.toml`` next to this package
 (shipped, read-only) and ``manifest.toml`` in the user weights directory (default
 ``~/.local/share/reconstruct-from-image/weights``, env ``RFI_WEIGHTS_DIR``, or per call), which
-``import_official`` appends to. Each ``[[weights]]`` entry has: id, method, category, file
+``Registry.add_imported`` appends to. Each ``[[weights]]`` entry has: id, method, category, file
 (relative to its manifest), sha256, size, source, licence, train_command and a ``config`` table
 (the architecture, passed to ``Method.load``).
+
+This module knows files, not methods: it never imports ``backend.methods``. Building a model
+from an entry, and converting an official checkpoint, go through the ``Method`` interface in
+``backend/models.py``.
 
 Nothing here unpickles arbitrary objects: weights are loaded from safetensors, and official
 ``.pth`` files go through ``torch.load(weights_only=True)`` with a small explicit allow-list, so a
@@ -16,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import importlib
 import json
 import math
 import os
@@ -24,6 +27,7 @@ import pickle
 import re
 import tomllib
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,8 +36,6 @@ import numpy as np
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
-
-from backend.methods import METHOD_MODULES, method_class
 
 SHIPPED_DIR = Path(__file__).resolve().parents[1] / "weights"
 USER_DIR_ENV = "RFI_WEIGHTS_DIR"
@@ -227,10 +229,9 @@ class Registry:
             "list them with `python -m backend weights list`, or import an official checkpoint",
         )
 
-    def default_for(self, method: str) -> WeightsEntry:
-        """The first listed model entry for ``method`` (shipped demo weights before user imports;
-        auxiliary entries, see ``Method.is_model_entry``, are skipped)."""
-        accepts = method_class(method).is_model_entry
+    def default_for(self, method: str, accepts: Callable[[WeightsEntry], bool]) -> WeightsEntry:
+        """The first listed entry for ``method`` that ``accepts`` (``Method.is_model_entry``, which
+        skips auxiliary entries); shipped demo weights come before user imports."""
         for entry in self.entries():
             if entry.method == method and accepts(entry):
                 return entry
@@ -277,24 +278,8 @@ class Registry:
                 "re-import the weights",
             ) from None
 
-    def import_official(
-        self, checkpoint: Path | str, method: str, category: str, weights_id: str | None = None
-    ) -> WeightsEntry:
-        """Convert an official ``.pth``/``.pt`` checkpoint to safetensors and register it.
-
-        The method package's ``convert_official(raw, category)`` picks and validates the tensors;
-        the model is then built with ``Method.load`` (strict), so a wrong file fails here, once.
-        """
-        checkpoint = Path(checkpoint)
-        if method not in METHOD_MODULES:
-            raise WeightsError(
-                "unknown_method",
-                f"unknown method {method!r}",
-                f"use one of {', '.join(sorted(METHOD_MODULES))}",
-            )
-        raw = safe_torch_load(checkpoint)
-        original_sha = sha256_file(checkpoint)
-        weights_id = weights_id or f"{method}-{category}-{original_sha[:8]}"
+    def check_new_id(self, weights_id: str) -> str:
+        """``weights_id`` when it can name a new entry (a plain name no entry uses yet)."""
         if not WEIGHTS_ID.match(weights_id):
             raise WeightsError(
                 "bad_id",
@@ -305,21 +290,28 @@ class Registry:
             raise WeightsError(
                 "duplicate_id", f"weights id {weights_id!r} exists already", "pass another --id"
             )
-        convert = importlib.import_module(METHOD_MODULES[method]).convert_official
-        try:
-            state_dict, config = convert(raw, category)
-        except (KeyError, ValueError, TypeError) as exc:
-            raise WeightsError(
-                "not_a_checkpoint",
-                f"{checkpoint.name} is not a {method} checkpoint for {category!r}: {exc}",
-                "check --method and --category, and that the file is the official release",
-            ) from None
+        return weights_id
+
+    def add_imported(
+        self,
+        checkpoint: Path,
+        original_sha: str,
+        weights_id: str,
+        method: str,
+        category: str,
+        state_dict: dict[str, torch.Tensor],
+        config: dict[str, Any],
+        check: Callable[[WeightsEntry, dict[str, torch.Tensor]], object],
+    ) -> WeightsEntry:
+        """Register a converted checkpoint in the user folder: the safetensors file, then the manifest
+        entry. ``check(entry, tensors read back)`` (building the model) runs before the file takes
+        its name, so a file that fails it is never registered."""
         tensors = {
             k: v.detach().to("cpu", torch.float32 if v.is_floating_point() else v.dtype).contiguous().clone()
             for k, v in state_dict.items()
         }
         try:
-            return self._store(checkpoint, original_sha, weights_id, method, category, tensors, config)
+            return self._store(checkpoint, original_sha, weights_id, method, category, tensors, config, check)
         except (OSError, SafetensorError) as exc:
             raise WeightsError(
                 "not_writable",
@@ -336,8 +328,9 @@ class Registry:
         category: str,
         tensors: dict[str, torch.Tensor],
         config: dict[str, Any],
+        check: Callable[[WeightsEntry, dict[str, torch.Tensor]], object],
     ) -> WeightsEntry:
-        """Write the safetensors file (checked by building the model) and append the manifest entry."""
+        """Write the safetensors file (passed through ``check``) and append the manifest entry."""
         self.user_dir.mkdir(parents=True, exist_ok=True)
         target = self.user_dir / f"{weights_id}.safetensors"
         tmp = target.with_name(f".{target.name}.tmp{os.getpid()}")
@@ -356,35 +349,12 @@ class Registry:
                 root=self.user_dir,
                 origin="user",
             )
-            build_model(entry, load_file(tmp), "cpu")
+            check(entry, load_file(tmp))
             os.replace(tmp, target)
         finally:
             tmp.unlink(missing_ok=True)
         write_manifest(self.user_dir, [*read_manifest(self.user_dir, "user"), entry])
         return entry
-
-
-def build_model(entry: WeightsEntry, state_dict: dict[str, torch.Tensor], device: str | torch.device) -> Any:
-    """``Method.load`` with a mismatched architecture (one line naming the first tensor) or an
-    invalid config turned into ``WeightsError``."""
-    try:
-        return method_class(entry.method).load(entry, state_dict, torch.device(device))
-    except RuntimeError as exc:
-        if "state_dict" not in str(exc):
-            raise
-        details = [line.strip() for line in str(exc).splitlines()[1:] if line.strip()]
-        first = details[0] if details else str(exc)
-        raise WeightsError(
-            "architecture_mismatch",
-            f"weights {entry.id!r} do not fit the {entry.method} model: {first[:300]}",
-            "the manifest config does not match the file; re-import the checkpoint",
-        ) from None
-    except (ValueError, KeyError, TypeError) as exc:
-        raise WeightsError(
-            "bad_config",
-            f"weights {entry.id!r}: the manifest config does not describe a {entry.method} model ({exc})",
-            "fix its [weights.config] table or re-import the checkpoint",
-        ) from None
 
 
 def safe_torch_load(path: Path) -> dict[str, Any]:

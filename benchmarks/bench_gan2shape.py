@@ -39,6 +39,7 @@ from backend.methods.gan2shape import METHOD, pipeline, warp
 from backend.methods.gan2shape.depthmap import scale_view
 from backend.methods.gan2shape.prior import ellipsoid_prior
 from backend.methods.gan2shape.warp import BACKGROUND_DEPTH
+from backend.models import default_entry, load_model
 from backend.render.pipeline import render_mesh
 from backend.render.shading import DirectionalLight
 from backend.render.topology import build_edge_topology
@@ -171,8 +172,8 @@ def metrics(pred: torch.Tensor, gt_depth: torch.Tensor, gt_mask: torch.Tensor, v
 def evaluate(args: argparse.Namespace) -> dict[str, Any]:
     torch.set_num_threads(args.threads)
     registry = Registry()
-    entry = registry.find(args.weights) if args.weights else registry.default_for("gan2shape")
-    model = METHOD.load(entry, registry.load_state_dict(entry), "cpu")
+    entry = registry.find(args.weights) if args.weights else default_entry(registry, "gan2shape")
+    model = load_model(registry, entry, "cpu")
     overrides = dict(json.loads(args.set)) if args.set else {}
     options = resolve_options(METHOD.presets, args.preset, {"crop": "full", "previews": False, **overrides})
     if args.paper_scale > 1:

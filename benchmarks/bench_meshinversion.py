@@ -53,9 +53,10 @@ from backend.methods.meshinversion.invert import InversionResult, InversionSetti
 from backend.methods.meshinversion.losses import mask_iou, one_sided_chamfer  # noqa: E402
 from backend.methods.meshinversion.mesh_gan import MeshGAN  # noqa: E402
 from backend.methods.meshinversion.method import METHOD_OPTIONS, MeshInversion, method_settings  # noqa: E402
+from backend.models import default_entry, load_model  # noqa: E402
 from backend.render.cameras import quaternion_matrix  # noqa: E402
 from backend.render.primitives import sample_surface  # noqa: E402
-from backend.weights import Registry, build_model  # noqa: E402
+from backend.weights import Registry  # noqa: E402
 from workbench.baselines import Baselines  # noqa: E402
 from workbench.data.render_sample import render_cars  # noqa: E402
 from workbench.splits import SPLITS, split_seeds  # noqa: E402
@@ -294,8 +295,8 @@ def main() -> None:
         return
 
     registry = Registry(args.weights_dir)
-    entry = registry.find(args.weights) if args.weights else registry.default_for("meshinversion")
-    method: MeshInversion = build_model(entry, registry.load_state_dict(entry), "cpu")
+    entry = registry.find(args.weights) if args.weights else default_entry(registry, "meshinversion")
+    method: MeshInversion = load_model(registry, entry, "cpu")
     model = method.model
     assert model is not None, f"{entry.id} is not a generator"
     photos = held_out_photos(args.images, settings.render_size, model.config.texture_resolution, args.split)

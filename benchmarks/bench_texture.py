@@ -27,7 +27,8 @@ import torch  # noqa: E402
 from backend.inputs import MIN_SIDE, crop_to_object, load_input, photo_side  # noqa: E402
 from backend.methods.meshinversion.invert import InversionSettings, Inverter  # noqa: E402
 from backend.methods.meshinversion.method import METHOD_OPTIONS, method_settings  # noqa: E402
-from backend.weights import Registry, build_model  # noqa: E402
+from backend.models import default_entry, load_model  # noqa: E402
+from backend.weights import Registry  # noqa: E402
 
 
 def main() -> None:
@@ -39,8 +40,8 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     registry = Registry()
-    entry = registry.default_for("meshinversion")
-    method = build_model(entry, registry.load_state_dict(entry), "cpu")
+    entry = default_entry(registry, "meshinversion")
+    method = load_model(registry, entry, "cpu")
     preset = method.presets["fast"]
     settings = InversionSettings.from_options({k: v for k, v in preset.items() if k not in METHOD_OPTIONS})
     image = load_input(args.image, "auto", None, None)

@@ -210,12 +210,13 @@ def part_meshinversion(args: argparse.Namespace) -> dict:
     ``mi-free-form``) on the held-out photos; ``mi-batch`` times one batched optimisation."""
     from backend.methods.meshinversion.invert import InversionSettings, Inverter
     from backend.methods.meshinversion.method import METHOD_OPTIONS, method_settings
-    from backend.weights import Registry, build_model
+    from backend.models import default_entry, load_model
+    from backend.weights import Registry
     from workbench.baselines import Baselines
 
     registry = Registry()
-    entry = registry.default_for("meshinversion")
-    method = build_model(entry, registry.load_state_dict(entry), "cpu")
+    entry = default_entry(registry, "meshinversion")
+    method = load_model(registry, entry, "cpu")
     preset = "paper" if args.part == "mi-paper" else "fast"
     options = {k: v for k, v in method.presets[preset].items() if k not in METHOD_OPTIONS}
     settings = InversionSettings.from_options(options)
@@ -293,12 +294,13 @@ def part_gan2shape(args: argparse.Namespace) -> dict:
     from backend.methods.gan2shape.previews import make_previews
     from backend.methods.gan2shape.prior import ellipsoid_prior
     from backend.methods.gan2shape.warp import BACKGROUND_DEPTH
+    from backend.models import default_entry, load_model
     from backend.weights import Registry
     from workbench.splits import eval_seeds
 
     registry = Registry()
-    entry = registry.default_for("gan2shape")
-    model = METHOD.load(entry, registry.load_state_dict(entry), "cpu")
+    entry = default_entry(registry, "gan2shape")
+    model = load_model(registry, entry, "cpu")
     options = resolve_options(METHOD.presets, "fast", {"crop": "full", "previews": False})
     size = model.image_size
     seeds = eval_seeds(args.images)

@@ -1,4 +1,4 @@
-"""Registry of reconstruction methods: name -> module exposing ``METHOD`` (a ``Method`` subclass).
+"""The reconstruction methods by name: name -> module exposing ``METHOD`` (a ``Method`` subclass).
 
 Modules are imported lazily so listing methods costs nothing and a broken optional method
 cannot stop the others from loading. A new method is one module plus one line here.

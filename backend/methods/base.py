@@ -15,9 +15,27 @@ from typing import Any, ClassVar
 import numpy as np
 
 
+@dataclass(frozen=True)
+class AuxiliaryWeights:
+    """Weights a method uses besides its model (VGG features for a loss, pretrained nets, priors, a
+    mask network), taken from the weights store the job was given.
+
+    Two callables instead of the store itself: a method sees only the manifest entries registered
+    under its own name, never writes or imports, and needs no import of the store (which in turn
+    knows no method). Both are lazy: ``entries()`` lists the manifests when called and ``read(entry)``
+    (a verified state dict on the CPU) opens a file only when a preset needs it.
+    """
+
+    entries: Callable[[], list[Any]]
+    read: Callable[[Any], dict[str, Any]]
+
+
 class JobCancelled(Exception):
     """Raised from the progress callback when the client asked to cancel."""
 
+
+Converted = tuple[dict[str, Any], dict[str, Any]]
+"""What ``Method.convert_official`` returns: (state dict, architecture config) for the weights store."""
 
 Progress = Callable[..., None]
 """``progress(stage, step, total, loss=None, preview=None)``; raises ``JobCancelled`` on cancel.
@@ -66,9 +84,19 @@ class Method(ABC):
 
     @classmethod
     @abstractmethod
-    def load(cls, entry: Any, state_dict: dict[str, Any], device: Any) -> Method:
+    def convert_official(cls, checkpoint: dict[str, Any], category: str) -> Converted:
+        """An official checkpoint (the dict ``torch.load`` gave) -> (state dict, config) for the weights
+        store; ``KeyError``, ``ValueError`` or ``TypeError`` (one line) when the file is not one for
+        ``category``. The import then builds the model with ``load``, so a wrong file fails there, once."""
+
+    @classmethod
+    @abstractmethod
+    def load(
+        cls, entry: Any, state_dict: dict[str, Any], device: Any, auxiliary: AuxiliaryWeights
+    ) -> Method:
         """Build the model from ``entry.config`` (a ``backend.weights.WeightsEntry``) on ``device``
-        and load ``state_dict`` strictly, so a file that does not fit fails before any job runs."""
+        and load ``state_dict`` strictly, so a file that does not fit fails before any job runs.
+        ``auxiliary``: the store's other entries of this method, read when a job needs them."""
 
     @abstractmethod
     def run(self, image: Any, options: dict[str, Any], seed: int, progress: Progress) -> MeshResult:

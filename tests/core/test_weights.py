@@ -1,10 +1,14 @@
-"""Weights registry with real files: manifests, verification, safetensors loading, safe import."""
+"""Weights store with real files: manifests, verification, safetensors loading, safe import; the
+store and the methods know nothing of each other."""
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import os
 import pickle
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -12,6 +16,7 @@ import torch
 from safetensors.torch import save_file
 
 from backend import weights as weights_module
+from backend.models import default_entry, import_official
 from backend.weights import (
     Registry,
     WeightsEntry,
@@ -20,6 +25,7 @@ from backend.weights import (
     safe_torch_load,
     write_manifest,
 )
+from tests.core.backend_process import ROOT, backend_env
 
 
 def save_entry(
@@ -39,7 +45,7 @@ def save_entry(
         source="test",
         licence="MIT",
         config=config,
-        train_command="python -m backend.train ...",
+        train_command="python -m workbench.train ...",
         root=root,
         origin="user",
     )
@@ -63,12 +69,12 @@ def test_manifest_round_trip_and_find(tmp_path: Path, tensors: dict[str, torch.T
         "width": 0.25,
         "norm": "batch",
     }
-    assert registry.default_for("meshinversion").id == "tiny"
+    assert default_entry(registry, "meshinversion").id == "tiny"
     with pytest.raises(WeightsError) as err:
         registry.find("nope")
     assert err.value.code == "unknown_weights" and "tiny" in err.value.message
     with pytest.raises(WeightsError) as err:
-        registry.default_for("gan2shape")
+        default_entry(registry, "gan2shape")
     assert err.value.code == "no_weights"
 
 
@@ -209,10 +215,9 @@ def test_malicious_pickle_refused_and_never_executed(tmp_path: Path) -> None:
     with pytest.raises(WeightsError) as err:
         safe_torch_load(evil)
     assert err.value.code == "unsafe_checkpoint" and "not executed" in err.value.hint
+    store = Registry(user_dir=tmp_path / "user", shipped_dir=tmp_path / "none")
     with pytest.raises(WeightsError):
-        Registry(user_dir=tmp_path / "user", shipped_dir=tmp_path / "none").import_official(
-            evil, "meshinversion", "car"
-        )
+        import_official(store, evil, "meshinversion", "car")
     assert not marker.exists() and not (tmp_path / "user" / "manifest.toml").exists()
 
 
@@ -254,9 +259,45 @@ def test_default_skips_auxiliary_entries(
     save_entry(tmp_path, tensors, "aux-vgg", kind="auxiliary")
     save_entry(tmp_path, tensors, "generator")
     registry = Registry(user_dir=tmp_path, shipped_dir=tmp_path / "none")
-    assert registry.default_for("meshinversion").id == "aux-vgg"  # the base class accepts every entry
+    assert default_entry(registry, "meshinversion").id == "aux-vgg"  # the base class accepts every entry
     method = method_class("meshinversion")
     monkeypatch.setattr(
         method, "is_model_entry", classmethod(lambda cls, e: e.config.get("kind") != "auxiliary")
     )
-    assert registry.default_for("meshinversion").id == "generator"
+    assert default_entry(registry, "meshinversion").id == "generator"
+    assert registry.default_for("meshinversion", lambda e: e.id != "aux-vgg").id == "generator"
+
+
+def test_the_store_imports_no_method() -> None:
+    """``backend.weights`` alone, in a fresh interpreter, loads nothing of ``backend.methods``."""
+    code = "import sys, backend.weights; print([m for m in sys.modules if m.startswith('backend.methods')])"
+    run = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, env=backend_env(), capture_output=True, text=True, timeout=120
+    )
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip() == "[]"
+
+
+def imported_modules(path: Path) -> set[str]:
+    """Every module a source file imports (``from backend import weights`` counts as ``backend.weights``)."""
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            names |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names |= {node.module} | {f"{node.module}.{alias.name}" for alias in node.names}
+    return names
+
+
+def test_methods_never_import_the_store() -> None:
+    """Auxiliary weights reach a method through ``load``; no method module imports the store, or the
+    module that joins the store and the methods."""
+    forbidden = {"backend.weights", "backend.models"}
+    sources = sorted((ROOT / "backend" / "methods").rglob("*.py"))
+    assert len(sources) > 10
+    offending = {}
+    for path in sources:
+        bad = {m for m in imported_modules(path) if ".".join(m.split(".")[:2]) in forbidden}
+        if bad:
+            offending[str(path.relative_to(ROOT))] = sorted(bad)
+    assert offending == {}

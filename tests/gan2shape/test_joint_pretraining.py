@@ -42,12 +42,12 @@ def joint_args(tmp_path, stages: int) -> list[str]:
             "--weights-dir", str(tmp_path)]  # fmt: skip
 
 
-def test_joint_pretraining_resumes_exports_and_replaces_the_prior(tiny_entry, tmp_path, capsys):
+def test_joint_pretraining_resumes_exports_and_replaces_the_prior(tiny_entry, auxiliary, tmp_path, capsys):
     entry, state = tiny_entry
     write_manifest(tmp_path, [entry, register_mask_network(entry)])
     encoder_args = ["--out", str(tmp_path / "enc"), "--gan", "tiny-car", "--steps", "1", "--batch", "2"]
     gan2shape_encoder.main([*encoder_args, "--weights-dir", str(tmp_path), "--export"])
-    assert find_extras(entry, 64).pretrained_nets().keys() == {"netEnc"}
+    assert find_extras(entry, 64, auxiliary).pretrained_nets().keys() == {"netEnc"}
 
     gan2shape_joint.main(joint_args(tmp_path, 1))
     gan2shape_joint.main([*joint_args(tmp_path, 2), "--job-lam-smooth", "0.1", "--export"])
@@ -69,14 +69,14 @@ def test_joint_pretraining_resumes_exports_and_replaces_the_prior(tiny_entry, tm
     assert {t.dtype for t in saved.values()} == {torch.float16}
     assert not saved["nets.netV.network.10.weight"].any()  # the view net stayed frozen at identity
     assert saved["nets.netD.network.0.weight"].abs().sum() > 0
-    extras = find_extras(entry, 64)
+    extras = find_extras(entry, 64, auxiliary)
     assert sorted(extras.pretrained_nets()) == sorted(NET_NAMES)  # the joint file wins over the encoder
     assert extras.pretrained_depth()
     job_options = {"relative_enc": True, "f1_d": 2, "lam_smooth": 0.1}
     assert extras.option_defaults() == job_options
 
     short = {**METHOD.presets["fast"], **TINY_OPTIONS, "num_stages": 1, "stage0": (1, 1, 1)}
-    model = METHOD.load(entry, state, "cpu")
+    model = METHOD.load(entry, state, "cpu", auxiliary)
     result = model.run(ellipse_photo(), {**short, "previews": False}, seed=0, progress=lambda *a, **k: None)
     assert result.info["pretrained_nets"] == sorted(NET_NAMES)
     assert result.info["loss_curves"]["prior"] == []  # no ellipsoid fitted: the pretrained depth net starts

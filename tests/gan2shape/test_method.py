@@ -40,9 +40,9 @@ class Recorder:
 
 
 @pytest.fixture
-def model(tiny_entry):
+def model(tiny_entry, auxiliary):
     entry, state = tiny_entry
-    return METHOD.load(entry, state, "cpu")
+    return METHOD.load(entry, state, "cpu", auxiliary)
 
 
 def test_run_reports_every_stage_and_returns_a_valid_relief(model):
@@ -110,12 +110,12 @@ def test_texture_modes_photo_albedo_net_shaded(model):
     np.testing.assert_array_equal(results["photo"].faces, results["net"].faces)
 
 
-def test_without_a_mask_the_category_mask_network_is_used(tiny_entry):
+def test_without_a_mask_the_category_mask_network_is_used(tiny_entry, auxiliary):
     entry, state = tiny_entry
     photo = ellipse_photo()
     photo.mask = np.ones_like(photo.mask)
     short = options(num_stages=1, stage0=(1, 1, 1), previews=False)
-    alone = METHOD.load(entry, state, "cpu").run(photo, short, seed=0, progress=Recorder())
+    alone = METHOD.load(entry, state, "cpu", auxiliary).run(photo, short, seed=0, progress=Recorder())
     assert alone.info["mask_source"].startswith("whole image")
     torch.manual_seed(0)
     config = MaskNetConfig(size=32, width=4, depth=2)
@@ -131,14 +131,14 @@ def test_without_a_mask_the_category_mask_network_is_used(tiny_entry):
     )
     write_manifest(entry.root, [entry, mask_entry])
     assert not METHOD.is_model_entry(mask_entry)
-    METHOD.load(mask_entry, net_state, "cpu")  # validates strictly
+    METHOD.load(mask_entry, net_state, "cpu", auxiliary)  # validates strictly
     with pytest.raises(InputError, match="mask network found no object"):
-        METHOD.load(entry, state, "cpu").run(photo, short, seed=0, progress=Recorder())
+        METHOD.load(entry, state, "cpu", auxiliary).run(photo, short, seed=0, progress=Recorder())
     net_state["head.bias"] = torch.full_like(net_state["head.bias"], 20.0)  # sees the whole crop
     save_file(net_state, path)
     mask_entry = replace(mask_entry, sha256=sha256_file(path), size=path.stat().st_size)
     write_manifest(entry.root, [entry, mask_entry])
-    helped = METHOD.load(entry, state, "cpu").run(photo, short, seed=0, progress=Recorder())
+    helped = METHOD.load(entry, state, "cpu", auxiliary).run(photo, short, seed=0, progress=Recorder())
     assert helped.info["mask_source"] == "mask network"
 
 
@@ -168,21 +168,22 @@ def test_cancel_stops_the_run(model, stage):
     assert all(e[0] != stage for e in recorder.events)
 
 
-def test_a_diverging_generator_is_a_clear_error(tiny_entry):
+def test_a_diverging_generator_is_a_clear_error(tiny_entry, auxiliary):
     entry, state = tiny_entry
     broken = dict(state)
     broken["g_ema.to_rgb1.bias"] = torch.full_like(state["g_ema.to_rgb1.bias"], float("nan"))
-    model = METHOD.load(entry, broken, "cpu")
+    model = METHOD.load(entry, broken, "cpu", auxiliary)
     with pytest.raises(FloatingPointError, match="diverged"):
         model.run(ellipse_photo(), options(), seed=0, progress=Recorder())
 
 
-def test_the_view_prior_is_centred_on_the_entry_mean_unless_an_option_moves_it(tiny_entry):
+def test_the_view_prior_is_centred_on_the_entry_mean_unless_an_option_moves_it(tiny_entry, auxiliary):
     """The GAN's mean training view is where pseudo views are drawn around and what the view net's
     output is relative to; ``view_mean`` overrides it, and result.json records the one used."""
     entry, state = tiny_entry
     pitched = [0.25, 0.0, 0.0, 0.0, 0.0, 0.0]
-    model = METHOD.load(replace(entry, config={**entry.config, "view_mean": pitched}), state, "cpu")
+    pitched_entry = replace(entry, config={**entry.config, "view_mean": pitched})
+    model = METHOD.load(pitched_entry, state, "cpu", auxiliary)
     outcome = model.reconstruct(ellipse_photo(), options(), seed=1, progress=Recorder())
     run = outcome.run
     assert run.prior.view_mean.tolist() == pitched

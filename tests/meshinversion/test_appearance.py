@@ -15,7 +15,7 @@ from backend.methods.meshinversion.appearance import compose, mirror_columns, te
 from backend.methods.meshinversion.mesh_gan import MeshGAN
 from backend.render.bake import Bake, uv_fragments
 from backend.render.interpolate import blend_vertex_attributes
-from tests.meshinversion.helpers import small_generator
+from tests.meshinversion.helpers import NO_AUXILIARY, small_generator
 from tests.meshinversion.test_method import TINY_OVERRIDES, photo_file, quiet
 
 
@@ -78,7 +78,7 @@ def test_composite_keeps_the_photo_mirrors_it_and_fills_the_rest(mode):
 def test_the_method_exports_the_texture_of_each_mode(tmp_path):
     _, image = photo_file(tmp_path)
     entry = SimpleNamespace(id="tiny-car", category="car", origin="shipped")
-    method = METHOD(entry, torch.device("cpu"), MeshGAN(small_generator()))
+    method = METHOD(entry, torch.device("cpu"), MeshGAN(small_generator()), NO_AUXILIARY)
     base = {**METHOD.presets["fast"], **TINY_OVERRIDES}
     modes = ("generated", "projected", "blended")
     results = {mode: method.run(image, {**base, "texture": mode}, 0, quiet) for mode in modes}

@@ -26,10 +26,10 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
-from backend.methods.gan2shape import METHOD
 from backend.methods.gan2shape.method import GAN2Shape
 from backend.methods.gan2shape.networks import ResEncoder
 from backend.methods.gan2shape.stylegan2 import Generator, StyleGAN2Config
+from backend.models import default_entry, load_model
 from backend.weights import Registry, WeightsEntry
 from workbench.train.shipped_weights import register_shipped_file
 from workbench.train.training_state import add_run_arguments, load_training_state, save_training_state
@@ -132,8 +132,8 @@ def add_gan_run_arguments(parser: argparse.ArgumentParser) -> None:
 def load_gan(args: argparse.Namespace) -> tuple[WeightsEntry, GAN2Shape]:
     """The ``--gan`` entry (or the method's default) of ``--weights-dir``, loaded on the CPU."""
     registry = Registry(shipped_dir=Path(args.weights_dir))
-    entry = registry.find(args.gan) if args.gan else registry.default_for("gan2shape")
-    model = METHOD.load(entry, registry.load_state_dict(entry), "cpu")
+    entry = registry.find(args.gan) if args.gan else default_entry(registry, "gan2shape")
+    model = load_model(registry, entry, "cpu")
     if model.generator is None:
         raise SystemExit(f"{entry.id} is not a StyleGAN2 entry")
     return entry, model

@@ -114,7 +114,7 @@ def train(args: argparse.Namespace, model: GAN2Shape, entry: WeightsEntry) -> tu
     out.mkdir(parents=True, exist_ok=True)
     generator, discriminator = model.generator, model.discriminator
     registry = Registry(shipped_dir=Path(args.weights_dir))
-    extras = find_extras(entry, model.image_size, registry)
+    extras = find_extras(entry, model.image_size, model.auxiliary)
     extras.found.pop("pretrain", None)  # the joint file being made must not feed itself
     opts = joint_options(args, extras, entry.category)
     with torch.random.fork_rng(devices=[]):

@@ -4,8 +4,9 @@ A job runs: crop the photo at the nets' resolution -> ``invert`` (find the Style
 the photo) -> ``prior`` (depth net fitted to the mask's ellipsoid; skipped when the category's
 joint-pretrained nets are registered, which then start instead) -> ``step1``/``step2``/
 ``collect``/``step3`` per stage -> ``export`` (relief mesh, camera, previews). Auxiliary
-weights (VGG16/LPIPS, pretrained nets, view/light priors, a mask network) are looked up in the
-registry at the first job (``extras.py``); what was on or off is reported in ``info``.
+weights (VGG16/LPIPS, pretrained nets, view/light priors, a mask network) are picked from those
+the job hands to ``load`` at the first job (``extras.py``); what was on or off is reported in
+``info``.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import torch.nn.functional as F
 
 from backend.categories import scale_rule
 from backend.inputs import Crop, InputError, InputImage, crop_to_object, photo_side
-from backend.methods.base import MeshResult, Method, Progress
+from backend.methods.base import AuxiliaryWeights, Converted, MeshResult, Method, Progress
 from backend.methods.gan2shape import warp
 from backend.methods.gan2shape.config import (
     AUTO_MESH_RESOLUTION,
@@ -31,6 +32,7 @@ from backend.methods.gan2shape.config import (
     Options,
     resolve,
 )
+from backend.methods.gan2shape.convert import convert_official
 from backend.methods.gan2shape.export import blender_camera, relief_mesh
 from backend.methods.gan2shape.extras import AUXILIARY_KINDS, Extras, find_extras, validate
 from backend.methods.gan2shape.inversion import invert
@@ -82,10 +84,10 @@ class GAN2Shape(Method):
     presets: ClassVar[dict[str, dict[str, Any]]] = PRESETS
 
     def __init__(
-        self, entry: Any, device: torch.device, generator: Generator | None = None,
-        discriminator: Discriminator | None = None,
+        self, entry: Any, device: torch.device, auxiliary: AuxiliaryWeights,
+        generator: Generator | None = None, discriminator: Discriminator | None = None,
     ) -> None:
-        self.entry, self.device = entry, device
+        self.entry, self.device, self.auxiliary = entry, device, auxiliary
         self.generator, self.discriminator = generator, discriminator
         self.kind = entry.config.get("kind", "stylegan2")
         gan_size = int(entry.config.get("size", MAX_NET_SIZE))
@@ -103,15 +105,22 @@ class GAN2Shape(Method):
         resolve("car", options)
 
     @classmethod
-    def load(cls, entry: Any, state_dict: dict[str, Any], device: Any) -> GAN2Shape:
+    def convert_official(cls, checkpoint: dict[str, Any], category: str) -> Converted:
+        """A StyleGAN2, pretrained nets, a view/light prior, VGG16 or LPIPS heads (``convert.py``)."""
+        return convert_official(checkpoint, category)
+
+    @classmethod
+    def load(
+        cls, entry: Any, state_dict: dict[str, Any], device: Any, auxiliary: AuxiliaryWeights
+    ) -> GAN2Shape:
         """Build from ``entry.config`` and load strictly; auxiliary files are validated, not runnable."""
         kind = entry.config.get("kind", "stylegan2")
         device = torch.device(device)
         if kind in AUXILIARY_KINDS:
             validate(kind, entry.config, state_dict)
-            return cls(entry, device)
+            return cls(entry, device, auxiliary)
         generator, discriminator = build_gan(StyleGAN2Config.from_dict(entry.config), state_dict, device)
-        return cls(entry, device, generator, discriminator)
+        return cls(entry, device, auxiliary, generator, discriminator)
 
     def build_nets(self, options: Options, seed: int, extras: Extras) -> ShapeNets:
         """Nets initialised from ``seed``, or the category's pretrained ones when registered."""
@@ -173,7 +182,7 @@ class GAN2Shape(Method):
         category = self.entry.category
         started = time.perf_counter()
         if self.extras is None:
-            self.extras = find_extras(self.entry, self.image_size)
+            self.extras = find_extras(self.entry, self.image_size, self.auxiliary)
         extras = self.extras
         defaults = {k: v for k, v in extras.option_defaults().items() if options.get(k) is None}
         opts = resolve(category, {**options, **defaults})

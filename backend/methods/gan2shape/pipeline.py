@@ -395,12 +395,16 @@ class GAN2ShapeRun:
         with torch.no_grad():
             _, self.state = self.reconstruct_input(flip, refresh_mask=refresh_mask)
 
-    def iterate(self, name: str, flip1: bool, flip3: bool) -> tuple[torch.Tensor, Prediction | None]:
+    def iterate(
+        self, name: str, mirror_step1: bool, mirror_step3: bool
+    ) -> tuple[torch.Tensor, Prediction | None]:
+        """One iteration's loss of step ``name``; ``mirror_step1``/``mirror_step3``: whether steps 1
+        and 3 also fit the mirrored canonical depth and albedo (the options ``flip1``/``flip3``)."""
         if name == "step1":
-            return self.reconstruct_input(flip1, refresh_mask=False)
+            return self.reconstruct_input(mirror_step1, refresh_mask=False)
         if name == "step2":
             return self.projection_loss(self.options.batch)[0], None
-        return self.joint_loss(flip3)
+        return self.joint_loss(mirror_step3)
 
     @torch.no_grad()
     def final(self) -> Prediction:
@@ -464,13 +468,13 @@ class Schedule:
             }
         done = self.done
         totals = {name: opts.total_steps(i) for i, name in enumerate(STEP_NAMES)}
-        flip1, flip3 = opts.flips(stage)
+        mirror_step1, mirror_step3 = opts.flips(stage)
         lengths = dict(zip(STEP_NAMES, opts.stage_lengths(stage), strict=True))
         for name in STEP_NAMES:
             if name == "step2":
                 for run in runs:
                     if run.state is None:
-                        run.refresh_state(flip1, refresh_mask=False)
+                        run.refresh_state(mirror_step1, refresh_mask=False)
             if name == "step3":
                 for run in runs:
                     if run.projected is None:
@@ -488,13 +492,13 @@ class Schedule:
             optimizer = lead.optimizer(TRAINED_NETS[name])
             for _ in range(lengths[name]):
                 run = runs[cycle.next()]
-                loss, prediction = run.iterate(name, flip1, flip3)
+                loss, prediction = run.iterate(name, mirror_step1, mirror_step3)
                 run.descend(optimizer, loss, name, done[name])
                 done[name] += 1
                 on_step(name, done[name], totals[name], run.history.losses[name][-1], prediction)
             if name == "step1":
                 for run in runs:
-                    run.refresh_state(flip1, refresh_mask=False)
+                    run.refresh_state(mirror_step1, refresh_mask=False)
             if name == "step2":
                 on_step("collect", 0, opts.collect_iters, None, None)
                 for run in runs:

@@ -434,14 +434,16 @@ class Inverter:
         else:
             keep = torch.arange(batch, device=device)
         labels = None if start.labels is None else start.labels[keep]
-        z, camera, later = self.optimise(
+        z, camera, remaining_history = self.optimise(
             z, labels, camera, targets, stages, rng, progress, len(s.stages) - len(stages)
         )
         with torch.no_grad():
             texture, displacement = self.model.generator(z, self.model.labels(labels))
         if s.refine_steps:
             vertices, camera, refined = self.refine(z, texture, displacement, camera, targets, rng, progress)
-            later = [[*losses, row] for losses, row in zip(later, refined, strict=True)]
+            remaining_history = [
+                [*losses, row] for losses, row in zip(remaining_history, refined, strict=True)
+            ]
         else:
             vertices = self.model.displace(displacement)
         if s.pole_fill:
@@ -458,7 +460,7 @@ class Inverter:
                 vertices=vertices[b],
                 init_score=float(start.scores[keep[b]]),
                 camera_iou=float(start.camera_iou[keep[b]]),
-                stage_losses=history[b] + later[b],
+                stage_losses=history[b] + remaining_history[b],
                 init_mask_iou=float(start_iou[keep[b]]),
                 mask_iou=float(iou[b]),
             )

@@ -2,8 +2,9 @@
 
 A job: crop the photo around its mask at ``render_size`` -> ``Inverter.run`` (candidate search,
 camera search, 4-stage optimisation) -> ``to_mesh_result``. ``run_batch`` inverts several photos
-in one batched optimisation. VGG19 weights for the feature loss are looked up in the weights
-registry (method meshinversion, category vgg19); without them the term is off and ``info`` says so.
+in one batched optimisation. VGG19 weights for the feature loss come from the auxiliary weights the
+job hands to ``load`` (an entry of this method with the VGG config, imported with category vgg19),
+read at the first job that needs the term; without them the term is off and ``info`` says so.
 """
 
 from __future__ import annotations
@@ -15,15 +16,15 @@ import torch
 
 from backend.categories import LENGTH_AXIS, SCALE_OPTIONS, check_scale_options, scale_rule
 from backend.inputs import MIN_SIDE, Crop, InputImage, crop_to_object, photo_side
-from backend.methods.base import MeshResult, Method, Progress
+from backend.methods.base import AuxiliaryWeights, Converted, MeshResult, Method, Progress
 from backend.methods.meshinversion.appearance import SIZE_RANGE, TEXTURE_MODES, compose, texture_size
+from backend.methods.meshinversion.convert import convert_official
 from backend.methods.meshinversion.export import to_mesh_result
 from backend.methods.meshinversion.generator import Generator, GeneratorConfig
 from backend.methods.meshinversion.invert import PAPER_STAGES, InversionResult, InversionSettings, Inverter
 from backend.methods.meshinversion.mesh_gan import MeshGAN
 from backend.methods.meshinversion.vgg import VGG_CONFIG, VGG19Relu31
 from backend.render.bake import bake_photo
-from backend.weights import Registry
 
 METHOD_OPTIONS: dict[str, Any] = {
     "crop_margin": 0.05, "previews": True, "texture": "generated", "texture_size": None, **SCALE_OPTIONS,
@@ -113,8 +114,10 @@ class MeshInversion(Method):
     name: ClassVar[str] = "meshinversion"
     presets: ClassVar[dict[str, dict[str, Any]]] = PRESETS
 
-    def __init__(self, entry: Any, device: torch.device, model: MeshGAN | None) -> None:
-        self.entry, self.device, self.model = entry, device, model
+    def __init__(
+        self, entry: Any, device: torch.device, model: MeshGAN | None, auxiliary: AuxiliaryWeights
+    ) -> None:
+        self.entry, self.device, self.model, self.auxiliary = entry, device, model, auxiliary
         self.vgg: VGG19Relu31 | None = None
         self.vgg_searched = False
 
@@ -124,25 +127,32 @@ class MeshInversion(Method):
         InversionSettings.from_options({k: v for k, v in options.items() if k not in METHOD_OPTIONS})
 
     @classmethod
-    def load(cls, entry: Any, state_dict: dict[str, Any], device: Any) -> MeshInversion:
+    def convert_official(cls, checkpoint: dict[str, Any], category: str) -> Converted:
+        """A ConvMesh ``checkpoint_latest.pth``, or torchvision's VGG19 for category ``vgg19``
+        (``convert.py``)."""
+        return convert_official(checkpoint, category)
+
+    @classmethod
+    def load(
+        cls, entry: Any, state_dict: dict[str, Any], device: Any, auxiliary: AuxiliaryWeights
+    ) -> MeshInversion:
         """Build the generator from ``entry.config`` and load ``state_dict`` strictly."""
         device = torch.device(device)
         if is_vgg_entry(entry):
             VGG19Relu31().load_state_dict(state_dict, strict=True)
-            return cls(entry, device, None)
+            return cls(entry, device, None, auxiliary)
         generator = Generator(GeneratorConfig.from_dict(dict(entry.config)))
         generator.load_state_dict(state_dict, strict=True)
-        return cls(entry, device, MeshGAN(generator.to(device)))
+        return cls(entry, device, MeshGAN(generator.to(device)), auxiliary)
 
     def feature_network(self) -> VGG19Relu31 | None:
-        """The registry's VGG19 (first meshinversion entry with the VGG config), loaded once."""
+        """The first auxiliary entry with the VGG config, read and loaded once."""
         if not self.vgg_searched:
             self.vgg_searched = True
-            registry = Registry(user_dir=self.entry.root if self.entry.origin == "user" else None)
-            entry = next((e for e in registry.entries() if e.method == self.name and is_vgg_entry(e)), None)
+            entry = next((e for e in self.auxiliary.entries() if is_vgg_entry(e)), None)
             if entry is not None:
                 vgg = VGG19Relu31()
-                vgg.load_state_dict(registry.load_state_dict(entry, "cpu"), strict=True)
+                vgg.load_state_dict(self.auxiliary.read(entry), strict=True)
                 self.vgg = vgg.eval().requires_grad_(False).to(self.device)
         return self.vgg
 
