@@ -52,23 +52,13 @@ from PIL import Image
 
 from backend import __version__
 from backend.methods.base import MeshResult
-from backend.protocol import PROTOCOL_VERSION, is_staging_name, name_max, staging_name
+from backend.protocol import PROTOCOL_VERSION, UserError, is_staging_name, name_max, staging_name
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 
-class ResultError(Exception):
-    """The result cannot be written (broken mesh, existing output, disk problem)."""
-
-    def __init__(self, code: str, message: str, hint: str = "") -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.hint = hint
-
-
-def _invalid(what: str) -> ResultError:
-    return ResultError(
+def _invalid(what: str) -> UserError:
+    return UserError(
         "invalid_result",
         f"the method produced an invalid mesh: {what}",
         "report this with the image and settings",
@@ -130,7 +120,7 @@ def validate_camera(camera: Any) -> None:
 
 
 def validate(result: MeshResult) -> MeshResult:
-    """Return ``result`` with canonical dtypes, or raise ``ResultError`` if anything is broken."""
+    """Return ``result`` with canonical dtypes, or raise ``UserError`` if anything is broken."""
     vertices = _check_array("vertices", result.vertices, 2, (3,))
     faces = _check_array("faces", result.faces, 2, (3,))
     uvs = _check_array("uvs", result.uvs, 3, (3, 2))
@@ -246,18 +236,18 @@ def _write_files(
     return files
 
 
-def _disk_error(exc: OSError, out_dir: Path) -> ResultError:
+def _disk_error(exc: OSError, out_dir: Path) -> UserError:
     if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-        return ResultError(
+        return UserError(
             "disk_full", f"no space left to write {out_dir}", "free disk space or pick another -o"
         )
     if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
-        return ResultError(
+        return UserError(
             "not_writable",
             f"cannot write {out_dir}: {exc.strerror}",
             "pick an output folder you can write to",
         )
-    return ResultError("write_failed", f"cannot write {out_dir}: {exc}", "check the output folder")
+    return UserError("write_failed", f"cannot write {out_dir}: {exc}", "check the output folder")
 
 
 READABLE_RESULT_VERSIONS = (1, 2)
@@ -270,8 +260,8 @@ MAX_RESULT_JSON_BYTES = 64 << 20
 NOT_OURS_HINT = "pick another folder; --overwrite only replaces an earlier result"
 
 
-def _bad_output(message: str, hint: str = "pick another -o") -> ResultError:
-    return ResultError("bad_output", message, hint)
+def _bad_output(message: str, hint: str = "pick another -o") -> UserError:
+    return UserError("bad_output", message, hint)
 
 
 def _names(names: Iterable[str]) -> str:
@@ -384,7 +374,7 @@ def _check_path(out_dir: Path, target: Path) -> None:
             "point the link at a folder, or pick another -o",
         )
     if target.exists() and not target.is_dir():
-        raise ResultError(
+        raise UserError(
             "output_exists", f"{out_dir} exists and is not a folder", "pick another output folder"
         )
     existing = _first_existing(out_dir)
@@ -407,13 +397,13 @@ def check_output_dir(out_dir: Path, overwrite: bool) -> Path:
     except OSError as exc:
         raise _disk_error(exc, out_dir) from None
     if existing and not overwrite:
-        raise ResultError(
+        raise UserError(
             "output_exists",
             f"output folder {out_dir} is not empty",
             "pick another folder or pass --overwrite",
         )
     if reason:  # --overwrite replaces an earlier result, never a folder of the artist's own files
-        raise ResultError(
+        raise UserError(
             "output_exists", f"output folder {out_dir} {reason}; nothing was changed", NOT_OURS_HINT
         )
     _probe_writable(target)

@@ -23,30 +23,30 @@ PROPERTY_PREFIX = "rfi_"
 UV_MAP_NAME = "UVMap"
 
 
-class ResultError(ValueError):
-    """A result folder that cannot be imported; the message says which file and why."""
+class UnreadableResult(ValueError):
+    """A result folder the importer cannot read; the message says which file and why."""
 
 
 def load_mesh_arrays(result_dir: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """vertices (V,3) float32, faces (F,3) int32, per-corner uvs (F,3,2) float32, checked."""
     path = result_dir / "mesh.npz"
     if not path.is_file():
-        raise ResultError(f"{path} is missing")
+        raise UnreadableResult(f"{path} is missing")
     with np.load(path, allow_pickle=False) as data:
         missing = {"vertices", "faces", "uvs"} - set(data.files)
         if missing:
-            raise ResultError(f"{path} lacks {', '.join(sorted(missing))}")
+            raise UnreadableResult(f"{path} lacks {', '.join(sorted(missing))}")
         vertices = np.ascontiguousarray(data["vertices"], dtype=np.float32)
         faces = np.ascontiguousarray(data["faces"], dtype=np.int32)
         uvs = np.ascontiguousarray(data["uvs"], dtype=np.float32)
     if vertices.ndim != 2 or vertices.shape[1] != 3 or faces.ndim != 2 or faces.shape[1] != 3:
-        raise ResultError(f"{path}: expected vertices (V,3) and faces (F,3)")
+        raise UnreadableResult(f"{path}: expected vertices (V,3) and faces (F,3)")
     if uvs.shape != (len(faces), 3, 2):
-        raise ResultError(f"{path}: uvs must be (F,3,2) per face corner, got {uvs.shape}")
+        raise UnreadableResult(f"{path}: uvs must be (F,3,2) per face corner, got {uvs.shape}")
     if len(faces) and (faces.min() < 0 or faces.max() >= len(vertices)):
-        raise ResultError(f"{path}: face indices outside 0..{len(vertices) - 1}")
+        raise UnreadableResult(f"{path}: face indices outside 0..{len(vertices) - 1}")
     if not (np.isfinite(vertices).all() and np.isfinite(uvs).all()):
-        raise ResultError(f"{path}: non-finite coordinates")
+        raise UnreadableResult(f"{path}: non-finite coordinates")
     return vertices, faces, uvs
 
 
@@ -73,7 +73,7 @@ def build_mesh(name: str, vertices: np.ndarray, faces: np.ndarray, uvs: np.ndarr
 def load_texture(path: Path, name: str, size: int = 0) -> bpy.types.Image:
     """The texture packed into the .blend, so the result folder may be deleted afterwards."""
     if not path.is_file():
-        raise ResultError(f"{path} is missing")
+        raise UnreadableResult(f"{path} is missing")
     image = bpy.data.images.load(str(path), check_existing=False)
     image.name = name
     if size and tuple(image.size) != (size, size):
@@ -171,7 +171,7 @@ def read_result_json(result_dir: Path) -> dict[str, Any]:
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
-        raise ResultError(f"{path} is not valid JSON: {exc}") from None
+        raise UnreadableResult(f"{path} is not valid JSON: {exc}") from None
 
 
 def record_properties(obj: bpy.types.Object, info: dict[str, Any], extra: dict[str, Any]) -> None:

@@ -18,7 +18,7 @@ import bpy
 import numpy as np
 
 from . import jobs, session
-from .client import BackendError, protocol
+from .client import UserError, protocol
 from .importer import PROPERTY_PREFIX
 
 RESULT_PROPERTY = PROPERTY_PREFIX + "result"
@@ -38,7 +38,7 @@ def texture_node(obj: bpy.types.Object) -> bpy.types.ShaderNodeTexImage:
         for node in tree.nodes if tree is not None else ():
             if node.type == "TEX_IMAGE" and node.image is not None:
                 return node
-    raise BackendError(
+    raise UserError(
         "no_texture", f"'{obj.name}' has no image texture in its material", "give it back its texture image"
     )
 
@@ -53,13 +53,13 @@ def mesh_arrays(context: bpy.types.Context, obj: bpy.types.Object) -> dict[str, 
     try:
         layer = next((layer for layer in mesh.uv_layers if layer.active_render), mesh.uv_layers.active)
         if layer is None:
-            raise BackendError(
+            raise UserError(
                 "no_uvs", f"'{obj.name}' has no UV map", "add one (UV > Smart UV Project), then re-project"
             )
         mesh.calc_loop_triangles()
         count = len(mesh.loop_triangles)
         if count == 0:
-            raise BackendError("empty_mesh", f"'{obj.name}' has no faces", "re-project onto a mesh")
+            raise UserError("empty_mesh", f"'{obj.name}' has no faces", "re-project onto a mesh")
         vertices = np.empty(len(mesh.vertices) * 3, np.float32)
         mesh.vertices.foreach_get("co", vertices)
         faces = np.empty(count * 3, np.int32)
@@ -80,12 +80,12 @@ def build_request(
     """The job for ``obj`` and its staging folder (the mesh and texture files it sends, to remove
     when the job ends)."""
     if not is_reconstruction(obj):
-        raise BackendError(
+        raise UserError(
             "not_reconstructed", "the active object was not reconstructed from a photo", "select one that was"
         )
     result = Path(obj[RESULT_PROPERTY])
     if not (result / "result.json").is_file():
-        raise BackendError(
+        raise UserError(
             "result_missing",
             f"the result folder of '{obj.name}' is gone: {result}",
             "reconstruct the photo again to re-project it",
@@ -115,7 +115,7 @@ def apply_result(obj: bpy.types.Object, output_dir: Path) -> bpy.types.Image:
     node = texture_node(obj)
     path = output_dir / "texture.png"
     if not path.is_file():
-        raise BackendError("bad_result", f"{path} is missing", "the backend wrote no texture; see its log")
+        raise UserError("bad_result", f"{path} is missing", "the backend wrote no texture; see its log")
     previous = node.image
     image = bpy.data.images.load(str(path), check_existing=False)
     image.name = previous.name

@@ -188,13 +188,13 @@ def scenario_sources(args: dict[str, Any]) -> dict[str, Any]:
     settings.image_source = "EDITOR"
     try:
         addon.jobs.build_request(context)
-    except addon.client.BackendError as error:
+    except addon.client.UserError as error:
         out["no_editor"] = error.one_line()
     settings.image_source, settings.mask_source = "FILE", "file"
     settings.filepath = args["photo"]
     try:
         addon.jobs.build_request(context)
-    except addon.client.BackendError as error:
+    except addon.client.UserError as error:
         out["no_mask"] = error.one_line()
     settings.mask_image = generated
     request, _ = addon.jobs.build_request(context)

@@ -18,10 +18,9 @@ import torch
 import trimesh
 from PIL import Image
 
-from backend.inputs import InputError
 from backend.jobs import run_job
 from backend.methods.base import JobCancelled
-from backend.protocol import JobRequest, ProtocolError, ReprojectRequest
+from backend.protocol import JobRequest, ProtocolError, ReprojectRequest, UserError
 from backend.render import render_mesh
 from backend.render.bake import uv_fragments
 from backend.reproject.camera import renderer_camera
@@ -29,7 +28,6 @@ from backend.reproject.job import run_reproject
 from backend.reproject.meshfile import Y_UP_TO_BLENDER
 from backend.reproject.texture import is_mirror_symmetric
 from backend.reproject.unwrap import face_charts, smallest_size
-from backend.results import ResultError
 from backend.weights import Registry
 from tests.core.backend_process import ROOT, BackendProcess, backend_env
 from tests.core.tiny_models import tiny_gan2shape
@@ -235,7 +233,7 @@ def test_bad_inputs_are_one_line_and_write_nothing(mi_result: Path, tmp_path: Pa
     ]
     for source, edited, code in cases:
         out = tmp_path / f"out-{code}"
-        with pytest.raises(InputError) as caught:
+        with pytest.raises(UserError) as caught:
             run_reproject(ReprojectRequest(str(source), str(edited), str(out)), lambda e: None)
         error = caught.value
         assert error.code == code and error.hint and "\n" not in error.message, (
@@ -257,7 +255,7 @@ def test_output_rules_and_cancel(mi_result: Path, tmp_path: Path) -> None:
     request = ReprojectRequest(
         str(mi_result), str(mi_result / "mesh.glb"), str(tmp_path / "mine"), overwrite=True
     )
-    with pytest.raises(ResultError) as caught:
+    with pytest.raises(UserError) as caught:
         run_reproject(request, lambda e: None)
     assert caught.value.code == "output_exists" and (tmp_path / "mine" / "notes.txt").is_file()
     cancel = threading.Event()
