@@ -19,10 +19,10 @@ import numpy as np
 
 from . import jobs, session
 from .client import UserError, protocol
-from .importer import PROPERTY_PREFIX
+from .importer import PROPERTY_PREFIX, result_format
 
 RESULT_PROPERTY = PROPERTY_PREFIX + "result"
-REPROJECT_FILES = ("result.json", "mask.png")
+REPROJECT_FILES = (result_format.RESULT_JSON, result_format.MASK_FILE)
 """What a result folder keeps for re-projection when the preferences do not keep results."""
 
 
@@ -84,7 +84,7 @@ def build_request(
             "not_reconstructed", "the active object was not reconstructed from a photo", "select one that was"
         )
     result = Path(obj[RESULT_PROPERTY])
-    if not (result / "result.json").is_file():
+    if not (result / result_format.RESULT_JSON).is_file():
         raise UserError(
             "result_missing",
             f"the result folder of '{obj.name}' is gone: {result}",
@@ -94,14 +94,14 @@ def build_request(
     staging = session.user_dir("reproject") / f"{jobs.safe_name(obj.name)}-{time.time_ns()}"
     staging.mkdir(parents=True)
     try:
-        np.savez(staging / "mesh.npz", **mesh_arrays(context, obj))
+        np.savez(staging / result_format.MESH_FILE, **mesh_arrays(context, obj))
         texture = jobs.image_file(image, staging)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     request = protocol.ReprojectRequest(
         result_dir=str(result),
-        mesh=str(staging / "mesh.npz"),
+        mesh=str(staging / result_format.MESH_FILE),
         output_dir=str(jobs.output_dir(f"{obj.name}-reprojected")),
         texture=str(texture),
         device=session.backend_settings().device,
@@ -113,7 +113,7 @@ def apply_result(obj: bpy.types.Object, output_dir: Path) -> bpy.types.Image:
     """Show the re-projected ``texture.png`` in the object's texture node, as a new packed image (the
     old one stays in the file until saved without users, so undo can bring it back)."""
     node = texture_node(obj)
-    path = output_dir / "texture.png"
+    path = output_dir / result_format.TEXTURE_FILE
     if not path.is_file():
         raise UserError("bad_result", f"{path} is missing", "the backend wrote no texture; see its log")
     previous = node.image

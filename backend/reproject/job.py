@@ -32,13 +32,16 @@ from backend.reproject.camera import renderer_camera
 from backend.reproject.meshfile import EditedMesh, load_mesh
 from backend.reproject.texture import Reprojection, compose, is_mirror_symmetric, mirror_x
 from backend.reproject.unwrap import face_charts, smallest_size
-from backend.results import (
+from backend.result_format import (
+    MASK_FILE,
     MAX_RESULT_JSON_BYTES,
     READABLE_RESULT_VERSIONS,
-    check_output_dir,
-    validate_camera,
-    write_result,
+    RESULT_JSON,
+    TEXTURE_FILE,
+    ResultDocument,
+    camera_problem,
 )
+from backend.results import check_output_dir, write_result
 
 DEFAULT_SIZE = 1024
 """Texture side when neither the request nor a previous texture says."""
@@ -51,7 +54,7 @@ class Source:
     """The result re-projected from: its folder, ``result.json`` and the photo it records."""
 
     folder: Path
-    document: dict[str, Any]
+    document: ResultDocument
     photo: Path
 
     @property
@@ -61,7 +64,7 @@ class Source:
 
 def read_source(folder: Path) -> Source:
     """The result in ``folder``, refused with one line when it is not one this backend can re-project."""
-    path = folder / "result.json"
+    path = folder / RESULT_JSON
     if not path.is_file():
         raise UserError("not_a_result", f"{folder} holds no result.json of a reconstruction", RESULT_HINT)
     try:
@@ -80,14 +83,13 @@ def read_source(folder: Path) -> Source:
             f"{', '.join(map(str, READABLE_RESULT_VERSIONS))}",
             "reconstruct the photo again with this version of the add-on",
         )
-    try:
-        validate_camera(document.get("camera"))
-    except UserError as exc:
+    problem = camera_problem(document.get("camera"))
+    if problem:
         raise UserError(
             "no_camera",
-            f"{folder} has no usable camera ({exc.message.rpartition(': ')[2]})",
+            f"{folder} has no usable camera ({problem})",
             "re-projection needs the photo's camera: reconstruct again with this version",
-        ) from None
+        )
     photo = (document.get("input") or {}).get("image") if isinstance(document.get("input"), dict) else None
     if not isinstance(photo, str) or not Path(photo).is_file():
         raise UserError(
@@ -102,7 +104,7 @@ def load_photo(source: Source) -> InputImage:
     """The photo with the object mask the reconstruction used (``mask.png``, else the same source)."""
     recorded = source.document.get("input", {})
     resolved = recorded.get("mask_resolved")
-    mask_file = source.folder / "mask.png"
+    mask_file = source.folder / MASK_FILE
     if resolved == "none":
         return load_input(source.photo, "none")
     if mask_file.is_file():
@@ -125,7 +127,7 @@ def previous_texture(
         return _read_texture(Path(request.texture)), "request"
     if mesh.texture is not None:
         return mesh.texture, "mesh"
-    result_texture = source.folder / "texture.png"
+    result_texture = source.folder / TEXTURE_FILE
     return (_read_texture(result_texture), "result") if result_texture.is_file() else (None, "none")
 
 

@@ -141,7 +141,7 @@ def test_progress_events_are_progress_messages(tmp_path: Path) -> None:
     assert "preview" in events[1] and "preview" not in events[2]
 
 
-def _names_read(tree: ast.AST) -> set[tuple[str, str]]:
+def names_read(tree: ast.AST) -> set[tuple[str, str]]:
     """``(name, key)`` for every ``name["key"]``, ``name.get("key")`` and ``name.key`` read in
     ``tree``; ``name`` is the last part of the object's expression (``job.result.files`` -> result)."""
 
@@ -204,7 +204,7 @@ def test_addon_reads_only_fields_the_protocol_defines() -> None:
     checked: set[tuple[str, str]] = set()
     for module in ["client.py", "operators.py", "preferences.py", "session.py", "properties.py", "api.py"]:
         names = {**defined, **in_client} if module == "client.py" else defined
-        reads = _names_read(ast.parse((ADDON / module).read_text()))
+        reads = names_read(ast.parse((ADDON / module).read_text()))
         checked |= {(owner, key) for owner, key in reads if owner in names and not key.startswith("_")}
     defined |= in_client
     methods = {"get", "items", "keys", "values", "to_message", "from_message", "setdefault"}

@@ -9,6 +9,7 @@ import math
 import subprocess
 import sys
 import threading
+import typing
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ import torch
 import trimesh
 from PIL import Image
 
+from backend import result_format
 from backend.jobs import run_job
 from backend.methods.base import JobCancelled
 from backend.protocol import JobRequest, ProtocolError, ReprojectRequest, UserError
@@ -103,6 +105,27 @@ def reproject(source: Path, mesh: Path, out: Path, **kw: Any) -> dict[str, Any]:
         ReprojectRequest(result_dir=str(source), mesh=str(mesh), output_dir=str(out), **kw), lambda e: None
     )
     return json.loads((out / "result.json").read_text())
+
+
+@pytest.mark.slow
+def test_results_are_the_defined_format(mi_result: Path, tmp_path: Path) -> None:
+    """What reconstruct and reproject write is what ``backend/result_format.py`` defines; a
+    reconstruction fills in every field of ``result.json``."""
+    reproject(mi_result, mi_result / "mesh.npz", tmp_path / "again")
+    for folder in (mi_result, tmp_path / "again"):
+        document = json.loads((folder / result_format.RESULT_JSON).read_text())
+        assert set(document) <= set(typing.get_type_hints(result_format.ResultDocument))
+        assert sorted(p.name for p in folder.iterdir()) == sorted(document["files"])
+        assert set(document["files"]) <= result_format.RESULT_FILES
+        assert not result_format.camera_problem(document["camera"])
+        assert set(document["camera"]) <= set(typing.get_type_hints(result_format.Camera))
+        for key, record in (("weights", result_format.WeightsRecord), ("input", result_format.InputRecord),
+                            ("mesh", result_format.MeshCounts)):  # fmt: skip
+            assert set(document[key]) == set(typing.get_type_hints(record)), key
+        with np.load(folder / result_format.MESH_FILE) as mesh:
+            assert tuple(mesh.files) == result_format.MESH_ARRAYS
+    reconstructed = json.loads((mi_result / result_format.RESULT_JSON).read_text())
+    assert set(reconstructed) == set(typing.get_type_hints(result_format.ResultDocument))
 
 
 def texture(folder: Path) -> np.ndarray:
