@@ -15,7 +15,7 @@ from typing import Any
 
 import bpy
 
-from . import importer, jobs, reproject, session
+from . import importer, job_request, reproject, session
 from .client import JobStatus, UserError, protocol
 
 
@@ -51,7 +51,7 @@ def reconstruct(
     """
     context = context or bpy.context
     if isinstance(image, bpy.types.Image):
-        photo, default_name = jobs.image_file(image), Path(image.name).stem or image.name
+        photo, default_name = job_request.image_file(image), Path(image.name).stem or image.name
     else:
         photo = Path(image).expanduser().resolve()
         default_name = photo.stem
@@ -62,7 +62,7 @@ def reconstruct(
     keep = output_dir is not None or settings.keep_results
     request = protocol.JobRequest(
         image=str(photo),
-        output_dir=str(Path(output_dir).resolve() if output_dir else jobs.output_dir(name)),
+        output_dir=str(Path(output_dir).resolve() if output_dir else job_request.output_dir(name)),
         method=method,
         weights=weights,
         preset=preset,
@@ -73,7 +73,7 @@ def reconstruct(
         overrides=dict(overrides or {}),
         overwrite=overwrite,
     )
-    options = jobs.ImportOptions(
+    options = job_request.ImportOptions(
         name=name,
         photo=str(photo),
         shade_smooth=shade_smooth,
@@ -95,7 +95,7 @@ def finish(
     context: bpy.types.Context,
     job: JobStatus,
     request: protocol.JobRequest,
-    options: jobs.ImportOptions,
+    options: job_request.ImportOptions,
     *,
     keep: bool,
 ) -> bpy.types.Object:

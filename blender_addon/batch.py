@@ -248,7 +248,7 @@ def process(addon: ModuleType, image: Path, args: argparse.Namespace, output: Pa
         output_dir=output / image.stem,
         backend_python=args.backend_python,
         overwrite=args.overwrite,
-        overrides=addon.jobs.parse_overrides(shlex.join(args.set)),
+        overrides=addon.job_request.parse_overrides(shlex.join(args.set)),
     )
     writers: dict[str, Callable[[Path], None]] = {
         "preview": lambda path: render_preview(obj, path),

@@ -14,7 +14,7 @@ from pathlib import Path
 import bpy
 from bpy.props import StringProperty
 
-from . import api, jobs, reproject, session
+from . import api, job_request, reproject, session
 from .backend_env import ENV_DIR_NAME, SETUP_LOG_NAME, EnvironmentSetup
 from .client import JobStatus, UserError, log_tail
 
@@ -154,7 +154,7 @@ class RFI_OT_reconstruct(ModalJob, bpy.types.Operator):
     _options = None
 
     def submit(self, context: bpy.types.Context) -> None:
-        self._request, self._options = jobs.build_request(context, self.filepath)
+        self._request, self._options = job_request.build_request(context, self.filepath)
         self._label = self._options.name
         self._settings = session.backend_settings()
         session.client(self._settings).submit(self._request)

@@ -17,7 +17,7 @@ from pathlib import Path
 import bpy
 import numpy as np
 
-from . import jobs, session
+from . import job_request, session
 from .client import UserError, protocol
 from .importer import PROPERTY_PREFIX, result_format
 
@@ -91,18 +91,18 @@ def build_request(
             "reconstruct the photo again to re-project it",
         )
     image = texture_node(obj).image
-    staging = session.user_dir("reproject") / f"{jobs.safe_name(obj.name)}-{time.time_ns()}"
+    staging = session.user_dir("reproject") / f"{job_request.safe_name(obj.name)}-{time.time_ns()}"
     staging.mkdir(parents=True)
     try:
         np.savez(staging / result_format.MESH_FILE, **mesh_arrays(context, obj))
-        texture = jobs.image_file(image, staging)
+        texture = job_request.image_file(image, staging)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     request = protocol.ReprojectRequest(
         result_dir=str(result),
         mesh=str(staging / result_format.MESH_FILE),
-        output_dir=str(jobs.output_dir(f"{obj.name}-reprojected")),
+        output_dir=str(job_request.output_dir(f"{obj.name}-reprojected")),
         texture=str(texture),
         device=session.backend_settings().device,
     )
