@@ -83,8 +83,8 @@ class UserError(Exception):
 class ProtocolError(UserError, ValueError):
     """A message or request that is not valid protocol; ``code`` is the machine-readable reason.
 
-    A ``ValueError`` as well, so code that refuses bad values (a CLI argument, an unencodable
-    message) refuses these with them."""
+    A ``ValueError`` too: code that refuses bad values (a CLI argument, a message ``encode`` cannot
+    write) catches these along with them."""
 
     def __init__(self, code: str, message: str, hint: str = "fix the request") -> None:
         super().__init__(code, message, hint)
