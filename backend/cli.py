@@ -16,7 +16,7 @@ from typing import Any
 from tqdm import tqdm
 
 from backend.categories import SCALE_MODES
-from backend.devices import DeviceError, configure_threads
+from backend.devices import configure_threads
 from backend.doctor import run_doctor
 from backend.jobs import JobOutcome, describe_error, log_traceback, run_job
 from backend.methods import METHOD_MODULES
@@ -29,11 +29,12 @@ from backend.protocol import (
     REPROJECT_SIZES,
     JobRequest,
     ReprojectRequest,
+    UserError,
     parse_overrides,
 )
 from backend.reproject.job import run_reproject
 from backend.server import serve
-from backend.weights import Registry, WeightsError
+from backend.weights import Registry
 
 
 class StageBars:
@@ -173,11 +174,11 @@ def cmd_weights(args: argparse.Namespace) -> int:
             try:
                 registry.verify(entry)
                 print(f"ok    {entry.id}")
-            except WeightsError as exc:
+            except UserError as exc:
                 failures += 1
                 print(f"FAIL  {entry.id}: {exc.message} ({exc.hint})")
         return 1 if failures else 0
-    except WeightsError as exc:
+    except UserError as exc:
         return fail(exc.code, exc.message, exc.hint)
 
 
@@ -278,7 +279,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         configure_threads()
-    except DeviceError as exc:
+    except UserError as exc:
         print(f"error: {exc.message} ({exc.hint})", file=sys.stderr)
         return 2
     return args.func(args)

@@ -27,14 +27,14 @@ import numpy as np
 import torch
 from PIL import Image
 
-from backend.devices import DeviceError, is_out_of_memory, release_memory, resolve_device
-from backend.inputs import InputError, load_input
+from backend.devices import is_out_of_memory, release_memory, resolve_device
+from backend.inputs import load_input
 from backend.methods import method_class
 from backend.methods.base import JobCancelled, MeshResult, Method
 from backend.models import load_model
-from backend.protocol import JobRequest, ProtocolError
-from backend.results import ResultError, check_output_dir, write_result
-from backend.weights import Registry, WeightsEntry, WeightsError
+from backend.protocol import JobRequest, JobSummary, ProgressMessage, ReprojectSummary, UserError
+from backend.results import check_output_dir, write_result
+from backend.weights import Registry, WeightsEntry
 
 Emit = Callable[[dict[str, Any]], None]
 PROGRESS_INTERVAL_S = 0.1
@@ -47,25 +47,10 @@ ABSURD_FLOOR = 10
 (or of ``ABSURD_FLOOR`` when the presets use less): more than that is a typo, not a schedule."""
 
 
-class JobError(Exception):
-    """A job-level failure with a code and a hint (bad options, diverged optimisation, OOM...)."""
-
-    def __init__(self, code: str, message: str, hint: str = "") -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.hint = hint
-
-
-USER_ERRORS = (JobError, InputError, WeightsError, ResultError, DeviceError)
-
-
 def describe_error(exc: BaseException) -> tuple[str, str, str]:
     """``(code, one-line message, hint)`` for any exception a job can raise."""
-    if isinstance(exc, USER_ERRORS):
+    if isinstance(exc, UserError):
         return exc.code, exc.message.splitlines()[0], exc.hint
-    if isinstance(exc, ProtocolError):
-        return exc.code, str(exc), "fix the request"
     if isinstance(exc, JobCancelled):
         return "cancelled", "the job was cancelled", ""
     if is_out_of_memory(exc):
@@ -104,7 +89,7 @@ def _coerce(key: str, value: Any, default: Any, nullable: bool = False) -> Any:
             value = json.loads(value)
     if default is None or (value is None and nullable):
         return value
-    bad = JobError(
+    bad = UserError(
         "bad_option",
         f"option {key}={_shown(value)} must be a {type(default).__name__} like {default!r}",
         "fix the --set value",
@@ -141,11 +126,11 @@ def resolve_options(
     """``presets[preset]`` (a ``Method.presets``) with ``overrides`` applied; unknown keys and bad
     values are errors, so a typo never silently runs the default."""
     if preset not in presets:
-        raise JobError("bad_preset", f"unknown preset {preset!r}", f"use one of {', '.join(presets)}")
+        raise UserError("bad_preset", f"unknown preset {preset!r}", f"use one of {', '.join(presets)}")
     options = dict(presets[preset])
     unknown = sorted(set(overrides) - set(options))
     if unknown:
-        raise JobError(
+        raise UserError(
             "bad_option",
             f"unknown option(s): {', '.join(unknown)}",
             f"known options: {', '.join(sorted(options))}",
@@ -183,10 +168,10 @@ def _check_count_range(key: str, value: Any, presets: dict[str, dict[str, Any]])
     if not reference or not given:
         return
     if min(reference) >= 0 and min(given) < 0:
-        raise JobError("bad_option", f"option {key}={_shown(value)} must not be negative", "counts are >= 0")
+        raise UserError("bad_option", f"option {key}={_shown(value)} must not be negative", "counts are >= 0")
     limit = ABSURD_FACTOR * max(*reference, ABSURD_FLOOR)
     if max(given) > limit:
-        raise JobError(
+        raise UserError(
             "bad_option",
             f"option {key}={_shown(value)} is implausibly large (above {limit})",
             f"the presets use at most {max(reference)}; check for a typo",
@@ -241,7 +226,7 @@ class ProgressReporter:
         if loss is not None:
             loss = float(loss)
             if not math.isfinite(loss):
-                raise JobError(
+                raise UserError(
                     "diverged",
                     f"the optimisation diverged (loss {loss}) at {stage} step {step}",
                     "try another seed or lower the learning rate with --set",
@@ -252,17 +237,14 @@ class ProgressReporter:
             return
         self.last_event = now
         eta = max(0.0, (now - self.stage_start) / step * (total - step)) if step > 0 else None
-        event: dict[str, Any] = {
-            "type": "progress", "job": self.job, "stage": stage, "step": step, "total": total,
-            "loss": loss, "eta": None if eta is None else round(eta, 2),
-        }  # fmt: skip
+        event = ProgressMessage(self.job, stage, step, total, loss, None if eta is None else round(eta, 2))
         if preview is not None and self.previews and now - self.last_preview >= PREVIEW_INTERVAL_S:
             self.last_preview = now
             try:
-                event["preview"] = save_preview(preview, self._preview_folder())
+                event.preview = save_preview(preview, self._preview_folder())
             except OSError as exc:  # previews are a courtesy: a full temp disk must not end the job
                 print(f"preview not saved: {exc}", file=sys.stderr)
-        self.emit(event)
+        self.emit(event.to_message())
 
     def _preview_folder(self) -> Path:
         """The job's temporary preview folder, made at the first preview: a job that is killed
@@ -289,10 +271,10 @@ def save_preview(image: np.ndarray, folder: Path) -> str:
 
 @dataclass
 class JobOutcome:
-    """What a finished job reports: written files (name -> path) and a summary for one line."""
+    """What a finished job reports (``ResultMessage``): written files (name -> path) and a summary."""
 
     files: dict[str, str]
-    summary: dict[str, Any]
+    summary: JobSummary | ReprojectSummary
 
 
 def run_job(
@@ -312,9 +294,9 @@ def run_job(
     try:
         method = method_class(request.method)
     except KeyError as exc:
-        raise JobError("unknown_method", str(exc.args[0]), "use meshinversion or gan2shape") from None
+        raise UserError("unknown_method", str(exc.args[0]), "use meshinversion or gan2shape") from None
     except (ImportError, AttributeError) as exc:
-        raise JobError(
+        raise UserError(
             "method_unavailable",
             f"method {request.method!r} cannot be loaded: {exc}",
             "run `python -m backend doctor`; the installation may be incomplete",
@@ -324,7 +306,7 @@ def run_job(
     else:
         entry = registry.default_for(request.method, method.is_model_entry)
     if entry.method != request.method:
-        raise JobError(
+        raise UserError(
             "weights_mismatch",
             f"weights {entry.id!r} are for {entry.method}, not {request.method}",
             "pick weights of the same method (`python -m backend weights list`)",
@@ -334,7 +316,7 @@ def run_job(
         method.check_options(options)
     except ValueError as exc:
         message = str(exc).splitlines()[0]
-        raise JobError("bad_option", message, "fix the --set value (see the README's options)") from None
+        raise UserError("bad_option", message, "fix the --set value (see the README's options)") from None
     device = resolve_device(request.device)
     check_output_dir(Path(request.output_dir), request.overwrite)
 
@@ -381,16 +363,16 @@ def run_job(
     files = write_result(
         result, request.output_dir, metadata, overwrite=request.overwrite, mask=image.mask_at_original_size()
     )
-    summary = {
-        "method": request.method,
-        "weights": entry.id,
-        "preset": request.preset,
-        "device": str(device),
-        "seconds": round(time.perf_counter() - start, 2),
-        "vertices": len(result.vertices),
-        "faces": len(result.faces),
-        "output_dir": str(Path(request.output_dir).absolute()),
-    }
+    summary = JobSummary(
+        method=request.method,
+        weights=entry.id,
+        preset=request.preset,
+        device=str(device),
+        seconds=round(time.perf_counter() - start, 2),
+        vertices=len(result.vertices),
+        faces=len(result.faces),
+        output_dir=str(Path(request.output_dir).absolute()),
+    )
     return JobOutcome(files, summary)
 
 
@@ -413,14 +395,14 @@ def _run_guarded(
     except Exception as exc:
         release_memory(device)
         if is_out_of_memory(exc):
-            raise JobError(
+            raise UserError(
                 "out_of_memory",
                 f"{device.type} ran out of memory during {progress.stage or 'the job'}",
                 out_of_memory_hint(device),
             ) from None
         if isinstance(exc, ValueError):  # methods validate option values they were given
             log_traceback(exc)
-            raise JobError(
+            raise UserError(
                 "method_failed",
                 f"{request.method} stopped: {str(exc).splitlines()[0][:300]}",
                 "check the --set options; if they are fine, this is a bug (traceback on stderr)",
@@ -439,5 +421,5 @@ def out_of_memory_hint(device: torch.device) -> str:
 
 def log_traceback(exc: BaseException) -> None:
     """Full traceback to stderr for bugs; user errors need only their one line."""
-    if not isinstance(exc, (*USER_ERRORS, JobCancelled, ProtocolError)):
+    if not isinstance(exc, UserError | JobCancelled):
         traceback.print_exception(exc, file=sys.stderr)

@@ -14,7 +14,8 @@ import torch
 
 from backend.methods import METHOD_MODULES, method_class
 from backend.methods.base import AuxiliaryWeights, Method
-from backend.weights import Registry, WeightsEntry, WeightsError, safe_torch_load, sha256_file
+from backend.protocol import UserError
+from backend.weights import Registry, WeightsEntry, safe_torch_load, sha256_file
 
 
 def auxiliary_weights(store: Registry, method: str) -> AuxiliaryWeights:
@@ -43,7 +44,7 @@ def build_model(
     auxiliary: AuxiliaryWeights,
 ) -> Method:
     """``Method.load`` with a mismatched architecture (one line naming the first tensor) or an
-    invalid config turned into ``WeightsError``."""
+    invalid config turned into ``UserError``."""
     try:
         return method_class(entry.method).load(entry, state_dict, torch.device(device), auxiliary)
     except RuntimeError as exc:
@@ -51,13 +52,13 @@ def build_model(
             raise
         details = [line.strip() for line in str(exc).splitlines()[1:] if line.strip()]
         first = details[0] if details else str(exc)
-        raise WeightsError(
+        raise UserError(
             "architecture_mismatch",
             f"weights {entry.id!r} do not fit the {entry.method} model: {first[:300]}",
             "the manifest config does not match the file; re-import the checkpoint",
         ) from None
     except (ValueError, KeyError, TypeError) as exc:
-        raise WeightsError(
+        raise UserError(
             "bad_config",
             f"weights {entry.id!r}: the manifest config does not describe a {entry.method} model ({exc})",
             "fix its [weights.config] table or re-import the checkpoint",
@@ -74,7 +75,7 @@ def import_official(
     """
     checkpoint = Path(checkpoint)
     if method not in METHOD_MODULES:
-        raise WeightsError(
+        raise UserError(
             "unknown_method",
             f"unknown method {method!r}",
             f"use one of {', '.join(sorted(METHOD_MODULES))}",
@@ -86,7 +87,7 @@ def import_official(
     try:
         state_dict, config = convert(raw, category)
     except (KeyError, ValueError, TypeError) as exc:
-        raise WeightsError(
+        raise UserError(
             "not_a_checkpoint",
             f"{checkpoint.name} is not a {method} checkpoint for {category!r}: {exc}",
             "check --method and --category, and that the file is the official release",

@@ -37,6 +37,8 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from backend.protocol import UserError
+
 SHIPPED_DIR = Path(__file__).resolve().parents[1] / "weights"
 USER_DIR_ENV = "RFI_WEIGHTS_DIR"
 MANIFEST = "manifest.toml"
@@ -52,16 +54,6 @@ SAFE_GLOBALS: list[Any] = [
     type(np.dtype(np.int64)),
 ]
 """The only non-tensor classes an imported checkpoint may contain; everything else is refused."""
-
-
-class WeightsError(Exception):
-    """A weights problem a user can fix; ``code`` for programs, ``hint`` for people."""
-
-    def __init__(self, code: str, message: str, hint: str = "") -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.hint = hint
 
 
 @dataclass(frozen=True)
@@ -106,7 +98,7 @@ def read_manifest(root: Path, origin: str) -> list[WeightsEntry]:
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise WeightsError(
+        raise UserError(
             "bad_manifest", f"{path} is not valid TOML: {exc}", "fix or remove the file"
         ) from None
     entries = []
@@ -115,7 +107,7 @@ def read_manifest(root: Path, origin: str) -> list[WeightsEntry]:
         unknown = sorted(set(raw) - set(ENTRY_FIELDS) - {"config"})
         if missing or unknown:
             what = f"missing {', '.join(missing)}" if missing else f"unknown {', '.join(unknown)}"
-            raise WeightsError("bad_manifest", f"{path}: entry {index + 1} has {what}", "fix the manifest")
+            raise UserError("bad_manifest", f"{path}: entry {index + 1} has {what}", "fix the manifest")
         entries.append(WeightsEntry(**raw, root=root, origin=origin))
     return entries
 
@@ -163,7 +155,7 @@ def write_manifest(root: Path, entries: list[WeightsEntry]) -> None:
     if [WeightsEntry(**e, root=root).to_dict() for e in tomllib.loads(text)["weights"]] != [
         e.to_dict() for e in entries
     ]:
-        raise WeightsError("bad_manifest", "manifest did not survive a TOML round trip", "report this bug")
+        raise UserError("bad_manifest", "manifest did not survive a TOML round trip", "report this bug")
     _atomic_write(root / MANIFEST, text.encode("utf-8"))
 
 
@@ -210,7 +202,7 @@ class Registry:
         taken = {e.id for e in shipped}
         clash = [e.id for e in user if e.id in taken]
         if clash:
-            raise WeightsError(
+            raise UserError(
                 "duplicate_id",
                 f"user weights reuse shipped id(s): {', '.join(clash)}",
                 f"rename them in {self.user_dir / MANIFEST}",
@@ -223,7 +215,7 @@ class Registry:
             if entry.id == weights_id:
                 return entry
         known = ", ".join(e.id for e in entries) or "none"
-        raise WeightsError(
+        raise UserError(
             "unknown_weights",
             f"no weights with id {weights_id!r} (known: {known})",
             "list them with `python -m backend weights list`, or import an official checkpoint",
@@ -235,7 +227,7 @@ class Registry:
         for entry in self.entries():
             if entry.method == method and accepts(entry):
                 return entry
-        raise WeightsError(
+        raise UserError(
             "no_weights",
             f"no weights registered for method {method!r}",
             f"import a checkpoint with `python -m backend weights import FILE --method {method} ...`",
@@ -245,20 +237,20 @@ class Registry:
         """Check presence, size and sha256 (hash cached by path, mtime and size)."""
         path = entry.path
         if not path.is_file():
-            raise WeightsError(
+            raise UserError(
                 "missing_file",
                 f"weights file for {entry.id!r} not found: {path}",
                 "re-run `python3 build.py setup` or re-import the checkpoint",
             )
         size = path.stat().st_size
         if size != entry.size:
-            raise WeightsError(
+            raise UserError(
                 "size_mismatch",
                 f"weights {entry.id!r}: {path.name} has {size} bytes, the manifest says {entry.size}",
                 "the file is truncated or replaced; restore it or re-import",
             )
         if cached_sha256(path) != entry.sha256:
-            raise WeightsError(
+            raise UserError(
                 "sha_mismatch",
                 f"weights {entry.id!r}: sha256 of {path.name} does not match the manifest",
                 "the file is corrupt or replaced; restore it or re-import",
@@ -272,7 +264,7 @@ class Registry:
         try:
             return load_file(entry.path, device=str(device))
         except (SafetensorError, OSError, ValueError) as exc:
-            raise WeightsError(
+            raise UserError(
                 "corrupt_weights",
                 f"cannot read {entry.path.name} as safetensors: {exc}",
                 "re-import the weights",
@@ -281,13 +273,13 @@ class Registry:
     def check_new_id(self, weights_id: str) -> str:
         """``weights_id`` when it can name a new entry (a plain name no entry uses yet)."""
         if not WEIGHTS_ID.match(weights_id):
-            raise WeightsError(
+            raise UserError(
                 "bad_id",
                 f"weights id {weights_id!r} is not a plain name",
                 "use letters, digits, '.', '_' and '-' (it also names the file)",
             )
         if any(e.id == weights_id for e in self.entries()):
-            raise WeightsError(
+            raise UserError(
                 "duplicate_id", f"weights id {weights_id!r} exists already", "pass another --id"
             )
         return weights_id
@@ -313,7 +305,7 @@ class Registry:
         try:
             return self._store(checkpoint, original_sha, weights_id, method, category, tensors, config, check)
         except (OSError, SafetensorError) as exc:
-            raise WeightsError(
+            raise UserError(
                 "not_writable",
                 f"cannot write the imported weights to {self.user_dir}: {exc}",
                 f"free disk space, or choose a writable folder with --weights-dir or ${USER_DIR_ENV}",
@@ -360,7 +352,7 @@ class Registry:
 def safe_torch_load(path: Path) -> dict[str, Any]:
     """``torch.load(weights_only=True)`` with only ``SAFE_GLOBALS`` allowed; code is never run."""
     if not path.is_file():
-        raise WeightsError("missing_file", f"checkpoint not found: {path}", "check the path")
+        raise UserError("missing_file", f"checkpoint not found: {path}", "check the path")
     try:
         with torch.serialization.safe_globals(SAFE_GLOBALS):
             raw = torch.load(path, map_location="cpu", weights_only=True)
@@ -368,7 +360,7 @@ def safe_torch_load(path: Path) -> dict[str, Any]:
         lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
         globals_named = [line for line in lines if "GLOBAL" in line]
         if globals_named:
-            raise WeightsError(
+            raise UserError(
                 "unsafe_checkpoint",
                 f"refused {path.name}: it holds objects that could run code ({globals_named[0][:200]})",
                 "it was not executed; only import official checkpoints from their original source",
@@ -376,19 +368,19 @@ def safe_torch_load(path: Path) -> dict[str, Any]:
         reason = next(
             (line for line in lines if "error" in line.lower() or "unsupported" in line.lower()), ""
         )
-        raise WeightsError(
+        raise UserError(
             "corrupt_checkpoint",
             f"cannot read {path.name} as a PyTorch checkpoint: {reason[:200]}",
             "re-download it",
         ) from None
     except (RuntimeError, EOFError, OSError, zipfile.BadZipFile, ValueError) as exc:
-        raise WeightsError(
+        raise UserError(
             "corrupt_checkpoint",
             f"cannot read {path.name} as a PyTorch checkpoint: {str(exc)[:200]}",
             "re-download it",
         ) from None
     if not isinstance(raw, dict):
-        raise WeightsError(
+        raise UserError(
             "not_a_checkpoint",
             f"{path.name} holds a {type(raw).__name__}, not a checkpoint dict",
             "check the file",

@@ -188,7 +188,7 @@ def side_files(args: argparse.Namespace, output: Path, stem: str) -> dict[str, P
 def check_free(addon: ModuleType, path: Path, overwrite: bool) -> None:
     """Refuse, before the reconstruction, a name the folder cannot hold and a file that is there
     already (unless ``--overwrite``); a link or a folder of that name is never replaced."""
-    error = addon.client.BackendError
+    error = addon.client.UserError
     if len(os.fsencode(path.name)) > addon.client.protocol.name_max(path.parent):
         raise error("bad_output", f"{path.name[:24]!r}... is too long a file name here", "rename the photo")
     if path.is_symlink() or (path.exists() and not path.is_file()):
@@ -248,7 +248,7 @@ def process(addon: ModuleType, image: Path, args: argparse.Namespace, output: Pa
         output_dir=output / image.stem,
         backend_python=args.backend_python,
         overwrite=args.overwrite,
-        overrides=addon.jobs.parse_overrides(shlex.join(args.set)),
+        overrides=addon.job_request.parse_overrides(shlex.join(args.set)),
     )
     writers: dict[str, Callable[[Path], None]] = {
         "preview": lambda path: render_preview(obj, path),
@@ -297,7 +297,7 @@ def main(argv: list[str]) -> int:
         print(f"batch.py: {exc}", file=sys.stderr)
         return 2
     addon, registered_here = load_addon()
-    client_error = addon.client.BackendError
+    client_error = addon.client.UserError
     rows: list[dict[str, object]] = []
     try:
         for image in images:

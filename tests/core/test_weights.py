@@ -17,10 +17,10 @@ from safetensors.torch import save_file
 
 from backend import weights as weights_module
 from backend.models import default_entry, import_official
+from backend.protocol import UserError
 from backend.weights import (
     Registry,
     WeightsEntry,
-    WeightsError,
     read_manifest,
     safe_torch_load,
     write_manifest,
@@ -70,10 +70,10 @@ def test_manifest_round_trip_and_find(tmp_path: Path, tensors: dict[str, torch.T
         "norm": "batch",
     }
     assert default_entry(registry, "meshinversion").id == "tiny"
-    with pytest.raises(WeightsError) as err:
+    with pytest.raises(UserError) as err:
         registry.find("nope")
     assert err.value.code == "unknown_weights" and "tiny" in err.value.message
-    with pytest.raises(WeightsError) as err:
+    with pytest.raises(UserError) as err:
         default_entry(registry, "gan2shape")
     assert err.value.code == "no_weights"
 
@@ -94,7 +94,7 @@ def test_shipped_before_user_and_duplicate_ids(tmp_path: Path, tensors: dict[str
     registry = Registry(user_dir=tmp_path / "user", shipped_dir=tmp_path / "shipped")
     assert [(e.id, e.origin) for e in registry.entries()] == [("demo", "shipped"), ("mine", "user")]
     save_entry(tmp_path / "user", tensors, "demo")
-    with pytest.raises(WeightsError) as err:
+    with pytest.raises(UserError) as err:
         registry.entries()
     assert err.value.code == "duplicate_id"
 
@@ -112,7 +112,7 @@ def test_wrong_sha_refused(tmp_path: Path, tensors: dict[str, torch.Tensor]) -> 
     data[-1] ^= 0xFF  # same size, different content
     entry.path.write_bytes(bytes(data))
     registry = Registry(user_dir=tmp_path, shipped_dir=tmp_path / "none")
-    with pytest.raises(WeightsError) as err:
+    with pytest.raises(UserError) as err:
         registry.load_state_dict(registry.find("tiny"))
     assert err.value.code == "sha_mismatch"
 
@@ -120,7 +120,7 @@ def test_wrong_sha_refused(tmp_path: Path, tensors: dict[str, torch.Tensor]) -> 
 def test_truncated_file_refused_by_size(tmp_path: Path, tensors: dict[str, torch.Tensor]) -> None:
     entry = save_entry(tmp_path, tensors)
     entry.path.write_bytes(entry.path.read_bytes()[:50])
-    with pytest.raises(WeightsError) as err:
+    with pytest.raises(UserError) as err:
         Registry(user_dir=tmp_path, shipped_dir=tmp_path / "none").verify(entry)
     assert err.value.code == "size_mismatch"
 
@@ -136,7 +136,7 @@ def test_truncated_safetensors_with_matching_manifest(
         "cut", "meshinversion", "car", path.name, hashlib.sha256(path.read_bytes()).hexdigest(),
         path.stat().st_size, "test", "MIT", root=tmp_path,
     )  # fmt: skip
-    with pytest.raises(WeightsError) as err:
+    with pytest.raises(UserError) as err:
         Registry(user_dir=tmp_path, shipped_dir=tmp_path / "none").load_state_dict(entry)
     assert err.value.code == "corrupt_weights"
 
@@ -144,7 +144,7 @@ def test_truncated_safetensors_with_matching_manifest(
 def test_missing_file(tmp_path: Path, tensors: dict[str, torch.Tensor]) -> None:
     entry = save_entry(tmp_path, tensors)
     entry.path.unlink()
-    with pytest.raises(WeightsError) as err:
+    with pytest.raises(UserError) as err:
         Registry(user_dir=tmp_path, shipped_dir=tmp_path / "none").verify(entry)
     assert err.value.code == "missing_file"
 
@@ -168,11 +168,11 @@ def test_verification_is_cached(
 
 def test_bad_manifest(tmp_path: Path) -> None:
     (tmp_path / "manifest.toml").write_text('[[weights]]\nid = "x"\n')
-    with pytest.raises(WeightsError) as err:
+    with pytest.raises(UserError) as err:
         Registry(user_dir=tmp_path, shipped_dir=tmp_path / "none").entries()
     assert err.value.code == "bad_manifest" and "missing" in err.value.message
     (tmp_path / "manifest.toml").write_text("[[weights]\n")
-    with pytest.raises(WeightsError) as err:
+    with pytest.raises(UserError) as err:
         Registry(user_dir=tmp_path, shipped_dir=tmp_path / "none").entries()
     assert err.value.code == "bad_manifest"
 
@@ -208,16 +208,17 @@ def test_malicious_pickle_refused_and_never_executed(tmp_path: Path) -> None:
     legacy = tmp_path / "evil_legacy.pth"
     legacy.write_bytes(pickle.dumps({"x": _Payload(marker)}))
     for path in (evil, legacy):
-        with pytest.raises(WeightsError) as err:
+        with pytest.raises(UserError) as err:
             safe_torch_load(path)
         assert err.value.code in ("unsafe_checkpoint", "corrupt_checkpoint")
         assert not marker.exists()
-    with pytest.raises(WeightsError) as err:
+    with pytest.raises(UserError) as err:
         safe_torch_load(evil)
     assert err.value.code == "unsafe_checkpoint" and "not executed" in err.value.hint
     store = Registry(user_dir=tmp_path / "user", shipped_dir=tmp_path / "none")
-    with pytest.raises(WeightsError):
+    with pytest.raises(UserError) as err:
         import_official(store, evil, "meshinversion", "car")
+    assert err.value.code == "unsafe_checkpoint"
     assert not marker.exists() and not (tmp_path / "user" / "manifest.toml").exists()
 
 
@@ -242,11 +243,11 @@ def test_official_style_checkpoint_with_namespace_loads(tmp_path: Path) -> None:
 
 def test_not_a_checkpoint(tmp_path: Path) -> None:
     (tmp_path / "junk.pth").write_bytes(b"not a checkpoint at all" * 10)
-    with pytest.raises(WeightsError) as err:
+    with pytest.raises(UserError) as err:
         safe_torch_load(tmp_path / "junk.pth")
     assert err.value.code == "corrupt_checkpoint"
     torch.save([torch.zeros(1)], tmp_path / "list.pth")
-    with pytest.raises(WeightsError) as err:
+    with pytest.raises(UserError) as err:
         safe_torch_load(tmp_path / "list.pth")
     assert err.value.code == "not_a_checkpoint"
 

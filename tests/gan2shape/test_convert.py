@@ -15,7 +15,8 @@ from backend.methods.gan2shape.networks import NET_NAMES, ShapeNets
 from backend.methods.gan2shape.perceptual import TAP_WIDTHS
 from backend.methods.gan2shape.stylegan2 import OFFICIAL_CONFIGS, Discriminator, Generator
 from backend.models import auxiliary_weights, default_entry, import_official
-from backend.weights import Registry, WeightsEntry, WeightsError
+from backend.protocol import UserError
+from backend.weights import Registry, WeightsEntry
 from tests.gan2shape.helpers import NO_AUXILIARY
 
 convert_official = METHOD.convert_official
@@ -135,5 +136,6 @@ def test_registry_import_then_the_gan_finds_its_extras(tmp_path: Path, tiny_entr
     torch.testing.assert_close(extras.state("view_mvn")["cov"], cov)
     wrong = tmp_path / "wrong.pth"
     torch.save({"netD": {"network.0.weight": torch.zeros(3)}}, wrong)
-    with pytest.raises(WeightsError, match="network"):
+    with pytest.raises(UserError, match="network") as err:
         import_official(registry, wrong, "gan2shape", "car")
+    assert err.value.code == "not_a_checkpoint"

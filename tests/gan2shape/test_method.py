@@ -10,13 +10,13 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from backend.inputs import InputError
 from backend.methods.base import JobCancelled
 from backend.methods.gan2shape import METHOD, warp
 from backend.methods.gan2shape.config import resolve
 from backend.methods.gan2shape.depthmap import normals_from_depth, scale_view, smooth_depth
 from backend.methods.gan2shape.masknet import MaskNet, MaskNetConfig
 from backend.methods.gan2shape.method import crop_input
+from backend.protocol import UserError
 from backend.results import validate
 from backend.weights import WeightsEntry, sha256_file, write_manifest
 from tests.gan2shape.helpers import TINY_OPTIONS, ellipse_photo
@@ -132,8 +132,9 @@ def test_without_a_mask_the_category_mask_network_is_used(tiny_entry, auxiliary)
     write_manifest(entry.root, [entry, mask_entry])
     assert not METHOD.is_model_entry(mask_entry)
     METHOD.load(mask_entry, net_state, "cpu", auxiliary)  # validates strictly
-    with pytest.raises(InputError, match="mask network found no object"):
+    with pytest.raises(UserError, match="mask network found no object") as err:
         METHOD.load(entry, state, "cpu", auxiliary).run(photo, short, seed=0, progress=Recorder())
+    assert err.value.code == "empty_mask"
     net_state["head.bias"] = torch.full_like(net_state["head.bias"], 20.0)  # sees the whole crop
     save_file(net_state, path)
     mask_entry = replace(mask_entry, sha256=sha256_file(path), size=path.stat().st_size)

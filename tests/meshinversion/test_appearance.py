@@ -9,10 +9,11 @@ import numpy as np
 import pytest
 import torch
 
-from backend.jobs import JobError, resolve_options
+from backend.jobs import resolve_options
 from backend.methods.meshinversion import METHOD
 from backend.methods.meshinversion.appearance import compose, mirror_columns, texture_size
 from backend.methods.meshinversion.mesh_gan import MeshGAN
+from backend.protocol import UserError
 from backend.render.bake import Bake, uv_fragments
 from backend.render.interpolate import blend_vertex_attributes
 from tests.meshinversion.helpers import NO_AUXILIARY, small_generator
@@ -104,5 +105,5 @@ def test_bad_texture_options_are_one_line_errors_before_any_work(overrides):
     with pytest.raises(ValueError) as err:
         METHOD.check_options({**options, **overrides})
     assert "\n" not in str(err.value) and "texture" in str(err.value)
-    with pytest.raises((JobError, ValueError)):
+    with pytest.raises((UserError, ValueError)):
         METHOD.check_options(resolve_options(METHOD.presets, "fast", overrides))

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from backend.categories import scale_rule
-from backend.inputs import Crop, InputError, InputImage, crop_to_object, photo_side
+from backend.inputs import Crop, InputImage, crop_to_object, photo_side
 from backend.methods.base import AuxiliaryWeights, Converted, MeshResult, Method, Progress
 from backend.methods.gan2shape import warp
 from backend.methods.gan2shape.config import (
@@ -40,6 +40,7 @@ from backend.methods.gan2shape.networks import ShapeNets, net_widths
 from backend.methods.gan2shape.pipeline import GAN2ShapeRun, Prediction, Target, ViewLightPrior
 from backend.methods.gan2shape.previews import make_previews, to_uint8
 from backend.methods.gan2shape.stylegan2 import Discriminator, Generator, StyleGAN2Config, build_gan
+from backend.protocol import UserError
 
 MAX_NET_SIZE = 128
 """The 3D nets run at the GAN's size up to 128 px (the official choice for 256/512 px GANs)."""
@@ -160,7 +161,7 @@ class GAN2Shape(Method):
             return mask, "whole image (no mask given and no mask network registered)"
         predicted = network.predict(image)
         if not bool((predicted >= 0.5).any()):
-            raise InputError("empty_mask", "the category's mask network found no object in the image",
+            raise UserError("empty_mask", "the category's mask network found no object in the image",
                              "give a mask: an alpha channel, a mask file or GrabCut (--mask)")
         return predicted, "mask network"
 

@@ -17,7 +17,7 @@ import bpy
 import numpy as np
 
 from . import session
-from .client import BackendError, protocol
+from .client import UserError, protocol
 
 
 @dataclass
@@ -51,7 +51,7 @@ def image_file(image: bpy.types.Image, folder: Path | None = None) -> Path:
     else:
         write_pixels(image, path)
     if not path.is_file():
-        raise BackendError(
+        raise UserError(
             "bad_image",
             f"image '{image.name}' has no pixels to reconstruct from",
             "open or render an image first",
@@ -111,12 +111,12 @@ def source_image(context: bpy.types.Context, settings: Any, filepath: str = "") 
     if filepath or settings.image_source == "FILE":
         path = Path(bpy.path.abspath(filepath or settings.filepath))
         if not path.is_file():
-            raise BackendError("bad_image", f"image file not found: {path}", "choose an existing image file")
+            raise UserError("bad_image", f"image file not found: {path}", "choose an existing image file")
         return path, path.stem
     image = editor_image(context) if settings.image_source == "EDITOR" else object_image(context)
     if image is None:
         where = "an Image Editor" if settings.image_source == "EDITOR" else "the active object"
-        raise BackendError(
+        raise UserError(
             "no_image", f"no image in {where}", "open a photo there, or switch the image source to File"
         )
     return image_file(image), Path(image.name).stem or image.name
@@ -127,7 +127,7 @@ def parse_overrides(text: str) -> dict[str, str]:
     try:
         return protocol.parse_overrides(shlex.split(text))
     except protocol.ProtocolError as exc:
-        raise BackendError(exc.code, str(exc), "e.g. num_stages=1 seed_views=4") from None
+        raise UserError(exc.code, str(exc), "e.g. num_stages=1 seed_views=4") from None
 
 
 def output_dir(name: str) -> Path:
@@ -147,7 +147,7 @@ def build_request(
     mask_path = None
     if settings.mask_source == "file":
         if settings.mask_image is None:
-            raise BackendError(
+            raise UserError(
                 "no_mask",
                 "mask source is 'Mask Image' but no mask image is chosen",
                 "pick a mask image in the panel or use another mask source",
