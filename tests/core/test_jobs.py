@@ -14,8 +14,10 @@ from PIL import Image
 from backend import jobs
 from backend.devices import DeviceError, resolve_device
 from backend.inputs import InputError
-from backend.jobs import JobError, ProgressReporter, describe_error, resolve_options
+from backend.jobs import JobError, ProgressReporter, describe_error
 from backend.methods.base import JobCancelled
+from backend.options import resolve_options
+from backend.protocol import UserError
 
 PRESETS: dict[str, dict[str, Any]] = {
     "fast": {
@@ -71,14 +73,15 @@ def test_presets_and_typed_overrides() -> None:
     ],
 )
 def test_bad_overrides(overrides: dict[str, Any]) -> None:
-    with pytest.raises(JobError) as err:
+    with pytest.raises(UserError) as err:
         resolve_options(PRESETS, "fast", overrides)
     assert err.value.code == "bad_option" and err.value.hint
 
 
 def test_unknown_preset() -> None:
-    with pytest.raises(JobError, match="preset"):
+    with pytest.raises(UserError, match="preset") as err:
         resolve_options(PRESETS, "medium", {})
+    assert err.value.code == "bad_preset"
 
 
 def test_progress_cancel_nan_eta_and_preview(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

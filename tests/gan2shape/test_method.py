@@ -13,17 +13,20 @@ from safetensors.torch import save_file
 from backend.inputs import InputError
 from backend.methods.base import JobCancelled
 from backend.methods.gan2shape import METHOD, warp
-from backend.methods.gan2shape.config import resolve
+from backend.methods.gan2shape.config import Research, resolve
 from backend.methods.gan2shape.depthmap import normals_from_depth, scale_view, smooth_depth
 from backend.methods.gan2shape.masknet import MaskNet, MaskNetConfig
 from backend.methods.gan2shape.method import crop_input
+from backend.methods.gan2shape.options import Options
+from backend.options import parse_options, preset_options
+from backend.protocol import UserError
 from backend.results import validate
 from backend.weights import WeightsEntry, sha256_file, write_manifest
 from tests.gan2shape.helpers import TINY_OPTIONS, ellipse_photo
 
 
 def options(**changes):
-    return {**METHOD.presets["fast"], **TINY_OPTIONS, **changes}
+    return preset_options(Options, "fast", **{**TINY_OPTIONS, **changes})
 
 
 class Recorder:
@@ -113,7 +116,7 @@ def test_texture_modes_photo_albedo_net_shaded(model):
 def test_without_a_mask_the_category_mask_network_is_used(tiny_entry):
     entry, state = tiny_entry
     photo = ellipse_photo()
-    photo.mask = np.ones_like(photo.mask)
+    photo.mask, photo.mask_source = np.ones_like(photo.mask), "none"
     short = options(num_stages=1, stage0=(1, 1, 1), previews=False)
     alone = METHOD.load(entry, state, "cpu").run(photo, short, seed=0, progress=Recorder())
     assert alone.info["mask_source"].startswith("whole image")
@@ -143,8 +146,9 @@ def test_without_a_mask_the_category_mask_network_is_used(tiny_entry):
 
 
 def test_w_plus_inversion_runs_through_the_pipeline(model):
-    short = options(num_stages=1, stage0=(2, 2, 2), previews=False, invert_w_plus=True)
-    result = model.run(ellipse_photo(), short, seed=1, progress=Recorder())
+    short = options(num_stages=1, stage0=(2, 2, 2), previews=False)
+    outcome = model.reconstruct(ellipse_photo(), short, 1, Recorder(), Research(invert_w_plus=True))
+    result = model.export(outcome)
     assert np.isfinite(result.vertices).all() and result.info["losses"]["step3"] is not None
 
 
@@ -222,14 +226,14 @@ def test_depth_smoothing_smooths_the_final_relief_on_the_object_only(model):
 
 
 def test_unknown_or_bad_options_are_refused(model):
-    with pytest.raises(ValueError, match="unknown gan2shape option"):
-        model.run(ellipse_photo(), {**options(), "stages": 3}, seed=0, progress=Recorder())
+    with pytest.raises(UserError, match="unknown option"):
+        parse_options(Options, "fast", {"stages": 3})
     with pytest.raises(ValueError, match="texture"):
         model.run(ellipse_photo(), options(texture="glossy"), seed=0, progress=Recorder())
 
 
 def test_published_schedules_by_category():
-    paper = METHOD.presets["paper"]
+    paper = preset_options(Options, "paper")
     car, face, synface = resolve("car", paper), resolve("face", paper), resolve("synface", paper)
     assert (car.num_stages, car.stage0, car.later, car.batch) == (4, (700, 700, 600), (200, 500, 400), 8)
     assert car.use_mask and not car.relative_enc and car.flip3 == (False,) * 4
@@ -237,7 +241,7 @@ def test_published_schedules_by_category():
         (600, 600, 400), (200, 500, 300), 16, True, 1.2)
     assert (synface.num_stages, synface.f1_d, synface.rand_light[0]) == (1, 8, -0.9)
     assert car.prior_iters == 1000 and car.collect_iters == 100 and car.lr == 1e-4
-    fast = resolve("car", METHOD.presets["fast"])
+    fast = resolve("car", preset_options(Options, "fast"))
     assert fast.total_steps(0) + fast.total_steps(1) + fast.total_steps(2) < 500
 
 
@@ -287,8 +291,8 @@ def test_predicted_pseudo_pose_asks_the_view_and_light_nets(model):
 
 def test_optimised_projections_fit_each_pseudo_sample_on_its_own(model):
     recorder = Recorder()
-    outcome = model.reconstruct(ellipse_photo(), options(projection="optimise", projection_lr=0.1), seed=2,
-                                progress=recorder)
+    optimise = Research(projection="optimise", projection_lr=0.1)
+    outcome = model.reconstruct(ellipse_photo(), options(), seed=2, progress=recorder, research=optimise)
     run, opts = outcome.run, resolve("car", options())
     steps = [e for e in recorder.events if e[0] == "step2"]
     assert [e[1] for e in steps] == list(range(1, opts.total_steps(1) + 1))
@@ -296,4 +300,4 @@ def test_optimised_projections_fit_each_pseudo_sample_on_its_own(model):
     assert run.projected.shape[0] == run.projected_poses.shape[0] == opts.collect_iters * opts.batch
     assert (run.projected[0] - run.projected[1]).abs().max() > 1e-4
     with pytest.raises(ValueError, match="projection"):
-        model.run(ellipse_photo(), options(projection="nearest"), seed=0, progress=Recorder())
+        Research(projection="nearest")
