@@ -33,7 +33,7 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp")
 PREVIEW_SIZE = 256
 
 
-def parse_args(argv: list[str], catalogue: ModuleType) -> argparse.Namespace:
+def build_parser(catalogue: ModuleType) -> argparse.ArgumentParser:
     """``catalogue``: the add-on's ``catalogue`` module (methods, presets and defaults of the backend)."""
     defaults = catalogue.JOB_DEFAULTS
     parser = argparse.ArgumentParser(prog="batch.py", description="Reconstruct photos into textured meshes.")
@@ -58,7 +58,7 @@ def parse_args(argv: list[str], catalogue: ModuleType) -> argparse.Namespace:
     parser.add_argument(
         "--overwrite", action="store_true", help="replace earlier results and existing .blend/.glb/previews"
     )
-    return parser.parse_args(argv)
+    return parser
 
 
 def script_args() -> list[str]:
@@ -298,7 +298,7 @@ def main(argv: list[str]) -> int:
 
 def run(addon: ModuleType, argv: list[str]) -> int:
     try:
-        args = parse_args(argv, importlib.import_module(f"{addon.__name__}.catalogue"))
+        args = build_parser(importlib.import_module(f"{addon.__name__}.catalogue")).parse_args(argv)
     except SystemExit as exc:
         return 2 if exc.code else 0
     images = collect_images(args.input)

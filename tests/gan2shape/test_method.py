@@ -71,7 +71,7 @@ def test_run_reports_every_stage_and_returns_a_valid_relief(model):
     assert curves["prior"][-1] < curves["prior"][0]
     assert all(math.isfinite(v) for c in curves.values() for v in c)
     # The relief: cut to the object (no full background sheet), Blender frame, camera in front.
-    res = options()["mesh_resolution"]
+    res = options().mesh_resolution
     assert len(result.vertices) < 0.8 * res * res
     extent = result.vertices.max(axis=0) - result.vertices.min(axis=0)
     assert extent.max() == pytest.approx(4.5, abs=1e-4)  # a car's size in metres (its largest extent)

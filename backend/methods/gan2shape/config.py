@@ -21,61 +21,24 @@ CATEGORY_SETTINGS: dict[str, dict[str, Any]] = {
     "church": {"use_mask": True, "relative_enc": False, "view_scale": 1.0, "f1_d": 2, "prior_far": 1.0},
     "face": {"use_mask": False, "relative_enc": True, "view_scale": 1.2, "f1_d": 2, "prior_far": 1.02},
     "cat": {"use_mask": False, "relative_enc": True, "view_scale": 1.2, "f1_d": 2, "prior_far": 1.02},
-    "synface": {
-        "use_mask": False,
-        "relative_enc": True,
-        "view_scale": 1.2,
-        "f1_d": 8,
-        "prior_far": 1.02,
-        "rand_light": (-0.9, 0.9, -0.3, 0.8, -0.1, 0.7, -0.4),
-    },
+    "synface": {"use_mask": False, "relative_enc": True, "view_scale": 1.2, "f1_d": 8, "prior_far": 1.02,
+                "rand_light": (-0.9, 0.9, -0.3, 0.8, -0.1, 0.7, -0.4)},
 }
 """Per-category switches of the official configs (``relative_enc``, ``use_mask``, ``view_scale``,
 ``F1_d``, ``prior_far``, ``rand_light``); unknown categories (procedural demo ones) use ``car``'s."""
 
 PAPER_SCHEDULES: dict[str, dict[str, Any]] = {
-    "face": {
-        "num_stages": 4,
-        "stage0": (600, 600, 400),
-        "later": (200, 500, 300),
-        "batch": 16,
-        "flip1": (False,) * 4,
-        "flip3": (True, False, False, False),
-    },
-    "cat": {
-        "num_stages": 4,
-        "stage0": (600, 600, 400),
-        "later": (200, 500, 300),
-        "batch": 16,
-        "flip1": (False,) * 4,
-        "flip3": (True, False, False, False),
-    },
-    "car": {
-        "num_stages": 4,
-        "stage0": (700, 700, 600),
-        "later": (200, 500, 400),
-        "batch": 8,
-        "flip1": (False,) * 4,
-        "flip3": (False,) * 4,
-    },
-    "church": {
-        "num_stages": 4,
-        "stage0": (700, 700, 600),
-        "later": (200, 500, 400),
-        "batch": 8,
-        "flip1": (False,) * 4,
-        "flip3": (False,) * 4,
-    },
-    "synface": {
-        "num_stages": 1,
-        "stage0": (500, 500, 200),
-        "later": (500, 500, 200),
-        "batch": 16,
-        "flip1": (False,),
-        "flip3": (True,),
-    },
+    "face": {"num_stages": 4, "stage0": (600, 600, 400), "later": (200, 500, 300), "batch": 16,
+             "flip1": (False,) * 4, "flip3": (True, False, False, False)},
+    "cat": {"num_stages": 4, "stage0": (600, 600, 400), "later": (200, 500, 300), "batch": 16,
+            "flip1": (False,) * 4, "flip3": (True, False, False, False)},
+    "car": {"num_stages": 4, "stage0": (700, 700, 600), "later": (200, 500, 400), "batch": 8,
+            "flip1": (False,) * 4, "flip3": (False,) * 4},
+    "church": {"num_stages": 4, "stage0": (700, 700, 600), "later": (200, 500, 400), "batch": 8,
+               "flip1": (False,) * 4, "flip3": (False,) * 4},
+    "synface": {"num_stages": 1, "stage0": (500, 500, 200), "later": (500, 500, 200), "batch": 16,
+                "flip1": (False,), "flip3": (True,)},
 }
-
 
 FALLBACKS: dict[str, Any] = {
     "lam_smooth": 0.01, "rand_light": (-1.0, 1.0, -0.2, 0.8, -0.1, 0.6, -0.6), "view_std": DEFAULT_VIEW_STD,
