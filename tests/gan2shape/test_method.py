@@ -205,8 +205,8 @@ def test_depth_smoothing_smooths_the_final_relief_on_the_object_only(model):
     depth is the smoothed one on the object (untouched outside), and the view depth, normals,
     canonical mask and the exported relief all follow it."""
     photo, short = ellipse_photo(), options(num_stages=1, stage0=(3, 3, 3), previews=False)
-    plain = model.reconstruct(photo, {**short, "depth_smoothing": 0.0}, seed=2, progress=Recorder())
-    smooth = model.reconstruct(photo, {**short, "depth_smoothing": 2.0}, seed=2, progress=Recorder())
+    plain = model.reconstruct(photo, replace(short, depth_smoothing=0.0), seed=2, progress=Recorder())
+    smooth = model.reconstruct(photo, replace(short, depth_smoothing=2.0), seed=2, progress=Recorder())
     object_ = plain.run.canon_mask[0, 0] > 0.5
     raw, smoothed = plain.state.depth[0], smooth.state.depth[0]
     seen = warp.sample(smooth.run.target.mask, warp.view_to_canon_grid(smoothed[None], smooth.state.view))
