@@ -18,9 +18,7 @@ METHODS: tuple[str, ...] = tuple(methods.METHOD_MODULES)
 PRESETS: tuple[str, ...] = protocol.PRESETS
 MASK_SOURCES: tuple[str, ...] = protocol.MASK_SOURCES
 DEVICES: tuple[str, ...] = protocol.DEVICES
-JOB_DEFAULTS: dict[str, Any] = {
-    f.name: f.default for f in fields(protocol.JobRequest) if f.default is not MISSING
-}
+JOB_DEFAULTS: dict[str, Any] = options.JOB_DEFAULTS
 """``method``, ``preset``, ``device``, ``seed``, ``mask``...: the defaults of a job request."""
 
 

@@ -173,7 +173,7 @@ def scenario_front_ends(args: dict[str, Any]) -> dict[str, Any]:
     api = importlib.import_module(f"{MODULE}.api")
     parser = {a.dest: a for a in batch.build_parser(catalogue)._actions}
     signature = inspect.signature(api.reconstruct).parameters
-    settings = addon.properties.RFI_Settings.__annotations__
+    rna = addon.properties.RFI_Settings.bl_rna.properties
     try:
         addon.jobs.parse_overrides("invert_steps=3 no_such_option=1", "gan2shape")
         refused = ""
@@ -183,10 +183,9 @@ def scenario_front_ends(args: dict[str, Any]) -> dict[str, Any]:
         "torch_imported": "torch" in sys.modules,
         "catalogue": {"methods": list(catalogue.METHODS), "presets": list(catalogue.PRESETS),
                       "options": {m: list(catalogue.option_names(m)) for m in catalogue.METHODS}},
-        "panel": {name: {"items": [item[0] for item in settings[name].keywords["items"]],
-                         "default": settings[name].keywords["default"]} for name in ("method", "preset")},
-        "panel_defaults": {"seed": settings["seed"].keywords["default"],
-                           "mask": settings["mask_source"].keywords["default"]},
+        "panel": {name: {"items": [item.identifier for item in rna[name].enum_items],
+                         "default": rna[name].default} for name in ("method", "preset")},
+        "panel_defaults": {"seed": rna["seed"].default, "mask": rna["mask_source"].default},
         "api": {name: signature[name].default for name in ("method", "preset", "seed", "mask")},
         "batch": {name: {"choices": list(parser[name].choices or []), "default": parser[name].default}
                   for name in ("method", "preset", "mask", "seed")},
