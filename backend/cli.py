@@ -9,6 +9,7 @@ stderr and a one-line summary on stdout. Failures print ``error: ...`` and
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -19,9 +20,10 @@ from backend.categories import SCALE_MODES
 from backend.devices import configure_threads
 from backend.doctor import run_doctor
 from backend.jobs import JobOutcome, describe_error, log_traceback, run_job
-from backend.methods import METHOD_MODULES
+from backend.methods import METHOD_MODULES, options_class
 from backend.methods.base import JobCancelled
 from backend.models import import_official
+from backend.options import JOB_DEFAULTS, describe_options
 from backend.protocol import (
     DEVICES,
     MASK_SOURCES,
@@ -182,6 +184,18 @@ def cmd_weights(args: argparse.Namespace) -> int:
         return fail(exc.code, exc.message, exc.hint)
 
 
+def cmd_options(args: argparse.Namespace) -> int:
+    """Print every option of the chosen methods, as the methods' ``Options`` declare them."""
+    presets = [args.preset] if args.preset else list(PRESETS)
+    for method in [args.method] if args.method else list(METHOD_MODULES):
+        print(f"{method} (--set KEY=VALUE; preset values: {', '.join(presets)})")
+        for item in describe_options(options_class(method)):
+            values = " / ".join(json.dumps(item["presets"][p]) for p in presets)
+            allowed = f" [{', '.join(item['choices'])}]" if "choices" in item else ""
+            print(f"  {item['name']} ({item['type']}): {values}{allowed}\n      {item['doc']}")
+    return 0
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     return serve(args.weights_dir)
 
@@ -205,7 +219,7 @@ def build_parser() -> argparse.ArgumentParser:
     rec.add_argument(
         "--mask",
         choices=MASK_SOURCES,
-        default="auto",
+        default=JOB_DEFAULTS["mask"],
         help="object mask source (default auto: the alpha channel, else the salient-object net)",
     )
     rec.add_argument("--mask-path", help="mask image for --mask file")
@@ -216,14 +230,15 @@ def build_parser() -> argparse.ArgumentParser:
         metavar=("X0", "Y0", "X1", "Y1"),
         help="box around the object: seeds GrabCut, picks the salient net's object",
     )
-    rec.add_argument("--method", choices=sorted(METHOD_MODULES), default="meshinversion")
+    rec.add_argument("--method", choices=tuple(METHOD_MODULES), default=JOB_DEFAULTS["method"])
     rec.add_argument("--weights", help="weights id (default: the method's first registered weights)")
-    rec.add_argument("--preset", choices=PRESETS, default="fast")
-    rec.add_argument("--device", choices=DEVICES, default="auto")
-    rec.add_argument("--seed", type=int, default=0)
+    rec.add_argument("--preset", choices=PRESETS, default=JOB_DEFAULTS["preset"])
+    rec.add_argument("--device", choices=DEVICES, default=JOB_DEFAULTS["device"])
+    rec.add_argument("--seed", type=int, default=JOB_DEFAULTS["seed"])
     rec.add_argument(
-        "--set", action="append", default=[], metavar="KEY=VALUE", help="override a preset option"
-    )
+        "--set", action="append", default=[], metavar="KEY=VALUE",
+        help="override a preset option (`python -m backend options` lists them)",
+    )  # fmt: skip
     rec.add_argument(
         "--scale",
         choices=SCALE_MODES,
@@ -267,6 +282,11 @@ def build_parser() -> argparse.ArgumentParser:
     ver = actions.add_parser("verify", parents=[common], help="check size and sha256 of one or all weights")
     ver.add_argument("id", nargs="?")
     weights.set_defaults(func=cmd_weights)
+
+    opt = sub.add_parser("options", help="each method option: type, preset values, doc")
+    opt.add_argument("--method", choices=tuple(METHOD_MODULES), help="one method (default: all)")
+    opt.add_argument("--preset", choices=PRESETS, help="one preset's values (default: all)")
+    opt.set_defaults(func=cmd_options)
 
     sub.add_parser("serve", parents=[common], help="JSON-lines protocol server on stdin/stdout").set_defaults(
         func=cmd_serve

@@ -21,6 +21,7 @@ those renders follows their true azimuth.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import platform
@@ -34,12 +35,14 @@ import torch.nn.functional as F
 from metrics import depth_metrics
 
 from backend.inputs import InputImage
-from backend.jobs import resolve_options
-from backend.methods.gan2shape import METHOD, pipeline, warp
+from backend.methods.gan2shape import pipeline, warp
+from backend.methods.gan2shape.config import Research, resolve
 from backend.methods.gan2shape.depthmap import scale_view
+from backend.methods.gan2shape.options import Options
 from backend.methods.gan2shape.prior import ellipsoid_prior
 from backend.methods.gan2shape.warp import BACKGROUND_DEPTH
 from backend.models import default_entry, load_model
+from backend.options import as_dict, parse_options
 from backend.render.pipeline import render_mesh
 from backend.render.shading import DirectionalLight
 from backend.render.topology import build_edge_topology
@@ -59,6 +62,8 @@ from workbench.splits import SPLITS, split_seeds
 
 VIEW_SET_SEED = 7
 """Seed of the held-out views/lights (the GAN's training renders used set seed 0)."""
+RESEARCH = {f.name for f in dataclasses.fields(Research)}
+"""``--set`` keys that are research settings (``projection``...), not job options."""
 
 
 def render_with_depth(seeds: list[int], size: int) -> dict[str, torch.Tensor]:
@@ -175,7 +180,8 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
     entry = registry.find(args.weights) if args.weights else default_entry(registry, "gan2shape")
     model = load_model(registry, entry, "cpu")
     overrides = dict(json.loads(args.set)) if args.set else {}
-    options = resolve_options(METHOD.presets, args.preset, {"crop": "full", "previews": False, **overrides})
+    research = Research(**{k: overrides.pop(k) for k in list(overrides) if k in RESEARCH})
+    options = parse_options(Options, args.preset, {"crop": "full", "previews": False, **overrides})
     if args.paper_scale > 1:
         options = scaled_schedule(options, entry.category, args.paper_scale)
     size = model.image_size
@@ -193,7 +199,7 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
         gt_mask = data["mask"][i]
         photo = InputImage(rgb, (data["alpha"][i] > 0.5).numpy(), f"car-{seed}.png", [], (size, size))
         start = time.perf_counter()
-        outcome = model.reconstruct(photo, options, seed=args.seed, progress=lambda *a, **k: None)
+        outcome = model.reconstruct(photo, options, args.seed, lambda *a, **k: None, research)
         seconds = time.perf_counter() - start
         recon = outcome.state.recon_depth[0].detach()
         prior = ellipsoid_prior(outcome.run.target.mask[0, 0], entry.category,
@@ -211,18 +217,19 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
             row["oracle_views"] = oracle.yaw_agreement(outcome.run)
         rows.append(row)
         print(json.dumps(row), flush=True)
-    return summarise(rows, entry, args, options)
+    return summarise(rows, entry, args, {**as_dict(options), **dataclasses.asdict(research)})
 
 
-def scaled_schedule(options: dict[str, Any], category: str, scale: int) -> dict[str, Any]:
+def scaled_schedule(options: Options, category: str, scale: int) -> Options:
     """The paper schedule with every length divided by ``scale`` (for a time extrapolation)."""
-    from backend.methods.gan2shape.config import resolve
-
     full = resolve(category, options)
+    assert full.stage0 is not None and full.later is not None
     shrink = lambda n: max(1, round(n / scale))  # noqa: E731
-    return {**options, "stage0": tuple(map(shrink, full.stage0)), "later": tuple(map(shrink, full.later)),
-            "collect_iters": shrink(full.collect_iters), "prior_iters": shrink(full.prior_iters),
-            "invert_steps": shrink(full.invert_steps)}
+    return dataclasses.replace(
+        options, stage0=tuple(map(shrink, full.stage0)), later=tuple(map(shrink, full.later)),
+        collect_iters=shrink(full.collect_iters), prior_iters=shrink(full.prior_iters),
+        invert_steps=shrink(full.invert_steps),
+    )  # fmt: skip
 
 
 def summarise(rows: list[dict], entry: Any, args: argparse.Namespace, options: dict) -> dict[str, Any]:
@@ -256,8 +263,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--weights", help="GAN2Shape weights id (default: the method's default)")
     parser.add_argument("--images", type=int, default=6)
-    parser.add_argument("--preset", default="fast", choices=list(METHOD.presets))
-    parser.add_argument("--set", help="JSON object of option overrides")
+    parser.add_argument("--preset", default="fast", choices=list(Options.PRESETS))
+    parser.add_argument("--set", help="JSON object of option overrides (and of ``Research`` settings)")
     parser.add_argument("--split", default="eval", choices=SPLITS,
                         help="cars to run on: the held-out evaluation split, or validation for tuning")
     parser.add_argument("--seed", type=int, default=0)

@@ -26,6 +26,7 @@ Speed: seconds per image one by one and in one batch; peak memory is the maximum
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import os
@@ -49,11 +50,19 @@ from backend.methods.meshinversion.camera_search import (  # noqa: E402
     view_quaternion,
 )
 from backend.methods.meshinversion.generator import Generator, GeneratorConfig  # noqa: E402
-from backend.methods.meshinversion.invert import InversionResult, InversionSettings, Inverter, Targets  # noqa: E402
+from backend.methods.meshinversion.invert import (  # noqa: E402
+    RESEARCH,
+    InversionResult,
+    InversionSettings,
+    Inverter,
+    Targets,
+)
 from backend.methods.meshinversion.losses import mask_iou, one_sided_chamfer  # noqa: E402
 from backend.methods.meshinversion.mesh_gan import MeshGAN  # noqa: E402
-from backend.methods.meshinversion.method import METHOD_OPTIONS, MeshInversion, method_settings  # noqa: E402
+from backend.methods.meshinversion.method import MeshInversion  # noqa: E402
+from backend.methods.meshinversion.options import Options  # noqa: E402
 from backend.models import default_entry, load_model  # noqa: E402
+from backend.options import as_dict, parse_options  # noqa: E402
 from backend.render.cameras import quaternion_matrix  # noqa: E402
 from backend.render.primitives import sample_surface  # noqa: E402
 from backend.weights import Registry  # noqa: E402
@@ -208,7 +217,7 @@ def summary(rows: list[dict], seconds: float) -> dict:
 
 
 def final_textures(method: MeshInversion, results: list[InversionResult], photos: list[dict],
-                   options: dict) -> list[torch.Tensor]:
+                   options: Options) -> list[torch.Tensor]:
     """The exported texture of each result under the ``texture`` mode of ``options``."""
     pairs = zip(results, photos, strict=True)
     return [method.final_texture(result, photo["photo"], options)[0] for result, photo in pairs]
@@ -268,15 +277,16 @@ def main() -> None:
     )
     parser.add_argument("--split", default="eval", choices=SPLITS,
                         help="cars to run on: the held-out evaluation split, or validation for tuning")
-    parser.add_argument("--set", help="JSON object of option overrides on top of the preset")
+    parser.add_argument("--set", help="JSON object of option overrides on top of the preset (and of the "
+                        "research settings flat_weight, restarts)")
     parser.add_argument("--out", help="JSON report (default benchmarks/meshinversion[_oracle].json)")
     args = parser.parse_args()
     torch.set_num_threads(1)
     out = Path(args.out or ROOT / "benchmarks" / f"meshinversion{'_oracle' if args.oracle_only else ''}.json")
-    preset = {**MeshInversion.presets[args.preset], **(json.loads(args.set) if args.set else {})}
-    options = {k: v for k, v in preset.items() if k not in METHOD_OPTIONS}
-    texture_options = method_settings(preset)
-    settings = InversionSettings.from_options(options)
+    overrides = dict(json.loads(args.set)) if args.set else {}
+    research = {k: overrides.pop(k) for k in list(overrides) if k in RESEARCH}
+    texture_options = parse_options(Options, args.preset, overrides)
+    settings = InversionSettings.from_options(texture_options, **research)
 
     if args.oracle_only:
         photos = held_out_photos(args.images, settings.render_size, 256, args.split)
@@ -306,7 +316,7 @@ def main() -> None:
         """No progress output."""
 
     report: dict = {"weights": entry.id, "preset": args.preset, "split": args.split, "images": args.images,
-                    "settings": options, "texture": texture_options}
+                    "settings": dataclasses.asdict(settings), "options": as_dict(texture_options)}
     inverter = Inverter(model, settings, method.feature_network() if settings.feature_weight > 0 else None)
     started = time.perf_counter()
     results = [
@@ -343,7 +353,7 @@ def main() -> None:
             own = [result.texture for result in results]
             report[name] = summary(evaluate(model, results, photos, own), elapsed)
             print(name, {k: v for k, v in report[name].items() if k != "per_image"}, flush=True)
-            if texture_options["texture"] != "generated":
+            if texture_options.texture != "generated":
                 textured = final_textures(method, results, photos, texture_options)
                 report[f"{name}_textured"] = summary(evaluate(model, results, photos, textured), elapsed)
                 shown = {k: v for k, v in report[f"{name}_textured"].items() if k != "per_image"}

@@ -209,8 +209,9 @@ def part_meshinversion(args: argparse.Namespace) -> dict:
     """A MeshInversion row (``mi-fast``, ``mi-paper``) or a baseline (``mi-mean-shape``,
     ``mi-free-form``) on the held-out photos; ``mi-batch`` times one batched optimisation."""
     from backend.methods.meshinversion.invert import InversionSettings, Inverter
-    from backend.methods.meshinversion.method import METHOD_OPTIONS, method_settings
+    from backend.methods.meshinversion.options import Options
     from backend.models import default_entry, load_model
+    from backend.options import preset_options
     from backend.weights import Registry
     from workbench.baselines import Baselines
 
@@ -218,10 +219,9 @@ def part_meshinversion(args: argparse.Namespace) -> dict:
     entry = default_entry(registry, "meshinversion")
     method = load_model(registry, entry, "cpu")
     preset = "paper" if args.part == "mi-paper" else "fast"
-    options = {k: v for k, v in method.presets[preset].items() if k not in METHOD_OPTIONS}
-    settings = InversionSettings.from_options(options)
-    texture_options = method_settings(method.presets[preset])
-    stage = method_settings(method.presets["fast"])  # the baselines are also scored with fast's texture stage
+    texture_options = preset_options(Options, preset)
+    settings = InversionSettings.from_options(texture_options)
+    stage = preset_options(Options, "fast")  # the baselines are also scored with fast's texture stage
     photos = eval_photos(args.images, settings.render_size, args.first)
     rgbs, masks = [p["crop"].rgb for p in photos], [p["crop"].mask for p in photos]
 
@@ -267,9 +267,9 @@ def part_meshinversion(args: argparse.Namespace) -> dict:
         "weights": entry.id,
         "weights_sha256": entry.sha256,
         "preset": preset,
-        "texture": "generated" if baseline else texture_options["texture"],
+        "texture": "generated" if baseline else texture_options.texture,
         "rows": rows,
-        **({"textured_rows": textured_rows, "textured_with": stage["texture"]} if baseline else {}),
+        **({"textured_rows": textured_rows, "textured_with": stage.texture} if baseline else {}),
         "figure": str(figure.relative_to(ROOT)),
         "seconds_per_image_median": statistics.median(seconds),
     }
@@ -288,20 +288,21 @@ def part_gan2shape(args: argparse.Namespace) -> dict:
     from bench_gan2shape import prior_from_mean_view, render_with_depth
 
     from backend.inputs import InputImage
-    from backend.jobs import resolve_options
-    from backend.methods.gan2shape import METHOD, warp
+    from backend.methods.gan2shape import warp
     from backend.methods.gan2shape.method import exported_texture
+    from backend.methods.gan2shape.options import Options
     from backend.methods.gan2shape.previews import make_previews
     from backend.methods.gan2shape.prior import ellipsoid_prior
     from backend.methods.gan2shape.warp import BACKGROUND_DEPTH
     from backend.models import default_entry, load_model
+    from backend.options import parse_options
     from backend.weights import Registry
     from workbench.splits import eval_seeds
 
     registry = Registry()
     entry = default_entry(registry, "gan2shape")
     model = load_model(registry, entry, "cpu")
-    options = resolve_options(METHOD.presets, "fast", {"crop": "full", "previews": False})
+    options = parse_options(Options, "fast", {"crop": "full", "previews": False})
     size = model.image_size
     seeds = eval_seeds(args.images)
     data = render_with_depth(seeds, size)
@@ -483,13 +484,14 @@ PART_CACHE = ROOT / "runs" / "bench_parts"
 def part_inputs(part: str) -> dict[str, Any]:
     """What a row's numbers depend on besides the code: the sha256 of every shipped weights file of
     its method (a GAN2Shape run also loads its mask network and pretrained encoder) and the preset."""
-    from backend.methods import method_class
+    from backend.methods import options_class
+    from backend.options import as_dict, preset_options
     from backend.weights import Registry
 
     method = "gan2shape" if part.startswith("gan2shape") else "meshinversion"
     preset = "paper" if part == "mi-paper" else "fast"
     shas = sorted(e.sha256 for e in Registry().entries() if e.method == method and e.origin == "shipped")
-    options = method_class(method).presets[preset]
+    options = as_dict(preset_options(options_class(method), preset))
     return {"weights": shas, "preset": preset, "options": json.loads(json.dumps(options, default=list))}
 
 

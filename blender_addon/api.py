@@ -15,7 +15,7 @@ from typing import Any
 
 import bpy
 
-from . import importer, job_request, reproject, session
+from . import catalogue, importer, job_request, reproject, session
 from .client import JobStatus, UserError, protocol
 
 
@@ -23,11 +23,11 @@ def reconstruct(
     image: str | Path | bpy.types.Image,
     *,
     name: str | None = None,
-    method: str = "meshinversion",
+    method: str = catalogue.JOB_DEFAULTS["method"],
     weights: str | None = None,
-    preset: str = "fast",
-    seed: int = 0,
-    mask: str = "auto",
+    preset: str = catalogue.JOB_DEFAULTS["preset"],
+    seed: int = catalogue.JOB_DEFAULTS["seed"],
+    mask: str = catalogue.JOB_DEFAULTS["mask"],
     mask_path: str | None = None,
     device: str | None = None,
     overrides: dict[str, Any] | None = None,
@@ -56,6 +56,7 @@ def reconstruct(
         photo = Path(image).expanduser().resolve()
         default_name = photo.stem
     name = name or default_name
+    job_request.check_option_names(method, overrides or {})
     settings = session.backend_settings()
     if backend_python:
         settings = dataclasses.replace(settings, python=backend_python)

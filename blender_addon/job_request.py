@@ -16,7 +16,7 @@ from typing import Any
 import bpy
 import numpy as np
 
-from . import session
+from . import catalogue, session
 from .client import UserError, protocol
 
 
@@ -122,12 +122,26 @@ def source_image(context: bpy.types.Context, settings: Any, filepath: str = "") 
     return image_file(image), Path(image.name).stem or image.name
 
 
-def parse_overrides(text: str) -> dict[str, str]:
-    """The panel's ``key=value`` pairs separated by spaces, parsed as the protocol defines them."""
+def parse_overrides(text: str, method: str) -> dict[str, str]:
+    """The panel's ``key=value`` pairs separated by spaces, parsed as the protocol defines them and
+    checked against the options ``method`` declares, so a typo fails before a job is sent."""
     try:
-        return protocol.parse_overrides(shlex.split(text))
+        overrides = protocol.parse_overrides(shlex.split(text))
     except protocol.ProtocolError as exc:
-        raise UserError(exc.code, str(exc), "e.g. num_stages=1 seed_views=4") from None
+        raise UserError(exc.code, str(exc), "e.g. num_stages=1 invert_steps=100") from None
+    check_option_names(method, overrides)
+    return overrides
+
+
+def check_option_names(method: str, overrides: dict[str, Any]) -> None:
+    """Refuse option names ``method`` does not declare, with the ones it does in the hint."""
+    unknown = catalogue.unknown_options(method, overrides) if method in catalogue.METHODS else []
+    if unknown:
+        raise UserError(
+            "bad_option",
+            f"{method} has no option(s) {', '.join(unknown)}",
+            f"known options: {', '.join(sorted(catalogue.option_names(method)))}",
+        )
 
 
 def output_dir(name: str) -> Path:
@@ -164,7 +178,7 @@ def build_request(
         seed=settings.seed,
         mask=settings.mask_source,
         mask_path=mask_path,
-        overrides=parse_overrides(settings.overrides),
+        overrides=parse_overrides(settings.overrides, settings.method),
     )
     options = ImportOptions(
         name=name,

@@ -1,7 +1,8 @@
 """What every reconstruction method provides, and what it gets.
 
-A method is one module under ``backend/methods/`` with a ``Method`` subclass, registered by
-name in ``backend/methods/__init__.py``. The server, CLI, batch tools and benchmarks only talk
+A method is one package under ``backend/methods/`` with a ``Method`` subclass and an ``options``
+module (its typed ``Options`` and presets), registered by name in ``backend/methods/__init__.py``.
+The server, CLI, batch tools and benchmarks only talk
 to this interface, so adding a method touches nothing else.
 """
 
@@ -66,8 +67,6 @@ class Method(ABC):
     """A loaded model that turns one prepared image into a ``MeshResult``."""
 
     name: ClassVar[str]
-    presets: ClassVar[dict[str, dict[str, Any]]]
-    """``fast`` (interactive on a CPU) and ``paper`` (the published schedule)."""
 
     @classmethod
     def is_model_entry(cls, entry: Any) -> bool:
@@ -75,12 +74,6 @@ class Method(ABC):
         their own (e.g. VGG features for a loss); a job's default weights are the first entry for
         which this is True. Methods with auxiliary entries override it."""
         return True
-
-    @classmethod
-    @abstractmethod
-    def check_options(cls, options: dict[str, Any]) -> None:
-        """Raise ``ValueError`` (one line) for resolved ``options`` this method would refuse, so a job
-        stops with a bad-option error before it loads the photo or the weights."""
 
     @classmethod
     @abstractmethod
@@ -99,5 +92,6 @@ class Method(ABC):
         ``auxiliary``: the store's other entries of this method, read when a job needs them."""
 
     @abstractmethod
-    def run(self, image: Any, options: dict[str, Any], seed: int, progress: Progress) -> MeshResult:
-        """Reconstruct ``image`` (a ``backend.inputs.InputImage``) with resolved ``options``."""
+    def run(self, image: Any, options: Any, seed: int, progress: Progress) -> MeshResult:
+        """Reconstruct ``image`` (a ``backend.inputs.InputImage``) with ``options``, the method's typed
+        ``Options`` (``backend.methods.options_class``), already parsed and checked by the job."""

@@ -96,7 +96,7 @@ def test_split_guard_refuses_weights_trained_on_held_out_seeds() -> None:
 
 
 def test_resume_reuses_a_row_only_while_its_weights_and_preset_are_unchanged(tmp_path, monkeypatch) -> None:
-    from backend.methods.meshinversion.method import MeshInversion
+    from backend.methods.meshinversion.options import Options
 
     monkeypatch.setattr(run_all, "PART_CACHE", tmp_path)
     inputs = run_all.part_inputs("mi-fast")
@@ -104,8 +104,8 @@ def test_resume_reuses_a_row_only_while_its_weights_and_preset_are_unchanged(tmp
     cached = {"rows": [], "seconds_per_image_median": 1.0, "commit": "abc", "inputs": inputs}
     (tmp_path / "mi-fast-3.json").write_text(run_all.json.dumps(cached))
     assert run_all.run_part("mi-fast", 3, resume=True)["reused"] is True
-    changed = {**MeshInversion.presets["fast"], "latent_weight": 123.0}
-    monkeypatch.setitem(MeshInversion.presets, "fast", changed)
+    changed = {**Options.PRESETS["fast"], "latent_weight": 123.0}
+    monkeypatch.setitem(Options.PRESETS, "fast", changed)
     assert run_all.part_inputs("mi-fast") != inputs
     ran = []
     monkeypatch.setattr(run_all.subprocess, "run", lambda command, **_: ran.append(command))

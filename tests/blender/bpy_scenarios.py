@@ -161,6 +161,38 @@ def scenario_install(args: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def scenario_front_ends(args: dict[str, Any]) -> dict[str, Any]:
+    """What the installed add-on's panel, Python API and batch script offer (methods, presets, job
+    defaults), read from the backend it bundles without torch, and its check of option names."""
+    import importlib
+    import inspect
+
+    addon = install(args["zip"])
+    catalogue = importlib.import_module(f"{MODULE}.catalogue")
+    batch = importlib.import_module(f"{MODULE}.batch")
+    api = importlib.import_module(f"{MODULE}.api")
+    parser = {a.dest: a for a in batch.build_parser(catalogue)._actions}
+    signature = inspect.signature(api.reconstruct).parameters
+    rna = addon.properties.RFI_Settings.bl_rna.properties
+    try:
+        addon.jobs.parse_overrides("invert_steps=3 no_such_option=1", "gan2shape")
+        refused = ""
+    except addon.client.BackendError as error:
+        refused = error.one_line()
+    return {
+        "torch_imported": "torch" in sys.modules,
+        "catalogue": {"methods": list(catalogue.METHODS), "presets": list(catalogue.PRESETS),
+                      "options": {m: list(catalogue.option_names(m)) for m in catalogue.METHODS}},
+        "panel": {name: {"items": [item.identifier for item in rna[name].enum_items],
+                         "default": rna[name].default} for name in ("method", "preset")},
+        "panel_defaults": {"seed": rna["seed"].default, "mask": rna["mask_source"].default},
+        "api": {name: signature[name].default for name in ("method", "preset", "seed", "mask")},
+        "batch": {name: {"choices": list(parser[name].choices or []), "default": parser[name].default}
+                  for name in ("method", "preset", "mask", "seed")},
+        "refused": refused,
+    }  # fmt: skip
+
+
 def scenario_sources(args: dict[str, Any]) -> dict[str, Any]:
     """Image sources other than a file: an image empty showing a file, a packed image, a generated one;
     each becomes a file the backend can read with the same pixels."""

@@ -13,8 +13,9 @@ from PIL import Image
 
 from backend import jobs
 from backend.devices import resolve_device
-from backend.jobs import ProgressReporter, describe_error, resolve_options
+from backend.jobs import ProgressReporter, describe_error
 from backend.methods.base import JobCancelled
+from backend.options import resolve_options
 from backend.protocol import UserError
 
 PRESETS: dict[str, dict[str, Any]] = {

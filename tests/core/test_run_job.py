@@ -15,8 +15,9 @@ from safetensors.torch import load_file, save_file
 
 from backend import weights as weights_module
 from backend.jobs import ModelCache, describe_error, log_traceback, run_job
-from backend.methods import method_class
+from backend.methods import options_class
 from backend.methods.base import JobCancelled
+from backend.options import preset_values
 from backend.protocol import JobRequest, UserError
 from backend.weights import Registry
 from tests.core.tiny_models import TINY_MODELS, object_photo, tiny_gan2shape, tiny_meshinversion
@@ -57,7 +58,7 @@ def test_job_writes_result_and_is_deterministic(tmp_path: Path, method: str) -> 
     entry = registry.find(weights_id)
     assert doc["weights"]["id"] == weights_id and doc["weights"]["sha256"] == entry.sha256
     assert (doc["seed"], doc["preset"], doc["device"], doc["method"]) == (5, "fast", "cpu", method)
-    presets = method_class(method).presets["fast"]
+    presets = preset_values(options_class(method))["fast"]
     assert doc["options"] == json.loads(json.dumps({**presets, **overrides}))
     assert doc["camera"]["image_size"] == [80, 64]
     assert set(doc["timings"]) >= {"load_image", "load_model", "run"}

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import tomllib
+from dataclasses import replace
 
 import pytest
 import torch
@@ -15,6 +16,8 @@ from backend.methods.gan2shape import METHOD
 from backend.methods.gan2shape.extras import find_extras
 from backend.methods.gan2shape.masknet import MaskNet, MaskNetConfig
 from backend.methods.gan2shape.networks import NET_NAMES
+from backend.methods.gan2shape.options import Options
+from backend.options import preset_options
 from backend.weights import WeightsEntry, sha256_file, write_manifest
 from tests.gan2shape.helpers import TINY_OPTIONS, ellipse_photo
 from workbench.train import gan2shape_encoder, gan2shape_joint
@@ -75,14 +78,14 @@ def test_joint_pretraining_resumes_exports_and_replaces_the_prior(tiny_entry, au
     job_options = {"relative_enc": True, "f1_d": 2, "lam_smooth": 0.1}
     assert extras.option_defaults() == job_options
 
-    short = {**METHOD.presets["fast"], **TINY_OPTIONS, "num_stages": 1, "stage0": (1, 1, 1)}
+    short = preset_options(Options, "fast", **{**TINY_OPTIONS, "num_stages": 1, "stage0": (1, 1, 1)})
     model = METHOD.load(entry, state, "cpu", auxiliary)
-    result = model.run(ellipse_photo(), {**short, "previews": False}, seed=0, progress=lambda *a, **k: None)
+    result = model.run(ellipse_photo(), replace(short, previews=False), seed=0, progress=lambda *a, **k: None)
     assert result.info["pretrained_nets"] == sorted(NET_NAMES)
     assert result.info["loss_curves"]["prior"] == []  # no ellipsoid fitted: the pretrained depth net starts
     quiet = {"seed": 0, "progress": lambda *a, **k: None}
     assert model.reconstruct(ellipse_photo(), short, **quiet).options.lam_smooth == 0.1  # the entry's
-    chosen = model.reconstruct(ellipse_photo(), {**short, "lam_smooth": 0.05}, **quiet).options
+    chosen = model.reconstruct(ellipse_photo(), replace(short, lam_smooth=0.05), **quiet).options
     assert chosen.lam_smooth == 0.05  # a user's explicit value wins
 
     checkpoint = tmp_path / "joint" / gan2shape_joint.CHECKPOINT

@@ -12,10 +12,12 @@ from safetensors.torch import save_file
 
 from backend.methods.base import JobCancelled
 from backend.methods.gan2shape import METHOD, warp
-from backend.methods.gan2shape.config import resolve
+from backend.methods.gan2shape.config import Research, resolve
 from backend.methods.gan2shape.depthmap import normals_from_depth, scale_view, smooth_depth
 from backend.methods.gan2shape.masknet import MaskNet, MaskNetConfig
 from backend.methods.gan2shape.method import crop_input
+from backend.methods.gan2shape.options import Options
+from backend.options import parse_options, preset_options
 from backend.protocol import UserError
 from backend.results import validate
 from backend.weights import WeightsEntry, sha256_file, write_manifest
@@ -23,7 +25,7 @@ from tests.gan2shape.helpers import TINY_OPTIONS, ellipse_photo
 
 
 def options(**changes):
-    return {**METHOD.presets["fast"], **TINY_OPTIONS, **changes}
+    return preset_options(Options, "fast", **{**TINY_OPTIONS, **changes})
 
 
 class Recorder:
@@ -68,7 +70,7 @@ def test_run_reports_every_stage_and_returns_a_valid_relief(model):
     assert curves["prior"][-1] < curves["prior"][0]
     assert all(math.isfinite(v) for c in curves.values() for v in c)
     # The relief: cut to the object (no full background sheet), Blender frame, camera in front.
-    res = options()["mesh_resolution"]
+    res = options().mesh_resolution
     assert len(result.vertices) < 0.8 * res * res
     extent = result.vertices.max(axis=0) - result.vertices.min(axis=0)
     assert extent.max() == pytest.approx(4.5, abs=1e-4)  # a car's size in metres (its largest extent)
@@ -113,7 +115,7 @@ def test_texture_modes_photo_albedo_net_shaded(model):
 def test_without_a_mask_the_category_mask_network_is_used(tiny_entry, auxiliary):
     entry, state = tiny_entry
     photo = ellipse_photo()
-    photo.mask = np.ones_like(photo.mask)
+    photo.mask, photo.mask_source = np.ones_like(photo.mask), "none"
     short = options(num_stages=1, stage0=(1, 1, 1), previews=False)
     alone = METHOD.load(entry, state, "cpu", auxiliary).run(photo, short, seed=0, progress=Recorder())
     assert alone.info["mask_source"].startswith("whole image")
@@ -144,8 +146,9 @@ def test_without_a_mask_the_category_mask_network_is_used(tiny_entry, auxiliary)
 
 
 def test_w_plus_inversion_runs_through_the_pipeline(model):
-    short = options(num_stages=1, stage0=(2, 2, 2), previews=False, invert_w_plus=True)
-    result = model.run(ellipse_photo(), short, seed=1, progress=Recorder())
+    short = options(num_stages=1, stage0=(2, 2, 2), previews=False)
+    outcome = model.reconstruct(ellipse_photo(), short, 1, Recorder(), Research(invert_w_plus=True))
+    result = model.export(outcome)
     assert np.isfinite(result.vertices).all() and result.info["losses"]["step3"] is not None
 
 
@@ -203,8 +206,8 @@ def test_depth_smoothing_smooths_the_final_relief_on_the_object_only(model):
     depth is the smoothed one on the object (untouched outside), and the view depth, normals,
     canonical mask and the exported relief all follow it."""
     photo, short = ellipse_photo(), options(num_stages=1, stage0=(3, 3, 3), previews=False)
-    plain = model.reconstruct(photo, {**short, "depth_smoothing": 0.0}, seed=2, progress=Recorder())
-    smooth = model.reconstruct(photo, {**short, "depth_smoothing": 2.0}, seed=2, progress=Recorder())
+    plain = model.reconstruct(photo, replace(short, depth_smoothing=0.0), seed=2, progress=Recorder())
+    smooth = model.reconstruct(photo, replace(short, depth_smoothing=2.0), seed=2, progress=Recorder())
     object_ = plain.run.canon_mask[0, 0] > 0.5
     raw, smoothed = plain.state.depth[0], smooth.state.depth[0]
     seen = warp.sample(smooth.run.target.mask, warp.view_to_canon_grid(smoothed[None], smooth.state.view))
@@ -224,14 +227,14 @@ def test_depth_smoothing_smooths_the_final_relief_on_the_object_only(model):
 
 
 def test_unknown_or_bad_options_are_refused(model):
-    with pytest.raises(ValueError, match="unknown gan2shape option"):
-        model.run(ellipse_photo(), {**options(), "stages": 3}, seed=0, progress=Recorder())
+    with pytest.raises(UserError, match="unknown option"):
+        parse_options(Options, "fast", {"stages": 3})
     with pytest.raises(ValueError, match="texture"):
         model.run(ellipse_photo(), options(texture="glossy"), seed=0, progress=Recorder())
 
 
 def test_published_schedules_by_category():
-    paper = METHOD.presets["paper"]
+    paper = preset_options(Options, "paper")
     car, face, synface = resolve("car", paper), resolve("face", paper), resolve("synface", paper)
     assert (car.num_stages, car.stage0, car.later, car.batch) == (4, (700, 700, 600), (200, 500, 400), 8)
     assert car.use_mask and not car.relative_enc and car.flip3 == (False,) * 4
@@ -239,7 +242,7 @@ def test_published_schedules_by_category():
         (600, 600, 400), (200, 500, 300), 16, True, 1.2)
     assert (synface.num_stages, synface.f1_d, synface.rand_light[0]) == (1, 8, -0.9)
     assert car.prior_iters == 1000 and car.collect_iters == 100 and car.lr == 1e-4
-    fast = resolve("car", METHOD.presets["fast"])
+    fast = resolve("car", preset_options(Options, "fast"))
     assert fast.total_steps(0) + fast.total_steps(1) + fast.total_steps(2) < 500
 
 
@@ -289,8 +292,8 @@ def test_predicted_pseudo_pose_asks_the_view_and_light_nets(model):
 
 def test_optimised_projections_fit_each_pseudo_sample_on_its_own(model):
     recorder = Recorder()
-    outcome = model.reconstruct(ellipse_photo(), options(projection="optimise", projection_lr=0.1), seed=2,
-                                progress=recorder)
+    optimise = Research(projection="optimise", projection_lr=0.1)
+    outcome = model.reconstruct(ellipse_photo(), options(), seed=2, progress=recorder, research=optimise)
     run, opts = outcome.run, resolve("car", options())
     steps = [e for e in recorder.events if e[0] == "step2"]
     assert [e[1] for e in steps] == list(range(1, opts.total_steps(1) + 1))
@@ -298,4 +301,4 @@ def test_optimised_projections_fit_each_pseudo_sample_on_its_own(model):
     assert run.projected.shape[0] == run.projected_poses.shape[0] == opts.collect_iters * opts.batch
     assert (run.projected[0] - run.projected[1]).abs().max() > 1e-4
     with pytest.raises(ValueError, match="projection"):
-        model.run(ellipse_photo(), options(projection="nearest"), seed=0, progress=Recorder())
+        Research(projection="nearest")

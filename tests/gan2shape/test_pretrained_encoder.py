@@ -11,6 +11,8 @@ from safetensors.torch import load_file
 from backend.methods.gan2shape import METHOD
 from backend.methods.gan2shape.config import resolve
 from backend.methods.gan2shape.extras import find_extras
+from backend.methods.gan2shape.options import Options
+from backend.options import preset_options
 from tests.gan2shape.helpers import TINY_OPTIONS, ellipse_photo
 from workbench.train import gan2shape_encoder as tool
 
@@ -53,15 +55,15 @@ def test_exported_encoder_is_found_for_its_gan_and_sets_its_options(tiny_entry, 
     assert not extras.pretrained_depth()  # the ellipsoid prior is still fitted
     assert extras.option_defaults() == {"relative_enc": True, "f1_d": 2}
     model = METHOD.load(entry, state, "cpu", auxiliary)
-    nets = model.build_nets(resolve("car", {**METHOD.presets["fast"], **TINY_OPTIONS}), 0, extras)
+    nets = model.build_nets(resolve("car", preset_options(Options, "fast", **TINY_OPTIONS)), 0, extras)
     saved = load_file(tmp_path / tool.WEIGHTS_FILE)
     for name, tensor in nets.netEnc.state_dict().items():
         assert torch.equal(tensor, saved[f"nets.netEnc.{name}"]), name
-    short = {**METHOD.presets["fast"], **TINY_OPTIONS, "num_stages": 1, "stage0": (1, 1, 1),
-             "previews": False}
+    short = preset_options(Options, "fast", **{**TINY_OPTIONS, "num_stages": 1, "stage0": (1, 1, 1),
+                                                "previews": False})  # fmt: skip
     info = model.run(ellipse_photo(), short, seed=0, progress=lambda *a, **k: None).info
     assert info["pretrained_nets"] == ["netEnc"] and info["relative_enc"] is True
-    explicit = model.run(ellipse_photo(), {**short, "relative_enc": False}, 0, lambda *a, **k: None).info
+    explicit = model.run(ellipse_photo(), replace(short, relative_enc=False), 0, lambda *a, **k: None).info
     assert explicit["relative_enc"] is False  # a user's explicit value wins
 
     other = replace(entry, sha256="0" * 64)  # the same id, another file: the encoder does not fit it

@@ -7,13 +7,13 @@ from typing import Any
 
 import pytest
 
-from backend.jobs import resolve_options
-from backend.methods import method_class
+from backend.methods import options_class
+from backend.options import preset_values, resolve_options
 from backend.protocol import UserError
 
 
 def presets(method: str) -> dict[str, dict[str, Any]]:
-    return method_class(method).presets
+    return preset_values(options_class(method))
 
 
 @pytest.mark.parametrize(

@@ -26,20 +26,23 @@ import json
 import os
 import shlex
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from backend.methods.gan2shape.config import PRESETS, Options, resolve
+from backend.methods.gan2shape.config import Research
 from backend.methods.gan2shape.convert import unprefixed
 from backend.methods.gan2shape.extras import Extras, find_extras
 from backend.methods.gan2shape.inversion import fit_size
 from backend.methods.gan2shape.method import GAN2Shape
 from backend.methods.gan2shape.networks import ShapeNets, net_widths
+from backend.methods.gan2shape.options import Options
 from backend.methods.gan2shape.pipeline import GAN2ShapeRun, Prediction, Schedule, Target
 from backend.methods.gan2shape.stylegan2 import Generator
+from backend.options import parse_options
 from backend.weights import Registry, WeightsEntry
 from workbench.train.gan2shape_encoder import WEIGHTS_ID as ENCODER_ID
 from workbench.train.gan2shape_encoder import add_gan_run_arguments, load_gan
@@ -69,10 +72,10 @@ def gan_samples(
     return [Target(images[i : i + 1], masks[i : i + 1], w[i : i + 1], noise) for i in range(count)]
 
 
-def joint_options(args: argparse.Namespace, extras: Extras, category: str) -> Options:
-    """The ``fast`` mechanisms with the joint schedule and widths from the command line."""
+def joint_options(args: argparse.Namespace, extras: Extras, model: GAN2Shape) -> tuple[Options, Research]:
+    """The ``fast`` mechanisms with the joint schedule and widths from the command line, resolved for
+    ``model``; the view net stays fixed unless ``--learn-view``."""
     options = {
-        **PRESETS["fast"],
         "relative_enc": True,
         "f1_d": args.f1_d,
         "num_stages": args.stages,
@@ -82,11 +85,11 @@ def joint_options(args: argparse.Namespace, extras: Extras, category: str) -> Op
         "collect_iters": args.collect,
         "prior_iters": args.prior_iters,
         "net_width": args.net_width,
-        "fixed_view": not args.learn_view,
         "pseudo_pose": args.pseudo_pose,
         **(json.loads(args.set) if args.set else {}),
     }
-    return resolve(category, options)
+    fast = parse_options(Options, "fast", {})
+    return model.resolve_options(replace(fast, **options), extras), Research(fixed_view=not args.learn_view)
 
 
 def save_nets(
@@ -116,12 +119,12 @@ def train(args: argparse.Namespace, model: GAN2Shape, entry: WeightsEntry) -> tu
     registry = Registry(shipped_dir=Path(args.weights_dir))
     extras = find_extras(entry, model.image_size, model.auxiliary)
     extras.found.pop("pretrain", None)  # the joint file being made must not feed itself
-    opts = joint_options(args, extras, entry.category)
+    opts, research = joint_options(args, extras, model)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(args.seed)
         nf, gn_base = net_widths(model.image_size, args.net_width)
         nets = ShapeNets(model.image_size, nf=nf, gn_base=gn_base, latent_dim=generator.config.style_dim)
-        if opts.fixed_view:
+        if research.fixed_view:
             with torch.no_grad():
                 nets.netV.network[-2].weight.zero_()  # every image seen from the identity view
     if args.encoder:
@@ -137,9 +140,10 @@ def train(args: argparse.Namespace, model: GAN2Shape, entry: WeightsEntry) -> tu
     targets = gan_samples(generator, extras, args.images, model.image_size, sample_rng)
     prior = model.view_light_prior(opts, extras)
     runs = [
-        GAN2ShapeRun(nets, generator, discriminator, target, opts, entry.category, prior, rng)
+        GAN2ShapeRun(nets, generator, discriminator, target, opts, entry.category, prior, rng,
+                     research=research)
         for target in targets
-    ]
+    ]  # fmt: skip
     log = (out / "log.jsonl").open("a")
     started = time.perf_counter()
 

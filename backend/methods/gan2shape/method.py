@@ -24,19 +24,13 @@ from backend.categories import scale_rule
 from backend.inputs import Crop, InputImage, crop_to_object, photo_side
 from backend.methods.base import AuxiliaryWeights, Converted, MeshResult, Method, Progress
 from backend.methods.gan2shape import warp
-from backend.methods.gan2shape.config import (
-    AUTO_MESH_RESOLUTION,
-    DEFAULT_VIEW_STD,
-    PRESETS,
-    VIEW_TEXTURES,
-    Options,
-    resolve,
-)
+from backend.methods.gan2shape.config import AUTO_MESH_RESOLUTION, MODEL_FIELDS, Research, resolve
 from backend.methods.gan2shape.convert import convert_official
 from backend.methods.gan2shape.export import blender_camera, relief_mesh
 from backend.methods.gan2shape.extras import AUXILIARY_KINDS, Extras, find_extras, validate
 from backend.methods.gan2shape.inversion import invert
 from backend.methods.gan2shape.networks import ShapeNets, net_widths
+from backend.methods.gan2shape.options import VIEW_TEXTURES, Options
 from backend.methods.gan2shape.pipeline import GAN2ShapeRun, Prediction, Target, ViewLightPrior
 from backend.methods.gan2shape.previews import make_previews, to_uint8
 from backend.methods.gan2shape.stylegan2 import Discriminator, Generator, StyleGAN2Config, build_gan
@@ -44,8 +38,6 @@ from backend.protocol import UserError
 
 MAX_NET_SIZE = 128
 """The 3D nets run at the GAN's size up to 128 px (the official choice for 256/512 px GANs)."""
-FULL_MASK = 0.999
-"""An input mask covering more than this fraction is no mask: the mask network is asked instead."""
 MIN_SHADING = 0.05
 """``albedo`` texture: the recovered shading is not trusted below this (the photo / shading ratio
 would blow up noise in the darkest pixels)."""
@@ -82,7 +74,6 @@ class GAN2Shape(Method):
     """StyleGAN2 + Unsup3d-style nets; one instance per loaded GAN (or validated auxiliary file)."""
 
     name: ClassVar[str] = "gan2shape"
-    presets: ClassVar[dict[str, dict[str, Any]]] = PRESETS
 
     def __init__(
         self, entry: Any, device: torch.device, auxiliary: AuxiliaryWeights,
@@ -99,11 +90,6 @@ class GAN2Shape(Method):
     def is_model_entry(cls, entry: Any) -> bool:
         """Only StyleGAN2 entries reconstruct; VGG16, LPIPS, pretrained nets, priors and masks assist."""
         return entry.config.get("kind", "stylegan2") not in AUXILIARY_KINDS
-
-    @classmethod
-    def check_options(cls, options: dict[str, Any]) -> None:
-        """The values every category would refuse (category-dependent ones are checked as the car's)."""
-        resolve("car", options)
 
     @classmethod
     def convert_official(cls, checkpoint: dict[str, Any], category: str) -> Converted:
@@ -136,12 +122,18 @@ class GAN2Shape(Method):
             nets.load_official(pretrained)
         return nets.to(self.device)
 
+    def resolve_options(self, options: Options, extras: Extras) -> Options:
+        """``options`` as this GAN runs them (``config.resolve``): its category's published values,
+        its entry's view prior and what the category's pretrained nets were made for."""
+        model = {k: self.entry.config[k] for k in MODEL_FIELDS if self.entry.config.get(k)}
+        return resolve(self.entry.category, options, {**model, **extras.option_defaults()})
+
     def view_light_prior(self, options: Options, extras: Extras) -> ViewLightPrior:
-        std = options.view_std or self.entry.config.get("view_std") or DEFAULT_VIEW_STD
-        prior = ViewLightPrior.default(tuple(float(v) for v in std), self.device)
-        mean = options.view_mean or self.entry.config.get("view_mean")
-        if mean is not None:
-            prior.view_mean = torch.tensor([float(v) for v in mean], device=self.device)
+        """The diagonal view prior of resolved ``options``, replaced by registered official priors."""
+        assert options.view_std is not None, "resolve the options first"
+        prior = ViewLightPrior.default(tuple(float(v) for v in options.view_std), self.device)
+        if options.view_mean is not None:
+            prior.view_mean = torch.tensor([float(v) for v in options.view_mean], device=self.device)
         if extras.has("view_mvn"):
             prior.view_mean = extras.state("view_mvn")["mean"].to(self.device)
             prior.view_cov = extras.state("view_mvn")["cov"].to(self.device)
@@ -152,9 +144,10 @@ class GAN2Shape(Method):
     def object_mask(
         self, photo: InputImage, crop: Crop, image: torch.Tensor, extras: Extras
     ) -> tuple[torch.Tensor, str]:
-        """The crop's mask from the inputs module, or the category's mask network when there is none."""
+        """The crop's mask from the inputs module, or the category's mask network when the job asked
+        for none (mask source ``none``: the input's mask is then the whole image)."""
         mask = torch.from_numpy(crop.mask)[None, None].to(self.device)
-        if float(photo.mask.mean()) <= FULL_MASK:
+        if photo.mask_source != "none":
             return mask, "input"
         network = extras.mask_network(self.device)
         if network is None:
@@ -165,7 +158,7 @@ class GAN2Shape(Method):
                              "give a mask: an alpha channel, a mask file or GrabCut (--mask)")
         return predicted, "mask network"
 
-    def run(self, image: InputImage, options: dict[str, Any], seed: int, progress: Progress) -> MeshResult:
+    def run(self, image: InputImage, options: Options, seed: int, progress: Progress) -> MeshResult:
         outcome = self.reconstruct(image, options, seed, progress)
         progress("export", 0, 1)
         result = self.export(outcome)
@@ -173,10 +166,12 @@ class GAN2Shape(Method):
         return result
 
     def reconstruct(
-        self, image: InputImage, options: dict[str, Any], seed: int, progress: Progress
+        self, image: InputImage, options: Options, seed: int, progress: Progress,
+        research: Research | None = None,
     ) -> Reconstruction:
         """The optimisation half of ``run``: everything up to the final prediction (``export`` is the
-        other half)."""
+        other half); benchmarks read depth and masks from here and may turn on ``research``
+        experiments."""
         if self.generator is None:
             raise ValueError(f"weights {self.entry.id!r} hold {self.kind} data, not a GAN: choose a "
                              "GAN2Shape StyleGAN2 entry (this one is used automatically when present)")
@@ -185,8 +180,8 @@ class GAN2Shape(Method):
         if self.extras is None:
             self.extras = find_extras(self.entry, self.image_size, self.auxiliary)
         extras = self.extras
-        defaults = {k: v for k, v in extras.option_defaults().items() if options.get(k) is None}
-        opts = resolve(category, {**options, **defaults})
+        opts = self.resolve_options(options, extras)
+        research = research or Research()
         perceptual = extras.perceptual(self.device)
         rng = torch.Generator(device=self.device).manual_seed(seed)
         crop = crop_input(image, self.image_size, opts)
@@ -203,7 +198,7 @@ class GAN2Shape(Method):
         progress("invert", 0, opts.invert_steps)
         inversion = invert(
             self.generator, self.discriminator, target_image, opts.invert_steps, rng, perceptual,
-            lr=opts.invert_lr, w_plus=opts.invert_w_plus,
+            lr=opts.invert_lr, w_plus=research.invert_w_plus,
             on_step=lambda s, loss: report("invert", s + 1, opts.invert_steps, loss, None),
         )
         timings = {"invert": time.perf_counter() - started}
@@ -211,6 +206,7 @@ class GAN2Shape(Method):
             self.build_nets(opts, seed, extras), self.generator, self.discriminator,
             Target(target_image, mask, inversion.latent, inversion.noise), opts, category,
             self.view_light_prior(opts, extras), rng, perceptual, pretrained_depth=extras.pretrained_depth(),
+            research=research,
         )
         state = run.run(report)
         timings["gan2shape"] = time.perf_counter() - started - timings["invert"]

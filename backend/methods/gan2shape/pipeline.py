@@ -26,11 +26,12 @@ from dataclasses import dataclass, field
 import torch
 
 from backend.methods.gan2shape import warp
-from backend.methods.gan2shape.config import Options
+from backend.methods.gan2shape.config import Research
 from backend.methods.gan2shape.depthmap import normals_from_depth, scale_view, smooth_depth
 from backend.methods.gan2shape.inversion import fit_size
 from backend.methods.gan2shape.losses import discriminator_feature_loss, photometric_loss, smooth_loss
 from backend.methods.gan2shape.networks import NET_NAMES, ShapeNets
+from backend.methods.gan2shape.options import Options
 from backend.methods.gan2shape.perceptual import PerceptualDistance, masked_perceptual
 from backend.methods.gan2shape.prior import ellipsoid_prior
 from backend.methods.gan2shape.stylegan2 import Discriminator, Generator
@@ -107,8 +108,10 @@ class GAN2ShapeRun:
         rng: torch.Generator,
         perceptual: PerceptualDistance | None = None,
         pretrained_depth: bool = False,
+        research: Research | None = None,
     ) -> None:
         self.nets, self.generator, self.discriminator = nets, generator, discriminator
+        self.research = research or Research()
         self.target, self.options, self.category, self.prior = target, options, category, prior
         self.rng, self.perceptual, self.pretrained_depth = rng, perceptual, pretrained_depth
         self.size = nets.size
@@ -163,7 +166,7 @@ class GAN2ShapeRun:
         The other nets are frozen meanwhile, which saves their backward pass; ``foreach`` halves
         the update's cost on CPUs (it is the default on GPUs).
         """
-        if self.options.fixed_view:
+        if self.research.fixed_view:
             names = tuple(n for n in names if n != "netV")
         self.train_only(names)
         params = [p for n in names for p in getattr(self.nets, n).parameters()]
@@ -299,14 +302,14 @@ class GAN2ShapeRun:
         return loss + self.options.lam_regular * dw.square().mean()
 
     def optimise_projections(self, steps: int, report: Callable[[float], None]) -> None:
-        """``projection="optimise"``: one free hidden-layer offset per pseudo sample, optimised
+        """``Research.projection="optimise"``: one free hidden-layer offset per pseudo sample, optimised
         directly (same parametrisation and loss as the encoder's), then kept as step 3's buffer."""
         n = self.options.collect_iters * self.options.batch
         with torch.no_grad():
             pseudo, mask, poses = self.sample_pseudo(n)
             target_features = self.discriminator(pseudo, ftr_num=FEATURE_LAYERS)
         offset = torch.zeros_like(self.center_h.expand(n, -1), requires_grad=True)
-        optimizer = torch.optim.Adam([offset], lr=self.options.projection_lr)
+        optimizer = torch.optim.Adam([offset], lr=self.research.projection_lr)
         for step in range(steps):
             projected, dw = self.decode(offset)
             self.descend(optimizer, self.projection_terms(projected, dw, pseudo, mask, target_features),
@@ -479,7 +482,7 @@ class Schedule:
                 for run in runs:
                     if run.projected is None:
                         run.collect()
-            if name == "step2" and opts.projection == "optimise":
+            if name == "step2" and lead.research.projection == "optimise":
                 lead.train_only(())  # only the per-sample offsets learn
 
                 def tick(loss: float) -> None:
