@@ -35,12 +35,12 @@ import torch.nn.functional as F
 from metrics import depth_metrics
 
 from backend.inputs import InputImage
-from backend.methods.gan2shape import pipeline, warp
+from backend.methods.gan2shape import depth_render, schedule
 from backend.methods.gan2shape.config import Research, resolve
+from backend.methods.gan2shape.depth_render import BACKGROUND_DEPTH
 from backend.methods.gan2shape.depthmap import scale_view
 from backend.methods.gan2shape.options import Options
 from backend.methods.gan2shape.prior import ellipsoid_prior
-from backend.methods.gan2shape.warp import BACKGROUND_DEPTH
 from backend.models import default_entry, load_model
 from backend.options import as_dict, parse_options
 from backend.render.pipeline import render_mesh
@@ -130,7 +130,7 @@ class OracleProjections:
         self.seed, self.azimuth, self.elevation, self.offsets = 0, 0.0, 0.0, torch.zeros(0)
         self.images = torch.zeros(0)
 
-    def collect(self, run: pipeline.GAN2ShapeRun) -> None:
+    def collect(self, run: schedule.GAN2ShapeRun) -> None:
         count = run.options.collect_iters * run.options.batch
         rng = torch.Generator().manual_seed(self.seed)
         self.offsets = (torch.rand(count, generator=rng) * 2 - 1) * 45
@@ -150,7 +150,7 @@ class OracleProjections:
         run.projected_poses = torch.cat([view, strengths, canonical], 1)
         run.shuffle_projected()
 
-    def yaw_agreement(self, run: pipeline.GAN2ShapeRun) -> dict[str, float]:
+    def yaw_agreement(self, run: schedule.GAN2ShapeRun) -> dict[str, float]:
         """Correlation and range of the view net's yaw on the renders against their true offsets."""
         with torch.no_grad():
             yaw = torch.rad2deg(scale_view(run.nets.netV(self.images) + run.prior.view_mean)[:, 1])
@@ -164,10 +164,10 @@ less than this fraction of the ground-truth mask (of the pixels the prior is sco
 pass, however low its error on the few pixels left."""
 
 
-def prior_from_mean_view(prior: torch.Tensor, run: pipeline.GAN2ShapeRun) -> torch.Tensor:
+def prior_from_mean_view(prior: torch.Tensor, run: schedule.GAN2ShapeRun) -> torch.Tensor:
     """The ellipsoid prior (canonical depth, H x W) seen from the run's mean view: the tilt the
     method starts from, so what GAN2Shape adds beyond it can be read off."""
-    return warp.warp_canon_depth(prior[None], scale_view(run.prior.view_mean[None]))[0]
+    return depth_render.warp_canon_depth(prior[None], scale_view(run.prior.view_mean[None]))[0]
 
 
 def metrics(pred: torch.Tensor, gt_depth: torch.Tensor, gt_mask: torch.Tensor, valid: torch.Tensor) -> dict:
@@ -189,7 +189,7 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
     data = render_with_depth(seeds, size)
     oracle = OracleProjections() if args.oracle else None
     if oracle is not None:
-        pipeline.GAN2ShapeRun.collect = lambda run: oracle.collect(run)
+        schedule.GAN2ShapeRun.collect = lambda run: oracle.collect(run)
     rows = []
     for i, seed in enumerate(seeds):
         if oracle is not None:

@@ -288,12 +288,12 @@ def part_gan2shape(args: argparse.Namespace) -> dict:
     from bench_gan2shape import prior_from_mean_view, render_with_depth
 
     from backend.inputs import InputImage
-    from backend.methods.gan2shape import warp
+    from backend.methods.gan2shape import depth_render
+    from backend.methods.gan2shape.depth_render import BACKGROUND_DEPTH
     from backend.methods.gan2shape.method import exported_texture
     from backend.methods.gan2shape.options import Options
     from backend.methods.gan2shape.previews import make_previews
     from backend.methods.gan2shape.prior import ellipsoid_prior
-    from backend.methods.gan2shape.warp import BACKGROUND_DEPTH
     from backend.models import default_entry, load_model
     from backend.options import parse_options
     from backend.weights import Registry
@@ -317,9 +317,9 @@ def part_gan2shape(args: argparse.Namespace) -> dict:
         seconds.append(time.perf_counter() - started)
         state = outcome.state
         depth = state.recon_depth[:1].detach()
-        view_grid = warp.canon_to_view_grid(depth, state.view[:1].detach())
+        view_grid = depth_render.canon_to_view_grid(depth, state.view[:1].detach())
         canon_mask = outcome.run.canon_mask[:1].detach()
-        covered = (warp.sample(canon_mask, view_grid)[:, 0] > 0.5) & (depth < BACKGROUND_DEPTH)
+        covered = (depth_render.sample(canon_mask, view_grid)[:, 0] > 0.5) & (depth < BACKGROUND_DEPTH)
         recon = ((state.recon[0].detach() + 1) / 2).clamp(0, 1).permute(1, 2, 0)
         measured = depth_metrics(depth, truth_depth, truth_mask & (depth < BACKGROUND_DEPTH))
         rows["gan2shape-fast"].append({

@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from backend.methods.gan2shape import METHOD
+from backend.methods.gan2shape.auxiliary import find_auxiliary_nets
 from backend.methods.gan2shape.convert import CATEGORY_ALIASES
-from backend.methods.gan2shape.extras import find_extras
 from backend.methods.gan2shape.networks import NET_NAMES, ShapeNets
 from backend.methods.gan2shape.perceptual import TAP_WIDTHS
 from backend.methods.gan2shape.stylegan2 import OFFICIAL_CONFIGS, Discriminator, Generator
@@ -131,7 +131,7 @@ def test_registry_import_then_the_gan_finds_its_extras(tmp_path: Path, tiny_entr
     imported = import_official(registry, checkpoint, "gan2shape", "car", "car-view")
     assert imported.config == {"kind": "view_mvn"}
     assert default_entry(registry, "gan2shape").id == gan.id
-    extras = find_extras(gan, 64, auxiliary_weights(registry, "gan2shape"))
+    extras = find_auxiliary_nets(gan, 64, auxiliary_weights(registry, "gan2shape"))
     assert extras.has("view_mvn") and not extras.has("vgg16")
     torch.testing.assert_close(extras.state("view_mvn")["cov"], cov)
     wrong = tmp_path / "wrong.pth"

@@ -13,7 +13,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from backend.methods.gan2shape import METHOD
-from backend.methods.gan2shape.extras import find_extras
+from backend.methods.gan2shape.auxiliary import find_auxiliary_nets
 from backend.methods.gan2shape.masknet import MaskNet, MaskNetConfig
 from backend.methods.gan2shape.networks import NET_NAMES
 from backend.methods.gan2shape.options import Options
@@ -50,7 +50,7 @@ def test_joint_pretraining_resumes_exports_and_replaces_the_prior(tiny_entry, au
     write_manifest(tmp_path, [entry, register_mask_network(entry)])
     encoder_args = ["--out", str(tmp_path / "enc"), "--gan", "tiny-car", "--steps", "1", "--batch", "2"]
     gan2shape_encoder.main([*encoder_args, "--weights-dir", str(tmp_path), "--export"])
-    assert find_extras(entry, 64, auxiliary).pretrained_nets().keys() == {"netEnc"}
+    assert find_auxiliary_nets(entry, 64, auxiliary).pretrained_nets().keys() == {"netEnc"}
 
     gan2shape_joint.main(joint_args(tmp_path, 1))
     gan2shape_joint.main([*joint_args(tmp_path, 2), "--job-lam-smooth", "0.1", "--export"])
@@ -72,7 +72,7 @@ def test_joint_pretraining_resumes_exports_and_replaces_the_prior(tiny_entry, au
     assert {t.dtype for t in saved.values()} == {torch.float16}
     assert not saved["nets.netV.network.10.weight"].any()  # the view net stayed frozen at identity
     assert saved["nets.netD.network.0.weight"].abs().sum() > 0
-    extras = find_extras(entry, 64, auxiliary)
+    extras = find_auxiliary_nets(entry, 64, auxiliary)
     assert sorted(extras.pretrained_nets()) == sorted(NET_NAMES)  # the joint file wins over the encoder
     assert extras.pretrained_depth()
     job_options = {"relative_enc": True, "f1_d": 2, "lam_smooth": 0.1}

@@ -11,7 +11,7 @@ import torch
 from safetensors.torch import save_file
 
 from backend.methods.base import JobCancelled
-from backend.methods.gan2shape import METHOD, warp
+from backend.methods.gan2shape import METHOD, depth_render
 from backend.methods.gan2shape.config import Research, resolve
 from backend.methods.gan2shape.depthmap import normals_from_depth, scale_view, smooth_depth
 from backend.methods.gan2shape.masknet import MaskNet, MaskNetConfig
@@ -210,7 +210,8 @@ def test_depth_smoothing_smooths_the_final_relief_on_the_object_only(model):
     smooth = model.reconstruct(photo, replace(short, depth_smoothing=2.0), seed=2, progress=Recorder())
     object_ = plain.run.canon_mask[0, 0] > 0.5
     raw, smoothed = plain.state.depth[0], smooth.state.depth[0]
-    seen = warp.sample(smooth.run.target.mask, warp.view_to_canon_grid(smoothed[None], smooth.state.view))
+    grid = depth_render.view_to_canon_grid(smoothed[None], smooth.state.view)
+    seen = depth_render.sample(smooth.run.target.mask, grid)
     assert torch.equal(smooth.run.canon_mask, seen)  # the input mask through the smoothed relief
     assert torch.equal(smoothed[~object_], raw[~object_])
     assert torch.allclose(smoothed, smooth_depth(raw[None], object_[None], 2.0)[0])
@@ -220,7 +221,7 @@ def test_depth_smoothing_smooths_the_final_relief_on_the_object_only(model):
 
     assert roughness(smoothed) < 0.5 * roughness(raw)
     view = smooth.state.view
-    assert torch.allclose(smooth.state.recon_depth, warp.warp_canon_depth(smooth.state.depth, view))
+    assert torch.allclose(smooth.state.recon_depth, depth_render.warp_canon_depth(smooth.state.depth, view))
     assert torch.allclose(smooth.state.normal, normals_from_depth(smooth.state.depth))
     a, b = model.export(plain), model.export(smooth)
     assert a.vertices.shape != b.vertices.shape or not np.allclose(a.vertices, b.vertices)
@@ -269,9 +270,9 @@ def test_sampled_pseudo_pose_is_the_pose_each_pseudo_sample_was_made_with(model)
     with torch.no_grad():
         pseudo, _, poses = run.sample_pseudo(3)
         view, (ambient, diffuse, direction) = run.projected_view_light(pseudo, poses)
-        lambert = warp.diffuse_shading(state.normal[:1].expand(3, -1, -1, -1), direction)
-        lit = warp.shade(state.albedo[:1].expand(3, -1, -1, -1), lambert, ambient, diffuse)
-        image, _, _ = warp.render_view(lit, state.depth[:1].expand(3, -1, -1), view)
+        lambert = depth_render.diffuse_shading(state.normal[:1].expand(3, -1, -1, -1), direction)
+        lit = depth_render.shade(state.albedo[:1].expand(3, -1, -1, -1), lambert, ambient, diffuse)
+        image, _, _ = depth_render.render_view(lit, state.depth[:1].expand(3, -1, -1), view)
     assert torch.allclose(image.clamp(-1, 1), pseudo, atol=1e-5)
     assert not torch.allclose(view[0], view[1])
 

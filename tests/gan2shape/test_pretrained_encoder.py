@@ -9,8 +9,8 @@ import torch
 from safetensors.torch import load_file
 
 from backend.methods.gan2shape import METHOD
+from backend.methods.gan2shape.auxiliary import find_auxiliary_nets
 from backend.methods.gan2shape.config import resolve
-from backend.methods.gan2shape.extras import find_extras
 from backend.methods.gan2shape.options import Options
 from backend.options import preset_options
 from tests.gan2shape.helpers import TINY_OPTIONS, ellipse_photo
@@ -50,7 +50,7 @@ def test_exported_encoder_is_found_for_its_gan_and_sets_its_options(tiny_entry, 
     exported = next(e for e in manifest["weights"] if e["id"] == tool.WEIGHTS_ID)
     assert exported["config"] == {"kind": "pretrain", "image_size": 64, "latent_dim": 32, "gan": "tiny-car",
                                   "gan_sha256": entry.sha256, "f1_d": 2, "relative_enc": True}
-    extras = find_extras(entry, 64, auxiliary)
+    extras = find_auxiliary_nets(entry, 64, auxiliary)
     assert sorted(extras.pretrained_nets()) == ["netEnc"]
     assert not extras.pretrained_depth()  # the ellipsoid prior is still fitted
     assert extras.option_defaults() == {"relative_enc": True, "f1_d": 2}
@@ -67,4 +67,4 @@ def test_exported_encoder_is_found_for_its_gan_and_sets_its_options(tiny_entry, 
     assert explicit["relative_enc"] is False  # a user's explicit value wins
 
     other = replace(entry, sha256="0" * 64)  # the same id, another file: the encoder does not fit it
-    assert not find_extras(other, 64, auxiliary).has("pretrain")
+    assert not find_auxiliary_nets(other, 64, auxiliary).has("pretrain")

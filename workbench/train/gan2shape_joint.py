@@ -33,14 +33,14 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
+from backend.methods.gan2shape.auxiliary import AuxiliaryNets, find_auxiliary_nets
 from backend.methods.gan2shape.config import Research
 from backend.methods.gan2shape.convert import unprefixed
-from backend.methods.gan2shape.extras import Extras, find_extras
 from backend.methods.gan2shape.inversion import fit_size
 from backend.methods.gan2shape.method import GAN2Shape
 from backend.methods.gan2shape.networks import ShapeNets, net_widths
 from backend.methods.gan2shape.options import Options
-from backend.methods.gan2shape.pipeline import GAN2ShapeRun, Prediction, Schedule, Target
+from backend.methods.gan2shape.schedule import GAN2ShapeRun, Prediction, Schedule, Target
 from backend.methods.gan2shape.stylegan2 import Generator
 from backend.options import parse_options
 from backend.weights import Registry, WeightsEntry
@@ -56,7 +56,7 @@ TRUNCATION = 0.7
 
 
 def gan_samples(
-    generator: Generator, extras: Extras, count: int, size: int, rng: torch.Generator
+    generator: Generator, extras: AuxiliaryNets, count: int, size: int, rng: torch.Generator
 ) -> list[Target]:
     """``count`` truncated GAN samples at the nets' size with their W codes and mask-network masks."""
     network = extras.mask_network(generator.input.input.device)
@@ -72,7 +72,7 @@ def gan_samples(
     return [Target(images[i : i + 1], masks[i : i + 1], w[i : i + 1], noise) for i in range(count)]
 
 
-def joint_options(args: argparse.Namespace, extras: Extras, model: GAN2Shape) -> tuple[Options, Research]:
+def joint_options(args: argparse.Namespace, extras: AuxiliaryNets, model: GAN2Shape) -> tuple[Options, Research]:
     """The ``fast`` mechanisms with the joint schedule and widths from the command line, resolved for
     ``model``; the view net stays fixed unless ``--learn-view``."""
     options = {
@@ -117,7 +117,7 @@ def train(args: argparse.Namespace, model: GAN2Shape, entry: WeightsEntry) -> tu
     out.mkdir(parents=True, exist_ok=True)
     generator, discriminator = model.generator, model.discriminator
     registry = Registry(shipped_dir=Path(args.weights_dir))
-    extras = find_extras(entry, model.image_size, model.auxiliary)
+    extras = find_auxiliary_nets(entry, model.image_size, model.auxiliary)
     extras.found.pop("pretrain", None)  # the joint file being made must not feed itself
     opts, research = joint_options(args, extras, model)
     with torch.random.fork_rng(devices=[]):

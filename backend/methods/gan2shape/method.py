@@ -23,16 +23,16 @@ import torch.nn.functional as F
 from backend.categories import scale_rule
 from backend.inputs import Crop, InputImage, crop_to_object, photo_side
 from backend.methods.base import AuxiliaryWeights, Converted, MeshResult, Method, Progress
-from backend.methods.gan2shape import warp
+from backend.methods.gan2shape import depth_render
+from backend.methods.gan2shape.auxiliary import AUXILIARY_KINDS, AuxiliaryNets, find_auxiliary_nets, validate
 from backend.methods.gan2shape.config import AUTO_MESH_RESOLUTION, MODEL_FIELDS, Research, resolve
 from backend.methods.gan2shape.convert import convert_official
 from backend.methods.gan2shape.export import blender_camera, relief_mesh
-from backend.methods.gan2shape.extras import AUXILIARY_KINDS, Extras, find_extras, validate
 from backend.methods.gan2shape.inversion import invert
 from backend.methods.gan2shape.networks import ShapeNets, net_widths
 from backend.methods.gan2shape.options import VIEW_TEXTURES, Options
-from backend.methods.gan2shape.pipeline import GAN2ShapeRun, Prediction, Target, ViewLightPrior
 from backend.methods.gan2shape.previews import make_previews, to_uint8
+from backend.methods.gan2shape.schedule import GAN2ShapeRun, Prediction, Target, ViewLightPrior
 from backend.methods.gan2shape.stylegan2 import Discriminator, Generator, StyleGAN2Config, build_gan
 from backend.protocol import UserError
 
@@ -84,7 +84,7 @@ class GAN2Shape(Method):
         self.kind = entry.config.get("kind", "stylegan2")
         gan_size = int(entry.config.get("size", MAX_NET_SIZE))
         self.image_size = int(entry.config.get("image_size", min(gan_size, MAX_NET_SIZE)))
-        self.extras: Extras | None = None
+        self.extras: AuxiliaryNets | None = None
 
     @classmethod
     def is_model_entry(cls, entry: Any) -> bool:
@@ -109,7 +109,7 @@ class GAN2Shape(Method):
         generator, discriminator = build_gan(StyleGAN2Config.from_dict(entry.config), state_dict, device)
         return cls(entry, device, auxiliary, generator, discriminator)
 
-    def build_nets(self, options: Options, seed: int, extras: Extras) -> ShapeNets:
+    def build_nets(self, options: Options, seed: int, extras: AuxiliaryNets) -> ShapeNets:
         """Nets initialised from ``seed``, or the category's pretrained ones when registered."""
         pretrained = extras.pretrained_nets()
         width = extras.pretrained_width() if extras.pretrained_depth() else options.net_width
@@ -122,13 +122,13 @@ class GAN2Shape(Method):
             nets.load_official(pretrained)
         return nets.to(self.device)
 
-    def resolve_options(self, options: Options, extras: Extras) -> Options:
+    def resolve_options(self, options: Options, extras: AuxiliaryNets) -> Options:
         """``options`` as this GAN runs them (``config.resolve``): its category's published values,
         its entry's view prior and what the category's pretrained nets were made for."""
         model = {k: self.entry.config[k] for k in MODEL_FIELDS if self.entry.config.get(k)}
         return resolve(self.entry.category, options, {**model, **extras.option_defaults()})
 
-    def view_light_prior(self, options: Options, extras: Extras) -> ViewLightPrior:
+    def view_light_prior(self, options: Options, extras: AuxiliaryNets) -> ViewLightPrior:
         """The diagonal view prior of resolved ``options``, replaced by registered official priors."""
         assert options.view_std is not None, "resolve the options first"
         prior = ViewLightPrior.default(tuple(float(v) for v in options.view_std), self.device)
@@ -142,7 +142,7 @@ class GAN2Shape(Method):
         return prior
 
     def object_mask(
-        self, photo: InputImage, crop: Crop, image: torch.Tensor, extras: Extras
+        self, photo: InputImage, crop: Crop, image: torch.Tensor, extras: AuxiliaryNets
     ) -> tuple[torch.Tensor, str]:
         """The crop's mask from the inputs module, or the category's mask network when the job asked
         for none (mask source ``none``: the input's mask is then the whole image)."""
@@ -178,7 +178,7 @@ class GAN2Shape(Method):
         category = self.entry.category
         started = time.perf_counter()
         if self.extras is None:
-            self.extras = find_extras(self.entry, self.image_size, self.auxiliary)
+            self.extras = find_auxiliary_nets(self.entry, self.image_size, self.auxiliary)
         extras = self.extras
         opts = self.resolve_options(options, extras)
         research = research or Research()
@@ -256,7 +256,8 @@ def exported_texture(outcome: Reconstruction) -> tuple[torch.Tensor, torch.Tenso
         return texture, texture
     texture = view_texture(outcome)
     small = F.interpolate(texture, size=outcome.image.shape[-2:], mode="area")
-    return texture, warp.sample(small, warp.view_to_canon_grid(state.depth[:1], state.view[:1]))
+    grid = depth_render.view_to_canon_grid(state.depth[:1], state.view[:1])
+    return texture, depth_render.sample(small, grid)
 
 
 def view_texture(outcome: Reconstruction) -> torch.Tensor:
@@ -266,21 +267,23 @@ def view_texture(outcome: Reconstruction) -> torch.Tensor:
     photo = torch.from_numpy(outcome.photo.rgb).permute(2, 0, 1)[None].to(outcome.image.device)
     if outcome.options.texture == "photo":
         return photo * 2 - 1
-    ambient, diffuse, _ = warp.light_terms(state.light[:1])
+    ambient, diffuse, _ = depth_render.light_terms(state.light[:1])
     canonical = ambient.view(-1, 1, 1, 1) + diffuse.view(-1, 1, 1, 1) * state.diffuse_term[:1]
-    seen = warp.sample(canonical, warp.canon_to_view_grid(state.recon_depth[:1], state.view[:1]))
-    seen = torch.where(warp.background(state.recon_depth[:1])[:, None] > 0, seen, torch.ones_like(seen))
+    grid = depth_render.canon_to_view_grid(state.recon_depth[:1], state.view[:1])
+    seen = depth_render.sample(canonical, grid)
+    object_pixels = depth_render.background(state.recon_depth[:1])[:, None] > 0
+    seen = torch.where(object_pixels, seen, torch.ones_like(seen))
     shading = F.interpolate(seen, size=photo.shape[-2:], mode="bilinear", align_corners=False)
     return (photo / shading.clamp(min=MIN_SHADING)).clamp(0, 1) * 2 - 1
 
 
 def describe(
-    state: Prediction, run: GAN2ShapeRun, invert_losses: list[float], opts: Options, extras: Extras,
+    state: Prediction, run: GAN2ShapeRun, invert_losses: list[float], opts: Options, extras: AuxiliaryNets,
     timings: dict[str, float],
 ) -> dict[str, Any]:
     """What result.json records: recovered view and light, losses, what was on or off."""
     view = state.view[0].detach().cpu()
-    ambient, diffuse, direction = warp.light_terms(state.light[:1].detach().cpu())
+    ambient, diffuse, direction = depth_render.light_terms(state.light[:1].detach().cpu())
     notes = []
     if not extras.has("vgg16"):
         notes.append("perceptual (LPIPS) loss off: no VGG16 weights registered "

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from backend.methods.gan2shape import warp
+from backend.methods.gan2shape import depth_render
 from backend.methods.gan2shape.config import Research
 from backend.methods.gan2shape.depthmap import normals_from_depth, scale_view, smooth_depth
 from backend.methods.gan2shape.inversion import fit_size
@@ -183,7 +183,7 @@ class GAN2ShapeRun:
         ellipsoid = ellipsoid_prior(self.target.mask[0, 0], self.category, far=self.options.prior_far)
         optimizer = self.optimizer(("netD",), lr=self.options.prior_lr)
         for step in range(self.options.prior_iters):
-            depth = warp.depth_head(self.nets.netD(self.target.image), clamp_border=False)
+            depth = depth_render.depth_head(self.nets.netD(self.target.image), clamp_border=False)
             loss = (depth[0] - ellipsoid).square().mean()
             self.descend(optimizer, loss, "prior", step)
             on_step("prior", step + 1, self.options.prior_iters, self.history.losses["prior"][-1], None)
@@ -200,7 +200,7 @@ class GAN2ShapeRun:
     def reconstruct_input(self, flip: bool, refresh_mask: bool) -> tuple[torch.Tensor, Prediction]:
         """Predict depth/albedo/view/light for the input, render it back, and score it."""
         image, opts = self.target.image, self.options
-        depth = warp.depth_head(self.nets.netD(image))
+        depth = depth_render.depth_head(self.nets.netD(image))
         albedo = self.nets.netA(image)
         view = scale_view(self.nets.netV(image) + self.prior.view_mean)
         light = self.nets.netL(image) + self.prior.light_mean
@@ -211,7 +211,7 @@ class GAN2ShapeRun:
         prediction = self.render(depth, albedo, view.expand(copies, -1), light.expand(copies, -1))
         if opts.use_mask and (self.canon_mask is None or refresh_mask):
             self.canon_mask = self.mask_in_canon(depth[:1].detach(), prediction.view[:1].detach())
-        valid = warp.background(prediction.recon_depth).detach()
+        valid = depth_render.background(prediction.recon_depth).detach()
         if flip:
             valid = (valid[:1] * valid[1:]).expand(2, -1, -1)
         valid = valid[:, None]
@@ -225,19 +225,19 @@ class GAN2ShapeRun:
 
     def mask_in_canon(self, depth: torch.Tensor, view: torch.Tensor) -> torch.Tensor:
         """The input's object mask seen through a canonical depth (B, H, W) from ``view``."""
-        return warp.sample(self.target.mask, warp.view_to_canon_grid(depth, view))
+        return depth_render.sample(self.target.mask, depth_render.view_to_canon_grid(depth, view))
 
     @staticmethod
     def render(
         depth: torch.Tensor, albedo: torch.Tensor, view: torch.Tensor, light: torch.Tensor
     ) -> Prediction:
         """Shade the canonical albedo with the depth's normals and warp it into the view."""
-        ambient, diffuse, direction = warp.light_terms(light)
+        ambient, diffuse, direction = depth_render.light_terms(light)
         normal = normals_from_depth(depth)
-        diffuse_term = warp.diffuse_shading(normal, direction)
-        texture = warp.shade(albedo, diffuse_term, ambient, diffuse)
-        recon_depth = warp.warp_canon_depth(depth, view)
-        recon = warp.sample(texture, warp.canon_to_view_grid(recon_depth, view)).clamp(-1, 1)
+        diffuse_term = depth_render.diffuse_shading(normal, direction)
+        texture = depth_render.shade(albedo, diffuse_term, ambient, diffuse)
+        recon_depth = depth_render.warp_canon_depth(depth, view)
+        recon = depth_render.sample(texture, depth_render.canon_to_view_grid(recon_depth, view)).clamp(-1, 1)
         return Prediction(depth, albedo, view, light, normal, diffuse_term, texture, recon, recon_depth)
 
     # --- step 2
@@ -253,18 +253,18 @@ class GAN2ShapeRun:
         direction = torch.stack([dx, dy, torch.ones_like(dx)], 1)
         direction = direction / direction.norm(dim=1, keepdim=True)
         strength = self.uniform(n, r0, r1)
-        ambient, diffuse, _ = warp.light_terms(state.light[:1])
+        ambient, diffuse, _ = depth_render.light_terms(state.light[:1])
         ambient, diffuse = ambient + alpha * strength, diffuse + strength
-        term = warp.diffuse_shading(state.normal[:1].expand(n, -1, -1, -1), direction)
+        term = depth_render.diffuse_shading(state.normal[:1].expand(n, -1, -1, -1), direction)
         albedo = state.albedo[:1].expand(n, -1, -1, -1)
-        image = warp.shade(albedo, term, ambient, diffuse)
+        image = depth_render.shade(albedo, term, ambient, diffuse)
         s = self.size
         mask = self.canon_mask if self.options.use_mask else image.new_ones(1, 1, s, s)
         views = scale_view(self.sample_views(n))
-        recon_depth = warp.warp_canon_depth(state.depth[:1].expand(n, -1, -1), views)
-        grid = warp.canon_to_view_grid(recon_depth, views)
-        pseudo = warp.sample(image, grid).clamp(-1, 1)
-        pseudo_mask = warp.sample(mask.expand(n, -1, -1, -1), grid, mode="nearest")
+        recon_depth = depth_render.warp_canon_depth(state.depth[:1].expand(n, -1, -1), views)
+        grid = depth_render.canon_to_view_grid(recon_depth, views)
+        pseudo = depth_render.sample(image, grid).clamp(-1, 1)
+        pseudo_mask = depth_render.sample(mask.expand(n, -1, -1, -1), grid, mode="nearest")
         poses = torch.cat([views, ambient[:, None], diffuse[:, None], direction], dim=1)
         return pseudo, pseudo_mask, poses
 
@@ -357,7 +357,7 @@ class GAN2ShapeRun:
         if self.sampled_pose:
             return poses[:, :6], (poses[:, 6], poses[:, 7], poses[:, 8:11])
         view = scale_view(self.nets.netV(images) + self.prior.view_mean)
-        return view, warp.light_terms(self.nets.netL(images) + self.prior.light_mean)
+        return view, depth_render.light_terms(self.nets.netL(images) + self.prior.light_mean)
 
     # --- step 3
     def joint_loss(self, flip: bool) -> tuple[torch.Tensor, Prediction]:
@@ -372,13 +372,14 @@ class GAN2ShapeRun:
         normal = state.normal.repeat_interleave(b, dim=0)
         albedo = state.albedo.repeat_interleave(b, dim=0)
         depth = state.depth.repeat_interleave(b, dim=0)
-        texture = warp.shade(albedo, warp.diffuse_shading(normal, direction), ambient, diffuse)
-        recon_depth = warp.warp_canon_depth(depth, view)
-        valid = warp.background(recon_depth).detach()
+        shading = depth_render.diffuse_shading(normal, direction)
+        texture = depth_render.shade(albedo, shading, ambient, diffuse)
+        recon_depth = depth_render.warp_canon_depth(depth, view)
+        valid = depth_render.background(recon_depth).detach()
         if flip:
             valid = (valid[:b] * valid[b:]).repeat(2, 1, 1)
         valid = valid[:, None] * masks.repeat(copies, 1, 1, 1)
-        recon = warp.sample(texture, warp.canon_to_view_grid(recon_depth, view)).clamp(-1, 1)
+        recon = depth_render.sample(texture, depth_render.canon_to_view_grid(recon_depth, view)).clamp(-1, 1)
         for c in range(copies):
             part = slice(c * b, (c + 1) * b)
             loss = loss + photometric_loss(recon[part], images, valid[part])

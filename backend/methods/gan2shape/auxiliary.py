@@ -28,7 +28,7 @@ PRETRAIN_JOB_OPTIONS = ("relative_enc", "f1_d", "lam_smooth")
 
 
 @dataclass
-class Extras:
+class AuxiliaryNets:
     """Loaded auxiliary entries by kind: (config, state dict)."""
 
     found: dict[str, tuple[dict[str, Any], dict[str, torch.Tensor]]] = field(default_factory=dict)
@@ -78,10 +78,10 @@ class Extras:
         return {k: config[k] for k in PRETRAIN_JOB_OPTIONS if k in config}
 
 
-def find_extras(gan: Any, image_size: int, auxiliary: AuxiliaryWeights) -> Extras:
+def find_auxiliary_nets(gan: Any, image_size: int, auxiliary: AuxiliaryWeights) -> AuxiliaryNets:
     """The first entry of ``auxiliary`` of every kind that fits ``gan`` (a weights entry: category,
     net size), read from its file."""
-    extras = Extras()
+    extras = AuxiliaryNets()
     mask_id = gan.config.get("mask_weights")
     for entry in auxiliary.entries():
         kind = entry.config.get("kind")
