@@ -72,7 +72,9 @@ def gan_samples(
     return [Target(images[i : i + 1], masks[i : i + 1], w[i : i + 1], noise) for i in range(count)]
 
 
-def joint_options(args: argparse.Namespace, extras: AuxiliaryNets, model: GAN2Shape) -> tuple[Options, Research]:
+def joint_options(
+    args: argparse.Namespace, extras: AuxiliaryNets, model: GAN2Shape
+) -> tuple[Options, Research]:
     """The ``fast`` mechanisms with the joint schedule and widths from the command line, resolved for
     ``model``; the view net stays fixed unless ``--learn-view``."""
     options = {
