@@ -302,50 +302,36 @@ class Registry:
             k: v.detach().to("cpu", torch.float32 if v.is_floating_point() else v.dtype).contiguous().clone()
             for k, v in state_dict.items()
         }
+        target = self.user_dir / f"{weights_id}.safetensors"
+        tmp = target.with_name(f".{target.name}.tmp{os.getpid()}")
         try:
-            return self._store(checkpoint, original_sha, weights_id, method, category, tensors, config, check)
+            self.user_dir.mkdir(parents=True, exist_ok=True)
+            try:
+                save_file(tensors, tmp)
+                entry = WeightsEntry(
+                    id=weights_id,
+                    method=method,
+                    category=category,
+                    file=target.name,
+                    sha256=sha256_file(tmp),
+                    size=tmp.stat().st_size,
+                    source=f"imported from {checkpoint.resolve()} (sha256 {original_sha})",
+                    licence="as the original checkpoint (see its source)",
+                    config=config,
+                    root=self.user_dir,
+                    origin="user",
+                )
+                check(entry, load_file(tmp))
+                os.replace(tmp, target)
+            finally:
+                tmp.unlink(missing_ok=True)
+            write_manifest(self.user_dir, [*read_manifest(self.user_dir, "user"), entry])
         except (OSError, SafetensorError) as exc:
             raise UserError(
                 "not_writable",
                 f"cannot write the imported weights to {self.user_dir}: {exc}",
                 f"free disk space, or choose a writable folder with --weights-dir or ${USER_DIR_ENV}",
             ) from None
-
-    def _store(
-        self,
-        checkpoint: Path,
-        original_sha: str,
-        weights_id: str,
-        method: str,
-        category: str,
-        tensors: dict[str, torch.Tensor],
-        config: dict[str, Any],
-        check: Callable[[WeightsEntry, dict[str, torch.Tensor]], object],
-    ) -> WeightsEntry:
-        """Write the safetensors file (passed through ``check``) and append the manifest entry."""
-        self.user_dir.mkdir(parents=True, exist_ok=True)
-        target = self.user_dir / f"{weights_id}.safetensors"
-        tmp = target.with_name(f".{target.name}.tmp{os.getpid()}")
-        try:
-            save_file(tensors, tmp)
-            entry = WeightsEntry(
-                id=weights_id,
-                method=method,
-                category=category,
-                file=target.name,
-                sha256=sha256_file(tmp),
-                size=tmp.stat().st_size,
-                source=f"imported from {checkpoint.resolve()} (sha256 {original_sha})",
-                licence="as the original checkpoint (see its source)",
-                config=config,
-                root=self.user_dir,
-                origin="user",
-            )
-            check(entry, load_file(tmp))
-            os.replace(tmp, target)
-        finally:
-            tmp.unlink(missing_ok=True)
-        write_manifest(self.user_dir, [*read_manifest(self.user_dir, "user"), entry])
         return entry
 
 

@@ -17,7 +17,7 @@ from backend import results
 from backend.methods.base import MeshResult
 from backend.protocol import PROTOCOL_VERSION, UserError, staging_name
 from backend.results import check_output_dir, validate, write_result
-from tests.file_tree import tree
+from tests.file_tree import link_to_empty_folder, tree
 
 META = {
     "method": "meshinversion",
@@ -290,12 +290,7 @@ def test_overwrite_never_replaces_a_folder_that_is_not_an_earlier_result(tmp_pat
 def test_link_to_an_empty_folder_gets_the_result_inside_its_target(tmp_path: Path) -> None:
     """-o LINK: the result goes into the folder LINK points to; LINK stays a link and nothing else
     appears beside it or beside the target (was: LINK renamed to .LINK.old-*, a real folder in its place)."""
-    (tmp_path / "work").mkdir()
-    (tmp_path / "store").mkdir()
-    target = tmp_path / "store" / "results"
-    target.mkdir()
-    link = tmp_path / "work" / "LINK"
-    link.symlink_to(target, target_is_directory=True)
+    link, target = link_to_empty_folder(tmp_path)
     files = write_result(octahedron(), link, META)
     assert link.is_symlink() and os.readlink(link) == str(target)
     assert sorted(p.name for p in target.iterdir()) == sorted(files)

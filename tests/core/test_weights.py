@@ -21,36 +21,18 @@ from backend.protocol import UserError
 from backend.weights import (
     Registry,
     WeightsEntry,
-    read_manifest,
     safe_torch_load,
-    write_manifest,
 )
 from tests.core.backend_process import ROOT, backend_env
+from tests.core.tiny_models import write_entry
 
 
 def save_entry(
     root: Path, tensors: dict[str, torch.Tensor], weights_id: str = "tiny", **config
 ) -> WeightsEntry:
     """Write a safetensors file plus a manifest listing it; returns the entry."""
-    root.mkdir(parents=True, exist_ok=True)
-    path = root / f"{weights_id}.safetensors"
-    save_file(tensors, path)
-    entry = WeightsEntry(
-        id=weights_id,
-        method="meshinversion",
-        category="car",
-        file=path.name,
-        sha256=hashlib.sha256(path.read_bytes()).hexdigest(),
-        size=path.stat().st_size,
-        source="test",
-        licence="MIT",
-        config=config,
-        train_command="python -m workbench.train ...",
-        root=root,
-        origin="user",
-    )
-    write_manifest(root, [*read_manifest(root, "user"), entry])
-    return entry
+    return write_entry(root, weights_id, "meshinversion", tensors, config, source="test",
+                       train_command="python -m workbench.train ...")  # fmt: skip
 
 
 @pytest.fixture
