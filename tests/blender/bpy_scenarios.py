@@ -175,9 +175,9 @@ def scenario_front_ends(args: dict[str, Any]) -> dict[str, Any]:
     signature = inspect.signature(api.reconstruct).parameters
     rna = addon.properties.RFI_Settings.bl_rna.properties
     try:
-        addon.jobs.parse_overrides("invert_steps=3 no_such_option=1", "gan2shape")
+        addon.job_request.parse_overrides("invert_steps=3 no_such_option=1", "gan2shape")
         refused = ""
-    except addon.client.BackendError as error:
+    except addon.client.UserError as error:
         refused = error.one_line()
     return {
         "torch_imported": "torch" in sys.modules,

@@ -134,6 +134,9 @@ def imported_modules(root: Path, name: str) -> set[str]:
             named.update(f"{base}.{alias.name}" for alias in node.names)
         elif isinstance(node, ast.Constant) and isinstance(node.value, str):
             named.add(node.value)
+            module, colon, _ = node.value.partition(":")  # a lazy export, "module:attribute" in package
+            if colon and module.isidentifier():
+                named.add(f"{package}.{module}")
     found = set()
     for dotted in named:
         parts = dotted.split(".")
