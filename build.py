@@ -116,8 +116,8 @@ def shipped_weights() -> list[Path]:
 
 
 def package(_: argparse.Namespace | None = None) -> Path:
-    """Build dist/<id>-<version>.zip: add-on at the root, backend/ sub-package, weights/, requirements;
-    built and then validated by Blender's own extension tool."""
+    """Build dist/<id>-<version>.zip: add-on at the root, the runtime backend/ sub-package, weights/,
+    requirements (never workbench/ or benchmarks/); built and then validated by Blender's own tool."""
     setup()
     shutil.rmtree(STAGING, ignore_errors=True)
     shutil.copytree(ROOT / "blender_addon", STAGING, ignore=IGNORED)

@@ -10,11 +10,12 @@ aligned camera keeps overlaying the photo at any scale.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+
+from backend.options import SCALE_MODES, check_size_m
 
 CATEGORY_SIZE_M: dict[str, float] = {
     "car": 4.5, "bird": 0.2, "face": 0.25, "synface": 0.25, "cat": 0.45, "church": 20.0,
@@ -23,9 +24,6 @@ CATEGORY_SIZE_M: dict[str, float] = {
 extent of reliefs. Imported official checkpoints and demo weights look their category up here."""
 FALLBACK_SIZE_M = 1.0
 """Size of a category missing from the table (a user-trained one) unless ``size_m`` says."""
-SCALE_MODES = ("metres", "unit")
-SCALE_OPTIONS: dict[str, Any] = {"scale": "metres", "size_m": None}
-"""Job options every method takes (merged into its presets)."""
 LENGTH_AXIS = 1
 """Blender Y, the front axis (the front faces -Y): its extent is an object's length."""
 
@@ -74,12 +72,10 @@ class ScaleRule:
 
 def check_scale_options(options: dict[str, Any]) -> None:
     """Raise ``ValueError`` (one line) for a bad ``scale`` or ``size_m`` before any work starts."""
-    mode, size = options.get("scale", "metres"), options.get("size_m")
+    mode = options.get("scale", "metres")
     if mode not in SCALE_MODES:
         raise ValueError(f"scale must be one of {', '.join(SCALE_MODES)}, got {mode!r}")
-    number = isinstance(size, int | float) and not isinstance(size, bool)
-    if size is not None and not (number and math.isfinite(size) and size > 0):
-        raise ValueError(f"size_m must be a positive number of metres (or null), got {size!r}")
+    check_size_m(options.get("size_m"))
 
 
 def scale_rule(options: dict[str, Any], category: str, axis: int | None) -> ScaleRule:

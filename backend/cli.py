@@ -9,6 +9,7 @@ stderr and a one-line summary on stdout. Failures print ``error: ...`` and
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -16,11 +17,13 @@ from typing import Any
 from tqdm import tqdm
 
 from backend.categories import SCALE_MODES
-from backend.devices import DeviceError, configure_threads
+from backend.devices import configure_threads
 from backend.doctor import run_doctor
 from backend.jobs import JobOutcome, describe_error, log_traceback, run_job
-from backend.methods import METHOD_MODULES
+from backend.methods import METHOD_MODULES, options_class
 from backend.methods.base import JobCancelled
+from backend.models import import_official
+from backend.options import JOB_DEFAULTS, describe_options
 from backend.protocol import (
     DEVICES,
     MASK_SOURCES,
@@ -28,11 +31,12 @@ from backend.protocol import (
     REPROJECT_SIZES,
     JobRequest,
     ReprojectRequest,
+    UserError,
     parse_overrides,
 )
 from backend.reproject.job import run_reproject
 from backend.server import serve
-from backend.weights import Registry, WeightsError
+from backend.weights import Registry
 
 
 class StageBars:
@@ -163,7 +167,7 @@ def cmd_weights(args: argparse.Namespace) -> int:
                 print(f"no weights registered (user dir {registry.user_dir})")
             return 0
         if args.action == "import":
-            entry = registry.import_official(args.file, args.method, args.category, args.id)
+            entry = import_official(registry, args.file, args.method, args.category, args.id)
             print(f"imported {entry.id}: {entry.path} (sha256 {entry.sha256})")
             return 0
         failures = 0
@@ -172,12 +176,24 @@ def cmd_weights(args: argparse.Namespace) -> int:
             try:
                 registry.verify(entry)
                 print(f"ok    {entry.id}")
-            except WeightsError as exc:
+            except UserError as exc:
                 failures += 1
                 print(f"FAIL  {entry.id}: {exc.message} ({exc.hint})")
         return 1 if failures else 0
-    except WeightsError as exc:
+    except UserError as exc:
         return fail(exc.code, exc.message, exc.hint)
+
+
+def cmd_options(args: argparse.Namespace) -> int:
+    """Print every option of the chosen methods, as the methods' ``Options`` declare them."""
+    presets = [args.preset] if args.preset else list(PRESETS)
+    for method in [args.method] if args.method else list(METHOD_MODULES):
+        print(f"{method} (--set KEY=VALUE; preset values: {', '.join(presets)})")
+        for item in describe_options(options_class(method)):
+            values = " / ".join(json.dumps(item["presets"][p]) for p in presets)
+            allowed = f" [{', '.join(item['choices'])}]" if "choices" in item else ""
+            print(f"  {item['name']} ({item['type']}): {values}{allowed}\n      {item['doc']}")
+    return 0
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -203,7 +219,7 @@ def build_parser() -> argparse.ArgumentParser:
     rec.add_argument(
         "--mask",
         choices=MASK_SOURCES,
-        default="auto",
+        default=JOB_DEFAULTS["mask"],
         help="object mask source (default auto: the alpha channel, else the salient-object net)",
     )
     rec.add_argument("--mask-path", help="mask image for --mask file")
@@ -214,14 +230,15 @@ def build_parser() -> argparse.ArgumentParser:
         metavar=("X0", "Y0", "X1", "Y1"),
         help="box around the object: seeds GrabCut, picks the salient net's object",
     )
-    rec.add_argument("--method", choices=sorted(METHOD_MODULES), default="meshinversion")
+    rec.add_argument("--method", choices=tuple(METHOD_MODULES), default=JOB_DEFAULTS["method"])
     rec.add_argument("--weights", help="weights id (default: the method's first registered weights)")
-    rec.add_argument("--preset", choices=PRESETS, default="fast")
-    rec.add_argument("--device", choices=DEVICES, default="auto")
-    rec.add_argument("--seed", type=int, default=0)
+    rec.add_argument("--preset", choices=PRESETS, default=JOB_DEFAULTS["preset"])
+    rec.add_argument("--device", choices=DEVICES, default=JOB_DEFAULTS["device"])
+    rec.add_argument("--seed", type=int, default=JOB_DEFAULTS["seed"])
     rec.add_argument(
-        "--set", action="append", default=[], metavar="KEY=VALUE", help="override a preset option"
-    )
+        "--set", action="append", default=[], metavar="KEY=VALUE",
+        help="override a preset option (`python -m backend options` lists them)",
+    )  # fmt: skip
     rec.add_argument(
         "--scale",
         choices=SCALE_MODES,
@@ -266,6 +283,11 @@ def build_parser() -> argparse.ArgumentParser:
     ver.add_argument("id", nargs="?")
     weights.set_defaults(func=cmd_weights)
 
+    opt = sub.add_parser("options", help="each method option: type, preset values, doc")
+    opt.add_argument("--method", choices=tuple(METHOD_MODULES), help="one method (default: all)")
+    opt.add_argument("--preset", choices=PRESETS, help="one preset's values (default: all)")
+    opt.set_defaults(func=cmd_options)
+
     sub.add_parser("serve", parents=[common], help="JSON-lines protocol server on stdin/stdout").set_defaults(
         func=cmd_serve
     )
@@ -277,7 +299,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         configure_threads()
-    except DeviceError as exc:
+    except UserError as exc:
         print(f"error: {exc.message} ({exc.hint})", file=sys.stderr)
         return 2
     return args.func(args)

@@ -7,15 +7,7 @@ from typing import Any
 
 import torch
 
-
-class DeviceError(Exception):
-    """The requested device cannot be used; ``hint`` says what to do instead."""
-
-    def __init__(self, code: str, message: str, hint: str = "") -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.hint = hint
+from backend.protocol import UserError
 
 
 def resolve_device(name: str) -> torch.device:
@@ -27,13 +19,13 @@ def resolve_device(name: str) -> torch.device:
     if name == "cuda":
         if not torch.cuda.is_available():
             build = "a CPU-only torch build" if torch.version.cuda is None else "no usable NVIDIA GPU/driver"
-            raise DeviceError(
+            raise UserError(
                 "no_cuda",
                 f"CUDA was requested but is not available ({build})",
                 "use --device cpu or auto, or install the CUDA build of torch (see README)",
             )
         return torch.device("cuda")
-    raise DeviceError("bad_device", f"unknown device {name!r}", "use auto, cpu or cuda")
+    raise UserError("bad_device", f"unknown device {name!r}", "use auto, cpu or cuda")
 
 
 def configure_threads() -> int:
@@ -49,7 +41,7 @@ def configure_threads() -> int:
     explicit = os.environ.get("RFI_THREADS", "").strip()
     if explicit:
         if not explicit.isdigit() or int(explicit) < 1:
-            raise DeviceError("bad_threads", f"RFI_THREADS must be a positive integer, got {explicit!r}",
+            raise UserError("bad_threads", f"RFI_THREADS must be a positive integer, got {explicit!r}",
                               "unset it to let the backend choose")
         torch.set_num_threads(int(explicit))
     elif not os.environ.get("OMP_NUM_THREADS", "").strip():

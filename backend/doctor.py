@@ -19,8 +19,8 @@ from backend import __version__, salient_mask
 from backend.devices import describe_device, resolve_device
 from backend.methods import METHOD_MODULES
 from backend.methods.meshinversion.vgg import VGG_CONFIG
-from backend.protocol import PROTOCOL_VERSION
-from backend.weights import Registry, WeightsError
+from backend.protocol import PROTOCOL_VERSION, UserError
+from backend.weights import Registry
 
 
 def _checks(registry: Registry) -> list[tuple[str, str]]:
@@ -51,7 +51,7 @@ def _checks(registry: Registry) -> list[tuple[str, str]]:
             lines.append(("FAIL", f"method {name} cannot be loaded: {type(exc).__name__}: {exc}"))
     try:
         entries = registry.entries()
-    except WeightsError as exc:
+    except UserError as exc:
         entries = []
         lines.append(("FAIL", f"{exc.message} ({exc.hint})"))
     for entry in entries:
@@ -60,7 +60,7 @@ def _checks(registry: Registry) -> list[tuple[str, str]]:
             lines.append(
                 ("ok", f"weights {entry.id} ({entry.method}, {entry.category}, {entry.origin}) verified")
             )
-        except WeightsError as exc:
+        except UserError as exc:
             lines.append(("FAIL", f"weights {entry.id}: {exc.message} ({exc.hint})"))
     methods_with_weights = {e.method for e in entries}
     lines += [("--", f"no weights for {m}") for m in sorted(set(METHOD_MODULES) - methods_with_weights)]

@@ -5,7 +5,7 @@ boolean object mask) -> ``crop_to_object(image, size, margin)`` -> ``Crop`` at t
 resolution. The crop records its box in *original file* pixels, so a result's camera can be laid
 over the untouched photo in Blender even when the image was downscaled on load.
 
-Every failure a user can cause raises ``InputError`` with a machine-readable ``code``, a one-line
+Every failure a user can cause raises ``UserError`` with a machine-readable ``code``, a one-line
 ``message`` and a ``hint`` saying what to do.
 """
 
@@ -22,6 +22,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from backend import salient_mask
+from backend.protocol import UserError
 
 SUPPORTED_FORMATS = frozenset({"PNG", "JPEG", "MPO", "WEBP", "TIFF", "BMP", "GIF"})
 MAX_PIXELS = 150_000_000
@@ -39,16 +40,6 @@ MASK_ASPECT_TOLERANCE = 0.02
 """A mask file may be a scaled copy of the photo's size (rounding allowed), never a stretched one."""
 MIN_MASK_FRACTION = 1e-3
 MAX_MASK_FRACTION = 0.999
-
-
-class InputError(Exception):
-    """A problem with the user's image or mask; ``code`` for programs, ``hint`` for people."""
-
-    def __init__(self, code: str, message: str, hint: str = "") -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.hint = hint
 
 
 @dataclass
@@ -118,26 +109,26 @@ def _check_file(path: Path, what: str = "image") -> None:
     """Exists, is a file, has bytes and can be opened; ``what`` ("image"/"mask") names it in messages."""
     try:
         if not path.exists():
-            raise InputError("not_found", f"{what} file not found: {path}", "check the path")
+            raise UserError("not_found", f"{what} file not found: {path}", "check the path")
         if not path.is_file():
-            raise InputError("not_a_file", f"not a regular file: {path}", f"give the path of the {what} file")
+            raise UserError("not_a_file", f"not a regular file: {path}", f"give the path of the {what} file")
         if path.stat().st_size == 0:
-            raise InputError("empty_file", f"{what} file is empty (0 bytes): {path}", "re-export it")
+            raise UserError("empty_file", f"{what} file is empty (0 bytes): {path}", "re-export it")
         with path.open("rb"):
             pass
     except PermissionError:
         raise _not_readable(path, what) from None
 
 
-def _not_readable(path: Path, what: str) -> InputError:
-    return InputError(
+def _not_readable(path: Path, what: str) -> UserError:
+    return UserError(
         "not_readable", f"no permission to read the {what} file {path}", "check the file's permissions"
     )
 
 
 def _open(path: Path, max_pixels: int) -> Image.Image:
     """Open lazily (header only) and refuse bombs before any pixel is decoded."""
-    too_large = InputError(
+    too_large = UserError(
         "too_large",
         f"image declares more than {max_pixels:,} pixels (decompression bomb guard): {path.name}",
         "resize the image below that size in an image editor",
@@ -151,15 +142,15 @@ def _open(path: Path, max_pixels: int) -> Image.Image:
     except PermissionError:
         raise _not_readable(path, "image") from None
     except UnidentifiedImageError:
-        raise InputError(
+        raise UserError(
             "not_an_image",
             f"not a readable image: {path.name}",
             "use a PNG, JPEG, WebP, TIFF or BMP file",
         ) from None
     except OSError as exc:
-        raise InputError("corrupt", f"cannot read image {path.name}: {exc}", "re-export the image") from None
+        raise UserError("corrupt", f"cannot read image {path.name}: {exc}", "re-export the image") from None
     if img.format not in SUPPORTED_FORMATS:
-        raise InputError(
+        raise UserError(
             "unsupported_format",
             f"unsupported image format {img.format}: {path.name}",
             "convert it to PNG or JPEG",
@@ -190,7 +181,7 @@ def _decode(path: Path, max_side: int, max_pixels: int) -> _Decoded:
             orientation = img.getexif().get(0x0112, 1)
             img = ImageOps.exif_transpose(img)
     except (OSError, SyntaxError, ValueError) as exc:
-        raise InputError(
+        raise UserError(
             "corrupt", f"image data is corrupt or truncated: {path.name} ({exc})", "re-export the image"
         ) from None
     if orientation not in (1, None):
@@ -255,7 +246,7 @@ def _mask_from_file(mask_path: str, size: tuple[int, int], notes: list[str], max
     mask_w, mask_h = decoded.original_size
     image_w, image_h = size
     if abs(mask_w * image_h - mask_h * image_w) > MASK_ASPECT_TOLERANCE * mask_h * image_w:
-        raise InputError(
+        raise UserError(
             "mask_size",
             f"mask {mask_w}x{mask_h} does not have the shape of the {image_w}x{image_h} image",
             "export the mask from the same photo (any scale of it works)",
@@ -275,7 +266,7 @@ def _clip_box(box: tuple[int, int, int, int], w: int, h: int) -> tuple[int, int,
     x0, y0 = max(0, box[0]), max(0, box[1])
     x1, y1 = min(w, box[2]), min(h, box[3])
     if x1 - x0 < 2 or y1 - y0 < 2:
-        raise InputError(
+        raise UserError(
             "bad_box", f"box {list(box)} lies outside the {w}x{h} image", "draw it on the object"
         )
     return x0, y0, x1, y1
@@ -312,7 +303,7 @@ def grabcut_mask(rgb: np.ndarray, box: tuple[int, int, int, int] | None = None) 
     try:
         cv2.grabCut(bgr, labels, rect, None, None, GRABCUT_ITERATIONS, cv2.GC_INIT_WITH_RECT)
     except cv2.error as exc:
-        raise InputError(
+        raise UserError(
             "grabcut_failed", f"automatic foreground extraction failed: {exc.msg}", "use a mask file or a box"
         ) from None
     fg = ((labels == cv2.GC_FGD) | (labels == cv2.GC_PR_FGD)).astype(np.uint8)
@@ -328,13 +319,13 @@ def grabcut_mask(rgb: np.ndarray, box: tuple[int, int, int, int] | None = None) 
 def _check_mask(mask: np.ndarray, source: str) -> None:
     fraction = float(mask.mean())
     if fraction < MIN_MASK_FRACTION:
-        raise InputError(
+        raise UserError(
             "empty_mask",
             f"the {source} mask selects no object ({fraction:.2%} of the image)",
             "use another mask source (grabcut, a mask file) or draw a box around the object",
         )
     if fraction > MAX_MASK_FRACTION:
-        raise InputError(
+        raise UserError(
             "full_mask",
             f"the {source} mask covers the whole image, so no object outline is known",
             "use an image with transparent background, a mask file, or grabcut with a box",
@@ -359,7 +350,7 @@ def load_input(
     decoded = _decode(path, max_side, max_pixels)
     if min(decoded.original_size) < MIN_SIDE:
         width, height = decoded.original_size
-        raise InputError(
+        raise UserError(
             "too_small",
             f"image {path.name} is only {width}x{height} pixels",
             f"use a photo at least {MIN_SIDE} pixels on each side (a few hundred work best)",
@@ -385,20 +376,20 @@ def _object_mask(
         return _auto_mask(decoded, box)
     if mask == "alpha":
         if decoded.alpha is None:
-            raise InputError(
+            raise UserError(
                 "no_alpha", f"{name} has no alpha channel", "use --mask auto, salient, grabcut or a mask file"
             )
         return decoded.alpha >= 0.5, mask
     if mask == "file":
         if not mask_path:
-            raise InputError("no_mask_path", "mask source 'file' needs a mask path", "pass --mask-path")
+            raise UserError("no_mask_path", "mask source 'file' needs a mask path", "pass --mask-path")
         height, width = decoded.rgb.shape[:2]
         return _mask_from_file(mask_path, (width, height), decoded.notes, max_side), mask
     if mask == "salient":
         try:
             return salient_object_mask(decoded.rgb, box), mask
         except salient_mask.SalientUnavailable as exc:
-            raise InputError(
+            raise UserError(
                 "salient_unavailable",
                 f"the salient-object mask net cannot run: {exc}",
                 "reinstall the pinned requirements (requirements-nodeps.txt), or use --mask grabcut",
@@ -407,7 +398,7 @@ def _object_mask(
         return grabcut_mask(decoded.rgb, box), mask
     if mask == "none":
         return np.ones(decoded.rgb.shape[:2], dtype=bool), mask
-    raise InputError("bad_mask_source", f"unknown mask source {mask!r}", "see --help for the sources")
+    raise UserError("bad_mask_source", f"unknown mask source {mask!r}", "see --help for the sources")
 
 
 def _auto_mask(decoded: _Decoded, box: tuple[int, int, int, int] | None) -> tuple[np.ndarray, str]:
@@ -468,7 +459,7 @@ def crop_to_object(image: InputImage, size: int, margin: float = 0.05, fill: flo
     rows = np.flatnonzero(image.mask.any(axis=1))
     cols = np.flatnonzero(image.mask.any(axis=0))
     if rows.size == 0:
-        raise InputError("empty_mask", "the object mask is empty", "use another mask source")
+        raise UserError("empty_mask", "the object mask is empty", "use another mask source")
     bw, bh = cols[-1] + 1 - cols[0], rows[-1] + 1 - rows[0]
     side = max(1, math.ceil(max(bw, bh) * (1 + 2 * margin)))
     x0 = int(cols[0] + cols[-1] + 1 - side) // 2

@@ -8,8 +8,6 @@ can cause comes out as one ``(code, message, hint)`` through ``describe_error``.
 
 from __future__ import annotations
 
-import contextlib
-import json
 import math
 import shutil
 import sys
@@ -27,44 +25,27 @@ import numpy as np
 import torch
 from PIL import Image
 
-from backend.devices import DeviceError, is_out_of_memory, release_memory, resolve_device
-from backend.inputs import InputError, load_input
-from backend.methods import method_class
+from backend.devices import is_out_of_memory, release_memory, resolve_device
+from backend.inputs import load_input
+from backend.methods import method_class, options_class
 from backend.methods.base import JobCancelled, MeshResult, Method
-from backend.protocol import JobRequest, ProtocolError
-from backend.results import ResultError, check_output_dir, write_result
-from backend.weights import Registry, WeightsEntry, WeightsError, build_model
+from backend.models import load_model
+from backend.options import as_dict, parse_options
+from backend.protocol import JobRequest, JobSummary, ProgressMessage, ReprojectSummary, UserError
+from backend.results import check_output_dir, write_result
+from backend.weights import Registry, WeightsEntry
 
 Emit = Callable[[dict[str, Any]], None]
 PROGRESS_INTERVAL_S = 0.1
 """Progress events are throttled to ~10/s (first and last step of a stage always go out)."""
 PREVIEW_INTERVAL_S = 1.0
 MAX_CACHED_MODELS = 2
-ABSURD_FACTOR = 100
-ABSURD_FLOOR = 10
-"""An integer override may be up to ``ABSURD_FACTOR`` times the largest preset value of that option
-(or of ``ABSURD_FLOOR`` when the presets use less): more than that is a typo, not a schedule."""
-
-
-class JobError(Exception):
-    """A job-level failure with a code and a hint (bad options, diverged optimisation, OOM...)."""
-
-    def __init__(self, code: str, message: str, hint: str = "") -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.hint = hint
-
-
-USER_ERRORS = (JobError, InputError, WeightsError, ResultError, DeviceError)
 
 
 def describe_error(exc: BaseException) -> tuple[str, str, str]:
     """``(code, one-line message, hint)`` for any exception a job can raise."""
-    if isinstance(exc, USER_ERRORS):
+    if isinstance(exc, UserError):
         return exc.code, exc.message.splitlines()[0], exc.hint
-    if isinstance(exc, ProtocolError):
-        return exc.code, str(exc), "fix the request"
     if isinstance(exc, JobCancelled):
         return "cancelled", "the job was cancelled", ""
     if is_out_of_memory(exc):
@@ -75,125 +56,10 @@ def describe_error(exc: BaseException) -> tuple[str, str, str]:
     return "internal", f"{type(exc).__name__}: {first}", "this is a bug; the traceback is on stderr"
 
 
-def _shown(value: Any, limit: int = 60) -> str:
-    """A value as it goes into a one-line message, cut short (a pasted 400-digit number stays readable)."""
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def _finite(value: int | float) -> bool:
-    """``math.isfinite`` that also says no to JSON integers too large for a float (10**400)."""
-    try:
-        return math.isfinite(value)
-    except OverflowError:
-        return False
-
-
-def _coerce(key: str, value: Any, default: Any, nullable: bool = False) -> Any:
-    """Make an override the type of the preset's value (CLI values arrive as strings, JSON text).
-
-    A ``None`` default takes any JSON value (the method validates it); a list/tuple default takes
-    a list of the same length element by element, or of any non-zero length when its elements
-    share one type and it is a list or a sequence of sequences (e.g. elevations, a schedule of
-    stages). A flat tuple of scalars is a fixed-size record (e.g. three stage lengths), so its
-    length is kept. ``nullable``: ``None`` stays allowed (the preset itself says ``None``).
-    """
-    if isinstance(value, str) and not isinstance(default, str):
-        with contextlib.suppress(json.JSONDecodeError):
-            value = json.loads(value)
-    if default is None or (value is None and nullable):
-        return value
-    bad = JobError(
-        "bad_option",
-        f"option {key}={_shown(value)} must be a {type(default).__name__} like {default!r}",
-        "fix the --set value",
-    )
-    number = isinstance(value, int | float) and not isinstance(value, bool) and _finite(value)
-    if isinstance(default, bool):
-        if not isinstance(value, bool):
-            raise bad
-    elif isinstance(default, int):
-        if not number or value != int(value):
-            raise bad
-        value = int(value)
-    elif isinstance(default, float):
-        if not number:
-            raise bad
-        value = float(value)
-    elif isinstance(default, list | tuple):
-        if not isinstance(value, list | tuple):
-            raise bad
-        if len(value) == len(default):
-            return type(default)(_coerce(key, v, d) for v, d in zip(value, default, strict=True))
-        record = isinstance(default, tuple) and not any(isinstance(d, list | tuple) for d in default)
-        if not value or not default or record or len({type(d) for d in default}) != 1:
-            raise bad
-        return type(default)(_coerce(key, v, default[0]) for v in value)
-    elif not isinstance(value, type(default)):
-        raise bad
-    return value
-
-
-def resolve_options(
-    presets: dict[str, dict[str, Any]], preset: str, overrides: dict[str, Any]
-) -> dict[str, Any]:
-    """``presets[preset]`` (a ``Method.presets``) with ``overrides`` applied; unknown keys and bad
-    values are errors, so a typo never silently runs the default."""
-    if preset not in presets:
-        raise JobError("bad_preset", f"unknown preset {preset!r}", f"use one of {', '.join(presets)}")
-    options = dict(presets[preset])
-    unknown = sorted(set(overrides) - set(options))
-    if unknown:
-        raise JobError(
-            "bad_option",
-            f"unknown option(s): {', '.join(unknown)}",
-            f"known options: {', '.join(sorted(options))}",
-        )
-    for key, value in overrides.items():
-        typed = _typed_default(key, options[key], presets)
-        options[key] = _coerce(key, value, typed, nullable=options[key] is None)
-        _check_count_range(key, options[key], presets)
-    return options
-
-
-def _typed_default(key: str, default: Any, presets: dict[str, dict[str, Any]]) -> Any:
-    """The value an override is typed by: the chosen preset's, or where that is ``None`` (e.g. "the
-    category's published value") another preset's concrete value of the same option."""
-    if default is not None:
-        return default
-    return next((p[key] for p in presets.values() if p.get(key) is not None), None)
-
-
-def _int_leaves(value: Any) -> list[int]:
-    """Every integer in a (nested) option value; booleans are switches, not counts."""
-    if isinstance(value, list | tuple):
-        return [leaf for item in value for leaf in _int_leaves(item)]
-    return [value] if isinstance(value, int) and not isinstance(value, bool) else []
-
-
-def _check_count_range(key: str, value: Any, presets: dict[str, dict[str, Any]]) -> None:
-    """Integer options (steps, points, candidates, sizes) stay within what the presets make plausible.
-
-    Methods loop ``range(n)`` over them, so a negative count would silently skip work (a result that
-    was never optimised) and a typo like 10**9 would run for days; both are refused up front.
-    """
-    reference = [leaf for options in presets.values() for leaf in _int_leaves(options.get(key))]
-    given = _int_leaves(value)
-    if not reference or not given:
-        return
-    if min(reference) >= 0 and min(given) < 0:
-        raise JobError("bad_option", f"option {key}={_shown(value)} must not be negative", "counts are >= 0")
-    limit = ABSURD_FACTOR * max(*reference, ABSURD_FLOOR)
-    if max(given) > limit:
-        raise JobError(
-            "bad_option",
-            f"option {key}={_shown(value)} is implausibly large (above {limit})",
-            f"the presets use at most {max(reference)}; check for a typo",
-        )
-
-
 class ModelCache:
-    """Loaded models by (weights id, sha256, device), most recent last; warm jobs skip loading."""
+    """Loaded models by (weights id, sha256, device), most recent last; warm jobs skip loading.
+
+    A model keeps the auxiliary weights of the store it was loaded from (read at its first job)."""
 
     def __init__(self, capacity: int = MAX_CACHED_MODELS) -> None:
         self.capacity = capacity
@@ -207,7 +73,7 @@ class ModelCache:
         while len(self._models) >= self.capacity:
             self._models.popitem(last=False)
             release_memory(device)
-        model = build_model(entry, registry.load_state_dict(entry, device), device)
+        model = load_model(registry, entry, device)
         self._models[key] = model
         return model
 
@@ -238,7 +104,7 @@ class ProgressReporter:
         if loss is not None:
             loss = float(loss)
             if not math.isfinite(loss):
-                raise JobError(
+                raise UserError(
                     "diverged",
                     f"the optimisation diverged (loss {loss}) at {stage} step {step}",
                     "try another seed or lower the learning rate with --set",
@@ -249,17 +115,14 @@ class ProgressReporter:
             return
         self.last_event = now
         eta = max(0.0, (now - self.stage_start) / step * (total - step)) if step > 0 else None
-        event: dict[str, Any] = {
-            "type": "progress", "job": self.job, "stage": stage, "step": step, "total": total,
-            "loss": loss, "eta": None if eta is None else round(eta, 2),
-        }  # fmt: skip
+        event = ProgressMessage(self.job, stage, step, total, loss, None if eta is None else round(eta, 2))
         if preview is not None and self.previews and now - self.last_preview >= PREVIEW_INTERVAL_S:
             self.last_preview = now
             try:
-                event["preview"] = save_preview(preview, self._preview_folder())
+                event.preview = save_preview(preview, self._preview_folder())
             except OSError as exc:  # previews are a courtesy: a full temp disk must not end the job
                 print(f"preview not saved: {exc}", file=sys.stderr)
-        self.emit(event)
+        self.emit(event.to_message())
 
     def _preview_folder(self) -> Path:
         """The job's temporary preview folder, made at the first preview: a job that is killed
@@ -286,10 +149,10 @@ def save_preview(image: np.ndarray, folder: Path) -> str:
 
 @dataclass
 class JobOutcome:
-    """What a finished job reports: written files (name -> path) and a summary for one line."""
+    """What a finished job reports (``ResultMessage``): written files (name -> path) and a summary."""
 
     files: dict[str, str]
-    summary: dict[str, Any]
+    summary: JobSummary | ReprojectSummary
 
 
 def run_job(
@@ -309,26 +172,24 @@ def run_job(
     try:
         method = method_class(request.method)
     except KeyError as exc:
-        raise JobError("unknown_method", str(exc.args[0]), "use meshinversion or gan2shape") from None
+        raise UserError("unknown_method", str(exc.args[0]), "use meshinversion or gan2shape") from None
     except (ImportError, AttributeError) as exc:
-        raise JobError(
+        raise UserError(
             "method_unavailable",
             f"method {request.method!r} cannot be loaded: {exc}",
             "run `python -m backend doctor`; the installation may be incomplete",
         ) from None
-    entry = registry.find(request.weights) if request.weights else registry.default_for(request.method)
+    if request.weights:
+        entry = registry.find(request.weights)
+    else:
+        entry = registry.default_for(request.method, method.is_model_entry)
     if entry.method != request.method:
-        raise JobError(
+        raise UserError(
             "weights_mismatch",
             f"weights {entry.id!r} are for {entry.method}, not {request.method}",
             "pick weights of the same method (`python -m backend weights list`)",
         )
-    options = resolve_options(method.presets, request.preset, request.overrides)
-    try:
-        method.check_options(options)
-    except ValueError as exc:
-        message = str(exc).splitlines()[0]
-        raise JobError("bad_option", message, "fix the --set value (see the README's options)") from None
+    options = parse_options(options_class(request.method), request.preset, request.overrides)
     device = resolve_device(request.device)
     check_output_dir(Path(request.output_dir), request.overwrite)
 
@@ -360,7 +221,7 @@ def run_job(
             "source": entry.source,
         },
         "preset": request.preset,
-        "options": options,
+        "options": as_dict(options),
         "seed": request.seed,
         "device": str(device),
         "input": {
@@ -375,46 +236,45 @@ def run_job(
     files = write_result(
         result, request.output_dir, metadata, overwrite=request.overwrite, mask=image.mask_at_original_size()
     )
-    summary = {
-        "method": request.method,
-        "weights": entry.id,
-        "preset": request.preset,
-        "device": str(device),
-        "seconds": round(time.perf_counter() - start, 2),
-        "vertices": len(result.vertices),
-        "faces": len(result.faces),
-        "output_dir": str(Path(request.output_dir).absolute()),
-    }
+    summary = JobSummary(
+        method=request.method,
+        weights=entry.id,
+        preset=request.preset,
+        device=str(device),
+        seconds=round(time.perf_counter() - start, 2),
+        vertices=len(result.vertices),
+        faces=len(result.faces),
+        output_dir=str(Path(request.output_dir).absolute()),
+    )
     return JobOutcome(files, summary)
 
 
 def _run_guarded(
     model: Method,
     image: Any,
-    options: dict[str, Any],
+    options: Any,
     request: JobRequest,
     progress: ProgressReporter,
     device: torch.device,
 ) -> MeshResult:
-    """``Method.run`` with torch's and numpy's global generators seeded (and restored afterwards),
-    and out-of-memory or option-value failures turned into user errors."""
+    """``Method.run`` with out-of-memory or option-value failures turned into user errors. The seed is
+    the method's to apply (its own generators); torch's and numpy's global generators are restored
+    afterwards, so a job never changes what the next one draws."""
     numpy_state = np.random.get_state()
     try:
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-            torch.manual_seed(request.seed)
-            np.random.seed(request.seed % 2**32)
             return model.run(image, options, request.seed, progress)
     except Exception as exc:
         release_memory(device)
         if is_out_of_memory(exc):
-            raise JobError(
+            raise UserError(
                 "out_of_memory",
                 f"{device.type} ran out of memory during {progress.stage or 'the job'}",
                 out_of_memory_hint(device),
             ) from None
         if isinstance(exc, ValueError):  # methods validate option values they were given
             log_traceback(exc)
-            raise JobError(
+            raise UserError(
                 "method_failed",
                 f"{request.method} stopped: {str(exc).splitlines()[0][:300]}",
                 "check the --set options; if they are fine, this is a bug (traceback on stderr)",
@@ -433,5 +293,5 @@ def out_of_memory_hint(device: torch.device) -> str:
 
 def log_traceback(exc: BaseException) -> None:
     """Full traceback to stderr for bugs; user errors need only their one line."""
-    if not isinstance(exc, (*USER_ERRORS, JobCancelled, ProtocolError)):
+    if not isinstance(exc, UserError | JobCancelled):
         traceback.print_exception(exc, file=sys.stderr)

@@ -3,12 +3,18 @@
 Standard library only: the Blender add-on imports this very module (bundled inside the
 extension) without torch, so both sides always agree on names and the version.
 
-Every message is one JSON object on one line with a ``type`` field. Client -> backend:
-``job`` (reconstruct a photo), ``reproject`` (bake a result's photo onto an edited mesh),
-``cancel``, ``ping``, ``shutdown``. Backend -> client: ``hello`` (first line, once), ``accepted``,
-``progress``, ``result``, ``error``, ``cancelled``, ``pong``, ``bye``; both job types report
-through the same events. A change that an older peer cannot read bumps ``PROTOCOL_VERSION``
-(2: the ``reproject`` job).
+Every message is one JSON object on one line with a ``type`` field, and every one is defined
+here with its fields. Client -> backend (``CLIENT_MESSAGES``): ``job`` (``JobRequest``: reconstruct
+a photo), ``reproject`` (``ReprojectRequest``: bake a result's photo onto an edited mesh),
+``cancel``, ``ping``, ``shutdown``. Backend -> client (``SERVER_MESSAGES``): ``hello`` (first line,
+once), ``accepted``, ``progress``, ``result``, ``error``, ``cancelled``, ``pong``, ``bye``; both job
+types report through the same events. Both sides build messages through these classes and the
+client reads them back through ``from_message``, so neither can use a field the other never sends.
+A change that an older peer cannot read bumps ``PROTOCOL_VERSION`` (2: the ``reproject`` job).
+
+A user's mistake is a ``UserError`` (code, one line, hint) on both sides; an ``error`` event carries
+exactly those three fields. The result folder a ``result`` event points to is defined in
+``backend.result_format``.
 
 It also holds the one file-name convention both sides follow when they write outputs atomically
 (the backend's result folders, the batch script's ``.blend``/``.glb``/preview files).
@@ -21,17 +27,13 @@ import json
 import os
 import re
 import secrets
-from dataclasses import asdict, dataclass, field, fields
-from typing import Any, ClassVar
+from dataclasses import MISSING, asdict, dataclass, field, fields
+from typing import Any, ClassVar, Self, TypedDict
 
 PROTOCOL_VERSION = 2
 MAX_MESSAGE_BYTES = 1 << 20
 """Longest accepted line; longer input is an error, never buffered without bound."""
 
-CLIENT_TYPES = frozenset({"job", "reproject", "cancel", "ping", "shutdown"})
-SERVER_TYPES = frozenset(
-    {"hello", "accepted", "progress", "result", "error", "cancelled", "pong", "bye"}
-)
 
 MASK_SOURCES = ("auto", "alpha", "file", "salient", "grabcut", "none")
 """``auto``: alpha if the image has a useful one, else the salient-object net (``salient``), else
@@ -65,7 +67,7 @@ def _is_file_name(path: Any) -> bool:
 class UserError(Exception):
     """The one error type a user can act on, on both sides of the protocol: a machine-readable
     ``code``, a one-line ``message`` and a ``hint`` saying what to do. An error event carries exactly
-    these three fields (``error_message``)."""
+    these three fields (``ErrorMessage``)."""
 
     def __init__(self, code: str, message: str, hint: str = "") -> None:
         super().__init__(message)
@@ -78,12 +80,14 @@ class UserError(Exception):
         return f"{self.message} ({self.hint})" if self.hint else self.message
 
 
-class ProtocolError(ValueError):
-    """A message that is not valid protocol; ``code`` is the machine-readable reason."""
+class ProtocolError(UserError, ValueError):
+    """A message or request that is not valid protocol; ``code`` is the machine-readable reason.
 
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
+    A ``ValueError`` too: code that refuses bad values (a CLI argument, a message ``encode`` cannot
+    write) catches these along with them."""
+
+    def __init__(self, code: str, message: str, hint: str = "fix the request") -> None:
+        super().__init__(code, message, hint)
 
 
 @dataclass
@@ -201,6 +205,217 @@ REQUEST_TYPES: dict[str, type[JobRequest] | type[ReprojectRequest]] = {
 """Message type -> the request it carries; every job type queues, reports and cancels alike."""
 
 
+@dataclass
+class Message:
+    """A protocol message with fixed fields: ``to_message`` is its wire form (``type`` first, then the
+    fields in order, an optional field listed in ``omitted_when_none`` left out while ``None``) and
+    ``from_message`` reads that form back, refusing unknown and missing fields."""
+
+    message_type: ClassVar[str] = ""
+    omitted_when_none: ClassVar[frozenset[str]] = frozenset()
+
+    def to_message(self) -> dict[str, Any]:
+        message: dict[str, Any] = {"type": self.message_type}
+        for item in fields(self):
+            value = getattr(self, item.name)
+            if value is not None or item.name not in self.omitted_when_none:
+                message[item.name] = value
+        return message
+
+    @classmethod
+    def from_message(cls, message: dict[str, Any]) -> Self:
+        if message.get("type") != cls.message_type:
+            raise ProtocolError("bad_type", f"{message.get('type')!r} is not a {cls.message_type} message")
+        names = {item.name for item in fields(cls)}
+        unknown = sorted(set(message) - names - {"type"})
+        required = {
+            item.name for item in fields(cls) if item.default is MISSING and item.default_factory is MISSING
+        }
+        missing = sorted(required - set(message))
+        if unknown or missing:
+            problem = f"unknown field(s) {', '.join(unknown)}" if unknown else f"no {', '.join(missing)}"
+            raise ProtocolError("bad_message", f"{cls.message_type} message with {problem}")
+        return cls(**{name: value for name, value in message.items() if name != "type"})
+
+
+@dataclass
+class CancelMessage(Message):
+    """Cancel job ``job`` (running: at its next step; queued: at once); ``None``: the running job
+    and every queued one."""
+
+    job: str | None = None
+    message_type: ClassVar[str] = "cancel"
+
+
+@dataclass
+class PingMessage(Message):
+    """Ask for a ``pong``; ``id`` (any JSON value) comes back in it."""
+
+    id: Any = None
+    message_type: ClassVar[str] = "ping"
+
+
+@dataclass
+class ShutdownMessage(Message):
+    """Cancel everything and exit after answering ``bye``."""
+
+    message_type: ClassVar[str] = "shutdown"
+
+
+CLIENT_MESSAGES: dict[str, type[Any]] = {
+    **REQUEST_TYPES,
+    **{cls.message_type: cls for cls in (CancelMessage, PingMessage, ShutdownMessage)},
+}
+"""Client -> backend: message type -> its definition. The backend reads ``id`` of a ping and ``job``
+of a cancel and ignores any other field of those two (they must be answered whatever they hold)."""
+CLIENT_TYPES = frozenset(CLIENT_MESSAGES)
+
+
+class WeightsInfo(TypedDict):
+    """One registered model as the handshake lists it."""
+
+    id: str
+    method: str
+    category: str
+    origin: str
+
+
+@dataclass
+class HelloMessage(Message):
+    """The first line, once: versions, device, methods and weights, so the client checks it all at
+    once. The device fields are ``backend.devices.describe_device``'s; ``warnings`` are one-liners
+    about what the backend could not set up (e.g. an unreadable weights manifest)."""
+
+    protocol_version: int
+    backend_version: str
+    torch_version: str
+    python_version: str
+    pid: int
+    methods: list[str]
+    job_policy: str
+    max_message_bytes: int
+    warnings: list[str]
+    device: str
+    cuda_available: bool
+    cuda_name: str | None
+    cuda_memory_gb: float | None
+    threads: int
+    weights: list[WeightsInfo]
+    message_type: ClassVar[str] = "hello"
+
+
+@dataclass
+class AcceptedMessage(Message):
+    """Job ``job`` is queued; ``position`` 0 means it runs next (or now)."""
+
+    job: str
+    position: int
+    message_type: ClassVar[str] = "accepted"
+
+
+@dataclass
+class ProgressMessage(Message):
+    """Step ``step`` of ``total`` in ``stage`` of job ``job``. ``loss``: the step's loss, if any;
+    ``eta``: seconds left in this stage (extrapolated from its pace; ``None`` before the first
+    step); ``preview``: path of a fresh preview PNG (present only when there is a new one). There is
+    no overall fraction: a client shows the stage's ``step / total``."""
+
+    job: str
+    stage: str
+    step: int
+    total: int
+    loss: float | None = None
+    eta: float | None = None
+    preview: str | None = None
+    message_type: ClassVar[str] = "progress"
+    omitted_when_none: ClassVar[frozenset[str]] = frozenset({"preview"})
+
+
+class JobSummary(TypedDict):
+    """A reconstruction's ``result`` summary, for one line in a report."""
+
+    method: str
+    weights: str
+    preset: str
+    device: str
+    seconds: float
+    vertices: int
+    faces: int
+    output_dir: str
+
+
+class ReprojectSummary(TypedDict):
+    """A re-projection's ``result`` summary; ``seen_fraction``: share of the texture from the photo."""
+
+    kind: str
+    source: str
+    seconds: float
+    vertices: int
+    faces: int
+    seen_fraction: float
+    output_dir: str
+
+
+@dataclass
+class ResultMessage(Message):
+    """Job ``job`` finished: ``files`` maps each written file name to its path (the result folder's
+    names, ``backend.result_format``); ``summary`` is a ``JobSummary`` or ``ReprojectSummary``."""
+
+    job: str
+    files: dict[str, str]
+    summary: JobSummary | ReprojectSummary
+    message_type: ClassVar[str] = "result"
+
+
+@dataclass
+class ErrorMessage(Message):
+    """A ``UserError`` (or a bug, code ``internal``) as an event: a code for programs, one line and a
+    hint for people; ``job`` names the job it ended (absent for a message that was refused)."""
+
+    code: str
+    message: str
+    hint: str = ""
+    job: str | None = None
+    message_type: ClassVar[str] = "error"
+    omitted_when_none: ClassVar[frozenset[str]] = frozenset({"job"})
+
+
+@dataclass
+class CancelledMessage(Message):
+    """Job ``job`` was cancelled; nothing of it was written."""
+
+    job: str
+    message_type: ClassVar[str] = "cancelled"
+
+
+@dataclass
+class PongMessage(Message):
+    """The answer to a ping: its ``id``, the running job's id (``busy``) and how many are queued."""
+
+    id: Any
+    busy: str | None
+    queued: int
+    message_type: ClassVar[str] = "pong"
+
+
+@dataclass
+class ByeMessage(Message):
+    """The last line after a ``shutdown``."""
+
+    message_type: ClassVar[str] = "bye"
+
+
+SERVER_MESSAGES: dict[str, type[Message]] = {
+    cls.message_type: cls
+    for cls in (
+        HelloMessage, AcceptedMessage, ProgressMessage, ResultMessage, ErrorMessage, CancelledMessage,
+        PongMessage, ByeMessage,
+    )
+}  # fmt: skip
+"""Backend -> client: message type -> its definition; every line the backend writes is one of these."""
+SERVER_TYPES = frozenset(SERVER_MESSAGES)
+
+
 def _from_dict(cls: Any, data: dict[str, Any], required: tuple[str, ...]) -> Any:
     """``cls`` from a message: unknown keys and missing or empty ``required`` strings are errors."""
     known = {f.name for f in fields(cls)}
@@ -288,10 +503,3 @@ def is_staging_name(entry: str, name: str, kind: str) -> bool:
     pattern = rf"{re.escape(_staging_stem(name))}-[0-9a-f]{{8}}\.{re.escape(kind)}"
     return re.fullmatch(pattern, entry) is not None
 
-
-def error_message(code: str, message: str, hint: str = "", job: str | None = None) -> dict[str, Any]:
-    """The one shape of an error event: a code for programs, one line and a hint for people."""
-    out: dict[str, Any] = {"type": "error", "code": code, "message": message, "hint": hint}
-    if job is not None:
-        out["job"] = job
-    return out

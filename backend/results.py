@@ -1,27 +1,7 @@
 """Validate a ``MeshResult`` and write it to an output directory, all or nothing.
 
-Files in ``OUTDIR``:
-
-- ``mesh.npz``: ``vertices`` float32 (V, 3) in Blender's frame, ``faces`` int32 (F, 3) wound
-  counter-clockwise seen from outside, ``uvs`` float32 (F, 3, 2) per face corner, v up.
-- ``texture.png``: the sRGB texture, row 0 at the top (v = 1).
-- ``result.json``: method, weights id and sha256, preset, seed, device, options, camera, timings,
-  losses, notes, info, protocol and backend versions, mesh counts and the file list.
-- ``mesh.glb``: the same textured mesh for any glTF viewer (written by trimesh; glTF is Y up, so
-  Blender's (X, Y, Z) is stored as (X, Z, -Y) and Blender's glTF importer restores it).
-- ``preview.png``: the method's previews side by side (absent when it gave none).
-- ``mask.png``: the object mask the method was given, 8-bit (255 = object) at the photo's size;
-  ``result.json["input"]["mask_resolved"]`` names the source that made it.
-
-Camera schema (``result.json["camera"]`` and ``MeshResult.camera``)::
-
-    {"type": "ORTHO" | "PERSP",
-     "matrix_world": 4x4 row-major nested list, the Blender camera object's world matrix
-                     (the camera looks along its local -Z, local +Y is image up),
-     "ortho_scale": float  (ORTHO: world width of the crop square), or
-     "angle": float        (PERSP: field of view in radians across the crop square),
-     "crop_box": [x0, y0, side]  original-image pixels (top-left origin) the camera frames,
-     "image_size": [W, H]        of the original image}
+The folder's files, ``result.json`` schema and camera are defined in ``backend/result_format.py``
+(shared with the add-on's importer); ``mesh.glb`` is written by trimesh.
 
 Everything is written to a staging folder next to ``OUTDIR`` (``.rfi-<hash of the name>-<token>.tmp``,
 short whatever the name's length) and renamed into place, so a failed job never leaves half a
@@ -52,23 +32,27 @@ from PIL import Image
 
 from backend import __version__
 from backend.methods.base import MeshResult
-from backend.protocol import PROTOCOL_VERSION, is_staging_name, name_max, staging_name
+from backend.protocol import PROTOCOL_VERSION, UserError, is_staging_name, name_max, staging_name
+from backend.result_format import (
+    GLB_FILE,
+    MASK_FILE,
+    MAX_RESULT_JSON_BYTES,
+    MESH_ARRAYS,
+    MESH_FILE,
+    PREVIEW_FILE,
+    RESULT_FILES,
+    RESULT_JSON,
+    TEXTURE_FILE,
+    MeshCounts,
+    ResultDocument,
+    camera_problem,
+)
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 
-class ResultError(Exception):
-    """The result cannot be written (broken mesh, existing output, disk problem)."""
-
-    def __init__(self, code: str, message: str, hint: str = "") -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.hint = hint
-
-
-def _invalid(what: str) -> ResultError:
-    return ResultError(
+def _invalid(what: str) -> UserError:
+    return UserError(
         "invalid_result",
         f"the method produced an invalid mesh: {what}",
         "report this with the image and settings",
@@ -83,54 +67,15 @@ def _check_array(name: str, value: Any, ndim: int, last: tuple[int, ...]) -> np.
     return value
 
 
-def _finite_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-
-
 def validate_camera(camera: Any) -> None:
-    """Check ``camera`` against the schema in this module's docstring."""
-    if not isinstance(camera, dict):
-        raise _invalid("camera is not a dict")
-    kind = camera.get("type")
-    matrix = camera.get("matrix_world")
-    matrix_ok = (
-        isinstance(matrix, list | tuple)
-        and len(matrix) == 4
-        and all(
-            isinstance(row, list | tuple) and len(row) == 4 and all(map(_finite_number, row))
-            for row in matrix
-        )
-    )
-    box, size = camera.get("crop_box"), camera.get("image_size")
-    checks = [
-        (kind in ("ORTHO", "PERSP"), "camera type must be ORTHO or PERSP"),
-        (matrix_ok, "camera matrix_world must be 4x4 finite numbers"),
-        (
-            kind != "ORTHO" or (_finite_number(camera.get("ortho_scale")) and camera["ortho_scale"] > 0),
-            "ORTHO camera needs a positive ortho_scale",
-        ),
-        (
-            kind != "PERSP" or (_finite_number(camera.get("angle")) and 0 < camera["angle"] < math.pi),
-            "PERSP camera needs an angle in (0, pi)",
-        ),
-        (
-            isinstance(box, list | tuple) and len(box) == 3 and all(map(_finite_number, box)) and box[2] > 0,
-            "camera crop_box must be [x0, y0, side] with side > 0",
-        ),
-        (
-            isinstance(size, list | tuple)
-            and len(size) == 2
-            and all(isinstance(v, int) and v > 0 for v in size),
-            "camera image_size must be [W, H] positive integers",
-        ),
-    ]
-    for ok, what in checks:
-        if not ok:
-            raise _invalid(what)
+    """Check ``camera`` against the schema (``result_format.Camera``)."""
+    problem = camera_problem(camera)
+    if problem:
+        raise _invalid(problem)
 
 
 def validate(result: MeshResult) -> MeshResult:
-    """Return ``result`` with canonical dtypes, or raise ``ResultError`` if anything is broken."""
+    """Return ``result`` with canonical dtypes, or raise ``UserError`` if anything is broken."""
     vertices = _check_array("vertices", result.vertices, 2, (3,))
     faces = _check_array("faces", result.faces, 2, (3,))
     uvs = _check_array("uvs", result.uvs, 3, (3, 2))
@@ -214,19 +159,20 @@ def preview_image(previews: dict[str, np.ndarray]) -> np.ndarray:
 def _write_files(
     result: MeshResult, folder: Path, metadata: dict[str, Any], mask: np.ndarray | None
 ) -> list[str]:
-    np.savez_compressed(folder / "mesh.npz", vertices=result.vertices, faces=result.faces, uvs=result.uvs)
-    Image.fromarray(result.texture, "RGB").save(folder / "texture.png")
-    glb_scene(result).export(folder / "mesh.glb", file_type="glb")
-    files = ["mesh.npz", "texture.png", "mesh.glb"]
+    arrays = dict(zip(MESH_ARRAYS, (result.vertices, result.faces, result.uvs), strict=True))
+    np.savez_compressed(folder / MESH_FILE, **arrays)
+    Image.fromarray(result.texture, "RGB").save(folder / TEXTURE_FILE)
+    glb_scene(result).export(folder / GLB_FILE, file_type="glb")
+    files = [MESH_FILE, TEXTURE_FILE, GLB_FILE]
     if result.previews:
-        Image.fromarray(preview_image(result.previews), "RGB").save(folder / "preview.png")
-        files.append("preview.png")
+        Image.fromarray(preview_image(result.previews), "RGB").save(folder / PREVIEW_FILE)
+        files.append(PREVIEW_FILE)
     if mask is not None:
-        Image.fromarray(np.ascontiguousarray(mask, np.uint8), "L").save(folder / "mask.png")
-        files.append("mask.png")
-    files.append("result.json")
+        Image.fromarray(np.ascontiguousarray(mask, np.uint8), "L").save(folder / MASK_FILE)
+        files.append(MASK_FILE)
+    files.append(RESULT_JSON)
     info = dict(result.info)
-    document = {
+    document: ResultDocument = {
         "protocol_version": PROTOCOL_VERSION,
         "backend_version": __version__,
         **metadata,
@@ -234,44 +180,35 @@ def _write_files(
         "losses": info.pop("losses", {}),
         "notes": [*metadata.get("notes", []), *info.pop("notes", [])],
         "info": info,
-        "mesh": {
-            "vertices": len(result.vertices),
-            "faces": len(result.faces),
-            "texture": list(result.texture.shape),
-        },
+        "mesh": MeshCounts(
+            vertices=len(result.vertices), faces=len(result.faces), texture=list(result.texture.shape)
+        ),
         "files": files,
     }
     text = json.dumps(_json_ready(document), indent=2, allow_nan=False)
-    (folder / "result.json").write_text(text + "\n", encoding="utf-8")
+    (folder / RESULT_JSON).write_text(text + "\n", encoding="utf-8")
     return files
 
 
-def _disk_error(exc: OSError, out_dir: Path) -> ResultError:
+def _disk_error(exc: OSError, out_dir: Path) -> UserError:
     if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-        return ResultError(
+        return UserError(
             "disk_full", f"no space left to write {out_dir}", "free disk space or pick another -o"
         )
     if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
-        return ResultError(
+        return UserError(
             "not_writable",
             f"cannot write {out_dir}: {exc.strerror}",
             "pick an output folder you can write to",
         )
-    return ResultError("write_failed", f"cannot write {out_dir}: {exc}", "check the output folder")
+    return UserError("write_failed", f"cannot write {out_dir}: {exc}", "check the output folder")
 
 
-READABLE_RESULT_VERSIONS = (1, 2)
-"""Protocol versions whose ``result.json`` this backend reads back (``reproject``): one schema, since
-protocol 2 only added a job type (and results record what they re-projected under ``info``)."""
-RESULT_FILES = frozenset({"mesh.npz", "texture.png", "result.json", "mesh.glb", "preview.png", "mask.png"})
-"""Every file a result may hold."""
-MAX_RESULT_JSON_BYTES = 64 << 20
-"""A larger ``result.json`` is not one this backend wrote, and is never read whole."""
 NOT_OURS_HINT = "pick another folder; --overwrite only replaces an earlier result"
 
 
-def _bad_output(message: str, hint: str = "pick another -o") -> ResultError:
-    return ResultError("bad_output", message, hint)
+def _bad_output(message: str, hint: str = "pick another -o") -> UserError:
+    return UserError("bad_output", message, hint)
 
 
 def _names(names: Iterable[str]) -> str:
@@ -320,9 +257,9 @@ def _why_not_a_result(folder: Path) -> str:
     odd = {name for name in present if name not in RESULT_FILES or not _is_plain_file(folder / name)}
     if odd:
         return f"holds files that are not a result ({_names(odd)})"
-    listed = _listed_files(folder / "result.json")
+    listed = _listed_files(folder / RESULT_JSON)
     if listed is None:
-        what = "its result.json is not one" if "result.json" in present else "it has no result.json"
+        what = "its result.json is not one" if RESULT_JSON in present else "it has no result.json"
         return f"is not an earlier result: {what} this backend wrote (it holds {_names(present)})"
     if listed - present:
         return f"is not an earlier result: {_names(listed - present)}, listed in its result.json, is missing"
@@ -384,7 +321,7 @@ def _check_path(out_dir: Path, target: Path) -> None:
             "point the link at a folder, or pick another -o",
         )
     if target.exists() and not target.is_dir():
-        raise ResultError(
+        raise UserError(
             "output_exists", f"{out_dir} exists and is not a folder", "pick another output folder"
         )
     existing = _first_existing(out_dir)
@@ -407,13 +344,13 @@ def check_output_dir(out_dir: Path, overwrite: bool) -> Path:
     except OSError as exc:
         raise _disk_error(exc, out_dir) from None
     if existing and not overwrite:
-        raise ResultError(
+        raise UserError(
             "output_exists",
             f"output folder {out_dir} is not empty",
             "pick another folder or pass --overwrite",
         )
     if reason:  # --overwrite replaces an earlier result, never a folder of the artist's own files
-        raise ResultError(
+        raise UserError(
             "output_exists", f"output folder {out_dir} {reason}; nothing was changed", NOT_OURS_HINT
         )
     _probe_writable(target)

@@ -27,7 +27,7 @@ from typing import Any, BinaryIO
 import torch
 
 from backend import __version__
-from backend.devices import DeviceError, describe_device, resolve_device
+from backend.devices import describe_device, resolve_device
 from backend.jobs import ModelCache, describe_error, log_traceback, run_job
 from backend.methods import METHOD_MODULES
 from backend.methods.base import JobCancelled
@@ -36,15 +36,24 @@ from backend.protocol import (
     MAX_MESSAGE_BYTES,
     PROTOCOL_VERSION,
     REQUEST_TYPES,
+    AcceptedMessage,
+    ByeMessage,
+    CancelledMessage,
+    ErrorMessage,
+    HelloMessage,
+    Message,
+    PongMessage,
     ProtocolError,
     ReprojectRequest,
     Request,
+    ResultMessage,
+    UserError,
+    WeightsInfo,
     decode,
     encode,
-    error_message,
 )
 from backend.reproject.job import run_reproject
-from backend.weights import Registry, WeightsError
+from backend.weights import Registry
 
 MAX_QUEUED = 16
 SHUTDOWN_GRACE_S = 10.0
@@ -60,33 +69,30 @@ def protect_stdout() -> BinaryIO:
     return os.fdopen(protocol_fd, "wb", buffering=0)
 
 
-def hello_message(registry: Registry) -> dict[str, Any]:
+def hello_message(registry: Registry) -> HelloMessage:
     """The first line: versions, device, methods and weights, so the client can check it all at once."""
-    message: dict[str, Any] = {
-        "type": "hello",
-        "protocol_version": PROTOCOL_VERSION,
-        "backend_version": __version__,
-        "torch_version": torch.__version__,
-        "python_version": platform.python_version(),
-        "pid": os.getpid(),
-        "methods": sorted(METHOD_MODULES),
-        "job_policy": "queue",
-        "max_message_bytes": MAX_MESSAGE_BYTES,
-        "warnings": [],
-    }
+    warnings: list[str] = []
     try:
-        message.update(describe_device(resolve_device("auto")))
-    except DeviceError as exc:
-        message.update(device="cpu", warnings=[exc.message])
-    try:
-        message["weights"] = [
-            {"id": e.id, "method": e.method, "category": e.category, "origin": e.origin}
+        weights = [
+            WeightsInfo(id=e.id, method=e.method, category=e.category, origin=e.origin)
             for e in registry.entries()
         ]
-    except WeightsError as exc:
-        message["weights"] = []
-        message["warnings"].append(f"{exc.message} ({exc.hint})")
-    return message
+    except UserError as exc:
+        weights = []
+        warnings.append(f"{exc.message} ({exc.hint})")
+    return HelloMessage(
+        protocol_version=PROTOCOL_VERSION,
+        backend_version=__version__,
+        torch_version=torch.__version__,
+        python_version=platform.python_version(),
+        pid=os.getpid(),
+        methods=sorted(METHOD_MODULES),
+        job_policy="queue",
+        max_message_bytes=MAX_MESSAGE_BYTES,
+        warnings=warnings,
+        **describe_device(resolve_device("auto")),
+        weights=weights,
+    )
 
 
 class Server:
@@ -103,12 +109,16 @@ class Server:
         self.cache = ModelCache()
         self.worker = threading.Thread(target=self._work, name="rfi-worker", daemon=True)
 
-    def send(self, message: dict[str, Any]) -> None:
-        """Write one protocol line; a vanished client means shut down, never a crash."""
+    def send(self, message: Message | dict[str, Any]) -> None:
+        """Write one protocol line; a vanished client means shut down, never a crash. ``message`` is
+        one of the protocol's messages, or one already in wire form (the jobs' progress events)."""
+        if isinstance(message, Message):
+            message = message.to_message()
         try:
             data = encode(message)
         except (ValueError, TypeError) as exc:  # e.g. NaN in a field: report it rather than break the stream
-            data = encode(error_message("internal", f"unencodable {message.get('type')} message: {exc}"))
+            error = ErrorMessage("internal", f"unencodable {message.get('type')} message: {exc}")
+            data = encode(error.to_message())
         with self.write_lock:
             try:
                 self.out.write(data)
@@ -127,16 +137,15 @@ class Server:
                 return 0
             if len(line) > MAX_MESSAGE_BYTES and not line.endswith(b"\n"):
                 self._skip_rest_of_line(stdin)
-                self.send(
-                    error_message("too_large", f"message longer than {MAX_MESSAGE_BYTES} bytes", "send less")
-                )
+                too_long = f"message longer than {MAX_MESSAGE_BYTES} bytes"
+                self.send(ErrorMessage("too_large", too_long, "send less"))
                 continue
             if not line.strip():
                 continue
             if self._handle_safely(line) == "shutdown":
                 self._stop()
                 self.worker.join(SHUTDOWN_GRACE_S)
-                self.send({"type": "bye"})
+                self.send(ByeMessage())
                 return 0
 
     @staticmethod
@@ -153,21 +162,21 @@ class Server:
             return self._handle(line)
         except Exception as exc:
             log_traceback(exc)
-            self.send(error_message("internal", f"{type(exc).__name__} while handling a message", "a bug"))
+            self.send(ErrorMessage("internal", f"{type(exc).__name__} while handling a message", "a bug"))
             return None
 
     def _handle(self, line: bytes) -> str | None:
         try:
             message = decode(line, CLIENT_TYPES)
         except ProtocolError as exc:
-            self.send(error_message(exc.code, str(exc), "see backend/protocol.py for the message format"))
+            self.send(ErrorMessage(exc.code, exc.message, "see backend/protocol.py for the message format"))
             return None
         kind = message["type"]
         if kind == "ping":
             with self.jobs:
                 busy = self.current[0].id if self.current else None
                 queued = len(self.queue)
-            self.send({"type": "pong", "id": message.get("id"), "busy": busy, "queued": queued})
+            self.send(PongMessage(message.get("id"), busy, queued))
         elif kind in REQUEST_TYPES:
             self._enqueue(message)
         elif kind == "cancel":
@@ -179,21 +188,21 @@ class Server:
         try:
             request = REQUEST_TYPES[message["type"]].from_dict(message)
         except (ProtocolError, TypeError) as exc:
-            self.send(error_message("bad_request", str(exc), "fix the job fields", job=job_id))
+            self.send(ErrorMessage("bad_request", str(exc), "fix the job fields", job_id))
             return
         with self.jobs:
             ids = {r.id for r, _ in self.queue} | ({self.current[0].id} if self.current else set())
             if request.id in ids:
-                error = error_message("duplicate_job", f"job id {request.id!r} is already queued or running")
+                error = ErrorMessage("duplicate_job", f"job id {request.id!r} is already queued or running")
             elif len(self.queue) >= MAX_QUEUED:
-                error = error_message("queue_full", f"{MAX_QUEUED} jobs are queued already", "wait or cancel")
+                error = ErrorMessage("queue_full", f"{MAX_QUEUED} jobs are queued already", "wait or cancel")
             else:  # acknowledged under the lock, so ``accepted`` always precedes the job's progress
                 self.queue.append((request, threading.Event()))
                 position = len(self.queue) - (0 if self.current else 1)
-                self.send({"type": "accepted", "job": request.id, "position": position})
+                self.send(AcceptedMessage(request.id, position))
                 self.jobs.notify()
                 return
-        error["job"] = request.id
+        error.job = request.id
         self.send(error)
 
     def _cancel(self, job_id: Any) -> None:
@@ -205,7 +214,7 @@ class Server:
             if running:
                 running[1].set()
         for dropped_id in dropped:
-            self.send({"type": "cancelled", "job": dropped_id})
+            self.send(CancelledMessage(dropped_id))
         if job_id is not None and not dropped and not running:  # it finished meanwhile: nothing to do
             print(f"cancel ignored: no queued or running job {job_id!r}", file=sys.stderr)
 
@@ -228,7 +237,7 @@ class Server:
             request, cancel = self.current
             self.send(self._run(request, cancel))
 
-    def _run(self, request: Request, cancel: threading.Event) -> dict[str, Any]:
+    def _run(self, request: Request, cancel: threading.Event) -> Message:
         """Run one job; the final message is returned so it goes out only after the job is
         no longer current (a ``ping`` answered after it never reports the job as busy)."""
         try:
@@ -236,12 +245,12 @@ class Server:
                 outcome = run_reproject(request, self.send, cancel)
             else:
                 outcome = run_job(request, self.send, cancel, Registry(self.weights_dir), self.cache)
-            return {"type": "result", "job": request.id, "files": outcome.files, "summary": outcome.summary}
+            return ResultMessage(request.id, outcome.files, outcome.summary)
         except JobCancelled:
-            return {"type": "cancelled", "job": request.id}
+            return CancelledMessage(request.id)
         except (Exception, SystemExit) as exc:  # a library's sys.exit() must not kill the worker thread
             log_traceback(exc)
-            return error_message(*describe_error(exc), job=request.id)
+            return ErrorMessage(*describe_error(exc), job=request.id)
         finally:
             with self.jobs:
                 self.current = None

@@ -1,11 +1,15 @@
-"""Weights registry: shipped demo weights and user-imported official checkpoints, found by id.
+"""Weights store: shipped demo weights and user-imported official checkpoints, found by id.
 
 Two manifests with the same format are read: ``weights/manifest.toml`` next to this package
 (shipped, read-only) and ``manifest.toml`` in the user weights directory (default
 ``~/.local/share/reconstruct-from-image/weights``, env ``RFI_WEIGHTS_DIR``, or per call), which
-``import_official`` appends to. Each ``[[weights]]`` entry has: id, method, category, file
+``Registry.add_imported`` appends to. Each ``[[weights]]`` entry has: id, method, category, file
 (relative to its manifest), sha256, size, source, licence, train_command and a ``config`` table
 (the architecture, passed to ``Method.load``).
+
+This module knows files, not methods: it never imports ``backend.methods``. Building a model
+from an entry, and converting an official checkpoint, go through the ``Method`` interface in
+``backend/models.py``.
 
 Nothing here unpickles arbitrary objects: weights are loaded from safetensors, and official
 ``.pth`` files go through ``torch.load(weights_only=True)`` with a small explicit allow-list, so a
@@ -16,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import importlib
 import json
 import math
 import os
@@ -24,6 +27,7 @@ import pickle
 import re
 import tomllib
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,7 +37,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from backend.methods import METHOD_MODULES, method_class
+from backend.protocol import UserError
 
 SHIPPED_DIR = Path(__file__).resolve().parents[1] / "weights"
 USER_DIR_ENV = "RFI_WEIGHTS_DIR"
@@ -50,16 +54,6 @@ SAFE_GLOBALS: list[Any] = [
     type(np.dtype(np.int64)),
 ]
 """The only non-tensor classes an imported checkpoint may contain; everything else is refused."""
-
-
-class WeightsError(Exception):
-    """A weights problem a user can fix; ``code`` for programs, ``hint`` for people."""
-
-    def __init__(self, code: str, message: str, hint: str = "") -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.hint = hint
 
 
 @dataclass(frozen=True)
@@ -104,7 +98,7 @@ def read_manifest(root: Path, origin: str) -> list[WeightsEntry]:
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise WeightsError(
+        raise UserError(
             "bad_manifest", f"{path} is not valid TOML: {exc}", "fix or remove the file"
         ) from None
     entries = []
@@ -113,7 +107,7 @@ def read_manifest(root: Path, origin: str) -> list[WeightsEntry]:
         unknown = sorted(set(raw) - set(ENTRY_FIELDS) - {"config"})
         if missing or unknown:
             what = f"missing {', '.join(missing)}" if missing else f"unknown {', '.join(unknown)}"
-            raise WeightsError("bad_manifest", f"{path}: entry {index + 1} has {what}", "fix the manifest")
+            raise UserError("bad_manifest", f"{path}: entry {index + 1} has {what}", "fix the manifest")
         entries.append(WeightsEntry(**raw, root=root, origin=origin))
     return entries
 
@@ -139,14 +133,14 @@ def _toml_key(key: str) -> str:
     return key if BARE_KEY.match(key) else json.dumps(key)
 
 
-def _toml_table(header: str, table: dict[str, Any]) -> list[str]:
+def toml_table(header: str, table: dict[str, Any]) -> list[str]:
     """Scalars first, then nested tables as ``[header.key]`` sections (TOML requires this order)."""
     lines = [header] if header else []
     nested = {k: v for k, v in table.items() if isinstance(v, dict)}
     lines += [f"{_toml_key(k)} = {_toml_value(v)}" for k, v in table.items() if k not in nested]
     base = header.strip("[]")
     for key, sub in nested.items():
-        lines += _toml_table(f"[{base}.{_toml_key(key)}]", sub)
+        lines += toml_table(f"[{base}.{_toml_key(key)}]", sub)
     return lines
 
 
@@ -154,14 +148,14 @@ def write_manifest(root: Path, entries: list[WeightsEntry]) -> None:
     """Rewrite ``root/manifest.toml`` atomically, checked by parsing it back."""
     lines = ["# Imported weights, written by `python -m backend weights import`.", ""]
     for entry in entries:
-        lines += _toml_table("[[weights]]", {k: v for k, v in entry.to_dict().items() if k != "config"})
-        lines += _toml_table("[weights.config]", entry.config)
+        lines += toml_table("[[weights]]", {k: v for k, v in entry.to_dict().items() if k != "config"})
+        lines += toml_table("[weights.config]", entry.config)
         lines.append("")
     text = "\n".join(lines)
     if [WeightsEntry(**e, root=root).to_dict() for e in tomllib.loads(text)["weights"]] != [
         e.to_dict() for e in entries
     ]:
-        raise WeightsError("bad_manifest", "manifest did not survive a TOML round trip", "report this bug")
+        raise UserError("bad_manifest", "manifest did not survive a TOML round trip", "report this bug")
     _atomic_write(root / MANIFEST, text.encode("utf-8"))
 
 
@@ -208,7 +202,7 @@ class Registry:
         taken = {e.id for e in shipped}
         clash = [e.id for e in user if e.id in taken]
         if clash:
-            raise WeightsError(
+            raise UserError(
                 "duplicate_id",
                 f"user weights reuse shipped id(s): {', '.join(clash)}",
                 f"rename them in {self.user_dir / MANIFEST}",
@@ -221,20 +215,19 @@ class Registry:
             if entry.id == weights_id:
                 return entry
         known = ", ".join(e.id for e in entries) or "none"
-        raise WeightsError(
+        raise UserError(
             "unknown_weights",
             f"no weights with id {weights_id!r} (known: {known})",
             "list them with `python -m backend weights list`, or import an official checkpoint",
         )
 
-    def default_for(self, method: str) -> WeightsEntry:
-        """The first listed model entry for ``method`` (shipped demo weights before user imports;
-        auxiliary entries, see ``Method.is_model_entry``, are skipped)."""
-        accepts = method_class(method).is_model_entry
+    def default_for(self, method: str, accepts: Callable[[WeightsEntry], bool]) -> WeightsEntry:
+        """The first listed entry for ``method`` that ``accepts`` (``Method.is_model_entry``, which
+        skips auxiliary entries); shipped demo weights come before user imports."""
         for entry in self.entries():
             if entry.method == method and accepts(entry):
                 return entry
-        raise WeightsError(
+        raise UserError(
             "no_weights",
             f"no weights registered for method {method!r}",
             f"import a checkpoint with `python -m backend weights import FILE --method {method} ...`",
@@ -244,20 +237,20 @@ class Registry:
         """Check presence, size and sha256 (hash cached by path, mtime and size)."""
         path = entry.path
         if not path.is_file():
-            raise WeightsError(
+            raise UserError(
                 "missing_file",
                 f"weights file for {entry.id!r} not found: {path}",
                 "re-run `python3 build.py setup` or re-import the checkpoint",
             )
         size = path.stat().st_size
         if size != entry.size:
-            raise WeightsError(
+            raise UserError(
                 "size_mismatch",
                 f"weights {entry.id!r}: {path.name} has {size} bytes, the manifest says {entry.size}",
                 "the file is truncated or replaced; restore it or re-import",
             )
         if cached_sha256(path) != entry.sha256:
-            raise WeightsError(
+            raise UserError(
                 "sha_mismatch",
                 f"weights {entry.id!r}: sha256 of {path.name} does not match the manifest",
                 "the file is corrupt or replaced; restore it or re-import",
@@ -271,126 +264,81 @@ class Registry:
         try:
             return load_file(entry.path, device=str(device))
         except (SafetensorError, OSError, ValueError) as exc:
-            raise WeightsError(
+            raise UserError(
                 "corrupt_weights",
                 f"cannot read {entry.path.name} as safetensors: {exc}",
                 "re-import the weights",
             ) from None
 
-    def import_official(
-        self, checkpoint: Path | str, method: str, category: str, weights_id: str | None = None
-    ) -> WeightsEntry:
-        """Convert an official ``.pth``/``.pt`` checkpoint to safetensors and register it.
-
-        The method package's ``convert_official(raw, category)`` picks and validates the tensors;
-        the model is then built with ``Method.load`` (strict), so a wrong file fails here, once.
-        """
-        checkpoint = Path(checkpoint)
-        if method not in METHOD_MODULES:
-            raise WeightsError(
-                "unknown_method",
-                f"unknown method {method!r}",
-                f"use one of {', '.join(sorted(METHOD_MODULES))}",
-            )
-        raw = safe_torch_load(checkpoint)
-        original_sha = sha256_file(checkpoint)
-        weights_id = weights_id or f"{method}-{category}-{original_sha[:8]}"
+    def check_new_id(self, weights_id: str) -> str:
+        """``weights_id`` when it can name a new entry (a plain name no entry uses yet)."""
         if not WEIGHTS_ID.match(weights_id):
-            raise WeightsError(
+            raise UserError(
                 "bad_id",
                 f"weights id {weights_id!r} is not a plain name",
                 "use letters, digits, '.', '_' and '-' (it also names the file)",
             )
         if any(e.id == weights_id for e in self.entries()):
-            raise WeightsError(
+            raise UserError(
                 "duplicate_id", f"weights id {weights_id!r} exists already", "pass another --id"
             )
-        convert = importlib.import_module(METHOD_MODULES[method]).convert_official
-        try:
-            state_dict, config = convert(raw, category)
-        except (KeyError, ValueError, TypeError) as exc:
-            raise WeightsError(
-                "not_a_checkpoint",
-                f"{checkpoint.name} is not a {method} checkpoint for {category!r}: {exc}",
-                "check --method and --category, and that the file is the official release",
-            ) from None
-        tensors = {
-            k: v.detach().to("cpu", torch.float32 if v.is_floating_point() else v.dtype).contiguous().clone()
-            for k, v in state_dict.items()
-        }
-        try:
-            return self._store(checkpoint, original_sha, weights_id, method, category, tensors, config)
-        except (OSError, SafetensorError) as exc:
-            raise WeightsError(
-                "not_writable",
-                f"cannot write the imported weights to {self.user_dir}: {exc}",
-                f"free disk space, or choose a writable folder with --weights-dir or ${USER_DIR_ENV}",
-            ) from None
+        return weights_id
 
-    def _store(
+    def add_imported(
         self,
         checkpoint: Path,
         original_sha: str,
         weights_id: str,
         method: str,
         category: str,
-        tensors: dict[str, torch.Tensor],
+        state_dict: dict[str, torch.Tensor],
         config: dict[str, Any],
+        check: Callable[[WeightsEntry, dict[str, torch.Tensor]], object],
     ) -> WeightsEntry:
-        """Write the safetensors file (checked by building the model) and append the manifest entry."""
-        self.user_dir.mkdir(parents=True, exist_ok=True)
+        """Register a converted checkpoint in the user folder: the safetensors file, then the manifest
+        entry. ``check(entry, tensors read back)`` (building the model) runs before the file takes
+        its name, so a file that fails it is never registered."""
+        tensors = {
+            k: v.detach().to("cpu", torch.float32 if v.is_floating_point() else v.dtype).contiguous().clone()
+            for k, v in state_dict.items()
+        }
         target = self.user_dir / f"{weights_id}.safetensors"
         tmp = target.with_name(f".{target.name}.tmp{os.getpid()}")
         try:
-            save_file(tensors, tmp)
-            entry = WeightsEntry(
-                id=weights_id,
-                method=method,
-                category=category,
-                file=target.name,
-                sha256=sha256_file(tmp),
-                size=tmp.stat().st_size,
-                source=f"imported from {checkpoint.resolve()} (sha256 {original_sha})",
-                licence="as the original checkpoint (see its source)",
-                config=config,
-                root=self.user_dir,
-                origin="user",
-            )
-            build_model(entry, load_file(tmp), "cpu")
-            os.replace(tmp, target)
-        finally:
-            tmp.unlink(missing_ok=True)
-        write_manifest(self.user_dir, [*read_manifest(self.user_dir, "user"), entry])
+            self.user_dir.mkdir(parents=True, exist_ok=True)
+            try:
+                save_file(tensors, tmp)
+                entry = WeightsEntry(
+                    id=weights_id,
+                    method=method,
+                    category=category,
+                    file=target.name,
+                    sha256=sha256_file(tmp),
+                    size=tmp.stat().st_size,
+                    source=f"imported from {checkpoint.resolve()} (sha256 {original_sha})",
+                    licence="as the original checkpoint (see its source)",
+                    config=config,
+                    root=self.user_dir,
+                    origin="user",
+                )
+                check(entry, load_file(tmp))
+                os.replace(tmp, target)
+            finally:
+                tmp.unlink(missing_ok=True)
+            write_manifest(self.user_dir, [*read_manifest(self.user_dir, "user"), entry])
+        except (OSError, SafetensorError) as exc:
+            raise UserError(
+                "not_writable",
+                f"cannot write the imported weights to {self.user_dir}: {exc}",
+                f"free disk space, or choose a writable folder with --weights-dir or ${USER_DIR_ENV}",
+            ) from None
         return entry
-
-
-def build_model(entry: WeightsEntry, state_dict: dict[str, torch.Tensor], device: str | torch.device) -> Any:
-    """``Method.load`` with a mismatched architecture (one line naming the first tensor) or an
-    invalid config turned into ``WeightsError``."""
-    try:
-        return method_class(entry.method).load(entry, state_dict, torch.device(device))
-    except RuntimeError as exc:
-        if "state_dict" not in str(exc):
-            raise
-        details = [line.strip() for line in str(exc).splitlines()[1:] if line.strip()]
-        first = details[0] if details else str(exc)
-        raise WeightsError(
-            "architecture_mismatch",
-            f"weights {entry.id!r} do not fit the {entry.method} model: {first[:300]}",
-            "the manifest config does not match the file; re-import the checkpoint",
-        ) from None
-    except (ValueError, KeyError, TypeError) as exc:
-        raise WeightsError(
-            "bad_config",
-            f"weights {entry.id!r}: the manifest config does not describe a {entry.method} model ({exc})",
-            "fix its [weights.config] table or re-import the checkpoint",
-        ) from None
 
 
 def safe_torch_load(path: Path) -> dict[str, Any]:
     """``torch.load(weights_only=True)`` with only ``SAFE_GLOBALS`` allowed; code is never run."""
     if not path.is_file():
-        raise WeightsError("missing_file", f"checkpoint not found: {path}", "check the path")
+        raise UserError("missing_file", f"checkpoint not found: {path}", "check the path")
     try:
         with torch.serialization.safe_globals(SAFE_GLOBALS):
             raw = torch.load(path, map_location="cpu", weights_only=True)
@@ -398,7 +346,7 @@ def safe_torch_load(path: Path) -> dict[str, Any]:
         lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
         globals_named = [line for line in lines if "GLOBAL" in line]
         if globals_named:
-            raise WeightsError(
+            raise UserError(
                 "unsafe_checkpoint",
                 f"refused {path.name}: it holds objects that could run code ({globals_named[0][:200]})",
                 "it was not executed; only import official checkpoints from their original source",
@@ -406,19 +354,19 @@ def safe_torch_load(path: Path) -> dict[str, Any]:
         reason = next(
             (line for line in lines if "error" in line.lower() or "unsupported" in line.lower()), ""
         )
-        raise WeightsError(
+        raise UserError(
             "corrupt_checkpoint",
             f"cannot read {path.name} as a PyTorch checkpoint: {reason[:200]}",
             "re-download it",
         ) from None
     except (RuntimeError, EOFError, OSError, zipfile.BadZipFile, ValueError) as exc:
-        raise WeightsError(
+        raise UserError(
             "corrupt_checkpoint",
             f"cannot read {path.name} as a PyTorch checkpoint: {str(exc)[:200]}",
             "re-download it",
         ) from None
     if not isinstance(raw, dict):
-        raise WeightsError(
+        raise UserError(
             "not_a_checkpoint",
             f"{path.name} holds a {type(raw).__name__}, not a checkpoint dict",
             "check the file",

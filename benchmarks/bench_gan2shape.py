@@ -1,6 +1,6 @@
 """GAN2Shape on held-out procedural cars: depth error against ground truth, and time per image.
 
-For each held-out car (seeds from ``backend.train.splits``: the evaluation split, or with ``--split
+For each held-out car (seeds from ``workbench.splits``: the evaluation split, or with ``--split
 validation`` the tuning one; never seen in training) one
 view is rendered at the nets' resolution with its ground-truth depth and mask, framed exactly like
 the demo GAN's training renders. Reported, per image and on average: SIDE and MAD (as in the
@@ -21,6 +21,7 @@ those renders follows their true azimuth.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import platform
@@ -31,33 +32,38 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+from metrics import depth_metrics
 
 from backend.inputs import InputImage
-from backend.jobs import resolve_options
-from backend.methods.gan2shape import METHOD, pipeline, warp
+from backend.methods.gan2shape import depth_render, schedule
+from backend.methods.gan2shape.config import Research, resolve
+from backend.methods.gan2shape.depth_render import BACKGROUND_DEPTH
 from backend.methods.gan2shape.depthmap import scale_view
-from backend.methods.gan2shape.losses import depth_metrics
+from backend.methods.gan2shape.options import Options
 from backend.methods.gan2shape.prior import ellipsoid_prior
-from backend.methods.gan2shape.warp import BACKGROUND_DEPTH
+from backend.models import default_entry, load_model
+from backend.options import as_dict, parse_options
 from backend.render.pipeline import render_mesh
 from backend.render.shading import DirectionalLight
 from backend.render.topology import build_edge_topology
-from backend.train.data.car_maps import texture_maps
-from backend.train.data.car_params import car_params
-from backend.train.data.car_sdf import car_centre
-from backend.train.data.star_surface import star_radius
-from backend.train.gan2shape_renders import (
+from backend.weights import Registry
+from workbench.data.car_maps import texture_maps
+from workbench.data.car_params import car_params
+from workbench.data.car_sdf import car_centre
+from workbench.data.gan2shape_renders import (
     SUPERSAMPLE,
     TEXTURE_SIZE,
     look_at_cameras,
     star_mesh_template,
     view_light_draws,
 )
-from backend.train.splits import SPLITS, split_seeds
-from backend.weights import Registry
+from workbench.data.star_surface import star_radius
+from workbench.splits import SPLITS, split_seeds
 
 VIEW_SET_SEED = 7
 """Seed of the held-out views/lights (the GAN's training renders used set seed 0)."""
+RESEARCH = {f.name for f in dataclasses.fields(Research)}
+"""``--set`` keys that are research settings (``projection``...), not job options."""
 
 
 def render_with_depth(seeds: list[int], size: int) -> dict[str, torch.Tensor]:
@@ -124,7 +130,7 @@ class OracleProjections:
         self.seed, self.azimuth, self.elevation, self.offsets = 0, 0.0, 0.0, torch.zeros(0)
         self.images = torch.zeros(0)
 
-    def collect(self, run: pipeline.GAN2ShapeRun) -> None:
+    def collect(self, run: schedule.GAN2ShapeRun) -> None:
         count = run.options.collect_iters * run.options.batch
         rng = torch.Generator().manual_seed(self.seed)
         self.offsets = (torch.rand(count, generator=rng) * 2 - 1) * 45
@@ -144,7 +150,7 @@ class OracleProjections:
         run.projected_poses = torch.cat([view, strengths, canonical], 1)
         run.shuffle_projected()
 
-    def yaw_agreement(self, run: pipeline.GAN2ShapeRun) -> dict[str, float]:
+    def yaw_agreement(self, run: schedule.GAN2ShapeRun) -> dict[str, float]:
         """Correlation and range of the view net's yaw on the renders against their true offsets."""
         with torch.no_grad():
             yaw = torch.rad2deg(scale_view(run.nets.netV(self.images) + run.prior.view_mean)[:, 1])
@@ -158,10 +164,10 @@ less than this fraction of the ground-truth mask (of the pixels the prior is sco
 pass, however low its error on the few pixels left."""
 
 
-def prior_from_mean_view(prior: torch.Tensor, run: pipeline.GAN2ShapeRun) -> torch.Tensor:
+def prior_from_mean_view(prior: torch.Tensor, run: schedule.GAN2ShapeRun) -> torch.Tensor:
     """The ellipsoid prior (canonical depth, H x W) seen from the run's mean view: the tilt the
     method starts from, so what GAN2Shape adds beyond it can be read off."""
-    return warp.warp_canon_depth(prior[None], scale_view(run.prior.view_mean[None]))[0]
+    return depth_render.warp_canon_depth(prior[None], scale_view(run.prior.view_mean[None]))[0]
 
 
 def metrics(pred: torch.Tensor, gt_depth: torch.Tensor, gt_mask: torch.Tensor, valid: torch.Tensor) -> dict:
@@ -171,10 +177,11 @@ def metrics(pred: torch.Tensor, gt_depth: torch.Tensor, gt_mask: torch.Tensor, v
 def evaluate(args: argparse.Namespace) -> dict[str, Any]:
     torch.set_num_threads(args.threads)
     registry = Registry()
-    entry = registry.find(args.weights) if args.weights else registry.default_for("gan2shape")
-    model = METHOD.load(entry, registry.load_state_dict(entry), "cpu")
+    entry = registry.find(args.weights) if args.weights else default_entry(registry, "gan2shape")
+    model = load_model(registry, entry, "cpu")
     overrides = dict(json.loads(args.set)) if args.set else {}
-    options = resolve_options(METHOD.presets, args.preset, {"crop": "full", "previews": False, **overrides})
+    research = Research(**{k: overrides.pop(k) for k in list(overrides) if k in RESEARCH})
+    options = parse_options(Options, args.preset, {"crop": "full", "previews": False, **overrides})
     if args.paper_scale > 1:
         options = scaled_schedule(options, entry.category, args.paper_scale)
     size = model.image_size
@@ -182,7 +189,7 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
     data = render_with_depth(seeds, size)
     oracle = OracleProjections() if args.oracle else None
     if oracle is not None:
-        pipeline.GAN2ShapeRun.collect = lambda run: oracle.collect(run)
+        schedule.GAN2ShapeRun.collect = lambda run: oracle.collect(run)
     rows = []
     for i, seed in enumerate(seeds):
         if oracle is not None:
@@ -192,7 +199,7 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
         gt_mask = data["mask"][i]
         photo = InputImage(rgb, (data["alpha"][i] > 0.5).numpy(), f"car-{seed}.png", [], (size, size))
         start = time.perf_counter()
-        outcome = model.reconstruct(photo, options, seed=args.seed, progress=lambda *a, **k: None)
+        outcome = model.reconstruct(photo, options, args.seed, lambda *a, **k: None, research)
         seconds = time.perf_counter() - start
         recon = outcome.state.recon_depth[0].detach()
         prior = ellipsoid_prior(outcome.run.target.mask[0, 0], entry.category,
@@ -210,18 +217,19 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
             row["oracle_views"] = oracle.yaw_agreement(outcome.run)
         rows.append(row)
         print(json.dumps(row), flush=True)
-    return summarise(rows, entry, args, options)
+    return summarise(rows, entry, args, {**as_dict(options), **dataclasses.asdict(research)})
 
 
-def scaled_schedule(options: dict[str, Any], category: str, scale: int) -> dict[str, Any]:
+def scaled_schedule(options: Options, category: str, scale: int) -> Options:
     """The paper schedule with every length divided by ``scale`` (for a time extrapolation)."""
-    from backend.methods.gan2shape.config import resolve
-
     full = resolve(category, options)
+    assert full.stage0 is not None and full.later is not None
     shrink = lambda n: max(1, round(n / scale))  # noqa: E731
-    return {**options, "stage0": tuple(map(shrink, full.stage0)), "later": tuple(map(shrink, full.later)),
-            "collect_iters": shrink(full.collect_iters), "prior_iters": shrink(full.prior_iters),
-            "invert_steps": shrink(full.invert_steps)}
+    return dataclasses.replace(
+        options, stage0=tuple(map(shrink, full.stage0)), later=tuple(map(shrink, full.later)),
+        collect_iters=shrink(full.collect_iters), prior_iters=shrink(full.prior_iters),
+        invert_steps=shrink(full.invert_steps),
+    )  # fmt: skip
 
 
 def summarise(rows: list[dict], entry: Any, args: argparse.Namespace, options: dict) -> dict[str, Any]:
@@ -255,8 +263,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--weights", help="GAN2Shape weights id (default: the method's default)")
     parser.add_argument("--images", type=int, default=6)
-    parser.add_argument("--preset", default="fast", choices=list(METHOD.presets))
-    parser.add_argument("--set", help="JSON object of option overrides")
+    parser.add_argument("--preset", default="fast", choices=list(Options.PRESETS))
+    parser.add_argument("--set", help="JSON object of option overrides (and of ``Research`` settings)")
     parser.add_argument("--split", default="eval", choices=SPLITS,
                         help="cars to run on: the held-out evaluation split, or validation for tuning")
     parser.add_argument("--seed", type=int, default=0)

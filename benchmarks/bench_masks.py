@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import time
 from collections.abc import Callable
@@ -31,14 +30,15 @@ sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from machine import machine  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from backend import salient_mask  # noqa: E402
 from backend.inputs import grabcut_mask  # noqa: E402
 from backend.methods.gan2shape.masknet import MaskNet, MaskNetConfig, load_masknet  # noqa: E402
-from backend.train.data.render_sample import render_cars  # noqa: E402
-from backend.train.splits import split_seeds  # noqa: E402
 from backend.weights import Registry  # noqa: E402
+from workbench.data.render_sample import render_cars  # noqa: E402
+from workbench.splits import split_seeds  # noqa: E402
 
 THRESHOLDS = (0.2, 0.3, 0.4, 0.5, 0.6, 0.7)
 PHOTO_SIZE = 256
@@ -128,7 +128,7 @@ def validation_report(count: int) -> dict:
         "sweep": sweep,
         "best_threshold_cleaned": best["threshold"],
         "baselines": baselines,
-        **machine(),
+        "machine": machine(),
     }
 
 
@@ -153,15 +153,7 @@ def eval_report() -> dict:
         "seeds": seeds,
         "threshold": salient_mask.THRESHOLD,
         "sources": rows,
-        **machine(),
-    }
-
-
-def machine() -> dict:
-    return {
-        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
-        "threads": torch.get_num_threads(),
-        "load_average": [round(v, 2) for v in os.getloadavg()],
+        "machine": machine(),
     }
 
 
@@ -174,7 +166,7 @@ SOURCE_NAMES = {
 
 MASKNET_NOTE = (
     "The demo mask net was trained on GAN2Shape's car renders on plain grey backgrounds\n"
-    "(`backend/train/gan2shape_renders.py`), the images it segments inside GAN2Shape; on photos\n"
+    "(`workbench/data/gan2shape_renders.py`), the images it segments inside GAN2Shape; on photos\n"
     "with busy backgrounds it is no object mask, and it is listed only for comparison."
 )
 
@@ -215,9 +207,10 @@ def eval_markdown(report: dict) -> list[str]:
         low = [f"{i:03d}: {v:.3f}" for i, v in enumerate(row["per_image"]) if v < 0.9]
         lines.append(f"- {name}: {', '.join(low) or 'none'}")
     lines += ["", MASKNET_NOTE]
-    load = report["load_average"]
-    lines += ["", f"Machine: {report['machine']}, {report['threads']} thread(s), load average before the "
-              f"run {load} (other jobs shared the CPU: times are pessimistic).", ""]  # fmt: skip
+    m = report["machine"]
+    lines += ["", f"Machine: {m['cpu_model']}, {m['cpus']} cores, {m['torch_threads']} thread(s), load "
+              f"average before the run {m['load_average']} (other jobs shared the CPU: times are "
+              "pessimistic).", ""]  # fmt: skip
     return lines
 
 

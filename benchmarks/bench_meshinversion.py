@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
 """MeshInversion accuracy and speed on held-out procedural cars, against the two baselines.
 
-For each held-out seed (``backend.train.splits``; ``--split validation`` for tuning) the procedural car is
+For each held-out seed (``workbench.splits``; ``--split validation`` for tuning) the procedural car is
 rendered by
-``backend.train.data.render_sample.render_cars`` (azimuth 0-360 deg, elevation 0-35 deg, ambient +
+``workbench.data.render_sample.render_cars`` (azimuth 0-360 deg, elevation 0-35 deg, ambient +
 Lambertian light, procedural background), cropped like a user photo (``crop_to_object``), and
 reconstructed by MeshInversion and by the baselines (a) mean shape + camera fit and (b) free-form
 deformation.
@@ -26,6 +26,7 @@ Speed: seconds per image one by one and in one batch; peak memory is the maximum
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import os
@@ -40,25 +41,34 @@ sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from metrics import ciede2000, masked_psnr, masked_ssim, srgb_to_lab  # noqa: E402
+from metrics import ciede2000, masked_psnr, masked_ssim, normalise_scale, srgb_to_lab  # noqa: E402
 
 from backend.inputs import InputImage, crop_to_object  # noqa: E402
-from backend.methods.meshinversion.baselines import Baselines  # noqa: E402
 from backend.methods.meshinversion.camera_search import (  # noqa: E402
     WeakPerspective,
     silhouettes,
     view_quaternion,
 )
 from backend.methods.meshinversion.generator import Generator, GeneratorConfig  # noqa: E402
-from backend.methods.meshinversion.invert import InversionResult, InversionSettings, Inverter, Targets  # noqa: E402
+from backend.methods.meshinversion.invert import (  # noqa: E402
+    RESEARCH,
+    InversionResult,
+    InversionSettings,
+    Inverter,
+    Targets,
+)
 from backend.methods.meshinversion.losses import mask_iou, one_sided_chamfer  # noqa: E402
 from backend.methods.meshinversion.mesh_gan import MeshGAN  # noqa: E402
-from backend.methods.meshinversion.method import METHOD_OPTIONS, MeshInversion, method_settings  # noqa: E402
+from backend.methods.meshinversion.method import MeshInversion  # noqa: E402
+from backend.methods.meshinversion.options import Options  # noqa: E402
+from backend.models import default_entry, load_model  # noqa: E402
+from backend.options import as_dict, parse_options  # noqa: E402
 from backend.render.cameras import quaternion_matrix  # noqa: E402
 from backend.render.primitives import sample_surface  # noqa: E402
-from backend.train.data.render_sample import render_cars  # noqa: E402
-from backend.train.splits import SPLITS, split_seeds  # noqa: E402
-from backend.weights import Registry, build_model  # noqa: E402
+from backend.weights import Registry  # noqa: E402
+from workbench.baselines import Baselines  # noqa: E402
+from workbench.data.render_sample import render_cars  # noqa: E402
+from workbench.splits import SPLITS, split_seeds  # noqa: E402
 
 NOVEL_AZIMUTHS = [45.0 * k for k in range(8)]
 NOVEL_ELEVATION = 20.0
@@ -108,14 +118,13 @@ def novel_view_iou(predicted: Mesh, scale: float, truth: Mesh, truth_scale: floa
     return float(mask_iou(*masks).mean())
 
 
-def chamfer_l2(predicted: Mesh, truth: Mesh) -> float:
-    """Symmetric Chamfer-L2 between 5,000 surface points of each mesh, both centred on their mean
-    point and scaled to unit RMS radius (the canonical frame fixes the orientation)."""
-    clouds = []
-    for vertices, faces in (predicted, truth):
-        points = sample_surface(vertices, faces, 5000, torch.Generator().manual_seed(0))
-        points = points - points.mean(dim=0)
-        clouds.append((points / points.square().sum(-1).mean().sqrt())[None])
+def mesh_chamfer_l2(predicted: Mesh, truth: Mesh) -> float:
+    """Symmetric Chamfer-L2 between 5,000 surface points of each mesh (each drawn from seed 0), both
+    centred and scaled by ``normalise_scale`` (the canonical frame fixes the orientation)."""
+    clouds = [
+        normalise_scale(sample_surface(vertices, faces, 5000, torch.Generator().manual_seed(0)))[None]
+        for vertices, faces in (predicted, truth)
+    ]
     every = torch.ones(1, 5000, dtype=torch.bool)
     forward = one_sided_chamfer(clouds[0], every, clouds[1], every)
     return float(forward + one_sided_chamfer(clouds[1], every, clouds[0], every))
@@ -187,7 +196,7 @@ def evaluate(model: MeshGAN, results: list[InversionResult], photos: list[dict],
         rows.append({
             "input_iou": result.mask_iou,
             "novel_iou": novel_view_iou(predicted, float(result.camera.scale[0]), truth, photo["scale"]),
-            "chamfer_l2": chamfer_l2(predicted, truth),
+            "chamfer_l2": mesh_chamfer_l2(predicted, truth),
             **input_view_appearance(model, result, texture, photo),
             **novel_view_appearance(model, result, texture, photo),
         })  # fmt: skip
@@ -208,7 +217,7 @@ def summary(rows: list[dict], seconds: float) -> dict:
 
 
 def final_textures(method: MeshInversion, results: list[InversionResult], photos: list[dict],
-                   options: dict) -> list[torch.Tensor]:
+                   options: Options) -> list[torch.Tensor]:
     """The exported texture of each result under the ``texture`` mode of ``options``."""
     pairs = zip(results, photos, strict=True)
     return [method.final_texture(result, photo["photo"], options)[0] for result, photo in pairs]
@@ -268,15 +277,16 @@ def main() -> None:
     )
     parser.add_argument("--split", default="eval", choices=SPLITS,
                         help="cars to run on: the held-out evaluation split, or validation for tuning")
-    parser.add_argument("--set", help="JSON object of option overrides on top of the preset")
+    parser.add_argument("--set", help="JSON object of option overrides on top of the preset (and of the "
+                        "research settings flat_weight, restarts)")
     parser.add_argument("--out", help="JSON report (default benchmarks/meshinversion[_oracle].json)")
     args = parser.parse_args()
     torch.set_num_threads(1)
     out = Path(args.out or ROOT / "benchmarks" / f"meshinversion{'_oracle' if args.oracle_only else ''}.json")
-    preset = {**MeshInversion.presets[args.preset], **(json.loads(args.set) if args.set else {})}
-    options = {k: v for k, v in preset.items() if k not in METHOD_OPTIONS}
-    texture_options = method_settings(preset)
-    settings = InversionSettings.from_options(options)
+    overrides = dict(json.loads(args.set)) if args.set else {}
+    research = {k: overrides.pop(k) for k in list(overrides) if k in RESEARCH}
+    texture_options = parse_options(Options, args.preset, overrides)
+    settings = InversionSettings.from_options(texture_options, **research)
 
     if args.oracle_only:
         photos = held_out_photos(args.images, settings.render_size, 256, args.split)
@@ -295,8 +305,8 @@ def main() -> None:
         return
 
     registry = Registry(args.weights_dir)
-    entry = registry.find(args.weights) if args.weights else registry.default_for("meshinversion")
-    method: MeshInversion = build_model(entry, registry.load_state_dict(entry), "cpu")
+    entry = registry.find(args.weights) if args.weights else default_entry(registry, "meshinversion")
+    method: MeshInversion = load_model(registry, entry, "cpu")
     model = method.model
     assert model is not None, f"{entry.id} is not a generator"
     photos = held_out_photos(args.images, settings.render_size, model.config.texture_resolution, args.split)
@@ -306,7 +316,7 @@ def main() -> None:
         """No progress output."""
 
     report: dict = {"weights": entry.id, "preset": args.preset, "split": args.split, "images": args.images,
-                    "settings": options, "texture": texture_options}
+                    "settings": dataclasses.asdict(settings), "options": as_dict(texture_options)}
     inverter = Inverter(model, settings, method.feature_network() if settings.feature_weight > 0 else None)
     started = time.perf_counter()
     results = [
@@ -343,7 +353,7 @@ def main() -> None:
             own = [result.texture for result in results]
             report[name] = summary(evaluate(model, results, photos, own), elapsed)
             print(name, {k: v for k, v in report[name].items() if k != "per_image"}, flush=True)
-            if texture_options["texture"] != "generated":
+            if texture_options.texture != "generated":
                 textured = final_textures(method, results, photos, texture_options)
                 report[f"{name}_textured"] = summary(evaluate(model, results, photos, textured), elapsed)
                 shown = {k: v for k, v in report[f"{name}_textured"].items() if k != "per_image"}

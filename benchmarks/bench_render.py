@@ -11,7 +11,6 @@ import argparse
 import json
 import math
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -24,13 +23,14 @@ sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
+from machine import machine  # noqa: E402
 
 from backend.render import (  # noqa: E402
     OrthographicCamera,
     build_edge_topology,
-    meshinversion_camera,
+    pivot_perspective_camera,
     render_mesh,
-    unsup3d_camera,
+    weak_perspective_camera,
 )
 from backend.render.primitives import grid_faces, uv_sphere  # noqa: E402
 
@@ -55,7 +55,7 @@ def sphere_step(segments: int, rings: int, size: int, batch: int) -> Callable[[]
         )
 
     def step() -> None:
-        camera = meshinversion_camera(quaternion, scale, translation)
+        camera = weak_perspective_camera(quaternion, scale, translation)
         out = render_mesh(
             vertices + offsets, faces, camera, size, texture=texture, uvs=uvs, topology=topology
         )
@@ -86,7 +86,7 @@ def depth_grid_step(grid: int, size: int) -> Callable[[], None]:
 
     def step() -> None:
         points = torch.stack(((cols - centre) * depth / focal, (rows - centre) * depth / focal, depth), -1)
-        camera = unsup3d_camera(view, size)
+        camera = pivot_perspective_camera(view, size)
         out = render_mesh(
             points.reshape(1, -1, 3), faces, camera, size, texture=texture, uvs=uvs, topology=topology
         )
@@ -158,19 +158,6 @@ def measure_memory() -> dict[str, float]:
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
-def machine() -> dict[str, str]:
-    with open("/proc/cpuinfo") as cpuinfo:
-        names = [line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name")]
-    model = names[0] if names else platform.processor()
-    return {
-        "cpu": model,
-        "cores": str(os.cpu_count()),
-        "torch": torch.__version__,
-        "python": platform.python_version(),
-        "load_average_1_5_15": " ".join(f"{value:.2f}" for value in os.getloadavg()),
-    }
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--threads", type=int, default=1)
@@ -219,6 +206,7 @@ def markdown(report: dict) -> str:
         for name in report["median_wall_ms"]
     )
     machine_info = report["machine"]
+    load_after = " ".join(map(str, machine_info["load_average"]))
     batch_ratio = report["batch8_over_8x_batch1"]
     memory = report["memory_mb"]
     return f"""# Renderer benchmark
@@ -230,9 +218,9 @@ the depth map), the texture and the camera. Median of {report["repeats"]} steps 
 
 Command: `{report["command"]}`
 
-Machine: {machine_info["cpu"]}, {machine_info["cores"]} cores; torch {machine_info["torch"]}, Python
+Machine: {machine_info["cpu_model"]}, {machine_info["cpus"]} cores; torch {machine_info["torch"]}, Python
 {machine_info["python"]}; {report["threads"]} torch thread(s). Load average (1, 5, 15 min) before the
-run: {" ".join(map(str, report["load_average_before"]))}; after: {machine_info["load_average_1_5_15"]}.
+run: {" ".join(map(str, report["load_average_before"]))}; after: {load_after}.
 A load above the 2 cores means other jobs shared the CPU: the wall times are then pessimistic, and the
 CPU time of this process (one thread) is the better estimate of the time on an idle machine.
 

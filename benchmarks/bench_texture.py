@@ -10,6 +10,7 @@ texture size and mode, and reports the process's peak resident memory after the 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import resource
@@ -26,8 +27,10 @@ import torch  # noqa: E402
 
 from backend.inputs import MIN_SIDE, crop_to_object, load_input, photo_side  # noqa: E402
 from backend.methods.meshinversion.invert import InversionSettings, Inverter  # noqa: E402
-from backend.methods.meshinversion.method import METHOD_OPTIONS, method_settings  # noqa: E402
-from backend.weights import Registry, build_model  # noqa: E402
+from backend.methods.meshinversion.options import Options  # noqa: E402
+from backend.models import default_entry, load_model  # noqa: E402
+from backend.options import preset_options  # noqa: E402
+from backend.weights import Registry  # noqa: E402
 
 
 def main() -> None:
@@ -39,18 +42,18 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     registry = Registry()
-    entry = registry.default_for("meshinversion")
-    method = build_model(entry, registry.load_state_dict(entry), "cpu")
-    preset = method.presets["fast"]
-    settings = InversionSettings.from_options({k: v for k, v in preset.items() if k not in METHOD_OPTIONS})
+    entry = default_entry(registry, "meshinversion")
+    method = load_model(registry, entry, "cpu")
+    preset = preset_options(Options, "fast")
+    settings = InversionSettings.from_options(preset)
     image = load_input(args.image, "auto", None, None)
-    crop = crop_to_object(image, settings.render_size, preset["crop_margin"])
-    photo = crop_to_object(image, photo_side(image, crop.box[2], MIN_SIDE), preset["crop_margin"])
+    crop = crop_to_object(image, settings.render_size, preset.crop_margin)
+    photo = crop_to_object(image, photo_side(image, crop.box[2], MIN_SIDE), preset.crop_margin)
     result = Inverter(method.model, settings).run([crop.rgb], [crop.mask], 0, lambda *a, **k: None)[0]
     rows = []
     for size in args.sizes:
         for mode in ("projected", "blended"):
-            options = method_settings({**preset, "texture": mode, "texture_size": size})
+            options = dataclasses.replace(preset, texture=mode, texture_size=size)
             seconds = []
             for _ in range(args.repeats):
                 started = time.perf_counter()

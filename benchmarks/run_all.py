@@ -18,7 +18,6 @@ import argparse
 import hashlib
 import json
 import os
-import platform
 import re
 import resource
 import statistics
@@ -37,7 +36,15 @@ sys.path[:0] = [str(ROOT), str(BENCH)]
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from metrics import chamfer_l2, mask_iou, masked_psnr, normalise_scale, scatter_depth  # noqa: E402
+from machine import machine  # noqa: E402
+from metrics import (  # noqa: E402
+    chamfer_l2,
+    depth_metrics,
+    mask_iou,
+    masked_psnr,
+    normalise_scale,
+    scatter_depth,
+)
 from PIL import Image  # noqa: E402
 
 from backend.render.primitives import sample_surface  # noqa: E402
@@ -59,9 +66,9 @@ def check_split(manifest: dict) -> dict:
     """Refuse to run when an evaluation seed is not reserved or overlaps a training range.
 
     The training seed ranges come from the shipped weights' ``train_command`` (``--cars N`` draws
-    seeds 0..N-1); ``backend.train.splits.check_training_seeds`` rejects any that reach the split.
+    seeds 0..N-1); ``workbench.splits.check_training_seeds`` rejects any that reach the split.
     """
-    from backend.train.splits import check_training_seeds, is_eval_seed
+    from workbench.splits import check_training_seeds, is_eval_seed
 
     seeds = np.load(EVAL_DIR / "ground_truth.npz")["seeds"].tolist()
     if not all(is_eval_seed(s) for s in seeds):
@@ -98,29 +105,6 @@ def weights_provenance(manifest: dict) -> list[dict]:
             }
         )
     return rows
-
-
-def machine() -> dict:
-    """CPU model and cores (lscpu), load average, library versions and the commit measured."""
-    lscpu = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
-    fields = dict(line.split(":", 1) for line in lscpu.splitlines() if ":" in line)
-
-    def field(name: str) -> str:
-        return fields.get(name, "?").strip()
-
-    commit = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
-    ).stdout.strip()
-    return {
-        "cpu_model": field("Model name"),
-        "cpus": field("CPU(s)"),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "numpy": np.__version__,
-        "torch_threads": torch.get_num_threads(),
-        "load_average": [round(x, 2) for x in os.getloadavg()],
-        "commit": commit,
-    }
 
 
 # ----------------------------------------------------------------------------- held-out data
@@ -163,7 +147,6 @@ def meshinversion_metrics(model: Any, result: Any, texture: torch.Tensor, photo:
     [-1, 1], and the renders the figure needs."""
     from bench_meshinversion import input_view_appearance, novel_view_appearance, novel_view_iou
 
-    from backend.methods.gan2shape.losses import depth_metrics
     from backend.render.rasterize import rasterize
 
     crop, size = photo["crop"], photo["crop"].mask.shape[0]
@@ -225,19 +208,20 @@ def figure_row(photo: dict, recon: np.ndarray, views: list[np.ndarray], texture:
 def part_meshinversion(args: argparse.Namespace) -> dict:
     """A MeshInversion row (``mi-fast``, ``mi-paper``) or a baseline (``mi-mean-shape``,
     ``mi-free-form``) on the held-out photos; ``mi-batch`` times one batched optimisation."""
-    from backend.methods.meshinversion.baselines import Baselines
     from backend.methods.meshinversion.invert import InversionSettings, Inverter
-    from backend.methods.meshinversion.method import METHOD_OPTIONS, method_settings
-    from backend.weights import Registry, build_model
+    from backend.methods.meshinversion.options import Options
+    from backend.models import default_entry, load_model
+    from backend.options import preset_options
+    from backend.weights import Registry
+    from workbench.baselines import Baselines
 
     registry = Registry()
-    entry = registry.default_for("meshinversion")
-    method = build_model(entry, registry.load_state_dict(entry), "cpu")
+    entry = default_entry(registry, "meshinversion")
+    method = load_model(registry, entry, "cpu")
     preset = "paper" if args.part == "mi-paper" else "fast"
-    options = {k: v for k, v in method.presets[preset].items() if k not in METHOD_OPTIONS}
-    settings = InversionSettings.from_options(options)
-    texture_options = method_settings(method.presets[preset])
-    stage = method_settings(method.presets["fast"])  # the baselines are also scored with fast's texture stage
+    texture_options = preset_options(Options, preset)
+    settings = InversionSettings.from_options(texture_options)
+    stage = preset_options(Options, "fast")  # the baselines are also scored with fast's texture stage
     photos = eval_photos(args.images, settings.render_size, args.first)
     rgbs, masks = [p["crop"].rgb for p in photos], [p["crop"].mask for p in photos]
 
@@ -283,9 +267,9 @@ def part_meshinversion(args: argparse.Namespace) -> dict:
         "weights": entry.id,
         "weights_sha256": entry.sha256,
         "preset": preset,
-        "texture": "generated" if baseline else texture_options["texture"],
+        "texture": "generated" if baseline else texture_options.texture,
         "rows": rows,
-        **({"textured_rows": textured_rows, "textured_with": stage["texture"]} if baseline else {}),
+        **({"textured_rows": textured_rows, "textured_with": stage.texture} if baseline else {}),
         "figure": str(figure.relative_to(ROOT)),
         "seconds_per_image_median": statistics.median(seconds),
     }
@@ -304,20 +288,21 @@ def part_gan2shape(args: argparse.Namespace) -> dict:
     from bench_gan2shape import prior_from_mean_view, render_with_depth
 
     from backend.inputs import InputImage
-    from backend.jobs import resolve_options
-    from backend.methods.gan2shape import METHOD, warp
-    from backend.methods.gan2shape.losses import depth_metrics
+    from backend.methods.gan2shape import depth_render
+    from backend.methods.gan2shape.depth_render import BACKGROUND_DEPTH
     from backend.methods.gan2shape.method import exported_texture
+    from backend.methods.gan2shape.options import Options
     from backend.methods.gan2shape.previews import make_previews
     from backend.methods.gan2shape.prior import ellipsoid_prior
-    from backend.methods.gan2shape.warp import BACKGROUND_DEPTH
-    from backend.train.splits import eval_seeds
+    from backend.models import default_entry, load_model
+    from backend.options import parse_options
     from backend.weights import Registry
+    from workbench.splits import eval_seeds
 
     registry = Registry()
-    entry = registry.default_for("gan2shape")
-    model = METHOD.load(entry, registry.load_state_dict(entry), "cpu")
-    options = resolve_options(METHOD.presets, "fast", {"crop": "full", "previews": False})
+    entry = default_entry(registry, "gan2shape")
+    model = load_model(registry, entry, "cpu")
+    options = parse_options(Options, "fast", {"crop": "full", "previews": False})
     size = model.image_size
     seeds = eval_seeds(args.images)
     data = render_with_depth(seeds, size)
@@ -332,9 +317,9 @@ def part_gan2shape(args: argparse.Namespace) -> dict:
         seconds.append(time.perf_counter() - started)
         state = outcome.state
         depth = state.recon_depth[:1].detach()
-        view_grid = warp.canon_to_view_grid(depth, state.view[:1].detach())
+        view_grid = depth_render.canon_to_view_grid(depth, state.view[:1].detach())
         canon_mask = outcome.run.canon_mask[:1].detach()
-        covered = (warp.sample(canon_mask, view_grid)[:, 0] > 0.5) & (depth < BACKGROUND_DEPTH)
+        covered = (depth_render.sample(canon_mask, view_grid)[:, 0] > 0.5) & (depth < BACKGROUND_DEPTH)
         recon = ((state.recon[0].detach() + 1) / 2).clamp(0, 1).permute(1, 2, 0)
         measured = depth_metrics(depth, truth_depth, truth_mask & (depth < BACKGROUND_DEPTH))
         rows["gan2shape-fast"].append({
@@ -499,13 +484,14 @@ PART_CACHE = ROOT / "runs" / "bench_parts"
 def part_inputs(part: str) -> dict[str, Any]:
     """What a row's numbers depend on besides the code: the sha256 of every shipped weights file of
     its method (a GAN2Shape run also loads its mask network and pretrained encoder) and the preset."""
-    from backend.methods import method_class
+    from backend.methods import options_class
+    from backend.options import as_dict, preset_options
     from backend.weights import Registry
 
     method = "gan2shape" if part.startswith("gan2shape") else "meshinversion"
     preset = "paper" if part == "mi-paper" else "fast"
     shas = sorted(e.sha256 for e in Registry().entries() if e.method == method and e.origin == "shipped")
-    options = method_class(method).presets[preset]
+    options = as_dict(preset_options(options_class(method), preset))
     return {"weights": shas, "preset": preset, "options": json.loads(json.dumps(options, default=list))}
 
 
@@ -632,7 +618,7 @@ def markdown(report: dict) -> str:
         "mask and the rendering's, and in the 8 novel views (reconstruction and true mesh with its true "
         "texture, unlit on white) PSNR on the union of both silhouettes and the body colour error "
         "(CIEDE2000 between the two renders' mean object colours); depth SIDE and MAD (deg) in the "
-        "input view as in the GAN2Shape paper (`backend.methods.gan2shape.losses.depth_metrics`). "
+        "input view as in the GAN2Shape paper (`benchmarks/metrics.depth_metrics`). "
         "GAN2Shape's input PSNR is its nets' 64 px reconstruction; its exported texture is the photo "
         "itself, measured through Blender below.",
         "",

@@ -15,19 +15,19 @@ from typing import Any
 
 import bpy
 
-from . import importer, jobs, reproject, session
-from .client import BackendError, JobStatus, protocol
+from . import catalogue, importer, job_request, reproject, session
+from .client import JobStatus, UserError, protocol
 
 
 def reconstruct(
     image: str | Path | bpy.types.Image,
     *,
     name: str | None = None,
-    method: str = "meshinversion",
+    method: str = catalogue.JOB_DEFAULTS["method"],
     weights: str | None = None,
-    preset: str = "fast",
-    seed: int = 0,
-    mask: str = "auto",
+    preset: str = catalogue.JOB_DEFAULTS["preset"],
+    seed: int = catalogue.JOB_DEFAULTS["seed"],
+    mask: str = catalogue.JOB_DEFAULTS["mask"],
     mask_path: str | None = None,
     device: str | None = None,
     overrides: dict[str, Any] | None = None,
@@ -47,22 +47,23 @@ def reconstruct(
     preview.png) there; by default they go to a folder under the add-on's user folder that keeps only
     result.json and mask.png after import (what Re-project Photo reads) unless the preference says
     to keep results. Raises
-    ``BackendError`` (``one_line()`` is the message with its hint) on any failure.
+    ``UserError`` (``one_line()`` is the message with its hint) on any failure.
     """
     context = context or bpy.context
     if isinstance(image, bpy.types.Image):
-        photo, default_name = jobs.image_file(image), Path(image.name).stem or image.name
+        photo, default_name = job_request.image_file(image), Path(image.name).stem or image.name
     else:
         photo = Path(image).expanduser().resolve()
         default_name = photo.stem
     name = name or default_name
+    job_request.check_option_names(method, overrides or {})
     settings = session.backend_settings()
     if backend_python:
         settings = dataclasses.replace(settings, python=backend_python)
     keep = output_dir is not None or settings.keep_results
     request = protocol.JobRequest(
         image=str(photo),
-        output_dir=str(Path(output_dir).resolve() if output_dir else jobs.output_dir(name)),
+        output_dir=str(Path(output_dir).resolve() if output_dir else job_request.output_dir(name)),
         method=method,
         weights=weights,
         preset=preset,
@@ -73,7 +74,7 @@ def reconstruct(
         overrides=dict(overrides or {}),
         overwrite=overwrite,
     )
-    options = jobs.ImportOptions(
+    options = job_request.ImportOptions(
         name=name,
         photo=str(photo),
         shade_smooth=shade_smooth,
@@ -95,16 +96,16 @@ def finish(
     context: bpy.types.Context,
     job: JobStatus,
     request: protocol.JobRequest,
-    options: jobs.ImportOptions,
+    options: job_request.ImportOptions,
     *,
     keep: bool,
 ) -> bpy.types.Object:
     """Import a finished job, or raise its error; the result folder goes unless it should be kept, all
     but what Re-project Photo reads (the object records the folder)."""
     if job.state == "cancelled":
-        raise BackendError("cancelled", "reconstruction cancelled", "")
+        raise UserError("cancelled", "reconstruction cancelled", "")
     if job.state != "done":
-        raise job.error or BackendError("failed", f"reconstruction ended as {job.state}", "")
+        raise job.error or UserError("failed", f"reconstruction ended as {job.state}", "")
     started = time.perf_counter()
     try:
         obj = importer.import_result(
@@ -118,8 +119,8 @@ def finish(
             photo=options.photo,
             properties={"image": options.photo, "result": str(Path(request.output_dir).absolute())},
         )
-    except importer.ResultError as exc:
-        raise BackendError(
+    except importer.UnreadableResult as exc:
+        raise UserError(
             "bad_result", str(exc), "the backend wrote an unreadable result; see its log"
         ) from None
     timings = dict(obj.get(importer.PROPERTY_PREFIX + "timings", {}))

@@ -33,19 +33,22 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp")
 PREVIEW_SIZE = 256
 
 
-def parse_args(argv: list[str]) -> argparse.Namespace:
+def build_parser(catalogue: ModuleType) -> argparse.ArgumentParser:
+    """``catalogue``: the add-on's ``catalogue`` module (methods, presets and defaults of the backend)."""
+    defaults = catalogue.JOB_DEFAULTS
     parser = argparse.ArgumentParser(prog="batch.py", description="Reconstruct photos into textured meshes.")
     parser.add_argument("--input", nargs="+", required=True, help="image files and/or folders of images")
     parser.add_argument("--output", required=True, help="folder for the results (created)")
-    parser.add_argument("--method", default="meshinversion", choices=("meshinversion", "gan2shape"))
+    parser.add_argument("--method", default=defaults["method"], choices=catalogue.METHODS)
     parser.add_argument("--weights", default=None, help="weights id (default: the backend's default)")
-    parser.add_argument("--preset", default="fast", choices=("fast", "paper"))
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--mask", default="auto", choices=("auto", "alpha", "salient", "grabcut", "none"))
+    parser.add_argument("--preset", default=defaults["preset"], choices=catalogue.PRESETS)
+    parser.add_argument("--seed", type=int, default=defaults["seed"])
+    masks = tuple(m for m in catalogue.MASK_SOURCES if m != "file")  # a mask file per photo has no flag
+    parser.add_argument("--mask", default=defaults["mask"], choices=masks)
     parser.add_argument(
         "--set", action="append", default=[], metavar="KEY=VALUE", help="method option override"
     )
-    parser.add_argument("--device", default=None, choices=("auto", "cpu", "cuda"))
+    parser.add_argument("--device", default=None, choices=catalogue.DEVICES, help="default: the add-on's")
     parser.add_argument("--aligned-camera", action="store_true", help="add the estimated camera")
     parser.add_argument("--mirror", action="store_true", help="symmetric results: one half + Mirror modifier")
     parser.add_argument("--save-blend", action="store_true", help="save OUTPUT/<name>.blend per photo")
@@ -55,7 +58,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument(
         "--overwrite", action="store_true", help="replace earlier results and existing .blend/.glb/previews"
     )
-    return parser.parse_args(argv)
+    return parser
 
 
 def script_args() -> list[str]:
@@ -188,7 +191,7 @@ def side_files(args: argparse.Namespace, output: Path, stem: str) -> dict[str, P
 def check_free(addon: ModuleType, path: Path, overwrite: bool) -> None:
     """Refuse, before the reconstruction, a name the folder cannot hold and a file that is there
     already (unless ``--overwrite``); a link or a folder of that name is never replaced."""
-    error = addon.client.BackendError
+    error = addon.client.UserError
     if len(os.fsencode(path.name)) > addon.client.protocol.name_max(path.parent):
         raise error("bad_output", f"{path.name[:24]!r}... is too long a file name here", "rename the photo")
     if path.is_symlink() or (path.exists() and not path.is_file()):
@@ -248,7 +251,7 @@ def process(addon: ModuleType, image: Path, args: argparse.Namespace, output: Pa
         output_dir=output / image.stem,
         backend_python=args.backend_python,
         overwrite=args.overwrite,
-        overrides=addon.jobs.parse_overrides(shlex.join(args.set)),
+        overrides=addon.job_request.parse_overrides(shlex.join(args.set), args.method),
     )
     writers: dict[str, Callable[[Path], None]] = {
         "preview": lambda path: render_preview(obj, path),
@@ -283,8 +286,19 @@ def print_summary(rows: list[dict[str, object]]) -> None:
 
 
 def main(argv: list[str]) -> int:
+    """Load the add-on first: its ``catalogue`` gives the arguments' choices and defaults."""
+    addon, registered_here = load_addon()
     try:
-        args = parse_args(argv)
+        return run(addon, argv)
+    finally:
+        addon.session.shutdown()
+        if registered_here:
+            addon.unregister()
+
+
+def run(addon: ModuleType, argv: list[str]) -> int:
+    try:
+        args = build_parser(importlib.import_module(f"{addon.__name__}.catalogue")).parse_args(argv)
     except SystemExit as exc:
         return 2 if exc.code else 0
     images = collect_images(args.input)
@@ -296,27 +310,21 @@ def main(argv: list[str]) -> int:
     except OutputError as exc:
         print(f"batch.py: {exc}", file=sys.stderr)
         return 2
-    addon, registered_here = load_addon()
-    client_error = addon.client.BackendError
+    client_error = addon.client.UserError
     rows: list[dict[str, object]] = []
-    try:
-        for image in images:
-            started = time.monotonic()
-            try:
-                rows.append(process(addon, image, args, output))
-            except client_error as error:
-                rows.append(
-                    {
-                        "image": image.name,
-                        "status": "failed",
-                        "seconds": time.monotonic() - started,
-                        "detail": error.one_line(),
-                    }
-                )
-    finally:
-        addon.session.shutdown()
-        if registered_here:
-            addon.unregister()
+    for image in images:
+        started = time.monotonic()
+        try:
+            rows.append(process(addon, image, args, output))
+        except client_error as error:
+            rows.append(
+                {
+                    "image": image.name,
+                    "status": "failed",
+                    "seconds": time.monotonic() - started,
+                    "detail": error.one_line(),
+                }
+            )
     print_summary(rows)
     return int(any(row["status"] != "ok" for row in rows))
 

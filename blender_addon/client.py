@@ -27,28 +27,16 @@ from typing import Any
 
 try:
     from .backend import protocol
+    from .backend.protocol import UserError
 except ImportError:  # source tree: backend/ is the sibling of blender_addon/ (tests put it on sys.path)
     from backend import protocol
+    from backend.protocol import UserError
 
 FINAL_STATES = ("done", "failed", "cancelled")
 LOG_MARKER = "--- backend"
 """Prefix of the lines this client writes into the backend log between runs."""
 EXIT_EVENT = "_exit"
 """Internal queue message (never on the wire): the backend's stdout closed."""
-
-
-class BackendError(RuntimeError):
-    """A failure the user can act on: a machine-readable code, one line, and a hint."""
-
-    def __init__(self, code: str, message: str, hint: str = "") -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.hint = hint
-
-    def one_line(self) -> str:
-        """The message and its hint on one line, as Blender's report bar shows it."""
-        return f"{self.message} ({self.hint})" if self.hint else self.message
 
 
 @dataclass
@@ -62,11 +50,13 @@ class JobStatus:
     step: int = 0
     total: int = 0
     fraction: float = 0.0
+    """The bar: the current stage's step / total (1 when done)."""
     eta_s: float | None = None
+    """Seconds left in the current stage (the progress event's ``eta``)."""
     loss: float | None = None
     preview: str | None = None
-    result: dict[str, Any] | None = None
-    error: BackendError | None = None
+    result: protocol.ResultMessage | None = None
+    error: UserError | None = None
     started: float = field(default_factory=time.monotonic)
     last_message: float = field(default_factory=time.monotonic)
 
@@ -153,7 +143,7 @@ class BackendClient:
         self._proc: subprocess.Popen | None = None
         self._messages: queue.Queue[dict[str, Any]] = queue.Queue()
         self._start_deadline = 0.0
-        self._start_error: BackendError | None = None
+        self._start_error: UserError | None = None
         self._pending_job: protocol.JobRequest | None = None
         self._cancel_deadline: float | None = None
         self._job_counter = 0
@@ -184,13 +174,13 @@ class BackendClient:
         imports. ``poll`` (or ``ensure_started``) completes the handshake."""
         self.kill()
         if not Path(self.python).is_file():
-            raise BackendError(
+            raise UserError(
                 "no_backend_python",
                 f"backend Python not found: {self.python}",
                 "set it in the add-on preferences or press 'Set up backend'",
             )
         if not (self.root / "backend" / "protocol.py").is_file():
-            raise BackendError(
+            raise UserError(
                 "no_backend_code", f"backend package missing under {self.root}", "reinstall the extension"
             )
         log = self._open_log()
@@ -210,7 +200,7 @@ class BackendClient:
                 **kwargs,
             )
         except OSError as exc:
-            raise BackendError(
+            raise UserError(
                 "backend_start",
                 f"cannot start the backend: {exc}",
                 "check the backend Python in the add-on preferences",
@@ -241,14 +231,14 @@ class BackendClient:
         if self.hello is None and time.monotonic() > self._start_deadline:
             self.kill()
             message = f"the backend sent no handshake in {self.startup_timeout_s:.0f} s"
-            raise BackendError("backend_start", message, self._log_hint())
+            raise UserError("backend_start", message, self._log_hint())
         if self.hello is None and not self.alive and self._messages.empty():
             self._start_error = self._start_failure(self._proc.returncode if self._proc else None)
             self._check_start()
 
-    def _start_failure(self, code: int | None) -> BackendError:
+    def _start_failure(self, code: int | None) -> UserError:
         detail = log_tail(self.log_path)
-        return BackendError(
+        return UserError(
             "backend_start",
             f"the backend exited during start (code {code})" + (f": {detail}" if detail else ""),
             self._log_hint(),
@@ -260,8 +250,8 @@ class BackendClient:
     def stop(self, timeout_s: float = 5.0) -> None:
         """Ask the backend to exit (weights are freed), then make sure it did."""
         if self.alive:
-            with contextlib.suppress(OSError, ValueError, BackendError):
-                self._send({"type": "shutdown"})
+            with contextlib.suppress(OSError, ValueError, UserError):
+                self._send(protocol.ShutdownMessage().to_message())
             with contextlib.suppress(subprocess.TimeoutExpired):
                 self._proc.wait(timeout=timeout_s)
         self.kill()
@@ -286,7 +276,7 @@ class BackendClient:
 
     def _send(self, message: dict[str, Any]) -> None:
         if self._proc is None or self._proc.stdin is None:
-            raise BackendError("backend_gone", "the backend is not running", "start a new job to restart it")
+            raise UserError("backend_gone", "the backend is not running", "start a new job to restart it")
         self._proc.stdin.write(protocol.encode(message))
         self._proc.stdin.flush()
 
@@ -295,11 +285,11 @@ class BackendClient:
     def submit(self, request: protocol.JobRequest) -> JobStatus:
         """Queue one job (the backend runs one at a time); starts the backend if needed, without waiting."""
         if self.job is not None and not self.job.finished:
-            raise BackendError("busy", "a reconstruction is already running", "wait for it or cancel it")
+            raise UserError("busy", "a reconstruction is already running", "wait for it or cancel it")
         try:
             request.validate()
         except protocol.ProtocolError as exc:
-            raise BackendError(exc.code, str(exc), "check the reconstruction settings") from None
+            raise UserError(exc.code, str(exc), "check the reconstruction settings") from None
         if not self.alive:
             self.launch()  # raises before any job exists, so a failed start never leaves a job hanging
         self._job_counter += 1
@@ -318,7 +308,7 @@ class BackendClient:
             self._send(request.to_message())
         except (OSError, ValueError) as exc:
             self._fail(
-                BackendError(
+                UserError(
                     "backend_gone",
                     f"the backend closed its input: {exc}",
                     "start the job again; the backend restarts",
@@ -335,8 +325,8 @@ class BackendClient:
             self.kill()
             self._finish_cancelled()
             return
-        with contextlib.suppress(OSError, ValueError, BackendError):
-            self._send({"type": "cancel", "job": job.id})
+        with contextlib.suppress(OSError, ValueError, UserError):
+            self._send(protocol.CancelMessage(job.id).to_message())
         job.stage = "Cancelling"
         self._cancel_deadline = time.monotonic() + self.cancel_grace_s
 
@@ -355,7 +345,7 @@ class BackendClient:
         if self.job is not None and not self.job.finished and self.hello is None:
             try:
                 self._check_start()
-            except BackendError as error:
+            except UserError as error:
                 self._pending_job = None
                 self._fail(error)
         self._enforce_deadlines()
@@ -364,7 +354,7 @@ class BackendClient:
     def wait(self, on_update: Callable[[JobStatus], None] | None = None, poll_s: float = 0.25) -> JobStatus:
         """Block until the current job ends (background mode: Blender's timers do not run there)."""
         if self.job is None:
-            raise BackendError("no_job", "no job was submitted", "")
+            raise UserError("no_job", "no job was submitted", "")
         while not self.job.finished:
             self.poll(poll_s)
             if on_update is not None:
@@ -378,19 +368,17 @@ class BackendClient:
         elif kind == "hello":
             self._on_hello(message)
         elif self.job is not None and message.get("job") in (None, self.job.id):
-            self._on_job_message(self.job, kind, message)
+            self._on_job_message(self.job, message)
 
     def _on_hello(self, message: dict[str, Any]) -> None:
-        version = message.get("protocol_version")
-        if version != protocol.PROTOCOL_VERSION:
+        problem = _handshake_problem(message)
+        if problem:
             self.kill()
-            self._start_error = BackendError(
-                "protocol_mismatch",
-                f"backend speaks protocol {version}, add-on {protocol.PROTOCOL_VERSION}",
-                "install matching versions of the extension and backend",
+            self._start_error = UserError(
+                "protocol_mismatch", problem, "install matching versions of the extension and backend"
             )
             return
-        self.hello = message
+        self.hello = message  # kept as sent: the panels show it
         if self._pending_job is not None:
             pending, self._pending_job = self._pending_job, None
             self._send_job(pending)
@@ -413,34 +401,33 @@ class BackendClient:
             return
         detail = log_tail(self.log_path)
         self._fail(
-            BackendError(
+            UserError(
                 "backend_crashed",
                 f"the backend stopped unexpectedly (exit code {code})" + (f": {detail}" if detail else ""),
                 f"{self._log_hint()}; the next job restarts it",
             )
         )
 
-    def _on_job_message(self, job: JobStatus, kind: str, message: dict[str, Any]) -> None:
+    def _on_job_message(self, job: JobStatus, message: dict[str, Any]) -> None:
         job.last_message = time.monotonic()
-        if kind == "accepted":
+        try:  # read through the protocol's definition: a field it does not define cannot be read
+            event = protocol.SERVER_MESSAGES[message["type"]].from_message(message)
+        except protocol.ProtocolError as exc:
+            print(f"reconstruct_from_image: ignored backend output ({exc.code})", file=sys.stderr)
+            return
+        if isinstance(event, protocol.AcceptedMessage):
             job.state = "running"
-        elif kind == "progress":
+        elif isinstance(event, protocol.ProgressMessage):
             job.state = "running"
-            _apply_progress(job, message)
-        elif kind == "result":
-            job.state, job.result, job.fraction = "done", message, 1.0
-        elif kind == "error":
-            self._fail(
-                BackendError(
-                    str(message.get("code", "error")),
-                    str(message.get("message", "")),
-                    str(message.get("hint", "")),
-                )
-            )
-        elif kind == "cancelled":
+            _apply_progress(job, event)
+        elif isinstance(event, protocol.ResultMessage):
+            job.state, job.result, job.fraction = "done", event, 1.0
+        elif isinstance(event, protocol.ErrorMessage):
+            self._fail(UserError(event.code, event.message, event.hint))
+        elif isinstance(event, protocol.CancelledMessage):
             self._finish_cancelled()
 
-    def _fail(self, error: BackendError) -> None:
+    def _fail(self, error: UserError) -> None:
         if self.job is not None:
             self.job.state, self.job.error = "failed", error
         self._cancel_deadline = None
@@ -461,7 +448,7 @@ class BackendClient:
         elif now - job.last_message > self.watchdog_s:
             self.kill()
             self._fail(
-                BackendError(
+                UserError(
                     "backend_hung",
                     f"the backend sent nothing for {self.watchdog_s:.0f} s and was stopped",
                     "raise the watchdog time in the preferences for slow presets; the next job restarts it",
@@ -469,21 +456,31 @@ class BackendClient:
             )
 
 
-def _apply_progress(job: JobStatus, message: dict[str, Any]) -> None:
-    """Progress within a stage; the overall fraction comes from the backend when it knows it."""
-    job.stage = str(message.get("stage", job.stage))
-    job.step = int(message.get("step", 0) or 0)
-    job.total = int(message.get("total", 0) or 0)
-    if isinstance(message.get("fraction"), int | float):
-        job.fraction = min(max(float(message["fraction"]), 0.0), 1.0)
-    elif job.total:
+def _handshake_problem(hello: dict[str, Any]) -> str:
+    """Why this handshake is not one of this add-on's protocol ("" when it is). The version is
+    checked first: an older or newer backend's hello may have other fields."""
+    version = hello.get("protocol_version")
+    if version != protocol.PROTOCOL_VERSION:
+        return f"backend speaks protocol {version}, add-on {protocol.PROTOCOL_VERSION}"
+    try:
+        protocol.HelloMessage.from_message(hello)
+    except protocol.ProtocolError as exc:
+        return f"the backend's handshake does not fit protocol {version}: {exc.message}"
+    return ""
+
+
+def _apply_progress(job: JobStatus, progress: protocol.ProgressMessage) -> None:
+    """Progress within a stage: the bar shows the stage's ``step / total`` (the protocol sends no
+    overall fraction) and the text its ``eta``, the seconds left in the stage."""
+    job.stage = str(progress.stage)
+    job.step = int(progress.step or 0)
+    job.total = int(progress.total or 0)
+    if job.total:
         job.fraction = min(job.step / job.total, 1.0)
-    eta = message.get("eta", message.get("eta_s"))
-    job.eta_s = float(eta) if isinstance(eta, int | float) else None
-    loss = message.get("loss")
-    job.loss = float(loss) if isinstance(loss, int | float) else job.loss
-    if isinstance(message.get("preview"), str):
-        job.preview = message["preview"]
+    job.eta_s = float(progress.eta) if isinstance(progress.eta, int | float) else None
+    job.loss = float(progress.loss) if isinstance(progress.loss, int | float) else job.loss
+    if isinstance(progress.preview, str):
+        job.preview = progress.preview
 
 
 def _read_messages(proc: subprocess.Popen, messages: queue.Queue) -> None:

@@ -3,7 +3,8 @@
 The mesh goes in through the attribute API straight from numpy (one ``foreach_set`` per array;
 1 M triangles in about half a second, against seconds with ``from_pydata``), the texture PNG is
 loaded and packed as-is (no re-encode), and the material is a Principled BSDF fed by it. New
-data is only ever added: Blender gives clashing names a suffix, nothing existing is renamed.
+data is only ever added: Blender gives clashing names a suffix, nothing existing is renamed. The
+folder's files and ``result.json`` schema are the backend's ``result_format``.
 """
 
 from __future__ import annotations
@@ -19,34 +20,40 @@ from mathutils import Matrix, Vector
 
 from . import mirror as mirror_half
 
+try:
+    from .backend import result_format
+except ImportError:  # source tree: backend/ is the sibling of blender_addon/ (tests put it on sys.path)
+    from backend import result_format
+
 PROPERTY_PREFIX = "rfi_"
 UV_MAP_NAME = "UVMap"
 
 
-class ResultError(ValueError):
-    """A result folder that cannot be imported; the message says which file and why."""
+class UnreadableResult(ValueError):
+    """A result folder the importer cannot read; the message says which file and why."""
 
 
 def load_mesh_arrays(result_dir: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """vertices (V,3) float32, faces (F,3) int32, per-corner uvs (F,3,2) float32, checked."""
-    path = result_dir / "mesh.npz"
+    path = result_dir / result_format.MESH_FILE
     if not path.is_file():
-        raise ResultError(f"{path} is missing")
+        raise UnreadableResult(f"{path} is missing")
     with np.load(path, allow_pickle=False) as data:
-        missing = {"vertices", "faces", "uvs"} - set(data.files)
+        missing = set(result_format.MESH_ARRAYS) - set(data.files)
         if missing:
-            raise ResultError(f"{path} lacks {', '.join(sorted(missing))}")
-        vertices = np.ascontiguousarray(data["vertices"], dtype=np.float32)
-        faces = np.ascontiguousarray(data["faces"], dtype=np.int32)
-        uvs = np.ascontiguousarray(data["uvs"], dtype=np.float32)
+            raise UnreadableResult(f"{path} lacks {', '.join(sorted(missing))}")
+        vertices, faces, uvs = (data[name] for name in result_format.MESH_ARRAYS)
+        vertices = np.ascontiguousarray(vertices, dtype=np.float32)
+        faces = np.ascontiguousarray(faces, dtype=np.int32)
+        uvs = np.ascontiguousarray(uvs, dtype=np.float32)
     if vertices.ndim != 2 or vertices.shape[1] != 3 or faces.ndim != 2 or faces.shape[1] != 3:
-        raise ResultError(f"{path}: expected vertices (V,3) and faces (F,3)")
+        raise UnreadableResult(f"{path}: expected vertices (V,3) and faces (F,3)")
     if uvs.shape != (len(faces), 3, 2):
-        raise ResultError(f"{path}: uvs must be (F,3,2) per face corner, got {uvs.shape}")
+        raise UnreadableResult(f"{path}: uvs must be (F,3,2) per face corner, got {uvs.shape}")
     if len(faces) and (faces.min() < 0 or faces.max() >= len(vertices)):
-        raise ResultError(f"{path}: face indices outside 0..{len(vertices) - 1}")
+        raise UnreadableResult(f"{path}: face indices outside 0..{len(vertices) - 1}")
     if not (np.isfinite(vertices).all() and np.isfinite(uvs).all()):
-        raise ResultError(f"{path}: non-finite coordinates")
+        raise UnreadableResult(f"{path}: non-finite coordinates")
     return vertices, faces, uvs
 
 
@@ -73,7 +80,7 @@ def build_mesh(name: str, vertices: np.ndarray, faces: np.ndarray, uvs: np.ndarr
 def load_texture(path: Path, name: str, size: int = 0) -> bpy.types.Image:
     """The texture packed into the .blend, so the result folder may be deleted afterwards."""
     if not path.is_file():
-        raise ResultError(f"{path} is missing")
+        raise UnreadableResult(f"{path} is missing")
     image = bpy.data.images.load(str(path), check_existing=False)
     image.name = name
     if size and tuple(image.size) != (size, size):
@@ -122,7 +129,7 @@ def import_result(
         mesh.shade_smooth()
     else:  # new faces count as smooth in Blender 4.1+ until marked sharp
         mesh.shade_flat()
-    texture = load_texture(result_dir / "texture.png", f"{name} texture", texture_size)
+    texture = load_texture(result_dir / result_format.TEXTURE_FILE, f"{name} texture", texture_size)
     mesh.materials.append(build_material(name, texture))
 
     obj = bpy.data.objects.new(name, mesh)
@@ -164,17 +171,20 @@ def add_mirror_modifier(obj: bpy.types.Object, size: float) -> bpy.types.Modifie
     return modifier
 
 
-def read_result_json(result_dir: Path) -> dict[str, Any]:
-    path = result_dir / "result.json"
+def read_result_json(result_dir: Path) -> result_format.ResultDocument:
+    """The folder's ``result.json``; empty when there is none (the mesh and texture still import)."""
+    path = result_dir / result_format.RESULT_JSON
     if not path.is_file():
         return {}
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
-        raise ResultError(f"{path} is not valid JSON: {exc}") from None
+        raise UnreadableResult(f"{path} is not valid JSON: {exc}") from None
 
 
-def record_properties(obj: bpy.types.Object, info: dict[str, Any], extra: dict[str, Any]) -> None:
+def record_properties(
+    obj: bpy.types.Object, info: result_format.ResultDocument, extra: dict[str, Any]
+) -> None:
     """Custom properties, so a reconstruction can be told apart, repeated and re-projected later
     (``extra`` holds the photo and the result folder, ``rfi_image`` and ``rfi_result``)."""
     weights, source = info.get("weights"), info.get("input")
@@ -196,7 +206,7 @@ def record_properties(obj: bpy.types.Object, info: dict[str, Any], extra: dict[s
         obj[PROPERTY_PREFIX + "timings"] = numbers
 
 
-def camera_frame(camera: dict[str, Any]) -> dict[str, float]:
+def camera_frame(camera: result_format.Camera) -> dict[str, float]:
     """Blender camera settings that frame the whole original photo, given the crop the backend saw.
 
     The backend's camera looks through the centre of the square ``crop_box`` and spans it with
@@ -218,7 +228,7 @@ def camera_frame(camera: dict[str, Any]) -> dict[str, float]:
 
 
 def add_aligned_camera(
-    context: bpy.types.Context, obj: bpy.types.Object, camera: dict[str, Any], photo: str | None
+    context: bpy.types.Context, obj: bpy.types.Object, camera: result_format.Camera, photo: str | None
 ) -> bpy.types.Object:
     """A camera placed as the estimated view relative to ``obj``; it becomes the scene camera and the
     render size becomes the photo's, so looking through it overlays the photo on the mesh."""

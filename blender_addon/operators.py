@@ -14,9 +14,9 @@ from pathlib import Path
 import bpy
 from bpy.props import StringProperty
 
-from . import api, jobs, reproject, session
+from . import api, job_request, reproject, session
 from .backend_env import ENV_DIR_NAME, SETUP_LOG_NAME, EnvironmentSetup
-from .client import BackendError, JobStatus, log_tail
+from .client import JobStatus, UserError, log_tail
 
 TIMER_S = 0.2
 ALIVE_S = 2.0
@@ -37,7 +37,7 @@ class ModalJob:
     """What the job operators share: submit, then a timer drains the client's messages, shows progress
     in the panel and ends with ``complete`` (Esc, or pressing a job button again, cancels). Background
     mode runs the same job blocking in ``execute``. Subclasses give ``submit`` (raises
-    ``BackendError``), ``complete`` (the INFO line; raises ``BackendError``) and ``cleanup``."""
+    ``UserError``), ``complete`` (the INFO line; raises ``UserError``) and ``cleanup``."""
 
     _timer = None
     _settings = None
@@ -64,7 +64,7 @@ class ModalJob:
         _cancel_requested = False
         try:
             self.submit(context)
-        except BackendError as error:
+        except UserError as error:
             self.report({"ERROR"}, error.one_line())
             return {"CANCELLED"}
         _last_tick = time.monotonic()
@@ -98,7 +98,7 @@ class ModalJob:
         """Background mode (and scripts): the same job, blocking, with progress printed to stdout."""
         try:
             self.submit(context)
-        except BackendError as error:
+        except UserError as error:
             self.report({"ERROR"}, error.one_line())
             return {"CANCELLED"}
         try:
@@ -113,7 +113,7 @@ class ModalJob:
         """``complete`` with its outcome reported in one line."""
         try:
             message = self.complete(context, job)
-        except BackendError as error:
+        except UserError as error:
             self.report({"INFO" if error.code == "cancelled" else "ERROR"}, error.one_line())
             return {"CANCELLED"}
         except (OSError, RuntimeError) as error:  # Blender refused the data: still end cleanly
@@ -154,7 +154,7 @@ class RFI_OT_reconstruct(ModalJob, bpy.types.Operator):
     _options = None
 
     def submit(self, context: bpy.types.Context) -> None:
-        self._request, self._options = jobs.build_request(context, self.filepath)
+        self._request, self._options = job_request.build_request(context, self.filepath)
         self._label = self._options.name
         self._settings = session.backend_settings()
         session.client(self._settings).submit(self._request)
@@ -190,23 +190,23 @@ class RFI_OT_reproject_photo(ModalJob, bpy.types.Operator):
         self._settings = session.backend_settings()
         try:
             session.client(self._settings).submit(self._request)
-        except BackendError:
+        except UserError:
             self.cleanup()
             raise
 
     def complete(self, context: bpy.types.Context, job: JobStatus) -> str:
         if job.state == "cancelled":
-            raise BackendError("cancelled", "re-projection cancelled", "")
+            raise UserError("cancelled", "re-projection cancelled", "")
         if job.state != "done":
-            raise job.error or BackendError("failed", f"re-projection ended as {job.state}", "")
+            raise job.error or UserError("failed", f"re-projection ended as {job.state}", "")
         obj = bpy.data.objects.get(self._object_name)
         if obj is None:
-            raise BackendError("object_gone", f"'{self._object_name}' was deleted while re-projecting", "")
+            raise UserError("object_gone", f"'{self._object_name}' was deleted while re-projecting", "")
         output = Path(self._request.output_dir)
         reproject.apply_result(obj, output)
         if not self._settings.keep_results:
             reproject.discard(output)
-        seen = (job.result or {}).get("summary", {}).get("seen_fraction", 0.0)
+        seen = job.result.summary.get("seen_fraction", 0.0) if job.result else 0.0
         return f"Re-projected the photo onto '{obj.name}' ({100 * seen:.0f} % of the texture from the photo)"
 
     def cleanup(self) -> None:
@@ -224,7 +224,7 @@ class RFI_OT_check_backend(bpy.types.Operator):
     def execute(self, context: bpy.types.Context) -> set[str]:
         try:
             hello = session.client().ensure_started()
-        except BackendError as error:
+        except UserError as error:
             self.report({"ERROR"}, error.one_line())
             return {"CANCELLED"}
         session.remember_handshake(hello)

@@ -5,20 +5,25 @@ from __future__ import annotations
 import bpy
 from bpy.props import BoolProperty, EnumProperty, FloatProperty, IntProperty, PointerProperty, StringProperty
 
-from . import session
+from . import catalogue, session
 
-METHOD_ITEMS = [
-    (
-        "meshinversion",
+METHOD_LABELS = {
+    "meshinversion": (
         "MeshInversion",
         "Textured mesh GAN inversion (ECCV 2022): fits a full mesh with texture",
     ),
-    (
-        "gan2shape",
+    "gan2shape": (
         "GAN2Shape",
         "StyleGAN2 shape from shading (ICLR 2021): a textured relief of the visible side",
     ),
-]
+}
+PRESET_LABELS = {
+    "fast": ("Fast", "Short schedule, interactive on a CPU"),
+    "paper": ("Paper", "The published schedule (slow without a GPU)"),
+}
+"""What the panel shows for each name; the names themselves come from the backend (``catalogue``)."""
+METHOD_ITEMS = [(name, *METHOD_LABELS.get(name, (name, ""))) for name in catalogue.METHODS]
+PRESET_ITEMS = [(name, *PRESET_LABELS.get(name, (name, ""))) for name in catalogue.PRESETS]
 DEFAULT_WEIGHTS = "DEFAULT"
 _weights_items_cache: list[tuple[str, str, str]] = []
 """Blender keeps only pointers to enum item strings: they must outlive the callback."""
@@ -59,26 +64,24 @@ class RFI_Settings(bpy.types.PropertyGroup):
             ("file", "Mask Image", "A separate black and white mask image"),
             ("none", "None", "Use the whole image"),
         ],
-        default="auto",
+        default=catalogue.JOB_DEFAULTS["mask"],
     )
     mask_image: PointerProperty(name="Mask Image", type=bpy.types.Image, description="White = object")
-    method: EnumProperty(name="Method", items=METHOD_ITEMS, default="meshinversion")
+    method: EnumProperty(name="Method", items=METHOD_ITEMS, default=catalogue.JOB_DEFAULTS["method"])
     weights: EnumProperty(
         name="Weights", items=weights_items, description="Trained model (category in brackets)"
     )
-    preset: EnumProperty(
-        name="Preset",
-        items=[
-            ("fast", "Fast", "Short schedule, interactive on a CPU"),
-            ("paper", "Paper", "The published schedule (slow without a GPU)"),
-        ],
-        default="fast",
-    )
+    preset: EnumProperty(name="Preset", items=PRESET_ITEMS, default=catalogue.JOB_DEFAULTS["preset"])
     overrides: StringProperty(
         name="Options",
         description="Advanced: method options as key=value pairs separated by spaces, overriding the preset",
     )
-    seed: IntProperty(name="Seed", min=0, default=0, description="Same seed, same result on the same device")
+    seed: IntProperty(
+        name="Seed",
+        min=0,
+        default=catalogue.JOB_DEFAULTS["seed"],
+        description="Same seed, same result on the same device",
+    )
     aligned_camera: BoolProperty(
         name="Aligned Camera",
         default=True,

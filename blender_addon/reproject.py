@@ -17,12 +17,12 @@ from pathlib import Path
 import bpy
 import numpy as np
 
-from . import jobs, session
-from .client import BackendError, protocol
-from .importer import PROPERTY_PREFIX
+from . import job_request, session
+from .client import UserError, protocol
+from .importer import PROPERTY_PREFIX, result_format
 
 RESULT_PROPERTY = PROPERTY_PREFIX + "result"
-REPROJECT_FILES = ("result.json", "mask.png")
+REPROJECT_FILES = (result_format.RESULT_JSON, result_format.MASK_FILE)
 """What a result folder keeps for re-projection when the preferences do not keep results."""
 
 
@@ -38,7 +38,7 @@ def texture_node(obj: bpy.types.Object) -> bpy.types.ShaderNodeTexImage:
         for node in tree.nodes if tree is not None else ():
             if node.type == "TEX_IMAGE" and node.image is not None:
                 return node
-    raise BackendError(
+    raise UserError(
         "no_texture", f"'{obj.name}' has no image texture in its material", "give it back its texture image"
     )
 
@@ -53,13 +53,13 @@ def mesh_arrays(context: bpy.types.Context, obj: bpy.types.Object) -> dict[str, 
     try:
         layer = next((layer for layer in mesh.uv_layers if layer.active_render), mesh.uv_layers.active)
         if layer is None:
-            raise BackendError(
+            raise UserError(
                 "no_uvs", f"'{obj.name}' has no UV map", "add one (UV > Smart UV Project), then re-project"
             )
         mesh.calc_loop_triangles()
         count = len(mesh.loop_triangles)
         if count == 0:
-            raise BackendError("empty_mesh", f"'{obj.name}' has no faces", "re-project onto a mesh")
+            raise UserError("empty_mesh", f"'{obj.name}' has no faces", "re-project onto a mesh")
         vertices = np.empty(len(mesh.vertices) * 3, np.float32)
         mesh.vertices.foreach_get("co", vertices)
         faces = np.empty(count * 3, np.int32)
@@ -80,29 +80,29 @@ def build_request(
     """The job for ``obj`` and its staging folder (the mesh and texture files it sends, to remove
     when the job ends)."""
     if not is_reconstruction(obj):
-        raise BackendError(
+        raise UserError(
             "not_reconstructed", "the active object was not reconstructed from a photo", "select one that was"
         )
     result = Path(obj[RESULT_PROPERTY])
-    if not (result / "result.json").is_file():
-        raise BackendError(
+    if not (result / result_format.RESULT_JSON).is_file():
+        raise UserError(
             "result_missing",
             f"the result folder of '{obj.name}' is gone: {result}",
             "reconstruct the photo again to re-project it",
         )
     image = texture_node(obj).image
-    staging = session.user_dir("reproject") / f"{jobs.safe_name(obj.name)}-{time.time_ns()}"
+    staging = session.user_dir("reproject") / f"{job_request.safe_name(obj.name)}-{time.time_ns()}"
     staging.mkdir(parents=True)
     try:
-        np.savez(staging / "mesh.npz", **mesh_arrays(context, obj))
-        texture = jobs.image_file(image, staging)
+        np.savez(staging / result_format.MESH_FILE, **mesh_arrays(context, obj))
+        texture = job_request.image_file(image, staging)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     request = protocol.ReprojectRequest(
         result_dir=str(result),
-        mesh=str(staging / "mesh.npz"),
-        output_dir=str(jobs.output_dir(f"{obj.name}-reprojected")),
+        mesh=str(staging / result_format.MESH_FILE),
+        output_dir=str(job_request.output_dir(f"{obj.name}-reprojected")),
         texture=str(texture),
         device=session.backend_settings().device,
     )
@@ -113,9 +113,9 @@ def apply_result(obj: bpy.types.Object, output_dir: Path) -> bpy.types.Image:
     """Show the re-projected ``texture.png`` in the object's texture node, as a new packed image (the
     old one stays in the file until saved without users, so undo can bring it back)."""
     node = texture_node(obj)
-    path = output_dir / "texture.png"
+    path = output_dir / result_format.TEXTURE_FILE
     if not path.is_file():
-        raise BackendError("bad_result", f"{path} is missing", "the backend wrote no texture; see its log")
+        raise UserError("bad_result", f"{path} is missing", "the backend wrote no texture; see its log")
     previous = node.image
     image = bpy.data.images.load(str(path), check_existing=False)
     image.name = previous.name

@@ -15,7 +15,7 @@ from typing import Any
 import bpy
 
 from .backend_env import EnvironmentSetup, backend_root, find_backend_python
-from .client import BackendClient, BackendError
+from .client import BackendClient, UserError
 
 ADDON_PACKAGE = __package__
 ADDON_DIR = Path(__file__).resolve().parent
@@ -84,7 +84,7 @@ def backend_settings() -> BackendSettings:
 def resolve_python(settings: BackendSettings) -> Path:
     python = find_backend_python(settings.python, ADDON_DIR, user_dir())
     if python is None:
-        raise BackendError(
+        raise UserError(
             "no_backend_python",
             "no backend Python found",
             "press 'Set up backend' in the add-on preferences, or set the backend Python",

@@ -1,7 +1,8 @@
 """What every reconstruction method provides, and what it gets.
 
-A method is one module under ``backend/methods/`` with a ``Method`` subclass, registered by
-name in ``backend/methods/__init__.py``. The server, CLI, batch tools and benchmarks only talk
+A method is one package under ``backend/methods/`` with a ``Method`` subclass and an ``options``
+module (its typed ``Options`` and presets), registered by name in ``backend/methods/__init__.py``.
+The server, CLI, batch tools and benchmarks only talk
 to this interface, so adding a method touches nothing else.
 """
 
@@ -15,9 +16,27 @@ from typing import Any, ClassVar
 import numpy as np
 
 
+@dataclass(frozen=True)
+class AuxiliaryWeights:
+    """Weights a method uses besides its model (VGG features for a loss, pretrained nets, priors, a
+    mask network), taken from the weights store the job was given.
+
+    Two callables instead of the store itself: a method sees only the manifest entries registered
+    under its own name, never writes or imports, and needs no import of the store (which in turn
+    knows no method). Both are lazy: ``entries()`` lists the manifests when called and ``read(entry)``
+    (a verified state dict on the CPU) opens a file only when a preset needs it.
+    """
+
+    entries: Callable[[], list[Any]]
+    read: Callable[[Any], dict[str, Any]]
+
+
 class JobCancelled(Exception):
     """Raised from the progress callback when the client asked to cancel."""
 
+
+Converted = tuple[dict[str, Any], dict[str, Any]]
+"""What ``Method.convert_official`` returns: (state dict, architecture config) for the weights store."""
 
 Progress = Callable[..., None]
 """``progress(stage, step, total, loss=None, preview=None)``; raises ``JobCancelled`` on cancel.
@@ -48,8 +67,6 @@ class Method(ABC):
     """A loaded model that turns one prepared image into a ``MeshResult``."""
 
     name: ClassVar[str]
-    presets: ClassVar[dict[str, dict[str, Any]]]
-    """``fast`` (interactive on a CPU) and ``paper`` (the published schedule)."""
 
     @classmethod
     def is_model_entry(cls, entry: Any) -> bool:
@@ -60,16 +77,21 @@ class Method(ABC):
 
     @classmethod
     @abstractmethod
-    def check_options(cls, options: dict[str, Any]) -> None:
-        """Raise ``ValueError`` (one line) for resolved ``options`` this method would refuse, so a job
-        stops with a bad-option error before it loads the photo or the weights."""
+    def convert_official(cls, checkpoint: dict[str, Any], category: str) -> Converted:
+        """An official checkpoint (the dict ``torch.load`` gave) -> (state dict, config) for the weights
+        store; ``KeyError``, ``ValueError`` or ``TypeError`` (one line) when the file is not one for
+        ``category``. The import then builds the model with ``load``, so a wrong file fails there, once."""
 
     @classmethod
     @abstractmethod
-    def load(cls, entry: Any, state_dict: dict[str, Any], device: Any) -> Method:
+    def load(
+        cls, entry: Any, state_dict: dict[str, Any], device: Any, auxiliary: AuxiliaryWeights
+    ) -> Method:
         """Build the model from ``entry.config`` (a ``backend.weights.WeightsEntry``) on ``device``
-        and load ``state_dict`` strictly, so a file that does not fit fails before any job runs."""
+        and load ``state_dict`` strictly, so a file that does not fit fails before any job runs.
+        ``auxiliary``: the store's other entries of this method, read when a job needs them."""
 
     @abstractmethod
-    def run(self, image: Any, options: dict[str, Any], seed: int, progress: Progress) -> MeshResult:
-        """Reconstruct ``image`` (a ``backend.inputs.InputImage``) with resolved ``options``."""
+    def run(self, image: Any, options: Any, seed: int, progress: Progress) -> MeshResult:
+        """Reconstruct ``image`` (a ``backend.inputs.InputImage``) with ``options``, the method's typed
+        ``Options`` (``backend.methods.options_class``), already parsed and checked by the job."""

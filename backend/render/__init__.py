@@ -7,7 +7,7 @@ What to import::
 
     from backend.render import (
         OrthographicCamera, PerspectiveCamera,          # world (B, V, 3) -> screen (x_ndc, y_ndc, depth)
-        meshinversion_camera, unsup3d_camera,           # the two published conventions, exactly
+        weak_perspective_camera, pivot_perspective_camera,  # the two published conventions, exactly
         quaternion_matrix, euler_rotation_xyz, focal_from_fov,
         build_edge_topology, EdgeTopology,              # once per topology, pass to every render
         render_mesh, RenderOutput,                      # the whole chain
@@ -16,13 +16,12 @@ What to import::
         blend_vertex_attributes, blend_corner_attributes, sample_texture_points,   # compact (P, C)
         face_normals, vertex_normals, DirectionalLight, lambertian_shading,
         contour_crossings, antialias, coverage,
-        soft_silhouette,                                # DIB-R-style blurred mask, longer reach
     )
 
 Typical optimisation step (MeshInversion style)::
 
     topology = build_edge_topology(faces)                      # once
-    camera = meshinversion_camera(q, s, t)
+    camera = weak_perspective_camera(q, s, t)
     out = render_mesh(verts, faces, camera, 256, texture=tex, uvs=uvs, topology=topology)
     loss = (out.alpha - target_mask).square().mean() + (out.rgb - target_rgb).abs().mean()
 
@@ -54,10 +53,10 @@ from backend.render.cameras import (
     PerspectiveCamera,
     euler_rotation_xyz,
     focal_from_fov,
-    meshinversion_camera,
+    pivot_perspective_camera,
     quaternion_matrix,
     screen_to_pixels,
-    unsup3d_camera,
+    weak_perspective_camera,
 )
 from backend.render.interpolate import (
     blend_corner_attributes,
@@ -71,7 +70,6 @@ from backend.render.pipeline import RenderOutput, render_mesh
 from backend.render.rasterize import Fragments, rasterize
 from backend.render.shading import DirectionalLight, face_normals, lambertian_shading, vertex_normals
 from backend.render.silhouette import ContourCrossings, antialias, contour_crossings, coverage
-from backend.render.soft_mask import soft_silhouette
 from backend.render.topology import EdgeTopology, build_edge_topology
 
 __all__ = [
@@ -94,14 +92,13 @@ __all__ = [
     "interpolate_corner_attributes",
     "interpolate_vertex_attributes",
     "lambertian_shading",
-    "meshinversion_camera",
+    "pivot_perspective_camera",
     "quaternion_matrix",
     "rasterize",
     "render_mesh",
     "sample_texture",
     "sample_texture_points",
     "screen_to_pixels",
-    "soft_silhouette",
-    "unsup3d_camera",
     "vertex_normals",
+    "weak_perspective_camera",
 ]

@@ -38,7 +38,7 @@ The two published conventions
 -----------------------------
 * MeshInversion: ``vtx = qrot(q, s * v) + t`` then ``vtx *= (1, -1, -1)``; x, y are NDC and the
   larger z wins. Its pre-flip frame is our view frame, and ``qrot`` is linear in v even for an
-  un-normalised q, so ``meshinversion_camera`` reproduces it exactly.
+  un-normalised q, so ``weak_perspective_camera`` reproduces it exactly.
 * GAN2Shape/Unsup3d: ``fx = (S - 1) / 2 / tan(fov / 2)``, ``cx = (S - 1) / 2`` in pixel units
   where pixel centres are integers (their ``depth_to_3d_grid``), i.e. focal = (S - 1) / S /
   tan(fov / 2) in NDC; R = Rz @ Ry @ Rx, points rotated about (0, 0, pivot_depth) and then
@@ -154,19 +154,20 @@ def euler_rotation_xyz(angles: Tensor) -> Tensor:
     return rot_z @ rot_y @ rot_x
 
 
-def meshinversion_camera(quaternion: Tensor, scale: Tensor, translation: Tensor) -> OrthographicCamera:
-    """MeshInversion's camera exactly: (B, 4) quaternion (w, x, y, z), (B,) or (B, 1) scale and
-    (B, 2) or (B, 3) translation (its z is a dummy and does not move the image)."""
+def weak_perspective_camera(quaternion: Tensor, scale: Tensor, translation: Tensor) -> OrthographicCamera:
+    """Weak perspective from a (B, 4) quaternion (w, x, y, z), (B,) or (B, 1) scale and (B, 2) or
+    (B, 3) translation (its z is a dummy and does not move the image): MeshInversion's camera exactly."""
     if translation.shape[-1] == 2:
         translation = torch.cat((translation, torch.zeros_like(translation[:, :1])), dim=1)
     return OrthographicCamera(quaternion_matrix(quaternion), scale.reshape(-1), translation)
 
 
-def unsup3d_camera(
+def pivot_perspective_camera(
     view: Tensor, image_size: int, fov_degrees: float = 10.0, pivot_depth: float = 1.0
 ) -> PerspectiveCamera:
-    """GAN2Shape/Unsup3d camera from its 6-d view (rx, ry, rz in radians, tx, ty, tz), already
-    scaled by the caller (GAN2Shape: rotation = tanh output * 60 deg, txy = output * 0.1).
+    """Perspective camera that turns points about a pivot on its axis, from a 6-d view (rx, ry, rz in
+    radians, tx, ty, tz) already scaled by the caller: the Unsup3d/GAN2Shape camera exactly
+    (GAN2Shape: rotation = tanh output * 60 deg, txy = output * 0.1).
 
     Points are rotated about (0, 0, pivot_depth) in the camera frame, then translated:
     view = R (v - c) + c + t, so the camera translation is c - R c + t.

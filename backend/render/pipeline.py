@@ -13,7 +13,6 @@ from backend.render.interpolate import blend_corner_attributes, blend_vertex_att
 from backend.render.rasterize import Fragments, rasterize
 from backend.render.shading import DirectionalLight, face_normals, lambertian_shading_points, vertex_normals
 from backend.render.silhouette import antialias_, contour_crossings, coverage
-from backend.render.soft_mask import soft_silhouette
 from backend.render.topology import EdgeTopology, build_edge_topology
 
 
@@ -23,8 +22,7 @@ class RenderOutput:
     the silhouette (differentiable there); ``mask`` (B, H, W) bool is the hard coverage; ``depth``
     (B, H, W) the view depth (0 on background); ``normals`` (B, H, W, 3) unit outward normals in
     the camera's view frame (0 on background). ``depth`` and ``normals`` are built on first access,
-    so a loss that does not use them does not pay for them. ``soft_mask`` (B, H, W) is the
-    DIB-R-style contour soft silhouette when ``render_mesh`` was asked for one, else None."""
+    so a loss that does not use them does not pay for them."""
 
     rgb: Tensor
     alpha: Tensor
@@ -33,7 +31,6 @@ class RenderOutput:
     faces: Tensor
     smooth_normals: bool = True
     point_normals: Tensor | None = None
-    soft_mask: Tensor | None = None
 
     @property
     def mask(self) -> Tensor:
@@ -72,7 +69,6 @@ def render_mesh(
     antialiased: bool = True,
     smooth_normals: bool = True,
     padding_mode: str = "border",
-    soft_sigma: float | None = None,
 ) -> RenderOutput:
     """Render (B, V, 3) world ``vertices`` with (F, 3) ``faces`` through ``camera``.
 
@@ -80,8 +76,7 @@ def render_mesh(
     (B, F, 3, 2), v up), else ``vertex_colors`` ((B, V, C) or (V, C)), else white. ``light``
     multiplies it (view-frame direction); without one the colour is unlit. ``background`` is a
     float or a tensor broadcastable to (B, H, W, C). ``topology`` (from ``build_edge_topology``)
-    is needed for antialiasing and the soft mask; pass it to avoid rebuilding it every call.
-    ``soft_sigma`` (pixels squared) also returns ``soft_silhouette`` as ``soft_mask``.
+    is needed for antialiasing; pass it to avoid rebuilding it every call.
     """
     faces = faces.long()
     view = camera.to_view(vertices)
@@ -106,15 +101,13 @@ def render_mesh(
     rgb = fragments.to_image(colour, background)
 
     mask = fragments.mask
-    if topology is None and (antialiased or soft_sigma is not None):
-        topology = build_edge_topology(faces)
     if antialiased:
+        topology = build_edge_topology(faces) if topology is None else topology
         crossings = contour_crossings(screen, faces, topology, mask)
         rgb, alpha = antialias_(rgb, crossings), coverage(mask, crossings)
     else:
         alpha = mask.to(rgb.dtype)
-    soft = None if soft_sigma is None else soft_silhouette(screen, faces, topology, mask, soft_sigma)
-    return RenderOutput(rgb, alpha, fragments, view, faces, smooth_normals, normals, soft)
+    return RenderOutput(rgb, alpha, fragments, view, faces, smooth_normals, normals)
 
 
 def pixel_normals(fragments: Fragments, view: Tensor, faces: Tensor, smooth: bool) -> Tensor:

@@ -22,24 +22,26 @@ import torch
 from PIL import Image
 
 from backend.devices import resolve_device
-from backend.inputs import MIN_SIDE, InputError, InputImage, crop_box, load_input, photo_side
+from backend.inputs import MIN_SIDE, InputImage, crop_box, load_input, photo_side
 from backend.jobs import JobOutcome, ProgressReporter
 from backend.methods.base import JobCancelled, MeshResult
-from backend.protocol import MASK_SOURCES, REPROJECT_SIZES, ReprojectRequest
+from backend.protocol import MASK_SOURCES, REPROJECT_SIZES, ReprojectRequest, ReprojectSummary, UserError
 from backend.render import render_mesh
 from backend.render.bake import Bake, bake_photo
 from backend.reproject.camera import renderer_camera
 from backend.reproject.meshfile import EditedMesh, load_mesh
 from backend.reproject.texture import Reprojection, compose, is_mirror_symmetric, mirror_x
 from backend.reproject.unwrap import face_charts, smallest_size
-from backend.results import (
+from backend.result_format import (
+    MASK_FILE,
     MAX_RESULT_JSON_BYTES,
     READABLE_RESULT_VERSIONS,
-    ResultError,
-    check_output_dir,
-    validate_camera,
-    write_result,
+    RESULT_JSON,
+    TEXTURE_FILE,
+    ResultDocument,
+    camera_problem,
 )
+from backend.results import check_output_dir, write_result
 
 DEFAULT_SIZE = 1024
 """Texture side when neither the request nor a previous texture says."""
@@ -52,7 +54,7 @@ class Source:
     """The result re-projected from: its folder, ``result.json`` and the photo it records."""
 
     folder: Path
-    document: dict[str, Any]
+    document: ResultDocument
     photo: Path
 
     @property
@@ -62,36 +64,35 @@ class Source:
 
 def read_source(folder: Path) -> Source:
     """The result in ``folder``, refused with one line when it is not one this backend can re-project."""
-    path = folder / "result.json"
+    path = folder / RESULT_JSON
     if not path.is_file():
-        raise InputError("not_a_result", f"{folder} holds no result.json of a reconstruction", RESULT_HINT)
+        raise UserError("not_a_result", f"{folder} holds no result.json of a reconstruction", RESULT_HINT)
     try:
         if path.stat().st_size > MAX_RESULT_JSON_BYTES:
             raise ValueError("too large")
         document = json.loads(path.read_bytes())
     except (OSError, ValueError, RecursionError):
-        raise InputError("not_a_result", f"{path} is not a readable result.json", RESULT_HINT) from None
+        raise UserError("not_a_result", f"{path} is not a readable result.json", RESULT_HINT) from None
     if not isinstance(document, dict) or not isinstance(document.get("method"), str):
-        raise InputError("not_a_result", f"{path} is not the result.json of a reconstruction", RESULT_HINT)
+        raise UserError("not_a_result", f"{path} is not the result.json of a reconstruction", RESULT_HINT)
     version = document.get("protocol_version")
     if version not in READABLE_RESULT_VERSIONS or isinstance(version, bool):
-        raise InputError(
+        raise UserError(
             "result_version",
             f"{folder} was written by protocol {version!r}; this backend reads protocol "
             f"{', '.join(map(str, READABLE_RESULT_VERSIONS))}",
             "reconstruct the photo again with this version of the add-on",
         )
-    try:
-        validate_camera(document.get("camera"))
-    except ResultError as exc:
-        raise InputError(
+    problem = camera_problem(document.get("camera"))
+    if problem:
+        raise UserError(
             "no_camera",
-            f"{folder} has no usable camera ({exc.message.rpartition(': ')[2]})",
+            f"{folder} has no usable camera ({problem})",
             "re-projection needs the photo's camera: reconstruct again with this version",
-        ) from None
+        )
     photo = (document.get("input") or {}).get("image") if isinstance(document.get("input"), dict) else None
     if not isinstance(photo, str) or not Path(photo).is_file():
-        raise InputError(
+        raise UserError(
             "photo_missing",
             f"the photo of {folder} is missing: {photo}",
             "put the photo back where it was reconstructed from (result.json input.image)",
@@ -103,14 +104,14 @@ def load_photo(source: Source) -> InputImage:
     """The photo with the object mask the reconstruction used (``mask.png``, else the same source)."""
     recorded = source.document.get("input", {})
     resolved = recorded.get("mask_resolved")
-    mask_file = source.folder / "mask.png"
+    mask_file = source.folder / MASK_FILE
     if resolved == "none":
         return load_input(source.photo, "none")
     if mask_file.is_file():
         return load_input(source.photo, "file", str(mask_file))
     if resolved in MASK_SOURCES and resolved != "file":
         return load_input(source.photo, resolved, box=recorded.get("box"))
-    raise InputError(
+    raise UserError(
         "no_mask", f"{source.folder} has no mask.png and its mask cannot be made again", RESULT_HINT
     )
 
@@ -126,7 +127,7 @@ def previous_texture(
         return _read_texture(Path(request.texture)), "request"
     if mesh.texture is not None:
         return mesh.texture, "mesh"
-    result_texture = source.folder / "texture.png"
+    result_texture = source.folder / TEXTURE_FILE
     return (_read_texture(result_texture), "result") if result_texture.is_file() else (None, "none")
 
 
@@ -135,7 +136,7 @@ def _read_texture(path: Path) -> np.ndarray:
         with Image.open(path) as image:
             return np.array(image.convert("RGB"), np.uint8)
     except (OSError, ValueError) as exc:
-        raise InputError(
+        raise UserError(
             "bad_texture", f"cannot read texture {path}: {str(exc).splitlines()[0][:120]}",
             "pass a PNG or JPEG texture, or none to keep the result's",
         ) from None  # fmt: skip
@@ -151,7 +152,7 @@ def texture_side(request: ReprojectRequest, mesh: EditedMesh, previous: np.ndarr
         return size
     needed = smallest_size(len(mesh.faces))
     if needed > high or (request.size and request.size < needed):
-        raise InputError(
+        raise UserError(
             "too_many_faces",
             f"{len(mesh.faces)} faces without UVs need a texture of {needed} px for one chart each",
             "give the mesh a UV map (e.g. Smart UV Project), or ask for a larger --size",
@@ -193,7 +194,7 @@ def run_reproject(
         reporter("bake", 0, 2)
         bake = bake_photo(vertices, faces, corner_uvs, camera, photo, mask, size)
         if not bool((bake.weight > 0).any()):
-            raise InputError(
+            raise UserError(
                 "not_seen",
                 f"the photo's camera sees none of {Path(request.mesh).name}",
                 "keep the mesh where the reconstruction was (its object space, at the same scale)",
@@ -225,15 +226,15 @@ def run_reproject(
     files = write_result(
         result, request.output_dir, metadata, overwrite=request.overwrite, mask=image.mask_at_original_size()
     )  # no progress call after this: a cancel arriving now must not disown a written result
-    summary = {
-        "kind": "reproject",
-        "source": str(source.folder.absolute()),
-        "seconds": round(time.perf_counter() - start, 2),
-        "vertices": len(mesh.vertices),
-        "faces": len(mesh.faces),
-        "seen_fraction": round(reprojection.seen, 4),
-        "output_dir": str(Path(request.output_dir).absolute()),
-    }
+    summary = ReprojectSummary(
+        kind="reproject",
+        source=str(source.folder.absolute()),
+        seconds=round(time.perf_counter() - start, 2),
+        vertices=len(mesh.vertices),
+        faces=len(mesh.faces),
+        seen_fraction=round(reprojection.seen, 4),
+        output_dir=str(Path(request.output_dir).absolute()),
+    )
     return JobOutcome(files, summary)
 
 

@@ -16,7 +16,7 @@ import numpy as np
 import trimesh
 from PIL import Image
 
-from backend.inputs import InputError
+from backend.protocol import UserError
 
 Y_UP_TO_BLENDER = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, -1.0], [0.0, 1.0, 0.0]])
 SUFFIXES = (".glb", ".gltf", ".obj", ".npz")
@@ -35,10 +35,10 @@ class EditedMesh:
 
 
 def load_mesh(path: str | Path) -> EditedMesh:
-    """The mesh in ``path``, checked; raises ``InputError`` (one line and a hint) for anything else."""
+    """The mesh in ``path``, checked; raises ``UserError`` (one line and a hint) for anything else."""
     path = Path(path)
     if not path.is_file():
-        raise InputError("mesh_missing", f"edited mesh {path} not found", FORMATS_HINT)
+        raise UserError("mesh_missing", f"edited mesh {path} not found", FORMATS_HINT)
     suffix = path.suffix.lower()
     if suffix not in SUFFIXES:
         raise _not_a_mesh(path, f"{suffix or 'no suffix'} is not a mesh format read here")
@@ -50,8 +50,8 @@ def load_mesh(path: str | Path) -> EditedMesh:
     return _checked(mesh, path)
 
 
-def _not_a_mesh(path: Path, what: str) -> InputError:
-    return InputError("not_a_mesh", f"{path.name}: {what}", FORMATS_HINT)
+def _not_a_mesh(path: Path, what: str) -> UserError:
+    return UserError("not_a_mesh", f"{path.name}: {what}", FORMATS_HINT)
 
 
 def _read_npz(path: Path) -> EditedMesh:
@@ -99,7 +99,7 @@ def _checked(mesh: EditedMesh, path: Path) -> EditedMesh:
         raise _not_a_mesh(path, "expected vertices (V, 3) and triangles (F, 3)")
     if len(faces) == 0:
         hint = "export the mesh itself (faces, not only points or curves)"
-        raise InputError("empty_mesh", f"{path.name} has no faces", hint)
+        raise UserError("empty_mesh", f"{path.name} has no faces", hint)
     if not np.issubdtype(faces.dtype, np.integer) or faces.min() < 0 or faces.max() >= len(vertices):
         raise _not_a_mesh(path, f"face indices outside its {len(vertices)} vertices")
     if not np.isfinite(vertices).all() or (uvs is not None and not np.isfinite(uvs).all()):

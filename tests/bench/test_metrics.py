@@ -15,6 +15,7 @@ import run_all
 from metrics import (
     chamfer_l2,
     ciede2000,
+    depth_metrics,
     mask_iou,
     masked_psnr,
     masked_ssim,
@@ -23,6 +24,7 @@ from metrics import (
     srgb_to_lab,
 )
 
+from backend.methods.gan2shape.depthmap import focal_length
 from backend.render.primitives import sample_surface
 
 
@@ -86,15 +88,15 @@ def test_scatter_depth_places_values_with_offset() -> None:
 
 
 def test_split_guard_refuses_weights_trained_on_held_out_seeds() -> None:
-    manifest = {"weights": [{"id": "leaky", "train_command": "python -m backend.train x --cars 1000010"}]}
+    manifest = {"weights": [{"id": "leaky", "train_command": "python -m workbench.train x --cars 1000010"}]}
     with pytest.raises(SystemExit, match="held-out"):
         run_all.check_split(manifest)
-    fine = {"weights": [{"id": "ok", "train_command": "python -m backend.train x --cars 1536"}]}
+    fine = {"weights": [{"id": "ok", "train_command": "python -m workbench.train x --cars 1536"}]}
     assert run_all.check_split(fine)["training_seed_ranges"] == {"ok": [0, 1535]}
 
 
 def test_resume_reuses_a_row_only_while_its_weights_and_preset_are_unchanged(tmp_path, monkeypatch) -> None:
-    from backend.methods.meshinversion.method import MeshInversion
+    from backend.methods.meshinversion.options import Options
 
     monkeypatch.setattr(run_all, "PART_CACHE", tmp_path)
     inputs = run_all.part_inputs("mi-fast")
@@ -102,8 +104,8 @@ def test_resume_reuses_a_row_only_while_its_weights_and_preset_are_unchanged(tmp
     cached = {"rows": [], "seconds_per_image_median": 1.0, "commit": "abc", "inputs": inputs}
     (tmp_path / "mi-fast-3.json").write_text(run_all.json.dumps(cached))
     assert run_all.run_part("mi-fast", 3, resume=True)["reused"] is True
-    changed = {**MeshInversion.presets["fast"], "latent_weight": 123.0}
-    monkeypatch.setitem(MeshInversion.presets, "fast", changed)
+    changed = {**Options.PRESETS["fast"], "latent_weight": 123.0}
+    monkeypatch.setitem(Options.PRESETS, "fast", changed)
     assert run_all.part_inputs("mi-fast") != inputs
     ran = []
     monkeypatch.setattr(run_all.subprocess, "run", lambda command, **_: ran.append(command))
@@ -144,3 +146,16 @@ def test_masked_ssim_is_one_for_equal_images_and_falls_with_noise() -> None:
     noisy = (image + 0.2 * torch.randn(32, 32, 3, generator=g)).clamp(0, 1)
     assert masked_ssim(noisy, image, mask) < 0.9
     assert math.isnan(masked_ssim(image, image, torch.zeros(32, 32, dtype=torch.bool)))
+
+
+def test_side_is_scale_invariant_and_mad_sees_shape():
+    rows, cols = torch.meshgrid(torch.arange(32.0), torch.arange(32.0), indexing="ij")
+    gt = (1.0 + 0.001 * ((rows - 16) ** 2 + (cols - 16) ** 2) ** 0.5)[None]
+    valid = torch.ones(1, 32, 32)
+    same = depth_metrics(gt * 1.05, gt, valid)
+    assert same["side"] < 1e-6
+    assert same["mad"] < 0.5
+    flat = depth_metrics(torch.ones_like(gt), gt, valid)
+    assert flat["side"] > 1e-3
+    # A cone rising 0.001 per pixel; a pixel spans 1 / focal at depth 1: the slope angle everywhere.
+    assert flat["mad"] == pytest.approx(math.degrees(math.atan(0.001 * focal_length(32))), rel=0.1)

@@ -161,6 +161,38 @@ def scenario_install(args: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def scenario_front_ends(args: dict[str, Any]) -> dict[str, Any]:
+    """What the installed add-on's panel, Python API and batch script offer (methods, presets, job
+    defaults), read from the backend it bundles without torch, and its check of option names."""
+    import importlib
+    import inspect
+
+    addon = install(args["zip"])
+    catalogue = importlib.import_module(f"{MODULE}.catalogue")
+    batch = importlib.import_module(f"{MODULE}.batch")
+    api = importlib.import_module(f"{MODULE}.api")
+    parser = {a.dest: a for a in batch.build_parser(catalogue)._actions}
+    signature = inspect.signature(api.reconstruct).parameters
+    rna = addon.properties.RFI_Settings.bl_rna.properties
+    try:
+        addon.job_request.parse_overrides("invert_steps=3 no_such_option=1", "gan2shape")
+        refused = ""
+    except addon.client.UserError as error:
+        refused = error.one_line()
+    return {
+        "torch_imported": "torch" in sys.modules,
+        "catalogue": {"methods": list(catalogue.METHODS), "presets": list(catalogue.PRESETS),
+                      "options": {m: list(catalogue.option_names(m)) for m in catalogue.METHODS}},
+        "panel": {name: {"items": [item.identifier for item in rna[name].enum_items],
+                         "default": rna[name].default} for name in ("method", "preset")},
+        "panel_defaults": {"seed": rna["seed"].default, "mask": rna["mask_source"].default},
+        "api": {name: signature[name].default for name in ("method", "preset", "seed", "mask")},
+        "batch": {name: {"choices": list(parser[name].choices or []), "default": parser[name].default}
+                  for name in ("method", "preset", "mask", "seed")},
+        "refused": refused,
+    }  # fmt: skip
+
+
 def scenario_sources(args: dict[str, Any]) -> dict[str, Any]:
     """Image sources other than a file: an image empty showing a file, a packed image, a generated one;
     each becomes a file the backend can read with the same pixels."""
@@ -175,29 +207,29 @@ def scenario_sources(args: dict[str, Any]) -> dict[str, Any]:
     context.view_layer.objects.active = empty
     settings.image_source = "OBJECT"
     out: dict[str, Any] = {}
-    request, options = addon.jobs.build_request(context)
+    request, options = addon.job_request.build_request(context)
     out["file"] = {"image": request.image, "name": options.name}
     photo.pack()
-    request, options = addon.jobs.build_request(context)
+    request, options = addon.job_request.build_request(context)
     out["packed"] = {"image": request.image, "name": options.name}
     generated = bpy.data.images.new("painted", 32, 16)
     generated.pixels.foreach_set(np.tile(np.array([1.0, 0.5, 0.0, 1.0], np.float32), 32 * 16))
     empty.data = generated
-    request, options = addon.jobs.build_request(context)
+    request, options = addon.job_request.build_request(context)
     out["generated"] = {"image": request.image, "name": options.name}
     settings.image_source = "EDITOR"
     try:
-        addon.jobs.build_request(context)
-    except addon.client.BackendError as error:
+        addon.job_request.build_request(context)
+    except addon.client.UserError as error:
         out["no_editor"] = error.one_line()
     settings.image_source, settings.mask_source = "FILE", "file"
     settings.filepath = args["photo"]
     try:
-        addon.jobs.build_request(context)
-    except addon.client.BackendError as error:
+        addon.job_request.build_request(context)
+    except addon.client.UserError as error:
         out["no_mask"] = error.one_line()
     settings.mask_image = generated
-    request, _ = addon.jobs.build_request(context)
+    request, _ = addon.job_request.build_request(context)
     out["mask"] = {"mask": request.mask, "mask_path": request.mask_path}
     return out
 
@@ -279,7 +311,7 @@ def overlay_iou(photo: str, path: str) -> float:
 def scenario_interrupt(args: dict[str, Any]) -> dict[str, Any]:
     """Cancel midway, then kill the backend midway, then a normal job: the session must recover."""
     addon = install(args["zip"], args["python"], args.get("weights_dir", ""))
-    session, jobs = addon.session, addon.jobs
+    session, job_request = addon.session, addon.job_request
     settings = bpy.context.scene.rfi_settings
     settings.image_source, settings.filepath = "FILE", args["image"]
     for key, value in args.get("settings", {}).items():
@@ -287,7 +319,7 @@ def scenario_interrupt(args: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
 
     def run_until_progress(action: str) -> Any:
-        request, _ = jobs.build_request(bpy.context)
+        request, _ = job_request.build_request(bpy.context)
         client = session.client()
         job = client.submit(request)
         deadline = time.monotonic() + 120

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from backend.protocol import PROTOCOL_VERSION, JobRequest
-from blender_addon.client import BackendClient, BackendError
+from backend.protocol import PROTOCOL_VERSION, JobRequest, UserError
+from blender_addon.client import BackendClient
 
 ROOT = Path(__file__).resolve().parents[2]
 PYTHON = sys.executable
@@ -112,7 +112,7 @@ def test_watchdog_stops_a_hung_backend(tmp_path: Path) -> None:
 
 def test_start_failures_name_the_problem(tmp_path: Path) -> None:
     missing = BackendClient(tmp_path / "no-python", ROOT)
-    with pytest.raises(BackendError) as info:
+    with pytest.raises(UserError) as info:
         missing.ensure_started()
     assert info.value.code == "no_backend_python" and "Set up backend" in info.value.hint
 
@@ -120,7 +120,7 @@ def test_start_failures_name_the_problem(tmp_path: Path) -> None:
     not_python.write_text("#!/bin/sh\necho 'torch missing' >&2\nexit 3\n")
     not_python.chmod(0o755)
     broken = BackendClient(not_python, ROOT, log_path=tmp_path / "backend.log")
-    with pytest.raises(BackendError) as info:
+    with pytest.raises(UserError) as info:
         broken.ensure_started()
     assert info.value.code == "backend_start"
     assert "code 3" in info.value.message and "torch missing" in info.value.message

@@ -11,7 +11,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from backend.protocol import SERVER_TYPES, decode
+from backend.protocol import SERVER_MESSAGES, SERVER_TYPES, decode, encode
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -20,8 +20,18 @@ def backend_env() -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
 
 
+def defined_message(line: bytes) -> dict[str, Any]:
+    """``line`` as a message, checked to be exactly what its protocol definition writes: the same
+    fields, in the same order, with nothing left out or added."""
+    message = decode(line, SERVER_TYPES)
+    again = encode(SERVER_MESSAGES[message["type"]].from_message(message).to_message())
+    assert again == line, f"backend line is not its protocol definition's:\n{line!r}\n{again!r}"
+    return message
+
+
 class BackendProcess:
-    """Starts the server, decodes every stdout line as a protocol message (so noise fails the test)."""
+    """Starts the server, decodes every stdout line as a protocol message (so noise fails the test)
+    and checks it against its definition in ``backend/protocol.py``."""
 
     def __init__(self, weights_dir: Path, stderr_path: Path) -> None:
         self.stderr_file = stderr_path.open("wb")
@@ -33,7 +43,7 @@ class BackendProcess:
             stdout=subprocess.PIPE,
             stderr=self.stderr_file,
         )
-        self.messages: queue.Queue[dict[str, Any] | None] = queue.Queue()
+        self.messages: queue.Queue[bytes | None] = queue.Queue()
         self.seen: list[dict[str, Any]] = []
         self.stderr_path = stderr_path
         threading.Thread(target=self._read, daemon=True).start()
@@ -41,7 +51,7 @@ class BackendProcess:
     def _read(self) -> None:
         assert self.proc.stdout is not None
         for line in self.proc.stdout:
-            self.messages.put(decode(line, SERVER_TYPES))
+            self.messages.put(line)
         self.messages.put(None)
 
     def send_raw(self, data: bytes) -> None:
@@ -53,9 +63,10 @@ class BackendProcess:
         self.send_raw((json.dumps(message) + "\n").encode())
 
     def next(self, timeout: float = 60.0) -> dict[str, Any]:
-        message = self.messages.get(timeout=timeout)
-        if message is None:
+        line = self.messages.get(timeout=timeout)
+        if line is None:
             raise EOFError(f"backend closed stdout; stderr:\n{self.stderr_path.read_text()[-3000:]}")
+        message = defined_message(line)
         self.seen.append(message)
         return message
 

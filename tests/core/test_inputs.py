@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from backend.inputs import InputError, InputImage, crop_to_object, grabcut_mask, load_input
+from backend.inputs import InputImage, crop_to_object, grabcut_mask, load_input
+from backend.protocol import UserError
 
 RED = (220, 30, 30)
 
@@ -152,14 +153,15 @@ def test_large_rotated_jpeg_reports_true_original_size(tmp_path: Path) -> None:
 )
 def test_bad_files(tmp_path: Path, content: bytes, code: str) -> None:
     (tmp_path / "x.png").write_bytes(content)
-    with pytest.raises(InputError) as err:
+    with pytest.raises(UserError) as err:
         load_input(tmp_path / "x.png")
     assert err.value.code == code and err.value.hint
 
 
 def test_missing_file(tmp_path: Path) -> None:
-    with pytest.raises(InputError, match="not found"):
+    with pytest.raises(UserError, match="not found") as err:
         load_input(tmp_path / "nope.png")
+    assert err.value.code == "not_found"
 
 
 @pytest.mark.parametrize("fmt", ["PNG", "JPEG"])
@@ -168,7 +170,7 @@ def test_truncated_file(tmp_path: Path, fmt: str) -> None:
     Image.fromarray(photo_rgb()).save(path, format=fmt)
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // 2])
-    with pytest.raises(InputError) as err:
+    with pytest.raises(UserError) as err:
         load_input(path, mask="none")
     assert err.value.code == "corrupt"
 
@@ -186,14 +188,14 @@ def png_header_only(width: int, height: int) -> bytes:
 
 def test_decompression_bomb_refused(tmp_path: Path) -> None:
     (tmp_path / "bomb.png").write_bytes(png_header_only(40000, 40000))
-    with pytest.raises(InputError) as err:
+    with pytest.raises(UserError) as err:
         load_input(tmp_path / "bomb.png")
     assert err.value.code == "too_large"
 
 
 def test_explicit_pixel_cap(tmp_path: Path) -> None:
     (tmp_path / "big.png").write_bytes(png_header_only(3000, 3000))
-    with pytest.raises(InputError) as err:
+    with pytest.raises(UserError) as err:
         load_input(tmp_path / "big.png", max_pixels=1_000_000)
     assert err.value.code == "too_large"
 
@@ -231,26 +233,26 @@ def test_empty_and_full_masks_refused(tmp_path: Path) -> None:
     rgba = object_rgba()
     rgba[..., 3] = 0
     Image.fromarray(rgba).save(tmp_path / "empty.png")
-    with pytest.raises(InputError) as err:
+    with pytest.raises(UserError) as err:
         load_input(tmp_path / "empty.png", mask="alpha")
     assert err.value.code == "empty_mask"
     Image.fromarray(np.full((20, 20), 255, np.uint8)).save(tmp_path / "full.png")
     Image.fromarray(photo_rgb(20, 20)).save(tmp_path / "img.png")
-    with pytest.raises(InputError) as err:
+    with pytest.raises(UserError) as err:
         load_input(tmp_path / "img.png", mask="file", mask_path=str(tmp_path / "full.png"))
     assert err.value.code == "full_mask"
 
 
 def test_missing_mask_file(tmp_path: Path) -> None:
     Image.fromarray(photo_rgb()).save(tmp_path / "photo.png")
-    with pytest.raises(InputError) as err:
+    with pytest.raises(UserError) as err:
         load_input(tmp_path / "photo.png", mask="file", mask_path=str(tmp_path / "nope.png"))
     assert err.value.code == "not_found" and "nope.png" in err.value.message
 
 
 def test_alpha_requested_without_alpha(tmp_path: Path) -> None:
     Image.fromarray(photo_rgb()).save(tmp_path / "photo.jpg")
-    with pytest.raises(InputError) as err:
+    with pytest.raises(UserError) as err:
         load_input(tmp_path / "photo.jpg", mask="alpha")
     assert err.value.code == "no_alpha"
 

@@ -12,10 +12,11 @@ import torch
 from PIL import Image
 
 from backend import jobs
-from backend.devices import DeviceError, resolve_device
-from backend.inputs import InputError
-from backend.jobs import JobError, ProgressReporter, describe_error, resolve_options
+from backend.devices import resolve_device
+from backend.jobs import ProgressReporter, describe_error
 from backend.methods.base import JobCancelled
+from backend.options import resolve_options
+from backend.protocol import UserError
 
 PRESETS: dict[str, dict[str, Any]] = {
     "fast": {
@@ -71,14 +72,15 @@ def test_presets_and_typed_overrides() -> None:
     ],
 )
 def test_bad_overrides(overrides: dict[str, Any]) -> None:
-    with pytest.raises(JobError) as err:
+    with pytest.raises(UserError) as err:
         resolve_options(PRESETS, "fast", overrides)
     assert err.value.code == "bad_option" and err.value.hint
 
 
 def test_unknown_preset() -> None:
-    with pytest.raises(JobError, match="preset"):
+    with pytest.raises(UserError, match="preset") as err:
         resolve_options(PRESETS, "medium", {})
+    assert err.value.code == "bad_preset"
 
 
 def test_progress_cancel_nan_eta_and_preview(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -99,18 +101,19 @@ def test_progress_cancel_nan_eta_and_preview(tmp_path: Path, monkeypatch: pytest
     assert progress.losses == {"fit": [3.0, 2.0, 1.5, 1.0]}
     progress.close()
     assert list(tmp_path.iterdir()) == []
-    with pytest.raises(JobError) as err:
+    with pytest.raises(UserError) as err:
         progress("fit", 5, 6, loss=float("nan"))
     assert err.value.code == "diverged"
-    with pytest.raises(JobError):
+    with pytest.raises(UserError) as err:
         progress("fit", 5, 6, loss=torch.tensor(float("inf")))
+    assert err.value.code == "diverged"
     cancel.set()
     with pytest.raises(JobCancelled):
         progress("fit", 6, 6)
 
 
 def test_describe_error_shapes() -> None:
-    assert describe_error(InputError("empty_file", "x is empty", "re-export"))[0] == "empty_file"
+    assert describe_error(UserError("empty_file", "x is empty", "re-export"))[0] == "empty_file"
     code, message, hint = describe_error(ValueError("boom\nsecond line"))
     assert code == "internal" and message == "ValueError: boom" and hint
     code, message, _ = describe_error(FloatingPointError("inversion diverged at step 3"))
@@ -123,7 +126,7 @@ def test_cuda_request_without_cuda() -> None:
     if torch.cuda.is_available():
         assert resolve_device("cuda").type == "cuda"
         return
-    with pytest.raises(DeviceError) as err:
+    with pytest.raises(UserError) as err:
         resolve_device("cuda")
     assert err.value.code == "no_cuda" and "cpu" in err.value.hint
     assert resolve_device("auto").type == "cpu"

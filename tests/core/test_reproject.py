@@ -9,6 +9,7 @@ import math
 import subprocess
 import sys
 import threading
+import typing
 from pathlib import Path
 from typing import Any
 
@@ -18,10 +19,10 @@ import torch
 import trimesh
 from PIL import Image
 
-from backend.inputs import InputError
+from backend import result_format
 from backend.jobs import run_job
 from backend.methods.base import JobCancelled
-from backend.protocol import JobRequest, ProtocolError, ReprojectRequest
+from backend.protocol import JobRequest, ProtocolError, ReprojectRequest, UserError
 from backend.render import render_mesh
 from backend.render.bake import uv_fragments
 from backend.reproject.camera import renderer_camera
@@ -29,7 +30,6 @@ from backend.reproject.job import run_reproject
 from backend.reproject.meshfile import Y_UP_TO_BLENDER
 from backend.reproject.texture import is_mirror_symmetric
 from backend.reproject.unwrap import face_charts, smallest_size
-from backend.results import ResultError
 from backend.weights import Registry
 from tests.core.backend_process import ROOT, BackendProcess, backend_env
 from tests.core.tiny_models import tiny_gan2shape
@@ -105,6 +105,27 @@ def reproject(source: Path, mesh: Path, out: Path, **kw: Any) -> dict[str, Any]:
         ReprojectRequest(result_dir=str(source), mesh=str(mesh), output_dir=str(out), **kw), lambda e: None
     )
     return json.loads((out / "result.json").read_text())
+
+
+@pytest.mark.slow
+def test_results_are_the_defined_format(mi_result: Path, tmp_path: Path) -> None:
+    """What reconstruct and reproject write is what ``backend/result_format.py`` defines; a
+    reconstruction fills in every field of ``result.json``."""
+    reproject(mi_result, mi_result / "mesh.npz", tmp_path / "again")
+    for folder in (mi_result, tmp_path / "again"):
+        document = json.loads((folder / result_format.RESULT_JSON).read_text())
+        assert set(document) <= set(typing.get_type_hints(result_format.ResultDocument))
+        assert sorted(p.name for p in folder.iterdir()) == sorted(document["files"])
+        assert set(document["files"]) <= result_format.RESULT_FILES
+        assert not result_format.camera_problem(document["camera"])
+        assert set(document["camera"]) <= set(typing.get_type_hints(result_format.Camera))
+        for key, record in (("weights", result_format.WeightsRecord), ("input", result_format.InputRecord),
+                            ("mesh", result_format.MeshCounts)):  # fmt: skip
+            assert set(document[key]) == set(typing.get_type_hints(record)), key
+        with np.load(folder / result_format.MESH_FILE) as mesh:
+            assert tuple(mesh.files) == result_format.MESH_ARRAYS
+    reconstructed = json.loads((mi_result / result_format.RESULT_JSON).read_text())
+    assert set(reconstructed) == set(typing.get_type_hints(result_format.ResultDocument))
 
 
 def texture(folder: Path) -> np.ndarray:
@@ -235,7 +256,7 @@ def test_bad_inputs_are_one_line_and_write_nothing(mi_result: Path, tmp_path: Pa
     ]
     for source, edited, code in cases:
         out = tmp_path / f"out-{code}"
-        with pytest.raises(InputError) as caught:
+        with pytest.raises(UserError) as caught:
             run_reproject(ReprojectRequest(str(source), str(edited), str(out)), lambda e: None)
         error = caught.value
         assert error.code == code and error.hint and "\n" not in error.message, (
@@ -257,7 +278,7 @@ def test_output_rules_and_cancel(mi_result: Path, tmp_path: Path) -> None:
     request = ReprojectRequest(
         str(mi_result), str(mi_result / "mesh.glb"), str(tmp_path / "mine"), overwrite=True
     )
-    with pytest.raises(ResultError) as caught:
+    with pytest.raises(UserError) as caught:
         run_reproject(request, lambda e: None)
     assert caught.value.code == "output_exists" and (tmp_path / "mine" / "notes.txt").is_file()
     cancel = threading.Event()

@@ -15,9 +15,9 @@ from PIL import Image
 
 from backend import results
 from backend.methods.base import MeshResult
-from backend.protocol import PROTOCOL_VERSION, staging_name
-from backend.results import ResultError, check_output_dir, validate, write_result
-from tests.file_tree import tree
+from backend.protocol import PROTOCOL_VERSION, UserError, staging_name
+from backend.results import check_output_dir, validate, write_result
+from tests.file_tree import link_to_empty_folder, tree
 
 META = {
     "method": "meshinversion",
@@ -134,7 +134,7 @@ def test_glb_loads_with_texture_and_y_up(tmp_path: Path) -> None:
 def test_broken_mesh_never_written(tmp_path: Path, field: str, value: object, match: str) -> None:
     mesh = octahedron()
     setattr(mesh, field, value)
-    with pytest.raises(ResultError, match=match) as err:
+    with pytest.raises(UserError, match=match) as err:
         write_result(mesh, tmp_path / "out", META)
     assert err.value.code == "invalid_result"
     assert list(tmp_path.iterdir()) == []
@@ -145,19 +145,21 @@ def test_camera_persp_and_bad_angle() -> None:
     mesh.camera = {**mesh.camera, "type": "PERSP", "angle": 0.5}
     validate(mesh)
     mesh.camera["angle"] = 4.0
-    with pytest.raises(ResultError, match="angle"):
+    with pytest.raises(UserError, match="angle") as err:
         validate(mesh)
+    assert err.value.code == "invalid_result"
 
 
 def test_existing_output_kept_unless_overwrite(tmp_path: Path) -> None:
     out = tmp_path / "out"
     out.mkdir()
     (out / "keep.txt").write_text("mine")
-    with pytest.raises(ResultError) as err:
+    with pytest.raises(UserError) as err:
         write_result(octahedron(), out, META)
     assert err.value.code == "output_exists" and (out / "keep.txt").read_text() == "mine"
-    with pytest.raises(ResultError, match="not a result"):
+    with pytest.raises(UserError, match="not a result") as err:
         write_result(octahedron(), out, META, overwrite=True)  # never replaces the artist's own files
+    assert err.value.code == "output_exists"
     assert (out / "keep.txt").read_text() == "mine"
     (out / "keep.txt").unlink()
     write_result(octahedron(), out, META)
@@ -184,7 +186,7 @@ def test_disk_errors_leave_nothing(
     write_result(octahedron(), out, META)
     before = tree(out)
     monkeypatch.setattr(results.np, "savez_compressed", failing_save)
-    with pytest.raises(ResultError) as exc:
+    with pytest.raises(UserError) as exc:
         write_result(octahedron(), out, META, overwrite=True)
     assert exc.value.code == code and exc.value.hint
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
@@ -193,7 +195,7 @@ def test_disk_errors_leave_nothing(
 
 def test_output_path_is_a_file(tmp_path: Path) -> None:
     (tmp_path / "out").write_text("x")
-    with pytest.raises(ResultError) as err:
+    with pytest.raises(UserError) as err:
         write_result(octahedron(), tmp_path / "out", META, overwrite=True)
     assert err.value.code == "output_exists"
 
@@ -276,7 +278,7 @@ def test_overwrite_never_replaces_a_folder_that_is_not_an_earlier_result(tmp_pat
         if target.name == "link":
             target.symlink_to(out, target_is_directory=True)
             around.append("link")
-        with pytest.raises(ResultError) as err:
+        with pytest.raises(UserError) as err:
             write_result(octahedron(), target, META, overwrite=True)
         assert err.value.code == "output_exists" and "--overwrite only replaces" in err.value.hint
         assert "\n" not in err.value.message and named in err.value.message, err.value.message
@@ -288,12 +290,7 @@ def test_overwrite_never_replaces_a_folder_that_is_not_an_earlier_result(tmp_pat
 def test_link_to_an_empty_folder_gets_the_result_inside_its_target(tmp_path: Path) -> None:
     """-o LINK: the result goes into the folder LINK points to; LINK stays a link and nothing else
     appears beside it or beside the target (was: LINK renamed to .LINK.old-*, a real folder in its place)."""
-    (tmp_path / "work").mkdir()
-    (tmp_path / "store").mkdir()
-    target = tmp_path / "store" / "results"
-    target.mkdir()
-    link = tmp_path / "work" / "LINK"
-    link.symlink_to(target, target_is_directory=True)
+    link, target = link_to_empty_folder(tmp_path)
     files = write_result(octahedron(), link, META)
     assert link.is_symlink() and os.readlink(link) == str(target)
     assert sorted(p.name for p in target.iterdir()) == sorted(files)
@@ -310,8 +307,9 @@ def test_overwrite_through_a_link_replaces_the_earlier_result_inside_the_target(
     newer = octahedron()
     newer.previews = {}
     newer.vertices = newer.vertices * 2
-    with pytest.raises(ResultError, match="not empty"):
+    with pytest.raises(UserError, match="not empty") as err:
         write_result(newer, link, META)
+    assert err.value.code == "output_exists"
     write_result(newer, link, META, overwrite=True)
     assert link.is_symlink() and os.readlink(link) == str(target)
     assert sorted(p.name for p in target.iterdir()) == ["mesh.glb", "mesh.npz", "result.json", "texture.png"]
@@ -343,7 +341,7 @@ def test_long_legal_names_work(tmp_path: Path, name: str) -> None:
     "name", ["n" * 256, "ü" * 128, "deep/" + "n" * 300], ids=["256", "256 bytes", "parent"]
 )
 def test_too_long_name_is_one_line_before_any_work(tmp_path: Path, name: str) -> None:
-    with pytest.raises(ResultError) as err:
+    with pytest.raises(UserError) as err:
         check_output_dir(tmp_path / name, overwrite=True)
     assert err.value.code == "bad_output" and "\n" not in err.value.message
     assert "bytes; this file system allows 255" in err.value.message and "shorter" in err.value.hint
@@ -391,7 +389,7 @@ def test_unusable_paths_are_one_line_errors_and_nothing_changes(tmp_path: Path, 
     out = make(tmp_path)
     before = tree(tmp_path)
     for overwrite in (False, True):
-        with pytest.raises(ResultError) as err:
+        with pytest.raises(UserError) as err:
             write_result(octahedron(), out, META, overwrite=overwrite)
         assert err.value.code == code and words in err.value.message and err.value.hint
         assert "\n" not in err.value.message and tree(tmp_path) == before
@@ -435,6 +433,7 @@ def test_a_kill_between_the_two_renames_gets_the_earlier_result_back(tmp_path: P
     out.rename(tmp_path / staging_name("out", "old"))
     write_result(octahedron(), tmp_path / "new", META)
     (tmp_path / "new").rename(tmp_path / staging_name("out", "tmp"))
-    with pytest.raises(ResultError, match="not empty"):  # back, and not replaced without --overwrite
+    with pytest.raises(UserError, match="not empty") as err:  # back, and not replaced without --overwrite
         write_result(octahedron(), out, META)
+    assert err.value.code == "output_exists"
     assert tree(out) == before and hidden(tmp_path) == []

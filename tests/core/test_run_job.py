@@ -14,12 +14,12 @@ from PIL import Image
 from safetensors.torch import load_file, save_file
 
 from backend import weights as weights_module
-from backend.jobs import USER_ERRORS, JobError, ModelCache, describe_error, log_traceback, run_job
-from backend.methods import method_class
+from backend.jobs import ModelCache, describe_error, log_traceback, run_job
+from backend.methods import options_class
 from backend.methods.base import JobCancelled
-from backend.protocol import JobRequest
-from backend.results import ResultError
-from backend.weights import Registry, WeightsError
+from backend.options import preset_values
+from backend.protocol import JobRequest, UserError
+from backend.weights import Registry
 from tests.core.tiny_models import TINY_MODELS, object_photo, tiny_gan2shape, tiny_meshinversion
 
 pytestmark = pytest.mark.slow
@@ -58,7 +58,7 @@ def test_job_writes_result_and_is_deterministic(tmp_path: Path, method: str) -> 
     entry = registry.find(weights_id)
     assert doc["weights"]["id"] == weights_id and doc["weights"]["sha256"] == entry.sha256
     assert (doc["seed"], doc["preset"], doc["device"], doc["method"]) == (5, "fast", "cpu", method)
-    presets = method_class(method).presets["fast"]
+    presets = preset_values(options_class(method))["fast"]
     assert doc["options"] == json.loads(json.dumps({**presets, **overrides}))
     assert doc["camera"]["image_size"] == [80, 64]
     assert set(doc["timings"]) >= {"load_image", "load_model", "run"}
@@ -138,7 +138,7 @@ def test_user_errors(setup, tmp_path: Path, change: dict[str, Any], code: str) -
     if code == "no_cuda" and torch.cuda.is_available():
         pytest.skip("CUDA is available here")
     kwargs = {"overrides": overrides, **change}
-    with pytest.raises(USER_ERRORS) as err:
+    with pytest.raises(UserError) as err:
         run_job(request(photo, tmp_path / "out", **kwargs), lambda e: None, registry=registry)
     assert err.value.code == code
     assert not (tmp_path / "out").exists()
@@ -149,7 +149,7 @@ def test_existing_output_refused_before_running(setup, tmp_path: Path) -> None:
     (tmp_path / "out").mkdir()
     (tmp_path / "out" / "mine.txt").write_text("keep")
     events: list[dict[str, Any]] = []
-    with pytest.raises(ResultError) as err:
+    with pytest.raises(UserError) as err:
         run_job(request(photo, tmp_path / "out", overrides), events.append, registry=registry)
     assert err.value.code == "output_exists" and events == []  # refused before any optimisation
 
@@ -168,7 +168,7 @@ def test_wrong_shapes_name_the_tensor(setup, tmp_path: Path, monkeypatch: pytest
     weights_module.write_manifest(
         registry.user_dir, [weights_module.WeightsEntry(**entry_dict, root=entry.root)]
     )
-    with pytest.raises(WeightsError) as err:
+    with pytest.raises(UserError) as err:
         run_job(request(photo, tmp_path / "out", overrides), lambda e: None, registry=registry)
     assert err.value.code == "architecture_mismatch" and "style.1.weight" in err.value.message
 
@@ -179,7 +179,7 @@ def test_bad_config_is_a_weights_error(tmp_path: Path) -> None:
     manifest.write_text(manifest.read_text().replace("width = 0.03125", "width = -1.0"))
     registry = Registry(tmp_path / "weights", shipped_dir=tmp_path / "none")
     photo = object_photo(tmp_path / "photo.png")
-    with pytest.raises(WeightsError) as err:
+    with pytest.raises(UserError) as err:
         run_job(request(photo, tmp_path / "out", overrides, method="meshinversion"), print, registry=registry)
     assert err.value.code == "bad_config" and weights_id in err.value.message
 
@@ -192,5 +192,5 @@ def test_internal_errors_log_a_traceback(capsys: pytest.CaptureFixture[str]) -> 
         code, message, _ = describe_error(exc)
     assert code == "internal" and message == "KeyError: 'missing'"
     assert "Traceback" in capsys.readouterr().err
-    log_traceback(JobError("bad_option", "x"))
+    log_traceback(UserError("bad_option", "x"))
     assert capsys.readouterr().err == ""  # user errors need no traceback

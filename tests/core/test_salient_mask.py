@@ -15,7 +15,8 @@ from PIL import Image
 
 from backend import salient_mask
 from backend.doctor import _salient_check
-from backend.inputs import InputError, grabcut_mask, load_input
+from backend.inputs import grabcut_mask, load_input
+from backend.protocol import UserError
 
 ROOT = Path(__file__).resolve().parents[2]
 EVAL = ROOT / "examples" / "eval"
@@ -55,7 +56,7 @@ def test_auto_falls_back_to_grabcut_without_the_net(net_missing: None) -> None:
     missing = "rfi-no-such-distribution is not installed"
     assert any("GrabCut" in note and missing in note for note in image.notes)
     np.testing.assert_array_equal(image.mask, grabcut_mask(image.rgb))
-    with pytest.raises(InputError) as err:
+    with pytest.raises(UserError) as err:
         load_input(photo, mask="salient")
     assert err.value.code == "salient_unavailable" and "grabcut" in err.value.hint
     status, text = _salient_check()
@@ -94,7 +95,7 @@ def test_box_picks_the_object_under_it(tmp_path: Path) -> None:
 
 
 def test_box_outside_the_image_is_refused() -> None:
-    with pytest.raises(InputError) as err:
+    with pytest.raises(UserError) as err:
         load_input(EVAL / "car_eval_008.png", mask="salient", box=[300, 300, 400, 400])
     assert err.value.code == "bad_box"
 

@@ -1,10 +1,14 @@
-"""Weights registry with real files: manifests, verification, safetensors loading, safe import."""
+"""Weights store with real files: manifests, verification, safetensors loading, safe import; the
+store and the methods know nothing of each other."""
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import os
 import pickle
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -12,39 +16,23 @@ import torch
 from safetensors.torch import save_file
 
 from backend import weights as weights_module
+from backend.models import default_entry, import_official
+from backend.protocol import UserError
 from backend.weights import (
     Registry,
     WeightsEntry,
-    WeightsError,
-    read_manifest,
     safe_torch_load,
-    write_manifest,
 )
+from tests.core.backend_process import ROOT, backend_env
+from tests.core.tiny_models import write_entry
 
 
 def save_entry(
     root: Path, tensors: dict[str, torch.Tensor], weights_id: str = "tiny", **config
 ) -> WeightsEntry:
     """Write a safetensors file plus a manifest listing it; returns the entry."""
-    root.mkdir(parents=True, exist_ok=True)
-    path = root / f"{weights_id}.safetensors"
-    save_file(tensors, path)
-    entry = WeightsEntry(
-        id=weights_id,
-        method="meshinversion",
-        category="car",
-        file=path.name,
-        sha256=hashlib.sha256(path.read_bytes()).hexdigest(),
-        size=path.stat().st_size,
-        source="test",
-        licence="MIT",
-        config=config,
-        train_command="python -m backend.train ...",
-        root=root,
-        origin="user",
-    )
-    write_manifest(root, [*read_manifest(root, "user"), entry])
-    return entry
+    return write_entry(root, weights_id, "meshinversion", tensors, config, source="test",
+                       train_command="python -m workbench.train ...")  # fmt: skip
 
 
 @pytest.fixture
@@ -63,12 +51,12 @@ def test_manifest_round_trip_and_find(tmp_path: Path, tensors: dict[str, torch.T
         "width": 0.25,
         "norm": "batch",
     }
-    assert registry.default_for("meshinversion").id == "tiny"
-    with pytest.raises(WeightsError) as err:
+    assert default_entry(registry, "meshinversion").id == "tiny"
+    with pytest.raises(UserError) as err:
         registry.find("nope")
     assert err.value.code == "unknown_weights" and "tiny" in err.value.message
-    with pytest.raises(WeightsError) as err:
-        registry.default_for("gan2shape")
+    with pytest.raises(UserError) as err:
+        default_entry(registry, "gan2shape")
     assert err.value.code == "no_weights"
 
 
@@ -88,7 +76,7 @@ def test_shipped_before_user_and_duplicate_ids(tmp_path: Path, tensors: dict[str
     registry = Registry(user_dir=tmp_path / "user", shipped_dir=tmp_path / "shipped")
     assert [(e.id, e.origin) for e in registry.entries()] == [("demo", "shipped"), ("mine", "user")]
     save_entry(tmp_path / "user", tensors, "demo")
-    with pytest.raises(WeightsError) as err:
+    with pytest.raises(UserError) as err:
         registry.entries()
     assert err.value.code == "duplicate_id"
 
@@ -106,7 +94,7 @@ def test_wrong_sha_refused(tmp_path: Path, tensors: dict[str, torch.Tensor]) -> 
     data[-1] ^= 0xFF  # same size, different content
     entry.path.write_bytes(bytes(data))
     registry = Registry(user_dir=tmp_path, shipped_dir=tmp_path / "none")
-    with pytest.raises(WeightsError) as err:
+    with pytest.raises(UserError) as err:
         registry.load_state_dict(registry.find("tiny"))
     assert err.value.code == "sha_mismatch"
 
@@ -114,7 +102,7 @@ def test_wrong_sha_refused(tmp_path: Path, tensors: dict[str, torch.Tensor]) -> 
 def test_truncated_file_refused_by_size(tmp_path: Path, tensors: dict[str, torch.Tensor]) -> None:
     entry = save_entry(tmp_path, tensors)
     entry.path.write_bytes(entry.path.read_bytes()[:50])
-    with pytest.raises(WeightsError) as err:
+    with pytest.raises(UserError) as err:
         Registry(user_dir=tmp_path, shipped_dir=tmp_path / "none").verify(entry)
     assert err.value.code == "size_mismatch"
 
@@ -130,7 +118,7 @@ def test_truncated_safetensors_with_matching_manifest(
         "cut", "meshinversion", "car", path.name, hashlib.sha256(path.read_bytes()).hexdigest(),
         path.stat().st_size, "test", "MIT", root=tmp_path,
     )  # fmt: skip
-    with pytest.raises(WeightsError) as err:
+    with pytest.raises(UserError) as err:
         Registry(user_dir=tmp_path, shipped_dir=tmp_path / "none").load_state_dict(entry)
     assert err.value.code == "corrupt_weights"
 
@@ -138,7 +126,7 @@ def test_truncated_safetensors_with_matching_manifest(
 def test_missing_file(tmp_path: Path, tensors: dict[str, torch.Tensor]) -> None:
     entry = save_entry(tmp_path, tensors)
     entry.path.unlink()
-    with pytest.raises(WeightsError) as err:
+    with pytest.raises(UserError) as err:
         Registry(user_dir=tmp_path, shipped_dir=tmp_path / "none").verify(entry)
     assert err.value.code == "missing_file"
 
@@ -162,11 +150,11 @@ def test_verification_is_cached(
 
 def test_bad_manifest(tmp_path: Path) -> None:
     (tmp_path / "manifest.toml").write_text('[[weights]]\nid = "x"\n')
-    with pytest.raises(WeightsError) as err:
+    with pytest.raises(UserError) as err:
         Registry(user_dir=tmp_path, shipped_dir=tmp_path / "none").entries()
     assert err.value.code == "bad_manifest" and "missing" in err.value.message
     (tmp_path / "manifest.toml").write_text("[[weights]\n")
-    with pytest.raises(WeightsError) as err:
+    with pytest.raises(UserError) as err:
         Registry(user_dir=tmp_path, shipped_dir=tmp_path / "none").entries()
     assert err.value.code == "bad_manifest"
 
@@ -202,17 +190,17 @@ def test_malicious_pickle_refused_and_never_executed(tmp_path: Path) -> None:
     legacy = tmp_path / "evil_legacy.pth"
     legacy.write_bytes(pickle.dumps({"x": _Payload(marker)}))
     for path in (evil, legacy):
-        with pytest.raises(WeightsError) as err:
+        with pytest.raises(UserError) as err:
             safe_torch_load(path)
         assert err.value.code in ("unsafe_checkpoint", "corrupt_checkpoint")
         assert not marker.exists()
-    with pytest.raises(WeightsError) as err:
+    with pytest.raises(UserError) as err:
         safe_torch_load(evil)
     assert err.value.code == "unsafe_checkpoint" and "not executed" in err.value.hint
-    with pytest.raises(WeightsError):
-        Registry(user_dir=tmp_path / "user", shipped_dir=tmp_path / "none").import_official(
-            evil, "meshinversion", "car"
-        )
+    store = Registry(user_dir=tmp_path / "user", shipped_dir=tmp_path / "none")
+    with pytest.raises(UserError) as err:
+        import_official(store, evil, "meshinversion", "car")
+    assert err.value.code == "unsafe_checkpoint"
     assert not marker.exists() and not (tmp_path / "user" / "manifest.toml").exists()
 
 
@@ -237,11 +225,11 @@ def test_official_style_checkpoint_with_namespace_loads(tmp_path: Path) -> None:
 
 def test_not_a_checkpoint(tmp_path: Path) -> None:
     (tmp_path / "junk.pth").write_bytes(b"not a checkpoint at all" * 10)
-    with pytest.raises(WeightsError) as err:
+    with pytest.raises(UserError) as err:
         safe_torch_load(tmp_path / "junk.pth")
     assert err.value.code == "corrupt_checkpoint"
     torch.save([torch.zeros(1)], tmp_path / "list.pth")
-    with pytest.raises(WeightsError) as err:
+    with pytest.raises(UserError) as err:
         safe_torch_load(tmp_path / "list.pth")
     assert err.value.code == "not_a_checkpoint"
 
@@ -254,9 +242,45 @@ def test_default_skips_auxiliary_entries(
     save_entry(tmp_path, tensors, "aux-vgg", kind="auxiliary")
     save_entry(tmp_path, tensors, "generator")
     registry = Registry(user_dir=tmp_path, shipped_dir=tmp_path / "none")
-    assert registry.default_for("meshinversion").id == "aux-vgg"  # the base class accepts every entry
+    assert default_entry(registry, "meshinversion").id == "aux-vgg"  # the base class accepts every entry
     method = method_class("meshinversion")
     monkeypatch.setattr(
         method, "is_model_entry", classmethod(lambda cls, e: e.config.get("kind") != "auxiliary")
     )
-    assert registry.default_for("meshinversion").id == "generator"
+    assert default_entry(registry, "meshinversion").id == "generator"
+    assert registry.default_for("meshinversion", lambda e: e.id != "aux-vgg").id == "generator"
+
+
+def test_the_store_imports_no_method() -> None:
+    """``backend.weights`` alone, in a fresh interpreter, loads nothing of ``backend.methods``."""
+    code = "import sys, backend.weights; print([m for m in sys.modules if m.startswith('backend.methods')])"
+    run = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, env=backend_env(), capture_output=True, text=True, timeout=120
+    )
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip() == "[]"
+
+
+def imported_modules(path: Path) -> set[str]:
+    """Every module a source file imports (``from backend import weights`` counts as ``backend.weights``)."""
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            names |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names |= {node.module} | {f"{node.module}.{alias.name}" for alias in node.names}
+    return names
+
+
+def test_methods_never_import_the_store() -> None:
+    """Auxiliary weights reach a method through ``load``; no method module imports the store, or the
+    module that joins the store and the methods."""
+    forbidden = {"backend.weights", "backend.models"}
+    sources = sorted((ROOT / "backend" / "methods").rglob("*.py"))
+    assert len(sources) > 10
+    offending = {}
+    for path in sources:
+        bad = {m for m in imported_modules(path) if ".".join(m.split(".")[:2]) in forbidden}
+        if bad:
+            offending[str(path.relative_to(ROOT))] = sorted(bad)
+    assert offending == {}

@@ -24,7 +24,11 @@ GAN2SHAPE_FAST = {
 """Every GAN2Shape stage runs, each for a couple of steps."""
 
 
-def register(root: Path, weights_id: str, method: str, tensors: dict[str, torch.Tensor], config: dict) -> str:
+def write_entry(
+    root: Path, weights_id: str, method: str, tensors: dict[str, torch.Tensor], config: dict,
+    source: str = "random initialisation (test)", **fields: Any,
+) -> WeightsEntry:
+    """Write ``tensors`` as a safetensors file and add its entry to ``root``'s user manifest."""
     root.mkdir(parents=True, exist_ok=True)
     path = root / f"{weights_id}.safetensors"
     save_file({k: v.detach().contiguous() for k, v in tensors.items()}, path)
@@ -35,14 +39,19 @@ def register(root: Path, weights_id: str, method: str, tensors: dict[str, torch.
         file=path.name,
         sha256=hashlib.sha256(path.read_bytes()).hexdigest(),
         size=path.stat().st_size,
-        source="random initialisation (test)",
+        source=source,
         licence="MIT",
         config=config,
         root=root,
         origin="user",
+        **fields,
     )
     write_manifest(root, [*read_manifest(root, "user"), entry])
-    return weights_id
+    return entry
+
+
+def register(root: Path, weights_id: str, method: str, tensors: dict[str, torch.Tensor], config: dict) -> str:
+    return write_entry(root, weights_id, method, tensors, config).id
 
 
 def tiny_gan2shape(root: Path, weights_id: str = "tiny-g2s") -> tuple[str, dict[str, Any]]:

@@ -2,27 +2,30 @@
 
 from __future__ import annotations
 
-from functools import partial
 from pathlib import Path
 
 import pytest
 import torch
 from safetensors.torch import save_file
 
-from backend.methods.gan2shape import extras
+from backend.methods.base import AuxiliaryWeights
+from backend.models import auxiliary_weights
 from backend.weights import Registry, WeightsEntry, sha256_file, write_manifest
 from tests.gan2shape.helpers import TINY, tiny_state
 
 
 @pytest.fixture
-def tiny_entry(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> tuple[WeightsEntry, dict[str, torch.Tensor]]:
-    """The tiny GAN written and registered in a private user weights folder; the shipped weights
-    (demo GAN, mask network) are hidden from the method so tests see only what they register."""
-    empty = tmp_path / "no-shipped-weights"
-    empty.mkdir()
-    monkeypatch.setattr(extras, "Registry", partial(Registry, shipped_dir=empty))
+def auxiliary(tmp_path: Path) -> AuxiliaryWeights:
+    """The auxiliary entries of the private weights folder (``tiny_entry``'s, and what a test adds
+    there); the shipped weights (demo GAN, mask network) are left out so tests see only what they
+    register."""
+    store = Registry(user_dir=tmp_path, shipped_dir=tmp_path / "no-shipped-weights")
+    return auxiliary_weights(store, "gan2shape")
+
+
+@pytest.fixture
+def tiny_entry(tmp_path: Path) -> tuple[WeightsEntry, dict[str, torch.Tensor]]:
+    """The tiny GAN written and registered in a private user weights folder."""
     state = tiny_state()
     path = tmp_path / "tiny.safetensors"
     save_file({k: v.contiguous() for k, v in state.items()}, path)

@@ -6,9 +6,13 @@ import numpy as np
 import torch
 
 from backend.inputs import InputImage
+from backend.methods.base import AuxiliaryWeights
 from backend.methods.gan2shape.stylegan2 import Discriminator, Generator, StyleGAN2Config, flatten_checkpoint
 
 TINY = StyleGAN2Config(size=64, style_dim=32, n_mlp=4, channel_multiplier=1, channel_base=512, channel_max=32)
+
+NO_AUXILIARY = AuxiliaryWeights(entries=list, read=lambda entry: {})
+"""For a method loaded without a weights store: no auxiliary entries."""
 
 
 def tiny_state() -> dict[str, torch.Tensor]:

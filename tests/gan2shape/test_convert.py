@@ -8,13 +8,19 @@ from pathlib import Path
 import pytest
 import torch
 
-from backend.methods.gan2shape import METHOD, convert_official
+from backend.methods.gan2shape import METHOD
+from backend.methods.gan2shape.auxiliary import find_auxiliary_nets
 from backend.methods.gan2shape.convert import CATEGORY_ALIASES
-from backend.methods.gan2shape.extras import find_extras
 from backend.methods.gan2shape.networks import NET_NAMES, ShapeNets
 from backend.methods.gan2shape.perceptual import TAP_WIDTHS
 from backend.methods.gan2shape.stylegan2 import OFFICIAL_CONFIGS, Discriminator, Generator
-from backend.weights import Registry, WeightsEntry, WeightsError
+from backend.models import auxiliary_weights, default_entry, import_official
+from backend.protocol import UserError
+from backend.weights import Registry, WeightsEntry
+from tests.gan2shape.helpers import NO_AUXILIARY
+
+convert_official = METHOD.convert_official
+"""The ``Method`` interface the import command uses."""
 
 
 def entry_for(config: dict, category: str = "face") -> WeightsEntry:
@@ -35,7 +41,7 @@ def test_official_stylegan2_checkpoint_converts_and_loads(celeba_checkpoint):
     assert config["image_size"] == 128
     assert all(k.startswith(("g_ema.", "d.")) for k in state)
     assert len(state) == len(celeba_checkpoint["g_ema"]) + len(celeba_checkpoint["d"])
-    model = METHOD.load(entry_for(config), state, "cpu")
+    model = METHOD.load(entry_for(config), state, "cpu", NO_AUXILIARY)
     assert model.image_size == 128 and METHOD.is_model_entry(entry_for(config))
     z = torch.randn(1, 512)
     with torch.no_grad():
@@ -92,7 +98,7 @@ def test_pretrain_nets_convert_at_their_size_and_are_auxiliary():
     assert set(state) == {f"nets.{n}.{k}" for n in NET_NAMES for k in raw[n]}
     entry = entry_for(config, "synface")
     assert not METHOD.is_model_entry(entry)
-    aux = METHOD.load(entry, state, "cpu")
+    aux = METHOD.load(entry, state, "cpu", NO_AUXILIARY)
     with pytest.raises(ValueError, match="not a GAN"):
         aux.run(None, {}, 0, lambda *a, **k: None)
     raw["netV"] = {**raw["netV"], "network.10.weight": torch.zeros(7, 512, 1, 1)}
@@ -122,13 +128,14 @@ def test_registry_import_then_the_gan_finds_its_extras(tmp_path: Path, tiny_entr
     checkpoint = tmp_path / "view_mvn.pth"
     cov = torch.diag(torch.tensor([0.01, 0.09, 0.01, 0.01, 0.01, 0.0001]))
     torch.save({"mean": torch.zeros(6), "cov": cov}, checkpoint)
-    imported = registry.import_official(checkpoint, "gan2shape", "car", "car-view")
+    imported = import_official(registry, checkpoint, "gan2shape", "car", "car-view")
     assert imported.config == {"kind": "view_mvn"}
-    assert registry.default_for("gan2shape").id == gan.id
-    extras = find_extras(gan, 64)
+    assert default_entry(registry, "gan2shape").id == gan.id
+    extras = find_auxiliary_nets(gan, 64, auxiliary_weights(registry, "gan2shape"))
     assert extras.has("view_mvn") and not extras.has("vgg16")
     torch.testing.assert_close(extras.state("view_mvn")["cov"], cov)
     wrong = tmp_path / "wrong.pth"
     torch.save({"netD": {"network.0.weight": torch.zeros(3)}}, wrong)
-    with pytest.raises(WeightsError, match="network"):
-        registry.import_official(wrong, "gan2shape", "car")
+    with pytest.raises(UserError, match="network") as err:
+        import_official(registry, wrong, "gan2shape", "car")
+    assert err.value.code == "not_a_checkpoint"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import tomllib
+from dataclasses import replace
 
 import pytest
 import torch
@@ -12,12 +13,14 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from backend.methods.gan2shape import METHOD
-from backend.methods.gan2shape.extras import find_extras
+from backend.methods.gan2shape.auxiliary import find_auxiliary_nets
 from backend.methods.gan2shape.masknet import MaskNet, MaskNetConfig
 from backend.methods.gan2shape.networks import NET_NAMES
-from backend.train import gan2shape_encoder, gan2shape_joint
+from backend.methods.gan2shape.options import Options
+from backend.options import preset_options
 from backend.weights import WeightsEntry, sha256_file, write_manifest
 from tests.gan2shape.helpers import TINY_OPTIONS, ellipse_photo
+from workbench.train import gan2shape_encoder, gan2shape_joint
 
 
 def register_mask_network(entry: WeightsEntry) -> WeightsEntry:
@@ -42,12 +45,12 @@ def joint_args(tmp_path, stages: int) -> list[str]:
             "--weights-dir", str(tmp_path)]  # fmt: skip
 
 
-def test_joint_pretraining_resumes_exports_and_replaces_the_prior(tiny_entry, tmp_path, capsys):
+def test_joint_pretraining_resumes_exports_and_replaces_the_prior(tiny_entry, auxiliary, tmp_path, capsys):
     entry, state = tiny_entry
     write_manifest(tmp_path, [entry, register_mask_network(entry)])
     encoder_args = ["--out", str(tmp_path / "enc"), "--gan", "tiny-car", "--steps", "1", "--batch", "2"]
     gan2shape_encoder.main([*encoder_args, "--weights-dir", str(tmp_path), "--export"])
-    assert find_extras(entry, 64).pretrained_nets().keys() == {"netEnc"}
+    assert find_auxiliary_nets(entry, 64, auxiliary).pretrained_nets().keys() == {"netEnc"}
 
     gan2shape_joint.main(joint_args(tmp_path, 1))
     gan2shape_joint.main([*joint_args(tmp_path, 2), "--job-lam-smooth", "0.1", "--export"])
@@ -69,20 +72,20 @@ def test_joint_pretraining_resumes_exports_and_replaces_the_prior(tiny_entry, tm
     assert {t.dtype for t in saved.values()} == {torch.float16}
     assert not saved["nets.netV.network.10.weight"].any()  # the view net stayed frozen at identity
     assert saved["nets.netD.network.0.weight"].abs().sum() > 0
-    extras = find_extras(entry, 64)
+    extras = find_auxiliary_nets(entry, 64, auxiliary)
     assert sorted(extras.pretrained_nets()) == sorted(NET_NAMES)  # the joint file wins over the encoder
     assert extras.pretrained_depth()
     job_options = {"relative_enc": True, "f1_d": 2, "lam_smooth": 0.1}
     assert extras.option_defaults() == job_options
 
-    short = {**METHOD.presets["fast"], **TINY_OPTIONS, "num_stages": 1, "stage0": (1, 1, 1)}
-    model = METHOD.load(entry, state, "cpu")
-    result = model.run(ellipse_photo(), {**short, "previews": False}, seed=0, progress=lambda *a, **k: None)
+    short = preset_options(Options, "fast", **{**TINY_OPTIONS, "num_stages": 1, "stage0": (1, 1, 1)})
+    model = METHOD.load(entry, state, "cpu", auxiliary)
+    result = model.run(ellipse_photo(), replace(short, previews=False), seed=0, progress=lambda *a, **k: None)
     assert result.info["pretrained_nets"] == sorted(NET_NAMES)
     assert result.info["loss_curves"]["prior"] == []  # no ellipsoid fitted: the pretrained depth net starts
     quiet = {"seed": 0, "progress": lambda *a, **k: None}
     assert model.reconstruct(ellipse_photo(), short, **quiet).options.lam_smooth == 0.1  # the entry's
-    chosen = model.reconstruct(ellipse_photo(), {**short, "lam_smooth": 0.05}, **quiet).options
+    chosen = model.reconstruct(ellipse_photo(), replace(short, lam_smooth=0.05), **quiet).options
     assert chosen.lam_smooth == 0.05  # a user's explicit value wins
 
     checkpoint = tmp_path / "joint" / gan2shape_joint.CHECKPOINT

@@ -10,20 +10,22 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from backend.inputs import InputError
 from backend.methods.base import JobCancelled
-from backend.methods.gan2shape import METHOD, warp
-from backend.methods.gan2shape.config import resolve
+from backend.methods.gan2shape import METHOD, depth_render
+from backend.methods.gan2shape.config import Research, resolve
 from backend.methods.gan2shape.depthmap import normals_from_depth, scale_view, smooth_depth
 from backend.methods.gan2shape.masknet import MaskNet, MaskNetConfig
 from backend.methods.gan2shape.method import crop_input
+from backend.methods.gan2shape.options import Options
+from backend.options import parse_options, preset_options
+from backend.protocol import UserError
 from backend.results import validate
 from backend.weights import WeightsEntry, sha256_file, write_manifest
 from tests.gan2shape.helpers import TINY_OPTIONS, ellipse_photo
 
 
 def options(**changes):
-    return {**METHOD.presets["fast"], **TINY_OPTIONS, **changes}
+    return preset_options(Options, "fast", **{**TINY_OPTIONS, **changes})
 
 
 class Recorder:
@@ -40,9 +42,9 @@ class Recorder:
 
 
 @pytest.fixture
-def model(tiny_entry):
+def model(tiny_entry, auxiliary):
     entry, state = tiny_entry
-    return METHOD.load(entry, state, "cpu")
+    return METHOD.load(entry, state, "cpu", auxiliary)
 
 
 def test_run_reports_every_stage_and_returns_a_valid_relief(model):
@@ -68,7 +70,7 @@ def test_run_reports_every_stage_and_returns_a_valid_relief(model):
     assert curves["prior"][-1] < curves["prior"][0]
     assert all(math.isfinite(v) for c in curves.values() for v in c)
     # The relief: cut to the object (no full background sheet), Blender frame, camera in front.
-    res = options()["mesh_resolution"]
+    res = options().mesh_resolution
     assert len(result.vertices) < 0.8 * res * res
     extent = result.vertices.max(axis=0) - result.vertices.min(axis=0)
     assert extent.max() == pytest.approx(4.5, abs=1e-4)  # a car's size in metres (its largest extent)
@@ -110,12 +112,12 @@ def test_texture_modes_photo_albedo_net_shaded(model):
     np.testing.assert_array_equal(results["photo"].faces, results["net"].faces)
 
 
-def test_without_a_mask_the_category_mask_network_is_used(tiny_entry):
+def test_without_a_mask_the_category_mask_network_is_used(tiny_entry, auxiliary):
     entry, state = tiny_entry
     photo = ellipse_photo()
-    photo.mask = np.ones_like(photo.mask)
+    photo.mask, photo.mask_source = np.ones_like(photo.mask), "none"
     short = options(num_stages=1, stage0=(1, 1, 1), previews=False)
-    alone = METHOD.load(entry, state, "cpu").run(photo, short, seed=0, progress=Recorder())
+    alone = METHOD.load(entry, state, "cpu", auxiliary).run(photo, short, seed=0, progress=Recorder())
     assert alone.info["mask_source"].startswith("whole image")
     torch.manual_seed(0)
     config = MaskNetConfig(size=32, width=4, depth=2)
@@ -131,20 +133,22 @@ def test_without_a_mask_the_category_mask_network_is_used(tiny_entry):
     )
     write_manifest(entry.root, [entry, mask_entry])
     assert not METHOD.is_model_entry(mask_entry)
-    METHOD.load(mask_entry, net_state, "cpu")  # validates strictly
-    with pytest.raises(InputError, match="mask network found no object"):
-        METHOD.load(entry, state, "cpu").run(photo, short, seed=0, progress=Recorder())
+    METHOD.load(mask_entry, net_state, "cpu", auxiliary)  # validates strictly
+    with pytest.raises(UserError, match="mask network found no object") as err:
+        METHOD.load(entry, state, "cpu", auxiliary).run(photo, short, seed=0, progress=Recorder())
+    assert err.value.code == "empty_mask"
     net_state["head.bias"] = torch.full_like(net_state["head.bias"], 20.0)  # sees the whole crop
     save_file(net_state, path)
     mask_entry = replace(mask_entry, sha256=sha256_file(path), size=path.stat().st_size)
     write_manifest(entry.root, [entry, mask_entry])
-    helped = METHOD.load(entry, state, "cpu").run(photo, short, seed=0, progress=Recorder())
+    helped = METHOD.load(entry, state, "cpu", auxiliary).run(photo, short, seed=0, progress=Recorder())
     assert helped.info["mask_source"] == "mask network"
 
 
 def test_w_plus_inversion_runs_through_the_pipeline(model):
-    short = options(num_stages=1, stage0=(2, 2, 2), previews=False, invert_w_plus=True)
-    result = model.run(ellipse_photo(), short, seed=1, progress=Recorder())
+    short = options(num_stages=1, stage0=(2, 2, 2), previews=False)
+    outcome = model.reconstruct(ellipse_photo(), short, 1, Recorder(), Research(invert_w_plus=True))
+    result = model.export(outcome)
     assert np.isfinite(result.vertices).all() and result.info["losses"]["step3"] is not None
 
 
@@ -168,21 +172,22 @@ def test_cancel_stops_the_run(model, stage):
     assert all(e[0] != stage for e in recorder.events)
 
 
-def test_a_diverging_generator_is_a_clear_error(tiny_entry):
+def test_a_diverging_generator_is_a_clear_error(tiny_entry, auxiliary):
     entry, state = tiny_entry
     broken = dict(state)
     broken["g_ema.to_rgb1.bias"] = torch.full_like(state["g_ema.to_rgb1.bias"], float("nan"))
-    model = METHOD.load(entry, broken, "cpu")
+    model = METHOD.load(entry, broken, "cpu", auxiliary)
     with pytest.raises(FloatingPointError, match="diverged"):
         model.run(ellipse_photo(), options(), seed=0, progress=Recorder())
 
 
-def test_the_view_prior_is_centred_on_the_entry_mean_unless_an_option_moves_it(tiny_entry):
+def test_the_view_prior_is_centred_on_the_entry_mean_unless_an_option_moves_it(tiny_entry, auxiliary):
     """The GAN's mean training view is where pseudo views are drawn around and what the view net's
     output is relative to; ``view_mean`` overrides it, and result.json records the one used."""
     entry, state = tiny_entry
     pitched = [0.25, 0.0, 0.0, 0.0, 0.0, 0.0]
-    model = METHOD.load(replace(entry, config={**entry.config, "view_mean": pitched}), state, "cpu")
+    pitched_entry = replace(entry, config={**entry.config, "view_mean": pitched})
+    model = METHOD.load(pitched_entry, state, "cpu", auxiliary)
     outcome = model.reconstruct(ellipse_photo(), options(), seed=1, progress=Recorder())
     run = outcome.run
     assert run.prior.view_mean.tolist() == pitched
@@ -201,11 +206,12 @@ def test_depth_smoothing_smooths_the_final_relief_on_the_object_only(model):
     depth is the smoothed one on the object (untouched outside), and the view depth, normals,
     canonical mask and the exported relief all follow it."""
     photo, short = ellipse_photo(), options(num_stages=1, stage0=(3, 3, 3), previews=False)
-    plain = model.reconstruct(photo, {**short, "depth_smoothing": 0.0}, seed=2, progress=Recorder())
-    smooth = model.reconstruct(photo, {**short, "depth_smoothing": 2.0}, seed=2, progress=Recorder())
+    plain = model.reconstruct(photo, replace(short, depth_smoothing=0.0), seed=2, progress=Recorder())
+    smooth = model.reconstruct(photo, replace(short, depth_smoothing=2.0), seed=2, progress=Recorder())
     object_ = plain.run.canon_mask[0, 0] > 0.5
     raw, smoothed = plain.state.depth[0], smooth.state.depth[0]
-    seen = warp.sample(smooth.run.target.mask, warp.view_to_canon_grid(smoothed[None], smooth.state.view))
+    grid = depth_render.view_to_canon_grid(smoothed[None], smooth.state.view)
+    seen = depth_render.sample(smooth.run.target.mask, grid)
     assert torch.equal(smooth.run.canon_mask, seen)  # the input mask through the smoothed relief
     assert torch.equal(smoothed[~object_], raw[~object_])
     assert torch.allclose(smoothed, smooth_depth(raw[None], object_[None], 2.0)[0])
@@ -215,21 +221,21 @@ def test_depth_smoothing_smooths_the_final_relief_on_the_object_only(model):
 
     assert roughness(smoothed) < 0.5 * roughness(raw)
     view = smooth.state.view
-    assert torch.allclose(smooth.state.recon_depth, warp.warp_canon_depth(smooth.state.depth, view))
+    assert torch.allclose(smooth.state.recon_depth, depth_render.warp_canon_depth(smooth.state.depth, view))
     assert torch.allclose(smooth.state.normal, normals_from_depth(smooth.state.depth))
     a, b = model.export(plain), model.export(smooth)
     assert a.vertices.shape != b.vertices.shape or not np.allclose(a.vertices, b.vertices)
 
 
 def test_unknown_or_bad_options_are_refused(model):
-    with pytest.raises(ValueError, match="unknown gan2shape option"):
-        model.run(ellipse_photo(), {**options(), "stages": 3}, seed=0, progress=Recorder())
+    with pytest.raises(UserError, match="unknown option"):
+        parse_options(Options, "fast", {"stages": 3})
     with pytest.raises(ValueError, match="texture"):
         model.run(ellipse_photo(), options(texture="glossy"), seed=0, progress=Recorder())
 
 
 def test_published_schedules_by_category():
-    paper = METHOD.presets["paper"]
+    paper = preset_options(Options, "paper")
     car, face, synface = resolve("car", paper), resolve("face", paper), resolve("synface", paper)
     assert (car.num_stages, car.stage0, car.later, car.batch) == (4, (700, 700, 600), (200, 500, 400), 8)
     assert car.use_mask and not car.relative_enc and car.flip3 == (False,) * 4
@@ -237,7 +243,7 @@ def test_published_schedules_by_category():
         (600, 600, 400), (200, 500, 300), 16, True, 1.2)
     assert (synface.num_stages, synface.f1_d, synface.rand_light[0]) == (1, 8, -0.9)
     assert car.prior_iters == 1000 and car.collect_iters == 100 and car.lr == 1e-4
-    fast = resolve("car", METHOD.presets["fast"])
+    fast = resolve("car", preset_options(Options, "fast"))
     assert fast.total_steps(0) + fast.total_steps(1) + fast.total_steps(2) < 500
 
 
@@ -264,9 +270,9 @@ def test_sampled_pseudo_pose_is_the_pose_each_pseudo_sample_was_made_with(model)
     with torch.no_grad():
         pseudo, _, poses = run.sample_pseudo(3)
         view, (ambient, diffuse, direction) = run.projected_view_light(pseudo, poses)
-        lambert = warp.diffuse_shading(state.normal[:1].expand(3, -1, -1, -1), direction)
-        lit = warp.shade(state.albedo[:1].expand(3, -1, -1, -1), lambert, ambient, diffuse)
-        image, _, _ = warp.render_view(lit, state.depth[:1].expand(3, -1, -1), view)
+        lambert = depth_render.diffuse_shading(state.normal[:1].expand(3, -1, -1, -1), direction)
+        lit = depth_render.shade(state.albedo[:1].expand(3, -1, -1, -1), lambert, ambient, diffuse)
+        image, _, _ = depth_render.render_view(lit, state.depth[:1].expand(3, -1, -1), view)
     assert torch.allclose(image.clamp(-1, 1), pseudo, atol=1e-5)
     assert not torch.allclose(view[0], view[1])
 
@@ -287,8 +293,8 @@ def test_predicted_pseudo_pose_asks_the_view_and_light_nets(model):
 
 def test_optimised_projections_fit_each_pseudo_sample_on_its_own(model):
     recorder = Recorder()
-    outcome = model.reconstruct(ellipse_photo(), options(projection="optimise", projection_lr=0.1), seed=2,
-                                progress=recorder)
+    optimise = Research(projection="optimise", projection_lr=0.1)
+    outcome = model.reconstruct(ellipse_photo(), options(), seed=2, progress=recorder, research=optimise)
     run, opts = outcome.run, resolve("car", options())
     steps = [e for e in recorder.events if e[0] == "step2"]
     assert [e[1] for e in steps] == list(range(1, opts.total_steps(1) + 1))
@@ -296,4 +302,4 @@ def test_optimised_projections_fit_each_pseudo_sample_on_its_own(model):
     assert run.projected.shape[0] == run.projected_poses.shape[0] == opts.collect_iters * opts.batch
     assert (run.projected[0] - run.projected[1]).abs().max() > 1e-4
     with pytest.raises(ValueError, match="projection"):
-        model.run(ellipse_photo(), options(projection="nearest"), seed=0, progress=Recorder())
+        Research(projection="nearest")

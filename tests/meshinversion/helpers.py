@@ -6,9 +6,13 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from backend.methods.base import AuxiliaryWeights
 from backend.methods.meshinversion.camera_search import WeakPerspective, view_quaternion
 from backend.methods.meshinversion.generator import Generator, GeneratorConfig
 from backend.methods.meshinversion.mesh_gan import MeshGAN
+
+NO_AUXILIARY = AuxiliaryWeights(entries=list, read=lambda entry: {})
+"""For a method loaded without a weights store: no auxiliary entries."""
 
 
 def small_generator(n_classes: int = 0, seed: int = 0) -> Generator:

@@ -3,19 +3,22 @@ photo, mirror and fill, and the method end to end with each ``texture`` mode."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
 
-from backend.jobs import JobError, resolve_options
 from backend.methods.meshinversion import METHOD
 from backend.methods.meshinversion.appearance import compose, mirror_columns, texture_size
 from backend.methods.meshinversion.mesh_gan import MeshGAN
+from backend.methods.meshinversion.options import Options
+from backend.options import parse_options, preset_options
+from backend.protocol import UserError
 from backend.render.bake import Bake, uv_fragments
 from backend.render.interpolate import blend_vertex_attributes
-from tests.meshinversion.helpers import small_generator
+from tests.meshinversion.helpers import NO_AUXILIARY, small_generator
 from tests.meshinversion.test_method import TINY_OVERRIDES, photo_file, quiet
 
 
@@ -78,10 +81,10 @@ def test_composite_keeps_the_photo_mirrors_it_and_fills_the_rest(mode):
 def test_the_method_exports_the_texture_of_each_mode(tmp_path):
     _, image = photo_file(tmp_path)
     entry = SimpleNamespace(id="tiny-car", category="car", origin="shipped")
-    method = METHOD(entry, torch.device("cpu"), MeshGAN(small_generator()))
-    base = {**METHOD.presets["fast"], **TINY_OVERRIDES}
+    method = METHOD(entry, torch.device("cpu"), MeshGAN(small_generator()), NO_AUXILIARY)
+    base = preset_options(Options, "fast", **TINY_OVERRIDES)
     modes = ("generated", "projected", "blended")
-    results = {mode: method.run(image, {**base, "texture": mode}, 0, quiet) for mode in modes}
+    results = {mode: method.run(image, replace(base, texture=mode), 0, quiet) for mode in modes}
     assert results["generated"].texture.shape == (256, 256, 3)
     assert results["generated"].info["texture"] == {"mode": "generated", "size": 256}
     info = results["blended"].info["texture"]
@@ -93,16 +96,16 @@ def test_the_method_exports_the_texture_of_each_mode(tmp_path):
     photo_mean = image.rgb[image.mask].mean(axis=0) * 255
     baked_mean = results["projected"].texture.reshape(-1, 3).mean(axis=0)
     assert np.abs(baked_mean - photo_mean).max() < 40
-    sized = method.run(image, {**base, "texture": "blended", "texture_size": 128}, 0, quiet)
+    sized = method.run(image, replace(base, texture="blended", texture_size=128), 0, quiet)
     assert sized.texture.shape == (128, 128, 3)
 
 
 @pytest.mark.parametrize("overrides", [{"texture": "bogus"}, {"texture_size": 0}, {"texture_size": 100000},
                                        {"texture_size": 2.5}])
 def test_bad_texture_options_are_one_line_errors_before_any_work(overrides):
-    options = resolve_options(METHOD.presets, "fast", {})
     with pytest.raises(ValueError) as err:
-        METHOD.check_options({**options, **overrides})
+        preset_options(Options, "fast", **overrides)
     assert "\n" not in str(err.value) and "texture" in str(err.value)
-    with pytest.raises((JobError, ValueError)):
-        METHOD.check_options(resolve_options(METHOD.presets, "fast", overrides))
+    with pytest.raises(UserError) as user_error:
+        parse_options(Options, "fast", overrides)
+    assert user_error.value.code == "bad_option" and "texture" in user_error.value.message

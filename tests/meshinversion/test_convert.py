@@ -8,10 +8,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from backend.methods.meshinversion import convert_official
+from backend.methods.meshinversion import METHOD
 from backend.methods.meshinversion.generator import Generator, GeneratorConfig
 from backend.weights import safe_torch_load
 from tests.meshinversion.test_generator import official_cub_entries
+
+convert_official = METHOD.convert_official
+"""The ``Method`` interface the import command uses."""
 
 
 def official_like_checkpoint(

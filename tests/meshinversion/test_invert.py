@@ -3,6 +3,8 @@ it can be cancelled, it refuses NaN, and several photos run as one batch."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 import torch
 
@@ -10,14 +12,18 @@ from backend.methods.base import JobCancelled
 from backend.methods.meshinversion.camera_search import view_quaternion
 from backend.methods.meshinversion.invert import InversionSettings, Inverter, distinct_views
 from backend.methods.meshinversion.mesh_gan import MeshGAN
+from backend.methods.meshinversion.options import Options
+from backend.options import parse_options
+from backend.protocol import UserError
 from tests.meshinversion.helpers import render_photo, small_generator
 
 SIZE = 64
-TINY = InversionSettings(
-    render_size=SIZE, z_candidates=16, rendered_candidates=8, azimuths=8, elevations=(0.0, 25.0),
+TINY = InversionSettings.from_options(replace(
+    Options(), render_size=SIZE, z_candidates=16, rendered_candidates=8, azimuths=8, elevations=(0.0, 25.0),
     camera_keep=3, camera_refine_steps=10, stages=((15, 0.1, 0.01), (10, 0.05, 0.005)),
     chamfer_points=512, feature_weight=0.0, silhouette_weight=1.0, chunk=32,
-)  # fmt: skip
+))  # fmt: skip
+"""Paper values (``Options()``) but for a tiny, fast schedule."""
 
 
 def quiet(*_args, **_kwargs) -> None:
@@ -117,13 +123,16 @@ def test_batch_of_photos_and_conditional_labels() -> None:
 
 
 def test_settings_from_options_validates_names() -> None:
-    settings = InversionSettings.from_options(
-        {"stages": [[10, 0.1, 0.01]], "elevations": [0, 30], "class_label": 3}
-    )
+    options = parse_options(Options, "paper", {"stages": "[[10, 0.1, 0.01]]", "elevations": "[0, 30]",
+                                               "class_label": "3"})  # fmt: skip
+    settings = InversionSettings.from_options(options)
     assert settings.stages == ((10, 0.1, 0.01),) and settings.elevations == (0.0, 30.0)
     assert settings.class_label == 3 and settings.total_steps == 10
-    with pytest.raises(ValueError, match="unknown meshinversion option"):
-        InversionSettings.from_options({"render_sise": 128})
+    assert (settings.flat_weight, settings.restarts) == (0.0, 1)  # research settings: code sets them
+    with pytest.raises(UserError, match="unknown option"):
+        parse_options(Options, "paper", {"render_sise": 128})
+    with pytest.raises(ValueError, match="restarts"):
+        InversionSettings.from_options(options, restarts=0)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device on this machine")
@@ -167,4 +176,4 @@ def test_refinement_fits_an_outline_the_generator_cannot_and_stays_mirrored(mode
     assert len(refined.stage_losses) == len(TINY.stages) + 1 and "smoothness" in refined.stage_losses[-1]
     assert [a[1] for a in events if a[0] == "refine shape"] == list(range(1, 41))
     with pytest.raises(ValueError, match="refine"):
-        InversionSettings.from_options({"refine_steps": -1})
+        replace(Options(), refine_steps=-1)

@@ -9,6 +9,7 @@ import json
 import os
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -22,12 +23,15 @@ from backend.methods.meshinversion import METHOD
 from backend.methods.meshinversion.camera_search import WeakPerspective, view_quaternion
 from backend.methods.meshinversion.export import blender_camera, blender_placement
 from backend.methods.meshinversion.mesh_gan import MeshGAN, exported_uvs
+from backend.methods.meshinversion.options import Options
 from backend.methods.meshinversion.vgg import CONV_CHANNELS, CONV_INDICES
+from backend.models import import_official, load_model
+from backend.options import preset_options
 from backend.render.interpolate import interpolate_corner_attributes, sample_texture
 from backend.render.rasterize import rasterize
 from backend.results import validate, write_result
-from backend.weights import Registry, build_model
-from tests.meshinversion.helpers import render_photo, small_generator
+from backend.weights import Registry
+from tests.meshinversion.helpers import NO_AUXILIARY, render_photo, small_generator
 
 ROOT = Path(__file__).resolve().parents[2]
 SIZE = 64
@@ -125,12 +129,12 @@ def test_blender_camera_reproduces_the_fitted_view(rule: ScaleRule) -> None:
 def test_import_run_and_write_through_the_registry(tmp_path: Path) -> None:
     registry = Registry(user_dir=tmp_path / "weights", shipped_dir=tmp_path / "none")
     write_checkpoint(tmp_path / "checkpoint_latest.pth")
-    entry = registry.import_official(tmp_path / "checkpoint_latest.pth", "meshinversion", "car", "mi-small")
+    entry = import_official(registry, tmp_path / "checkpoint_latest.pth", "meshinversion", "car", "mi-small")
     assert entry.config["template_rings"] == 31 and entry.config["width"] == 1 / 16
-    method = build_model(entry, registry.load_state_dict(entry), "cpu")
+    method = load_model(registry, entry, "cpu")
     assert isinstance(method, METHOD)
     _, image = photo_file(tmp_path)
-    options = {**METHOD.presets["fast"], **TINY_OVERRIDES, "feature_weight": 0.04}
+    options = preset_options(Options, "fast", **{**TINY_OVERRIDES, "feature_weight": 0.04})
     result = validate(method.run(image, options, 0, quiet))
     assert (
         result.vertices.shape == (962, 3)
@@ -154,10 +158,10 @@ def test_import_run_and_write_through_the_registry(tmp_path: Path) -> None:
     assert {"mesh.npz", "texture.png", "result.json"} <= set(files)
 
     write_vgg(tmp_path / "vgg19.pth")
-    vgg_entry = registry.import_official(tmp_path / "vgg19.pth", "meshinversion", "vgg19", "vgg19")
+    vgg_entry = import_official(registry, tmp_path / "vgg19.pth", "meshinversion", "vgg19", "vgg19")
     with pytest.raises(ValueError, match="VGG19 feature network"):
-        build_model(vgg_entry, registry.load_state_dict(vgg_entry), "cpu").run(image, options, 0, quiet)
-    method = build_model(entry, registry.load_state_dict(entry), "cpu")
+        load_model(registry, vgg_entry, "cpu").run(image, options, 0, quiet)
+    method = load_model(registry, entry, "cpu")
     with_vgg = method.run(image, options, 0, quiet)
     assert with_vgg.info["feature_loss"] is True and with_vgg.info["notes"] == []
     assert "feature" in with_vgg.info["stage_losses"][0]
@@ -168,10 +172,10 @@ def test_batch_mode_returns_one_result_per_photo(tmp_path: Path) -> None:
     entry = argparse.Namespace(
         config=generator.config.to_dict(), id="small", root=tmp_path, origin="user", category="car"
     )
-    method = METHOD.load(entry, generator.state_dict(), "cpu")
+    method = METHOD.load(entry, generator.state_dict(), "cpu", NO_AUXILIARY)
     _, image = photo_file(tmp_path)
     flipped = InputImage(image.rgb[:, ::-1].copy(), image.mask[:, ::-1].copy(), image.path)
-    options = {**METHOD.presets["fast"], **TINY_OVERRIDES, "previews": False, "scale": "unit"}
+    options = preset_options(Options, "fast", **{**TINY_OVERRIDES, "previews": False, "scale": "unit"})
     results = method.run_batch([image, flipped], options, 0, quiet)
     assert len(results) == 2 and all(r.previews == {} for r in results)
     for r in results:  # scale=unit: the unit box of old, centred, largest extent 1, camera 3 units off
@@ -179,7 +183,7 @@ def test_batch_mode_returns_one_result_per_photo(tmp_path: Path) -> None:
         assert np.allclose((r.vertices.max(0) + r.vertices.min(0)) / 2, 0, atol=1e-5)
         assert r.info["placement"]["scale"] == "unit"
     with pytest.raises(ValueError, match="scale must be"):
-        METHOD.check_options({**options, "scale": "feet"})
+        replace(options, scale="feet")
     assert results[0].info["batch_size"] == 2
 
 

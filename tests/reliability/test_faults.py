@@ -18,12 +18,12 @@ import pytest
 import torch
 
 from backend import jobs
-from backend.jobs import JobError, ModelCache, out_of_memory_hint, run_job
+from backend.jobs import ModelCache, out_of_memory_hint, run_job
 from backend.methods import method_class
 from backend.methods.base import JobCancelled
-from backend.protocol import SERVER_TYPES, JobRequest, ProtocolError, decode
+from backend.protocol import SERVER_TYPES, JobRequest, ProtocolError, UserError, decode
 from backend.weights import Registry
-from blender_addon.client import BackendClient, BackendError
+from blender_addon.client import BackendClient
 from tests.core.backend_process import ROOT, backend_env
 from tests.reliability.conftest import TinyWeights, leftovers, start_backend
 
@@ -66,7 +66,7 @@ def test_sigkill_mid_job_is_reported_and_the_next_job_gets_a_fresh_backend(
         first_pid = client.pid
         long = _request(tiny, "gan2shape", photo, tmp_path / "killed", invert_steps=5000)
         job = client.submit(long)
-        with pytest.raises(BackendError) as busy:  # two jobs at once: the second is refused, not mixed in
+        with pytest.raises(UserError) as busy:  # two jobs at once: the second is refused, not mixed in
             client.submit(_request(tiny, "meshinversion", photo, tmp_path / "second"))
         assert busy.value.code == "busy"
         deadline = time.monotonic() + 120
@@ -82,7 +82,7 @@ def test_sigkill_mid_job_is_reported_and_the_next_job_gets_a_fresh_backend(
         after = client.submit(_request(tiny, "meshinversion", photo, tmp_path / "after"))
         client.wait()
         assert after.state == "done", after.error
-        assert client.pid != first_pid and Path(after.result["files"]["mesh.npz"]).is_file()
+        assert client.pid != first_pid and Path(after.result.files["mesh.npz"]).is_file()
     finally:
         client.kill()
     assert not (tmp_path / "killed").exists() and leftovers(tmp_path) == []
@@ -216,7 +216,7 @@ def test_out_of_memory_maps_to_a_hint_and_the_next_job_runs(
         raise failure
 
     monkeypatch.setattr(model_class, "run", run_out_of_memory)
-    with pytest.raises(JobError) as err:
+    with pytest.raises(UserError) as err:
         run_job(
             _request(tiny, "meshinversion", photo, tmp_path / "oom"), lambda e: None, None, registry, cache
         )

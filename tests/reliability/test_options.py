@@ -7,12 +7,13 @@ from typing import Any
 
 import pytest
 
-from backend.jobs import JobError, resolve_options
-from backend.methods import method_class
+from backend.methods import options_class
+from backend.options import preset_values, resolve_options
+from backend.protocol import UserError
 
 
 def presets(method: str) -> dict[str, dict[str, Any]]:
-    return method_class(method).presets
+    return preset_values(options_class(method))
 
 
 @pytest.mark.parametrize(
@@ -34,7 +35,7 @@ def presets(method: str) -> dict[str, dict[str, Any]]:
 def test_bad_override_is_refused_before_the_method_runs(
     method: str, preset: str, overrides: dict[str, Any]
 ) -> None:
-    with pytest.raises(JobError) as err:
+    with pytest.raises(UserError) as err:
         resolve_options(presets(method), preset, overrides)
     assert err.value.code == "bad_option" and err.value.hint and len(str(err.value)) < 200
 

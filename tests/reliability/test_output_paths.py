@@ -28,6 +28,7 @@ from backend.protocol import is_staging_name
 from backend.results import check_output_dir, write_result
 from tests.core.backend_process import ROOT, backend_env
 from tests.core.test_results import META, octahedron, tree
+from tests.file_tree import link_to_empty_folder
 from tests.reliability.conftest import TinyWeights, leftovers
 
 pytestmark = pytest.mark.slow  # real jobs with tiny weights, backend subprocesses
@@ -86,22 +87,17 @@ def test_artists_folder_under_overwrite_is_refused_byte_identical(
 def test_link_to_an_empty_folder_then_overwrite_through_it(
     capsys: pytest.CaptureFixture[str], tiny: TinyWeights, photo: Path, tmp_path: Path
 ) -> None:
-    (tmp_path / "projects").mkdir()
-    (tmp_path / "disk").mkdir()
-    target = tmp_path / "disk" / "car"
-    target.mkdir()
-    link = tmp_path / "projects" / "LINK"
-    link.symlink_to(target, target_is_directory=True)
+    link, target = link_to_empty_folder(tmp_path)
     code, err = _reconstruct(capsys, tiny, photo, link)
     assert code == 0, err
     assert link.is_symlink() and os.readlink(link) == str(target) and _is_whole_result(target)
-    assert os.listdir(tmp_path / "projects") == ["LINK"] and os.listdir(tmp_path / "disk") == ["car"]
+    assert os.listdir(tmp_path / "work") == ["LINK"] and os.listdir(tmp_path / "store") == ["results"]
     first = (target / "result.json").read_bytes()
     code, err = _reconstruct(capsys, tiny, photo, link, "--overwrite", "--seed", "7")
     assert code == 0, err
     assert link.is_symlink() and _is_whole_result(target) and (target / "result.json").read_bytes() != first
     assert json.loads((target / "result.json").read_text())["seed"] == 7
-    assert os.listdir(tmp_path / "projects") == ["LINK"] and os.listdir(tmp_path / "disk") == ["car"]
+    assert os.listdir(tmp_path / "work") == ["LINK"] and os.listdir(tmp_path / "store") == ["results"]
 
 
 def test_245_character_name_works_and_256_is_one_line(

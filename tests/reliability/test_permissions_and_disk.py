@@ -19,8 +19,7 @@ import pytest
 
 from backend import jobs, results
 from backend.jobs import ModelCache, run_job
-from backend.protocol import JobRequest
-from backend.results import ResultError
+from backend.protocol import JobRequest, UserError
 from backend.weights import Registry
 from tests.core.tiny_models import object_photo
 from tests.reliability.conftest import TinyWeights, leftovers, make_tiny_weights, run_as_other_user
@@ -101,7 +100,7 @@ def test_full_disk_keeps_the_previous_result(tmp_path: Path, monkeypatch: pytest
 
     monkeypatch.setattr(results.np, "savez_compressed", disk_full)
     for out, overwrite in ((tmp_path / "fresh", False), (tmp_path / "result", True)):
-        with pytest.raises(ResultError) as err:
+        with pytest.raises(UserError) as err:
             job(out, overwrite=overwrite)
         assert err.value.code == "disk_full" and "free disk space" in err.value.hint
     assert not (tmp_path / "fresh").exists() and leftovers(tmp_path) == []

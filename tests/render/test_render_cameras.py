@@ -11,10 +11,10 @@ from backend.render import (
     PerspectiveCamera,
     euler_rotation_xyz,
     focal_from_fov,
-    meshinversion_camera,
+    pivot_perspective_camera,
     quaternion_matrix,
     rasterize,
-    unsup3d_camera,
+    weak_perspective_camera,
 )
 
 
@@ -82,10 +82,10 @@ def test_meshinversion_camera_matches_its_published_pipeline() -> None:
     t = torch.randn(2, 3, generator=generator) * 0.1
     v = torch.randn(2, 7, 3, generator=generator)
     vtx = (_qrot(q[:, None], s[:, None, None] * v) + t[:, None]) * torch.tensor([1.0, -1.0, -1.0])
-    screen = meshinversion_camera(q, s, t).project(v)
+    screen = weak_perspective_camera(q, s, t).project(v)
     torch.testing.assert_close(screen[..., :2], vtx[..., :2], atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(screen[..., 2], -vtx[..., 2], atol=1e-5, rtol=1e-5)  # smaller depth = nearer
-    with_2d_translation = meshinversion_camera(q, s, t[:, :2]).project(v)
+    with_2d_translation = weak_perspective_camera(q, s, t[:, :2]).project(v)
     torch.testing.assert_close(with_2d_translation[..., :2], screen[..., :2])
 
 
@@ -114,7 +114,7 @@ def test_unsup3d_depth_grid_reprojects_onto_its_own_pixels() -> None:
     )
     depth = 1.0 + 0.05 * torch.sin(u / 7) * torch.cos(v / 5)
     points = torch.stack(((u - c) * depth / f, (v - c) * depth / f, depth), dim=-1).reshape(1, -1, 3)
-    screen = unsup3d_camera(torch.zeros(1, 6), size).project(points)
+    screen = pivot_perspective_camera(torch.zeros(1, 6), size).project(points)
     ndc = torch.stack(((2 * u + 1 - size) / size, (size - 2 * v - 1) / size), dim=-1).reshape(1, -1, 2)
     torch.testing.assert_close(screen[..., :2], ndc, atol=2e-5, rtol=0)
     torch.testing.assert_close(screen[..., 2], depth.reshape(1, -1))
@@ -122,7 +122,7 @@ def test_unsup3d_depth_grid_reprojects_onto_its_own_pixels() -> None:
 
 def test_unsup3d_view_rotates_about_the_pivot_then_translates() -> None:
     view = torch.tensor([[0.1, -0.4, 0.2, 0.05, -0.03, 0.02]])
-    camera = unsup3d_camera(view, 64, pivot_depth=1.0)
+    camera = pivot_perspective_camera(view, 64, pivot_depth=1.0)
     points = torch.tensor([[[0.0, 0.0, 1.0], [0.1, 0.2, 1.1]]])
     rotation = euler_rotation_xyz(view[:, :3])[0]
     pivot = torch.tensor([0.0, 0.0, 1.0])

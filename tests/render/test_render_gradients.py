@@ -12,12 +12,13 @@ from backend.render import (
     DirectionalLight,
     OrthographicCamera,
     build_edge_topology,
-    meshinversion_camera,
+    pivot_perspective_camera,
     rasterize,
     render_mesh,
-    unsup3d_camera,
+    weak_perspective_camera,
 )
 from backend.render.primitives import uv_sphere
+from workbench.experiments.soft_mask import render_soft_mask
 
 from .helpers import random_rotation
 
@@ -66,7 +67,7 @@ def _check(function: Callable[..., torch.Tensor], *inputs: torch.Tensor) -> None
 
 
 def _mi_camera(scene: dict[str, torch.Tensor]):
-    return meshinversion_camera(scene["quaternion"], scene["scale"], scene["translation"])
+    return weak_perspective_camera(scene["quaternion"], scene["scale"], scene["translation"])
 
 
 def test_gradients_to_vertices() -> None:
@@ -86,7 +87,7 @@ def test_gradients_to_texture_and_background() -> None:
 def test_gradients_to_weak_perspective_camera() -> None:
     scene = _scene()
     _check(
-        lambda q, s, t: _loss(scene, meshinversion_camera(q, s, t)),
+        lambda q, s, t: _loss(scene, weak_perspective_camera(q, s, t)),
         scene["quaternion"],
         scene["scale"],
         scene["translation"],
@@ -99,7 +100,7 @@ def test_gradients_to_perspective_camera_and_light() -> None:
 
     def loss(view: torch.Tensor, direction: torch.Tensor, ambient: torch.Tensor, diffuse: torch.Tensor):
         light = DirectionalLight(direction, ambient, diffuse)
-        return _loss(scene, unsup3d_camera(view, SIZE), light, vertices=vertices)
+        return _loss(scene, pivot_perspective_camera(view, SIZE), light, vertices=vertices)
 
     _check(
         loss,
@@ -150,9 +151,7 @@ def test_gradients_through_the_soft_silhouette() -> None:
     scene = _scene()
 
     def loss(vertices: torch.Tensor) -> torch.Tensor:
-        out = render_mesh(
-            vertices, scene["faces"], _mi_camera(scene), SIZE, antialiased=False, soft_sigma=2.0
-        )
-        return (out.soft_mask * scene["weights_alpha"]).sum()
+        soft = render_soft_mask(vertices, scene["faces"], _mi_camera(scene), SIZE, sigma=2.0)[1]
+        return (soft * scene["weights_alpha"]).sum()
 
     _check(loss, scene["vertices"])

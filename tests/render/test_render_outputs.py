@@ -17,7 +17,6 @@ from backend.render import (
     lambertian_shading,
     rasterize,
     render_mesh,
-    soft_silhouette,
     vertex_normals,
 )
 from backend.render.primitives import grid_faces, uv_sphere
@@ -155,28 +154,6 @@ def test_perspective_drops_faces_behind_the_near_plane() -> None:
     assert rasterize(behind, faces, 16).mask.any()  # orthographic depth may be negative
 
 
-def test_soft_silhouette_is_one_inside_and_decays_outside() -> None:
-    angle = torch.linspace(0, 2 * torch.pi, 65)[:-1]
-    ring = torch.stack((0.5 * angle.cos(), 0.5 * angle.sin(), torch.ones_like(angle)), dim=1)
-    screen = torch.cat((torch.tensor([[0.0, 0.0, 1.0]]), ring))[None]
-    index = torch.arange(64)
-    faces = torch.stack((torch.zeros_like(index), 1 + index, 1 + (index + 1) % 64), dim=1)
-    topology = build_edge_topology(faces)
-    mask = rasterize(screen, faces, 64).mask
-    soft = soft_silhouette(screen, faces, topology, mask, sigma=4.0)
-    assert torch.equal(soft[mask], torch.ones(int(mask.sum())))
-    rows = torch.arange(64)[:, None].expand(64, 64)
-    cols = torch.arange(64)[None, :].expand(64, 64)
-    radius = ((cols - 31.5).square() + (rows - 31.5).square()).sqrt()  # pixels from the centre
-    just_outside = ~mask[0] & (radius < 16 + 1.5)
-    far = radius > 16 + 8
-    assert (soft[0][just_outside] > 0.3).all() and (soft[0][just_outside] < 1).all()
-    assert (soft[0][far] == 0).all()
-    outside = ~mask[0] & ~far
-    closer = soft[0][outside][radius[outside].argsort()]
-    assert closer[0] > closer[-1]
-
-
 def test_inputs_are_not_modified() -> None:
     """to_image and antialias write into fresh buffers, never into the caller's tensors."""
     vertices, faces, _ = uv_sphere(16, 8)
@@ -195,17 +172,15 @@ def test_off_screen_and_non_finite_meshes_render_empty_without_error() -> None:
     vertices, faces, uvs = uv_sphere(16, 8)
     camera = OrthographicCamera(torch.eye(3).expand(2, 3, 3), 0.5, torch.tensor([[9.0, 0.0, 0.0]] * 2))
     offsets = torch.zeros(2, *vertices.shape, requires_grad=True)
-    out = render_mesh(
-        vertices + offsets, faces, camera, 16, texture=torch.rand(2, 3, 4, 4), uvs=uvs, soft_sigma=1.0
-    )
-    assert not out.mask.any() and (out.alpha == 0).all() and (out.soft_mask == 0).all()
+    out = render_mesh(vertices + offsets, faces, camera, 16, texture=torch.rand(2, 3, 4, 4), uvs=uvs)
+    assert not out.mask.any() and (out.alpha == 0).all()
     (out.rgb.sum() + out.alpha.sum()).backward()
     assert torch.equal(offsets.grad, torch.zeros_like(offsets))
     broken = vertices.clone()
     broken[5] = float("nan")
     broken[6] = float("inf")
     centred = OrthographicCamera(torch.eye(3)[None], 0.5, torch.zeros(1, 3))
-    out = render_mesh(broken[None], faces, centred, 16, soft_sigma=1.0)
+    out = render_mesh(broken[None], faces, centred, 16)
     touching = (faces == 5).any(1) | (faces == 6).any(1)
     assert out.mask.any() and not touching[out.pix_to_face[out.mask]].any()
     with pytest.raises(ValueError, match="B, V, 3"):

@@ -7,10 +7,10 @@ import math
 import torch
 
 from backend.methods.meshinversion.template import sphere_template
-from backend.train.data.car_maps import car_maps
-from backend.train.data.car_paint import paint_car
-from backend.train.data.car_params import SHAPE_RANGES, car_params
-from backend.train.data.car_sdf import (
+from workbench.data.car_maps import car_maps
+from workbench.data.car_paint import paint_car
+from workbench.data.car_params import SHAPE_RANGES, car_params
+from workbench.data.car_sdf import (
     body_top,
     car_centre,
     car_sdf,
@@ -18,8 +18,8 @@ from backend.train.data.car_sdf import (
     wheel_centres_z,
     wheel_outer_x,
 )
-from backend.train.data.star_surface import star_radius
-from backend.train.data.uv_grid import mirror_half, texel_directions
+from workbench.data.star_surface import star_radius
+from workbench.data.uv_grid import mirror_half, texel_directions
 
 SEEDS = [3, 11, 42]
 

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from backend.train.eval_set import EVAL_COUNT, write_eval_set
-from backend.train.splits import eval_seeds, is_eval_seed
+from workbench.eval_set import EVAL_COUNT, write_eval_set
+from workbench.splits import eval_seeds, is_eval_seed
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 

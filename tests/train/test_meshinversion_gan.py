@@ -10,8 +10,8 @@ from safetensors.torch import load_file
 
 from backend.methods.meshinversion.generator import Generator, GeneratorConfig
 from backend.methods.meshinversion.template import sphere_template
-from backend.train.mesh_smoothness import face_neighbours, flat_loss
-from backend.train.meshinversion_gan import (
+from workbench.train.mesh_smoothness import face_neighbours, flat_loss
+from workbench.train.meshinversion_gan import (
     CHECKPOINT,
     WEIGHTS_FILE,
     WEIGHTS_ID,
@@ -74,8 +74,8 @@ def test_two_steps_resume_exactly_and_export_loads(tmp_path):
 def test_moment_loss_vanishes_on_the_data_itself():
     import numpy as np
 
-    from backend.train.data.map_cache import MapCache
-    from backend.train.meshinversion_gan import Trainer
+    from workbench.data.map_cache import MapCache
+    from workbench.train.meshinversion_gan import Trainer
 
     rng = np.random.default_rng(0)
     data = MapCache(np.arange(6), rng.integers(0, 255, (6, 3, 256, 128), dtype=np.uint8),

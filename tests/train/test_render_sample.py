@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from backend.render.cameras import meshinversion_camera
+from backend.render.cameras import weak_perspective_camera
 from backend.render.rasterize import rasterize
-from backend.train.data.render_sample import render_cars, render_sample
+from workbench.data.render_sample import render_cars, render_sample
 
 
 def test_mask_equals_valid_depth_and_camera_reproduces_the_silhouette():
@@ -17,7 +17,7 @@ def test_mask_equals_valid_depth_and_camera_reproduces_the_silhouette():
     assert 0.05 < cars.mask.mean() < 0.7
     translation = torch.cat([torch.from_numpy(cars.translation), torch.full((3, 1), 3.0)], 1)
     quaternion, scale = torch.from_numpy(cars.quaternion), torch.from_numpy(cars.scale)
-    camera = meshinversion_camera(quaternion, scale, translation)
+    camera = weak_perspective_camera(quaternion, scale, translation)
     screen = camera.project(torch.from_numpy(cars.vertices))
     mask = rasterize(screen, torch.from_numpy(cars.faces).long(), 96, cull_backfaces=True).mask
     assert np.array_equal(mask.numpy(), cars.mask)
@@ -33,7 +33,7 @@ def test_render_is_a_function_of_the_seed():
 
 
 def test_views_cover_the_circle_and_lights_vary():
-    from backend.train.data.render_sample import view_draws
+    from workbench.data.render_sample import view_draws
 
     draws = view_draws(list(range(400)))
     hist = np.histogram(draws["azimuth"].numpy(), bins=8, range=(0, 2 * np.pi))[0]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from backend.train.splits import (
+from workbench.splits import (
     EVAL_SEED_START,
     VALIDATION_SEED_START,
     check_training_seeds,
@@ -26,7 +26,7 @@ def test_eval_and_training_ranges_are_disjoint():
 
 
 def test_cache_refuses_eval_seeds(tmp_path):
-    from backend.train.data.map_cache import build_cache
+    from workbench.data.map_cache import build_cache
 
     with pytest.raises(ValueError, match="held-out"):
         build_cache(tmp_path / "c.npz", 2, first_seed=EVAL_SEED_START)

@@ -14,11 +14,11 @@ from safetensors.torch import load_file
 
 from backend.methods.gan2shape.masknet import MaskNet, MaskNetConfig, load_masknet
 from backend.methods.gan2shape.stylegan2 import StyleGAN2Config, build_gan, infer_config, split_state_dict
-from backend.train import masknet as train_mask
-from backend.train import stylegan2 as train_gan
-from backend.train.gan2shape_renders import build_render_set, load_render_set
-from backend.train.splits import eval_seeds
 from backend.weights import sha256_file
+from workbench.data.gan2shape_renders import build_render_set, load_render_set
+from workbench.splits import eval_seeds
+from workbench.train import masknet_training as train_mask
+from workbench.train import stylegan2_training as train_gan
 
 WEIGHTS_DIR = Path(__file__).resolve().parents[2] / "weights"
 

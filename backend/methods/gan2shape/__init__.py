@@ -1,6 +1,11 @@
-"""GAN2Shape (Pan et al., ICLR 2021): 3D shape from a 2D image GAN, on a relief (depth-map) model."""
+"""GAN2Shape (Pan et al., ICLR 2021): 3D shape from a 2D image GAN, on a relief (depth-map) model.
 
-from backend.methods.gan2shape.convert import convert_official
-from backend.methods.gan2shape.method import METHOD
+``METHOD`` loads on first use, so ``options`` imports without torch.
+"""
 
-__all__ = ["METHOD", "convert_official"]
+from __future__ import annotations
+
+from .. import lazy_exports
+
+__all__ = ["METHOD"]
+__getattr__ = lazy_exports(__name__, {"METHOD": "method:METHOD"})

@@ -1,4 +1,4 @@
-"""Import official GAN2Shape files into the weights registry (``weights import FILE --method gan2shape``).
+"""Official GAN2Shape files converted for the weights store (``weights import FILE --method gan2shape``).
 
 What a file is follows from its content, validated strictly against the model it feeds:
 
@@ -141,7 +141,7 @@ def convert_lpips(raw: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[st
 
 
 def convert_official(raw: dict[str, Any], category: str) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """Official file -> (state dict, config) for the registry; see the module docstring for the kinds."""
+    """Official file -> (state dict, config) for the store; see the module docstring for the kinds."""
     if not isinstance(raw, dict):
         raise TypeError("the checkpoint is not a dict")
     if category == "vgg16":

@@ -15,6 +15,8 @@ import math
 import torch
 import torch.nn.functional as F
 
+from backend.render.cameras import euler_rotation_xyz
+
 FOV_DEG = 10.0
 ROT_CENTER_DEPTH = 1.0
 MIN_DEPTH, MAX_DEPTH = 0.9, 1.1
@@ -59,27 +61,6 @@ def points_to_grid(points: torch.Tensor, fov_deg: float = FOV_DEG) -> torch.Tens
     return uv[..., :2] / (w - 1) * 2 - 1
 
 
-def grid_faces(h: int, w: int, device: torch.device) -> torch.Tensor:
-    """Two triangles per pixel quad of an (H, W) vertex grid, row-major vertex ids, (2(H-1)(W-1), 3)."""
-    ids = torch.arange(h * w, device=device).reshape(h, w)
-    tl, tr, bl, br = ids[:-1, :-1], ids[:-1, 1:], ids[1:, :-1], ids[1:, 1:]
-    first = torch.stack([tl, bl, tr], dim=-1).reshape(-1, 3)
-    second = torch.stack([tr, bl, br], dim=-1).reshape(-1, 3)
-    return torch.cat([first, second])
-
-
-def rotation_matrix(angles: torch.Tensor) -> torch.Tensor:
-    """(B, 3) radians (rx, ry, rz) -> (B, 3, 3) ``Rz @ Ry @ Rx``."""
-    cos, sin = angles.cos(), angles.sin()
-    one, zero = torch.ones_like(cos[:, 0]), torch.zeros_like(cos[:, 0])
-    cx, cy, cz = cos.unbind(1)
-    sx, sy, sz = sin.unbind(1)
-    rx = torch.stack([one, zero, zero, zero, cx, -sx, zero, sx, cx], 1).view(-1, 3, 3)
-    ry = torch.stack([cy, zero, sy, zero, one, zero, -sy, zero, cy], 1).view(-1, 3, 3)
-    rz = torch.stack([cz, -sz, zero, sz, cz, zero, zero, zero, one], 1).view(-1, 3, 3)
-    return rz @ ry @ rx
-
-
 def scale_view(raw: torch.Tensor) -> torch.Tensor:
     """Network view output (B, 6) in about (-1, 1) -> (rx, ry, rz radians, tx, ty, tz)."""
     rot = raw[:, :3] * math.radians(ROT_RANGE_DEG)
@@ -91,7 +72,7 @@ def transform_points(points: torch.Tensor, view: torch.Tensor) -> torch.Tensor:
     b = points.shape[0]
     flat = points.reshape(b, -1, 3)
     centre = flat.new_tensor([0.0, 0.0, ROT_CENTER_DEPTH])
-    rot = rotation_matrix(view[:, :3])
+    rot = euler_rotation_xyz(view[:, :3])
     moved = (flat - centre) @ rot.transpose(1, 2) + centre + view[:, None, 3:6]
     return moved.reshape(points.shape)
 
@@ -101,7 +82,7 @@ def inverse_transform_points(points: torch.Tensor, view: torch.Tensor) -> torch.
     b = points.shape[0]
     flat = points.reshape(b, -1, 3)
     centre = flat.new_tensor([0.0, 0.0, ROT_CENTER_DEPTH])
-    rot = rotation_matrix(view[:, :3])
+    rot = euler_rotation_xyz(view[:, :3])
     moved = (flat - view[:, None, 3:6] - centre) @ rot + centre
     return moved.reshape(points.shape)
 

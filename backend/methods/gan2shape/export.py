@@ -25,10 +25,10 @@ from backend.methods.gan2shape.depthmap import (
     FOV_DEG,
     ROT_CENTER_DEPTH,
     focal_length,
-    grid_faces,
     transform_points,
 )
 from backend.render.cameras import euler_rotation_xyz
+from backend.render.primitives import grid_faces
 
 CAM_TO_BLENDER = torch.tensor([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0], [0.0, -1.0, 0.0]])
 """Rows map camera-frame (x right, y down, z forward) to Blender (X, Y, Z); a proper rotation."""

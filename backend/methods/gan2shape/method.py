@@ -4,8 +4,9 @@ A job runs: crop the photo at the nets' resolution -> ``invert`` (find the Style
 the photo) -> ``prior`` (depth net fitted to the mask's ellipsoid; skipped when the category's
 joint-pretrained nets are registered, which then start instead) -> ``step1``/``step2``/
 ``collect``/``step3`` per stage -> ``export`` (relief mesh, camera, previews). Auxiliary
-weights (VGG16/LPIPS, pretrained nets, view/light priors, a mask network) are looked up in the
-registry at the first job (``extras.py``); what was on or off is reported in ``info``.
+weights (VGG16/LPIPS, pretrained nets, view/light priors, a mask network) are picked from those
+the job hands to ``load`` at the first job (``extras.py``); what was on or off is reported in
+``info``.
 """
 
 from __future__ import annotations
@@ -20,29 +21,23 @@ import torch
 import torch.nn.functional as F
 
 from backend.categories import scale_rule
-from backend.inputs import Crop, InputError, InputImage, crop_to_object, photo_side
-from backend.methods.base import MeshResult, Method, Progress
-from backend.methods.gan2shape import warp
-from backend.methods.gan2shape.config import (
-    AUTO_MESH_RESOLUTION,
-    DEFAULT_VIEW_STD,
-    PRESETS,
-    VIEW_TEXTURES,
-    Options,
-    resolve,
-)
+from backend.inputs import Crop, InputImage, crop_to_object, photo_side
+from backend.methods.base import AuxiliaryWeights, Converted, MeshResult, Method, Progress
+from backend.methods.gan2shape import depth_render
+from backend.methods.gan2shape.auxiliary import AUXILIARY_KINDS, AuxiliaryNets, find_auxiliary_nets, validate
+from backend.methods.gan2shape.config import AUTO_MESH_RESOLUTION, MODEL_FIELDS, Research, resolve
+from backend.methods.gan2shape.convert import convert_official
 from backend.methods.gan2shape.export import blender_camera, relief_mesh
-from backend.methods.gan2shape.extras import AUXILIARY_KINDS, Extras, find_extras, validate
 from backend.methods.gan2shape.inversion import invert
 from backend.methods.gan2shape.networks import ShapeNets, net_widths
-from backend.methods.gan2shape.pipeline import GAN2ShapeRun, Prediction, Target, ViewLightPrior
+from backend.methods.gan2shape.options import VIEW_TEXTURES, Options
 from backend.methods.gan2shape.previews import make_previews, to_uint8
+from backend.methods.gan2shape.schedule import GAN2ShapeRun, Prediction, Target, ViewLightPrior
 from backend.methods.gan2shape.stylegan2 import Discriminator, Generator, StyleGAN2Config, build_gan
+from backend.protocol import UserError
 
 MAX_NET_SIZE = 128
 """The 3D nets run at the GAN's size up to 128 px (the official choice for 256/512 px GANs)."""
-FULL_MASK = 0.999
-"""An input mask covering more than this fraction is no mask: the mask network is asked instead."""
 MIN_SHADING = 0.05
 """``albedo`` texture: the recovered shading is not trusted below this (the photo / shading ratio
 would blow up noise in the darkest pixels)."""
@@ -79,18 +74,17 @@ class GAN2Shape(Method):
     """StyleGAN2 + Unsup3d-style nets; one instance per loaded GAN (or validated auxiliary file)."""
 
     name: ClassVar[str] = "gan2shape"
-    presets: ClassVar[dict[str, dict[str, Any]]] = PRESETS
 
     def __init__(
-        self, entry: Any, device: torch.device, generator: Generator | None = None,
-        discriminator: Discriminator | None = None,
+        self, entry: Any, device: torch.device, auxiliary: AuxiliaryWeights,
+        generator: Generator | None = None, discriminator: Discriminator | None = None,
     ) -> None:
-        self.entry, self.device = entry, device
+        self.entry, self.device, self.auxiliary = entry, device, auxiliary
         self.generator, self.discriminator = generator, discriminator
         self.kind = entry.config.get("kind", "stylegan2")
         gan_size = int(entry.config.get("size", MAX_NET_SIZE))
         self.image_size = int(entry.config.get("image_size", min(gan_size, MAX_NET_SIZE)))
-        self.extras: Extras | None = None
+        self.extras: AuxiliaryNets | None = None
 
     @classmethod
     def is_model_entry(cls, entry: Any) -> bool:
@@ -98,22 +92,24 @@ class GAN2Shape(Method):
         return entry.config.get("kind", "stylegan2") not in AUXILIARY_KINDS
 
     @classmethod
-    def check_options(cls, options: dict[str, Any]) -> None:
-        """The values every category would refuse (category-dependent ones are checked as the car's)."""
-        resolve("car", options)
+    def convert_official(cls, checkpoint: dict[str, Any], category: str) -> Converted:
+        """A StyleGAN2, pretrained nets, a view/light prior, VGG16 or LPIPS heads (``convert.py``)."""
+        return convert_official(checkpoint, category)
 
     @classmethod
-    def load(cls, entry: Any, state_dict: dict[str, Any], device: Any) -> GAN2Shape:
+    def load(
+        cls, entry: Any, state_dict: dict[str, Any], device: Any, auxiliary: AuxiliaryWeights
+    ) -> GAN2Shape:
         """Build from ``entry.config`` and load strictly; auxiliary files are validated, not runnable."""
         kind = entry.config.get("kind", "stylegan2")
         device = torch.device(device)
         if kind in AUXILIARY_KINDS:
             validate(kind, entry.config, state_dict)
-            return cls(entry, device)
+            return cls(entry, device, auxiliary)
         generator, discriminator = build_gan(StyleGAN2Config.from_dict(entry.config), state_dict, device)
-        return cls(entry, device, generator, discriminator)
+        return cls(entry, device, auxiliary, generator, discriminator)
 
-    def build_nets(self, options: Options, seed: int, extras: Extras) -> ShapeNets:
+    def build_nets(self, options: Options, seed: int, extras: AuxiliaryNets) -> ShapeNets:
         """Nets initialised from ``seed``, or the category's pretrained ones when registered."""
         pretrained = extras.pretrained_nets()
         width = extras.pretrained_width() if extras.pretrained_depth() else options.net_width
@@ -126,12 +122,18 @@ class GAN2Shape(Method):
             nets.load_official(pretrained)
         return nets.to(self.device)
 
-    def view_light_prior(self, options: Options, extras: Extras) -> ViewLightPrior:
-        std = options.view_std or self.entry.config.get("view_std") or DEFAULT_VIEW_STD
-        prior = ViewLightPrior.default(tuple(float(v) for v in std), self.device)
-        mean = options.view_mean or self.entry.config.get("view_mean")
-        if mean is not None:
-            prior.view_mean = torch.tensor([float(v) for v in mean], device=self.device)
+    def resolve_options(self, options: Options, extras: AuxiliaryNets) -> Options:
+        """``options`` as this GAN runs them (``config.resolve``): its category's published values,
+        its entry's view prior and what the category's pretrained nets were made for."""
+        model = {k: self.entry.config[k] for k in MODEL_FIELDS if self.entry.config.get(k)}
+        return resolve(self.entry.category, options, {**model, **extras.option_defaults()})
+
+    def view_light_prior(self, options: Options, extras: AuxiliaryNets) -> ViewLightPrior:
+        """The diagonal view prior of resolved ``options``, replaced by registered official priors."""
+        assert options.view_std is not None, "resolve the options first"
+        prior = ViewLightPrior.default(tuple(float(v) for v in options.view_std), self.device)
+        if options.view_mean is not None:
+            prior.view_mean = torch.tensor([float(v) for v in options.view_mean], device=self.device)
         if extras.has("view_mvn"):
             prior.view_mean = extras.state("view_mvn")["mean"].to(self.device)
             prior.view_cov = extras.state("view_mvn")["cov"].to(self.device)
@@ -140,22 +142,23 @@ class GAN2Shape(Method):
         return prior
 
     def object_mask(
-        self, photo: InputImage, crop: Crop, image: torch.Tensor, extras: Extras
+        self, photo: InputImage, crop: Crop, image: torch.Tensor, extras: AuxiliaryNets
     ) -> tuple[torch.Tensor, str]:
-        """The crop's mask from the inputs module, or the category's mask network when there is none."""
+        """The crop's mask from the inputs module, or the category's mask network when the job asked
+        for none (mask source ``none``: the input's mask is then the whole image)."""
         mask = torch.from_numpy(crop.mask)[None, None].to(self.device)
-        if float(photo.mask.mean()) <= FULL_MASK:
+        if photo.mask_source != "none":
             return mask, "input"
         network = extras.mask_network(self.device)
         if network is None:
             return mask, "whole image (no mask given and no mask network registered)"
         predicted = network.predict(image)
         if not bool((predicted >= 0.5).any()):
-            raise InputError("empty_mask", "the category's mask network found no object in the image",
+            raise UserError("empty_mask", "the category's mask network found no object in the image",
                              "give a mask: an alpha channel, a mask file or GrabCut (--mask)")
         return predicted, "mask network"
 
-    def run(self, image: InputImage, options: dict[str, Any], seed: int, progress: Progress) -> MeshResult:
+    def run(self, image: InputImage, options: Options, seed: int, progress: Progress) -> MeshResult:
         outcome = self.reconstruct(image, options, seed, progress)
         progress("export", 0, 1)
         result = self.export(outcome)
@@ -163,19 +166,22 @@ class GAN2Shape(Method):
         return result
 
     def reconstruct(
-        self, image: InputImage, options: dict[str, Any], seed: int, progress: Progress
+        self, image: InputImage, options: Options, seed: int, progress: Progress,
+        research: Research | None = None,
     ) -> Reconstruction:
-        """Everything up to the final prediction (benchmarks read depth and masks from here)."""
+        """The optimisation half of ``run``: everything up to the final prediction (``export`` is the
+        other half); benchmarks read depth and masks from here and may turn on ``research``
+        experiments."""
         if self.generator is None:
             raise ValueError(f"weights {self.entry.id!r} hold {self.kind} data, not a GAN: choose a "
                              "GAN2Shape StyleGAN2 entry (this one is used automatically when present)")
         category = self.entry.category
         started = time.perf_counter()
         if self.extras is None:
-            self.extras = find_extras(self.entry, self.image_size)
+            self.extras = find_auxiliary_nets(self.entry, self.image_size, self.auxiliary)
         extras = self.extras
-        defaults = {k: v for k, v in extras.option_defaults().items() if options.get(k) is None}
-        opts = resolve(category, {**options, **defaults})
+        opts = self.resolve_options(options, extras)
+        research = research or Research()
         perceptual = extras.perceptual(self.device)
         rng = torch.Generator(device=self.device).manual_seed(seed)
         crop = crop_input(image, self.image_size, opts)
@@ -192,7 +198,7 @@ class GAN2Shape(Method):
         progress("invert", 0, opts.invert_steps)
         inversion = invert(
             self.generator, self.discriminator, target_image, opts.invert_steps, rng, perceptual,
-            lr=opts.invert_lr, w_plus=opts.invert_w_plus,
+            lr=opts.invert_lr, w_plus=research.invert_w_plus,
             on_step=lambda s, loss: report("invert", s + 1, opts.invert_steps, loss, None),
         )
         timings = {"invert": time.perf_counter() - started}
@@ -200,6 +206,7 @@ class GAN2Shape(Method):
             self.build_nets(opts, seed, extras), self.generator, self.discriminator,
             Target(target_image, mask, inversion.latent, inversion.noise), opts, category,
             self.view_light_prior(opts, extras), rng, perceptual, pretrained_depth=extras.pretrained_depth(),
+            research=research,
         )
         state = run.run(report)
         timings["gan2shape"] = time.perf_counter() - started - timings["invert"]
@@ -249,7 +256,8 @@ def exported_texture(outcome: Reconstruction) -> tuple[torch.Tensor, torch.Tenso
         return texture, texture
     texture = view_texture(outcome)
     small = F.interpolate(texture, size=outcome.image.shape[-2:], mode="area")
-    return texture, warp.sample(small, warp.view_to_canon_grid(state.depth[:1], state.view[:1]))
+    grid = depth_render.view_to_canon_grid(state.depth[:1], state.view[:1])
+    return texture, depth_render.sample(small, grid)
 
 
 def view_texture(outcome: Reconstruction) -> torch.Tensor:
@@ -259,21 +267,23 @@ def view_texture(outcome: Reconstruction) -> torch.Tensor:
     photo = torch.from_numpy(outcome.photo.rgb).permute(2, 0, 1)[None].to(outcome.image.device)
     if outcome.options.texture == "photo":
         return photo * 2 - 1
-    ambient, diffuse, _ = warp.light_terms(state.light[:1])
+    ambient, diffuse, _ = depth_render.light_terms(state.light[:1])
     canonical = ambient.view(-1, 1, 1, 1) + diffuse.view(-1, 1, 1, 1) * state.diffuse_term[:1]
-    seen = warp.sample(canonical, warp.canon_to_view_grid(state.recon_depth[:1], state.view[:1]))
-    seen = torch.where(warp.background(state.recon_depth[:1])[:, None] > 0, seen, torch.ones_like(seen))
+    grid = depth_render.canon_to_view_grid(state.recon_depth[:1], state.view[:1])
+    seen = depth_render.sample(canonical, grid)
+    object_pixels = depth_render.background(state.recon_depth[:1])[:, None] > 0
+    seen = torch.where(object_pixels, seen, torch.ones_like(seen))
     shading = F.interpolate(seen, size=photo.shape[-2:], mode="bilinear", align_corners=False)
     return (photo / shading.clamp(min=MIN_SHADING)).clamp(0, 1) * 2 - 1
 
 
 def describe(
-    state: Prediction, run: GAN2ShapeRun, invert_losses: list[float], opts: Options, extras: Extras,
+    state: Prediction, run: GAN2ShapeRun, invert_losses: list[float], opts: Options, extras: AuxiliaryNets,
     timings: dict[str, float],
 ) -> dict[str, Any]:
     """What result.json records: recovered view and light, losses, what was on or off."""
     view = state.view[0].detach().cpu()
-    ambient, diffuse, direction = warp.light_terms(state.light[:1].detach().cpu())
+    ambient, diffuse, direction = depth_render.light_terms(state.light[:1].detach().cpu())
     notes = []
     if not extras.has("vgg16"):
         notes.append("perceptual (LPIPS) loss off: no VGG16 weights registered "

@@ -9,8 +9,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from backend.methods.gan2shape import warp
-from backend.methods.gan2shape.pipeline import Prediction
+from backend.methods.gan2shape import depth_render
+from backend.methods.gan2shape.schedule import Prediction
 
 PREVIEW_YAWS = (-45.0, -22.5, 0.0, 22.5, 45.0)
 RELIGHT_DIRECTIONS = ((-1.5, 0.0), (-0.7, 0.0), (0.0, 0.6), (0.7, 0.0), (1.5, 0.0))
@@ -28,7 +28,7 @@ def whiten_background(
     images: torch.Tensor, recon_depth: torch.Tensor, mask: torch.Tensor | None = None
 ) -> torch.Tensor:
     """Paint uncovered (and, with ``mask``, off-object) pixels white."""
-    keep = warp.background(recon_depth)[:, None]
+    keep = depth_render.background(recon_depth)[:, None]
     if mask is not None:
         keep = keep * (mask > 0.5).float()
     return images * keep + (1 - keep)
@@ -37,7 +37,7 @@ def whiten_background(
 def shape_image(state: Prediction) -> torch.Tensor:
     """Grey, front-lit shading of the canonical relief (as the official ``shape`` previews)."""
     front = state.normal.new_tensor([[0.0, 0.0, 1.0]])
-    term = warp.diffuse_shading(state.normal[:1], front)
+    term = depth_render.diffuse_shading(state.normal[:1], front)
     return (term * SHAPE_GREY).expand(-1, 3, -1, -1) * 2 - 1
 
 
@@ -50,23 +50,23 @@ def make_previews(
     ``texture``, given in the canonical frame, turned about the vertical axis) and ``shape_rotate``,
     ``relight`` (input view, five light directions, object only)."""
     depth, view = state.depth[:1], state.view[:1]
-    views = warp.yaw_pitch_views(list(PREVIEW_YAWS), [], depth)
+    views = depth_render.yaw_pitch_views(list(PREVIEW_YAWS), [], depth)
     n = views.shape[0]
     many = depth.expand(n, -1, -1)
-    recon_depth = warp.warp_canon_depth(many, views)
-    grid = warp.canon_to_view_grid(recon_depth, views)
-    masks = warp.sample(canon_mask.expand(n, -1, -1, -1), grid)
+    recon_depth = depth_render.warp_canon_depth(many, views)
+    grid = depth_render.canon_to_view_grid(recon_depth, views)
+    masks = depth_render.sample(canon_mask.expand(n, -1, -1, -1), grid)
 
     def rotate(texture: torch.Tensor) -> torch.Tensor:
-        return whiten_background(warp.sample(texture.expand(n, -1, -1, -1), grid), recon_depth, masks)
+        return whiten_background(depth_render.sample(texture.expand(n, -1, -1, -1), grid), recon_depth, masks)
 
-    ambient, diffuse, _ = warp.light_terms(state.light[:1])
+    ambient, diffuse, _ = depth_render.light_terms(state.light[:1])
     directions = torch.tensor([[dx, dy, 1.0] for dx, dy in RELIGHT_DIRECTIONS], device=depth.device)
     directions = directions / directions.norm(dim=1, keepdim=True)
     k = directions.shape[0]
-    terms = warp.diffuse_shading(state.normal[:1].expand(k, -1, -1, -1), directions)
-    relit = warp.shade(state.albedo[:1].expand(k, -1, -1, -1), terms, ambient, diffuse)
-    relit_view, relit_depth, _ = warp.render_view(relit, depth.expand(k, -1, -1), view.expand(k, -1))
+    terms = depth_render.diffuse_shading(state.normal[:1].expand(k, -1, -1, -1), directions)
+    relit = depth_render.shade(state.albedo[:1].expand(k, -1, -1, -1), terms, ambient, diffuse)
+    relit_view, relit_depth, _ = depth_render.render_view(relit, depth.expand(k, -1, -1), view.expand(k, -1))
     shape = shape_image(state)
     recon = whiten_background(state.recon[:1], state.recon_depth[:1])
     recon_row = torch.cat([image, recon, texture, shape])

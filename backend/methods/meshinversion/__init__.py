@@ -1,8 +1,11 @@
-"""MeshInversion (Zhang et al., ECCV 2022): invert a ConvMesh textured-mesh GAN to fit one photo."""
+"""MeshInversion (Zhang et al., ECCV 2022): invert a ConvMesh textured-mesh GAN to fit one photo.
 
-from backend.methods.meshinversion.convert import convert_official
-from backend.methods.meshinversion.method import MeshInversion
+``METHOD`` loads on first use, so ``options`` imports without torch.
+"""
 
-METHOD = MeshInversion
+from __future__ import annotations
 
-__all__ = ["METHOD", "convert_official"]
+from .. import lazy_exports
+
+__all__ = ["METHOD"]
+__getattr__ = lazy_exports(__name__, {"METHOD": "method:MeshInversion"})

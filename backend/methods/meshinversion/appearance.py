@@ -24,10 +24,7 @@ from torch import Tensor
 
 from backend.render.bake import Bake, blur, pull_push
 
-TEXTURE_MODES = ("generated", "projected", "blended")
 MAX_AUTO_SIZE = 1024
-SIZE_RANGE = (64, 2048)
-"""Sizes a user may ask for with ``texture_size``."""
 DETAIL_SCALE = 1 / 16
 """Neighbourhood (Gaussian std, fraction of the texture size) the GAN's brightness detail is
 measured against."""

@@ -31,7 +31,7 @@ from backend.methods.meshinversion.losses import (
     silhouette_loss,
     subsample,
 )
-from backend.render.cameras import OrthographicCamera, meshinversion_camera
+from backend.render.cameras import OrthographicCamera, weak_perspective_camera
 from backend.render.rasterize import rasterize
 from backend.render.silhouette import contour_crossings, coverage
 from backend.render.topology import EdgeTopology
@@ -76,7 +76,7 @@ class WeakPerspective:
     translation: torch.Tensor
 
     def camera(self) -> OrthographicCamera:
-        return meshinversion_camera(F.normalize(self.quaternion, dim=-1), self.scale, self.translation)
+        return weak_perspective_camera(F.normalize(self.quaternion, dim=-1), self.scale, self.translation)
 
     def project_xy(self, vertices: torch.Tensor) -> torch.Tensor:
         """(B, V, 3) object-space vertices -> (B, V, 2) NDC positions (y up)."""

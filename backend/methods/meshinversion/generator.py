@@ -29,7 +29,7 @@ START_SIZE = 8
 
 @dataclass(frozen=True)
 class GeneratorConfig:
-    """Architecture of one generator; stored as the ``config`` table of a weights-registry entry.
+    """Architecture of one generator; stored as the ``config`` table of a weights-store entry.
 
     ``n_classes`` = 0 builds the unconditional variant; ``n_colors`` > 0 adds ConvMesh's Pascal3D
     colour embedding next to the class embedding. ``template_rings`` names the sphere template the

@@ -33,17 +33,18 @@ from backend.methods.meshinversion.losses import (
     subsample,
 )
 from backend.methods.meshinversion.mesh_gan import MeshGAN, Rendering
+from backend.methods.meshinversion.options import Options
 from backend.methods.meshinversion.vgg import VGG19Relu31
 from backend.render.topology import build_edge_topology
 
-PAPER_STAGES = ((50, 0.1, 0.01), (50, 0.05, 0.005), (50, 0.01, 0.001), (50, 0.005, 0.0005))
-"""(steps, z learning rate, camera learning rate) per stage, as published."""
 SEARCH_SIZE = 64
 """Resolution of the silhouettes that rank camera hypotheses and candidate shapes."""
 LAYOUT_WEIGHT = 10.0
 LAYOUT_POOLS = (4, 16)
 """Pooling factors of the colour layout error: fine detail and misalignment-tolerant coarse layout."""
 """Weight of the pooled colour error when candidates and cameras are ranked (see ``candidate_score``)."""
+RESEARCH = ("flat_weight", "restarts")
+"""``InversionSettings`` fields that are not job options (benchmarks and tests set them)."""
 SCORING_POINTS = 1024
 """Chamfer points (at most) when the rendered candidates are scored with the full loss: enough to
 tell textures apart, and many candidates are scored at once."""
@@ -51,72 +52,45 @@ tell textures apart, and many candidates are scored at once."""
 
 @dataclass(frozen=True)
 class InversionSettings:
-    """Everything a preset or a user override may set (see ``METHOD.presets``)."""
+    """What the optimisation runs with: a job's ``Options`` (``from_options``; see there for each
+    field) plus the research settings no preset changes, which only code sets."""
 
-    render_size: int = 256
-    z_candidates: int = 500
-    rendered_candidates: int = 32
-    """How many (candidate, camera) pairs, the best by mask loss, are rendered and scored in full."""
-    azimuths: int = 12
-    elevations: tuple[float, ...] = (0.0, 20.0, 40.0)
-    camera_keep: int = 4
-    camera_refine_steps: int = 30
-    stages: tuple[tuple[int, float, float], ...] = PAPER_STAGES
-    chamfer_points: int = 8192
-    mask_weight: float = 10.0
-    pixel_weight: float = 1.0
-    feature_weight: float = 0.04
-    latent_weight: float = 0.05
+    render_size: int
+    z_candidates: int
+    rendered_candidates: int
+    azimuths: int
+    elevations: tuple[float, ...]
+    camera_keep: int
+    camera_refine_steps: int
+    stages: tuple[tuple[int, float, float], ...]
+    chamfer_points: int
+    mask_weight: float
+    pixel_weight: float
+    feature_weight: float
+    latent_weight: float
+    silhouette_weight: float
+    refine_steps: int
+    refine_lr: float
+    refine_smoothness: float
+    pole_fill: int
+    class_label: int | None
+    chunk: int
     flat_weight: float = 0.0
+    """Research: weight of the flatness loss (0 = official)."""
     restarts: int = 1
-    """Distinct starts per image run through the first stage; the best continues (1 = official)."""
-    silhouette_weight: float = 0.0
-    """Not in the paper: 1 - soft IoU of the antialiased silhouette, which the vertex chamfer does not
-    pin down; 0 keeps the published objective."""
-    refine_steps: int = 0
-    """Not in the paper: steps of the shape refinement after the latent search (0 = official). The
-    generator's displacement map gets a free residual, still mirrored and in the template's UV
-    frames, kept smooth by ``refine_smoothness``; z and the texture stay as found."""
-    refine_lr: float = 0.001
-    refine_smoothness: float = 1000.0
-    """Weight of the uniform Laplacian of the vertex offsets the residual adds."""
-    pole_fill: int = 0
-    """Not in the paper: rings around each pole replaced by a smooth cap at the end (0 = official;
-    see ``SphereTemplate.fill_poles``)."""
-    class_label: int | None = None
-    chunk: int = 64
-    """Candidates per generator/render batch during initialisation (bounds memory)."""
+    """Research: distinct starts per image run through the first stage; the best continues (1 = official)."""
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.restarts <= self.rendered_candidates:
+            raise ValueError("restarts must be between 1 and rendered_candidates")
 
     @classmethod
-    def from_options(cls, options: dict[str, Any]) -> InversionSettings:
-        """Validate option names and types; lists from JSON become tuples."""
-        known = {f.name: f for f in fields(cls)}
-        unknown = sorted(set(options) - set(known))
-        if unknown:
-            raise ValueError(
-                f"unknown meshinversion option(s): {', '.join(unknown)}; known: {', '.join(known)}"
-            )
-        values: dict[str, Any] = {}
-        for name, value in options.items():
-            if name == "stages":
-                value = tuple((int(s), float(a), float(b)) for s, a, b in value)
-            elif name == "elevations":
-                value = tuple(float(e) for e in value)
-            elif name == "class_label":
-                value = None if value is None else int(value)
-            elif isinstance(getattr(cls, name), float):
-                value = float(value)
-            else:
-                value = int(value)
-            values[name] = value
-        settings = cls(**values)
-        if settings.render_size < 16 or settings.z_candidates < 1 or not settings.stages:
-            raise ValueError("render_size must be >= 16, z_candidates >= 1 and stages non-empty")
-        if not 1 <= settings.restarts <= settings.rendered_candidates:
-            raise ValueError("restarts must be between 1 and rendered_candidates")
-        if settings.refine_steps < 0 or settings.refine_lr < 0 or settings.refine_smoothness < 0:
-            raise ValueError("refine_steps, refine_lr and refine_smoothness must be >= 0")
-        return settings
+    def from_options(cls, options: Options, **research: Any) -> InversionSettings:
+        """The settings of ``options`` (lists become tuples); ``research``: ``flat_weight``, ``restarts``."""
+        values = {f.name: getattr(options, f.name) for f in fields(cls) if f.name not in RESEARCH}
+        values["stages"] = tuple((int(s), float(a), float(b)) for s, a, b in options.stages)
+        values["elevations"] = tuple(float(e) for e in options.elevations)
+        return cls(**values, **research)
 
     @property
     def total_steps(self) -> int:
@@ -434,14 +408,16 @@ class Inverter:
         else:
             keep = torch.arange(batch, device=device)
         labels = None if start.labels is None else start.labels[keep]
-        z, camera, later = self.optimise(
+        z, camera, remaining_history = self.optimise(
             z, labels, camera, targets, stages, rng, progress, len(s.stages) - len(stages)
         )
         with torch.no_grad():
             texture, displacement = self.model.generator(z, self.model.labels(labels))
         if s.refine_steps:
             vertices, camera, refined = self.refine(z, texture, displacement, camera, targets, rng, progress)
-            later = [[*losses, row] for losses, row in zip(later, refined, strict=True)]
+            remaining_history = [
+                [*losses, row] for losses, row in zip(remaining_history, refined, strict=True)
+            ]
         else:
             vertices = self.model.displace(displacement)
         if s.pole_fill:
@@ -458,7 +434,7 @@ class Inverter:
                 vertices=vertices[b],
                 init_score=float(start.scores[keep[b]]),
                 camera_iou=float(start.camera_iou[keep[b]]),
-                stage_losses=history[b] + later[b],
+                stage_losses=history[b] + remaining_history[b],
                 init_mask_iou=float(start_iou[keep[b]]),
                 mask_iou=float(iou[b]),
             )

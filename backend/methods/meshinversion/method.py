@@ -2,8 +2,9 @@
 
 A job: crop the photo around its mask at ``render_size`` -> ``Inverter.run`` (candidate search,
 camera search, 4-stage optimisation) -> ``to_mesh_result``. ``run_batch`` inverts several photos
-in one batched optimisation. VGG19 weights for the feature loss are looked up in the weights
-registry (method meshinversion, category vgg19); without them the term is off and ``info`` says so.
+in one batched optimisation. VGG19 weights for the feature loss come from the auxiliary weights the
+job hands to ``load`` (an entry of this method with the VGG config, imported with category vgg19),
+read at the first job that needs the term; without them the term is off and ``info`` says so.
 """
 
 from __future__ import annotations
@@ -13,94 +14,18 @@ from typing import Any, ClassVar
 
 import torch
 
-from backend.categories import LENGTH_AXIS, SCALE_OPTIONS, check_scale_options, scale_rule
+from backend.categories import LENGTH_AXIS, scale_rule
 from backend.inputs import MIN_SIDE, Crop, InputImage, crop_to_object, photo_side
-from backend.methods.base import MeshResult, Method, Progress
-from backend.methods.meshinversion.appearance import SIZE_RANGE, TEXTURE_MODES, compose, texture_size
+from backend.methods.base import AuxiliaryWeights, Converted, MeshResult, Method, Progress
+from backend.methods.meshinversion.appearance import compose, texture_size
+from backend.methods.meshinversion.convert import convert_official
 from backend.methods.meshinversion.export import to_mesh_result
 from backend.methods.meshinversion.generator import Generator, GeneratorConfig
-from backend.methods.meshinversion.invert import PAPER_STAGES, InversionResult, InversionSettings, Inverter
+from backend.methods.meshinversion.invert import InversionResult, InversionSettings, Inverter
 from backend.methods.meshinversion.mesh_gan import MeshGAN
+from backend.methods.meshinversion.options import Options
 from backend.methods.meshinversion.vgg import VGG_CONFIG, VGG19Relu31
 from backend.render.bake import bake_photo
-from backend.weights import Registry
-
-METHOD_OPTIONS: dict[str, Any] = {
-    "crop_margin": 0.05, "previews": True, "texture": "generated", "texture_size": None, **SCALE_OPTIONS,
-}  # fmt: skip
-"""Options of the method itself; every other option is an ``InversionSettings`` field. ``scale``,
-``size_m``: the mesh's placement (``backend/categories.py``; its length is the size). ``texture``:
-``generated`` (the GAN's texture, as published), ``projected`` or ``blended`` (the photo baked into
-the UV map, see ``appearance.py``); ``texture_size``: the output texture's side for the last two
-(None = follow the photo, up to 1024)."""
-
-PRESETS: dict[str, dict[str, Any]] = {
-    "paper": {
-        **METHOD_OPTIONS,
-        "render_size": 256,
-        "z_candidates": 500,
-        "rendered_candidates": 64,
-        "azimuths": 12,
-        "elevations": [0.0, 20.0, 40.0],
-        "camera_keep": 4,
-        "camera_refine_steps": 30,
-        "stages": [list(stage) for stage in PAPER_STAGES],
-        "chamfer_points": 8192,
-        "mask_weight": 10.0,
-        "pixel_weight": 1.0,
-        "feature_weight": 0.04,
-        "latent_weight": 0.05,
-        "flat_weight": 0.0,
-        "restarts": 1,
-        "silhouette_weight": 0.0,
-        "refine_steps": 0,
-        "refine_lr": 0.001,
-        "refine_smoothness": 1000.0,
-        "pole_fill": 0,
-        "class_label": None,
-        "chunk": 64,
-    },
-    "fast": {
-        **METHOD_OPTIONS,
-        "texture": "blended",
-        "render_size": 256,
-        "z_candidates": 256,
-        "rendered_candidates": 32,
-        "azimuths": 8,
-        "elevations": [0.0, 25.0],
-        "camera_keep": 4,
-        "camera_refine_steps": 20,
-        "stages": [[80, 0.1, 0.01], [60, 0.03, 0.003]],
-        "chamfer_points": 2048,
-        "mask_weight": 10.0,
-        "pixel_weight": 1.0,
-        "feature_weight": 0.0,
-        "latent_weight": 0.2,
-        "flat_weight": 0.0,
-        "restarts": 1,
-        "silhouette_weight": 2.0,
-        "refine_steps": 60,
-        "refine_lr": 0.001,
-        "refine_smoothness": 1000.0,
-        "pole_fill": 2,
-        "class_label": None,
-        "chunk": 64,
-    },
-}
-"""``paper``: the published schedule and losses (camera search instead of CMR poses). ``fast``: fewer
-candidates and steps, 2048 chamfer points, no VGG term, and the silhouette IoU term (not in the
-paper) that lifts the input-view IoU, for interactive use on a CPU. Its values were chosen on the
-validation split (16 cars, ``bench_meshinversion.py --split validation``): against the earlier
-64 candidates / 40+30 steps / latent 0.05 / silhouette 1, 4x the latent weight with twice the
-silhouette weight and steps keeps the input-view IoU (0.969 vs 0.968) and lifts the novel-view
-IoU from 0.899 to 0.911 (mean shape: 0.901) at 9 s instead of 5 s per image. ``restarts=2`` (two
-distinct starts through the first stage) avoids most front/back mistakes for about 25 % more
-time.
-
-``refine_steps`` (not in the paper, ``fast`` only) then fits a smooth mirrored residual of the found
-displacement map to the photo's outline: on the same 16 validation cars the input-view IoU rises
-from 0.969 to 0.982 (free-form: 0.979) and the novel-view IoU stays 0.911, for 3 s more per image
-(learning rate 0.001 and smoothness 1000 chosen among 0.003/0.001 and 100/1000/3000)."""
 
 
 def is_vgg_entry(entry: Any) -> bool:
@@ -111,51 +36,54 @@ class MeshInversion(Method):
     """One loaded generator (or a validated VGG19 entry, which only serves the feature loss)."""
 
     name: ClassVar[str] = "meshinversion"
-    presets: ClassVar[dict[str, dict[str, Any]]] = PRESETS
 
-    def __init__(self, entry: Any, device: torch.device, model: MeshGAN | None) -> None:
-        self.entry, self.device, self.model = entry, device, model
+    def __init__(
+        self, entry: Any, device: torch.device, model: MeshGAN | None, auxiliary: AuxiliaryWeights
+    ) -> None:
+        self.entry, self.device, self.model, self.auxiliary = entry, device, model, auxiliary
         self.vgg: VGG19Relu31 | None = None
         self.vgg_searched = False
 
     @classmethod
-    def check_options(cls, options: dict[str, Any]) -> None:
-        method_settings(options)
-        InversionSettings.from_options({k: v for k, v in options.items() if k not in METHOD_OPTIONS})
+    def convert_official(cls, checkpoint: dict[str, Any], category: str) -> Converted:
+        """A ConvMesh ``checkpoint_latest.pth``, or torchvision's VGG19 for category ``vgg19``
+        (``convert.py``)."""
+        return convert_official(checkpoint, category)
 
     @classmethod
-    def load(cls, entry: Any, state_dict: dict[str, Any], device: Any) -> MeshInversion:
+    def load(
+        cls, entry: Any, state_dict: dict[str, Any], device: Any, auxiliary: AuxiliaryWeights
+    ) -> MeshInversion:
         """Build the generator from ``entry.config`` and load ``state_dict`` strictly."""
         device = torch.device(device)
         if is_vgg_entry(entry):
             VGG19Relu31().load_state_dict(state_dict, strict=True)
-            return cls(entry, device, None)
+            return cls(entry, device, None, auxiliary)
         generator = Generator(GeneratorConfig.from_dict(dict(entry.config)))
         generator.load_state_dict(state_dict, strict=True)
-        return cls(entry, device, MeshGAN(generator.to(device)))
+        return cls(entry, device, MeshGAN(generator.to(device)), auxiliary)
 
     def feature_network(self) -> VGG19Relu31 | None:
-        """The registry's VGG19 (first meshinversion entry with the VGG config), loaded once."""
+        """The first auxiliary entry with the VGG config, read and loaded once."""
         if not self.vgg_searched:
             self.vgg_searched = True
-            registry = Registry(user_dir=self.entry.root if self.entry.origin == "user" else None)
-            entry = next((e for e in registry.entries() if e.method == self.name and is_vgg_entry(e)), None)
+            entry = next((e for e in self.auxiliary.entries() if is_vgg_entry(e)), None)
             if entry is not None:
                 vgg = VGG19Relu31()
-                vgg.load_state_dict(registry.load_state_dict(entry, "cpu"), strict=True)
+                vgg.load_state_dict(self.auxiliary.read(entry), strict=True)
                 self.vgg = vgg.eval().requires_grad_(False).to(self.device)
         return self.vgg
 
-    def run(self, image: InputImage, options: dict[str, Any], seed: int, progress: Progress) -> MeshResult:
+    def run(self, image: InputImage, options: Options, seed: int, progress: Progress) -> MeshResult:
         return self.run_batch([image], options, seed, progress)[0]
 
     def run_batch(
-        self, images: list[InputImage], options: dict[str, Any], seed: int, progress: Progress
+        self, images: list[InputImage], options: Options, seed: int, progress: Progress
     ) -> list[MeshResult]:
         """Reconstruct several photos in one batched optimisation (the same result per image as a
         batch of one would give with the same random draws, at a lower cost per image)."""
-        margin = options.get("crop_margin", METHOD_OPTIONS["crop_margin"])
-        crops = [crop_to_object(image, int(options.get("render_size", 256)), margin) for image in images]
+        margin = options.crop_margin
+        crops = [crop_to_object(image, options.render_size, margin) for image in images]
         photos = [
             crop_to_object(image, photo_side(image, crop.box[2], MIN_SIDE), margin)
             for image, crop in zip(images, crops, strict=True)
@@ -163,21 +91,17 @@ class MeshInversion(Method):
         return self.invert_crops(crops, options, seed, progress, photos)
 
     def invert_crops(
-        self, crops: list[Crop], options: dict[str, Any], seed: int, progress: Progress,
+        self, crops: list[Crop], options: Options, seed: int, progress: Progress,
         photos: list[Crop] | None = None,
     ) -> list[MeshResult]:
-        """The work of ``run_batch`` from already cropped photos (benchmarks feed crops directly);
-        ``photos``: the same crops at the photo's own resolution for the texture stage (default
-        ``crops``)."""
+        """The work of ``run_batch`` from its crops at the nets' resolution; ``photos``: the same crops
+        at the photo's own resolution for the texture stage (default ``crops``)."""
         if self.model is None:
             raise ValueError(
                 f"weights {self.entry.id!r} are the VGG19 feature network, not a generator: choose "
                 "a MeshInversion generator (the VGG19 entry is used automatically when present)"
             )
-        method_options = method_settings(options)
-        settings = InversionSettings.from_options(
-            {k: v for k, v in options.items() if k not in METHOD_OPTIONS}
-        )
+        settings = InversionSettings.from_options(options)
         vgg = self.feature_network() if settings.feature_weight > 0 else None
         started = time.perf_counter()
         results = Inverter(self.model, settings, vgg).run(
@@ -198,26 +122,27 @@ class MeshInversion(Method):
             "optimisation_seconds_per_image": elapsed / len(crops),
             "template_rings": self.model.config.template_rings,
         }
-        rule = scale_rule(method_options, self.entry.category, LENGTH_AXIS)
+        placement = {"scale": options.scale, "size_m": options.size_m}
+        rule = scale_rule(placement, self.entry.category, LENGTH_AXIS)
         info["placement"] = rule.describe(self.entry.category)
         meshes = []
         for result, crop, photo in zip(results, crops, photos or crops, strict=True):
-            texture, texture_info = self.final_texture(result, photo, method_options)
+            texture, texture_info = self.final_texture(result, photo, options)
             meshes.append(to_mesh_result(self.model, result, crop, {**info, "texture": texture_info}, texture,
-                                         bool(method_options["previews"]), rule))  # fmt: skip
+                                         options.previews, rule))  # fmt: skip
         progress("export", 1, 1)
         return meshes
 
     def final_texture(
-        self, result: InversionResult, photo: Crop, options: dict[str, Any]
+        self, result: InversionResult, photo: Crop, options: Options
     ) -> tuple[torch.Tensor, dict[str, Any]]:
         """The exported texture (3, N, N) in [-1, 1] of the ``texture`` mode, and what result.json says
         of it."""
         assert self.model is not None
-        mode, gan_size = options["texture"], self.model.config.texture_resolution
+        mode, gan_size = options.texture, self.model.config.texture_resolution
         if mode == "generated":
             return result.texture, {"mode": mode, "size": gan_size}
-        size = texture_size(options["texture_size"], photo.mask.shape[0], gan_size)
+        size = texture_size(options.texture_size, photo.mask.shape[0], gan_size)
         device = result.texture.device
         rgb = torch.from_numpy(photo.rgb).to(device).permute(2, 0, 1)
         mask = torch.from_numpy(photo.mask).to(device)
@@ -231,16 +156,4 @@ class MeshInversion(Method):
         return appearance.texture * 2 - 1, texture_info
 
 
-def method_settings(options: dict[str, Any]) -> dict[str, Any]:
-    """The method's own options (``METHOD_OPTIONS``), checked before any work starts."""
-    settings = {k: options.get(k, v) for k, v in METHOD_OPTIONS.items()}
-    check_scale_options(settings)
-    if settings["texture"] not in TEXTURE_MODES:
-        raise ValueError(f"texture must be one of {', '.join(TEXTURE_MODES)}, got {settings['texture']!r}")
-    size = settings["texture_size"]
-    if size is not None:
-        low, high = SIZE_RANGE
-        if isinstance(size, bool) or not isinstance(size, int) or not low <= size <= high:
-            raise ValueError(f"texture_size must be an integer within {low}..{high} (or null to follow the "
-                             f"photo), got {size!r}")  # fmt: skip
-    return settings
+METHOD = MeshInversion

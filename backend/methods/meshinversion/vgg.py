@@ -20,7 +20,7 @@ RELU3_1_LAYERS = 12
 CONV_INDICES = (0, 2, 5, 7, 10)
 CONV_CHANNELS = ((3, 64), (64, 64), (64, 128), (128, 128), (128, 256))
 VGG_CONFIG = {"network": "vgg19_relu3_1"}
-"""The ``config`` table of a VGG19 entry in the weights registry."""
+"""The ``config`` table of a VGG19 entry in the weights store."""
 
 
 class VGG19Relu31(nn.Module):

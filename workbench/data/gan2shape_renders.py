@@ -28,11 +28,11 @@ from backend.render.pipeline import render_mesh
 from backend.render.primitives import uv_sphere
 from backend.render.shading import DirectionalLight
 from backend.render.topology import build_edge_topology
-from backend.train.data.car_maps import texture_maps
-from backend.train.data.car_params import car_params
-from backend.train.data.car_sdf import car_centre
-from backend.train.data.star_surface import star_radius
-from backend.train.splits import check_training_seeds, eval_seeds
+from workbench.data.car_maps import texture_maps
+from workbench.data.car_params import car_params
+from workbench.data.car_sdf import car_centre
+from workbench.data.star_surface import star_radius
+from workbench.splits import check_training_seeds, eval_seeds
 
 FOV_DEGREES = 10.0
 FRAMING = 2.3

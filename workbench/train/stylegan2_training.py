@@ -17,9 +17,7 @@ import argparse
 import json
 import math
 import os
-import re
 import time
-import tomllib
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -31,8 +29,8 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from backend.methods.gan2shape.stylegan2 import Discriminator, Generator, StyleGAN2Config, flatten_checkpoint
-from backend.train.gan2shape_renders import VIEW_LIGHT_DISTRIBUTION, CarRenderSet, load_render_set
-from backend.weights import sha256_file
+from workbench.data.gan2shape_renders import VIEW_LIGHT_DISTRIBUTION, CarRenderSet, load_render_set
+from workbench.train.shipped_weights import register_shipped_file
 
 DEMO_CONFIG = StyleGAN2Config(
     size=64, style_dim=256, n_mlp=4, channel_multiplier=1, channel_base=2048, channel_max=64
@@ -229,9 +227,9 @@ WEIGHTS_ID = "gan2shape-demo-car"
 MASK_WEIGHTS_ID = "gan2shape-demo-car-mask"
 WEIGHTS_FILE = "gan2shape_demo_car.safetensors"
 TRAIN_COMMAND = (
-    "python -m backend.train gan2shape-renders --out runs/g2s_data/car64.npz --cars 1000 --views 12 && "
-    "OMP_NUM_THREADS=1 python -m backend.train stylegan2 --out runs/g2s_demo "
-    "--data runs/g2s_data/car64.npz && python -m backend.train stylegan2-export --run runs/g2s_demo"
+    "python -m workbench.train gan2shape-renders --out runs/g2s_data/car64.npz --cars 1000 --views 12 && "
+    "OMP_NUM_THREADS=1 python -m workbench.train stylegan2 --out runs/g2s_demo "
+    "--data runs/g2s_data/car64.npz && python -m workbench.train stylegan2-export --run runs/g2s_demo"
 )
 
 
@@ -281,31 +279,20 @@ def export(run: Path, weights_dir: Path) -> dict[str, object]:
     tmp.chmod(0o644)  # shipped with the repository: readable by everyone
     os.replace(tmp, target)
     kimg = trainer.step * trainer.settings.batch / 1000
-    entry = {
-        "id": WEIGHTS_ID,
-        "method": "gan2shape",
-        "category": "car",
-        "file": WEIGHTS_FILE,
-        "sha256": sha256_file(target),
-        "size": target.stat().st_size,
-        "source": (
-            f"trained on procedural car renders ({trainer.step} steps of batch {trainer.settings.batch}, "
-            f"{kimg:.1f} kimg{step_cost(run)}, one shared CPU thread)"
-        ),
-        "licence": "GPL-3.0-or-later (same as the project)",
-        "train_command": TRAIN_COMMAND,
-        "config": {
-            "kind": "stylegan2",
-            **trainer.config.to_dict(),
-            "image_size": trainer.config.size,
-            **VIEW_LIGHT_DISTRIBUTION,
-            "view_mean": gan2shape_view_mean(),
-            "view_std": gan2shape_view_std(),
-            "mask_weights": MASK_WEIGHTS_ID,
-        },
+    source = (
+        f"trained on procedural car renders ({trainer.step} steps of batch {trainer.settings.batch}, "
+        f"{kimg:.1f} kimg{step_cost(run)}, one shared CPU thread)"
+    )
+    config = {
+        "kind": "stylegan2",
+        **trainer.config.to_dict(),
+        "image_size": trainer.config.size,
+        **VIEW_LIGHT_DISTRIBUTION,
+        "view_mean": gan2shape_view_mean(),
+        "view_std": gan2shape_view_std(),
+        "mask_weights": MASK_WEIGHTS_ID,
     }
-    upsert_manifest_entry(weights_dir / "manifest.toml", entry)
-    return entry
+    return register_shipped_file(target, "gan2shape", WEIGHTS_ID, "car", source, TRAIN_COMMAND, config)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -340,67 +327,3 @@ def main_export(argv: list[str] | None = None) -> None:
         Path(args.figure).parent.mkdir(parents=True, exist_ok=True)
         Image.fromarray(sample_grid(trainer.g_ema, 64, seed=1)).save(args.figure)
     print(json.dumps({k: entry[k] for k in ("id", "file", "size", "sha256", "source")}, indent=1))
-
-
-def _toml_scalar(value: object) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return repr(value)
-    if isinstance(value, str):
-        return json.dumps(value)
-    if isinstance(value, list | tuple):
-        return "[" + ", ".join(_toml_scalar(v) for v in value) + "]"
-    raise TypeError(f"cannot write {type(value).__name__} to the manifest")
-
-
-def register_shipped_file(
-    target: Path, weights_id: str, category: str, source: str, train_command: str, config: dict[str, object]
-) -> dict[str, object]:
-    """Upsert the gan2shape manifest entry of a weights file just written to ``weights/`` (its size
-    and sha256 read from the file) and return it."""
-    entry = {
-        "id": weights_id,
-        "method": "gan2shape",
-        "category": category,
-        "file": target.name,
-        "sha256": sha256_file(target),
-        "size": target.stat().st_size,
-        "source": source,
-        "licence": "GPL-3.0-or-later (same as the project)",
-        "train_command": train_command,
-        "config": config,
-    }
-    upsert_manifest_entry(target.parent / "manifest.toml", entry)
-    return entry
-
-
-def upsert_manifest_entry(manifest: Path, entry: dict[str, object]) -> None:
-    """Replace the ``[[weights]]`` block with ``entry['id']`` (or append it), leaving the rest untouched.
-
-    Other engineers' entries and comments stay byte-identical; the result is parsed back before the
-    atomic replace, so a bad value can never leave a broken manifest.
-    """
-    config = entry["config"]
-    assert isinstance(config, dict)
-    lines = ["[[weights]]", *(f"{k} = {_toml_scalar(v)}" for k, v in entry.items() if k != "config")]
-    lines += ["[weights.config]", *(f"{k} = {_toml_scalar(v)}" for k, v in config.items())]
-    block = "\n".join(lines) + "\n\n"
-    text = manifest.read_text(encoding="utf-8") if manifest.exists() else ""
-    head, *blocks = re.split(r"(?m)^(?=\[\[weights\]\]\s*$)", text)
-    ids = [tomllib.loads(b)["weights"][0].get("id") for b in blocks]
-    if entry["id"] in ids:
-        blocks[ids.index(entry["id"])] = block
-    else:
-        if blocks:
-            blocks[-1] = blocks[-1].rstrip("\n") + "\n\n"
-        else:
-            head = head.rstrip("\n") + "\n\n" if head.strip() else ""
-        blocks.append(block)
-    new_text = head + "".join(blocks)
-    parsed = [e for e in tomllib.loads(new_text)["weights"] if e["id"] == entry["id"]]
-    if parsed != [entry]:
-        raise ValueError(f"manifest entry {entry['id']} did not survive a TOML round trip")
-    tmp = manifest.with_name(f".{manifest.name}.tmp{os.getpid()}")
-    tmp.write_text(new_text, encoding="utf-8")
-    os.replace(tmp, manifest)

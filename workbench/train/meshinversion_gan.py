@@ -30,20 +30,20 @@ from backend.methods.meshinversion.camera_search import WeakPerspective, view_qu
 from backend.methods.meshinversion.generator import Generator, GeneratorConfig
 from backend.methods.meshinversion.mesh_gan import MeshGAN
 from backend.methods.meshinversion.template import sphere_template
-from backend.train.convmesh_discriminator import MapDiscriminator, masked_generator_loss, masked_hinge
-from backend.train.data.map_cache import MapCache, build_cache, load_cache
-from backend.train.mesh_smoothness import face_neighbours, flat_loss
-from backend.weights import sha256_file
+from workbench.data.map_cache import MapCache, build_cache, load_cache
+from workbench.train.convmesh_discriminator import MapDiscriminator, masked_generator_loss, masked_hinge
+from workbench.train.mesh_smoothness import face_neighbours, flat_loss
+from workbench.train.shipped_weights import register_shipped_file
 
 WEIGHTS_ID = "meshinversion-demo-car"
 WEIGHTS_FILE = "meshinversion_demo_car.safetensors"
 CHECKPOINT = "checkpoint.pt"
 TRAIN_COMMAND = (
-    "OMP_NUM_THREADS=1 python -m backend.train meshinversion --out runs/mi_demo "
+    "OMP_NUM_THREADS=1 python -m workbench.train meshinversion --out runs/mi_demo "
     "--cache runs/mi_data/cars1536.npz --cars 1536 --steps 518 --d-width 0.25 --lr-g 2e-4 && "
-    "OMP_NUM_THREADS=1 python -m backend.train meshinversion --out runs/mi_demo "
+    "OMP_NUM_THREADS=1 python -m workbench.train meshinversion --out runs/mi_demo "
     "--cache runs/mi_data/cars1536.npz --steps 775 --mesh-d-weight 3 && "
-    "OMP_NUM_THREADS=1 python -m backend.train meshinversion --out runs/mi_demo "
+    "OMP_NUM_THREADS=1 python -m workbench.train meshinversion --out runs/mi_demo "
     "--cache runs/mi_data/cars1536.npz --steps 100000 --export-every 600 --copy-checkpoint --moment-weight 50"
 )
 """How the shipped demo weights were made, in resumed phases: 518 steps as configured, then the mesh
@@ -218,8 +218,6 @@ def sample_grid(g_ema: Generator, count: int = 8, seed: int = 7, size: int = 128
 
 def export(trainer: Trainer, weights_dir: Path, checkpoint_copy: Path | None) -> dict[str, object]:
     """Write the EMA generator as safetensors, upsert its manifest entry, optionally copy the checkpoint."""
-    from backend.train.stylegan2 import upsert_manifest_entry
-
     weights_dir.mkdir(parents=True, exist_ok=True)
     target = weights_dir / WEIGHTS_FILE
     tmp = target.with_name(f".{target.name}.tmp{os.getpid()}")
@@ -227,19 +225,9 @@ def export(trainer: Trainer, weights_dir: Path, checkpoint_copy: Path | None) ->
     save_file(tensors, tmp, metadata={"step": str(trainer.step)})
     tmp.chmod(0o644)
     os.replace(tmp, target)
-    entry = {
-        "id": WEIGHTS_ID,
-        "method": "meshinversion",
-        "category": "car",
-        "file": WEIGHTS_FILE,
-        "sha256": sha256_file(target),
-        "size": target.stat().st_size,
-        "source": f"trained here on procedural cars ({trainer.step} steps, batch {trainer.settings.batch})",
-        "licence": "GPL-3.0-or-later (same as the project)",
-        "train_command": TRAIN_COMMAND,
-        "config": trainer.settings.generator_config().to_dict(),
-    }
-    upsert_manifest_entry(weights_dir / "manifest.toml", entry)
+    source = f"trained here on procedural cars ({trainer.step} steps, batch {trainer.settings.batch})"
+    config = trainer.settings.generator_config().to_dict()
+    entry = register_shipped_file(target, "meshinversion", WEIGHTS_ID, "car", source, TRAIN_COMMAND, config)
     if checkpoint_copy is not None:
         checkpoint_copy.parent.mkdir(parents=True, exist_ok=True)
         trainer.save(checkpoint_copy)

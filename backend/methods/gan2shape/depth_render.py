@@ -21,12 +21,12 @@ from backend.methods.gan2shape.depthmap import (
     MIN_DEPTH,
     ROT_CENTER_DEPTH,
     depth_to_points,
-    grid_faces,
     inverse_transform_points,
     points_to_grid,
     transform_points,
 )
-from backend.render.cameras import unsup3d_camera
+from backend.render.cameras import pivot_perspective_camera
+from backend.render.primitives import grid_faces
 from backend.render.rasterize import rasterize
 
 BORDER_DEPTH = 0.7 * MAX_DEPTH + 0.3 * MIN_DEPTH
@@ -80,7 +80,7 @@ def warp_canon_depth(depth: torch.Tensor, view: torch.Tensor, fov_deg: float = F
     """
     b, h, w = depth.shape
     points = depth_to_points(depth, fov_deg).reshape(b, -1, 3)
-    camera = unsup3d_camera(view, w, fov_deg, ROT_CENTER_DEPTH)
+    camera = pivot_perspective_camera(view, w, fov_deg, ROT_CENTER_DEPTH)
     fragments = rasterize(camera.project(points), grid_faces(h, w, depth.device), (h, w), perspective=True)
     rendered = fragments.to_image(fragments.depth_values, fill=BACKGROUND_DEPTH)
     return rendered.clamp(MIN_DEPTH - DEPTH_MARGIN, BACKGROUND_DEPTH)

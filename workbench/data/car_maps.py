@@ -12,11 +12,11 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from backend.train.data.car_paint import paint_car
-from backend.train.data.car_params import car_params
-from backend.train.data.car_sdf import Params, car_centre, car_normals
-from backend.train.data.star_surface import star_radius
-from backend.train.data.uv_grid import half_columns, mirror_half, texel_directions
+from workbench.data.car_paint import paint_car
+from workbench.data.car_params import car_params
+from workbench.data.car_sdf import Params, car_centre, car_normals
+from workbench.data.star_surface import star_radius
+from workbench.data.uv_grid import half_columns, mirror_half, texel_directions
 
 DISPLACEMENT_SIZE = 32
 TEXTURE_SIZE = 256

@@ -25,12 +25,13 @@ from dataclasses import dataclass, field
 
 import torch
 
-from backend.methods.gan2shape import warp
-from backend.methods.gan2shape.config import Options
+from backend.methods.gan2shape import depth_render
+from backend.methods.gan2shape.config import Research
 from backend.methods.gan2shape.depthmap import normals_from_depth, scale_view, smooth_depth
 from backend.methods.gan2shape.inversion import fit_size
 from backend.methods.gan2shape.losses import discriminator_feature_loss, photometric_loss, smooth_loss
 from backend.methods.gan2shape.networks import NET_NAMES, ShapeNets
+from backend.methods.gan2shape.options import Options
 from backend.methods.gan2shape.perceptual import PerceptualDistance, masked_perceptual
 from backend.methods.gan2shape.prior import ellipsoid_prior
 from backend.methods.gan2shape.stylegan2 import Discriminator, Generator
@@ -107,8 +108,10 @@ class GAN2ShapeRun:
         rng: torch.Generator,
         perceptual: PerceptualDistance | None = None,
         pretrained_depth: bool = False,
+        research: Research | None = None,
     ) -> None:
         self.nets, self.generator, self.discriminator = nets, generator, discriminator
+        self.research = research or Research()
         self.target, self.options, self.category, self.prior = target, options, category, prior
         self.rng, self.perceptual, self.pretrained_depth = rng, perceptual, pretrained_depth
         self.size = nets.size
@@ -163,7 +166,7 @@ class GAN2ShapeRun:
         The other nets are frozen meanwhile, which saves their backward pass; ``foreach`` halves
         the update's cost on CPUs (it is the default on GPUs).
         """
-        if self.options.fixed_view:
+        if self.research.fixed_view:
             names = tuple(n for n in names if n != "netV")
         self.train_only(names)
         params = [p for n in names for p in getattr(self.nets, n).parameters()]
@@ -180,7 +183,7 @@ class GAN2ShapeRun:
         ellipsoid = ellipsoid_prior(self.target.mask[0, 0], self.category, far=self.options.prior_far)
         optimizer = self.optimizer(("netD",), lr=self.options.prior_lr)
         for step in range(self.options.prior_iters):
-            depth = warp.depth_head(self.nets.netD(self.target.image), clamp_border=False)
+            depth = depth_render.depth_head(self.nets.netD(self.target.image), clamp_border=False)
             loss = (depth[0] - ellipsoid).square().mean()
             self.descend(optimizer, loss, "prior", step)
             on_step("prior", step + 1, self.options.prior_iters, self.history.losses["prior"][-1], None)
@@ -197,7 +200,7 @@ class GAN2ShapeRun:
     def reconstruct_input(self, flip: bool, refresh_mask: bool) -> tuple[torch.Tensor, Prediction]:
         """Predict depth/albedo/view/light for the input, render it back, and score it."""
         image, opts = self.target.image, self.options
-        depth = warp.depth_head(self.nets.netD(image))
+        depth = depth_render.depth_head(self.nets.netD(image))
         albedo = self.nets.netA(image)
         view = scale_view(self.nets.netV(image) + self.prior.view_mean)
         light = self.nets.netL(image) + self.prior.light_mean
@@ -208,7 +211,7 @@ class GAN2ShapeRun:
         prediction = self.render(depth, albedo, view.expand(copies, -1), light.expand(copies, -1))
         if opts.use_mask and (self.canon_mask is None or refresh_mask):
             self.canon_mask = self.mask_in_canon(depth[:1].detach(), prediction.view[:1].detach())
-        valid = warp.background(prediction.recon_depth).detach()
+        valid = depth_render.background(prediction.recon_depth).detach()
         if flip:
             valid = (valid[:1] * valid[1:]).expand(2, -1, -1)
         valid = valid[:, None]
@@ -222,19 +225,19 @@ class GAN2ShapeRun:
 
     def mask_in_canon(self, depth: torch.Tensor, view: torch.Tensor) -> torch.Tensor:
         """The input's object mask seen through a canonical depth (B, H, W) from ``view``."""
-        return warp.sample(self.target.mask, warp.view_to_canon_grid(depth, view))
+        return depth_render.sample(self.target.mask, depth_render.view_to_canon_grid(depth, view))
 
     @staticmethod
     def render(
         depth: torch.Tensor, albedo: torch.Tensor, view: torch.Tensor, light: torch.Tensor
     ) -> Prediction:
         """Shade the canonical albedo with the depth's normals and warp it into the view."""
-        ambient, diffuse, direction = warp.light_terms(light)
+        ambient, diffuse, direction = depth_render.light_terms(light)
         normal = normals_from_depth(depth)
-        diffuse_term = warp.diffuse_shading(normal, direction)
-        texture = warp.shade(albedo, diffuse_term, ambient, diffuse)
-        recon_depth = warp.warp_canon_depth(depth, view)
-        recon = warp.sample(texture, warp.canon_to_view_grid(recon_depth, view)).clamp(-1, 1)
+        diffuse_term = depth_render.diffuse_shading(normal, direction)
+        texture = depth_render.shade(albedo, diffuse_term, ambient, diffuse)
+        recon_depth = depth_render.warp_canon_depth(depth, view)
+        recon = depth_render.sample(texture, depth_render.canon_to_view_grid(recon_depth, view)).clamp(-1, 1)
         return Prediction(depth, albedo, view, light, normal, diffuse_term, texture, recon, recon_depth)
 
     # --- step 2
@@ -250,18 +253,18 @@ class GAN2ShapeRun:
         direction = torch.stack([dx, dy, torch.ones_like(dx)], 1)
         direction = direction / direction.norm(dim=1, keepdim=True)
         strength = self.uniform(n, r0, r1)
-        ambient, diffuse, _ = warp.light_terms(state.light[:1])
+        ambient, diffuse, _ = depth_render.light_terms(state.light[:1])
         ambient, diffuse = ambient + alpha * strength, diffuse + strength
-        term = warp.diffuse_shading(state.normal[:1].expand(n, -1, -1, -1), direction)
+        term = depth_render.diffuse_shading(state.normal[:1].expand(n, -1, -1, -1), direction)
         albedo = state.albedo[:1].expand(n, -1, -1, -1)
-        image = warp.shade(albedo, term, ambient, diffuse)
+        image = depth_render.shade(albedo, term, ambient, diffuse)
         s = self.size
         mask = self.canon_mask if self.options.use_mask else image.new_ones(1, 1, s, s)
         views = scale_view(self.sample_views(n))
-        recon_depth = warp.warp_canon_depth(state.depth[:1].expand(n, -1, -1), views)
-        grid = warp.canon_to_view_grid(recon_depth, views)
-        pseudo = warp.sample(image, grid).clamp(-1, 1)
-        pseudo_mask = warp.sample(mask.expand(n, -1, -1, -1), grid, mode="nearest")
+        recon_depth = depth_render.warp_canon_depth(state.depth[:1].expand(n, -1, -1), views)
+        grid = depth_render.canon_to_view_grid(recon_depth, views)
+        pseudo = depth_render.sample(image, grid).clamp(-1, 1)
+        pseudo_mask = depth_render.sample(mask.expand(n, -1, -1, -1), grid, mode="nearest")
         poses = torch.cat([views, ambient[:, None], diffuse[:, None], direction], dim=1)
         return pseudo, pseudo_mask, poses
 
@@ -299,14 +302,14 @@ class GAN2ShapeRun:
         return loss + self.options.lam_regular * dw.square().mean()
 
     def optimise_projections(self, steps: int, report: Callable[[float], None]) -> None:
-        """``projection="optimise"``: one free hidden-layer offset per pseudo sample, optimised
+        """``Research.projection="optimise"``: one free hidden-layer offset per pseudo sample, optimised
         directly (same parametrisation and loss as the encoder's), then kept as step 3's buffer."""
         n = self.options.collect_iters * self.options.batch
         with torch.no_grad():
             pseudo, mask, poses = self.sample_pseudo(n)
             target_features = self.discriminator(pseudo, ftr_num=FEATURE_LAYERS)
         offset = torch.zeros_like(self.center_h.expand(n, -1), requires_grad=True)
-        optimizer = torch.optim.Adam([offset], lr=self.options.projection_lr)
+        optimizer = torch.optim.Adam([offset], lr=self.research.projection_lr)
         for step in range(steps):
             projected, dw = self.decode(offset)
             self.descend(optimizer, self.projection_terms(projected, dw, pseudo, mask, target_features),
@@ -354,7 +357,7 @@ class GAN2ShapeRun:
         if self.sampled_pose:
             return poses[:, :6], (poses[:, 6], poses[:, 7], poses[:, 8:11])
         view = scale_view(self.nets.netV(images) + self.prior.view_mean)
-        return view, warp.light_terms(self.nets.netL(images) + self.prior.light_mean)
+        return view, depth_render.light_terms(self.nets.netL(images) + self.prior.light_mean)
 
     # --- step 3
     def joint_loss(self, flip: bool) -> tuple[torch.Tensor, Prediction]:
@@ -369,13 +372,14 @@ class GAN2ShapeRun:
         normal = state.normal.repeat_interleave(b, dim=0)
         albedo = state.albedo.repeat_interleave(b, dim=0)
         depth = state.depth.repeat_interleave(b, dim=0)
-        texture = warp.shade(albedo, warp.diffuse_shading(normal, direction), ambient, diffuse)
-        recon_depth = warp.warp_canon_depth(depth, view)
-        valid = warp.background(recon_depth).detach()
+        shading = depth_render.diffuse_shading(normal, direction)
+        texture = depth_render.shade(albedo, shading, ambient, diffuse)
+        recon_depth = depth_render.warp_canon_depth(depth, view)
+        valid = depth_render.background(recon_depth).detach()
         if flip:
             valid = (valid[:b] * valid[b:]).repeat(2, 1, 1)
         valid = valid[:, None] * masks.repeat(copies, 1, 1, 1)
-        recon = warp.sample(texture, warp.canon_to_view_grid(recon_depth, view)).clamp(-1, 1)
+        recon = depth_render.sample(texture, depth_render.canon_to_view_grid(recon_depth, view)).clamp(-1, 1)
         for c in range(copies):
             part = slice(c * b, (c + 1) * b)
             loss = loss + photometric_loss(recon[part], images, valid[part])
@@ -385,19 +389,26 @@ class GAN2ShapeRun:
     # --- schedule
     def run(self, on_step: StepCallback) -> Prediction:
         """Prior, then ``num_stages`` x (step 1, step 2 + collection, step 3); the final prediction."""
-        run_schedule([self], on_step)
+        self.fit_prior(on_step)
+        schedule = Schedule([self], on_step)
+        for stage in range(self.options.num_stages):
+            schedule.run_stage(stage)
         return self.final()
 
     def refresh_state(self, flip: bool, refresh_mask: bool) -> None:
         with torch.no_grad():
             _, self.state = self.reconstruct_input(flip, refresh_mask=refresh_mask)
 
-    def iterate(self, name: str, flip1: bool, flip3: bool) -> tuple[torch.Tensor, Prediction | None]:
+    def iterate(
+        self, name: str, mirror_step1: bool, mirror_step3: bool
+    ) -> tuple[torch.Tensor, Prediction | None]:
+        """One iteration's loss of step ``name``; ``mirror_step1``/``mirror_step3``: whether steps 1
+        and 3 also fit the mirrored canonical depth and albedo (the options ``flip1``/``flip3``)."""
         if name == "step1":
-            return self.reconstruct_input(flip1, refresh_mask=False)
+            return self.reconstruct_input(mirror_step1, refresh_mask=False)
         if name == "step2":
             return self.projection_loss(self.options.batch)[0], None
-        return self.joint_loss(flip3)
+        return self.joint_loss(mirror_step3)
 
     @torch.no_grad()
     def final(self) -> Prediction:
@@ -433,40 +444,46 @@ class ImageCycle:
         return image
 
 
-def run_schedule(
-    runs: list[GAN2ShapeRun], on_step: StepCallback, first_stage: int = 0,
-    on_stage_end: Callable[[int], None] | None = None,
-) -> None:
-    """The published schedule for one image, or for several runs sharing one ``ShapeNets``.
+class Schedule:
+    """The published stages for one image, or for several runs sharing one ``ShapeNets``.
 
     Several runs are the paper's joint (pre-)training: each iteration uses the next image of a
-    shuffled cycle; after step 1 every image's state is refreshed, after step 2 every image gets
-    its own buffer of projections. The ellipsoid prior is fitted to the first image only (as
-    published). ``first_stage`` > 0 resumes after stages already trained (prior skipped; states
-    and buffers are rebuilt on demand); ``on_stage_end(stage)`` runs after each stage.
+    shuffled cycle that runs on across stages; after step 1 every image's state is refreshed,
+    after step 2 every image gets its own buffer of projections. The caller fits the ellipsoid
+    prior first (``GAN2ShapeRun.fit_prior``, on the first image only, as published) and runs the
+    stages in order; a run resumed after stages already trained starts at a later stage (states
+    and buffers are then rebuilt on demand).
     """
-    lead = runs[0]
-    opts = lead.options
-    if first_stage == 0:
-        lead.fit_prior(on_step)
-    cycle = ImageCycle(len(runs), lead.rng)
-    done = {
-        name: sum(opts.stage_lengths(s)[i] for s in range(first_stage)) for i, name in enumerate(STEP_NAMES)
-    }
-    totals = {name: opts.total_steps(i) for i, name in enumerate(STEP_NAMES)}
-    for stage in range(first_stage, opts.num_stages):
-        flip1, flip3 = opts.flips(stage)
+
+    def __init__(self, runs: list[GAN2ShapeRun], on_step: StepCallback) -> None:
+        self.runs, self.on_step = runs, on_step
+        self.cycle = ImageCycle(len(runs), runs[0].rng)
+        self.done: dict[str, int] | None = None
+        """Steps taken per step kind; the first stage run counts those of the stages before it."""
+
+    def run_stage(self, stage: int) -> None:
+        """Step 1, step 2 and the collection of projections, step 3 of stage ``stage``."""
+        runs, on_step, cycle = self.runs, self.on_step, self.cycle
+        lead = runs[0]
+        opts = lead.options
+        if self.done is None:
+            self.done = {
+                name: sum(opts.stage_lengths(s)[i] for s in range(stage)) for i, name in enumerate(STEP_NAMES)
+            }
+        done = self.done
+        totals = {name: opts.total_steps(i) for i, name in enumerate(STEP_NAMES)}
+        mirror_step1, mirror_step3 = opts.flips(stage)
         lengths = dict(zip(STEP_NAMES, opts.stage_lengths(stage), strict=True))
         for name in STEP_NAMES:
             if name == "step2":
                 for run in runs:
                     if run.state is None:
-                        run.refresh_state(flip1, refresh_mask=False)
+                        run.refresh_state(mirror_step1, refresh_mask=False)
             if name == "step3":
                 for run in runs:
                     if run.projected is None:
                         run.collect()
-            if name == "step2" and opts.projection == "optimise":
+            if name == "step2" and lead.research.projection == "optimise":
                 lead.train_only(())  # only the per-sample offsets learn
 
                 def tick(loss: float) -> None:
@@ -479,13 +496,13 @@ def run_schedule(
             optimizer = lead.optimizer(TRAINED_NETS[name])
             for _ in range(lengths[name]):
                 run = runs[cycle.next()]
-                loss, prediction = run.iterate(name, flip1, flip3)
+                loss, prediction = run.iterate(name, mirror_step1, mirror_step3)
                 run.descend(optimizer, loss, name, done[name])
                 done[name] += 1
                 on_step(name, done[name], totals[name], run.history.losses[name][-1], prediction)
             if name == "step1":
                 for run in runs:
-                    run.refresh_state(flip1, refresh_mask=False)
+                    run.refresh_state(mirror_step1, refresh_mask=False)
             if name == "step2":
                 on_step("collect", 0, opts.collect_iters, None, None)
                 for run in runs:
@@ -493,5 +510,3 @@ def run_schedule(
             if name == "step3":
                 for run in runs:
                     run.refresh_state(False, refresh_mask=True)
-        if on_stage_end is not None:
-            on_stage_end(stage)

@@ -13,9 +13,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from backend.train.data.car_maps import DISPLACEMENT_SIZE, TEXTURE_SIZE, car_maps
-from backend.train.data.uv_grid import half_columns, mirror_half
-from backend.train.splits import check_training_seeds
+from workbench.data.car_maps import DISPLACEMENT_SIZE, TEXTURE_SIZE, car_maps
+from workbench.data.uv_grid import half_columns, mirror_half
+from workbench.splits import check_training_seeds
 
 
 @dataclass

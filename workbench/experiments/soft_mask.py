@@ -6,6 +6,8 @@ background pixel within a few sigma of a contour edge gets a probability
 1 - prod_edges (1 - exp(-d^2 / sigma)), d its distance to the projected edge in pixels, so its
 error pulls the nearest edges towards it. Foreground pixels stay 1. The mask is blurred outwards,
 so it is larger than the true silhouette: use it with IoU-like losses or next to ``coverage``.
+
+An experiment, not part of the shipped renderer: no method's loss uses it.
 """
 
 from __future__ import annotations
@@ -15,10 +17,11 @@ import math
 import torch
 from torch import Tensor
 
-from backend.render.cameras import screen_to_pixels
+from backend.render.cameras import OrthographicCamera, PerspectiveCamera, screen_to_pixels
 from backend.render.gather import expand_counts, gather_vertices
+from backend.render.rasterize import Fragments, rasterize
 from backend.render.silhouette import contour_edge_mask
-from backend.render.topology import EdgeTopology
+from backend.render.topology import EdgeTopology, build_edge_topology
 
 CUTOFF = 1e-4
 """Edges farther than where exp(-d^2 / sigma) drops below this are ignored."""
@@ -51,6 +54,23 @@ def soft_silhouette(
     total_miss = total_miss.index_add(0, pixel, miss)
     soft = 1.0 - torch.exp(total_miss)
     return torch.where(mask.reshape(-1), torch.ones_like(soft), soft).reshape(batch, height, width)
+
+
+def render_soft_mask(
+    vertices: Tensor,
+    faces: Tensor,
+    camera: OrthographicCamera | PerspectiveCamera,
+    image_size: int | tuple[int, int],
+    sigma: float,
+    topology: EdgeTopology | None = None,
+) -> tuple[Fragments, Tensor]:
+    """The hard fragments and the (B, H, W) soft silhouette of world ``vertices`` seen through
+    ``camera``, rasterised as ``render_mesh`` rasterises them."""
+    faces = faces.long()
+    screen = camera.project(vertices)
+    fragments = rasterize(screen, faces, image_size, perspective=camera.perspective)
+    topology = build_edge_topology(faces) if topology is None else topology
+    return fragments, soft_silhouette(screen, faces, topology, fragments.mask, sigma)
 
 
 def _candidates(

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-from backend.train.data.car_sdf import Params, car_centre, car_sdf
+from workbench.data.car_sdf import Params, car_centre, car_sdf
 
 MAX_RADIUS = 1.45
 """No car point is further than this from its centre (half length <= 1, corners included)."""

@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import torch
 
-from backend.methods.meshinversion.baselines import Baselines
 from backend.methods.meshinversion.invert import InversionSettings
 from backend.methods.meshinversion.mesh_gan import MeshGAN
+from backend.methods.meshinversion.options import Options
 from tests.meshinversion.helpers import render_photo, small_generator
+from workbench.baselines import Baselines
 
-SETTINGS = InversionSettings(
-    render_size=64, z_candidates=8, rendered_candidates=4, azimuths=8, elevations=(0.0, 25.0), camera_keep=3,
-    camera_refine_steps=10, stages=((12, 0.1, 0.01), (8, 0.05, 0.005)), chamfer_points=512,
-    feature_weight=0.0,
-    silhouette_weight=1.0,
-)  # fmt: skip
+SETTINGS = InversionSettings.from_options(replace(
+    Options(), render_size=64, z_candidates=8, rendered_candidates=4, azimuths=8, elevations=(0.0, 25.0),
+    camera_keep=3, camera_refine_steps=10, stages=((12, 0.1, 0.01), (8, 0.05, 0.005)), chamfer_points=512,
+    feature_weight=0.0, silhouette_weight=1.0,
+))  # fmt: skip
 
 
 def test_mean_shape_and_free_form_baselines() -> None:

@@ -16,8 +16,8 @@ from typing import Any
 import bpy
 import numpy as np
 
-from . import session
-from .client import BackendError, protocol
+from . import catalogue, session
+from .client import UserError, protocol
 
 
 @dataclass
@@ -51,7 +51,7 @@ def image_file(image: bpy.types.Image, folder: Path | None = None) -> Path:
     else:
         write_pixels(image, path)
     if not path.is_file():
-        raise BackendError(
+        raise UserError(
             "bad_image",
             f"image '{image.name}' has no pixels to reconstruct from",
             "open or render an image first",
@@ -111,23 +111,37 @@ def source_image(context: bpy.types.Context, settings: Any, filepath: str = "") 
     if filepath or settings.image_source == "FILE":
         path = Path(bpy.path.abspath(filepath or settings.filepath))
         if not path.is_file():
-            raise BackendError("bad_image", f"image file not found: {path}", "choose an existing image file")
+            raise UserError("bad_image", f"image file not found: {path}", "choose an existing image file")
         return path, path.stem
     image = editor_image(context) if settings.image_source == "EDITOR" else object_image(context)
     if image is None:
         where = "an Image Editor" if settings.image_source == "EDITOR" else "the active object"
-        raise BackendError(
+        raise UserError(
             "no_image", f"no image in {where}", "open a photo there, or switch the image source to File"
         )
     return image_file(image), Path(image.name).stem or image.name
 
 
-def parse_overrides(text: str) -> dict[str, str]:
-    """The panel's ``key=value`` pairs separated by spaces, parsed as the protocol defines them."""
+def parse_overrides(text: str, method: str) -> dict[str, str]:
+    """The panel's ``key=value`` pairs separated by spaces, parsed as the protocol defines them and
+    checked against the options ``method`` declares, so a typo fails before a job is sent."""
     try:
-        return protocol.parse_overrides(shlex.split(text))
+        overrides = protocol.parse_overrides(shlex.split(text))
     except protocol.ProtocolError as exc:
-        raise BackendError(exc.code, str(exc), "e.g. num_stages=1 seed_views=4") from None
+        raise UserError(exc.code, str(exc), "e.g. num_stages=1 invert_steps=100") from None
+    check_option_names(method, overrides)
+    return overrides
+
+
+def check_option_names(method: str, overrides: dict[str, Any]) -> None:
+    """Refuse option names ``method`` does not declare, with the ones it does in the hint."""
+    unknown = catalogue.unknown_options(method, overrides) if method in catalogue.METHODS else []
+    if unknown:
+        raise UserError(
+            "bad_option",
+            f"{method} has no option(s) {', '.join(unknown)}",
+            f"known options: {', '.join(sorted(catalogue.option_names(method)))}",
+        )
 
 
 def output_dir(name: str) -> Path:
@@ -147,7 +161,7 @@ def build_request(
     mask_path = None
     if settings.mask_source == "file":
         if settings.mask_image is None:
-            raise BackendError(
+            raise UserError(
                 "no_mask",
                 "mask source is 'Mask Image' but no mask image is chosen",
                 "pick a mask image in the panel or use another mask source",
@@ -164,7 +178,7 @@ def build_request(
         seed=settings.seed,
         mask=settings.mask_source,
         mask_path=mask_path,
-        overrides=parse_overrides(settings.overrides),
+        overrides=parse_overrides(settings.overrides, settings.method),
     )
     options = ImportOptions(
         name=name,

@@ -1,6 +1,7 @@
-"""Auxiliary GAN2Shape weights from the registry: VGG16/LPIPS, pretrained nets, view/light priors, masks.
+"""Auxiliary GAN2Shape weights: VGG16/LPIPS, pretrained nets, view/light priors, masks.
 
-They are separate registry entries of method ``gan2shape`` told apart by ``config.kind``; a
+They are separate weights entries of method ``gan2shape`` told apart by ``config.kind``, handed to
+``GAN2Shape.load`` by the job (``AuxiliaryWeights``); a
 GAN entry uses those of its category (VGG16 and LPIPS serve every category; a GAN entry may
 name its mask network with ``config.mask_weights``). Each is validated strictly when imported
 (``validate``), so a wrong file fails at import and never mid-job.
@@ -13,11 +14,11 @@ from typing import Any
 
 import torch
 
+from backend.methods.base import AuxiliaryWeights
 from backend.methods.gan2shape.convert import check_shapes, unprefixed
 from backend.methods.gan2shape.masknet import MaskNet, MaskNetConfig, load_masknet
 from backend.methods.gan2shape.networks import NET_NAMES, ShapeNets, net_widths
 from backend.methods.gan2shape.perceptual import TAP_WIDTHS, PerceptualDistance
-from backend.weights import Registry, WeightsEntry
 
 AUXILIARY_KINDS = ("pretrain", "view_mvn", "light_mvn", "vgg16", "lpips", "mask")
 SHARED_KINDS = ("vgg16", "lpips")
@@ -27,7 +28,7 @@ PRETRAIN_JOB_OPTIONS = ("relative_enc", "f1_d", "lam_smooth")
 
 
 @dataclass
-class Extras:
+class AuxiliaryNets:
     """Loaded auxiliary entries by kind: (config, state dict)."""
 
     found: dict[str, tuple[dict[str, Any], dict[str, torch.Tensor]]] = field(default_factory=dict)
@@ -77,15 +78,14 @@ class Extras:
         return {k: config[k] for k in PRETRAIN_JOB_OPTIONS if k in config}
 
 
-def find_extras(gan: WeightsEntry, image_size: int, registry: Registry | None = None) -> Extras:
-    """The first registered entry of every auxiliary kind that fits ``gan`` (category, net size),
-    from ``registry`` (default: the one ``gan`` was registered in)."""
-    registry = registry or Registry(user_dir=gan.root if gan.origin == "user" else None)
-    extras = Extras()
+def find_auxiliary_nets(gan: Any, image_size: int, auxiliary: AuxiliaryWeights) -> AuxiliaryNets:
+    """The first entry of ``auxiliary`` of every kind that fits ``gan`` (a weights entry: category,
+    net size), read from its file."""
+    extras = AuxiliaryNets()
     mask_id = gan.config.get("mask_weights")
-    for entry in registry.entries():
+    for entry in auxiliary.entries():
         kind = entry.config.get("kind")
-        if entry.method != gan.method or kind not in AUXILIARY_KINDS:
+        if kind not in AUXILIARY_KINDS:
             continue
         if kind != "pretrain" and extras.has(kind):
             continue
@@ -95,14 +95,14 @@ def find_extras(gan: WeightsEntry, image_size: int, registry: Registry | None = 
             continue
         if kind == "pretrain" and not fits_gan(entry, gan, image_size):
             continue
-        state = registry.load_state_dict(entry, "cpu")
+        state = auxiliary.read(entry)
         if kind == "pretrain" and (held := extras.found.get(kind)) and len(held[1]) >= len(state):
             continue  # a joint-pretrained file (all five nets) wins over an encoder-only one
         extras.found[kind] = (dict(entry.config), state)
     return extras
 
 
-def fits_gan(pretrain: WeightsEntry, gan: WeightsEntry, image_size: int) -> bool:
+def fits_gan(pretrain: Any, gan: Any, image_size: int) -> bool:
     """A pretrain file fits its net size; one trained on a particular GAN's samples (``gan`` and
     ``gan_sha256`` in its config) fits only that exact GAN file."""
     config = pretrain.config

@@ -1,7 +1,7 @@
 """The committed data: held-out evaluation renders (``examples/eval/``) and demo photos (``examples/``).
 
 Both come from evaluation-split seeds only (never used in training) and are reproducible:
-``python -m backend.train make-eval`` and ``python -m backend.train make-examples`` rewrite them,
+``python -m workbench.train make-eval`` and ``python -m workbench.train make-examples`` rewrite them,
 bit-for-bit on the same CPU, up to float rounding (a few pixels by one level) on another.
 """
 
@@ -15,8 +15,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from backend.train.data.render_sample import RenderedCars, render_cars
-from backend.train.splits import EVAL_SEED_START, eval_seeds
+from workbench.data.render_sample import RenderedCars, render_cars
+from workbench.splits import EVAL_SEED_START, eval_seeds
 
 EVAL_COUNT = 24
 CHUNK = 4

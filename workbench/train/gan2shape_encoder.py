@@ -26,13 +26,13 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
-from backend.methods.gan2shape import METHOD
 from backend.methods.gan2shape.method import GAN2Shape
 from backend.methods.gan2shape.networks import ResEncoder
 from backend.methods.gan2shape.stylegan2 import Generator, StyleGAN2Config
-from backend.train.stylegan2 import register_shipped_file
-from backend.train.training_state import add_run_arguments, load_training_state, save_training_state
+from backend.models import default_entry, load_model
 from backend.weights import Registry, WeightsEntry
+from workbench.train.shipped_weights import register_shipped_file
+from workbench.train.training_state import add_run_arguments, load_training_state, save_training_state
 
 CHECKPOINT = "checkpoint.safetensors"
 WEIGHTS_FILE = "gan2shape_demo_car_encoder.safetensors"
@@ -42,7 +42,8 @@ ENCODER_WIDTH = 32
 HELD_OUT_SEED = 987_654_321
 """Seed of the fixed batch the residual is measured on (training draws seeds from ``--seed``)."""
 TRAIN_COMMAND = (
-    "OMP_NUM_THREADS=1 python -m backend.train gan2shape-encoder --out runs/g2s_encoder --steps 3000 --export"
+    "OMP_NUM_THREADS=1 python -m workbench.train gan2shape-encoder --out runs/g2s_encoder --steps 3000 "
+    "--export"
 )
 
 
@@ -117,7 +118,9 @@ def export(
               f"{residual:.3f} of the code variance)")
     entry_config = {"kind": "pretrain", "image_size": config.size, "latent_dim": config.style_dim,
                     "gan": gan.id, "gan_sha256": gan.sha256, "f1_d": f1_d, "relative_enc": True}  # fmt: skip
-    return register_shipped_file(target, WEIGHTS_ID, gan.category, source, TRAIN_COMMAND, entry_config)
+    return register_shipped_file(
+        target, "gan2shape", WEIGHTS_ID, gan.category, source, TRAIN_COMMAND, entry_config
+    )
 
 
 def add_gan_run_arguments(parser: argparse.ArgumentParser) -> None:
@@ -129,8 +132,8 @@ def add_gan_run_arguments(parser: argparse.ArgumentParser) -> None:
 def load_gan(args: argparse.Namespace) -> tuple[WeightsEntry, GAN2Shape]:
     """The ``--gan`` entry (or the method's default) of ``--weights-dir``, loaded on the CPU."""
     registry = Registry(shipped_dir=Path(args.weights_dir))
-    entry = registry.find(args.gan) if args.gan else registry.default_for("gan2shape")
-    model = METHOD.load(entry, registry.load_state_dict(entry), "cpu")
+    entry = registry.find(args.gan) if args.gan else default_entry(registry, "gan2shape")
+    model = load_model(registry, entry, "cpu")
     if model.generator is None:
         raise SystemExit(f"{entry.id} is not a StyleGAN2 entry")
     return entry, model

@@ -19,22 +19,22 @@ import torch.nn.functional as F
 from safetensors.torch import save_file
 
 from backend.methods.gan2shape.masknet import MaskNet, MaskNetConfig
-from backend.train.gan2shape_renders import CarRenderSet, build_render_set, load_render_set
-from backend.train.splits import eval_seeds
-from backend.train.stylegan2 import MASK_WEIGHTS_ID, upsert_manifest_entry
-from backend.train.training_state import (
+from workbench.data.gan2shape_renders import CarRenderSet, build_render_set, load_render_set
+from workbench.splits import eval_seeds
+from workbench.train.shipped_weights import register_shipped_file
+from workbench.train.stylegan2_training import MASK_WEIGHTS_ID
+from workbench.train.training_state import (
     add_run_arguments,
     load_training_state,
     read_metadata,
     save_training_state,
 )
-from backend.weights import sha256_file
 
 CHECKPOINT = "checkpoint.safetensors"
 WEIGHTS_FILE = "gan2shape_demo_car_mask.safetensors"
 TRAIN_COMMAND = (
-    "python -m backend.train gan2shape-renders --out runs/g2s_data/car64.npz --cars 1000 --views 12 && "
-    "OMP_NUM_THREADS=1 python -m backend.train masknet --out runs/g2s_mask "
+    "python -m workbench.train gan2shape-renders --out runs/g2s_data/car64.npz --cars 1000 --views 12 && "
+    "OMP_NUM_THREADS=1 python -m workbench.train masknet --out runs/g2s_mask "
     "--data runs/g2s_data/car64.npz --export"
 )
 
@@ -131,20 +131,9 @@ def export(net: MaskNet, weights_dir: Path, steps: int, eval_iou: float) -> dict
     save_file({k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}, tmp)
     tmp.chmod(0o644)  # shipped with the repository: readable by everyone
     os.replace(tmp, target)
-    entry = {
-        "id": MASK_WEIGHTS_ID,
-        "method": "gan2shape",
-        "category": "car",
-        "file": WEIGHTS_FILE,
-        "sha256": sha256_file(target),
-        "size": target.stat().st_size,
-        "source": f"trained here on procedural car render masks ({steps} steps; held-out IoU {eval_iou:.3f})",
-        "licence": "GPL-3.0-or-later (same as the project)",
-        "train_command": TRAIN_COMMAND,
-        "config": {"kind": "mask", **net.config.to_dict()},
-    }
-    upsert_manifest_entry(weights_dir / "manifest.toml", entry)
-    return entry
+    source = f"trained here on procedural car render masks ({steps} steps; held-out IoU {eval_iou:.3f})"
+    config = {"kind": "mask", **net.config.to_dict()}
+    return register_shipped_file(target, "gan2shape", MASK_WEIGHTS_ID, "car", source, TRAIN_COMMAND, config)
 
 
 def evaluate(net: MaskNet, data: CarRenderSet) -> float:

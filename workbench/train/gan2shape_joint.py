@@ -2,7 +2,7 @@
 
 The paper's ``joint_train`` mode (its ``celeba_pretrain`` / ``cat_pretrain`` files): one set of
 nets runs the published three-step stages over many GAN samples at once (each iteration takes
-the next image of a shuffled cycle; see ``pipeline.run_schedule``), so the depth net learns the
+the next image of a shuffled cycle; see ``pipeline.Schedule``), so the depth net learns the
 category's shape from the GAN's views of many objects instead of from one photo. The samples
 come from the GAN itself (truncation 0.7, fixed noise, as the official ``generate.py``), their
 masks from the category's mask network; nothing here sees a ground-truth depth. The exported file
@@ -26,25 +26,28 @@ import json
 import os
 import shlex
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from backend.methods.gan2shape.config import PRESETS, Options, resolve
+from backend.methods.gan2shape.auxiliary import AuxiliaryNets, find_auxiliary_nets
+from backend.methods.gan2shape.config import Research
 from backend.methods.gan2shape.convert import unprefixed
-from backend.methods.gan2shape.extras import Extras, find_extras
 from backend.methods.gan2shape.inversion import fit_size
 from backend.methods.gan2shape.method import GAN2Shape
 from backend.methods.gan2shape.networks import ShapeNets, net_widths
-from backend.methods.gan2shape.pipeline import GAN2ShapeRun, Prediction, Target, run_schedule
+from backend.methods.gan2shape.options import Options
+from backend.methods.gan2shape.schedule import GAN2ShapeRun, Prediction, Schedule, Target
 from backend.methods.gan2shape.stylegan2 import Generator
-from backend.train.gan2shape_encoder import WEIGHTS_ID as ENCODER_ID
-from backend.train.gan2shape_encoder import add_gan_run_arguments, load_gan
-from backend.train.stylegan2 import register_shipped_file
-from backend.train.training_state import add_run_arguments
+from backend.options import parse_options
 from backend.weights import Registry, WeightsEntry
+from workbench.train.gan2shape_encoder import WEIGHTS_ID as ENCODER_ID
+from workbench.train.gan2shape_encoder import add_gan_run_arguments, load_gan
+from workbench.train.shipped_weights import register_shipped_file
+from workbench.train.training_state import add_run_arguments
 
 CHECKPOINT = "checkpoint.safetensors"
 WEIGHTS_FILE = "gan2shape_demo_car_pretrain.safetensors"
@@ -53,7 +56,7 @@ TRUNCATION = 0.7
 
 
 def gan_samples(
-    generator: Generator, extras: Extras, count: int, size: int, rng: torch.Generator
+    generator: Generator, extras: AuxiliaryNets, count: int, size: int, rng: torch.Generator
 ) -> list[Target]:
     """``count`` truncated GAN samples at the nets' size with their W codes and mask-network masks."""
     network = extras.mask_network(generator.input.input.device)
@@ -69,10 +72,12 @@ def gan_samples(
     return [Target(images[i : i + 1], masks[i : i + 1], w[i : i + 1], noise) for i in range(count)]
 
 
-def joint_options(args: argparse.Namespace, extras: Extras, category: str) -> Options:
-    """The ``fast`` mechanisms with the joint schedule and widths from the command line."""
+def joint_options(
+    args: argparse.Namespace, extras: AuxiliaryNets, model: GAN2Shape
+) -> tuple[Options, Research]:
+    """The ``fast`` mechanisms with the joint schedule and widths from the command line, resolved for
+    ``model``; the view net stays fixed unless ``--learn-view``."""
     options = {
-        **PRESETS["fast"],
         "relative_enc": True,
         "f1_d": args.f1_d,
         "num_stages": args.stages,
@@ -82,11 +87,11 @@ def joint_options(args: argparse.Namespace, extras: Extras, category: str) -> Op
         "collect_iters": args.collect,
         "prior_iters": args.prior_iters,
         "net_width": args.net_width,
-        "fixed_view": not args.learn_view,
         "pseudo_pose": args.pseudo_pose,
         **(json.loads(args.set) if args.set else {}),
     }
-    return resolve(category, options)
+    fast = parse_options(Options, "fast", {})
+    return model.resolve_options(replace(fast, **options), extras), Research(fixed_view=not args.learn_view)
 
 
 def save_nets(
@@ -114,14 +119,14 @@ def train(args: argparse.Namespace, model: GAN2Shape, entry: WeightsEntry) -> tu
     out.mkdir(parents=True, exist_ok=True)
     generator, discriminator = model.generator, model.discriminator
     registry = Registry(shipped_dir=Path(args.weights_dir))
-    extras = find_extras(entry, model.image_size, registry)
+    extras = find_auxiliary_nets(entry, model.image_size, model.auxiliary)
     extras.found.pop("pretrain", None)  # the joint file being made must not feed itself
-    opts = joint_options(args, extras, entry.category)
+    opts, research = joint_options(args, extras, model)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(args.seed)
         nf, gn_base = net_widths(model.image_size, args.net_width)
         nets = ShapeNets(model.image_size, nf=nf, gn_base=gn_base, latent_dim=generator.config.style_dim)
-        if opts.fixed_view:
+        if research.fixed_view:
             with torch.no_grad():
                 nets.netV.network[-2].weight.zero_()  # every image seen from the identity view
     if args.encoder:
@@ -137,9 +142,10 @@ def train(args: argparse.Namespace, model: GAN2Shape, entry: WeightsEntry) -> tu
     targets = gan_samples(generator, extras, args.images, model.image_size, sample_rng)
     prior = model.view_light_prior(opts, extras)
     runs = [
-        GAN2ShapeRun(nets, generator, discriminator, target, opts, entry.category, prior, rng)
+        GAN2ShapeRun(nets, generator, discriminator, target, opts, entry.category, prior, rng,
+                     research=research)
         for target in targets
-    ]
+    ]  # fmt: skip
     log = (out / "log.jsonl").open("a")
     started = time.perf_counter()
 
@@ -150,13 +156,15 @@ def train(args: argparse.Namespace, model: GAN2Shape, entry: WeightsEntry) -> tu
             log.write(json.dumps(row) + "\n")
             log.flush()
 
-    def on_stage_end(stage: int) -> None:
-        save_nets(ckpt, nets, {"stages_done": str(stage + 1), "gan_sha256": entry.sha256})
-        seconds = round(time.perf_counter() - started, 1)
-        print(json.dumps({"stage": stage + 1, "seconds": seconds}), flush=True)
-
     try:
-        run_schedule(runs, on_step, first_stage=first_stage, on_stage_end=on_stage_end)
+        if first_stage == 0:
+            runs[0].fit_prior(on_step)
+        schedule = Schedule(runs, on_step)
+        for stage in range(first_stage, opts.num_stages):
+            schedule.run_stage(stage)
+            save_nets(ckpt, nets, {"stages_done": str(stage + 1), "gan_sha256": entry.sha256})
+            seconds = round(time.perf_counter() - started, 1)
+            print(json.dumps({"stage": stage + 1, "seconds": seconds}), flush=True)
     finally:
         log.close()
     return nets.eval(), opts
@@ -179,12 +187,12 @@ def export(
     }  # fmt: skip
     if args.job_lam_smooth is not None:
         config["lam_smooth"] = args.job_lam_smooth
-    register_shipped_file(target, WEIGHTS_ID, gan.category, source, train_command(args), config)
+    register_shipped_file(target, "gan2shape", WEIGHTS_ID, gan.category, source, train_command(args), config)
 
 
 def train_command(args: argparse.Namespace) -> str:
     """The command that reproduces this file (after ``gan2shape-encoder``, whose encoder it starts from)."""
-    parts = ["OMP_NUM_THREADS=1", "python", "-m", "backend.train", "gan2shape-joint"]
+    parts = ["OMP_NUM_THREADS=1", "python", "-m", "workbench.train", "gan2shape-joint"]
     flags = {"--out": "runs/g2s_joint", "--images": args.images, "--stages": args.stages,
              "--batch": args.batch, "--collect": args.collect, "--prior-iters": args.prior_iters,
              "--net-width": args.net_width, "--f1-d": args.f1_d, "--encoder": args.encoder,

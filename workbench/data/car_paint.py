@@ -11,7 +11,7 @@ import math
 
 import torch
 
-from backend.train.data.car_sdf import Params, body_top, roof_height, wheel_centres_z, wheel_outer_x
+from workbench.data.car_sdf import Params, body_top, roof_height, wheel_centres_z, wheel_outer_x
 
 
 def _col(p: Params, name: str) -> torch.Tensor:

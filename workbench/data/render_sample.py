@@ -1,6 +1,6 @@
 """Renders of procedural cars with ground truth: image, mask, depth, camera, light and mesh.
 
-Cameras follow MeshInversion's weak-perspective convention (``meshinversion_camera``: quaternion,
+Cameras follow MeshInversion's weak-perspective convention (``weak_perspective_camera``: quaternion,
 scale, translation in NDC): azimuth over the whole circle, elevation 0-35 degrees, the car filling
 55-85 % of the frame with a small offset. The mesh is the template displaced by the ground-truth map
 (exactly what the generator can express) with the painted texture, lit by an ambient + Lambertian
@@ -19,11 +19,11 @@ import torch
 from backend.methods.meshinversion.camera_search import view_quaternion
 from backend.methods.meshinversion.mesh_gan import pad_texture, render_uvs
 from backend.methods.meshinversion.template import sphere_template
-from backend.render.cameras import meshinversion_camera
+from backend.render.cameras import weak_perspective_camera
 from backend.render.pipeline import render_mesh
 from backend.render.shading import DirectionalLight
-from backend.train.data.backgrounds import background
-from backend.train.data.car_maps import TEXTURE_SIZE, car_maps
+from workbench.data.backgrounds import background
+from workbench.data.car_maps import TEXTURE_SIZE, car_maps
 
 VIEW_STREAM = 2**40
 """Views, lights and backgrounds of render seed s come from generator seed s + VIEW_STREAM, a stream
@@ -88,14 +88,15 @@ def render_cars(seeds: list[int], size: int = 256, texture_size: int = TEXTURE_S
     draws = {k: v.to(device) for k, v in view_draws(seeds).items()}
     quat = view_quaternion(draws["azimuth"], draws["elevation"])
     batch = len(seeds)
-    unit = meshinversion_camera(quat, torch.ones(batch, device=device), torch.zeros(batch, 3, device=device))
+    ones, zeros = torch.ones(batch, device=device), torch.zeros(batch, 3, device=device)
+    unit = weak_perspective_camera(quat, ones, zeros)
     centre = vertices.mean(1, keepdim=True)
     extent = unit.to_view(vertices - centre)[..., :2].abs().amax(dim=(1, 2))
     scale = draws["fill"] / extent
     # Place the vertex centroid at the drawn offset: translation = offset - scale * R centre.
     shift = -scale[:, None] * unit.to_view(centre)[:, 0, :2] + draws["offset"]
     translation = torch.cat([shift, torch.full_like(shift[:, :1], DEPTH_OFFSET)], 1)
-    camera = meshinversion_camera(quat, scale, translation)
+    camera = weak_perspective_camera(quat, scale, translation)
     texture = maps.texture * 2 - 1
     light = DirectionalLight(draws["light_direction"], draws["light_ambient"], draws["light_diffuse"])
     backdrop = torch.stack([background(s + VIEW_STREAM, size, device) for s in seeds]) * 2 - 1

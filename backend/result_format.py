@@ -1,0 +1,154 @@
+"""The result folder: the one definition of what a job writes and what reads it back.
+
+Standard library only, like ``backend.protocol``: the Blender add-on imports this very module (its
+importer and Re-project Photo), ``backend/results.py`` writes by it and ``backend/reproject`` reads by
+it, so the file names, the ``result.json`` schema and the camera cannot drift apart.
+
+Files in a result folder:
+
+- ``mesh.npz``: ``vertices`` float32 (V, 3) in Blender's frame, ``faces`` int32 (F, 3) wound
+  counter-clockwise seen from outside, ``uvs`` float32 (F, 3, 2) per face corner, v up.
+- ``texture.png``: the sRGB texture, row 0 at the top (v = 1).
+- ``result.json``: ``ResultDocument``: method, weights id and sha256, preset, seed, device, options,
+  camera, timings, losses, notes, info, protocol and backend versions, mesh counts and the file list.
+- ``mesh.glb``: the same textured mesh for any glTF viewer (glTF is Y up, so Blender's (X, Y, Z) is
+  stored as (X, Z, -Y) and Blender's glTF importer restores it).
+- ``preview.png``: the method's previews side by side (absent when it gave none).
+- ``mask.png``: the object mask the method was given, 8-bit (255 = object) at the photo's size;
+  ``result.json["input"]["mask_resolved"]`` names the source that made it.
+
+Camera schema (``result.json["camera"]``, ``Camera``)::
+
+    {"type": "ORTHO" | "PERSP",
+     "matrix_world": 4x4 row-major nested list, the Blender camera object's world matrix
+                     (the camera looks along its local -Z, local +Y is image up),
+     "ortho_scale": float  (ORTHO: world width of the crop square), or
+     "angle": float        (PERSP: field of view in radians across the crop square),
+     "crop_box": [x0, y0, side]  original-image pixels (top-left origin) the camera frames,
+     "image_size": [W, H]        of the original image}
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, TypedDict
+
+MESH_FILE = "mesh.npz"
+TEXTURE_FILE = "texture.png"
+RESULT_JSON = "result.json"
+GLB_FILE = "mesh.glb"
+PREVIEW_FILE = "preview.png"
+MASK_FILE = "mask.png"
+RESULT_FILES = frozenset({MESH_FILE, TEXTURE_FILE, RESULT_JSON, GLB_FILE, PREVIEW_FILE, MASK_FILE})
+"""Every file a result may hold."""
+MESH_ARRAYS = ("vertices", "faces", "uvs")
+"""The arrays of ``mesh.npz``."""
+
+READABLE_RESULT_VERSIONS = (1, 2)
+"""Protocol versions whose ``result.json`` this backend reads back (``reproject``): one schema, since
+protocol 2 only added a job type (and results record what they re-projected under ``info``)."""
+MAX_RESULT_JSON_BYTES = 64 << 20
+"""A larger ``result.json`` is not one this backend wrote, and is never read whole."""
+
+
+class Camera(TypedDict, total=False):
+    """The camera that sees the result as the photo did (schema in this module's docstring)."""
+
+    type: str
+    matrix_world: list[list[float]]
+    ortho_scale: float
+    angle: float
+    crop_box: list[float]
+    image_size: list[int]
+
+
+class WeightsRecord(TypedDict):
+    """``result.json["weights"]``: the model that made the result."""
+
+    id: str
+    sha256: str
+    category: str
+    source: str
+
+
+class InputRecord(TypedDict):
+    """``result.json["input"]``: the photo and the object mask as asked for and as resolved."""
+
+    image: str
+    mask: str
+    mask_resolved: str
+    box: list[int] | None
+
+
+class MeshCounts(TypedDict):
+    """``result.json["mesh"]``: vertex and face counts and the texture's (H, W, 3) shape."""
+
+    vertices: int
+    faces: int
+    texture: list[int]
+
+
+class ResultDocument(TypedDict, total=False):
+    """``result.json``. A re-projection keeps its source's provenance (``method`` to ``input``, those
+    present there) and records under ``info.reprojection`` what it re-projected onto what."""
+
+    protocol_version: int
+    backend_version: str
+    method: str
+    weights: WeightsRecord
+    preset: str
+    options: dict[str, Any]
+    seed: int
+    device: str
+    input: InputRecord
+    notes: list[str]
+    timings: dict[str, float]
+    camera: Camera
+    losses: dict[str, list[float]]
+    info: dict[str, Any]
+    mesh: MeshCounts
+    files: list[str]
+
+
+def _finite_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def camera_problem(camera: Any) -> str:
+    """What makes ``camera`` not a ``Camera`` of the schema ("" when it is one)."""
+    if not isinstance(camera, dict):
+        return "camera is not a dict"
+    kind = camera.get("type")
+    matrix = camera.get("matrix_world")
+    matrix_ok = (
+        isinstance(matrix, list | tuple)
+        and len(matrix) == 4
+        and all(
+            isinstance(row, list | tuple) and len(row) == 4 and all(map(_finite_number, row))
+            for row in matrix
+        )
+    )
+    box, size = camera.get("crop_box"), camera.get("image_size")
+    checks = [
+        (kind in ("ORTHO", "PERSP"), "camera type must be ORTHO or PERSP"),
+        (matrix_ok, "camera matrix_world must be 4x4 finite numbers"),
+        (
+            kind != "ORTHO" or (_finite_number(camera.get("ortho_scale")) and camera["ortho_scale"] > 0),
+            "ORTHO camera needs a positive ortho_scale",
+        ),
+        (
+            kind != "PERSP" or (_finite_number(camera.get("angle")) and 0 < camera["angle"] < math.pi),
+            "PERSP camera needs an angle in (0, pi)",
+        ),
+        (
+            isinstance(box, list | tuple) and len(box) == 3 and all(map(_finite_number, box)) and box[2] > 0,
+            "camera crop_box must be [x0, y0, side] with side > 0",
+        ),
+        (
+            isinstance(size, list | tuple)
+            and len(size) == 2
+            and all(isinstance(v, int) and v > 0 for v in size),
+            "camera image_size must be [W, H] positive integers",
+        ),
+    ]
+    return next((what for ok, what in checks if not ok), "")

@@ -1,0 +1,32 @@
+"""The backend's methods, presets, job defaults and option names, as every add-on front end offers them.
+
+Read from the backend's own declarations (``backend.methods``, each method's ``options`` module,
+``backend.protocol.JobRequest``), which are standard library only, so the panel, the Python API
+and the batch script never repeat a method name, a preset or a default.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+try:
+    from .backend import methods, options, protocol
+except ImportError:  # source tree: backend/ is the sibling of blender_addon/ (tests put it on sys.path)
+    from backend import methods, options, protocol  # type: ignore[no-redef]
+
+METHODS: tuple[str, ...] = tuple(methods.METHOD_MODULES)
+PRESETS: tuple[str, ...] = protocol.PRESETS
+MASK_SOURCES: tuple[str, ...] = protocol.MASK_SOURCES
+DEVICES: tuple[str, ...] = protocol.DEVICES
+JOB_DEFAULTS: dict[str, Any] = options.JOB_DEFAULTS
+"""``method``, ``preset``, ``device``, ``seed``, ``mask``...: the defaults of a job request."""
+
+
+def option_names(method: str) -> tuple[str, ...]:
+    """The options method ``method`` declares (what ``key=value`` overrides may name)."""
+    return options.option_names(methods.options_class(method))
+
+
+def unknown_options(method: str, overrides: dict[str, Any]) -> list[str]:
+    """Override names ``method`` does not declare, sorted (empty when all are known)."""
+    return sorted(set(overrides) - set(option_names(method)))
