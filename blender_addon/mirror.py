@@ -1,11 +1,12 @@
 """Mirror-symmetric results as one half plus Blender's Mirror modifier (numpy only, no bpy).
 
 A result is symmetric when ``X -> -X`` maps its vertices onto vertices (within ``TOLERANCE`` of the
-mesh size) and the faces of one side onto the other's vertices (a quad's diagonal may flip, as in
-MeshInversion's triangulation). The half kept is the ``X >= 0`` side, the vertices on the plane
-snapped to ``X = 0``. UVs are taken as mirrored by ``u -> 0.5 - u`` (MeshInversion's layout): the
-modifier's ``u' = 1 - u + offset`` with offset ``-0.5`` gives that, up to a whole turn of ``u``
-(the image repeats in ``u``, so the same texels).
+mesh size) and the faces of one side onto the other's vertices (a quad's diagonal may flip: an
+imported mesh need not be triangulated mirror-symmetrically, though MeshInversion's is). The half
+kept is the ``X >= 0`` side, the vertices on the plane snapped to ``X = 0``. UVs are taken as
+mirrored by ``u -> 0.5 - u`` (MeshInversion's layout): the modifier's ``u' = 1 - u + offset`` with
+offset ``-0.5`` gives that, up to a whole turn of ``u`` (the image repeats in ``u``, so the same
+texels).
 """
 
 from __future__ import annotations

@@ -67,6 +67,35 @@ def test_uv_formula_seam_and_poles(rings: int) -> None:
             assert t.vertex_uv[index].tolist() == pytest.approx([expected_u, 0.5])
 
 
+def _cyclic(faces: torch.Tensor) -> set[tuple[int, ...]]:
+    """Faces as winding-preserving keys: each rotated so its smallest index comes first."""
+    keys = set()
+    for face in faces.tolist():
+        first = face.index(min(face))
+        keys.add(tuple(face[first:] + face[:first]))
+    return keys
+
+
+@pytest.mark.parametrize("rings", [16, 31])
+def test_triangulation_is_mirror_symmetric_like_the_official_obj(rings: int) -> None:
+    """Facts of the official Blender-made templates: every quad of the x >= 0 half is split along the
+    diagonal from (ring r, segment k) to (ring r + 1, segment k + 1), and the whole triangulation is
+    its own mirror image (a mirrored face, wound the other way, is again a face of the template)."""
+    t = sphere_template(rings)
+    faces = _cyclic(t.faces)
+    mirrored = t.mirror[t.faces][:, [0, 2, 1]]
+    assert _cyclic(mirrored) == faces
+    assert len(t.grid_edges) == (rings - 1) * 32 + rings * 32  # ring edges + meridian edges
+    ring = lambda r, k: 1 + (r - 1) * 32 + k % 32  # noqa: E731
+    for r in range(1, rings - 1):
+        for k in range(8, 24):  # quads between the +z (k = 8) and -z (k = 24) meridians: x >= 0
+            a, b, c, d = ring(r, k), ring(r, k + 1), ring(r + 1, k), ring(r + 1, k + 1)
+            assert _cyclic(torch.tensor([[a, c, d], [a, d, b]])) <= faces
+    # Every non-pole corner carries its own vertex's UV (u = 1 on the seam is u = 0).
+    pole = t.vertices[t.faces][..., 1].abs() > 1 - 1e-6
+    assert torch.allclose((t.corner_uvs % 1)[~pole], t.vertex_uv[t.faces][~pole])
+
+
 def test_mirror_pairs() -> None:
     t = sphere_template(16)
     assert torch.equal(t.vertices[t.mirror] * torch.tensor([-1.0, 1, 1]), t.vertices)

@@ -5,7 +5,8 @@ a unit sphere with the poles on +-y, ``rings`` latitude bands and 32 segments. V
 0 = north pole (0, 1, 0); then ring r = 1..rings-1 (polar angle theta = pi r / rings), segment
 k = 0..31 at index 1 + 32 (r - 1) + k; last = south pole. 16 rings: 482 vertices, 960 faces,
 559 UVs; 31 rings (Pascal3D cars): 962 vertices, 1,920 faces, 1,054 UVs. Faces are wound
-counter-clockwise seen from outside. Vertices are welded; UVs have their own indices because the
+counter-clockwise seen from outside, and each quad band is split along mirror-image diagonals on
+the two halves (as in the official files). Vertices are welded; UVs have their own indices because the
 seam (on -x) and the poles need several UVs per vertex.
 
 UV layout (official): u = (0.25 + atan2(x, z) / 2 pi) mod 1 and v = 1 - theta / pi, so u = 0.25 is
@@ -66,6 +67,16 @@ class SphereTemplate:
         pairs = self.faces[:, [0, 1, 1, 2, 2, 0]].reshape(-1, 2)
         return torch.unique(pairs.sort(dim=1).values, dim=0)
 
+    @property
+    def grid_edges(self) -> torch.Tensor:
+        """(E, 2) the edges along rings and meridians, without the quads' diagonals: a graph with the
+        sphere's rotational symmetry about its axis, whichever way the quads are split."""
+        edges = self.edges
+        inner = (edges > 0) & (edges < len(self.vertices) - 1)
+        ring, seg = (edges - 1) // SEGMENTS, (edges - 1) % SEGMENTS
+        diagonal = inner.all(dim=1) & (ring[:, 0] != ring[:, 1]) & (seg[:, 0] != seg[:, 1])
+        return edges[~diagonal]
+
     def fill_poles(
         self, vertices: torch.Tensor, rings: int = 1, iterations: int = 30, symmetric: bool = True
     ) -> torch.Tensor:
@@ -75,11 +86,12 @@ class SphereTemplate:
         A pole vertex reads a single texel of the displacement map and has no tangent frame, and its
         ring reads the map's first rows through frames that turn fully around it: a generator that
         has not learnt those rows well leaves a dimple or spike there (on a car, the roof). The
-        template's quads are split along the same diagonal on both halves, so the relaxation alone
-        twists the cap slightly; ``symmetric`` averages it with its mirror image, which keeps a
+        relaxation runs on the ring-and-meridian grid (``grid_edges``): the triangles' diagonals
+        change direction at the symmetry plane, and their uneven valences would pull the cap
+        forwards or backwards. ``symmetric`` averages the cap with its mirror image, which keeps a
         mirror-symmetric mesh exactly symmetric (vertices on the plane stay at x = 0).
         """
-        edges = torch.cat((self.edges, self.edges.flip(1))).to(vertices.device)
+        edges = torch.cat((self.grid_edges, self.grid_edges.flip(1))).to(vertices.device)
         count = vertices.shape[1]
         degree = torch.zeros(count, device=vertices.device).index_add(0, edges[:, 0], torch.ones(len(edges),
                                                                       device=vertices.device))  # fmt: skip
@@ -246,8 +258,21 @@ def sphere_template(rings: int = 16) -> SphereTemplate:
     c, d = ring_vertex(band + 1, seg), ring_vertex(band + 1, seg + 1)
     ua, ub = ring_uv(band, seg), ring_uv(band, seg + 1)
     uc, ud = ring_uv(band + 1, seg), ring_uv(band + 1, seg + 1)
-    quad_faces = torch.cat((torch.stack((a, c, d), -1), torch.stack((a, d, b), -1)))
-    quad_uvs = torch.cat((torch.stack((ua, uc, ud), -1), torch.stack((ua, ud, ub), -1)))
+    # Official diagonals: a-d on the x >= 0 half, its mirror image b-c on the x < 0 half (segments
+    # 24..31 and 0..7), so the triangulation is mirror-symmetric like the Blender-made .obj files.
+    negative = ((seg + SEGMENTS // 4) % SEGMENTS < SEGMENTS // 2)[:, None]
+    quad_faces = torch.cat(
+        (
+            torch.where(negative, torch.stack((a, c, b), -1), torch.stack((a, c, d), -1)),
+            torch.where(negative, torch.stack((b, c, d), -1), torch.stack((a, d, b), -1)),
+        )
+    )
+    quad_uvs = torch.cat(
+        (
+            torch.where(negative, torch.stack((ua, uc, ub), -1), torch.stack((ua, uc, ud), -1)),
+            torch.where(negative, torch.stack((ub, uc, ud), -1), torch.stack((ua, ud, ub), -1)),
+        )
+    )
     faces = torch.cat((north_faces, quad_faces, south_faces))
     face_uvs = torch.cat((north_uvs, quad_uvs, south_uvs))
 
