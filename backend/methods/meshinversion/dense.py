@@ -21,7 +21,9 @@ The dense sphere uses the template's UV convention (u = (0.25 + atan2(x, z) / 2 
 -x, v = 1 - theta / pi, pole UVs at segment centres), so the result's texture maps unchanged, and it
 is mirror-symmetric from the start: its quads on the x < 0 half are split along the mirror image of
 the x > 0 half's diagonal, and for symmetric models the x < 0 vertices are set to the mirror image
-of the x > 0 ones (the plane's to x = 0), so the add-on's Mirror-modifier import stays exact.
+of the x > 0 ones (the plane's to x = 0), so the add-on's Mirror-modifier import stays exact. A
+template whose quads use one diagonal on both halves is not a symmetric surface: the x < 0 half then
+follows the mirror image of the x > 0 facets, as a template with mirror-image diagonals would be.
 """
 
 from __future__ import annotations
