@@ -131,7 +131,7 @@ class OracleProjections:
         self.images = torch.zeros(0)
 
     def collect(self, run: schedule.GAN2ShapeRun) -> None:
-        count = run.options.collect_iters * run.options.batch
+        count = run.options.collect_iters * run.options.batch * run.options.accumulate
         rng = torch.Generator().manual_seed(self.seed)
         self.offsets = (torch.rand(count, generator=rng) * 2 - 1) * 45
         elevation = 5 + torch.rand(count, generator=rng) * 25

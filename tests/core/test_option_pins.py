@@ -70,6 +70,7 @@ GAN2SHAPE_PAPER: dict[str, Any] = {
     "stage0": None,
     "later": None,
     "batch": None,
+    "accumulate": None,
     "collect_iters": 100,
     "flip1": None,
     "flip3": None,
@@ -93,7 +94,7 @@ GAN2SHAPE_PAPER: dict[str, Any] = {
     "net_width": None,
     "crop": 'object',
     "crop_margin": 0.1,
-    "pseudo_pose": 'auto',
+    "pseudo_pose": 'predicted',
     "depth_smoothing": 0.0,
     "mesh_resolution": None,
     "faces": None,
@@ -118,6 +119,8 @@ GAN2SHAPE_FAST = {**GAN2SHAPE_PAPER, **{
     "depth_smoothing": 2.0,
     "texture": 'photo',
     "preview_every": 20,
+    "pseudo_pose": 'auto',
+    "accumulate": 1,
 }}
 CATEGORY_VALUES: dict[str, dict[str, Any]] = {
     "car": {"flip1": [False] * 4, "flip3": [False] * 4, "use_mask": True, "relative_enc": False,
@@ -134,12 +137,14 @@ PAPER_SCHEDULES: dict[str, dict[str, Any]] = {
         "stage0": [700, 700, 600],
         "later": [200, 500, 400],
         "batch": 8,
+        "accumulate": 4,
     },
     "synface": {
         "num_stages": 1,
         "stage0": [500, 500, 200],
         "later": [500, 500, 200],
         "batch": 16,
+        "accumulate": 1,
     },
 }
 """``paper``'s stages and batch per category (the category's published schedule)."""

@@ -243,7 +243,11 @@ def test_published_schedules_by_category():
         (600, 600, 400), (200, 500, 300), 16, True, 1.2)
     assert (synface.num_stages, synface.f1_d, synface.rand_light[0]) == (1, 8, -0.9)
     assert car.prior_iters == 1000 and car.collect_iters == 100 and car.lr == 1e-4
+    # car and church: 4 data-parallel GPUs on the one image (effective batch 32); faces one per GPU
+    assert (car.accumulate, resolve("church", paper).accumulate, face.accumulate) == (4, 4, 1)
+    assert car.pseudo_pose == "predicted"
     fast = resolve("car", preset_options(Options, "fast"))
+    assert fast.accumulate == 1 and fast.pseudo_pose == "auto"
     assert fast.total_steps(0) + fast.total_steps(1) + fast.total_steps(2) < 500
 
 

@@ -29,6 +29,11 @@ class Options:
     stage0: tuple[int, int, int] | None = option(None, f"steps 1, 2, 3 lengths in stage 0 ({PUBLISHED})")
     later: tuple[int, int, int] | None = option(None, f"steps 1, 2, 3 lengths in later stages ({PUBLISHED})")
     batch: int | None = option(None, f"pseudo samples per projection batch ({PUBLISHED})", low=1)
+    accumulate: int | None = option(
+        None,
+        f"batches per step-2/3 update and per collection: the official data-parallel GPUs ({PUBLISHED})",
+        low=1,
+    )
     collect_iters: int = option(100, "projection batches collected per stage for step 3", low=1)
     flip1: tuple[bool, ...] | None = option(None, f"flip in step 1, per stage ({PUBLISHED})")
     flip3: tuple[bool, ...] | None = option(None, f"flip in step 3, per stage ({PUBLISHED})")
@@ -67,9 +72,11 @@ class Options:
     )
     crop_margin: float = option(0.1, "margin added around the object per side (crop=object)")
     pseudo_pose: str = option(
-        "auto", "view and light of projected samples in step 3: predicted, sampled, or auto",
+        "predicted",
+        "view and light of projected samples in step 3: predicted by the nets (published), the pseudo"
+        " sample's own (sampled), or auto (sampled with fresh nets, predicted with pretrained ones)",
         choices=("auto", "predicted", "sampled"),
-    )  # fmt: skip
+    )
     depth_smoothing: float = option(0.0, "std in pixels of a blur of the final depth (0: off, as published)")
     mesh_resolution: int | None = option(
         None, "vertices across the exported relief (null: follow the photo)", low=4, high=1024
@@ -97,6 +104,7 @@ class Options:
             "num_stages": 2, "stage0": (60, 50, 50), "later": (20, 30, 30), "batch": 4, "collect_iters": 6,
             "prior_iters": 150, "prior_lr": 3e-4, "weight_decay": 0.0, "invert_steps": 150, "net_width": 32,
             "preview_every": 20, "lam_smooth": None, "depth_smoothing": 2.0, "texture": "photo",
+            "pseudo_pose": "auto", "accumulate": 1,
         },
         "paper": {},
     }  # fmt: skip

@@ -14,6 +14,12 @@ Each stage runs three steps:
    was made with; see ``Options.pseudo_pose``).
 Before stage 0 the depth net is fitted to an ellipsoid prior fitted to the object mask.
 
+The official car and church runs are data-parallel over 4 GPUs on the one image: each GPU draws
+its own batches and collects its own buffer, and their gradients are averaged. ``accumulate``
+batches per update (each loss divided by their number) and ``accumulate`` x ``collect_iters``
+collected batches are that on one device. Step 1 runs once per update: its copies on the GPUs are
+identical (same image, same nets, no sampling).
+
 All randomness comes from one ``torch.Generator`` seeded by the caller; the networks are built
 under the same seed, so a run is deterministic per seed on one device.
 """
@@ -189,12 +195,35 @@ class GAN2ShapeRun:
             on_step("prior", step + 1, self.options.prior_iters, self.history.losses["prior"][-1], None)
 
     def descend(self, optimizer: torch.optim.Optimizer, loss: torch.Tensor, kind: str, step: int) -> None:
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"GAN2Shape {kind} loss became {loss.item()} at step {step}")
+        check_finite(loss, kind, step)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
         self.history.losses[kind].append(loss.item())
+
+    def train_step(
+        self, optimizer: torch.optim.Optimizer, name: str, mirror_step1: bool, mirror_step3: bool, step: int
+    ) -> Prediction | None:
+        """One update of step ``name`` (see ``iterate``); its mean loss goes to the history."""
+        optimizer.zero_grad(set_to_none=True)
+        loss, prediction = self.accumulate_gradients(name, mirror_step1, mirror_step3, step)
+        optimizer.step()
+        self.history.losses[name].append(loss)
+        return prediction
+
+    def accumulate_gradients(
+        self, name: str, mirror_step1: bool, mirror_step3: bool, step: int = 0
+    ) -> tuple[float, Prediction | None]:
+        """Add the gradient of one update's loss to the nets': the mean over ``accumulate`` batches
+        for steps 2 and 3 (one per official GPU), step 1's once. Returns (mean loss, last prediction)."""
+        count = 1 if name == "step1" else self.options.accumulate
+        total, prediction = 0.0, None
+        for _ in range(count):
+            loss, prediction = self.iterate(name, mirror_step1, mirror_step3)
+            check_finite(loss, name, step)
+            (loss if count == 1 else loss / count).backward()
+            total += loss.item()
+        return total / count, prediction
 
     # --- step 1 (and 3's input term)
     def reconstruct_input(self, flip: bool, refresh_mask: bool) -> tuple[torch.Tensor, Prediction]:
@@ -304,7 +333,7 @@ class GAN2ShapeRun:
     def optimise_projections(self, steps: int, report: Callable[[float], None]) -> None:
         """``Research.projection="optimise"``: one free hidden-layer offset per pseudo sample, optimised
         directly (same parametrisation and loss as the encoder's), then kept as step 3's buffer."""
-        n = self.options.collect_iters * self.options.batch
+        n = self.options.collect_iters * self.options.batch * self.options.accumulate
         with torch.no_grad():
             pseudo, mask, poses = self.sample_pseudo(n)
             target_features = self.discriminator(pseudo, ftr_num=FEATURE_LAYERS)
@@ -322,9 +351,10 @@ class GAN2ShapeRun:
 
     @torch.no_grad()
     def collect(self) -> None:
-        """Fill the buffer of projected samples used by step 3 (and shuffle it)."""
+        """Fill the buffer of projected samples used by step 3 (and shuffle it): ``collect_iters``
+        batches per official GPU."""
         images, masks, poses = [], [], []
-        for _ in range(self.options.collect_iters):
+        for _ in range(self.options.collect_iters * self.options.accumulate):
             _, projected, mask, pose = self.projection_loss(self.options.batch)
             images.append(projected)
             masks.append(mask)
@@ -427,6 +457,11 @@ class GAN2ShapeRun:
         return state
 
 
+def check_finite(loss: torch.Tensor, kind: str, step: int) -> None:
+    if not torch.isfinite(loss):
+        raise FloatingPointError(f"GAN2Shape {kind} loss became {loss.item()} at step {step}")
+
+
 class ImageCycle:
     """Which run takes the next iteration: the only one, or every image once per shuffled cycle
     (the official joint training's ``next_image``)."""
@@ -496,15 +531,14 @@ class Schedule:
             optimizer = lead.optimizer(TRAINED_NETS[name])
             for _ in range(lengths[name]):
                 run = runs[cycle.next()]
-                loss, prediction = run.iterate(name, mirror_step1, mirror_step3)
-                run.descend(optimizer, loss, name, done[name])
+                prediction = run.train_step(optimizer, name, mirror_step1, mirror_step3, done[name])
                 done[name] += 1
                 on_step(name, done[name], totals[name], run.history.losses[name][-1], prediction)
             if name == "step1":
                 for run in runs:
                     run.refresh_state(mirror_step1, refresh_mask=False)
             if name == "step2":
-                on_step("collect", 0, opts.collect_iters, None, None)
+                on_step("collect", 0, opts.collect_iters * opts.accumulate, None, None)
                 for run in runs:
                     run.collect()
             if name == "step3":
