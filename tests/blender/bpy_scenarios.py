@@ -289,6 +289,42 @@ def scenario_reconstruct(args: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def scenario_mask_preview(args: dict[str, Any]) -> dict[str, Any]:
+    """Preview Mask on a photo through the real backend (twice: the second replaces the pixels of the
+    same datablock), a part of the object painted out through the pixels API, then Reconstruct: the
+    result's mask.png must be the painted one."""
+    addon = install(args["zip"], args["python"], args.get("weights_dir", ""))
+    settings = bpy.context.scene.rfi_settings
+    settings.image_source, settings.filepath, settings.mask_source = "FILE", args["image"], "auto"
+    for key, value in args.get("settings", {}).items():
+        setattr(settings, key, value)
+    mine = bpy.data.images.new("my own image", 4, 4)
+    drawn: list[str] = []
+    addon.panels.draw_panel(CheckedLayout(drawn), bpy.context)
+    assert bpy.ops.rfi.preview_mask() == {"FINISHED"}
+    name = f"{Path(args['image']).stem} mask"
+    image = bpy.data.images[name]
+    first = {"size": list(image.size), "source": settings.mask_source, "mask_image": settings.mask_image.name,
+             "packed": image.packed_file is not None, "colorspace": image.colorspace_settings.name}
+    previewed = image_pixels(image)[..., 0] >= 0.5
+    settings.mask_source = "auto"
+    assert bpy.ops.rfi.preview_mask() == {"FINISHED"}
+    again = {"same_datablock": bpy.data.images[name] == image and settings.mask_image == image,
+             "images": sorted(i.name for i in bpy.data.images)}
+    painted = image_pixels(image).copy()
+    height = painted.shape[0]
+    painted[: height // 2, ..., :3] = 0.0  # the artist paints the top half out
+    image.pixels.foreach_set(np.ascontiguousarray(painted[::-1]).ravel())
+    assert bpy.ops.rfi.reconstruct() == {"FINISHED"}
+    results = [path.parent for path in Path(args["user"]).rglob("result.json")
+               if "method" in json.loads(path.read_text())]
+    np.save(args["painted"], painted[..., 0] >= 0.5)
+    np.save(args["previewed"], previewed)
+    return {"name": name, "first": first, "again": again, "drawn": drawn, "dirty": image.is_dirty,
+            "mine_kept": "my own image" in bpy.data.images and mine.size[0] == 4,
+            "result_dir": str(results[0]) if len(results) == 1 else str(results)}  # fmt: skip
+
+
 def overlay_iou(photo: str, path: str) -> float:
     """Render the object alone through the aligned camera at the photo's size: its silhouette should
     cover the photo's object mask (alpha) if the camera was imported right."""
