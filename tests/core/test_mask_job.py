@@ -15,9 +15,10 @@ from PIL import Image
 from backend.cli import main
 from backend.jobs import run_job, run_mask
 from backend.methods.base import JobCancelled
-from backend.protocol import JobRequest, MaskRequest, UserError
+from backend.protocol import JobRequest, MaskRequest, ResultMessage, UserError
 from backend.result_format import MASK_FILE, MASK_KIND, RESULT_JSON
 from backend.weights import Registry
+from tests.core.backend_process import BackendProcess
 from tests.core.tiny_models import object_photo, tiny_gan2shape
 
 CAR = Path(__file__).resolve().parents[2] / "examples" / "car_01.png"
@@ -132,3 +133,28 @@ def test_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert "output_exists" in capsys.readouterr().err
     assert main(["mask", str(tmp_path / "nope.png"), "-o", str(tmp_path / "n")]) == 1
     assert not (tmp_path / "n").exists()
+
+
+def test_server_queues_runs_and_cancels_mask_jobs(tmp_path: Path) -> None:
+    """Through the real protocol server: a ``mask`` request is accepted, reports, and ends in a
+    ``result`` with a ``MaskSummary``; a queued one can be cancelled; an unknown field is refused."""
+    photo = str(object_photo(tmp_path / "photo.png"))
+    backend = BackendProcess(tmp_path / "weights", tmp_path / "stderr.txt")
+    try:
+        backend.expect("hello")
+        backend.send({"type": "mask", "id": "m1", "image": photo, "output_dir": str(tmp_path / "m1"), "x": 1})
+        assert backend.expect("error", job="m1")["code"] == "bad_request"
+        for job in ("m2", "m3"):
+            backend.send(MaskRequest(image=photo, output_dir=str(tmp_path / job), id=job).to_message())
+        backend.send({"type": "cancel", "job": "m3"})
+        result = backend.expect("result", job="m2")
+        assert ResultMessage.from_message(result).summary["mask_source"] == "alpha"
+        assert result["files"] == {name: str(tmp_path / "m2" / name) for name in (MASK_FILE, RESULT_JSON)}
+        if {
+            "type": "cancelled",
+            "job": "m3",
+        } not in backend.seen:  # queued: cancelled at once, before m2 ends
+            backend.expect("cancelled", job="m3")
+        assert not (tmp_path / "m3").exists()
+    finally:
+        backend.close()
