@@ -104,13 +104,15 @@ def show_in_editor(
 def apply_result(
     context: bpy.types.Context, folder: Path, name: str, photo: bpy.types.Image | None, path: str
 ) -> bpy.types.Image:
-    """Load the job's mask as "<name> mask" and make it the panel's Mask Image."""
+    """Load the job's mask as "<name> mask" and make it the panel's Mask Image. Mask source ``none``
+    stays: its all-white mask would be refused as a file mask until something is painted out."""
     pixels, size = read_mask(folder)
     image = store_mask(mask_name(name), pixels, size)
     if photo is not None and photo != image:
         image[job_request.PHOTO_PROPERTY] = photo
     settings = context.scene.rfi_settings
-    settings.mask_source = "file"
+    if settings.mask_source != "none":
+        settings.mask_source = "file"
     settings.mask_image = image
     show_in_editor(context, photo, path, image)
     return image

@@ -320,7 +320,10 @@ def scenario_mask_preview(args: dict[str, Any]) -> dict[str, Any]:
                if "method" in json.loads(path.read_text())]
     np.save(args["painted"], painted[..., 0] >= 0.5)
     np.save(args["previewed"], previewed)
-    return {"name": name, "first": first, "again": again, "drawn": drawn, "dirty": image.is_dirty,
+    settings.mask_source = "none"  # the whole image: an all-white mask, which stays source "none"
+    assert bpy.ops.rfi.preview_mask() == {"FINISHED"}
+    whole = {"source": settings.mask_source, "white": bool((image_pixels(image)[..., :3] == 1).all())}
+    return {"name": name, "first": first, "again": again, "drawn": drawn, "whole": whole,
             "mine_kept": "my own image" in bpy.data.images and mine.size[0] == 4,
             "result_dir": str(results[0]) if len(results) == 1 else str(results)}  # fmt: skip
 

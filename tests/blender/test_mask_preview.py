@@ -45,3 +45,4 @@ def test_preview_paint_and_reconstruct(
     assert painted.sum() < alpha.sum() and not painted[: len(painted) // 2].any()
     used = np.asarray(Image.open(Path(out["result_dir"]) / "mask.png")) >= 128
     np.testing.assert_array_equal(used, painted)
+    assert out["whole"] == {"source": "none", "white": True}
