@@ -15,6 +15,7 @@ import sys
 import time
 import traceback
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import bpy
@@ -292,7 +293,8 @@ def scenario_reconstruct(args: dict[str, Any]) -> dict[str, Any]:
 def scenario_mask_preview(args: dict[str, Any]) -> dict[str, Any]:
     """Preview Mask on a photo through the real backend (twice: the second replaces the pixels of the
     same datablock), a part of the object painted out through the pixels API, then Reconstruct: the
-    result's mask.png must be the painted one."""
+    result's mask.png must be the painted one. Then source ``none`` (kept), and a photo datablock: an
+    Image Editor showing its mask stands for the photo."""
     addon = install(args["zip"], args["python"], args.get("weights_dir", ""))
     settings = bpy.context.scene.rfi_settings
     settings.image_source, settings.filepath, settings.mask_source = "FILE", args["image"], "auto"
@@ -323,7 +325,21 @@ def scenario_mask_preview(args: dict[str, Any]) -> dict[str, Any]:
     settings.mask_source = "none"  # the whole image: an all-white mask, which stays source "none"
     assert bpy.ops.rfi.preview_mask() == {"FINISHED"}
     whole = {"source": settings.mask_source, "white": bool((image_pixels(image)[..., :3] == 1).all())}
-    return {"name": name, "first": first, "again": again, "drawn": drawn, "whole": whole,
+    photo = bpy.data.images.load(args["image"])  # the photo as an image datablock (an image empty's)
+    empty = bpy.data.objects.new("reference", None)
+    empty.empty_display_type, empty.data = "IMAGE", photo
+    bpy.context.scene.collection.objects.link(empty)
+    bpy.context.view_layer.objects.active = empty
+    settings.image_source, settings.mask_source = "OBJECT", "auto"
+    assert bpy.ops.rfi.preview_mask() == {"FINISHED"}
+    shown = settings.mask_image  # "<photo> mask" of this photo datablock (the camera's copy came first)
+    editor = SimpleNamespace(space_data=SimpleNamespace(type="IMAGE_EDITOR", image=shown), window=None)
+    settings.image_source = "EDITOR"  # an Image Editor showing the mask stands for its photo
+    path, photo_name = addon.job_request.source_image(editor, settings)
+    behind = {"mask": shown.name == f"{Path(photo.name).stem} mask", "photo": shown.get("rfi_photo") == photo,
+              "editor_image": addon.job_request.editor_image(editor) == photo,
+              "path": str(path) == args["image"], "name": photo_name == Path(photo.name).stem}
+    return {"behind": behind, "name": name, "first": first, "again": again, "drawn": drawn, "whole": whole,
             "mine_kept": "my own image" in bpy.data.images and mine.size[0] == 4,
             "result_dir": str(results[0]) if len(results) == 1 else str(results)}  # fmt: skip
 

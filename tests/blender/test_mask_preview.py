@@ -46,3 +46,4 @@ def test_preview_paint_and_reconstruct(
     used = np.asarray(Image.open(Path(out["result_dir"]) / "mask.png")) >= 128
     np.testing.assert_array_equal(used, painted)
     assert out["whole"] == {"source": "none", "white": True}
+    assert all(out["behind"].values()), out["behind"]
