@@ -24,7 +24,7 @@ from backend.jobs import JobOutcome, describe_error, log_traceback, run_job, run
 from backend.methods import METHOD_MODULES, options_class
 from backend.methods.base import JobCancelled
 from backend.models import import_official
-from backend.options import JOB_DEFAULTS, describe_options
+from backend.options import FACES_RANGE, JOB_DEFAULTS, describe_options
 from backend.protocol import (
     DEVICES,
     MASK_SOURCES,
@@ -76,8 +76,9 @@ def fail(code: str, message: str, hint: str = "") -> int:
 
 
 def placement_overrides(args: argparse.Namespace) -> dict[str, str]:
-    """``--scale`` and ``--size-m`` as the job options they stand for (``backend/categories.py``)."""
-    chosen = {"scale": args.scale, "size_m": args.size_m}
+    """``--scale``, ``--size-m`` and ``--faces`` as the job options they stand for (every method has
+    them: ``backend/categories.py`` places the mesh, ``faces`` sets its density)."""
+    chosen = {"scale": args.scale, "size_m": args.size_m, "faces": args.faces}
     return {key: str(value) for key, value in chosen.items() if value is not None}
 
 
@@ -268,6 +269,11 @@ def build_parser() -> argparse.ArgumentParser:
         "unit: centred, largest extent 1",
     )
     rec.add_argument("--size-m", type=float, metavar="METRES", help="size instead of the typical one")
+    low, high = FACES_RANGE
+    rec.add_argument(
+        "--faces", type=int, metavar="N",
+        help=f"about N triangles in the exported mesh, {low}-{high} (default: the method's own mesh)",
+    )  # fmt: skip
     rec.add_argument("-o", "--output", required=True, help="output folder")
     rec.add_argument(
         "--overwrite", action="store_true", help="replace an earlier result in OUTDIR (never other files)"

@@ -28,6 +28,8 @@ SET_HINT = "fix the --set value"
 CHECK_HINT = "fix the --set value (see the README's options)"
 SCALE_MODES = ("metres", "unit")
 """Placement of a result, an option of every method (``backend/categories.py`` applies it)."""
+FACES_RANGE = (1_000, 200_000)
+"""Triangles a user may ask of an exported mesh (``faces``, an option of every method)."""
 
 JOB_DEFAULTS: dict[str, Any] = {
     f.name: f.default for f in dataclasses.fields(JobRequest) if f.default is not dataclasses.MISSING

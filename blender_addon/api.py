@@ -31,6 +31,7 @@ def reconstruct(
     mask_path: str | None = None,
     device: str | None = None,
     overrides: dict[str, Any] | None = None,
+    faces: int | None = None,
     aligned_camera: bool = False,
     mirror: bool = False,
     shade_smooth: bool = True,
@@ -46,7 +47,8 @@ def reconstruct(
     ``output_dir`` keeps the backend's files (mesh.npz, texture.png, result.json, mesh.glb,
     preview.png) there; by default they go to a folder under the add-on's user folder that keeps only
     result.json and mask.png after import (what Re-project Photo reads) unless the preference says
-    to keep results. Raises
+    to keep results. ``faces``: about this many triangles in the mesh (the ``faces`` option; None: the
+    method's own mesh). Raises
     ``UserError`` (``one_line()`` is the message with its hint) on any failure.
     """
     context = context or bpy.context
@@ -71,7 +73,7 @@ def reconstruct(
         seed=seed,
         mask=mask,
         mask_path=str(mask_path) if mask_path else None,
-        overrides=dict(overrides or {}),
+        overrides=catalogue.with_faces(overrides or {}, faces),
         overwrite=overwrite,
     )
     options = job_request.ImportOptions(

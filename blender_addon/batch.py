@@ -48,6 +48,11 @@ def build_parser(catalogue: ModuleType) -> argparse.ArgumentParser:
     parser.add_argument(
         "--set", action="append", default=[], metavar="KEY=VALUE", help="method option override"
     )
+    low, high = catalogue.FACES_RANGE
+    parser.add_argument(
+        "--faces", type=int, default=None, metavar="N",
+        help=f"about N triangles per mesh, {low}-{high} (default: the method's own mesh)",
+    )  # fmt: skip
     parser.add_argument("--device", default=None, choices=catalogue.DEVICES, help="default: the add-on's")
     parser.add_argument("--aligned-camera", action="store_true", help="add the estimated camera")
     parser.add_argument("--mirror", action="store_true", help="symmetric results: one half + Mirror modifier")
@@ -252,6 +257,7 @@ def process(addon: ModuleType, image: Path, args: argparse.Namespace, output: Pa
         backend_python=args.backend_python,
         overwrite=args.overwrite,
         overrides=addon.job_request.parse_overrides(shlex.join(args.set), args.method),
+        faces=args.faces,
     )
     writers: dict[str, Callable[[Path], None]] = {
         "preview": lambda path: render_preview(obj, path),

@@ -20,6 +20,13 @@ MASK_SOURCES: tuple[str, ...] = protocol.MASK_SOURCES
 DEVICES: tuple[str, ...] = protocol.DEVICES
 JOB_DEFAULTS: dict[str, Any] = options.JOB_DEFAULTS
 """``method``, ``preset``, ``device``, ``seed``, ``mask``...: the defaults of a job request."""
+FACES_RANGE: tuple[int, int] = options.FACES_RANGE
+"""Triangles a user may ask of the exported mesh (the ``faces`` option of every method)."""
+
+
+def with_faces(overrides: dict[str, Any], faces: int | None) -> dict[str, Any]:
+    """``overrides`` plus the ``faces`` option when one is asked for (None or 0: the method's mesh)."""
+    return {**overrides, "faces": int(faces)} if faces else dict(overrides)
 
 
 def option_names(method: str) -> tuple[str, ...]:

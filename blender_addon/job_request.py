@@ -189,7 +189,7 @@ def build_request(
         seed=settings.seed,
         mask=settings.mask_source,
         mask_path=mask_path(settings),
-        overrides=parse_overrides(settings.overrides, settings.method),
+        overrides=catalogue.with_faces(parse_overrides(settings.overrides, settings.method), settings.faces),
     )
     options = ImportOptions(
         name=name,

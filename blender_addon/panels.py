@@ -28,6 +28,7 @@ def draw_panel(layout: bpy.types.UILayout, context: bpy.types.Context) -> None:
         col.label(text="Check Backend to list the trained models", icon="INFO")
     col.prop(settings, "preset")
     col.prop(settings, "seed")
+    col.prop(settings, "faces")
     col.prop(settings, "overrides")
     col.separator()
     col.prop(settings, "aligned_camera")

@@ -76,6 +76,14 @@ class RFI_Settings(bpy.types.PropertyGroup):
         name="Options",
         description="Advanced: method options as key=value pairs separated by spaces, overriding the preset",
     )
+    faces: IntProperty(
+        name="Faces",
+        min=0,
+        max=catalogue.FACES_RANGE[1],
+        default=0,
+        description=f"About this many triangles in the mesh, {catalogue.FACES_RANGE[0]:,}-"
+        f"{catalogue.FACES_RANGE[1]:,} (0: the method's own mesh)",
+    )
     seed: IntProperty(
         name="Seed",
         min=0,

@@ -27,6 +27,8 @@ MESHINVERSION_PAPER: dict[str, Any] = {
     "texture_size": None,
     "scale": 'metres',
     "size_m": None,
+    "faces": None,
+    "faces_smoothing": 0.0,
     "render_size": 256,
     "z_candidates": 500,
     "rendered_candidates": 64,
@@ -94,6 +96,7 @@ GAN2SHAPE_PAPER: dict[str, Any] = {
     "pseudo_pose": 'auto',
     "depth_smoothing": 0.0,
     "mesh_resolution": None,
+    "faces": None,
     "texture": 'shaded',
     "previews": True,
     "preview_every": 50,
@@ -140,7 +143,8 @@ PAPER_SCHEDULES: dict[str, dict[str, Any]] = {
     },
 }
 """``paper``'s stages and batch per category (the category's published schedule)."""
-METHOD_ONLY = ("crop_margin", "previews", "texture", "texture_size", "scale", "size_m")
+METHOD_ONLY = ("crop_margin", "previews", "texture", "texture_size", "scale", "size_m", "faces",
+               "faces_smoothing")
 """MeshInversion options that are not ``InversionSettings`` fields."""
 
 PINNED: dict[str, dict[str, Any]] = {

@@ -104,6 +104,38 @@ def relief_mesh(
     )
 
 
+MAX_RESOLUTION = 1024
+"""The densest relief grid (``Options.mesh_resolution``'s upper bound)."""
+
+
+def relief_with_faces(
+    depth: torch.Tensor, view: torch.Tensor, view_mask: torch.Tensor, faces: int, view_uvs: bool,
+    rule: ScaleRule = UNIT_BOX, tries: int = 4, tolerance: float = 0.02,
+) -> tuple[Relief, int]:
+    """The relief (and its grid resolution) with about ``faces`` triangles.
+
+    Only the grid cells on the object are kept, a fraction that depends on the mask and view and
+    barely on the resolution: start from the full grid's count, measure the kept fraction, solve
+    2 (R - 1)^2 fraction = ``faces`` for R and repeat while off by more than ``tolerance`` (each try
+    is one cheap ``relief_mesh``). The closest try wins; R stays within 4..``MAX_RESOLUTION``.
+    """
+    resolution = round(math.sqrt(faces / 2)) + 1
+    best: tuple[Relief, int] | None = None
+    for _ in range(tries):
+        relief = relief_mesh(depth, view, view_mask, resolution, view_uvs=view_uvs, rule=rule)
+        if best is None or abs(len(relief.faces) - faces) < abs(len(best[0].faces) - faces):
+            best = (relief, resolution)
+        fraction = len(relief.faces) / (2 * (resolution - 1) ** 2)
+        if abs(len(relief.faces) - faces) <= tolerance * faces:
+            break
+        wanted = min(max(round(math.sqrt(faces / (2 * fraction))) + 1, 4), MAX_RESOLUTION)
+        if wanted == resolution:
+            break
+        resolution = wanted
+    assert best is not None
+    return best
+
+
 def blender_camera(view: torch.Tensor, relief: Relief, size: int, fov_deg: float = FOV_DEG) -> dict:
     """World matrix and angle of the Blender camera that sees the relief as the input image shows it.
 

@@ -27,7 +27,7 @@ from backend.methods.gan2shape import depth_render
 from backend.methods.gan2shape.auxiliary import AUXILIARY_KINDS, AuxiliaryNets, find_auxiliary_nets, validate
 from backend.methods.gan2shape.config import AUTO_MESH_RESOLUTION, MODEL_FIELDS, Research, resolve
 from backend.methods.gan2shape.convert import convert_official
-from backend.methods.gan2shape.export import blender_camera, relief_mesh
+from backend.methods.gan2shape.export import blender_camera, relief_mesh, relief_with_faces
 from backend.methods.gan2shape.inversion import invert
 from backend.methods.gan2shape.networks import ShapeNets, net_widths
 from backend.methods.gan2shape.options import VIEW_TEXTURES, Options
@@ -219,9 +219,13 @@ class GAN2Shape(Method):
         state, opts, canon_mask = outcome.state, outcome.options, outcome.run.canon_mask
         in_view = opts.texture in VIEW_TEXTURES
         mask = photo_mask(outcome)
-        resolution = opts.mesh_resolution or min(mask.shape[-1], AUTO_MESH_RESOLUTION)
         rule = scale_rule({"scale": opts.scale, "size_m": opts.size_m}, self.entry.category, None)
-        relief = relief_mesh(state.depth[0], state.view[0], mask, resolution, view_uvs=in_view, rule=rule)
+        depth, view = state.depth[0], state.view[0]
+        if opts.faces is None:
+            resolution = opts.mesh_resolution or min(mask.shape[-1], AUTO_MESH_RESOLUTION)
+            relief = relief_mesh(depth, view, mask, resolution, view_uvs=in_view, rule=rule)
+        else:
+            relief, resolution = relief_with_faces(depth, view, mask, opts.faces, in_view, rule)
         camera = blender_camera(state.view[0], relief, self.image_size)
         camera["crop_box"] = [float(v) for v in outcome.crop.box]
         camera["image_size"] = [int(v) for v in outcome.crop.image_size]
@@ -230,7 +234,8 @@ class GAN2Shape(Method):
         previews = {}
         if opts.previews:
             previews = make_previews(state, outcome.image, view_mask, canon_mask, canonical)
-        mesh_info = {**outcome.info["mesh"], "resolution": resolution, "texture_size": int(texture.shape[-1])}
+        mesh_info = {**outcome.info["mesh"], "resolution": resolution, "texture_size": int(texture.shape[-1]),
+                     "faces": len(relief.faces)}  # fmt: skip
         placement = {**rule.describe(self.entry.category), "note": RELIEF_SIZE_NOTE}
         info = {**outcome.info, "mesh": mesh_info, "placement": placement}
         uvs, image = relief.uvs, to_uint8(texture)
@@ -305,7 +310,7 @@ def describe(
         "view_mean": [round(v, 4) for v in run.prior.view_mean.tolist()],
         "view_std": [round(v, 4) for v in run.prior.view_cov.diag().sqrt().tolist()],
         "timings_s": timings,
-        "mesh": {"resolution": opts.mesh_resolution, "texture": opts.texture},
+        "mesh": {"resolution": opts.mesh_resolution, "texture": opts.texture, "faces_requested": opts.faces},
         "notes": notes,
     }
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from ...options import SCALE_MODES, check_fields, check_size_m, option
+from ...options import FACES_RANGE, SCALE_MODES, check_fields, check_size_m, option
 
 TEXTURES = ("photo", "albedo", "net", "shaded")
 VIEW_TEXTURES = ("photo", "albedo")
@@ -74,6 +74,10 @@ class Options:
     mesh_resolution: int | None = option(
         None, "vertices across the exported relief (null: follow the photo)", low=4, high=1024
     )
+    faces: int | None = option(
+        None, "about this many triangles in the relief: sets its grid over mesh_resolution (null: off)",
+        low=FACES_RANGE[0], high=FACES_RANGE[1],
+    )  # fmt: skip
     texture: str = option(
         "shaded",
         "photo, albedo (photo de-lit), net (albedo net) or shaded (the official OBJ's)",

@@ -17,6 +17,8 @@ camera to the crop of the original photo.
 from __future__ import annotations
 
 import math
+import time
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -26,6 +28,7 @@ from backend.categories import Placement, ScaleRule
 from backend.inputs import Crop
 from backend.methods.base import MeshResult
 from backend.methods.meshinversion.camera_search import WeakPerspective, view_quaternion
+from backend.methods.meshinversion.dense import dense_sphere, sphere_size, upsample
 from backend.methods.meshinversion.invert import InversionResult, to_uint8
 from backend.methods.meshinversion.mesh_gan import MeshGAN, exported_uvs
 
@@ -38,6 +41,45 @@ CAMERA_DISTANCE = 3.0
 the image)."""
 NOVEL_VIEWS = {"view_front_left": (-45.0, 20.0), "view_back_right": (135.0, 20.0)}
 """Preview views (azimuth, elevation in degrees) in the object's own frame; see ``view_quaternion``."""
+
+
+@dataclass(frozen=True)
+class ExportedMesh:
+    """The mesh written for one result, in object space on the model's device: the template's, or
+    the denser sphere of the ``faces`` option (``dense.py``)."""
+
+    vertices: torch.Tensor
+    """(V, 3) float32."""
+    faces: torch.Tensor
+    """(F, 3) int64."""
+    uvs: torch.Tensor
+    """(F, 3, 2) exported (texel-centre) UVs."""
+    info: dict[str, Any]
+
+
+def exported_mesh(
+    model: MeshGAN, result: InversionResult, faces: int | None, smoothing: float = 0.0
+) -> ExportedMesh:
+    """The template mesh (``faces`` None) or a sphere of about ``faces`` triangles through it
+    (``smoothing``: ``Options.faces_smoothing``)."""
+    size, device = model.config.texture_resolution, result.vertices.device
+    if faces is None:
+        info = {"faces": len(model.template.faces), "faces_requested": None}
+        return ExportedMesh(result.vertices, model.faces, model.exported_uvs, info)
+    started = time.perf_counter()
+    template = model.template
+    segments = len(template.faces) // (2 * (template.rings - 1))
+    sphere = dense_sphere(*sphere_size(faces, template.rings, segments))
+    vertices = upsample(template, result.vertices.detach(), sphere, model.config.symmetric, smoothing)
+    seconds = round(time.perf_counter() - started, 4)
+    info = {"faces": len(sphere.faces), "faces_requested": faces, "rings": sphere.rings,
+            "segments": sphere.segments, "upsample_seconds": seconds}  # fmt: skip
+    return ExportedMesh(
+        vertices.float().to(device),
+        sphere.faces.to(device),
+        exported_uvs(sphere.corner_uvs, size).to(device),
+        info,
+    )
 
 
 def blender_placement(vertices: np.ndarray, rule: ScaleRule) -> tuple[np.ndarray, Placement]:
@@ -69,10 +111,10 @@ def blender_camera(camera: WeakPerspective, placement: Placement, crop: Crop) ->
 
 
 def novel_view_previews(
-    model: MeshGAN, result: InversionResult, texture: torch.Tensor, size: int
+    model: MeshGAN, mesh: ExportedMesh, texture: torch.Tensor, size: int
 ) -> dict[str, np.ndarray]:
     """Renders from fixed views around the object, centred and scaled to fit, on white."""
-    vertices = result.vertices[None]
+    vertices = mesh.vertices[None]
     centred = vertices - vertices.mean(dim=1, keepdim=True)
     radius = float(centred.norm(dim=-1).max())
     device = vertices.device
@@ -83,18 +125,24 @@ def novel_view_previews(
         quaternions, torch.full((count,), 0.95 / radius, device=device), torch.zeros(count, 2, device=device)
     )
     rendering = model.render_exported(
-        centred.expand(count, -1, -1), texture[None].expand(count, -1, -1, -1), cameras, size
+        centred.expand(count, -1, -1),
+        texture[None].expand(count, -1, -1, -1),
+        cameras,
+        size,
+        (mesh.faces, mesh.uvs),
     )
     white = torch.where(rendering.mask[:, None], rendering.rgb, torch.ones_like(rendering.rgb))
     return {name: to_uint8(white[i]) for i, name in enumerate(NOVEL_VIEWS)}
 
 
 def input_view_previews(
-    model: MeshGAN, result: InversionResult, texture: torch.Tensor, crop: Crop
+    model: MeshGAN, mesh: ExportedMesh, camera: WeakPerspective, texture: torch.Tensor, crop: Crop
 ) -> dict[str, np.ndarray]:
     """The photo crop, the reconstruction in the fitted view, and the reconstruction over the photo."""
     size = crop.mask.shape[0]
-    rendering = model.render_exported(result.vertices[None], texture[None], result.camera, size)
+    rendering = model.render_exported(
+        mesh.vertices[None], texture[None], camera, size, (mesh.faces, mesh.uvs)
+    )
     photo = torch.from_numpy(crop.rgb).to(texture.device).permute(2, 0, 1) * 2 - 1
     covered = rendering.mask[0][None]
     return {
@@ -112,17 +160,22 @@ def to_mesh_result(
     texture: torch.Tensor,
     previews: bool,
     rule: ScaleRule,
+    faces: int | None = None,
+    smoothing: float = 0.0,
 ) -> MeshResult:
     """Everything ``backend/results.py`` writes for one reconstructed image; ``texture`` (3, N, N) in
-    [-1, 1] is the final one (addressed by the exported UVs); ``rule`` sizes the mesh by its length."""
+    [-1, 1] is the final one (addressed by the exported UVs); ``rule`` sizes the mesh by its length;
+    ``faces``: about this many triangles instead of the template's (the same texture fits), with
+    ``smoothing`` (``Options.faces_smoothing``)."""
     with torch.no_grad():
-        vertices, placement = blender_placement(result.vertices.double().cpu().numpy(), rule)
-        size = model.config.texture_resolution
-        uvs = exported_uvs(model.template.corner_uvs, size).numpy()
-        shown = {
-            **input_view_previews(model, result, texture, crop),
-            **novel_view_previews(model, result, texture, crop.mask.shape[0]),
-        }
+        mesh = exported_mesh(model, result, faces, smoothing)
+        vertices, placement = blender_placement(mesh.vertices.double().cpu().numpy(), rule)
+        shown = {}
+        if previews:
+            shown = {
+                **input_view_previews(model, mesh, result.camera, texture, crop),
+                **novel_view_previews(model, mesh, texture, crop.mask.shape[0]),
+            }
     quaternion = torch.nn.functional.normalize(result.camera.quaternion[0], dim=0)
     info = {
         **info,
@@ -137,15 +190,16 @@ def to_mesh_result(
         "mask_iou": {"initial": result.init_mask_iou, "final": result.mask_iou},
         "stage_losses": result.stage_losses,
         "latent": [float(v) for v in result.z],
+        "export": mesh.info,
     }
     return MeshResult(
         vertices=vertices.astype(np.float32),
-        faces=model.template.faces.numpy().astype(np.int32),
-        uvs=uvs.astype(np.float32),
+        faces=mesh.faces.cpu().numpy().astype(np.int32),
+        uvs=mesh.uvs.cpu().numpy().astype(np.float32),
         texture=to_uint8(texture),
         camera=blender_camera(result.camera, placement, crop),
         info=_finite(info),
-        previews=shown if previews else {},
+        previews=shown,
     )
 
 

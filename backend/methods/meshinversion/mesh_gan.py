@@ -144,13 +144,16 @@ class MeshGAN:
         return exported_uvs(self.template.corner_uvs, self.config.texture_resolution).to(self.device)
 
     def render_exported(
-        self, vertices: torch.Tensor, texture: torch.Tensor, camera: WeakPerspective, size: int
+        self, vertices: torch.Tensor, texture: torch.Tensor, camera: WeakPerspective, size: int,
+        mesh: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> Rendering:
         """Unlit render with a (B, 3, N, N) texture in [-1, 1] of any size N, addressed by the exported
-        UVs as Blender and glTF viewers do (the texture stage writes such textures)."""
+        UVs as Blender and glTF viewers do (the texture stage writes such textures); ``mesh``: other
+        (faces, exported corner UVs) for ``vertices`` than the template's (a denser export)."""
+        faces, exported = mesh or (self.faces, self.exported_uvs)
         screen = camera.camera().project(vertices)
-        fragments = rasterize(screen, self.faces, size, cull_backfaces=True)
-        uvs = viewer_render_uvs(self.exported_uvs, texture.shape[-1])
+        fragments = rasterize(screen, faces, size, cull_backfaces=True)
+        uvs = viewer_render_uvs(exported, texture.shape[-1])
         uv = interpolate_corner_attributes(fragments, uvs)
         rgb = sample_texture(pad_texture(texture, symmetric=True), uv) * fragments.mask[..., None]
         return Rendering(rgb.permute(0, 3, 1, 2), fragments.mask)

@@ -129,7 +129,8 @@ class MeshInversion(Method):
         for result, crop, photo in zip(results, crops, photos or crops, strict=True):
             texture, texture_info = self.final_texture(result, photo, options)
             meshes.append(to_mesh_result(self.model, result, crop, {**info, "texture": texture_info}, texture,
-                                         options.previews, rule))  # fmt: skip
+                                         options.previews, rule, options.faces,
+                                         options.faces_smoothing))  # fmt: skip
         progress("export", 1, 1)
         return meshes
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from ...options import SCALE_MODES, check_fields, check_size_m, option
+from ...options import FACES_RANGE, SCALE_MODES, check_fields, check_size_m, option
 
 TEXTURE_MODES = ("generated", "projected", "blended")
 SIZE_RANGE = (64, 2048)
@@ -39,6 +39,14 @@ class Options:
         "metres", "metres: the category's typical length; unit: largest extent 1", choices=SCALE_MODES
     )
     size_m: float | None = option(None, "the mesh's length in metres instead of the category's typical size")
+    faces: int | None = option(
+        None, "about this many triangles in the exported mesh, fitted on the template (null: the template's)",
+        low=FACES_RANGE[0], high=FACES_RANGE[1],
+    )  # fmt: skip
+    faces_smoothing: float = option(
+        0.0, "with faces: 0 keeps the fitted facets (and the input-view fit); 1 a spline through them",
+        low=0.0, high=1.0,
+    )  # fmt: skip
     render_size: int = option(256, "side of the crop the optimisation renders and compares", low=16)
     z_candidates: int = option(500, "latent candidates drawn for the initialisation", low=1)
     rendered_candidates: int = option(64, "(candidate, camera) pairs, the best by mask loss, scored in full")
