@@ -1,9 +1,10 @@
-"""Command line: ``python -m backend reconstruct|reproject|serve|weights|doctor``.
+"""Command line: ``python -m backend reconstruct|reproject|mask|serve|weights|doctor``.
 
 ``reconstruct`` and ``reproject`` run the same ``backend.jobs.run_job`` and
-``backend.reproject.job.run_reproject`` as the protocol server, with a tqdm bar per stage on
-stderr and a one-line summary on stdout. Failures print ``error: ...`` and
-``hint: ...`` on stderr and exit with status 1 (2 for bad arguments, 130 when interrupted).
+``backend.reproject.job.run_reproject`` as the protocol server (``mask``: ``backend.jobs.run_mask``,
+only the object mask), with a tqdm bar per stage on stderr and a one-line summary on stdout.
+Failures print ``error: ...`` and ``hint: ...`` on stderr and exit with status 1 (2 for bad
+arguments, 130 when interrupted).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from tqdm import tqdm
 from backend.categories import SCALE_MODES
 from backend.devices import configure_threads
 from backend.doctor import run_doctor
-from backend.jobs import JobOutcome, describe_error, log_traceback, run_job
+from backend.jobs import JobOutcome, describe_error, log_traceback, run_job, run_mask
 from backend.methods import METHOD_MODULES, options_class
 from backend.methods.base import JobCancelled
 from backend.models import import_official
@@ -30,6 +31,7 @@ from backend.protocol import (
     PRESETS,
     REPROJECT_SIZES,
     JobRequest,
+    MaskRequest,
     ReprojectRequest,
     UserError,
     parse_overrides,
@@ -127,6 +129,26 @@ def cmd_reproject(args: argparse.Namespace) -> int:
     print(
         f"wrote {s['output_dir']}: {s['vertices']} vertices, {s['faces']} faces, "
         f"{100 * s['seen_fraction']:.1f} % of the texture from the photo ({s['seconds']:.1f} s)"
+    )
+    return 0
+
+
+def cmd_mask(args: argparse.Namespace) -> int:
+    try:
+        request = MaskRequest(
+            image=args.image, output_dir=args.output, mask=args.mask, mask_path=args.mask_path, box=args.box,
+            overwrite=args.overwrite, id="cli",
+        )  # fmt: skip
+        request.validate()
+    except ValueError as exc:
+        return fail("bad_argument", str(exc), "see --help")
+    outcome = _run_with_bars(lambda bars: run_mask(request, bars))
+    if isinstance(outcome, int):
+        return outcome
+    s = outcome.summary
+    print(
+        f"wrote {s['output_dir']}: {s['mask_source']} mask, {100 * s['coverage']:.1f} % of the "
+        f"{s['width']}x{s['height']} photo ({s['seconds']:.1f} s)"
     )
     return 0
 
@@ -274,6 +296,19 @@ def build_parser() -> argparse.ArgumentParser:
         "--overwrite", action="store_true", help="replace an earlier result in OUTDIR (never other files)"
     )
     rep.set_defaults(func=cmd_reproject)
+
+    msk = sub.add_parser(
+        "mask", parents=[common], help="only the object mask a reconstruction would use -> OUTDIR/mask.png"
+    )
+    msk.add_argument("image")
+    msk.add_argument("--mask", choices=MASK_SOURCES, default=JOB_DEFAULTS["mask"], help="as for reconstruct")
+    msk.add_argument("--mask-path", help="mask image for --mask file")
+    msk.add_argument("--box", nargs=4, type=int, metavar=("X0", "Y0", "X1", "Y1"), help="as for reconstruct")
+    msk.add_argument("-o", "--output", required=True, help="output folder")
+    msk.add_argument(
+        "--overwrite", action="store_true", help="replace an earlier result in OUTDIR (never other files)"
+    )
+    msk.set_defaults(func=cmd_mask)
 
     weights = sub.add_parser("weights", help="list, import or verify weights")
     actions = weights.add_subparsers(dest="action", required=True)

@@ -2,8 +2,9 @@
 
 ``run_job(request, emit, cancel)`` resolves the method, weights, preset options, device and
 seed, loads the image and mask, runs the method with a progress callback (cancel checks, NaN
-checks, ETA, throttled preview images) and writes the result atomically. Every failure a user
-can cause comes out as one ``(code, message, hint)`` through ``describe_error``.
+checks, ETA, throttled preview images) and writes the result atomically. ``run_mask`` makes only
+the mask, through the same ``load_input`` call, so a preview shows exactly what a job would use.
+Every failure a user can cause comes out as one ``(code, message, hint)`` through ``describe_error``.
 """
 
 from __future__ import annotations
@@ -31,8 +32,16 @@ from backend.methods import method_class, options_class
 from backend.methods.base import JobCancelled, MeshResult, Method
 from backend.models import load_model
 from backend.options import as_dict, parse_options
-from backend.protocol import JobRequest, JobSummary, ProgressMessage, ReprojectSummary, UserError
-from backend.results import check_output_dir, write_result
+from backend.protocol import (
+    JobRequest,
+    JobSummary,
+    MaskRequest,
+    MaskSummary,
+    ProgressMessage,
+    ReprojectSummary,
+    UserError,
+)
+from backend.results import check_output_dir, write_mask_result, write_result
 from backend.weights import Registry, WeightsEntry
 
 Emit = Callable[[dict[str, Any]], None]
@@ -152,7 +161,7 @@ class JobOutcome:
     """What a finished job reports (``ResultMessage``): written files (name -> path) and a summary."""
 
     files: dict[str, str]
-    summary: JobSummary | ReprojectSummary
+    summary: JobSummary | ReprojectSummary | MaskSummary
 
 
 def run_job(
@@ -244,6 +253,45 @@ def run_job(
         seconds=round(time.perf_counter() - start, 2),
         vertices=len(result.vertices),
         faces=len(result.faces),
+        output_dir=str(Path(request.output_dir).absolute()),
+    )
+    return JobOutcome(files, summary)
+
+
+def run_mask(request: MaskRequest, emit: Emit, cancel: threading.Event | None = None) -> JobOutcome:
+    """Write the object mask a reconstruction with the same mask settings would use (``mask.png``,
+    white = object, at the photo's size) and what made it; raises a user error or ``JobCancelled``."""
+    cancel = cancel or threading.Event()
+    start = time.perf_counter()
+    request.validate()
+    check_output_dir(Path(request.output_dir), request.overwrite)
+    reporter = ProgressReporter(request.id, emit, cancel, previews=False)
+    reporter("mask", 0, 1)
+    image = load_input(request.image, request.mask, request.mask_path, request.box)
+    mask = image.mask_at_original_size()
+    reporter("mask", 1, 1)  # a cancel that arrived while the mask was made ends the job here
+    coverage = round(float(np.count_nonzero(mask)) / mask.size, 4)
+    height, width = mask.shape
+    metadata = {
+        "input": {
+            "image": str(Path(request.image).absolute()),
+            "mask": request.mask,
+            "mask_resolved": image.mask_source,
+            "box": request.box,
+        },
+        "coverage": coverage,
+        "image_size": [width, height],
+        "notes": list(image.notes),
+        "timings": {"mask": time.perf_counter() - start},
+    }
+    files = write_mask_result(mask, request.output_dir, metadata, overwrite=request.overwrite)
+    summary = MaskSummary(
+        kind="mask",
+        mask_source=image.mask_source,
+        coverage=coverage,
+        width=width,
+        height=height,
+        seconds=round(time.perf_counter() - start, 2),
         output_dir=str(Path(request.output_dir).absolute()),
     )
     return JobOutcome(files, summary)

@@ -5,12 +5,14 @@ extension) without torch, so both sides always agree on names and the version.
 
 Every message is one JSON object on one line with a ``type`` field, and every one is defined
 here with its fields. Client -> backend (``CLIENT_MESSAGES``): ``job`` (``JobRequest``: reconstruct
-a photo), ``reproject`` (``ReprojectRequest``: bake a result's photo onto an edited mesh),
-``cancel``, ``ping``, ``shutdown``. Backend -> client (``SERVER_MESSAGES``): ``hello`` (first line,
-once), ``accepted``, ``progress``, ``result``, ``error``, ``cancelled``, ``pong``, ``bye``; both job
-types report through the same events. Both sides build messages through these classes and the
-client reads them back through ``from_message``, so neither can use a field the other never sends.
-A change that an older peer cannot read bumps ``PROTOCOL_VERSION`` (2: the ``reproject`` job).
+a photo), ``reproject`` (``ReprojectRequest``: bake a result's photo onto an edited mesh), ``mask``
+(``MaskRequest``: only the object mask a reconstruction would use), ``cancel``, ``ping``,
+``shutdown``. Backend -> client (``SERVER_MESSAGES``): ``hello`` (first line, once), ``accepted``,
+``progress``, ``result``, ``error``, ``cancelled``, ``pong``, ``bye``; every job type reports through
+the same events. Both sides build messages through these classes and the client reads them back
+through ``from_message``, so neither can use a field the other never sends.
+A change that an older peer cannot read bumps ``PROTOCOL_VERSION`` (2: the ``reproject`` job; 3: the
+``mask`` job, which an older backend would refuse as an unknown message type).
 
 A user's mistake is a ``UserError`` (code, one line, hint) on both sides; an ``error`` event carries
 exactly those three fields. The result folder a ``result`` event points to is defined in
@@ -30,7 +32,7 @@ import secrets
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from typing import Any, ClassVar, Self, TypedDict
 
-PROTOCOL_VERSION = 2
+PROTOCOL_VERSION = 3
 MAX_MESSAGE_BYTES = 1 << 20
 """Longest accepted line; longer input is an error, never buffered without bound."""
 
@@ -119,33 +121,15 @@ class JobRequest:
     def validate(self) -> None:
         """Check enumerations and value ranges that need no files or torch."""
         checks: list[tuple[bool, str]] = [
-            (isinstance(self.id, str) and 0 < len(self.id) <= MAX_ID_LENGTH, "id must be a short string"),
             (self.preset in PRESETS, f"preset must be one of {', '.join(PRESETS)}"),
             (self.device in DEVICES, f"device must be one of {', '.join(DEVICES)}"),
-            (self.mask in MASK_SOURCES, f"mask must be one of {', '.join(MASK_SOURCES)}"),
             (_is_int(self.seed) and -SEED_LIMIT <= self.seed < SEED_LIMIT, "seed must be a 64-bit integer"),
             (isinstance(self.method, str), "method must be a string"),
             (self.weights is None or isinstance(self.weights, str), "weights must be a string id"),
-            (self.mask_path is None or isinstance(self.mask_path, str), "mask_path must be a string"),
-            (isinstance(self.overwrite, bool), "overwrite must be true or false"),
             (isinstance(self.preview, bool), "preview must be true or false"),
             (isinstance(self.overrides, dict), "overrides must be an object"),
-            (self.mask != "file" or bool(self.mask_path), "mask 'file' needs mask_path"),
-            (
-                all(map(_is_file_name, (self.image, self.output_dir, self.mask_path or "."))),
-                "paths must be file names (no NUL characters or unpaired surrogates)",
-            ),
         ]
-        if self.box is not None:
-            ok = (
-                isinstance(self.box, list)
-                and len(self.box) == 4
-                and all(map(_is_int, self.box))
-                and self.box[2] > self.box[0]
-                and self.box[3] > self.box[1]
-            )
-            checks.append((ok, "box must be [x0, y0, x1, y1] integers with x1 > x0 and y1 > y0"))
-        for ok, message in checks:
+        for ok, message in [*_input_checks(self), *checks]:
             if not ok:
                 raise ProtocolError("bad_request", message)
 
@@ -197,10 +181,66 @@ class ReprojectRequest:
         return {"type": self.message_type, **asdict(self)}
 
 
-Request = JobRequest | ReprojectRequest
-REQUEST_TYPES: dict[str, type[JobRequest] | type[ReprojectRequest]] = {
+def _input_checks(request: JobRequest | MaskRequest) -> list[tuple[bool, str]]:
+    """The checks a reconstruction and a mask preview share: the photo, its mask source, the box,
+    the output folder, the id; one definition, so a preview accepts exactly what a job does."""
+    checks: list[tuple[bool, str]] = [
+        (isinstance(request.id, str) and 0 < len(request.id) <= MAX_ID_LENGTH, "id must be a short string"),
+        (request.mask in MASK_SOURCES, f"mask must be one of {', '.join(MASK_SOURCES)}"),
+        (request.mask_path is None or isinstance(request.mask_path, str), "mask_path must be a string"),
+        (isinstance(request.overwrite, bool), "overwrite must be true or false"),
+        (request.mask != "file" or bool(request.mask_path), "mask 'file' needs mask_path"),
+        (
+            all(map(_is_file_name, (request.image, request.output_dir, request.mask_path or "."))),
+            "paths must be file names (no NUL characters or unpaired surrogates)",
+        ),
+    ]
+    if request.box is not None:
+        ok = (
+            isinstance(request.box, list)
+            and len(request.box) == 4
+            and all(map(_is_int, request.box))
+            and request.box[2] > request.box[0]
+            and request.box[3] > request.box[1]
+        )
+        checks.append((ok, "box must be [x0, y0, x1, y1] integers with x1 > x0 and y1 > y0"))
+    return checks
+
+
+@dataclass
+class MaskRequest:
+    """Only the object mask a reconstruction of ``image`` with the same ``mask``, ``mask_path`` and
+    ``box`` would use, written to ``output_dir`` as ``mask.png`` and ``result.json``
+    (``result_format.MaskDocument``): a preview to check, paint or replace before a long run."""
+
+    image: str
+    output_dir: str
+    mask: str = "auto"
+    mask_path: str | None = None
+    box: list[int] | None = None
+    overwrite: bool = False
+    id: str = "job"
+
+    message_type: ClassVar[str] = "mask"
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> MaskRequest:
+        return _from_dict(cls, data, ("image", "output_dir"))
+
+    def validate(self) -> None:
+        for ok, message in _input_checks(self):
+            if not ok:
+                raise ProtocolError("bad_request", message)
+
+    def to_message(self) -> dict[str, Any]:
+        return {"type": self.message_type, **asdict(self)}
+
+
+Request = JobRequest | ReprojectRequest | MaskRequest
+REQUEST_TYPES: dict[str, type[JobRequest] | type[ReprojectRequest] | type[MaskRequest]] = {
     JobRequest.message_type: JobRequest,
     ReprojectRequest.message_type: ReprojectRequest,
+    MaskRequest.message_type: MaskRequest,
 }
 """Message type -> the request it carries; every job type queues, reports and cancels alike."""
 
@@ -356,14 +396,28 @@ class ReprojectSummary(TypedDict):
     output_dir: str
 
 
+class MaskSummary(TypedDict):
+    """A mask preview's ``result`` summary: the source that made the mask (``auto`` resolved), the
+    share of the photo it covers, and the photo's size in pixels."""
+
+    kind: str
+    mask_source: str
+    coverage: float
+    width: int
+    height: int
+    seconds: float
+    output_dir: str
+
+
 @dataclass
 class ResultMessage(Message):
     """Job ``job`` finished: ``files`` maps each written file name to its path (the result folder's
-    names, ``backend.result_format``); ``summary`` is a ``JobSummary`` or ``ReprojectSummary``."""
+    names, ``backend.result_format``); ``summary`` is a ``JobSummary``, ``ReprojectSummary`` or
+    ``MaskSummary``."""
 
     job: str
     files: dict[str, str]
-    summary: JobSummary | ReprojectSummary
+    summary: JobSummary | ReprojectSummary | MaskSummary
     message_type: ClassVar[str] = "result"
 
 

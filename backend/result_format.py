@@ -17,6 +17,11 @@ Files in a result folder:
 - ``mask.png``: the object mask the method was given, 8-bit (255 = object) at the photo's size;
   ``result.json["input"]["mask_resolved"]`` names the source that made it.
 
+A mask preview (the ``mask`` job) writes a folder of only ``mask.png`` (the same mask a
+reconstruction of the photo with the same mask settings would write) and ``result.json``
+(``MaskDocument``, ``kind`` ``"mask"``, no ``method``: it is no reconstruction to import or
+re-project).
+
 Camera schema (``result.json["camera"]``, ``Camera``)::
 
     {"type": "ORTHO" | "PERSP",
@@ -44,9 +49,11 @@ RESULT_FILES = frozenset({MESH_FILE, TEXTURE_FILE, RESULT_JSON, GLB_FILE, PREVIE
 MESH_ARRAYS = ("vertices", "faces", "uvs")
 """The arrays of ``mesh.npz``."""
 
-READABLE_RESULT_VERSIONS = (1, 2)
+READABLE_RESULT_VERSIONS = (1, 2, 3)
 """Protocol versions whose ``result.json`` this backend reads back (``reproject``): one schema, since
-protocol 2 only added a job type (and results record what they re-projected under ``info``)."""
+protocols 2 and 3 only added job types (and results record what they re-projected under ``info``)."""
+MASK_KIND = "mask"
+"""``result.json["kind"]`` of a mask preview's folder."""
 MAX_RESULT_JSON_BYTES = 64 << 20
 """A larger ``result.json`` is not one this backend wrote, and is never read whole."""
 
@@ -107,6 +114,21 @@ class ResultDocument(TypedDict, total=False):
     losses: dict[str, list[float]]
     info: dict[str, Any]
     mesh: MeshCounts
+    files: list[str]
+
+
+class MaskDocument(TypedDict):
+    """``result.json`` of a mask preview: the photo and mask source as asked for and resolved,
+    the share of the photo the mask covers, the photo's (W, H), notes and timings."""
+
+    protocol_version: int
+    backend_version: str
+    kind: str
+    input: InputRecord
+    coverage: float
+    image_size: list[int]
+    notes: list[str]
+    timings: dict[str, float]
     files: list[str]
 
 

@@ -11,6 +11,7 @@ the files present. The earlier result is renamed aside (``....old``) until the n
 place, then removed. ``OUTDIR`` given as a link is written at the link's target, so the link stays
 a link. A run killed mid-write leaves only those hashed folders; the next run for the same
 ``OUTDIR`` removes them (or restores the earlier result when the kill fell between the renames).
+A mask preview's folder (``write_mask_result``) follows the same rules and counts as an earlier result.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import math
 import os
 import re
 import shutil
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,7 @@ from backend.protocol import PROTOCOL_VERSION, UserError, is_staging_name, name_
 from backend.result_format import (
     GLB_FILE,
     MASK_FILE,
+    MASK_KIND,
     MAX_RESULT_JSON_BYTES,
     MESH_ARRAYS,
     MESH_FILE,
@@ -243,7 +245,7 @@ def _listed_files(path: Path) -> set[str] | None:
     ours = (
         isinstance(version, int)
         and not isinstance(version, bool)
-        and isinstance(document.get("method"), str)
+        and (isinstance(document.get("method"), str) or document.get("kind") == MASK_KIND)
         and isinstance(files, list)
         and all(isinstance(name, str) for name in files)
     )
@@ -394,6 +396,36 @@ def write_result(
     ``mask`` (H, W) uint8, the input's object mask, into ``mask.png``.
     """
     result = validate(result)
+    return _write_folder(out_dir, overwrite, lambda folder: _write_files(result, folder, metadata, mask))
+
+
+def write_mask_result(
+    mask: np.ndarray, out_dir: str | Path, metadata: dict[str, Any], overwrite: bool = False
+) -> dict[str, str]:
+    """Write a mask preview (``mask.png`` and its ``result_format.MaskDocument``) with the same
+    all-or-nothing rules as a reconstruction; ``metadata``: the document's fields but versions,
+    kind and files."""
+
+    def write(folder: Path) -> list[str]:
+        Image.fromarray(np.ascontiguousarray(mask, np.uint8), "L").save(folder / MASK_FILE)
+        files = [MASK_FILE, RESULT_JSON]
+        document: dict[str, Any] = {
+            "protocol_version": PROTOCOL_VERSION,
+            "backend_version": __version__,
+            "kind": MASK_KIND,
+            **metadata,
+            "files": files,
+        }
+        text = json.dumps(_json_ready(document), indent=2, allow_nan=False)
+        (folder / RESULT_JSON).write_text(text + "\n", encoding="utf-8")
+        return files
+
+    return _write_folder(out_dir, overwrite, write)
+
+
+def _write_folder(out_dir: str | Path, overwrite: bool, write: Callable[[Path], list[str]]) -> dict[str, str]:
+    """Run ``write`` (which fills a folder and returns its file names) in a staging folder and
+    rename it into place at ``out_dir``; file name -> absolute path (through ``out_dir`` as given)."""
     out_dir = Path(out_dir).absolute()
     target = check_output_dir(out_dir, overwrite)
     staging = target.with_name(staging_name(target.name, "tmp"))
@@ -401,7 +433,7 @@ def write_result(
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         staging.mkdir()
-        files = _write_files(result, staging, metadata, mask)
+        files = write(staging)
         _swap(staging, target, retired)
     except OSError as exc:
         raise _disk_error(exc, out_dir) from None

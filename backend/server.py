@@ -28,7 +28,7 @@ import torch
 
 from backend import __version__
 from backend.devices import describe_device, resolve_device
-from backend.jobs import ModelCache, describe_error, log_traceback, run_job
+from backend.jobs import ModelCache, describe_error, log_traceback, run_job, run_mask
 from backend.methods import METHOD_MODULES
 from backend.methods.base import JobCancelled
 from backend.protocol import (
@@ -41,6 +41,7 @@ from backend.protocol import (
     CancelledMessage,
     ErrorMessage,
     HelloMessage,
+    MaskRequest,
     Message,
     PongMessage,
     ProtocolError,
@@ -243,6 +244,8 @@ class Server:
         try:
             if isinstance(request, ReprojectRequest):
                 outcome = run_reproject(request, self.send, cancel)
+            elif isinstance(request, MaskRequest):
+                outcome = run_mask(request, self.send, cancel)
             else:
                 outcome = run_job(request, self.send, cancel, Registry(self.weights_dir), self.cache)
             return ResultMessage(request.id, outcome.files, outcome.summary)

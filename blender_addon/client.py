@@ -144,7 +144,7 @@ class BackendClient:
         self._messages: queue.Queue[dict[str, Any]] = queue.Queue()
         self._start_deadline = 0.0
         self._start_error: UserError | None = None
-        self._pending_job: protocol.JobRequest | None = None
+        self._pending_job: protocol.Request | None = None
         self._cancel_deadline: float | None = None
         self._job_counter = 0
         _LIVE.add(self)
@@ -282,7 +282,7 @@ class BackendClient:
 
     # -- jobs ------------------------------------------------------------------------------------
 
-    def submit(self, request: protocol.JobRequest) -> JobStatus:
+    def submit(self, request: protocol.Request) -> JobStatus:
         """Queue one job (the backend runs one at a time); starts the backend if needed, without waiting."""
         if self.job is not None and not self.job.finished:
             raise UserError("busy", "a reconstruction is already running", "wait for it or cancel it")
@@ -303,7 +303,7 @@ class BackendClient:
             self._send_job(request)
         return self.job
 
-    def _send_job(self, request: protocol.JobRequest) -> None:
+    def _send_job(self, request: protocol.Request) -> None:
         try:
             self._send(request.to_message())
         except (OSError, ValueError) as exc:

@@ -19,6 +19,9 @@ import numpy as np
 from . import catalogue, session
 from .client import UserError, protocol
 
+PHOTO_PROPERTY = "rfi_photo"
+"""On a mask image Preview Mask made: the photo image it is the mask of."""
+
 
 @dataclass
 class ImportOptions:
@@ -87,15 +90,19 @@ def safe_name(name: str) -> str:
 
 
 def editor_image(context: bpy.types.Context) -> bpy.types.Image | None:
-    """The Image Editor's image: this editor's when run from one, else any open one in the window."""
+    """The Image Editor's photo: this editor's image when run from one, else any open one in the
+    window; for a mask Preview Mask made (shown there to be painted), the photo it is the mask of."""
     space = context.space_data
+    image = None
     if space is not None and space.type == "IMAGE_EDITOR" and space.image is not None:
-        return space.image
+        image = space.image
     screen = context.window.screen if context.window else None
-    for area in screen.areas if screen else ():
+    for area in screen.areas if screen and image is None else ():
         if area.type == "IMAGE_EDITOR" and area.spaces.active.image is not None:
-            return area.spaces.active.image
-    return None
+            image = area.spaces.active.image
+            break
+    photo = image.get(PHOTO_PROPERTY) if image is not None else None
+    return photo if isinstance(photo, bpy.types.Image) else image
 
 
 def object_image(context: bpy.types.Context) -> bpy.types.Image | None:
@@ -152,21 +159,25 @@ def output_dir(name: str) -> Path:
     )
 
 
+def mask_path(settings: Any) -> str | None:
+    """The file of the panel's Mask Image for mask source ``file`` (written out when it has none)."""
+    if settings.mask_source != "file":
+        return None
+    if settings.mask_image is None:
+        raise UserError(
+            "no_mask",
+            "mask source is 'Mask Image' but no mask image is chosen",
+            "pick a mask image in the panel, press Preview Mask, or use another mask source",
+        )
+    return str(image_file(settings.mask_image))
+
+
 def build_request(
     context: bpy.types.Context, filepath: str = ""
 ) -> tuple[protocol.JobRequest, ImportOptions]:
     """The job and import options for the scene's current panel settings."""
     settings = context.scene.rfi_settings
     photo, name = source_image(context, settings, filepath)
-    mask_path = None
-    if settings.mask_source == "file":
-        if settings.mask_image is None:
-            raise UserError(
-                "no_mask",
-                "mask source is 'Mask Image' but no mask image is chosen",
-                "pick a mask image in the panel or use another mask source",
-            )
-        mask_path = str(image_file(settings.mask_image))
     weights = None if settings.weights in ("", "DEFAULT") else settings.weights
     request = protocol.JobRequest(
         image=str(photo),
@@ -177,7 +188,7 @@ def build_request(
         device=session.backend_settings().device,
         seed=settings.seed,
         mask=settings.mask_source,
-        mask_path=mask_path,
+        mask_path=mask_path(settings),
         overrides=catalogue.with_faces(parse_overrides(settings.overrides, settings.method), settings.faces),
     )
     options = ImportOptions(

@@ -1,5 +1,5 @@
-"""Operators: Reconstruct from Image and Re-project Photo (modal in the UI, blocking in background
-mode), backend setup, check and stop.
+"""Operators: Reconstruct from Image, Preview Mask and Re-project Photo (modal in the UI, blocking in
+background mode), backend setup, check and stop.
 
 Modal pattern: a window-manager timer wakes ``modal`` a few times a second; it drains the
 client's message queue (filled by the reader thread), updates the progress shown in the panel
@@ -14,7 +14,7 @@ from pathlib import Path
 import bpy
 from bpy.props import StringProperty
 
-from . import api, job_request, reproject, session
+from . import api, job_request, mask_preview, reproject, session
 from .backend_env import ENV_DIR_NAME, SETUP_LOG_NAME, EnvironmentSetup
 from .client import JobStatus, UserError, log_tail
 
@@ -162,6 +162,44 @@ class RFI_OT_reconstruct(ModalJob, bpy.types.Operator):
     def complete(self, context: bpy.types.Context, job: JobStatus) -> str:
         obj = api.finish(context, job, self._request, self._options, keep=self._settings.keep_results)
         return f"Reconstructed '{obj.name}' in {obj['rfi_timings']['total_s']:.1f} s"
+
+
+class RFI_OT_preview_mask(ModalJob, bpy.types.Operator):
+    """Compute the object mask the reconstruction would use and make it the Mask Image, to check and
+    paint before a long run (white = object); press again or Esc to cancel"""
+
+    bl_idname = "rfi.preview_mask"
+    bl_label = "Preview Mask"
+    bl_options = {"REGISTER", "UNDO"}  # noqa: RUF012 -- Blender reads this class attribute
+
+    _request = None
+    _photo_name = ""
+    _photo_image = ""
+    """The photo's image datablock, when the photo is one (its Image Editor then shows the mask)."""
+
+    def submit(self, context: bpy.types.Context) -> None:
+        self._request, self._photo_name = mask_preview.build_request(context)
+        photo = mask_preview.photo_image(context)
+        self._photo_image = photo.name if photo is not None else ""
+        self._label = mask_preview.mask_name(self._photo_name)
+        self._settings = session.backend_settings()
+        session.client(self._settings).submit(self._request)
+
+    def complete(self, context: bpy.types.Context, job: JobStatus) -> str:
+        if job.state == "cancelled":
+            raise UserError("cancelled", "mask preview cancelled", "")
+        if job.state != "done":
+            raise job.error or UserError("failed", f"mask preview ended as {job.state}", "")
+        output = Path(self._request.output_dir)
+        photo = bpy.data.images.get(self._photo_image) if self._photo_image else None
+        image = mask_preview.apply_result(context, output, self._photo_name, photo, self._request.image)
+        if not self._settings.keep_results:
+            mask_preview.discard(output)
+        summary = job.result.summary if job.result else {}
+        return (
+            f"Mask '{image.name}' ({summary.get('mask_source', '?')}, "
+            f"{100 * summary.get('coverage', 0.0):.0f} % of the photo): paint it, then Reconstruct"
+        )
 
 
 class RFI_OT_reproject_photo(ModalJob, bpy.types.Operator):
@@ -321,6 +359,7 @@ class RFI_OT_setup_backend(bpy.types.Operator):
 
 CLASSES = (
     RFI_OT_reconstruct,
+    RFI_OT_preview_mask,
     RFI_OT_reproject_photo,
     RFI_OT_check_backend,
     RFI_OT_stop_backend,

@@ -42,6 +42,7 @@ def draw_panel(layout: bpy.types.UILayout, context: bpy.types.Context) -> None:
         layout.operator("rfi.reconstruct", text="Cancel", icon="CANCEL")
     else:
         layout.operator("rfi.reconstruct", icon="MESH_MONKEY")
+        layout.operator("rfi.preview_mask", icon="MOD_MASK")
         if reproject.is_reconstruction(context.active_object):
             layout.operator("rfi.reproject_photo", icon="IMAGE_REFERENCE")
     row = layout.row(align=True)

@@ -15,6 +15,7 @@ import sys
 import time
 import traceback
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import bpy
@@ -287,6 +288,60 @@ def scenario_reconstruct(args: dict[str, Any]) -> dict[str, Any]:
     out["overlay_iou"] = overlay_iou(args["image"], args["render"] + ".overlay.png")
     render_png(args["render"])  # through the aligned camera, which frames the object by construction
     return out
+
+
+def scenario_mask_preview(args: dict[str, Any]) -> dict[str, Any]:
+    """Preview Mask on a photo through the real backend (twice: the second replaces the pixels of the
+    same datablock), a part of the object painted out through the pixels API, then Reconstruct: the
+    result's mask.png must be the painted one. Then source ``none`` (kept), and a photo datablock: an
+    Image Editor showing its mask stands for the photo."""
+    addon = install(args["zip"], args["python"], args.get("weights_dir", ""))
+    settings = bpy.context.scene.rfi_settings
+    settings.image_source, settings.filepath, settings.mask_source = "FILE", args["image"], "auto"
+    for key, value in args.get("settings", {}).items():
+        setattr(settings, key, value)
+    mine = bpy.data.images.new("my own image", 4, 4)
+    drawn: list[str] = []
+    addon.panels.draw_panel(CheckedLayout(drawn), bpy.context)
+    assert bpy.ops.rfi.preview_mask() == {"FINISHED"}
+    name = f"{Path(args['image']).stem} mask"
+    image = bpy.data.images[name]
+    first = {"size": list(image.size), "source": settings.mask_source, "mask_image": settings.mask_image.name,
+             "packed": image.packed_file is not None, "colorspace": image.colorspace_settings.name}
+    previewed = image_pixels(image)[..., 0] >= 0.5
+    settings.mask_source = "auto"
+    assert bpy.ops.rfi.preview_mask() == {"FINISHED"}
+    again = {"same_datablock": bpy.data.images[name] == image and settings.mask_image == image,
+             "images": sorted(i.name for i in bpy.data.images)}
+    painted = image_pixels(image).copy()
+    height = painted.shape[0]
+    painted[: height // 2, ..., :3] = 0.0  # the artist paints the top half out
+    image.pixels.foreach_set(np.ascontiguousarray(painted[::-1]).ravel())
+    assert bpy.ops.rfi.reconstruct() == {"FINISHED"}
+    results = [path.parent for path in Path(args["user"]).rglob("result.json")
+               if "method" in json.loads(path.read_text())]
+    np.save(args["painted"], painted[..., 0] >= 0.5)
+    np.save(args["previewed"], previewed)
+    settings.mask_source = "none"  # the whole image: an all-white mask, which stays source "none"
+    assert bpy.ops.rfi.preview_mask() == {"FINISHED"}
+    whole = {"source": settings.mask_source, "white": bool((image_pixels(image)[..., :3] == 1).all())}
+    photo = bpy.data.images.load(args["image"])  # the photo as an image datablock (an image empty's)
+    empty = bpy.data.objects.new("reference", None)
+    empty.empty_display_type, empty.data = "IMAGE", photo
+    bpy.context.scene.collection.objects.link(empty)
+    bpy.context.view_layer.objects.active = empty
+    settings.image_source, settings.mask_source = "OBJECT", "auto"
+    assert bpy.ops.rfi.preview_mask() == {"FINISHED"}
+    shown = settings.mask_image  # "<photo> mask" of this photo datablock (the camera's copy came first)
+    editor = SimpleNamespace(space_data=SimpleNamespace(type="IMAGE_EDITOR", image=shown), window=None)
+    settings.image_source = "EDITOR"  # an Image Editor showing the mask stands for its photo
+    path, photo_name = addon.job_request.source_image(editor, settings)
+    behind = {"mask": shown.name == f"{Path(photo.name).stem} mask", "photo": shown.get("rfi_photo") == photo,
+              "editor_image": addon.job_request.editor_image(editor) == photo,
+              "path": str(path) == args["image"], "name": photo_name == Path(photo.name).stem}
+    return {"behind": behind, "name": name, "first": first, "again": again, "drawn": drawn, "whole": whole,
+            "mine_kept": "my own image" in bpy.data.images and mine.size[0] == 4,
+            "result_dir": str(results[0]) if len(results) == 1 else str(results)}  # fmt: skip
 
 
 def overlay_iou(photo: str, path: str) -> float:

@@ -25,7 +25,10 @@ from backend.protocol import (
     CancelMessage,
     ErrorMessage,
     HelloMessage,
+    JobRequest,
     JobSummary,
+    MaskRequest,
+    MaskSummary,
     Message,
     PingMessage,
     PongMessage,
@@ -57,6 +60,10 @@ EXAMPLES: list[Message] = [
         method="meshinversion", weights="car", preset="fast", device="cpu", seconds=1.0, vertices=3, faces=1,
         output_dir="/o",
     )),
+    ResultMessage("j", {"mask.png": "/o/mask.png", "result.json": "/o/result.json"}, MaskSummary(
+        kind="mask", mask_source="salient", coverage=0.25, width=640, height=480, seconds=0.5,
+        output_dir="/o",
+    )),
     ErrorMessage("not_found", "image file not found: x.png", "check the path", "j"),
     ErrorMessage("bad_json", "message is not JSON", "see backend/protocol.py"),
     CancelledMessage("j"),
@@ -70,12 +77,27 @@ EXAMPLES: list[Message] = [
 
 def test_every_message_type_is_defined_and_round_trips() -> None:
     assert {type(m).message_type for m in EXAMPLES} == SERVER_TYPES | {"cancel", "ping", "shutdown"}
-    assert set(CLIENT_MESSAGES) == {"job", "reproject", "cancel", "ping", "shutdown"}
+    assert set(CLIENT_MESSAGES) == {"job", "reproject", "mask", "cancel", "ping", "shutdown"}
     for example in EXAMPLES:
         line = encode(example.to_message())
         message = decode(line, frozenset({example.message_type}))
         assert type(example).from_message(message) == example
         assert next(iter(message)) == "type"
+
+
+def test_mask_request_round_trips_and_checks_what_a_job_checks() -> None:
+    request = MaskRequest(image="a.png", output_dir="/o", mask="grabcut", box=[1, 2, 30, 40], id="m1")
+    message = decode(encode(request.to_message()), frozenset({"mask"}))
+    assert message["type"] == "mask" and MaskRequest.from_dict(message) == request
+    assert set(message) == {"type", "image", "output_dir", "mask", "mask_path", "box", "overwrite", "id"}
+    for bad in [{"mask": "file"}, {"box": [3, 3, 1, 1]}, {"mask": "magic"}, {"overwrite": 1}, {"method": "x"},
+                {"image": ""}, {"id": ""}]:  # fmt: skip
+        for definition in (MaskRequest, JobRequest):
+            if "method" in bad and definition is JobRequest:
+                continue
+            with pytest.raises(ProtocolError) as err:
+                definition.from_dict({"image": "a.png", "output_dir": "/o", **bad})
+            assert err.value.code == "bad_request"
 
 
 def test_optional_fields_are_left_out_only_when_absent() -> None:
@@ -196,7 +218,7 @@ def test_addon_reads_only_fields_the_protocol_defines() -> None:
         "entry": _fields(WeightsInfo),
         "e": _fields(WeightsInfo),
         "result": _fields(ResultMessage),
-        "summary": _fields(JobSummary, ReprojectSummary),
+        "summary": _fields(JobSummary, ReprojectSummary, MaskSummary),
     }
     in_client = {
         "message": every_server_field, "event": every_server_field, "progress": _fields(ProgressMessage),

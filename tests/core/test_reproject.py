@@ -22,7 +22,7 @@ from PIL import Image
 from backend import result_format
 from backend.jobs import run_job
 from backend.methods.base import JobCancelled
-from backend.protocol import JobRequest, ProtocolError, ReprojectRequest, UserError
+from backend.protocol import PROTOCOL_VERSION, JobRequest, ProtocolError, ReprojectRequest, UserError
 from backend.render import render_mesh
 from backend.render.bake import uv_fragments
 from backend.reproject.camera import renderer_camera
@@ -150,7 +150,7 @@ def test_identity_reprojection_reproduces_the_texture(mi_result: Path, tmp_path:
     assert np.sqrt(np.square(after - before).mean()) < 0.01  # > 40 dB
     assert np.percentile(error, 99) <= 8 / 255  # texels seen at a grazing angle: photo vs mirrored colour
     assert doc["camera"] == source["camera"] and doc["method"] == "meshinversion"
-    assert doc["input"] == source["input"] and doc["protocol_version"] == 2
+    assert doc["input"] == source["input"] and doc["protocol_version"] == PROTOCOL_VERSION
     assert sorted(doc["files"]) == [
         "mask.png",
         "mesh.glb",
