@@ -31,6 +31,7 @@ MESHINVERSION_PAPER: dict[str, Any] = {
     "faces_smoothing": 0.0,
     "render_size": 256,
     "z_candidates": 500,
+    "start_scoring": 'published',
     "rendered_candidates": 64,
     "azimuths": 12,
     "elevations": [0.0, 20.0, 40.0],
@@ -53,6 +54,7 @@ MESHINVERSION_PAPER: dict[str, Any] = {
 MESHINVERSION_FAST = {**MESHINVERSION_PAPER, **{
     "texture": 'blended',
     "z_candidates": 256,
+    "start_scoring": 'colour_layout',
     "rendered_candidates": 32,
     "azimuths": 8,
     "elevations": [0.0, 25.0],

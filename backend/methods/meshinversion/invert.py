@@ -1,12 +1,15 @@
 """GAN inversion (MeshInversion, Zhang et al. 2022): fit z and a weak-perspective camera to photos.
 
 Per image: (1) draw N latent candidates (random classes too, for a conditional model without a
-given class); (2) place their mean shape with ``search_cameras``; (3) rank every candidate under
-the kept cameras by its coarse silhouette IoU, then render the best few and score them by the full
-loss plus a colour-layout error (the texture tells front from back); (4) optimise z and the
-camera with the published losses and schedule, optionally from several distinct starts through
-the first stage. Several images run as one batch: every loss is per image and Adam is
-element-wise, so a batch equals independent runs, but costs less per image.
+given class); (2) place their mean shape with ``search_cameras`` (our departure: the official
+code starts from CMR's predicted camera); (3) pick the start among every (candidate, kept camera)
+pair, by ``start_scoring``: ``published`` scores every pair by the published loss, as the official
+``init_z`` scores its draws under its one camera; ``colour_layout`` (not in the paper) ranks the
+pairs by their coarse silhouette IoU, then renders the best few and scores them by the full loss
+plus a colour-layout error (the texture tells front from back); (4) optimise z and the camera with
+the published losses and schedule, optionally from several distinct starts through the first
+stage. Several images run as one batch: every loss is per image and Adam is element-wise, so a
+batch equals independent runs, but costs less per image.
 """
 
 from __future__ import annotations
@@ -40,9 +43,9 @@ from backend.render.topology import build_edge_topology
 SEARCH_SIZE = 64
 """Resolution of the silhouettes that rank camera hypotheses and candidate shapes."""
 LAYOUT_WEIGHT = 10.0
+"""Weight of the pooled colour error when candidates and cameras are ranked (see ``candidate_score``)."""
 LAYOUT_POOLS = (4, 16)
 """Pooling factors of the colour layout error: fine detail and misalignment-tolerant coarse layout."""
-"""Weight of the pooled colour error when candidates and cameras are ranked (see ``candidate_score``)."""
 RESEARCH = ("flat_weight", "restarts")
 """``InversionSettings`` fields that are not job options (benchmarks and tests set them)."""
 SCORING_POINTS = 1024
@@ -57,6 +60,7 @@ class InversionSettings:
 
     render_size: int
     z_candidates: int
+    start_scoring: str
     rendered_candidates: int
     azimuths: int
     elevations: tuple[float, ...]
@@ -203,7 +207,14 @@ class Inverter:
             terms["flat"] = flat_loss(vertices, self.model.faces, self.edge_faces)
         if rendering.alpha is not None:
             terms["silhouette"] = silhouette_loss(rendering.alpha, targets.mask)
-        weights = {
+        weights = self.weights()
+        total = sum(weights[name] * value for name, value in terms.items())
+        return LossTerms(total, terms)  # type: ignore[arg-type]
+
+    def weights(self) -> dict[str, float]:
+        """The weight of every loss term ``losses`` may return."""
+        s = self.settings
+        return {
             "mask": s.mask_weight,
             "pixel": s.pixel_weight,
             "feature": s.feature_weight,
@@ -211,8 +222,6 @@ class Inverter:
             "flat": s.flat_weight,
             "silhouette": s.silhouette_weight,
         }
-        total = sum(weights[name] * value for name, value in terms.items())
-        return LossTerms(total, terms)  # type: ignore[arg-type]
 
     def feature_loss(self, rendering: Rendering, targets: Targets, rng: torch.Generator) -> torch.Tensor:
         """Official feature chamfer on L2-normalised relu3_1 features over the 1/4-size masks."""
@@ -249,6 +258,39 @@ class Inverter:
                 )
 
     # ---------------------------------------------------------------- initialisation
+    def start_score(
+        self,
+        z: torch.Tensor,
+        vertices: torch.Tensor,
+        rendering: Rendering,
+        camera: WeakPerspective,
+        targets: Targets,
+        rng: torch.Generator,
+    ) -> torch.Tensor:
+        """(B,) how well a rendered start fits, by ``start_scoring`` (lower is better)."""
+        if self.settings.start_scoring == "published":
+            return self.published_score(z, vertices, rendering, camera, targets, rng)
+        return self.candidate_score(z, vertices, rendering, camera, targets, rng)
+
+    def published_score(
+        self,
+        z: torch.Tensor,
+        vertices: torch.Tensor,
+        rendering: Rendering,
+        camera: WeakPerspective,
+        targets: Targets,
+        rng: torch.Generator,
+    ) -> torch.Tensor:
+        """(B,) the official ``init_z`` score: the optimisation's loss, with its full
+        ``chamfer_points`` subsampling (mask, pixel and, when VGG runs, feature terms).
+
+        The official latent term is computed from the optimiser's current z, not the candidate's, so
+        it is the same for every candidate and cannot change the choice: it is left out.
+        """
+        terms = self.losses(z, vertices, rendering, camera, targets, rng).terms
+        weights = self.weights()
+        return sum(weights[name] * value for name, value in terms.items() if name != "latent")  # type: ignore[return-value]
+
     def candidate_score(
         self,
         z: torch.Tensor,
@@ -303,7 +345,12 @@ class Inverter:
 
     @torch.no_grad()
     def initialise(self, targets: Targets, rng: torch.Generator, progress: Progress) -> Starts:
-        """The ``restarts`` best (z, label, camera) starts per image, from distinct views."""
+        """The ``restarts`` best (z, label, camera) starts per image, from distinct views.
+
+        ``published``: every (candidate, kept camera) pair is rendered and scored, like the official
+        code's draws under its one camera (``camera_keep`` 1 gives exactly its count of renders);
+        ``colour_layout``: the ``rendered_candidates`` best pairs by silhouette IoU are.
+        """
         s = self.settings
         batch, device = targets.mask.shape[0], self.model.device
         progress("initialise: candidates", 0, 1)
@@ -318,26 +365,29 @@ class Inverter:
                 on_step=lambda step, total: progress("initialise: camera search", step, total),
             )  # fmt: skip
 
-        # Every (image, candidate, kept camera) triple, scored by its coarse silhouette IoU.
+        # Every (image, candidate, kept camera) triple.
         keep = search_iou.shape[1]
         pairs = s.z_candidates * keep
         image = torch.arange(batch, device=device).repeat_interleave(pairs)
         candidate = torch.arange(pairs, device=device).repeat(batch) // keep
         camera_row = image * keep + torch.arange(keep, device=device).repeat(batch * s.z_candidates)
-        chunks = _chunks(len(image), s.chunk, device)
-        shape_iou = []
-        for done, rows in enumerate(chunks, start=1):
-            silhouettes = self.model.silhouette(
-                shapes[image[rows], candidate[rows]], cameras.index(camera_row[rows]), SEARCH_SIZE
+        if s.start_scoring == "published":
+            rows_all = torch.arange(len(image), device=device)
+        else:
+            chunks = _chunks(len(image), s.chunk, device)
+            shape_iou = []
+            for done, rows in enumerate(chunks, start=1):
+                silhouettes = self.model.silhouette(
+                    shapes[image[rows], candidate[rows]], cameras.index(camera_row[rows]), SEARCH_SIZE
+                )
+                shape_iou.append(mask_iou(silhouettes, coarse[image[rows]]))
+                progress("initialise: silhouettes", done, len(chunks))
+            finalists = (
+                torch.cat(shape_iou).view(batch, pairs).topk(min(s.rendered_candidates, pairs), dim=1).indices
             )
-            shape_iou.append(mask_iou(silhouettes, coarse[image[rows]]))
-            progress("initialise: silhouettes", done, len(chunks))
+            rows_all = (finalists + torch.arange(batch, device=device)[:, None] * pairs).reshape(-1)
 
-        # The best pairs by silhouette are rendered and scored with the full loss (texture included).
-        finalists = (
-            torch.cat(shape_iou).view(batch, pairs).topk(min(s.rendered_candidates, pairs), dim=1).indices
-        )
-        rows_all = (finalists + torch.arange(batch, device=device)[:, None] * pairs).reshape(-1)
+        # The chosen pairs are rendered and scored with the full loss (texture included).
         totals = []
         chunks = _chunks(len(rows_all), s.chunk, device)
         for done, rows in enumerate(chunks, start=1):
@@ -347,7 +397,7 @@ class Inverter:
             cams = cameras.index(camera_row[pick])
             texture, vertices = self.model.generate(zc, lc)
             rendering = self.model.render(vertices, texture, cams, targets.size)
-            totals.append(self.candidate_score(zc, vertices, rendering, cams, targets.rows(image[pick]), rng))
+            totals.append(self.start_score(zc, vertices, rendering, cams, targets.rows(image[pick]), rng))
             progress("initialise: renders", done, len(chunks))
         full_scores = torch.cat(totals).view(batch, -1)
         order = full_scores.argsort(dim=1)
@@ -401,7 +451,7 @@ class Inverter:
             with torch.no_grad():
                 texture, vertices = self.model.generate(z, start.labels)
                 rendering = self.model.render(vertices, texture, camera, s.render_size)
-                score = self.candidate_score(z, vertices, rendering, camera, targets.rows(image), rng)
+                score = self.start_score(z, vertices, rendering, camera, targets.rows(image), rng)
             keep = score.view(batch, restarts).argmin(dim=1) + torch.arange(batch, device=device) * restarts
             z, camera, history = z[keep], camera.index(keep), [history[i] for i in keep.tolist()]
             stages = stages[1:]

@@ -98,15 +98,24 @@ def nearest_index(
     xy_left, xy_right = augmented(a_xy, b_xy, -((2 * FOCAL_RADIUS) ** 2) if focal else 0.0)
     if focal:
         feat_left, feat_right = augmented(a_feat, b_feat, 1.0)
-    best = []
+    # Preallocated blocks and result: thousands of small steps (many rows in a batch) that each
+    # allocated their own would fragment the heap until it holds gigabytes.
+    best = torch.empty(batch, n, dtype=torch.long, device=a_xy.device)
+    full = xy_left.new_empty(batch, min(rows, n), m)
+    full_feat = xy_left.new_empty(batch, min(rows, n), m) if focal else None
     for start in range(0, n, rows):
-        cost = torch.bmm(xy_left[:, start : start + rows], xy_right)
+        stop = min(start + rows, n)
+        short = stop - start < full.shape[1]
+        cost = xy_left.new_empty(batch, stop - start, m) if short else full
+        torch.bmm(xy_left[:, start:stop], xy_right, out=cost)
         if focal:
-            cost = cost.relu_().add_(1).mul_(torch.bmm(feat_left[:, start : start + rows], feat_right))
+            feat = xy_left.new_empty(batch, stop - start, m) if short else full_feat
+            torch.bmm(feat_left[:, start:stop], feat_right, out=feat)
+            cost.relu_().add_(1).mul_(feat)
         if blocked is not None:
             cost.masked_fill_(blocked, float("inf"))
-        best.append(cost.argmin(dim=2))
-    return torch.cat(best, dim=1)
+        best[:, start:stop] = cost.argmin(dim=2)
+    return best
 
 
 def one_sided_chamfer(

@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 from ...options import FACES_RANGE, SCALE_MODES, check_fields, check_size_m, option
 
 TEXTURE_MODES = ("generated", "projected", "blended")
+START_SCORINGS = ("published", "colour_layout")
 SIZE_RANGE = (64, 2048)
 """Sizes a user may ask for with ``texture_size``."""
 PAPER_STAGES = [[50, 0.1, 0.01], [50, 0.05, 0.005], [50, 0.01, 0.001], [50, 0.005, 0.0005]]
@@ -49,7 +50,13 @@ class Options:
     )  # fmt: skip
     render_size: int = option(256, "side of the crop the optimisation renders and compares", low=16)
     z_candidates: int = option(500, "latent candidates drawn for the initialisation", low=1)
-    rendered_candidates: int = option(64, "(candidate, camera) pairs, the best by mask loss, scored in full")
+    start_scoring: str = option(
+        "published",
+        "published: every (candidate, kept camera) pair scored by the full loss (official); colour_layout"
+        " (not in the paper): silhouette pre-ranking, then full loss + 10 x colour-layout error",
+        choices=START_SCORINGS,
+    )
+    rendered_candidates: int = option(64, "colour_layout: pairs, the best by silhouette IoU, scored in full")
     azimuths: int = option(12, "azimuths of the camera search grid")
     elevations: list[float] = option([0.0, 20.0, 40.0], "elevations (degrees) of the camera grid")  # noqa: RUF009
     camera_keep: int = option(4, "cameras kept per image after the search")
@@ -75,6 +82,7 @@ class Options:
     PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
         "fast": {
             "texture": "blended", "z_candidates": 256, "rendered_candidates": 32, "azimuths": 8,
+            "start_scoring": "colour_layout",
             "elevations": [0.0, 25.0], "camera_refine_steps": 20,
             "stages": [[80, 0.1, 0.01], [60, 0.03, 0.003]],
             "chamfer_points": 2048, "feature_weight": 0.0, "latent_weight": 0.2, "silhouette_weight": 2.0,
