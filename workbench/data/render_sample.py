@@ -18,7 +18,7 @@ import torch
 
 from backend.methods.meshinversion.camera_search import view_quaternion
 from backend.methods.meshinversion.mesh_gan import pad_texture, render_uvs
-from backend.methods.meshinversion.template import sphere_template
+from backend.methods.meshinversion.template import SEGMENTS, SphereTemplate, sphere_template
 from backend.render.cameras import weak_perspective_camera
 from backend.render.pipeline import render_mesh
 from backend.render.shading import DirectionalLight
@@ -77,6 +77,26 @@ def view_draws(seeds: list[int]) -> dict[str, torch.Tensor]:
     }
 
 
+def world_triangulation(template: SphereTemplate) -> tuple[torch.Tensor, torch.Tensor]:
+    """(faces, face UV indices) of the procedural world's cars: the template's quads all split along
+    the diagonal (ring r, segment k)-(ring r + 1, segment k + 1), as the template was before it took
+    the official mirror-image diagonals (issue 22). The world is not the method: keeping its
+    triangulation keeps the committed evaluation set and the validation photos, on which every
+    recorded number was measured, the same."""
+    quads = (len(template.faces) - 2 * SEGMENTS) // 2
+    first, second = slice(SEGMENTS, SEGMENTS + quads), slice(SEGMENTS + quads, SEGMENTS + 2 * quads)
+    mirrored = (template.faces[second, 0] != template.faces[first, 0])[:, None]  # split along b-c
+    out = []
+    for table in (template.faces, template.face_uvs):
+        a, c, b = table[first].unbind(1)  # a mirrored quad is (a, c, b), (b, c, d)
+        d = table[second, 2]
+        table = table.clone()
+        table[first] = torch.where(mirrored, torch.stack((a, c, d), 1), table[first])
+        table[second] = torch.where(mirrored, torch.stack((a, d, b), 1), table[second])
+        out.append(table)
+    return out[0], out[1]
+
+
 def render_cars(seeds: list[int], size: int = 256, texture_size: int = TEXTURE_SIZE,
                 device: torch.device | str = "cpu") -> RenderedCars:
     """Render the cars ``seeds`` (shape, paint, view, light and background all from the seed)."""
@@ -84,7 +104,7 @@ def render_cars(seeds: list[int], size: int = 256, texture_size: int = TEXTURE_S
     maps = car_maps(seeds, texture_size, device)
     template = sphere_template(16)
     vertices = template.displace(maps.displacement)
-    faces = template.faces.to(device)
+    faces, face_uvs = (table.to(device) for table in world_triangulation(template))
     draws = {k: v.to(device) for k, v in view_draws(seeds).items()}
     quat = view_quaternion(draws["azimuth"], draws["elevation"])
     batch = len(seeds)
@@ -103,7 +123,7 @@ def render_cars(seeds: list[int], size: int = 256, texture_size: int = TEXTURE_S
     out = render_mesh(
         vertices, faces, camera, size,
         texture=pad_texture(texture, symmetric=True),
-        uvs=render_uvs(template.corner_uvs.to(device), texture_size, texture_size, symmetric=True),
+        uvs=render_uvs(template.uvs.to(device)[face_uvs], texture_size, texture_size, symmetric=True),
         light=light, background=backdrop, cull_backfaces=True, topology=None,
     )
     image = ((out.rgb.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
