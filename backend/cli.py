@@ -114,42 +114,38 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
 
 
 def cmd_reproject(args: argparse.Namespace) -> int:
-    try:
-        request = ReprojectRequest(
-            result_dir=args.result, mesh=args.mesh, output_dir=args.output, texture=args.texture,
-            size=args.size, device=args.device, overwrite=args.overwrite, id="cli",
-        )  # fmt: skip
-        request.validate()
-    except ValueError as exc:
-        return fail("bad_argument", str(exc), "see --help")
-    outcome = _run_with_bars(lambda bars: run_reproject(request, bars))
-    if isinstance(outcome, int):
-        return outcome
-    s = outcome.summary
-    print(
+    request = ReprojectRequest(
+        result_dir=args.result, mesh=args.mesh, output_dir=args.output, texture=args.texture,
+        size=args.size, device=args.device, overwrite=args.overwrite, id="cli",
+    )  # fmt: skip
+    return run_request(request, run_reproject, lambda s: (
         f"wrote {s['output_dir']}: {s['vertices']} vertices, {s['faces']} faces, "
         f"{100 * s['seen_fraction']:.1f} % of the texture from the photo ({s['seconds']:.1f} s)"
-    )
-    return 0
+    ))  # fmt: skip
 
 
 def cmd_mask(args: argparse.Namespace) -> int:
+    request = MaskRequest(
+        image=args.image, output_dir=args.output, mask=args.mask, mask_path=args.mask_path, box=args.box,
+        overwrite=args.overwrite, id="cli",
+    )  # fmt: skip
+    return run_request(request, run_mask, lambda s: (
+        f"wrote {s['output_dir']}: {s['mask_source']} mask, {100 * s['coverage']:.1f} % of the "
+        f"{s['width']}x{s['height']} photo ({s['seconds']:.1f} s)"
+    ))  # fmt: skip
+
+
+def run_request(request: Any, runner: Callable[..., Any], describe: Callable[[dict[str, Any]], str]) -> int:
+    """Validate ``request``, run it with progress bars on stderr and print ``describe(summary)``: the
+    command line of the job types that need no method options (re-projection, mask preview)."""
     try:
-        request = MaskRequest(
-            image=args.image, output_dir=args.output, mask=args.mask, mask_path=args.mask_path, box=args.box,
-            overwrite=args.overwrite, id="cli",
-        )  # fmt: skip
         request.validate()
     except ValueError as exc:
         return fail("bad_argument", str(exc), "see --help")
-    outcome = _run_with_bars(lambda bars: run_mask(request, bars))
+    outcome = _run_with_bars(lambda bars: runner(request, bars))
     if isinstance(outcome, int):
         return outcome
-    s = outcome.summary
-    print(
-        f"wrote {s['output_dir']}: {s['mask_source']} mask, {100 * s['coverage']:.1f} % of the "
-        f"{s['width']}x{s['height']} photo ({s['seconds']:.1f} s)"
-    )
+    print(describe(outcome.summary))
     return 0
 
 

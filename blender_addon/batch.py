@@ -53,6 +53,13 @@ def build_parser(catalogue: ModuleType) -> argparse.ArgumentParser:
         "--faces", type=int, default=None, metavar="N",
         help=f"about N triangles per mesh, {low}-{high} (default: the method's own mesh)",
     )  # fmt: skip
+    parser.add_argument(
+        "--scale", default=None, choices=catalogue.SCALE_MODES,
+        help="metres (default): the category's typical size on the ground; unit: largest extent 1",
+    )  # fmt: skip
+    parser.add_argument(
+        "--size-m", type=float, default=None, metavar="METRES", help="the length instead of the typical one"
+    )
     parser.add_argument("--device", default=None, choices=catalogue.DEVICES, help="default: the add-on's")
     parser.add_argument("--aligned-camera", action="store_true", help="add the estimated camera")
     parser.add_argument("--mirror", action="store_true", help="symmetric results: one half + Mirror modifier")
@@ -258,6 +265,8 @@ def process(addon: ModuleType, image: Path, args: argparse.Namespace, output: Pa
         overwrite=args.overwrite,
         overrides=addon.job_request.parse_overrides(shlex.join(args.set), args.method),
         faces=args.faces,
+        scale=args.scale,
+        size_m=args.size_m,
     )
     writers: dict[str, Callable[[Path], None]] = {
         "preview": lambda path: render_preview(obj, path),

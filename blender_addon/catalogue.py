@@ -22,11 +22,22 @@ JOB_DEFAULTS: dict[str, Any] = options.JOB_DEFAULTS
 """``method``, ``preset``, ``device``, ``seed``, ``mask``...: the defaults of a job request."""
 FACES_RANGE: tuple[int, int] = options.FACES_RANGE
 """Triangles a user may ask of the exported mesh (the ``faces`` option of every method)."""
+SCALE_MODES: tuple[str, ...] = options.SCALE_MODES
+"""How every method places its mesh (the ``scale`` option): metres at the category's size, or a unit box."""
 
 
-def with_faces(overrides: dict[str, Any], faces: int | None) -> dict[str, Any]:
-    """``overrides`` plus the ``faces`` option when one is asked for (None or 0: the method's mesh)."""
-    return {**overrides, "faces": int(faces)} if faces else dict(overrides)
+def with_mesh_options(
+    overrides: dict[str, Any], faces: int | None = None, scale: str | None = None, size_m: float | None = None
+) -> dict[str, Any]:
+    """``overrides`` plus the mesh options every method declares, each only when asked for: ``faces``
+    (None or 0: the method's mesh), ``scale`` (None: the method's default) and ``size_m`` (None or 0:
+    the category's typical size)."""
+    chosen = {
+        "faces": int(faces) if faces else None,
+        "scale": scale,
+        "size_m": float(size_m) if size_m else None,
+    }
+    return {**overrides, **{key: value for key, value in chosen.items() if value is not None}}
 
 
 def option_names(method: str) -> tuple[str, ...]:

@@ -189,7 +189,12 @@ def build_request(
         seed=settings.seed,
         mask=settings.mask_source,
         mask_path=mask_path(settings),
-        overrides=catalogue.with_faces(parse_overrides(settings.overrides, settings.method), settings.faces),
+        overrides=catalogue.with_mesh_options(
+            parse_overrides(settings.overrides, settings.method),
+            faces=settings.faces,
+            scale=settings.scale,
+            size_m=settings.size_m if settings.scale == "metres" else None,
+        ),
     )
     options = ImportOptions(
         name=name,

@@ -21,8 +21,13 @@ PRESET_LABELS = {
     "fast": ("Fast", "Short schedule, interactive on a CPU"),
     "paper": ("Paper", "The published schedule (slow without a GPU)"),
 }
+SCALE_LABELS = {
+    "metres": ("Real Size", "Metres at the category's typical size, resting on the ground, front to -Y"),
+    "unit": ("Unit Box", "Centred on its bounding box, largest extent 1"),
+}
 """What the panel shows for each name; the names themselves come from the backend (``catalogue``)."""
 METHOD_ITEMS = [(name, *METHOD_LABELS.get(name, (name, ""))) for name in catalogue.METHODS]
+SCALE_ITEMS = [(name, *SCALE_LABELS.get(name, (name, ""))) for name in catalogue.SCALE_MODES]
 PRESET_ITEMS = [(name, *PRESET_LABELS.get(name, (name, ""))) for name in catalogue.PRESETS]
 DEFAULT_WEIGHTS = "DEFAULT"
 _weights_items_cache: list[tuple[str, str, str]] = []
@@ -83,6 +88,16 @@ class RFI_Settings(bpy.types.PropertyGroup):
         default=0,
         description=f"About this many triangles in the mesh, {catalogue.FACES_RANGE[0]:,}-"
         f"{catalogue.FACES_RANGE[1]:,} (0: the method's own mesh)",
+    )
+    scale: EnumProperty(name="Scale", items=SCALE_ITEMS, default=catalogue.SCALE_MODES[0])
+    size_m: FloatProperty(
+        name="Length",
+        min=0.0,
+        soft_max=50.0,
+        default=0.0,
+        subtype="DISTANCE",
+        unit="LENGTH",
+        description="The object's length instead of its category's typical size (0: the typical size)",
     )
     seed: IntProperty(
         name="Seed",

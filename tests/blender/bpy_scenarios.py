@@ -588,8 +588,8 @@ def scenario_mirror_import(args: dict[str, Any]) -> dict[str, Any]:
 
 
 def scenario_faces(args: dict[str, Any]) -> dict[str, Any]:
-    """The panel's Faces field and the Python API's ``faces`` through the real backend; the API's
-    object imported as a half under the Mirror modifier."""
+    """The panel's Faces and Length fields and the Python API's ``faces`` and ``size_m`` through the real
+    backend; the API's object imported as a half under the Mirror modifier."""
     addon = install(args["zip"], args["python"], args.get("weights_dir", ""))
     settings = bpy.context.scene.rfi_settings
     settings.image_source = "FILE"
@@ -597,13 +597,14 @@ def scenario_faces(args: dict[str, Any]) -> dict[str, Any]:
     for key, value in args["settings"].items():
         setattr(settings, key, value)
     settings.faces = args["faces"]
+    settings.scale, settings.size_m = "metres", args["size_m"]
     assert bpy.ops.rfi.reconstruct() == {"FINISHED"}
     panel = bpy.context.view_layer.objects.active
     chosen = args["settings"]
     overrides = addon.job_request.parse_overrides(chosen["overrides"], chosen["method"])
     api = addon.api.reconstruct(
         args["image"], method=chosen["method"], seed=chosen["seed"], overrides=overrides, faces=args["faces"],
-        mirror=True,
+        scale="metres", size_m=args["size_m"], mirror=True,
     )  # fmt: skip
     return {"panel_faces": len(panel.data.polygons), "api_stored_faces": len(api.data.polygons),
             "whole": evaluated_mesh(panel), "half": evaluated_mesh(api)}  # fmt: skip

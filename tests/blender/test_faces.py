@@ -1,6 +1,7 @@
-"""The ``faces`` option from the add-on (issue 24): the panel's Faces field and the Python API's
-``faces`` reach the real backend, the imported mesh has about that many triangles, and a dense
-MeshInversion result imported as a half under the Mirror modifier evaluates to the whole mesh."""
+"""The ``faces`` and placement options from the add-on (issue 24): the panel's Faces and Length
+fields and the Python API's ``faces`` and ``size_m`` reach the real backend, the imported mesh has
+about that many triangles and that length along Y (its front axis), and a dense MeshInversion result
+imported as a half under the Mirror modifier evaluates to the whole mesh."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import numpy as np
 import pytest
 
 FACES = 20_000
+LENGTH_M = 3.0
 
 
 @pytest.mark.slow
@@ -22,10 +24,12 @@ def test_panel_and_api_faces_give_a_dense_mesh_that_mirrors_exactly(
     out = tools.scenario(
         "faces",
         {"zip": str(extension_zip), "python": tools.backend_python, "weights_dir": case.weights_dir,
-         "image": str(photo), "settings": case.settings(), "faces": FACES},
+         "image": str(photo), "settings": case.settings(), "faces": FACES, "size_m": LENGTH_M},
         tmp_path / "user",
     )  # fmt: skip
     assert abs(out["panel_faces"] - FACES) <= 0.05 * FACES
+    length = np.ptp(np.array(out["whole"]["vertices"])[:, 1])
+    assert abs(length - LENGTH_M) < 0.01 * LENGTH_M, length
     whole, half = out["whole"], out["half"]
     assert half["modifiers"] == ["MIRROR"] and out["api_stored_faces"] == out["panel_faces"] // 2
     assert len(half["sizes"]) == len(whole["sizes"]) == out["panel_faces"]
