@@ -223,6 +223,14 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     return run_doctor(_registry(args))
 
 
+def add_output_arguments(parser: argparse.ArgumentParser) -> None:
+    """``-o OUTDIR`` and ``--overwrite``, the same for every job type."""
+    parser.add_argument("-o", "--output", required=True, help="output folder")
+    parser.add_argument(
+        "--overwrite", action="store_true", help="replace an earlier result in OUTDIR (never other files)"
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     weights_dir_help = (
         "user weights folder (default: $RFI_WEIGHTS_DIR or ~/.local/share/reconstruct-from-image)"
@@ -270,10 +278,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--faces", type=int, metavar="N",
         help=f"about N triangles in the exported mesh, {low}-{high} (default: the method's own mesh)",
     )  # fmt: skip
-    rec.add_argument("-o", "--output", required=True, help="output folder")
-    rec.add_argument(
-        "--overwrite", action="store_true", help="replace an earlier result in OUTDIR (never other files)"
-    )
+    add_output_arguments(rec)
     rec.set_defaults(func=cmd_reconstruct)
 
     rep = sub.add_parser(
@@ -287,10 +292,7 @@ def build_parser() -> argparse.ArgumentParser:
     low, high = REPROJECT_SIZES
     rep.add_argument("--size", type=int, help=f"texture side, {low}-{high} (default: the texture's)")
     rep.add_argument("--device", choices=DEVICES, default="auto")
-    rep.add_argument("-o", "--output", required=True, help="output folder")
-    rep.add_argument(
-        "--overwrite", action="store_true", help="replace an earlier result in OUTDIR (never other files)"
-    )
+    add_output_arguments(rep)
     rep.set_defaults(func=cmd_reproject)
 
     msk = sub.add_parser(
@@ -300,10 +302,7 @@ def build_parser() -> argparse.ArgumentParser:
     msk.add_argument("--mask", choices=MASK_SOURCES, default=JOB_DEFAULTS["mask"], help="as for reconstruct")
     msk.add_argument("--mask-path", help="mask image for --mask file")
     msk.add_argument("--box", nargs=4, type=int, metavar=("X0", "Y0", "X1", "Y1"), help="as for reconstruct")
-    msk.add_argument("-o", "--output", required=True, help="output folder")
-    msk.add_argument(
-        "--overwrite", action="store_true", help="replace an earlier result in OUTDIR (never other files)"
-    )
+    add_output_arguments(msk)
     msk.set_defaults(func=cmd_mask)
 
     weights = sub.add_parser("weights", help="list, import or verify weights")

@@ -53,24 +53,23 @@ def draw_panel(layout: bpy.types.UILayout, context: bpy.types.Context) -> None:
     row.operator("rfi.stop_backend", text="Stop", icon="PAUSE")
 
 
-class RFI_PT_view3d(bpy.types.Panel):
+class ReconstructPanel:
+    """The panel's contents, shown in the sidebar of each editor a subclass names."""
+
     bl_label = "Reconstruct from Image"
+    bl_region_type = "UI"
+    bl_category = "Reconstruct"
+
+    def draw(self, context: bpy.types.Context) -> None:
+        draw_panel(self.layout, context)
+
+
+class RFI_PT_view3d(ReconstructPanel, bpy.types.Panel):
     bl_space_type = "VIEW_3D"
-    bl_region_type = "UI"
-    bl_category = "Reconstruct"
-
-    def draw(self, context: bpy.types.Context) -> None:
-        draw_panel(self.layout, context)
 
 
-class RFI_PT_image_editor(bpy.types.Panel):
-    bl_label = "Reconstruct from Image"
+class RFI_PT_image_editor(ReconstructPanel, bpy.types.Panel):
     bl_space_type = "IMAGE_EDITOR"
-    bl_region_type = "UI"
-    bl_category = "Reconstruct"
-
-    def draw(self, context: bpy.types.Context) -> None:
-        draw_panel(self.layout, context)
 
 
 CLASSES = (RFI_PT_view3d, RFI_PT_image_editor)

@@ -93,6 +93,11 @@ class BackendCase:
     def settings(self, seed: int = 3) -> dict[str, Any]:
         return {"method": self.method, "overrides": self.overrides, "seed": seed}
 
+    def scenario_args(self, extension_zip: Path, photo: Path, **extra: Any) -> dict[str, Any]:
+        """What a scenario needs to install the add-on and reconstruct ``photo`` with this case."""
+        return {"zip": str(extension_zip), "python": PYTHON, "weights_dir": self.weights_dir,
+                "image": str(photo), "settings": self.settings(), **extra}  # fmt: skip
+
     def batch_args(self) -> list[str]:
         return ["--method", self.method, *(f"--set={item}" for item in self.overrides.split())]
 

@@ -66,17 +66,7 @@ def test_cancel_and_kill_midway_then_recover(
     tmp_path: Path, extension_zip: Path, tools: Any, backend_case: Any
 ) -> None:
     photo = tools.photo(tmp_path / "photo.png")
-    out = tools.scenario(
-        "interrupt",
-        {
-            "zip": str(extension_zip),
-            "python": tools.backend_python,
-            "weights_dir": backend_case.weights_dir,
-            "image": str(photo),
-            "settings": backend_case.settings(),
-        },
-        tmp_path / "user",
-    )
+    out = tools.scenario("interrupt", backend_case.scenario_args(extension_zip, photo), tmp_path / "user")
     assert out["cancel"]["state"] == "cancelled" and out["cancel"]["same_process"]  # cancelled between steps
     assert out["cancel"]["seconds"] < 10
     assert out["kill"]["state"] == "failed" and out["kill"]["code"] == "backend_crashed"

@@ -18,20 +18,11 @@ def test_preview_paint_and_reconstruct(
     tmp_path: Path, extension_zip: Path, tools: Any, backend_case: Any
 ) -> None:
     photo = tools.photo(tmp_path / "toy car.png")
-    out = tools.scenario(
-        "mask_preview",
-        {
-            "zip": str(extension_zip),
-            "python": tools.backend_python,
-            "weights_dir": backend_case.weights_dir,
-            "image": str(photo),
-            "user": str(tmp_path / "user"),
-            "settings": backend_case.settings(),
-            "painted": str(tmp_path / "painted.npy"),
-            "previewed": str(tmp_path / "previewed.npy"),
-        },
-        tmp_path / "user",
-    )
+    args = backend_case.scenario_args(
+        extension_zip, photo, user=str(tmp_path / "user"), painted=str(tmp_path / "painted.npy"),
+        previewed=str(tmp_path / "previewed.npy"),
+    )  # fmt: skip
+    out = tools.scenario("mask_preview", args, tmp_path / "user")
     alpha = np.asarray(Image.open(photo))[..., 3] >= 128
     assert out["name"] == "toy car mask" and "op:rfi.preview_mask" in out["drawn"]
     first = out["first"]

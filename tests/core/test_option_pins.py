@@ -134,21 +134,11 @@ CATEGORY_VALUES: dict[str, dict[str, Any]] = {
 }  # fmt: skip
 """What resolving for a category sets (its published table), and ``lam_smooth`` (``fast``: None)."""
 PAPER_SCHEDULES: dict[str, dict[str, Any]] = {
-    "car": {
-        "num_stages": 4,
-        "stage0": [700, 700, 600],
-        "later": [200, 500, 400],
-        "batch": 8,
-        "accumulate": 4,
-    },
-    "synface": {
-        "num_stages": 1,
-        "stage0": [500, 500, 200],
-        "later": [500, 500, 200],
-        "batch": 16,
-        "accumulate": 1,
-    },
-}
+    "car": {"num_stages": 4, "stage0": [700, 700, 600], "later": [200, 500, 400], "batch": 8,
+            "accumulate": 4},
+    "synface": {"num_stages": 1, "stage0": [500, 500, 200], "later": [500, 500, 200], "batch": 16,
+                "accumulate": 1},
+}  # fmt: skip
 """``paper``'s stages and batch per category (the category's published schedule)."""
 METHOD_ONLY = ("crop_margin", "previews", "texture", "texture_size", "scale", "size_m", "faces",
                "faces_smoothing")

@@ -3,6 +3,10 @@ rendered from it with a known latent and camera."""
 
 from __future__ import annotations
 
+import argparse
+from pathlib import Path
+from typing import Any
+
 import numpy as np
 import torch
 
@@ -27,6 +31,17 @@ def small_generator(n_classes: int = 0, seed: int = 0) -> Generator:
             labels = torch.randint(0, max(n_classes, 1), (8,)) if n_classes else None
             generator(torch.randn(8, 64), labels)
     return generator.eval()
+
+
+def small_method(root: Path) -> Any:
+    """The MeshInversion method loaded with ``small_generator()`` as a user entry under ``root``."""
+    from backend.methods.meshinversion import METHOD
+
+    generator = small_generator()
+    entry = argparse.Namespace(
+        config=generator.config.to_dict(), id="small", root=root, origin="user", category="car"
+    )
+    return METHOD.load(entry, generator.state_dict(), "cpu", NO_AUXILIARY)
 
 
 def render_photo(

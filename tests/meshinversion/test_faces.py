@@ -3,7 +3,6 @@ UVs and texture, exactly mirror-symmetric; GAN2Shape's relief grid sized by it; 
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import os
@@ -16,13 +15,12 @@ import pytest
 import torch
 
 from backend.methods.gan2shape.export import relief_with_faces
-from backend.methods.meshinversion import METHOD
 from backend.methods.meshinversion.dense import dense_sphere, sphere_size, upsample
 from backend.methods.meshinversion.options import Options
 from backend.methods.meshinversion.template import sphere_template
 from backend.options import preset_options
 from backend.results import validate
-from tests.meshinversion.helpers import NO_AUXILIARY, small_generator
+from tests.meshinversion.helpers import small_method
 from tests.meshinversion.test_method import TINY_OVERRIDES, photo_file, quiet, write_checkpoint
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -76,11 +74,7 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def test_faces_20000_end_to_end_keeps_the_texture_look_and_the_mirror_half(tmp_path: Path) -> None:
-    generator = small_generator()
-    entry = argparse.Namespace(
-        config=generator.config.to_dict(), id="small", root=tmp_path, origin="user", category="car"
-    )
-    method = METHOD.load(entry, generator.state_dict(), "cpu", NO_AUXILIARY)
+    method = small_method(tmp_path)
     _, image = photo_file(tmp_path)
     options = preset_options(Options, "fast", **TINY_OVERRIDES)
     coarse = validate(method.run(image, options, 0, quiet))

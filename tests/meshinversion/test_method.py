@@ -31,7 +31,7 @@ from backend.render.interpolate import interpolate_corner_attributes, sample_tex
 from backend.render.rasterize import rasterize
 from backend.results import validate, write_result
 from backend.weights import Registry
-from tests.meshinversion.helpers import NO_AUXILIARY, render_photo, small_generator
+from tests.meshinversion.helpers import render_photo, small_generator, small_method
 
 ROOT = Path(__file__).resolve().parents[2]
 SIZE = 64
@@ -168,11 +168,7 @@ def test_import_run_and_write_through_the_registry(tmp_path: Path) -> None:
 
 
 def test_batch_mode_returns_one_result_per_photo(tmp_path: Path) -> None:
-    generator = small_generator()
-    entry = argparse.Namespace(
-        config=generator.config.to_dict(), id="small", root=tmp_path, origin="user", category="car"
-    )
-    method = METHOD.load(entry, generator.state_dict(), "cpu", NO_AUXILIARY)
+    method = small_method(tmp_path)
     _, image = photo_file(tmp_path)
     flipped = InputImage(image.rgb[:, ::-1].copy(), image.mask[:, ::-1].copy(), image.path)
     options = preset_options(Options, "fast", **{**TINY_OVERRIDES, "previews": False, "scale": "unit"})

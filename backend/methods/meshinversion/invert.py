@@ -14,6 +14,7 @@ batch equals independent runs, but costs less per image.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -258,36 +259,21 @@ class Inverter:
                 )
 
     # ---------------------------------------------------------------- initialisation
-    def start_score(
-        self,
-        z: torch.Tensor,
-        vertices: torch.Tensor,
-        rendering: Rendering,
-        camera: WeakPerspective,
-        targets: Targets,
-        rng: torch.Generator,
-    ) -> torch.Tensor:
-        """(B,) how well a rendered start fits, by ``start_scoring`` (lower is better)."""
-        if self.settings.start_scoring == "published":
-            return self.published_score(z, vertices, rendering, camera, targets, rng)
-        return self.candidate_score(z, vertices, rendering, camera, targets, rng)
+    @property
+    def start_score(self) -> Callable[..., torch.Tensor]:
+        """The scorer ``start_scoring`` names: ``(z, vertices, rendering, camera, targets, rng)`` -> (B,)
+        how well each rendered start fits (lower is better)."""
+        return self.published_score if self.settings.start_scoring == "published" else self.candidate_score
 
-    def published_score(
-        self,
-        z: torch.Tensor,
-        vertices: torch.Tensor,
-        rendering: Rendering,
-        camera: WeakPerspective,
-        targets: Targets,
-        rng: torch.Generator,
-    ) -> torch.Tensor:
-        """(B,) the official ``init_z`` score: the optimisation's loss, with its full
-        ``chamfer_points`` subsampling (mask, pixel and, when VGG runs, feature terms).
+    def published_score(self, *fit: Any) -> torch.Tensor:
+        """(B,) the official ``init_z`` score of ``fit`` (``losses``'s arguments: z, vertices,
+        rendering, camera, targets, rng): the optimisation's loss, with its full ``chamfer_points``
+        subsampling (mask, pixel and, when VGG runs, feature terms).
 
         The official latent term is computed from the optimiser's current z, not the candidate's, so
         it is the same for every candidate and cannot change the choice: it is left out.
         """
-        terms = self.losses(z, vertices, rendering, camera, targets, rng).terms
+        terms = self.losses(*fit).terms
         weights = self.weights()
         return sum(weights[name] * value for name, value in terms.items() if name != "latent")  # type: ignore[return-value]
 
