@@ -49,6 +49,7 @@ MESHINVERSION_PAPER: dict[str, Any] = {
     "refine_smoothness": 1000.0,
     "pole_fill": 0,
     "class_label": None,
+    "colour_label": None,
     "chunk": 64,
 }
 MESHINVERSION_FAST = {**MESHINVERSION_PAPER, **{

@@ -19,16 +19,19 @@ NO_AUXILIARY = AuxiliaryWeights(entries=list, read=lambda entry: {})
 """For a method loaded without a weights store: no auxiliary entries."""
 
 
-def small_generator(n_classes: int = 0, seed: int = 0) -> Generator:
+def small_generator(n_classes: int = 0, seed: int = 0, n_colors: int = 0) -> Generator:
     """Width 1/16, 256 px texture; a few train-mode passes settle the spectral norms and BN statistics,
     without which an untrained generator's eval-mode outputs explode."""
     torch.manual_seed(seed)
-    generator = Generator(GeneratorConfig(n_classes=n_classes, texture_resolution=256, width=1 / 16))
+    config = GeneratorConfig(n_classes=n_classes, n_colors=n_colors, texture_resolution=256, width=1 / 16)
+    generator = Generator(config)
     torch.nn.init.normal_(generator.conv_mesh.weight, std=0.01)
     generator.train()
     with torch.no_grad():
         for _ in range(30):
             labels = torch.randint(0, max(n_classes, 1), (8,)) if n_classes else None
+            if n_colors:
+                labels = torch.stack((labels, torch.randint(0, n_colors, (8,))), dim=1)
             generator(torch.randn(8, 64), labels)
     return generator.eval()
 

@@ -113,9 +113,9 @@ def test_batch_of_photos_and_conditional_labels() -> None:
     )
     assert [a[1] for a in events if a[0].startswith("optimise")] == list(range(1, 9))
     assert len(results) == 2 and all(len(r.stage_losses) == 2 for r in results)
-    assert all(r.label is not None and 0 <= r.label < 5 for r in results)
+    assert all(r.label is not None and len(r.label) == 1 and 0 <= r.label[0] < 5 for r in results)
     fixed = InversionSettings(**{**settings.__dict__, "class_label": 4})
-    assert Inverter(conditional, fixed).run([photos[0][0]], [photos[0][1]], 0, quiet)[0].label == 4
+    assert Inverter(conditional, fixed).run([photos[0][0]], [photos[0][1]], 0, quiet)[0].label == (4,)
     with pytest.raises(ValueError, match="class_label"):
         Inverter(conditional, InversionSettings(**{**settings.__dict__, "class_label": 9})).run(
             [photos[0][0]], [photos[0][1]], 0, quiet

@@ -46,11 +46,13 @@ def quiet(*_args, **_kwargs) -> None:
     """A progress callback that never cancels."""
 
 
-def write_checkpoint(path: Path, n_classes: int = 0) -> None:
-    """An official-layout checkpoint (MeshInversion ``save_checkpoint`` keys) of a small generator."""
-    state = small_generator(n_classes=n_classes).state_dict()
+def write_checkpoint(path: Path, n_classes: int = 0, n_colors: int = 0) -> None:
+    """An official-layout checkpoint (MeshInversion ``save_checkpoint`` keys) of a small generator; a
+    class+colour one stores its arguments as ConvMesh does, the plain dict ``vars(args)``."""
+    state = small_generator(n_classes=n_classes, n_colors=n_colors).state_dict()
     args = argparse.Namespace(norm_g="syncbatch", texture_resolution=256, latent_dim=64)
-    torch.save({"generator": state, "generator_running_avg": state, "epoch": 3, "self.args": args}, path)
+    stored = {"args": vars(args)} if n_colors else {"self.args": args}
+    torch.save({"generator": state, "generator_running_avg": state, "epoch": 3, **stored}, path)
 
 
 def write_vgg(path: Path) -> None:
@@ -184,36 +186,41 @@ def test_batch_mode_returns_one_result_per_photo(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_command_line_import_and_reconstruct(tmp_path: Path) -> None:
-    write_checkpoint(tmp_path / "checkpoint_latest.pth", n_classes=3)
+@pytest.mark.parametrize(
+    ("category", "n_colors", "labels", "vertices"),
+    [("cub", 0, {"class_label": 2}, 482), ("p3d", 3, {"colour_label": 1}, 962)],
+    ids=["cub-class", "p3d-class-colour"],
+)
+def test_command_line_import_and_reconstruct(
+    tmp_path: Path, category: str, n_colors: int, labels: dict[str, int], vertices: int
+) -> None:
+    """An official checkpoint imported and inverted from the command line: a CUB class model with
+    the class given (16-ring template), a Pascal3D class+colour model (dict arguments; 31 rings)
+    with the class searched."""
+    write_checkpoint(tmp_path / "checkpoint_latest.pth", n_classes=3, n_colors=n_colors)
     path, _ = photo_file(tmp_path)
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     base = [sys.executable, "-m", "backend", "--weights-dir", str(tmp_path / "weights")]
     checkpoint = str(tmp_path / "checkpoint_latest.pth")
-    import_args = [
-        "weights",
-        "import",
-        checkpoint,
-        "--method",
-        "meshinversion",
-        "--category",
-        "cub",
-        "--id",
-        "mi-cli",
-    ]
+    import_args = ["weights", "import", checkpoint, "--method", "meshinversion", "--category", category,
+                   "--id", "mi-cli"]  # fmt: skip
     subprocess.run([*base, *import_args], check=True, env=env, cwd=ROOT)
-    sets = [arg for key, value in TINY_OVERRIDES.items() for arg in ("--set", f"{key}={json.dumps(value)}")]
+    overrides = {**TINY_OVERRIDES, **labels}
+    sets = [arg for key, value in overrides.items() for arg in ("--set", f"{key}={json.dumps(value)}")]
     done = subprocess.run(
         [*base, "reconstruct", str(path), "--weights", "mi-cli", "--mask", "alpha", "--seed", "1",
-         "-o", str(tmp_path / "out"), *sets, "--set", "class_label=2"],
+         "-o", str(tmp_path / "out"), *sets],
         env=env, cwd=ROOT, capture_output=True, text=True,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-2000:]
     result = json.loads((tmp_path / "out" / "result.json").read_text())
     assert result["camera"]["type"] == "ORTHO"
-    assert result["info"]["class_label"] == 2
+    info = result["info"]
+    assert info["class_label"] == labels.get("class_label", info["class_label"])
+    assert 0 <= info["class_label"] < 3
+    assert info["colour_label"] == (1 if n_colors else None)
     mesh = np.load(tmp_path / "out" / "mesh.npz")
-    assert mesh["vertices"].shape == (482, 3)
+    assert mesh["vertices"].shape == (vertices, 3)
 
 
 def test_exported_uvs_show_what_the_optimisation_saw() -> None:

@@ -79,6 +79,7 @@ class InversionSettings:
     refine_smoothness: float
     pole_fill: int
     class_label: int | None
+    colour_label: int | None
     chunk: int
     flat_weight: float = 0.0
     """Research: weight of the flatness loss (0 = official)."""
@@ -155,7 +156,8 @@ class InversionResult:
     """One image's reconstruction, tensors on the model's device."""
 
     z: torch.Tensor
-    label: int | None
+    label: tuple[int, ...] | None
+    """(class,) or (class, colour) of a conditional generator."""
     camera: WeakPerspective
     texture: torch.Tensor
     vertices: torch.Tensor
@@ -304,22 +306,30 @@ class Inverter:
         return total + LAYOUT_WEIGHT * layout / len(LAYOUT_POOLS)
 
     def draw_candidates(self, batch: int, rng: torch.Generator) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """(B, N, latent) z ~ N(0, I) and (B, N) labels (given, or uniformly random classes)."""
+        """(B, N, latent) z ~ N(0, I) and (B, N, L) labels of a conditional generator: L = 1 (class) or
+        2 (class, colour), each the given one or drawn uniformly, so the start's scoring searches them
+        like z."""
         s, config, device = self.settings, self.model.config, self.model.device
         z = torch.randn(batch, s.z_candidates, config.latent_dim, generator=rng, device=device)
         if not config.n_classes:
             return z, None
-        if s.class_label is not None:
-            if not 0 <= s.class_label < config.n_classes:
-                raise ValueError(f"class_label must be in 0..{config.n_classes - 1}, got {s.class_label}")
-            return z, torch.full((batch, s.z_candidates), s.class_label, device=device)
-        labels = torch.randint(0, config.n_classes, (batch, s.z_candidates), generator=rng, device=device)
-        return z, labels
+        kinds = [("class_label", s.class_label, config.n_classes)]
+        if config.n_colors:
+            kinds.append(("colour_label", s.colour_label, config.n_colors))
+        columns = []
+        for name, given, count in kinds:
+            if given is None:
+                columns.append(torch.randint(0, count, (batch, s.z_candidates), generator=rng, device=device))
+            elif 0 <= given < count:
+                columns.append(torch.full((batch, s.z_candidates), given, device=device))
+            else:
+                raise ValueError(f"{name} must be in 0..{count - 1}, got {given}")
+        return z, torch.stack(columns, dim=-1)
 
     def candidate_shapes(self, z: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
         """(B, N, V, 3) vertices of all candidates, generated in chunks."""
         flat_z = z.reshape(-1, z.shape[-1])
-        flat_labels = None if labels is None else labels.reshape(-1)
+        flat_labels = None if labels is None else labels.reshape(-1, labels.shape[-1])
         parts = [
             self.model.shape(
                 flat_z[i : i + self.settings.chunk],
@@ -464,7 +474,7 @@ class Inverter:
         return [
             InversionResult(
                 z=z[b].detach(),
-                label=None if labels is None else int(labels[b]),
+                label=None if labels is None else tuple(labels[b].tolist()),
                 camera=camera.index(torch.tensor([b], device=device)),
                 texture=texture[b],
                 vertices=vertices[b],

@@ -77,6 +77,7 @@ class Options:
     refine_smoothness: float = option(1000.0, "weight of the Laplacian of the refinement's offsets", low=0)
     pole_fill: int = option(0, "not in the paper: rings around each pole replaced by a smooth cap (0: off)")
     class_label: int | None = option(None, "class of a conditional generator (null: searched)")
+    colour_label: int | None = option(None, "colour of a class+colour generator (null: searched)")
     chunk: int = option(64, "candidates per generator/render batch during initialisation (bounds memory)")
 
     PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
