@@ -18,8 +18,8 @@ import torch
 from backend import __version__, salient_mask
 from backend.devices import describe_device, resolve_device
 from backend.methods import METHOD_MODULES
-from backend.methods.meshinversion.vgg import VGG_CONFIG
 from backend.protocol import PROTOCOL_VERSION, UserError
+from backend.published_terms import term_status
 from backend.weights import Registry
 
 
@@ -70,25 +70,14 @@ def _checks(registry: Registry) -> list[tuple[str, str]]:
     return lines
 
 
-PUBLISHED_TERMS = (
-    ("MeshInversion feature loss (VGG19 relu3_1, weight 0.04 in paper)", "meshinversion",
-     ("network", VGG_CONFIG["network"]), "weights import vgg19.pth --method meshinversion --category vgg19"),
-    ("GAN2Shape perceptual loss (VGG16)", "gan2shape", ("kind", "vgg16"),
-     "weights import vgg16.pth --method gan2shape --category vgg16"),
-    ("GAN2Shape LPIPS v0.1 heads (equal channel weights without them)", "gan2shape", ("kind", "lpips"),
-     "weights import lpips_vgg.pth --method gan2shape --category lpips"),
-)  # fmt: skip
-"""Loss terms of the published objectives that need weights nobody can ship here: (what, method,
-(config key, value) that marks the entry, how to import it)."""
-
-
 def _published_terms(entries: list[Any]) -> list[tuple[str, str]]:
     """Which published loss terms will run, and how to switch on the ones that will not."""
-    lines = []
-    for what, method, (key, value), command in PUBLISHED_TERMS:
-        present = any(e.method == method and e.config.get(key) == value for e in entries)
-        lines.append(("ok", f"{what}: on") if present else ("--", f"{what}: off (import it: `{command}`)"))
-    return lines
+    return [
+        ("ok", f"{t['method']} {t['term']} ({t['detail']}): on")
+        if t["on"]
+        else ("--", f"{t['method']} {t['term']} ({t['detail']}): off (import it: `{t['import_command']}`)")
+        for t in term_status(entries)
+    ]
 
 
 def _salient_check() -> tuple[str, str]:

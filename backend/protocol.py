@@ -12,7 +12,8 @@ a photo), ``reproject`` (``ReprojectRequest``: bake a result's photo onto an edi
 the same events. Both sides build messages through these classes and the client reads them back
 through ``from_message``, so neither can use a field the other never sends.
 A change that an older peer cannot read bumps ``PROTOCOL_VERSION`` (2: the ``reproject`` job; 3: the
-``mask`` job, which an older backend would refuse as an unknown message type).
+``mask`` job, which an older backend would refuse as an unknown message type; 4: ``hello`` lists
+the published loss terms and whether their weights are there).
 
 A user's mistake is a ``UserError`` (code, one line, hint) on both sides; an ``error`` event carries
 exactly those three fields. The result folder a ``result`` event points to is defined in
@@ -32,7 +33,7 @@ import secrets
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from typing import Any, ClassVar, Self, TypedDict
 
-PROTOCOL_VERSION = 3
+PROTOCOL_VERSION = 4
 MAX_MESSAGE_BYTES = 1 << 20
 """Longest accepted line; longer input is an error, never buffered without bound."""
 
@@ -320,6 +321,16 @@ class WeightsInfo(TypedDict):
     origin: str
 
 
+class PublishedTerm(TypedDict):
+    """A loss term of a published objective that runs only when its weights are imported."""
+
+    method: str
+    term: str
+    detail: str
+    on: bool
+    import_command: str
+
+
 @dataclass
 class HelloMessage(Message):
     """The first line, once: versions, device, methods and weights, so the client checks it all at
@@ -341,6 +352,7 @@ class HelloMessage(Message):
     cuda_memory_gb: float | None
     threads: int
     weights: list[WeightsInfo]
+    published_terms: list[PublishedTerm]
     message_type: ClassVar[str] = "hello"
 
 

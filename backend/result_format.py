@@ -49,9 +49,10 @@ RESULT_FILES = frozenset({MESH_FILE, TEXTURE_FILE, RESULT_JSON, GLB_FILE, PREVIE
 MESH_ARRAYS = ("vertices", "faces", "uvs")
 """The arrays of ``mesh.npz``."""
 
-READABLE_RESULT_VERSIONS = (1, 2, 3)
+READABLE_RESULT_VERSIONS = (1, 2, 3, 4)
 """Protocol versions whose ``result.json`` this backend reads back (``reproject``): one schema, since
-protocols 2 and 3 only added job types (and results record what they re-projected under ``info``)."""
+protocols 2 to 4 only added job types and handshake fields (and results record what they
+re-projected under ``info``)."""
 MASK_KIND = "mask"
 """``result.json["kind"]`` of a mask preview's folder."""
 MAX_RESULT_JSON_BYTES = 64 << 20

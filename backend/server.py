@@ -53,6 +53,7 @@ from backend.protocol import (
     decode,
     encode,
 )
+from backend.published_terms import term_status
 from backend.reproject.job import run_reproject
 from backend.weights import Registry
 
@@ -74,13 +75,11 @@ def hello_message(registry: Registry) -> HelloMessage:
     """The first line: versions, device, methods and weights, so the client can check it all at once."""
     warnings: list[str] = []
     try:
-        weights = [
-            WeightsInfo(id=e.id, method=e.method, category=e.category, origin=e.origin)
-            for e in registry.entries()
-        ]
+        entries = registry.entries()
     except UserError as exc:
-        weights = []
+        entries = []
         warnings.append(f"{exc.message} ({exc.hint})")
+    weights = [WeightsInfo(id=e.id, method=e.method, category=e.category, origin=e.origin) for e in entries]
     return HelloMessage(
         protocol_version=PROTOCOL_VERSION,
         backend_version=__version__,
@@ -93,6 +92,7 @@ def hello_message(registry: Registry) -> HelloMessage:
         warnings=warnings,
         **describe_device(resolve_device("auto")),
         weights=weights,
+        published_terms=term_status(entries),
     )
 
 

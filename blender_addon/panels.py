@@ -26,6 +26,8 @@ def draw_panel(layout: bpy.types.UILayout, context: bpy.types.Context) -> None:
     col.prop(settings, "weights")
     if session.handshake is None:
         col.label(text="Check Backend to list the trained models", icon="INFO")
+    for term in session.terms_off(settings.method):
+        col.label(text=f"{term['term']} off: its weights are not imported", icon="INFO")
     col.prop(settings, "preset")
     col.prop(settings, "seed")
     col.prop(settings, "faces")

@@ -130,6 +130,13 @@ def weights_for_method(method: str) -> list[dict[str, Any]]:
     return [e for e in entries if isinstance(e, dict) and e.get("method") == method and "id" in e]
 
 
+def terms_off(method: str) -> list[dict[str, Any]]:
+    """The published loss terms of ``method`` that the last handshake said will not run (their
+    weights are not imported); empty before the first handshake."""
+    terms = (handshake or {}).get("published_terms") or []
+    return [t for t in terms if isinstance(t, dict) and t.get("method") == method and not t.get("on")]
+
+
 def job_finished(settings: BackendSettings) -> None:
     """Free the backend after a job unless it should stay warm for the next one."""
     if not settings.keep_alive and _client is not None:

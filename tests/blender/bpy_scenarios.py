@@ -282,6 +282,9 @@ def scenario_reconstruct(args: dict[str, Any]) -> dict[str, Any]:
     out = describe_object(obj)
     out["seconds"] = time.monotonic() - started
     out["weights_items"] = [item[1] for item in addon.properties.weights_items(settings, bpy.context)]
+    drawn: list[str] = []
+    addon.panels.draw_panel(CheckedLayout(drawn), bpy.context)
+    out["drawn"] = drawn
     out["result_dir"] = next(Path(args["user"]).rglob("result.json")).parent.as_posix()
     cam = bpy.context.scene.camera
     out["camera"] = {"name": cam.name, "type": cam.data.type, "backgrounds": len(cam.data.background_images)}

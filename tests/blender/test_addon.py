@@ -11,6 +11,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from backend.published_terms import PUBLISHED_TERMS
+
 pytestmark = pytest.mark.slow
 
 
@@ -56,6 +58,11 @@ def test_reconstruct_operator_imports_the_backend_result(
     assert (
         f"{info['weights']['id']} ({info['weights']['category']})" in out["weights_items"]
     )  # from the handshake
+    # No VGG weights in the test's store: the panel says which published terms will be off.
+    terms = [t.term for t in PUBLISHED_TERMS if t.method == backend_case.method]
+    assert [text for text in out["drawn"] if text.endswith("off: its weights are not imported")] == [
+        f"label:{term} off: its weights are not imported" for term in terms
+    ]
     assert props["rfi_timings"]["total_s"] > 0
     assert out["camera"] == {"name": "toy car view", "type": info["camera"]["type"], "backgrounds": 1}
     assert not_blank(render) > 5

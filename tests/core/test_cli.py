@@ -83,8 +83,8 @@ def test_doctor_reports(tmp_path: Path) -> None:
     assert done.returncode == (1 if any(line.startswith("[FAIL]") for line in lines) else 0)
     # The published loss terms that need weights nobody can ship: said off, with the import command.
     off = [line for line in lines if line.startswith("[--]") and ": off (import it:" in line]
-    assert any("MeshInversion feature loss" in line and "--category vgg19" in line for line in off)
-    assert any("GAN2Shape perceptual loss" in line and "--category vgg16" in line for line in off)
+    assert any("meshinversion VGG19 feature loss" in line and "--category vgg19" in line for line in off)
+    assert any("gan2shape perceptual (LPIPS) loss" in line and "--category vgg16" in line for line in off)
 
 
 def test_doctor_says_a_published_term_is_on_once_its_weights_are_registered() -> None:
@@ -92,9 +92,9 @@ def test_doctor_says_a_published_term_is_on_once_its_weights_are_registered() ->
     lpips = SimpleNamespace(method="gan2shape", config={"kind": "lpips"})
     lines = dict((text.split(":")[0], status) for status, text in _published_terms([vgg19, lpips]))
     assert lines == {
-        "MeshInversion feature loss (VGG19 relu3_1, weight 0.04 in paper)": "ok",
-        "GAN2Shape perceptual loss (VGG16)": "--",
-        "GAN2Shape LPIPS v0.1 heads (equal channel weights without them)": "ok",
+        "meshinversion VGG19 feature loss (relu3_1, weight 0.04 in the paper)": "ok",
+        "gan2shape perceptual (LPIPS) loss (its VGG16 backbone)": "--",
+        "gan2shape LPIPS v0.1 heads (equal channel weights without them)": "ok",
     }
 
 

@@ -34,6 +34,7 @@ from backend.protocol import (
     PongMessage,
     ProgressMessage,
     ProtocolError,
+    PublishedTerm,
     ReprojectSummary,
     ResultMessage,
     ShutdownMessage,
@@ -52,6 +53,8 @@ EXAMPLES: list[Message] = [
         methods=["gan2shape", "meshinversion"], job_policy="queue", max_message_bytes=1 << 20, warnings=[],
         device="cpu", cuda_available=False, cuda_name=None, cuda_memory_gb=None, threads=1,
         weights=[WeightsInfo(id="car", method="meshinversion", category="car", origin="shipped")],
+        published_terms=[PublishedTerm(method="meshinversion", term="VGG19 feature loss", detail="relu3_1",
+                                       on=False, import_command="python -m backend weights import ...")],
     ),
     AcceptedMessage("j", 0),
     ProgressMessage("j", "invert", 3, 10, 0.5, 1.25),
@@ -217,6 +220,7 @@ def test_addon_reads_only_fields_the_protocol_defines() -> None:
         "handshake": _fields(HelloMessage),
         "entry": _fields(WeightsInfo),
         "e": _fields(WeightsInfo),
+        "term": _fields(PublishedTerm),
         "result": _fields(ResultMessage),
         "summary": _fields(JobSummary, ReprojectSummary, MaskSummary),
     }
@@ -224,7 +228,8 @@ def test_addon_reads_only_fields_the_protocol_defines() -> None:
         "message": every_server_field, "event": every_server_field, "progress": _fields(ProgressMessage),
     }  # fmt: skip
     checked: set[tuple[str, str]] = set()
-    for module in ["client.py", "operators.py", "preferences.py", "session.py", "properties.py", "api.py"]:
+    for module in ["client.py", "operators.py", "preferences.py", "session.py", "properties.py", "api.py",
+                   "panels.py"]:
         names = {**defined, **in_client} if module == "client.py" else defined
         reads = names_read(ast.parse((ADDON / module).read_text()))
         checked |= {(owner, key) for owner, key in reads if owner in names and not key.startswith("_")}
