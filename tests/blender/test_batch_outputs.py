@@ -5,12 +5,15 @@ a short hidden name, and debris of a killed run of ours (only ours) is cleared."
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import subprocess
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
+from PIL import Image
 
 from tests.file_tree import tree
 
@@ -119,3 +122,20 @@ def test_unusable_output_is_one_line_and_nothing_changes(
     lines = done.stderr.strip().splitlines()
     assert done.returncode == 2 and lines and lines[-1].startswith("batch.py: "), done.stderr
     assert words in lines[-1] and tree(tmp_path) == before
+
+
+def test_a_real_photo_goes_through_the_batch_script(tmp_path: Path, tools: Any, backend_case: Any) -> None:
+    """A JPEG photo (no alpha, a real background): ``auto`` finds its object with the salient net,
+    and the result holds that mask at the photo's size beside the saved ``.blend``."""
+    photo = ROOT / "tests" / "data" / "coffee.jpg"
+    out = tmp_path / "out"
+    done = batch(tools, backend_case, tmp_path / "user", "--input", photo, "--output", out, "--save-blend",
+                 "--aligned-camera")  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert (out / "coffee.blend").is_file()
+    info = json.loads((out / "coffee" / "result.json").read_text())
+    assert info["input"]["mask_resolved"] == "salient"
+    with Image.open(out / "coffee" / "mask.png") as mask:
+        assert mask.size == Image.open(photo).size
+        coverage = (np.asarray(mask) > 127).mean()
+    assert 0.1 < coverage < 0.9  # the cup and saucer, not the whole frame or nothing
