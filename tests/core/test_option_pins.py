@@ -96,7 +96,7 @@ GAN2SHAPE_PAPER: dict[str, Any] = {
     "view_mean": None,
     "net_width": None,
     "crop": 'object',
-    "crop_margin": 0.1,
+    "crop_margin": None,
     "pseudo_pose": 'predicted',
     "depth_smoothing": 0.0,
     "mesh_resolution": None,
@@ -159,6 +159,7 @@ for _preset in ("fast", "paper"):
             **PINNED[f"gan2shape/{_preset}"],
             **CATEGORY_VALUES[_category],
             "lam_smooth": 0.01,
+            "crop_margin": 0.1,
             **(PAPER_SCHEDULES[_category] if _preset == "paper" else {}),
         }
 

@@ -3,18 +3,23 @@ VGG16 and LPIPS heads; strict validation naming the first bad tensor; registry i
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
 from backend.methods.gan2shape import METHOD
 from backend.methods.gan2shape.auxiliary import find_auxiliary_nets
+from backend.methods.gan2shape.config import FALLBACKS
 from backend.methods.gan2shape.convert import CATEGORY_ALIASES
+from backend.methods.gan2shape.framing import measure_margin, object_margin
 from backend.methods.gan2shape.networks import NET_NAMES, ShapeNets
+from backend.methods.gan2shape.options import Options
 from backend.methods.gan2shape.perceptual import TAP_WIDTHS
 from backend.methods.gan2shape.stylegan2 import OFFICIAL_CONFIGS, Discriminator, Generator
-from backend.models import auxiliary_weights, default_entry, import_official
+from backend.models import auxiliary_weights, default_entry, import_official, load_model
 from backend.protocol import UserError
 from backend.weights import Registry, WeightsEntry
 from tests.gan2shape.helpers import NO_AUXILIARY
@@ -139,3 +144,25 @@ def test_registry_import_then_the_gan_finds_its_extras(tmp_path: Path, tiny_entr
     with pytest.raises(UserError, match="network") as err:
         import_official(registry, wrong, "gan2shape", "car")
     assert err.value.code == "not_a_checkpoint"
+
+
+def test_object_margin_is_crop_to_objects_margin() -> None:
+    mask = np.zeros((200, 200), bool)
+    mask[80:130, 50:150] = True  # a 100 px wide object: the 200 px frame leaves 50 px per side
+    assert object_margin(mask) == pytest.approx(0.5)
+    assert object_margin(np.zeros_like(mask)) is None and object_margin(~np.zeros_like(mask)) is None
+
+
+def test_a_gans_framing_becomes_its_entrys_crop_margin(tmp_path: Path) -> None:
+    """The shipped demo GAN's samples frame cars with some margin; an entry that records a margin
+    has its crops made with it unless the user gives one."""
+    store = Registry()
+    demo = load_model(store, default_entry(store, "gan2shape"), "cpu")
+    margin = measure_margin(demo.generator)
+    assert margin is not None and 0.05 < margin < 0.5
+    framed = replace(demo.entry, config={**demo.entry.config, "crop_margin": margin})
+    model = METHOD.load(framed, store.load_state_dict(demo.entry, "cpu"), "cpu", NO_AUXILIARY)
+    extras = find_auxiliary_nets(framed, model.image_size, NO_AUXILIARY)
+    assert model.resolve_options(Options(), extras).crop_margin == margin
+    assert model.resolve_options(Options(crop_margin=0.0), extras).crop_margin == 0.0
+    assert demo.resolve_options(Options(), extras).crop_margin == FALLBACKS["crop_margin"]

@@ -46,10 +46,13 @@ image cannot reproduce): 1."""
 
 FALLBACKS: dict[str, Any] = {
     "lam_smooth": 0.01, "rand_light": (-1.0, 1.0, -0.2, 0.8, -0.1, 0.6, -0.6), "view_std": DEFAULT_VIEW_STD,
+    "crop_margin": 0.1,
 }  # fmt: skip
-"""The published values of options a preset may leave ``None`` that no category table sets."""
-MODEL_FIELDS = ("view_std", "view_mean")
-"""Options a GAN entry's config may set (the spread and mean of its training views)."""
+"""The values of options a preset may leave ``None`` that no category table or entry sets (the
+published ones where the paper has one; ``crop_margin``: the demo GAN's framing)."""
+MODEL_FIELDS = ("view_std", "view_mean", "crop_margin")
+"""Options a GAN entry's config may set: the spread and mean of its training views, and how its
+samples frame the object (``framing.py``, measured when an official GAN is imported)."""
 
 
 @dataclass(frozen=True)

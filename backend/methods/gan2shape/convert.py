@@ -3,7 +3,8 @@
 What a file is follows from its content, validated strictly against the model it feeds:
 
 - a rosinality StyleGAN2 checkpoint ``{'g_ema', 'd', ...}`` for an official category
-  (``face``/``celeba``, ``cat``, ``car``, ``church``, ``synface``) -> the method's main weights;
+  (``face``/``celeba``, ``cat``, ``car``, ``church``, ``synface``) -> the method's main weights,
+  with the margin its samples leave around the object (``framing.py``) as the entry's ``crop_margin``;
 - a joint-pretrained ``*_pretrain.pth`` (``{'netD', 'netA', 'netV', 'netL', 'netEnc', ...}``) ->
   starting weights of the depth/albedo/view/light nets and encoder for that category;
 - ``view_mvn.pth`` / ``light_mvn.pth`` (``{'mean', 'cov'}``) -> that category's view/light prior;
@@ -18,6 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from backend.methods.gan2shape.framing import checkpoint_margin
 from backend.methods.gan2shape.networks import NET_NAMES, ShapeNets
 from backend.methods.gan2shape.perceptual import TAP_WIDTHS, PerceptualDistance, split_vgg_state
 from backend.methods.gan2shape.stylegan2 import (
@@ -85,7 +87,11 @@ def convert_gan(raw: dict[str, Any], category: str) -> tuple[dict[str, torch.Ten
     check_strict(generator, parts["g_ema"], "g_ema")
     check_strict(discriminator, parts["d"], "d")
     image_size = NET_IMAGE_SIZE[CATEGORY_ALIASES[category]]
-    return flatten_checkpoint(parts), {"kind": "stylegan2", **config.to_dict(), "image_size": image_size}
+    entry_config = {"kind": "stylegan2", **config.to_dict(), "image_size": image_size}
+    margin = checkpoint_margin(config, parts["g_ema"])
+    if margin is not None:
+        entry_config["crop_margin"] = round(margin, 4)
+    return flatten_checkpoint(parts), entry_config
 
 
 def convert_pretrain(raw: dict[str, Any], category: str) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:

@@ -125,7 +125,7 @@ class GAN2Shape(Method):
     def resolve_options(self, options: Options, extras: AuxiliaryNets) -> Options:
         """``options`` as this GAN runs them (``config.resolve``): its category's published values,
         its entry's view prior and what the category's pretrained nets were made for."""
-        model = {k: self.entry.config[k] for k in MODEL_FIELDS if self.entry.config.get(k)}
+        model = {k: self.entry.config[k] for k in MODEL_FIELDS if self.entry.config.get(k) is not None}
         return resolve(self.entry.category, options, {**model, **extras.option_defaults()})
 
     def view_light_prior(self, options: Options, extras: AuxiliaryNets) -> ViewLightPrior:

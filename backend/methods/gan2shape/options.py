@@ -70,7 +70,10 @@ class Options:
         "object: square around the mask; full: the whole image padded to a square",
         choices=("object", "full"),
     )
-    crop_margin: float = option(0.1, "margin added around the object per side (crop=object)")
+    crop_margin: float | None = option(
+        None, "margin around the object per side (crop=object; null: the GAN entry's framing, else 0.1)",
+        low=0,
+    )
     pseudo_pose: str = option(
         "predicted",
         "view and light of projected samples in step 3: predicted by the nets (published), the pseudo"
