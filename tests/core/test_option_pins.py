@@ -96,6 +96,7 @@ GAN2SHAPE_PAPER: dict[str, Any] = {
     "view_mean": None,
     "net_width": None,
     "crop": 'object',
+    "gan_crop": None,
     "crop_margin": None,
     "pseudo_pose": 'predicted',
     "depth_smoothing": 0.0,
@@ -160,6 +161,7 @@ for _preset in ("fast", "paper"):
             **CATEGORY_VALUES[_category],
             "lam_smooth": 0.01,
             "crop_margin": 0.1,
+            "gan_crop": 1.0,
             **(PAPER_SCHEDULES[_category] if _preset == "paper" else {}),
         }
 

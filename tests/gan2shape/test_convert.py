@@ -12,9 +12,10 @@ import torch
 
 from backend.methods.gan2shape import METHOD
 from backend.methods.gan2shape.auxiliary import find_auxiliary_nets
-from backend.methods.gan2shape.config import FALLBACKS
+from backend.methods.gan2shape.config import FALLBACKS, resolve
 from backend.methods.gan2shape.convert import CATEGORY_ALIASES
 from backend.methods.gan2shape.framing import measure_margin, object_margin
+from backend.methods.gan2shape.inversion import gan_view
 from backend.methods.gan2shape.networks import NET_NAMES, ShapeNets
 from backend.methods.gan2shape.options import Options
 from backend.methods.gan2shape.perceptual import TAP_WIDTHS
@@ -166,3 +167,13 @@ def test_a_gans_framing_becomes_its_entrys_crop_margin(tmp_path: Path) -> None:
     assert model.resolve_options(Options(), extras).crop_margin == margin
     assert model.resolve_options(Options(crop_margin=0.0), extras).crop_margin == 0.0
     assert demo.resolve_options(Options(), extras).crop_margin == FALLBACKS["crop_margin"]
+
+
+def test_cat_nets_see_the_centre_of_the_gans_frame() -> None:
+    """Official cat runs cut the GAN's 256 px images to their centre 170 px (``crop: 170``) before
+    resizing them for the nets; other categories keep the whole frame."""
+    assert resolve("cat", Options()).gan_crop == pytest.approx(170 / 256)
+    assert resolve("car", Options()).gan_crop == resolve("face", Options()).gan_crop == 1.0
+    image = torch.arange(256 * 256, dtype=torch.float32).view(1, 1, 256, 256)
+    torch.testing.assert_close(gan_view(image, 170, 170 / 256), image[..., 43:213, 43:213])
+    assert gan_view(image, 128, 170 / 256).shape[-1] == 128

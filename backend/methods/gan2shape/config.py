@@ -20,12 +20,15 @@ CATEGORY_SETTINGS: dict[str, dict[str, Any]] = {
     "car": {"use_mask": True, "relative_enc": False, "view_scale": 1.0, "f1_d": 2, "prior_far": 1.02},
     "church": {"use_mask": True, "relative_enc": False, "view_scale": 1.0, "f1_d": 2, "prior_far": 1.0},
     "face": {"use_mask": False, "relative_enc": True, "view_scale": 1.2, "f1_d": 2, "prior_far": 1.02},
-    "cat": {"use_mask": False, "relative_enc": True, "view_scale": 1.2, "f1_d": 2, "prior_far": 1.02},
+    "cat": {"use_mask": False, "relative_enc": True, "view_scale": 1.2, "f1_d": 2, "prior_far": 1.02,
+            "gan_crop": 170 / 256},
     "synface": {"use_mask": False, "relative_enc": True, "view_scale": 1.2, "f1_d": 8, "prior_far": 1.02,
                 "rand_light": (-0.9, 0.9, -0.3, 0.8, -0.1, 0.7, -0.4)},
 }
 """Per-category switches of the official configs (``relative_enc``, ``use_mask``, ``view_scale``,
-``F1_d``, ``prior_far``, ``rand_light``); unknown categories (procedural demo ones) use ``car``'s."""
+``F1_d``, ``prior_far``, ``rand_light``; ``gan_crop``: cat's ``crop: 170`` of its 256 px data, which
+are the GAN's own samples); unknown categories (procedural demo ones) use ``car``'s. Synface's
+``crop: 170`` is not applied: the size of its data images is not in the config."""
 
 PAPER_SCHEDULES: dict[str, dict[str, Any]] = {
     "face": {"num_stages": 4, "stage0": (600, 600, 400), "later": (200, 500, 300), "batch": 16,
@@ -46,7 +49,7 @@ image cannot reproduce): 1."""
 
 FALLBACKS: dict[str, Any] = {
     "lam_smooth": 0.01, "rand_light": (-1.0, 1.0, -0.2, 0.8, -0.1, 0.6, -0.6), "view_std": DEFAULT_VIEW_STD,
-    "crop_margin": 0.1,
+    "crop_margin": 0.1, "gan_crop": 1.0,
 }  # fmt: skip
 """The values of options a preset may leave ``None`` that no category table or entry sets (the
 published ones where the paper has one; ``crop_margin``: the demo GAN's framing)."""

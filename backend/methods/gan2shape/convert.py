@@ -19,6 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from backend.methods.gan2shape.config import CATEGORY_SETTINGS
 from backend.methods.gan2shape.framing import checkpoint_margin
 from backend.methods.gan2shape.networks import NET_NAMES, ShapeNets
 from backend.methods.gan2shape.perceptual import TAP_WIDTHS, PerceptualDistance, split_vgg_state
@@ -88,7 +89,8 @@ def convert_gan(raw: dict[str, Any], category: str) -> tuple[dict[str, torch.Ten
     check_strict(discriminator, parts["d"], "d")
     image_size = NET_IMAGE_SIZE[CATEGORY_ALIASES[category]]
     entry_config = {"kind": "stylegan2", **config.to_dict(), "image_size": image_size}
-    margin = checkpoint_margin(config, parts["g_ema"])
+    crop = CATEGORY_SETTINGS.get(CATEGORY_ALIASES[category], {}).get("gan_crop", 1.0)
+    margin = checkpoint_margin(config, parts["g_ema"], crop)
     if margin is not None:
         entry_config["crop_margin"] = round(margin, 4)
     return flatten_checkpoint(parts), entry_config

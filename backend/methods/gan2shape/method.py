@@ -198,7 +198,7 @@ class GAN2Shape(Method):
         progress("invert", 0, opts.invert_steps)
         inversion = invert(
             self.generator, self.discriminator, target_image, opts.invert_steps, rng, perceptual,
-            lr=opts.invert_lr, w_plus=research.invert_w_plus,
+            lr=opts.invert_lr, w_plus=research.invert_w_plus, gan_crop=opts.gan_crop,
             on_step=lambda s, loss: report("invert", s + 1, opts.invert_steps, loss, None),
         )
         timings = {"invert": time.perf_counter() - started}

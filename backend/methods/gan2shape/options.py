@@ -70,6 +70,10 @@ class Options:
         "object: square around the mask; full: the whole image padded to a square",
         choices=("object", "full"),
     )
+    gan_crop: float | None = option(
+        None, "centre fraction of the GAN's frame the nets see (null: the category's; cat 170/256, else 1)",
+        low=0.05, high=1.0,
+    )
     crop_margin: float | None = option(
         None, "margin around the object per side (crop=object; null: the GAN entry's framing, else 0.1)",
         low=0,

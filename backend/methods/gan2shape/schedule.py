@@ -34,7 +34,7 @@ import torch
 from backend.methods.gan2shape import depth_render
 from backend.methods.gan2shape.config import Research
 from backend.methods.gan2shape.depthmap import normals_from_depth, scale_view, smooth_depth
-from backend.methods.gan2shape.inversion import fit_size
+from backend.methods.gan2shape.inversion import gan_view
 from backend.methods.gan2shape.losses import discriminator_feature_loss, photometric_loss, smooth_loss
 from backend.methods.gan2shape.networks import NET_NAMES, ShapeNets
 from backend.methods.gan2shape.options import Options
@@ -144,7 +144,7 @@ class GAN2ShapeRun:
     def synthesise(self, latent: torch.Tensor) -> torch.Tensor:
         """GAN image for W (B, D) or W+ codes at the nets' resolution, clamped to [-1, 1]."""
         image = self.generator(latent, input_is_w=True, noise=self.target.noise).clamp(-1, 1)
-        return fit_size(image, self.size)
+        return gan_view(image, self.size, self.options.gan_crop)
 
     def uniform(self, n: int, low: float, high: float) -> torch.Tensor:
         device = self.target.image.device
