@@ -30,6 +30,8 @@ MESHINVERSION_PAPER: dict[str, Any] = {
     "faces": None,
     "faces_smoothing": 0.0,
     "render_size": 256,
+    "start": 'search',
+    "encoder_accept_iou": 0.85,
     "z_candidates": 500,
     "start_scoring": 'published',
     "rendered_candidates": 64,

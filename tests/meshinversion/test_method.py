@@ -161,7 +161,7 @@ def test_import_run_and_write_through_the_registry(tmp_path: Path) -> None:
 
     write_vgg(tmp_path / "vgg19.pth")
     vgg_entry = import_official(registry, tmp_path / "vgg19.pth", "meshinversion", "vgg19", "vgg19")
-    with pytest.raises(ValueError, match="VGG19 feature network"):
+    with pytest.raises(ValueError, match=r"auxiliary \(VGG19 features"):
         load_model(registry, vgg_entry, "cpu").run(image, options, 0, quiet)
     method = load_model(registry, entry, "cpu")
     with_vgg = method.run(image, options, 0, quiet)

@@ -12,6 +12,9 @@ import sys
 SUBCOMMANDS: dict[str, tuple[str, str, str]] = {
     "meshinversion": ("workbench.train.meshinversion_gan", "main", "train the MeshInversion demo generator"),
     "meshinversion-samples": ("workbench.train.meshinversion_gan", "main_samples", "demo generator samples"),
+    "meshinversion-encoder": (
+        "workbench.train.meshinversion_encoder", "main", "train MeshInversion's z + camera start encoder"
+    ),
     "make-eval": ("workbench.eval_set", "main", "regenerate the committed held-out eval set"),
     "make-examples": ("workbench.eval_set", "main_examples", "regenerate the demo images in examples/"),
     "gan2shape-renders": ("workbench.data.gan2shape_renders", "main", "render cars for GAN2Shape's models"),

@@ -162,14 +162,16 @@ def search_cameras(
     """Best ``keep`` cameras per image for a shape, by silhouette IoU after a short refinement.
 
     ``vertices`` (B, V, 3) the shape to place (e.g. the mean shape), ``target_mask`` (B, S, S) bool
-    at the (coarse) search resolution, ``quaternions`` (H, 4) the hypotheses. All B * H hypotheses
+    at the (coarse) search resolution, ``quaternions`` (H, 4) the hypotheses, or (B, H, 4) each
+    image's own. All B * H hypotheses
     are refined in one batch by the chamfer mask loss (long-range pull, on ``points`` mask pixels)
     plus the soft silhouette IoU (the vertex chamfer alone barely tells rotations apart), then
     ranked by the IoU of their hard silhouettes. Returns cameras with batch B * keep (image-major)
     and their (B, keep) IoUs. ``on_step(step, total)`` runs after every refinement step (progress
     and cancel).
     """
-    batch, hypotheses, size = vertices.shape[0], quaternions.shape[0], target_mask.shape[-1]
+    batch, hypotheses, size = vertices.shape[0], quaternions.shape[-2], target_mask.shape[-1]
+    per_image = quaternions.reshape(-1, 4) if quaternions.dim() == 3 else quaternions.repeat(batch, 1)
     keep = min(keep, hypotheses)
     expand = torch.arange(batch, device=vertices.device).repeat_interleave(hypotheses)
     all_xy, all_valid = mask_points(target_mask)
@@ -178,7 +180,7 @@ def search_cameras(
     points_xy = gather_points(all_xy, index)[expand]
     valid, targets = valid[expand], target_mask[expand]
     shapes = vertices[expand]
-    start = fit_box(shapes, quaternions.repeat(batch, 1), centre[expand], extent[expand])
+    start = fit_box(shapes, per_image, centre[expand], extent[expand])
     cams = WeakPerspective(*(p.clone().requires_grad_() for p in start.parameters()))
     optimiser = torch.optim.Adam(cams.parameters(), lr=learning_rate, betas=(0.0, 0.99))
     for step in range(refine_steps):

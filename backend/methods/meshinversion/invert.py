@@ -14,6 +14,7 @@ batch equals independent runs, but costs less per image.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from typing import Any
@@ -23,6 +24,7 @@ import torch
 
 from backend.methods.base import Progress
 from backend.methods.meshinversion.camera_search import WeakPerspective, hypothesis_grid, search_cameras
+from backend.methods.meshinversion.encoder import PoseLatentEncoder, encoder_input
 from backend.methods.meshinversion.losses import (
     chamfer_mask_loss,
     feature_chamfer_loss,
@@ -60,6 +62,8 @@ class InversionSettings:
     field) plus the research settings no preset changes, which only code sets."""
 
     render_size: int
+    start: str
+    encoder_accept_iou: float
     z_candidates: int
     start_scoring: str
     rendered_candidates: int
@@ -149,6 +153,8 @@ class Starts:
     camera: WeakPerspective
     scores: torch.Tensor
     camera_iou: torch.Tensor
+    searched: torch.Tensor
+    """(rows,) bool: the camera search made the start (else the encoder)."""
 
 
 @dataclass
@@ -166,15 +172,21 @@ class InversionResult:
     stage_losses: list[dict[str, float]] = field(default_factory=list)
     init_mask_iou: float = 0.0
     mask_iou: float = 0.0
+    start: str = "search"
+    """What made the start: ``search`` or ``encoder``."""
 
 
 class Inverter:
     """Runs the inversion for a ``MeshGAN`` with given settings; optional VGG for the feature loss."""
 
-    def __init__(self, model: MeshGAN, settings: InversionSettings, vgg: VGG19Relu31 | None = None) -> None:
+    def __init__(
+        self, model: MeshGAN, settings: InversionSettings, vgg: VGG19Relu31 | None = None,
+        encoder: PoseLatentEncoder | None = None,
+    ) -> None:
         self.model = model
         self.settings = settings
         self.vgg = vgg if settings.feature_weight > 0 else None
+        self.encoder = encoder if settings.start == "encoder" and settings.restarts == 1 else None
         self.edge_faces = build_edge_topology(model.template.faces).edge_faces.to(model.device)
         self.edges = model.template.edges.to(model.device)
 
@@ -306,25 +318,29 @@ class Inverter:
         return total + LAYOUT_WEIGHT * layout / len(LAYOUT_POOLS)
 
     def draw_candidates(self, batch: int, rng: torch.Generator) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """(B, N, latent) z ~ N(0, I) and (B, N, L) labels of a conditional generator: L = 1 (class) or
-        2 (class, colour), each the given one or drawn uniformly, so the start's scoring searches them
-        like z."""
+        """(B, N, latent) z ~ N(0, I) and ``draw_labels``'s (B, N, L) labels."""
         s, config, device = self.settings, self.model.config, self.model.device
         z = torch.randn(batch, s.z_candidates, config.latent_dim, generator=rng, device=device)
+        return z, self.draw_labels(batch, s.z_candidates, rng)
+
+    def draw_labels(self, batch: int, count: int, rng: torch.Generator) -> torch.Tensor | None:
+        """(B, N, L) labels of a conditional generator: L = 1 (class) or 2 (class, colour), each the
+        given one or drawn uniformly, so the start's scoring searches them like z; None otherwise."""
+        s, config, device = self.settings, self.model.config, self.model.device
         if not config.n_classes:
-            return z, None
+            return None
         kinds = [("class_label", s.class_label, config.n_classes)]
         if config.n_colors:
             kinds.append(("colour_label", s.colour_label, config.n_colors))
         columns = []
-        for name, given, count in kinds:
+        for name, given, n in kinds:
             if given is None:
-                columns.append(torch.randint(0, count, (batch, s.z_candidates), generator=rng, device=device))
-            elif 0 <= given < count:
-                columns.append(torch.full((batch, s.z_candidates), given, device=device))
+                columns.append(torch.randint(0, n, (batch, count), generator=rng, device=device))
+            elif 0 <= given < n:
+                columns.append(torch.full((batch, count), given, device=device))
             else:
-                raise ValueError(f"{name} must be in 0..{count - 1}, got {given}")
-        return z, torch.stack(columns, dim=-1)
+                raise ValueError(f"{name} must be in 0..{n - 1}, got {given}")
+        return torch.stack(columns, dim=-1)
 
     def candidate_shapes(self, z: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
         """(B, N, V, 3) vertices of all candidates, generated in chunks."""
@@ -341,6 +357,63 @@ class Inverter:
 
     @torch.no_grad()
     def initialise(self, targets: Targets, rng: torch.Generator, progress: Progress) -> Starts:
+        """The start of each image: the encoder's guess where it fits the mask well enough
+        (``encoder_accept_iou``), else the better of it and the search's by the same score; the
+        search alone without an encoder."""
+        if self.encoder is None:
+            return self.search_start(targets, rng, progress)
+        guess = self.encoder_start(targets, rng, progress)
+        weak = torch.nonzero(guess.camera_iou < self.settings.encoder_accept_iou).flatten()
+        if len(weak) == 0:
+            return guess
+        searched = self.search_start(targets.rows(weak), rng, progress)
+        better = searched.scores < guess.scores[weak]
+        rows = weak[better]
+        picked = torch.nonzero(better).flatten()
+        guess.z[rows], guess.camera.quaternion[rows] = searched.z[picked], searched.camera.quaternion[picked]
+        guess.camera.scale[rows], guess.camera.translation[rows] = (
+            searched.camera.scale[picked], searched.camera.translation[picked]
+        )
+        if guess.labels is not None and searched.labels is not None:
+            guess.labels[rows] = searched.labels[picked]
+        guess.scores[rows], guess.camera_iou[rows] = searched.scores[picked], searched.camera_iou[picked]
+        guess.searched[rows] = True
+        return guess
+
+    @torch.no_grad()
+    def encoder_start(self, targets: Targets, rng: torch.Generator, progress: Progress) -> Starts:
+        """The encoder's z with its camera and the camera's front/back twin (azimuth + 180 degrees),
+        both placed on the mask's box and refined like the search's hypotheses; the better by the
+        start score (the search's own) wins."""
+        assert self.encoder is not None
+        s, model = self.settings, self.model
+        batch, device = targets.mask.shape[0], model.device
+        progress("initialise: encoder", 0, 1)
+        guess = self.encoder.guess(encoder_input(targets.rgb, targets.mask))
+        labels = self.draw_labels(batch, 1, rng)
+        labels = None if labels is None else labels[:, 0]
+        shapes = model.shape(guess.z, labels)
+        twins = torch.stack([guess.camera().quaternion, guess.camera(math.pi).quaternion], dim=1)
+        coarse = coarse_mask(targets.mask, SEARCH_SIZE)
+        with torch.enable_grad():
+            cameras, iou = search_cameras(
+                shapes, model.faces, model.topology, coarse, twins, 2, s.camera_refine_steps, rng,
+                on_step=lambda step, total: progress("initialise: encoder", step, total),
+            )  # fmt: skip
+        image = torch.arange(batch, device=device).repeat_interleave(2)
+        rows_labels = None if labels is None else labels[image]
+        texture, vertices = model.generate(guess.z[image], rows_labels)
+        rendering = model.render(vertices, texture, cameras, targets.size)
+        scores = self.start_score(guess.z[image], vertices, rendering, cameras, targets.rows(image), rng)
+        best = scores.view(batch, 2).argmin(dim=1)
+        chosen = torch.arange(batch, device=device) * 2 + best
+        return Starts(
+            z=guess.z, labels=labels, camera=cameras.index(chosen), scores=scores[chosen],
+            camera_iou=iou.view(-1)[chosen], searched=torch.zeros(batch, dtype=torch.bool, device=device),
+        )  # fmt: skip
+
+    @torch.no_grad()
+    def search_start(self, targets: Targets, rng: torch.Generator, progress: Progress) -> Starts:
         """The ``restarts`` best (z, label, camera) starts per image, from distinct views.
 
         ``published``: every (candidate, kept camera) pair is rendered and scored, like the official
@@ -410,6 +483,7 @@ class Inverter:
             camera=cameras.index(camera_row[chosen]),
             scores=full_scores.gather(1, local).reshape(-1),
             camera_iou=search_iou.view(-1)[camera_row[chosen]],
+            searched=torch.ones(len(chosen), dtype=torch.bool, device=device),
         )
 
     # ---------------------------------------------------------------- optimisation
@@ -483,6 +557,7 @@ class Inverter:
                 stage_losses=history[b] + remaining_history[b],
                 init_mask_iou=float(start_iou[keep[b]]),
                 mask_iou=float(iou[b]),
+                start="search" if bool(start.searched[keep[b]]) else "encoder",
             )
             for b in range(batch)
         ]

@@ -19,6 +19,7 @@ from backend.inputs import MIN_SIDE, Crop, InputImage, crop_to_object, photo_sid
 from backend.methods.base import AuxiliaryWeights, Converted, MeshResult, Method, Progress
 from backend.methods.meshinversion.appearance import compose, texture_size
 from backend.methods.meshinversion.convert import convert_official
+from backend.methods.meshinversion.encoder import ENCODER_KIND, EncoderConfig, PoseLatentEncoder
 from backend.methods.meshinversion.export import to_mesh_result
 from backend.methods.meshinversion.generator import Generator, GeneratorConfig
 from backend.methods.meshinversion.invert import InversionResult, InversionSettings, Inverter
@@ -32,8 +33,13 @@ def is_vgg_entry(entry: Any) -> bool:
     return entry.config.get("network") == VGG_CONFIG["network"]
 
 
+def is_encoder_entry(entry: Any) -> bool:
+    return entry.config.get("kind") == ENCODER_KIND
+
+
 class MeshInversion(Method):
-    """One loaded generator (or a validated VGG19 entry, which only serves the feature loss)."""
+    """One loaded generator, or a validated auxiliary entry: VGG19 (serves the feature loss) or a
+    start encoder (serves the generator it was trained for)."""
 
     name: ClassVar[str] = "meshinversion"
 
@@ -43,6 +49,12 @@ class MeshInversion(Method):
         self.entry, self.device, self.model, self.auxiliary = entry, device, model, auxiliary
         self.vgg: VGG19Relu31 | None = None
         self.vgg_searched = False
+        self.encoder: PoseLatentEncoder | None = None
+        self.encoder_searched = False
+
+    @classmethod
+    def is_model_entry(cls, entry: Any) -> bool:
+        return not (is_vgg_entry(entry) or is_encoder_entry(entry))
 
     @classmethod
     def convert_official(cls, checkpoint: dict[str, Any], category: str) -> Converted:
@@ -59,6 +71,10 @@ class MeshInversion(Method):
         if is_vgg_entry(entry):
             VGG19Relu31().load_state_dict(state_dict, strict=True)
             return cls(entry, device, None, auxiliary)
+        if is_encoder_entry(entry):
+            encoder = PoseLatentEncoder(EncoderConfig.from_dict(dict(entry.config)))
+            encoder.load_state_dict(state_dict, strict=True)
+            return cls(entry, device, None, auxiliary)
         generator = Generator(GeneratorConfig.from_dict(dict(entry.config)))
         generator.load_state_dict(state_dict, strict=True)
         return cls(entry, device, MeshGAN(generator.to(device)), auxiliary)
@@ -73,6 +89,21 @@ class MeshInversion(Method):
                 vgg.load_state_dict(self.auxiliary.read(entry), strict=True)
                 self.vgg = vgg.eval().requires_grad_(False).to(self.device)
         return self.vgg
+
+    def start_encoder(self) -> PoseLatentEncoder | None:
+        """The auxiliary start encoder trained for this very generator (same sha256), loaded once."""
+        if not self.encoder_searched:
+            self.encoder_searched = True
+            entry = next(
+                (e for e in self.auxiliary.entries()
+                 if is_encoder_entry(e) and e.config.get("generator_sha256") == self.entry.sha256),
+                None,
+            )  # fmt: skip
+            if entry is not None:
+                encoder = PoseLatentEncoder(EncoderConfig.from_dict(dict(entry.config)))
+                encoder.load_state_dict(self.auxiliary.read(entry), strict=True)
+                self.encoder = encoder.eval().requires_grad_(False).to(self.device)
+        return self.encoder
 
     def run(self, image: InputImage, options: Options, seed: int, progress: Progress) -> MeshResult:
         return self.run_batch([image], options, seed, progress)[0]
@@ -98,18 +129,24 @@ class MeshInversion(Method):
         at the photo's own resolution for the texture stage (default ``crops``)."""
         if self.model is None:
             raise ValueError(
-                f"weights {self.entry.id!r} are the VGG19 feature network, not a generator: choose "
-                "a MeshInversion generator (the VGG19 entry is used automatically when present)"
+                f"weights {self.entry.id!r} are auxiliary (VGG19 features or a start encoder), not a "
+                "generator: choose a MeshInversion generator (auxiliary entries are used automatically)"
             )
         settings = InversionSettings.from_options(options)
         vgg = self.feature_network() if settings.feature_weight > 0 else None
+        encoder = self.start_encoder() if settings.start == "encoder" else None
         started = time.perf_counter()
-        results = Inverter(self.model, settings, vgg).run(
+        results = Inverter(self.model, settings, vgg, encoder).run(
             [c.rgb for c in crops], [c.mask for c in crops], seed, progress
         )
         elapsed = time.perf_counter() - started
         progress("export", 0, 1)
         notes = []
+        if settings.start == "encoder" and encoder is None:
+            notes.append(
+                "start: no encoder registered for this generator, so the camera search ran (train one "
+                "with `python -m workbench.train meshinversion-encoder --generator ID`)"
+            )
         if settings.feature_weight > 0 and vgg is None:
             notes.append(
                 "feature-level texture loss off: no VGG19 weights registered (import torchvision's "

@@ -14,6 +14,7 @@ from ...options import FACES_RANGE, SCALE_MODES, check_fields, check_size_m, opt
 
 TEXTURE_MODES = ("generated", "projected", "blended")
 START_SCORINGS = ("published", "colour_layout")
+STARTS = ("search", "encoder")
 SIZE_RANGE = (64, 2048)
 """Sizes a user may ask for with ``texture_size``."""
 PAPER_STAGES = [[50, 0.1, 0.01], [50, 0.05, 0.005], [50, 0.01, 0.001], [50, 0.005, 0.0005]]
@@ -49,6 +50,16 @@ class Options:
         low=0.0, high=1.0,
     )  # fmt: skip
     render_size: int = option(256, "side of the crop the optimisation renders and compares", low=16)
+    start: str = option(
+        "search",
+        "search: random z and a camera grid (published); encoder (not in the paper): a trained encoder's"
+        " guess of z and camera and its front/back twin, for the generator it was trained for; the"
+        " search runs too where the guess fits the mask worse than encoder_accept_iou",
+        choices=STARTS,
+    )
+    encoder_accept_iou: float = option(
+        0.85, "start=encoder: silhouette IoU of the refined guess that skips the search", low=0.0, high=1.0
+    )
     z_candidates: int = option(500, "latent candidates drawn for the initialisation", low=1)
     start_scoring: str = option(
         "published",
