@@ -610,6 +610,69 @@ def scenario_faces(args: dict[str, Any]) -> dict[str, Any]:
             "whole": evaluated_mesh(panel), "half": evaluated_mesh(api)}  # fmt: skip
 
 
+def scenario_quads(args: dict[str, Any]) -> dict[str, Any]:
+    """The panel's Quads checkbox and the Python API's ``quads`` through the real backend (the API's
+    object as a half under the Mirror modifier), a GAN2Shape ``--quads`` result imported, and the
+    batch script's ``--quads``."""
+    import importlib
+
+    addon = install(args["zip"], args["python"], args.get("weights_dir", ""))
+    settings = bpy.context.scene.rfi_settings
+    settings.image_source = "FILE"
+    settings.filepath = args["image"]
+    for key, value in args["settings"].items():
+        setattr(settings, key, value)
+    settings.faces, settings.quads = args["faces"], True
+    assert bpy.ops.rfi.reconstruct() == {"FINISHED"}
+    panel = bpy.context.view_layer.objects.active
+    chosen = args["settings"]
+    overrides = addon.job_request.parse_overrides(chosen["overrides"], chosen["method"])
+    api = addon.api.reconstruct(
+        args["image"], method=chosen["method"], seed=chosen["seed"], overrides=overrides, faces=args["faces"],
+        quads=True, mirror=True,
+    )  # fmt: skip
+    relief = addon.importer.import_result(args["relief"], "relief")
+    if args.get("render"):
+        render_wireframe(panel, args["render"])
+    batch = importlib.import_module(f"{MODULE}.batch")
+    parse = batch.build_parser(importlib.import_module(f"{MODULE}.catalogue")).parse_args
+    flags = [parse(["--input", "a.png", "--output", "o", *extra]).quads for extra in ([], ["--quads"])]
+    stored = np.empty(len(api.data.polygons), np.int32)
+    api.data.polygons.foreach_get("loop_total", stored)
+    return {"whole": evaluated_mesh(panel), "half": evaluated_mesh(api), "relief": evaluated_mesh(relief),
+            "half_stored_sizes": stored.tolist(), "batch_quads": flags}  # fmt: skip
+
+
+def render_wireframe(obj: bpy.types.Object, path: str) -> None:
+    """A Cycles render of ``obj`` with its edges as dark wires, from the front left (to look at the
+    polygons); the wires are a linked copy under a Wireframe modifier, ``obj`` itself is unchanged."""
+    scene = bpy.context.scene
+    for other in scene.objects:
+        other.hide_render = other != obj
+    wires = obj.copy()
+    scene.collection.objects.link(wires)
+    size = max(obj.dimensions)
+    modifier = wires.modifiers.new("wires", "WIREFRAME")
+    modifier.thickness, modifier.use_even_offset = 0.003 * size, False
+    dark = bpy.data.materials.new("wire")
+    if bpy.app.version < (5, 0, 0):
+        dark.use_nodes = True
+    bsdf = next(node for node in dark.node_tree.nodes if node.type == "BSDF_PRINCIPLED")
+    bsdf.inputs["Base Color"].default_value = (0.02, 0.02, 0.02, 1)
+    wires.material_slots[0].link = "OBJECT"
+    wires.material_slots[0].material = dark
+    camera = bpy.data.objects.new("look", bpy.data.cameras.new("look"))
+    scene.collection.objects.link(camera)
+    centre = sum((obj.matrix_world @ Vector(c) for c in obj.bound_box), Vector()) / 8
+    camera.location = centre + Vector((-1.0, -1.4, 0.8)) * size
+    camera.rotation_euler = (centre - camera.location).to_track_quat("-Z", "Y").to_euler()
+    scene.camera = camera
+    light = bpy.data.objects.new("sun", bpy.data.lights.new("sun", "SUN"))
+    scene.collection.objects.link(light)
+    light.rotation_euler = (0.6, 0.2, -0.5)
+    render_png(path)  # 256 px, 8 samples: enough to count the polygons of a 5,000-triangle sphere
+
+
 def main() -> None:
     name, args = sys.argv[1], json.loads(sys.argv[2])
     try:
