@@ -632,6 +632,11 @@ def scenario_quads(args: dict[str, Any]) -> dict[str, Any]:
         quads=True, mirror=True,
     )  # fmt: skip
     relief = addon.importer.import_result(args["relief"], "relief")
+    try:
+        addon.importer.import_result(args["broken"], "broken")
+        broken = ""
+    except addon.importer.UnreadableResult as error:
+        broken = str(error)
     if args.get("render"):
         render_wireframe(panel, args["render"])
     batch = importlib.import_module(f"{MODULE}.batch")
@@ -640,7 +645,7 @@ def scenario_quads(args: dict[str, Any]) -> dict[str, Any]:
     stored = np.empty(len(api.data.polygons), np.int32)
     api.data.polygons.foreach_get("loop_total", stored)
     return {"whole": evaluated_mesh(panel), "half": evaluated_mesh(api), "relief": evaluated_mesh(relief),
-            "half_stored_sizes": stored.tolist(), "batch_quads": flags}  # fmt: skip
+            "half_stored_sizes": stored.tolist(), "batch_quads": flags, "broken": broken}  # fmt: skip
 
 
 def render_wireframe(obj: bpy.types.Object, path: str) -> None:

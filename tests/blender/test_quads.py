@@ -1,11 +1,13 @@
 """The ``quads`` option from the add-on (issue 24): the panel's Quads checkbox and the Python API's
 ``quads`` reach the real backend and import MeshInversion's sphere as quads with triangle fans at the
 two poles; its half under the Mirror modifier evaluates to the whole quad mesh; a GAN2Shape ``--quads``
-relief imports as quads only; the batch script takes ``--quads``."""
+relief imports as quads only, one with half its polygon arrays is refused in one line; the batch
+script takes ``--quads``."""
 
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -49,10 +51,16 @@ def test_quads_import_whole_mirrored_and_as_a_relief(
                "--preset", "fast", "--quads", "-o", str(relief), *gan2shape.batch_args()]  # fmt: skip
     done = subprocess.run(command, cwd=ROOT, env=tools.env(user), capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-3000:]
+    broken = shutil.copytree(relief, tmp_path / "broken")
+    with np.load(relief / "mesh.npz") as mesh:  # polygon sizes without their vertices and UVs
+        kept = ("vertices", "faces", "uvs", "polygon_sizes")
+        np.savez(broken / "mesh.npz", **{name: mesh[name] for name in kept})
     render = os.environ.get("RFI_TEST_QUADS_RENDER", "")
     case = backend_cases["meshinversion"]
     photo = tools.photo(tmp_path / "toy car.png")
-    args = case.scenario_args(extension_zip, photo, faces=FACES, relief=str(relief), render=render)
+    args = case.scenario_args(
+        extension_zip, photo, faces=FACES, relief=str(relief), broken=str(broken), render=render
+    )
     out = tools.scenario("quads", args, user)
     whole, half = out["whole"], out["half"]
     sizes = np.bincount(whole["sizes"])
@@ -68,3 +76,4 @@ def test_quads_import_whole_mirrored_and_as_a_relief(
     assert uvs_at_vertices(half) == uvs_at_vertices(whole)
     assert set(out["relief"]["sizes"]) == {4}
     assert out["batch_quads"] == [False, True]
+    assert "has polygon_sizes but not all polygon arrays" in out["broken"]
