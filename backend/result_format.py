@@ -44,7 +44,7 @@ Camera schema (``result.json["camera"]``, ``Camera``)::
 from __future__ import annotations
 
 import math
-from typing import Any, NotRequired, TypedDict
+from typing import Any, TypedDict
 
 MESH_FILE = "mesh.npz"
 TEXTURE_FILE = "texture.png"
@@ -98,13 +98,13 @@ class InputRecord(TypedDict):
 
 
 class MeshCounts(TypedDict):
-    """``result.json["mesh"]``: vertex and face (triangle) counts, the texture's (H, W, 3) shape and,
-    where ``mesh.npz`` has polygons, their count."""
+    """``result.json["mesh"]``: vertex and face (triangle) counts, the texture's (H, W, 3) shape and
+    the polygons an import builds (``faces`` again unless ``mesh.npz`` has polygon arrays)."""
 
     vertices: int
     faces: int
     texture: list[int]
-    polygons: NotRequired[int]
+    polygons: int
 
 
 class ResultDocument(TypedDict, total=False):

@@ -220,12 +220,13 @@ def _write_files(
 
 
 def mesh_counts(result: MeshResult) -> MeshCounts:
-    counts = MeshCounts(
-        vertices=len(result.vertices), faces=len(result.faces), texture=list(result.texture.shape)
+    polygons = result.faces if result.polygons is None else result.polygons.sizes
+    return MeshCounts(
+        vertices=len(result.vertices),
+        faces=len(result.faces),
+        texture=list(result.texture.shape),
+        polygons=len(polygons),
     )
-    if result.polygons is not None:
-        counts["polygons"] = len(result.polygons.sizes)
-    return counts
 
 
 def _disk_error(exc: OSError, out_dir: Path) -> UserError:

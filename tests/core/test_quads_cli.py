@@ -54,6 +54,7 @@ def test_meshinversion_quads_are_the_same_sphere(tmp_path: Path) -> None:
     rings, segments = quads["info"]["export"]["rings"], quads["info"]["export"]["segments"]
     sizes = mesh["polygon_sizes"]
     assert np.bincount(sizes).tolist() == [0, 0, 0, 2 * segments, (rings - 2) * segments]
+    assert plain["mesh"]["polygons"] == plain["mesh"]["faces"]
     assert quads["mesh"] == {**plain["mesh"], "polygons": len(sizes)}
     polygons = Polygons(sizes, mesh["polygon_vertices"], mesh["polygon_uvs"])
     assert same_triangles(*fan_triangles(polygons), mesh["faces"], mesh["uvs"])
