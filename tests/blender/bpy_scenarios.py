@@ -644,8 +644,31 @@ def scenario_quads(args: dict[str, Any]) -> dict[str, Any]:
     flags = [parse(["--input", "a.png", "--output", "o", *extra]).quads for extra in ([], ["--quads"])]
     stored = np.empty(len(api.data.polygons), np.int32)
     api.data.polygons.foreach_get("loop_total", stored)
+    split = {name: blender_splits_as_faces(addon, obj, folder) for name, obj, folder in
+             (("sphere", panel, panel["rfi_result"]), ("relief", relief, args["relief"]))}  # fmt: skip
     return {"whole": evaluated_mesh(panel), "half": evaluated_mesh(api), "relief": evaluated_mesh(relief),
-            "half_stored_sizes": stored.tolist(), "batch_quads": flags, "broken": broken}  # fmt: skip
+            "half_stored_sizes": stored.tolist(), "batch_quads": flags, "broken": broken,
+            "blender_splits_as_faces": split}  # fmt: skip
+
+
+def blender_splits_as_faces(addon: Any, obj: bpy.types.Object, folder: str) -> bool:
+    """Whether Blender's own triangulation of the imported polygons (what it renders and Re-project
+    Photo bakes) is the result's ``faces`` with their UVs."""
+    import importlib
+
+    polygons = importlib.import_module(f"{addon.__name__}.backend.polygons")
+    mesh = obj.data
+    mesh.calc_loop_triangles()
+    loops = np.empty(len(mesh.loop_triangles) * 3, np.int32)
+    mesh.loop_triangles.foreach_get("loops", loops)
+    corners = np.empty(len(mesh.loops), np.int32)
+    mesh.loops.foreach_get("vertex_index", corners)
+    uvs = np.empty(len(mesh.loops) * 2, np.float32)
+    mesh.uv_layers["UVMap"].data.foreach_get("uv", uvs)
+    with np.load(Path(folder) / "mesh.npz") as result:
+        faces, face_uvs = result["faces"], result["uvs"]
+    split_uvs = uvs.reshape(-1, 2)[loops].reshape(-1, 3, 2)
+    return polygons.same_triangles(corners[loops].reshape(-1, 3), split_uvs, faces, face_uvs)
 
 
 def render_wireframe(obj: bpy.types.Object, path: str) -> None:

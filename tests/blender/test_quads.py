@@ -1,6 +1,7 @@
 """The ``quads`` option from the add-on (issue 24): the panel's Quads checkbox and the Python API's
 ``quads`` reach the real backend and import MeshInversion's sphere as quads with triangle fans at the
-two poles; its half under the Mirror modifier evaluates to the whole quad mesh; a GAN2Shape ``--quads``
+two poles, which Blender splits back into exactly the result's triangles; its half under the Mirror
+modifier evaluates to the whole quad mesh; a GAN2Shape ``--quads``
 relief imports as quads only, one with half its polygon arrays is refused in one line; the batch
 script takes ``--quads``."""
 
@@ -75,5 +76,6 @@ def test_quads_import_whole_mirrored_and_as_a_relief(
     assert polygons(half) == polygons(whole)
     assert uvs_at_vertices(half) == uvs_at_vertices(whole)
     assert set(out["relief"]["sizes"]) == {4}
+    assert out["blender_splits_as_faces"] == {"sphere": True, "relief": True}
     assert out["batch_quads"] == [False, True]
     assert "has polygon_sizes but not all polygon arrays" in out["broken"]
