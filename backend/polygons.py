@@ -35,24 +35,22 @@ def pair_quads(faces: np.ndarray, uvs: np.ndarray, pairs: np.ndarray) -> Polygon
     when the pair's UVs differ on the shared edge (a UV seam cannot run through a polygon).
     """
     first, second = faces[pairs[:, 0]], faces[pairs[:, 1]]
-    # shared[n, i, j]: edge i of the first triangle, reversed, is edge j of the second.
-    ahead = np.roll(first, -1, axis=1)
-    behind = np.roll(second, -1, axis=1)
+    first_uvs, second_uvs = uvs[pairs[:, 0]], uvs[pairs[:, 1]]
+    # shared[n, i, j]: edge i of the first triangle (p_i, p_i+1), reversed, is edge j of the second.
+    ahead, behind = np.roll(first, -1, axis=1), np.roll(second, -1, axis=1)
     shared = (second[:, None, :] == ahead[:, :, None]) & (behind[:, None, :] == first[:, :, None])
     if (shared.sum(axis=(1, 2)) != 1).any():
         raise ValueError("a triangle pair does not share exactly one edge")
     if len(np.unique(pairs)) != pairs.size:
         raise ValueError("a triangle is in more than one pair")
-    flat = shared.reshape(len(pairs), 9).argmax(axis=1)
-    i, j = flat // 3, flat % 3
-    rows = np.arange(len(pairs))[:, None]
-    from_first = (i[:, None] + np.array([1, 2, 0])) % 3  # p[i+1], p[i+2], p[i]
-    across = (j + 2) % 3  # the second triangle's corner opposite the shared edge
-    quads = np.concatenate((first[rows, from_first], second[rows[:, 0], across][:, None]), axis=1)
-    first_uvs, second_uvs = uvs[pairs[:, 0]], uvs[pairs[:, 1]]
-    quad_uvs = np.concatenate((first_uvs[rows, from_first], second_uvs[rows[:, 0], across][:, None]), axis=1)
-    seam = np.stack((first_uvs[rows[:, 0], (i + 1) % 3], first_uvs[rows[:, 0], i]), axis=1)
-    if not np.array_equal(seam, second_uvs[rows, np.stack((j, (j + 1) % 3), axis=1)]):
+    i, j = np.divmod(shared.reshape(len(pairs), 9).argmax(axis=1), 3)
+    n = np.arange(len(pairs))[:, None]
+    # The quad p_i+1, p_i+2, p_i, q (q: the second's corner across the edge) starts on the diagonal.
+    order, across = (i[:, None] + np.array([1, 2, 0])) % 3, ((j + 2) % 3)[:, None]
+    quads = np.concatenate((first[n, order], second[n, across]), axis=1)
+    quad_uvs = np.concatenate((first_uvs[n, order], second_uvs[n, across]), axis=1)
+    edge_uvs = first_uvs[n, np.stack(((i + 1) % 3, i), axis=1)]
+    if not np.array_equal(edge_uvs, second_uvs[n, np.stack((j, (j + 1) % 3), axis=1)]):
         raise ValueError("a triangle pair has different UVs on its shared edge")
     alone = np.ones(len(faces), bool)
     alone[pairs.reshape(-1)] = False

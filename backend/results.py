@@ -220,6 +220,7 @@ def _write_files(
 
 
 def mesh_counts(result: MeshResult) -> MeshCounts:
+    """``result.json["mesh"]``; without polygon arrays an import builds the triangles."""
     polygons = result.faces if result.polygons is None else result.polygons.sizes
     return MeshCounts(
         vertices=len(result.vertices),

@@ -104,16 +104,21 @@ def relief_mesh(
     uv = uv_view if view_uvs else uv_canonical
     mesh_faces = new_index[faces].cpu().numpy().astype(np.int32)
     mesh_uvs = uv[faces].cpu().numpy().astype(np.float32)
-    cells = np.arange(len(mesh_faces) // 2)
-    pairs = np.stack((cells, len(cells) + cells), axis=1)
     return Relief(
         vertices=vertices.numpy().astype(np.float32),
         faces=mesh_faces,
         uvs=mesh_uvs,
         centre=centre,
         scale=scale,
-        polygons=pair_quads(mesh_faces, mesh_uvs, pairs) if quads else None,
+        polygons=cell_quads(mesh_faces, mesh_uvs) if quads else None,
     )
+
+
+def cell_quads(faces: np.ndarray, uvs: np.ndarray) -> Polygons:
+    """The quads of a relief of whole cells, whose faces are every cell's first triangle, then every
+    cell's second (``grid_faces``' order, kept by the cut)."""
+    cells = np.arange(len(faces) // 2)
+    return pair_quads(faces, uvs, np.stack((cells, len(cells) + cells), axis=1))
 
 
 MAX_RESOLUTION = 1024
