@@ -1,7 +1,8 @@
 """Turn a backend result folder into Blender data, fast.
 
 The mesh goes in through the attribute API straight from numpy (one ``foreach_set`` per array;
-1 M triangles in about half a second, against seconds with ``from_pydata``), the texture PNG is
+1 M triangles in about half a second, against seconds with ``from_pydata``), as the polygons of
+``mesh.npz`` where it has them (the ``quads`` option) and else its triangles; the texture PNG is
 loaded and packed as-is (no re-encode), and the material is a Principled BSDF fed by it. New
 data is only ever added: Blender gives clashing names a suffix, nothing existing is renamed. The
 folder's files and ``result.json`` schema are the backend's ``result_format``.

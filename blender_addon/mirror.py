@@ -1,7 +1,8 @@
 """Mirror-symmetric results as one half plus Blender's Mirror modifier (numpy only, no bpy).
 
 A result is symmetric when ``X -> -X`` maps its vertices onto vertices (within ``TOLERANCE`` of the
-mesh size) and the faces of one side onto the other's vertices (a quad's diagonal may flip: an
+mesh size) and the polygons (triangles, or quads and triangles) of one side onto the other's
+vertices (a quad's diagonal may flip: an
 imported mesh need not be triangulated mirror-symmetrically, though MeshInversion's is). The half
 kept is the ``X >= 0`` side, the vertices on the plane snapped to ``X = 0``. UVs are taken as
 mirrored by ``u -> 0.5 - u`` (MeshInversion's layout): the modifier's ``u' = 1 - u + offset`` with
