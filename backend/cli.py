@@ -76,9 +76,11 @@ def fail(code: str, message: str, hint: str = "") -> int:
 
 
 def placement_overrides(args: argparse.Namespace) -> dict[str, str]:
-    """``--scale``, ``--size-m`` and ``--faces`` as the job options they stand for (every method has
-    them: ``backend/categories.py`` places the mesh, ``faces`` sets its density)."""
-    chosen = {"scale": args.scale, "size_m": args.size_m, "faces": args.faces}
+    """``--scale``, ``--size-m``, ``--faces`` and ``--quads`` as the job options they stand for (every
+    method has them: ``backend/categories.py`` places the mesh, ``faces`` sets its density, ``quads``
+    adds its polygons)."""
+    quads = "true" if args.quads else None  # a --set value, typed by the option's bool
+    chosen = {"scale": args.scale, "size_m": args.size_m, "faces": args.faces, "quads": quads}
     return {key: str(value) for key, value in chosen.items() if value is not None}
 
 
@@ -277,6 +279,11 @@ def build_parser() -> argparse.ArgumentParser:
     rec.add_argument(
         "--faces", type=int, metavar="N",
         help=f"about N triangles in the exported mesh, {low}-{high} (default: the method's own mesh)",
+    )  # fmt: skip
+    rec.add_argument(
+        "--quads", action="store_true",
+        help="also write the mesh's quads as polygons (mesh.npz; the add-on imports them); "
+        "--faces still counts triangles",
     )  # fmt: skip
     add_output_arguments(rec)
     rec.set_defaults(func=cmd_reconstruct)

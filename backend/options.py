@@ -30,6 +30,11 @@ SCALE_MODES = ("metres", "unit")
 """Placement of a result, an option of every method (``backend/categories.py`` applies it)."""
 FACES_RANGE = (1_000, 200_000)
 """Triangles a user may ask of an exported mesh (``faces``, an option of every method)."""
+QUADS_DOC = (
+    "also export the mesh's quads (and the triangles it cannot pair) as polygons; the triangles stay, "
+    "faces still counts triangles (about half as many polygons)"
+)
+"""What ``quads``, an option of every method, does (each method's ``options.py`` declares it)."""
 
 JOB_DEFAULTS: dict[str, Any] = {
     f.name: f.default for f in dataclasses.fields(JobRequest) if f.default is not dataclasses.MISSING

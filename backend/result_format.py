@@ -7,7 +7,15 @@ it, so the file names, the ``result.json`` schema and the camera cannot drift ap
 Files in a result folder:
 
 - ``mesh.npz``: ``vertices`` float32 (V, 3) in Blender's frame, ``faces`` int32 (F, 3) wound
-  counter-clockwise seen from outside, ``uvs`` float32 (F, 3, 2) per face corner, v up.
+  counter-clockwise seen from outside, ``uvs`` float32 (F, 3, 2) per face corner, v up. With the
+  ``quads`` option also the same surface as polygons (``POLYGON_ARRAYS``): ``polygon_sizes`` int32
+  (P,) corners per polygon (4 for a quad, 3 for a triangle it cannot pair), ``polygon_vertices``
+  int32 (C,) the vertex of each corner, polygon after polygon, counter-clockwise seen from outside,
+  ``polygon_uvs`` float32 (C, 2) each corner's UV (C = the sum of the sizes). Each polygon begins at
+  an end of its diagonal: its fan from corner 0 ((c0, c1, c2), (c0, c2, c3)) is two triangles of
+  ``faces`` with their UVs, and every triangle of ``faces`` is in exactly one polygon (in another
+  order), so readers that want triangles keep reading ``faces`` and the Blender importer builds the
+  polygons. ``mesh.glb`` stays triangles (glTF has no quads).
 - ``texture.png``: the sRGB texture, row 0 at the top (v = 1).
 - ``result.json``: ``ResultDocument``: method, weights id and sha256, preset, seed, device, options,
   camera, timings, losses, notes, info, protocol and backend versions, mesh counts and the file list.
@@ -48,6 +56,8 @@ RESULT_FILES = frozenset({MESH_FILE, TEXTURE_FILE, RESULT_JSON, GLB_FILE, PREVIE
 """Every file a result may hold."""
 MESH_ARRAYS = ("vertices", "faces", "uvs")
 """The arrays of ``mesh.npz``."""
+POLYGON_ARRAYS = ("polygon_sizes", "polygon_vertices", "polygon_uvs")
+"""The optional arrays of ``mesh.npz``: the mesh as polygons (``quads``); all three or none."""
 
 READABLE_RESULT_VERSIONS = (1, 2, 3, 4)
 """Protocol versions whose ``result.json`` this backend reads back (``reproject``): one schema, since
@@ -89,11 +99,13 @@ class InputRecord(TypedDict):
 
 
 class MeshCounts(TypedDict):
-    """``result.json["mesh"]``: vertex and face counts and the texture's (H, W, 3) shape."""
+    """``result.json["mesh"]``: vertex and face (triangle) counts, the texture's (H, W, 3) shape and
+    the polygons an import builds (``faces`` again unless ``mesh.npz`` has polygon arrays)."""
 
     vertices: int
     faces: int
     texture: list[int]
+    polygons: int
 
 
 class ResultDocument(TypedDict, total=False):

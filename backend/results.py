@@ -33,6 +33,7 @@ from PIL import Image
 
 from backend import __version__
 from backend.methods.base import MeshResult
+from backend.polygons import Polygons, fan_triangles, same_triangles
 from backend.protocol import PROTOCOL_VERSION, UserError, is_staging_name, name_max, staging_name
 from backend.result_format import (
     GLB_FILE,
@@ -41,6 +42,7 @@ from backend.result_format import (
     MAX_RESULT_JSON_BYTES,
     MESH_ARRAYS,
     MESH_FILE,
+    POLYGON_ARRAYS,
     PREVIEW_FILE,
     RESULT_FILES,
     RESULT_JSON,
@@ -102,15 +104,39 @@ def validate(result: MeshResult) -> MeshResult:
         _check_array(f"preview {name}", image, 3, (3,))
         if image.dtype != np.uint8:
             raise _invalid(f"preview {name} must be uint8")
+    faces = np.ascontiguousarray(faces, np.int32)
+    uvs = np.ascontiguousarray(uvs, np.float32)
     return MeshResult(
         vertices=np.ascontiguousarray(vertices, np.float32),
-        faces=np.ascontiguousarray(faces, np.int32),
-        uvs=np.ascontiguousarray(uvs, np.float32),
+        faces=faces,
+        uvs=uvs,
         texture=np.ascontiguousarray(texture),
         camera=result.camera,
         info=result.info,
         previews=result.previews,
+        polygons=None if result.polygons is None else validate_polygons(result.polygons, faces, uvs),
     )
+
+
+def validate_polygons(polygons: Polygons, faces: np.ndarray, uvs: np.ndarray) -> Polygons:
+    """``polygons`` with canonical dtypes when their fans are exactly ``faces`` and ``uvs`` (the
+    contract of ``result_format.POLYGON_ARRAYS``), else ``UserError``."""
+    sizes = _check_array("polygon_sizes", polygons.sizes, 1, ())
+    corners = _check_array("polygon_vertices", polygons.vertices, 1, ())
+    corner_uvs = _check_array("polygon_uvs", polygons.uvs, 2, (2,))
+    if not (np.issubdtype(sizes.dtype, np.integer) and np.issubdtype(corners.dtype, np.integer)):
+        raise _invalid("polygon sizes and vertices must be integers")
+    counted = len(sizes) > 0 and sizes.min() >= 3 and int(sizes.sum()) == len(corners) == len(corner_uvs)
+    if not counted:
+        raise _invalid(f"{len(sizes)} polygons of {sizes.sum()} corners for {len(corners)} vertices and uvs")
+    checked = Polygons(
+        np.ascontiguousarray(sizes, np.int32),
+        np.ascontiguousarray(corners, np.int32),
+        np.ascontiguousarray(corner_uvs, np.float32),
+    )
+    if not same_triangles(*fan_triangles(checked), faces, uvs):
+        raise _invalid("the polygons are not the surface of the faces")
+    return checked
 
 
 def _json_ready(value: Any) -> Any:
@@ -162,6 +188,9 @@ def _write_files(
     result: MeshResult, folder: Path, metadata: dict[str, Any], mask: np.ndarray | None
 ) -> list[str]:
     arrays = dict(zip(MESH_ARRAYS, (result.vertices, result.faces, result.uvs), strict=True))
+    polygons = result.polygons
+    if polygons is not None:
+        arrays.update(zip(POLYGON_ARRAYS, (polygons.sizes, polygons.vertices, polygons.uvs), strict=True))
     np.savez_compressed(folder / MESH_FILE, **arrays)
     Image.fromarray(result.texture, "RGB").save(folder / TEXTURE_FILE)
     glb_scene(result).export(folder / GLB_FILE, file_type="glb")
@@ -182,14 +211,23 @@ def _write_files(
         "losses": info.pop("losses", {}),
         "notes": [*metadata.get("notes", []), *info.pop("notes", [])],
         "info": info,
-        "mesh": MeshCounts(
-            vertices=len(result.vertices), faces=len(result.faces), texture=list(result.texture.shape)
-        ),
+        "mesh": mesh_counts(result),
         "files": files,
     }
     text = json.dumps(_json_ready(document), indent=2, allow_nan=False)
     (folder / RESULT_JSON).write_text(text + "\n", encoding="utf-8")
     return files
+
+
+def mesh_counts(result: MeshResult) -> MeshCounts:
+    """``result.json["mesh"]``; without polygon arrays an import builds the triangles."""
+    polygons = result.faces if result.polygons is None else result.polygons.sizes
+    return MeshCounts(
+        vertices=len(result.vertices),
+        faces=len(result.faces),
+        texture=list(result.texture.shape),
+        polygons=len(polygons),
+    )
 
 
 def _disk_error(exc: OSError, out_dir: Path) -> UserError:

@@ -25,6 +25,7 @@ import os
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
@@ -40,17 +41,20 @@ from backend.categories import UNIT_BOX  # noqa: E402
 from backend.inputs import MIN_SIDE, crop_to_object, load_input, photo_side  # noqa: E402
 from backend.jobs import ModelCache, run_job  # noqa: E402
 from backend.methods.base import MeshResult  # noqa: E402
+from backend.methods.gan2shape.export import relief_with_faces  # noqa: E402
 from backend.methods.meshinversion.camera_search import WeakPerspective, view_quaternion  # noqa: E402
 from backend.methods.meshinversion.dense import dense_sphere, sphere_size  # noqa: E402
 from backend.methods.meshinversion.export import exported_mesh, to_mesh_result  # noqa: E402
 from backend.methods.meshinversion.invert import InversionSettings, Inverter  # noqa: E402
 from backend.methods.meshinversion.mesh_gan import exported_uvs  # noqa: E402
 from backend.methods.meshinversion.options import Options  # noqa: E402
+from backend.methods.meshinversion.template import quad_pairs  # noqa: E402
 from backend.models import default_entry, load_model  # noqa: E402
 from backend.options import preset_options  # noqa: E402
+from backend.polygons import pair_quads  # noqa: E402
 from backend.protocol import JobRequest  # noqa: E402
 from backend.render.rasterize import rasterize  # noqa: E402
-from backend.results import write_result  # noqa: E402
+from backend.results import validate_polygons, write_result  # noqa: E402
 from backend.weights import Registry  # noqa: E402
 
 COUNTS = (1_000, 20_000, 200_000)
@@ -206,6 +210,63 @@ def write_seconds() -> dict[str, float]:
     return timings
 
 
+def best_of(run: Callable[[], object], repeats: int = 3) -> float:
+    """The fastest of ``repeats`` runs, in seconds (the machine is shared)."""
+    seconds = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        run()
+        seconds.append(time.perf_counter() - started)
+    return round(min(seconds), 4)
+
+
+def npz_write(folder: Path, arrays: dict[str, np.ndarray]) -> tuple[float, int]:
+    """Seconds and bytes of ``mesh.npz`` written as ``results.py`` writes it."""
+    path = folder / "mesh.npz"
+    return best_of(lambda: np.savez_compressed(path, **arrays)), path.stat().st_size
+
+
+def quads_seconds() -> dict[str, object]:
+    """What the ``quads`` option adds to an export: the polygons built (``pair_quads``) and checked
+    (``validate_polygons``) and the larger mesh.npz, on the spheres MeshInversion writes (topology
+    only: the unit sphere's vertices stand in for a fitted shape) and on a GAN2Shape relief (a
+    synthetic dome in a disc mask covering about half the photo, 256 px)."""
+    rows: dict[str, object] = {}
+    with tempfile.TemporaryDirectory() as folder:
+        for name, (rings, segments) in (("template", (16, 32)), *((str(n), sphere_size(n)) for n in COUNTS)):
+            sphere = dense_sphere(rings, segments)
+            faces, uvs = sphere.faces.int().numpy(), exported_uvs(sphere.corner_uvs, 256).numpy()
+            pairs = quad_pairs(rings, segments).numpy()
+            polygons = pair_quads(faces, uvs, pairs)
+            arrays = {"vertices": sphere.vertices.float().numpy(), "faces": faces, "uvs": uvs}
+            plain_seconds, plain_bytes = npz_write(Path(folder), arrays)
+            arrays.update(polygon_sizes=polygons.sizes, polygon_vertices=polygons.vertices,
+                          polygon_uvs=polygons.uvs)  # fmt: skip
+            quads_npz_seconds, quads_bytes = npz_write(Path(folder), arrays)
+            rows[name] = {
+                "faces": len(faces), "polygons": len(polygons.sizes),
+                "quads": int((polygons.sizes == 4).sum()),
+                "build_seconds": best_of(lambda f=faces, u=uvs, p=pairs: pair_quads(f, u, p)),
+                "check_seconds": best_of(lambda p=polygons, f=faces, u=uvs: validate_polygons(p, f, u)),
+                "npz_seconds": [plain_seconds, quads_npz_seconds], "npz_bytes": [plain_bytes, quads_bytes],
+            }  # fmt: skip
+    rows_, cols = torch.meshgrid(torch.arange(256.0), torch.arange(256.0), indexing="ij")
+    mask = (((rows_ - 128) / 100) ** 2 + ((cols - 120) / 80) ** 2 <= 1).float()
+    depth, view = 1.0 - 0.05 * mask, torch.zeros(6)
+    relief = {}
+    for count in COUNTS[1:]:
+
+        def export(quads: bool, n: int = count) -> object:
+            return relief_with_faces(depth, view, mask, n, view_uvs=True, quads=quads)[0]
+
+        plain, quads = export(False), export(True)
+        relief[str(count)] = {
+            "faces": [len(plain.faces), len(quads.faces)], "polygons": len(quads.polygons.sizes),
+            "seconds": [best_of(lambda: export(False)), best_of(lambda: export(True))],
+        }  # fmt: skip
+    return {"meshinversion": rows, "gan2shape_relief": relief}
+
+
 def gan2shape(photo: Path) -> dict[str, object]:
     """Relief face counts for each request, from one short fast run."""
     from backend.methods.gan2shape.options import Options as G2SOptions
@@ -234,9 +295,16 @@ def main() -> None:
     parser.add_argument("--figure", default=str(ROOT / "benchmarks" / "faces.png"))
     parser.add_argument("--skip-gan2shape", action="store_true")
     parser.add_argument("--jobs-only", action="store_true", help="only the job and write timings, into --out")
+    parser.add_argument("--quads-only", action="store_true", help="only the quads option's costs, into --out")
     args = parser.parse_args()
     torch.manual_seed(0)
     photos = [ROOT / "examples" / name for name in PHOTOS[: args.photos]]
+    if args.quads_only:
+        report = json.loads(Path(args.out).read_text())
+        report["quads"] = quads_seconds()
+        Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
+        print(json.dumps(report["quads"], indent=2))
+        return
     if args.jobs_only:
         report = json.loads(Path(args.out).read_text())
         report["meshinversion_jobs"] = whole_jobs(photos[0], args.preset)
@@ -250,6 +318,7 @@ def main() -> None:
         "meshinversion": meshinversion(photos, args.preset, Path(args.figure)),
         "meshinversion_jobs": whole_jobs(photos[0], args.preset),
         "write_result_seconds": write_seconds(),
+        "quads": quads_seconds(),
     }
     if not args.skip_gan2shape:
         report["gan2shape"] = gan2shape(photos[0])

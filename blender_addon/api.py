@@ -32,6 +32,7 @@ def reconstruct(
     device: str | None = None,
     overrides: dict[str, Any] | None = None,
     faces: int | None = None,
+    quads: bool = False,
     scale: str | None = None,
     size_m: float | None = None,
     aligned_camera: bool = False,
@@ -50,8 +51,9 @@ def reconstruct(
     preview.png) there; by default they go to a folder under the add-on's user folder that keeps only
     result.json and mask.png after import (what Re-project Photo reads) unless the preference says
     to keep results. ``faces``: about this many triangles in the mesh (the ``faces`` option; None: the
-    method's own mesh); ``scale`` (``metres`` or ``unit``) and ``size_m`` (the length in metres): the
-    placement options (None: the method's defaults, the category's typical size). Raises
+    method's own mesh); ``quads``: the mesh as quads where it has them (the ``quads`` option);
+    ``scale`` (``metres`` or ``unit``) and ``size_m`` (the length in metres): the placement options
+    (None: the method's defaults, the category's typical size). Raises
     ``UserError`` (``one_line()`` is the message with its hint) on any failure.
     """
     context = context or bpy.context
@@ -76,7 +78,9 @@ def reconstruct(
         seed=seed,
         mask=mask,
         mask_path=str(mask_path) if mask_path else None,
-        overrides=catalogue.with_mesh_options(overrides or {}, faces=faces, scale=scale, size_m=size_m),
+        overrides=catalogue.with_mesh_options(
+            overrides or {}, faces=faces, quads=quads, scale=scale, size_m=size_m
+        ),
         overwrite=overwrite,
     )
     options = job_request.ImportOptions(

@@ -54,6 +54,9 @@ def build_parser(catalogue: ModuleType) -> argparse.ArgumentParser:
         help=f"about N triangles per mesh, {low}-{high} (default: the method's own mesh)",
     )  # fmt: skip
     parser.add_argument(
+        "--quads", action="store_true", help="import quads where the mesh has them (--faces counts triangles)"
+    )
+    parser.add_argument(
         "--scale", default=None, choices=catalogue.SCALE_MODES,
         help="metres (default): the category's typical size on the ground; unit: largest extent 1",
     )  # fmt: skip
@@ -265,6 +268,7 @@ def process(addon: ModuleType, image: Path, args: argparse.Namespace, output: Pa
         overwrite=args.overwrite,
         overrides=addon.job_request.parse_overrides(shlex.join(args.set), args.method),
         faces=args.faces,
+        quads=args.quads,
         scale=args.scale,
         size_m=args.size_m,
     )

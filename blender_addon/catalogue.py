@@ -27,13 +27,18 @@ SCALE_MODES: tuple[str, ...] = options.SCALE_MODES
 
 
 def with_mesh_options(
-    overrides: dict[str, Any], faces: int | None = None, scale: str | None = None, size_m: float | None = None
+    overrides: dict[str, Any],
+    faces: int | None = None,
+    scale: str | None = None,
+    size_m: float | None = None,
+    quads: bool = False,
 ) -> dict[str, Any]:
     """``overrides`` plus the mesh options every method declares, each only when asked for: ``faces``
-    (None or 0: the method's mesh), ``scale`` (None: the method's default) and ``size_m`` (None or 0:
-    the category's typical size)."""
+    (None or 0: the method's mesh), ``quads`` (False: the method's default, triangles only), ``scale``
+    (None: the method's default) and ``size_m`` (None or 0: the category's typical size)."""
     chosen = {
         "faces": int(faces) if faces else None,
+        "quads": True if quads else None,
         "scale": scale,
         "size_m": float(size_m) if size_m else None,
     }

@@ -1,7 +1,8 @@
 """Turn a backend result folder into Blender data, fast.
 
 The mesh goes in through the attribute API straight from numpy (one ``foreach_set`` per array;
-1 M triangles in about half a second, against seconds with ``from_pydata``), the texture PNG is
+1 M triangles in about half a second, against seconds with ``from_pydata``), as the polygons of
+``mesh.npz`` where it has them (the ``quads`` option) and else its triangles; the texture PNG is
 loaded and packed as-is (no re-encode), and the material is a Principled BSDF fed by it. New
 data is only ever added: Blender gives clashing names a suffix, nothing existing is renamed. The
 folder's files and ``result.json`` schema are the backend's ``result_format``.
@@ -19,6 +20,7 @@ import numpy as np
 from mathutils import Matrix, Vector
 
 from . import mirror as mirror_half
+from .polygons import Polygons, from_triangles
 
 try:
     from .backend import result_format
@@ -57,23 +59,46 @@ def load_mesh_arrays(result_dir: Path) -> tuple[np.ndarray, np.ndarray, np.ndarr
     return vertices, faces, uvs
 
 
-def build_mesh(name: str, vertices: np.ndarray, faces: np.ndarray, uvs: np.ndarray | None) -> bpy.types.Mesh:
-    """A triangle mesh from numpy through the attribute API (arrays must be contiguous, exact dtypes)."""
+def load_polygons(result_dir: Path, vertex_count: int) -> Polygons | None:
+    """The mesh as polygons (``result_format.POLYGON_ARRAYS``, written with the ``quads`` option),
+    checked; None when the result has only triangles."""
+    path = result_dir / result_format.MESH_FILE
+    with np.load(path, allow_pickle=False) as data:
+        present = set(result_format.POLYGON_ARRAYS) & set(data.files)
+        if not present:
+            return None
+        if present != set(result_format.POLYGON_ARRAYS):
+            raise UnreadableResult(f"{path} has {', '.join(sorted(present))} but not all polygon arrays")
+        sizes, corners, uvs = (data[name] for name in result_format.POLYGON_ARRAYS)
+    polygons = Polygons(
+        np.ascontiguousarray(sizes, np.int32),
+        np.ascontiguousarray(corners, np.int32),
+        np.ascontiguousarray(uvs, np.float32),
+    )
+    shapes_ok = polygons.sizes.ndim == polygons.corners.ndim == 1 and polygons.uvs.shape == (len(corners), 2)
+    if not shapes_ok or len(sizes) == 0 or sizes.min() < 3 or int(sizes.sum()) != len(corners):
+        raise UnreadableResult(f"{path}: polygon sizes, vertices and uvs do not fit together")
+    if corners.min() < 0 or corners.max() >= vertex_count or not np.isfinite(polygons.uvs).all():
+        raise UnreadableResult(f"{path}: polygon vertices outside 0..{vertex_count - 1} or non-finite uvs")
+    return polygons
+
+
+def build_mesh(name: str, vertices: np.ndarray, polygons: Polygons) -> bpy.types.Mesh:
+    """A mesh from numpy through the attribute API (arrays must be contiguous, exact dtypes)."""
     mesh = bpy.data.meshes.new(name)
     mesh.vertices.add(len(vertices))
-    mesh.loops.add(len(faces) * 3)
-    mesh.polygons.add(len(faces))
+    mesh.loops.add(len(polygons.corners))
+    mesh.polygons.add(len(polygons.sizes))
     mesh.attributes["position"].data.foreach_set("vector", vertices.ravel())
     corner_vert = mesh.attributes.get(".corner_vert")
     if corner_vert is not None:
-        corner_vert.data.foreach_set("value", faces.ravel())
+        corner_vert.data.foreach_set("value", polygons.corners)
     else:  # the internal attribute may be renamed in a future Blender; this path is slower but public
-        mesh.loops.foreach_set("vertex_index", faces.ravel())
-    mesh.polygons.foreach_set("loop_start", np.arange(0, len(faces) * 3, 3, dtype=np.int32))
+        mesh.loops.foreach_set("vertex_index", polygons.corners)
+    mesh.polygons.foreach_set("loop_start", polygons.starts)
     mesh.update(calc_edges=True)
-    if uvs is not None:
-        mesh.uv_layers.new(name=UV_MAP_NAME)
-        mesh.attributes[UV_MAP_NAME].data.foreach_set("vector", uvs.ravel())
+    mesh.uv_layers.new(name=UV_MAP_NAME)
+    mesh.attributes[UV_MAP_NAME].data.foreach_set("vector", polygons.uvs.ravel())
     return mesh
 
 
@@ -122,9 +147,10 @@ def import_result(
     context = context or bpy.context
     result_dir = Path(result_dir)
     vertices, faces, uvs = load_mesh_arrays(result_dir)
+    polygons = load_polygons(result_dir, len(vertices)) or from_triangles(faces, uvs)
     info = read_result_json(result_dir)
-    half = symmetric_half_or_none(name, vertices, faces, uvs) if mirror else None
-    mesh = build_mesh(name, *(half or (vertices, faces, uvs)))
+    half = symmetric_half_or_none(name, vertices, polygons) if mirror else None
+    mesh = build_mesh(name, *(half or (vertices, polygons)))
     if shade_smooth:
         mesh.shade_smooth()
     else:  # new faces count as smooth in Blender 4.1+ until marked sharp
@@ -148,12 +174,10 @@ def import_result(
     return obj
 
 
-def symmetric_half_or_none(
-    name: str, vertices: np.ndarray, faces: np.ndarray, uvs: np.ndarray
-) -> mirror_half.Half | None:
+def symmetric_half_or_none(name: str, vertices: np.ndarray, polygons: Polygons) -> mirror_half.Half | None:
     """The X >= 0 half, or None (after one line saying why) when the result is not symmetric."""
     try:
-        return mirror_half.symmetric_half(vertices, faces, uvs)
+        return mirror_half.symmetric_half(vertices, polygons)
     except mirror_half.NotSymmetric as exc:
         print(f"{name}: imported without a Mirror modifier: {exc}")
         return None

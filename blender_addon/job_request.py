@@ -192,6 +192,7 @@ def build_request(
         overrides=catalogue.with_mesh_options(
             parse_overrides(settings.overrides, settings.method),
             faces=settings.faces,
+            quads=settings.quads,
             scale=settings.scale,
             size_m=settings.size_m if settings.scale == "metres" else None,
         ),

@@ -1,7 +1,8 @@
 """Mirror-symmetric results as one half plus Blender's Mirror modifier (numpy only, no bpy).
 
 A result is symmetric when ``X -> -X`` maps its vertices onto vertices (within ``TOLERANCE`` of the
-mesh size) and the faces of one side onto the other's vertices (a quad's diagonal may flip: an
+mesh size) and the polygons (triangles, or quads and triangles) of one side onto the other's
+vertices (a quad's diagonal may flip: an
 imported mesh need not be triangulated mirror-symmetrically, though MeshInversion's is). The half
 kept is the ``X >= 0`` side, the vertices on the plane snapped to ``X = 0``. UVs are taken as
 mirrored by ``u -> 0.5 - u`` (MeshInversion's layout): the modifier's ``u' = 1 - u + offset`` with
@@ -14,6 +15,8 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import numpy as np
+
+from .polygons import Polygons
 
 TOLERANCE = 1e-5
 """Largest mismatch between a vertex and its mirror image, relative to the mesh size."""
@@ -29,8 +32,7 @@ class NotSymmetric(ValueError):
 
 class Half(NamedTuple):
     vertices: np.ndarray
-    faces: np.ndarray
-    uvs: np.ndarray
+    polygons: Polygons
 
 
 def mesh_size(vertices: np.ndarray) -> float:
@@ -62,30 +64,35 @@ def mirror_partners(vertices: np.ndarray, tol: float) -> np.ndarray:
     return candidate[best[first]]
 
 
-def check_faces(vertices: np.ndarray, faces: np.ndarray, partners: np.ndarray, tol: float) -> np.ndarray:
-    """(F,) whether each face is on the X >= 0 side; raises unless the sides mirror each other (the
+def check_faces(vertices: np.ndarray, polygons: Polygons, partners: np.ndarray, tol: float) -> np.ndarray:
+    """(P,) whether each polygon is on the X >= 0 side; raises unless the sides mirror each other (the
     same count, the same vertices; a quad's diagonal may differ)."""
-    x = vertices[:, 0][faces]
-    if ((x > tol).any(axis=1) & (x < -tol).any(axis=1)).any():
+    x, starts = vertices[:, 0][polygons.corners], polygons.starts
+    low, high = np.minimum.reduceat(x, starts), np.maximum.reduceat(x, starts)
+    if ((high > tol) & (low < -tol)).any():
         raise NotSymmetric("a face crosses the mirror plane")
-    if (np.abs(x) <= tol).all(axis=1).any():
+    if ((high <= tol) & (low >= -tol)).any():
         raise NotSymmetric("a face lies in the mirror plane")
-    keep = (x >= -tol).all(axis=1)
-    left, right = np.unique(faces[~keep]), np.unique(partners[faces[keep]])
-    if 2 * keep.sum() != len(faces) or left.shape != right.shape or (left != right).any():
+    keep = low >= -tol
+    kept = np.repeat(keep, polygons.sizes)
+    left, right = np.unique(polygons.corners[~kept]), np.unique(partners[polygons.corners[kept]])
+    if 2 * keep.sum() != len(keep) or left.shape != right.shape or (left != right).any():
         raise NotSymmetric("the faces do not mirror each other")
     return keep
 
 
-def symmetric_half(vertices: np.ndarray, faces: np.ndarray, uvs: np.ndarray) -> Half:
+def symmetric_half(vertices: np.ndarray, polygons: Polygons) -> Half:
     """The X >= 0 half of a mirror-symmetric mesh, plane vertices at X = 0; raises ``NotSymmetric``."""
     tol = TOLERANCE * mesh_size(vertices)
     partners = mirror_partners(vertices, tol)
-    keep = check_faces(vertices, faces, partners, tol)
-    used = np.unique(faces[keep])
+    keep = check_faces(vertices, polygons, partners, tol)
+    kept = np.repeat(keep, polygons.sizes)
+    used = np.unique(polygons.corners[kept])
     index = np.full(len(vertices), -1, np.int32)
     index[used] = np.arange(len(used), dtype=np.int32)
     half = vertices[used].copy()
     half[np.abs(half[:, 0]) <= tol, 0] = 0.0
     contiguous = np.ascontiguousarray
-    return Half(contiguous(half), contiguous(index[faces[keep]]), contiguous(uvs[keep]))
+    sides = Polygons(contiguous(polygons.sizes[keep]), contiguous(index[polygons.corners[kept]]),
+                     contiguous(polygons.uvs[kept]))  # fmt: skip
+    return Half(contiguous(half), sides)

@@ -31,6 +31,7 @@ def draw_panel(layout: bpy.types.UILayout, context: bpy.types.Context) -> None:
     col.prop(settings, "preset")
     col.prop(settings, "seed")
     col.prop(settings, "faces")
+    col.prop(settings, "quads")
     col.prop(settings, "scale")
     if settings.scale == "metres":
         col.prop(settings, "size_m")

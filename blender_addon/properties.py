@@ -89,6 +89,12 @@ class RFI_Settings(bpy.types.PropertyGroup):
         description=f"About this many triangles in the mesh, {catalogue.FACES_RANGE[0]:,}-"
         f"{catalogue.FACES_RANGE[1]:,} (0: the method's own mesh)",
     )
+    quads: BoolProperty(
+        name="Quads",
+        default=False,
+        description="Import the mesh as quads (triangles only where the mesh has no quad); "
+        "Faces still counts triangles",
+    )
     scale: EnumProperty(name="Scale", items=SCALE_ITEMS, default=catalogue.SCALE_MODES[0])
     size_m: FloatProperty(
         name="Length",

@@ -15,6 +15,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from backend.polygons import Polygons
+
 
 @dataclass(frozen=True)
 class AuxiliaryWeights:
@@ -61,6 +63,8 @@ class MeshResult:
     camera: dict[str, Any]
     info: dict[str, Any] = field(default_factory=dict)
     previews: dict[str, np.ndarray] = field(default_factory=dict)
+    polygons: Polygons | None = None
+    """The same surface as quads and triangles (the ``quads`` option), or None."""
 
 
 class Method(ABC):

@@ -613,6 +613,97 @@ def scenario_faces(args: dict[str, Any]) -> dict[str, Any]:
             "whole": evaluated_mesh(panel), "half": evaluated_mesh(api)}  # fmt: skip
 
 
+def scenario_quads(args: dict[str, Any]) -> dict[str, Any]:
+    """The panel's Quads checkbox and the Python API's ``quads`` through the real backend (the API's
+    object as a half under the Mirror modifier), a GAN2Shape ``--quads`` result imported, and the
+    batch script's ``--quads``."""
+    import importlib
+
+    addon = install(args["zip"], args["python"], args.get("weights_dir", ""))
+    settings = bpy.context.scene.rfi_settings
+    settings.image_source = "FILE"
+    settings.filepath = args["image"]
+    for key, value in args["settings"].items():
+        setattr(settings, key, value)
+    settings.faces, settings.quads = args["faces"], True
+    assert bpy.ops.rfi.reconstruct() == {"FINISHED"}
+    panel = bpy.context.view_layer.objects.active
+    chosen = args["settings"]
+    overrides = addon.job_request.parse_overrides(chosen["overrides"], chosen["method"])
+    api = addon.api.reconstruct(
+        args["image"], method=chosen["method"], seed=chosen["seed"], overrides=overrides, faces=args["faces"],
+        quads=True, mirror=True,
+    )  # fmt: skip
+    relief = addon.importer.import_result(args["relief"], "relief")
+    try:
+        addon.importer.import_result(args["broken"], "broken")
+        broken = ""
+    except addon.importer.UnreadableResult as error:
+        broken = str(error)
+    if args.get("render"):
+        render_wireframe(panel, args["render"])
+    batch = importlib.import_module(f"{MODULE}.batch")
+    parse = batch.build_parser(importlib.import_module(f"{MODULE}.catalogue")).parse_args
+    flags = [parse(["--input", "a.png", "--output", "o", *extra]).quads for extra in ([], ["--quads"])]
+    stored = np.empty(len(api.data.polygons), np.int32)
+    api.data.polygons.foreach_get("loop_total", stored)
+    split = {name: blender_splits_as_faces(addon, obj, folder) for name, obj, folder in
+             (("sphere", panel, panel["rfi_result"]), ("relief", relief, args["relief"]))}  # fmt: skip
+    return {"whole": evaluated_mesh(panel), "half": evaluated_mesh(api), "relief": evaluated_mesh(relief),
+            "half_stored_sizes": stored.tolist(), "batch_quads": flags, "broken": broken,
+            "blender_splits_as_faces": split}  # fmt: skip
+
+
+def blender_splits_as_faces(addon: Any, obj: bpy.types.Object, folder: str) -> bool:
+    """Whether Blender's own triangulation of the imported polygons (what it renders and Re-project
+    Photo bakes) is the result's ``faces`` with their UVs."""
+    import importlib
+
+    polygons = importlib.import_module(f"{addon.__name__}.backend.polygons")
+    mesh = obj.data
+    mesh.calc_loop_triangles()
+    loops = np.empty(len(mesh.loop_triangles) * 3, np.int32)
+    mesh.loop_triangles.foreach_get("loops", loops)
+    corners = np.empty(len(mesh.loops), np.int32)
+    mesh.loops.foreach_get("vertex_index", corners)
+    uvs = np.empty(len(mesh.loops) * 2, np.float32)
+    mesh.uv_layers["UVMap"].data.foreach_get("uv", uvs)
+    with np.load(Path(folder) / "mesh.npz") as result:
+        faces, face_uvs = result["faces"], result["uvs"]
+    split_uvs = uvs.reshape(-1, 2)[loops].reshape(-1, 3, 2)
+    return polygons.same_triangles(corners[loops].reshape(-1, 3), split_uvs, faces, face_uvs)
+
+
+def render_wireframe(obj: bpy.types.Object, path: str) -> None:
+    """A Cycles render of ``obj`` with its edges as dark wires, from the front left (to look at the
+    polygons); the wires are a linked copy under a Wireframe modifier, ``obj`` itself is unchanged."""
+    scene = bpy.context.scene
+    for other in scene.objects:
+        other.hide_render = other != obj
+    wires = obj.copy()
+    scene.collection.objects.link(wires)
+    size = max(obj.dimensions)
+    modifier = wires.modifiers.new("wires", "WIREFRAME")
+    modifier.thickness, modifier.use_even_offset = 0.003 * size, False
+    dark = bpy.data.materials.new("wire")
+    if bpy.app.version < (5, 0, 0):
+        dark.use_nodes = True
+    bsdf = next(node for node in dark.node_tree.nodes if node.type == "BSDF_PRINCIPLED")
+    bsdf.inputs["Base Color"].default_value = (0.02, 0.02, 0.02, 1)
+    wires.material_slots[0].link = "OBJECT"
+    wires.material_slots[0].material = dark
+    camera = bpy.data.objects.new("look", bpy.data.cameras.new("look"))
+    scene.collection.objects.link(camera)
+    centre = sum((obj.matrix_world @ Vector(c) for c in obj.bound_box), Vector()) / 8
+    camera.location = centre + Vector((-1.0, -1.4, 0.8)) * size
+    camera.rotation_euler = (centre - camera.location).to_track_quat("-Z", "Y").to_euler()
+    scene.camera = camera
+    light = bpy.data.objects.new("sun", bpy.data.lights.new("sun", "SUN"))
+    scene.collection.objects.link(light)
+    light.rotation_euler = (0.6, 0.2, -0.5)
+    render_png(path)  # 256 px, 8 samples: enough to count the polygons of a 5,000-triangle sphere
+
+
 def main() -> None:
     name, args = sys.argv[1], json.loads(sys.argv[2])
     try:

@@ -145,6 +145,7 @@ def test_batch_script_end_to_end(tmp_path: Path, extension_zip: Path, tools: Any
             "--export",
             "glb",
             "--preview",
+            "--quads",
             "--backend-python",
             tools.backend_python,
         ],
@@ -166,4 +167,6 @@ def test_batch_script_end_to_end(tmp_path: Path, extension_zip: Path, tools: Any
         assert (out / name).is_file(), name
     assert (out / "car.glb").read_bytes()[:4] == b"glTF"
     assert not_blank(out / "car_preview.png") > 5
+    with np.load(out / "car" / "mesh.npz") as mesh:  # --quads: the summary counts the polygons imported
+        assert f" {len(mesh['polygon_sizes'])} " in rows["car.png"] and (mesh["polygon_sizes"] == 4).any()
     assert not (out / "corrupt").exists()

@@ -28,6 +28,7 @@ MESHINVERSION_PAPER: dict[str, Any] = {
     "scale": 'metres',
     "size_m": None,
     "faces": None,
+    "quads": False,
     "faces_smoothing": 0.0,
     "render_size": 256,
     "start": 'search',
@@ -104,6 +105,7 @@ GAN2SHAPE_PAPER: dict[str, Any] = {
     "depth_smoothing": 0.0,
     "mesh_resolution": None,
     "faces": None,
+    "quads": False,
     "texture": 'shaded',
     "previews": True,
     "preview_every": 50,
@@ -145,7 +147,7 @@ PAPER_SCHEDULES: dict[str, dict[str, Any]] = {
 }  # fmt: skip
 """``paper``'s stages and batch per category (the category's published schedule)."""
 METHOD_ONLY = ("crop_margin", "previews", "texture", "texture_size", "scale", "size_m", "faces",
-               "faces_smoothing")
+               "quads", "faces_smoothing")
 """MeshInversion options that are not ``InversionSettings`` fields."""
 
 PINNED: dict[str, dict[str, Any]] = {

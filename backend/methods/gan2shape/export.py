@@ -3,7 +3,8 @@
 The official export meshes every pixel plus one centre vertex per quad, background included.
 Here the depth is resampled to a ``resolution`` x ``resolution`` vertex grid (bilinear), faces
 are kept only where the input's object mask, seen through the recovered view, covers all three
-corners (no background sheet), unused vertices are dropped, and the result is placed by a
+corners (no background sheet; with ``quads``, both triangles of a grid cell only where it covers
+all four, so every polygon is a quad), unused vertices are dropped, and the result is placed by a
 ``ScaleRule`` (``backend/categories.py``): its largest extent is the category's size in metres,
 origin at its bottom centre (a relief has no reliable length), or 1 in a unit box. Frames:
 GAN2Shape's camera frame is x right, y down, z away from the camera, and the canonical view
@@ -27,6 +28,7 @@ from backend.methods.gan2shape.depthmap import (
     focal_length,
     transform_points,
 )
+from backend.polygons import Polygons, pair_quads
 from backend.render.cameras import euler_rotation_xyz
 from backend.render.primitives import grid_faces
 
@@ -44,6 +46,7 @@ class Relief:
     uvs: np.ndarray
     centre: torch.Tensor
     scale: float
+    polygons: Polygons | None = None
 
 
 def resample(image: torch.Tensor, resolution: int) -> torch.Tensor:
@@ -53,7 +56,7 @@ def resample(image: torch.Tensor, resolution: int) -> torch.Tensor:
 
 def relief_mesh(
     depth: torch.Tensor, view: torch.Tensor, view_mask: torch.Tensor, resolution: int, view_uvs: bool,
-    fov_deg: float = FOV_DEG, rule: ScaleRule = UNIT_BOX,
+    fov_deg: float = FOV_DEG, rule: ScaleRule = UNIT_BOX, quads: bool = False,
 ) -> Relief:
     """Mesh the canonical depth (H, W) where the object is, as the input view shows it.
 
@@ -64,6 +67,7 @@ def relief_mesh(
     own, so the outline is as sharp as the photo); faces whose corners all land on the object are
     kept. UVs address the input view (``view_uvs``: textures that are images of the photo) or the
     canonical image (the nets' albedo). ``rule`` sizes and places the relief (default: unit box).
+    ``quads``: only whole cells, each also one quad polygon.
     """
     h, w = depth.shape
     r = resolution
@@ -83,7 +87,10 @@ def relief_mesh(
     coverage = F.grid_sample(view_mask[None, None].to(depth), grid[None, None], align_corners=False)
     inside = coverage.reshape(-1) >= MASK_LEVEL
     faces = grid_faces(r, r, depth.device)
-    faces = faces[inside[faces].all(dim=1)]
+    kept = inside[faces].all(dim=1)
+    if quads:  # grid_faces lists every cell's first triangle, then every cell's second
+        kept = kept.reshape(2, -1).all(dim=0).repeat(2)
+    faces = faces[kept]
     if faces.shape[0] == 0:
         raise ValueError("the object mask covers no face of the relief grid; the mask is too small")
     used = torch.zeros(r * r, dtype=torch.bool, device=depth.device)
@@ -95,13 +102,23 @@ def relief_mesh(
     vertices = (blender - centre) * scale
     uv_canonical = torch.stack([(cols + 0.5) / w, 1 - (rows + 0.5) / h], dim=-1).reshape(-1, 2)
     uv = uv_view if view_uvs else uv_canonical
+    mesh_faces = new_index[faces].cpu().numpy().astype(np.int32)
+    mesh_uvs = uv[faces].cpu().numpy().astype(np.float32)
     return Relief(
         vertices=vertices.numpy().astype(np.float32),
-        faces=new_index[faces].cpu().numpy().astype(np.int32),
-        uvs=uv[faces].cpu().numpy().astype(np.float32),
+        faces=mesh_faces,
+        uvs=mesh_uvs,
         centre=centre,
         scale=scale,
+        polygons=cell_quads(mesh_faces, mesh_uvs) if quads else None,
     )
+
+
+def cell_quads(faces: np.ndarray, uvs: np.ndarray) -> Polygons:
+    """The quads of a relief of whole cells, whose faces are every cell's first triangle, then every
+    cell's second (``grid_faces``' order, kept by the cut)."""
+    cells = np.arange(len(faces) // 2)
+    return pair_quads(faces, uvs, np.stack((cells, len(cells) + cells), axis=1))
 
 
 MAX_RESOLUTION = 1024
@@ -110,7 +127,7 @@ MAX_RESOLUTION = 1024
 
 def relief_with_faces(
     depth: torch.Tensor, view: torch.Tensor, view_mask: torch.Tensor, faces: int, view_uvs: bool,
-    rule: ScaleRule = UNIT_BOX, tries: int = 4, tolerance: float = 0.02,
+    rule: ScaleRule = UNIT_BOX, tries: int = 4, tolerance: float = 0.02, quads: bool = False,
 ) -> tuple[Relief, int]:
     """The relief (and its grid resolution) with about ``faces`` triangles.
 
@@ -122,7 +139,7 @@ def relief_with_faces(
     resolution = round(math.sqrt(faces / 2)) + 1
     best: tuple[Relief, int] | None = None
     for _ in range(tries):
-        relief = relief_mesh(depth, view, view_mask, resolution, view_uvs=view_uvs, rule=rule)
+        relief = relief_mesh(depth, view, view_mask, resolution, view_uvs=view_uvs, rule=rule, quads=quads)
         if best is None or abs(len(relief.faces) - faces) < abs(len(best[0].faces) - faces):
             best = (relief, resolution)
         fraction = len(relief.faces) / (2 * (resolution - 1) ** 2)

@@ -223,9 +223,11 @@ class GAN2Shape(Method):
         depth, view = state.depth[0], state.view[0]
         if opts.faces is None:
             resolution = opts.mesh_resolution or min(mask.shape[-1], AUTO_MESH_RESOLUTION)
-            relief = relief_mesh(depth, view, mask, resolution, view_uvs=in_view, rule=rule)
+            relief = relief_mesh(depth, view, mask, resolution, view_uvs=in_view, rule=rule, quads=opts.quads)
         else:
-            relief, resolution = relief_with_faces(depth, view, mask, opts.faces, in_view, rule)
+            relief, resolution = relief_with_faces(
+                depth, view, mask, opts.faces, in_view, rule, quads=opts.quads
+            )
         camera = blender_camera(state.view[0], relief, self.image_size)
         camera["crop_box"] = [float(v) for v in outcome.crop.box]
         camera["image_size"] = [int(v) for v in outcome.crop.image_size]
@@ -239,7 +241,7 @@ class GAN2Shape(Method):
         placement = {**rule.describe(self.entry.category), "note": RELIEF_SIZE_NOTE}
         info = {**outcome.info, "mesh": mesh_info, "placement": placement}
         uvs, image = relief.uvs, to_uint8(texture)
-        return MeshResult(relief.vertices, relief.faces, uvs, image, camera, info, previews)
+        return MeshResult(relief.vertices, relief.faces, uvs, image, camera, info, previews, relief.polygons)
 
 
 def photo_mask(outcome: Reconstruction) -> torch.Tensor:

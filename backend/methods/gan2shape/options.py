@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from ...options import FACES_RANGE, SCALE_MODES, check_fields, check_size_m, option
+from ...options import FACES_RANGE, QUADS_DOC, SCALE_MODES, check_fields, check_size_m, option
 
 TEXTURES = ("photo", "albedo", "net", "shaded")
 VIEW_TEXTURES = ("photo", "albedo")
@@ -92,6 +92,9 @@ class Options:
         None, "about this many triangles in the relief: sets its grid over mesh_resolution (null: off)",
         low=FACES_RANGE[0], high=FACES_RANGE[1],
     )  # fmt: skip
+    quads: bool = option(
+        False, f"{QUADS_DOC}; the relief then keeps only whole grid cells on the object (no rim triangles)"
+    )
     texture: str = option(
         "shaded",
         "photo, albedo (photo de-lit), net (albedo net) or shaded (the official OBJ's)",

@@ -40,7 +40,9 @@ from backend.methods.meshinversion.template import SphereTemplate
 @dataclass(frozen=True)
 class DenseSphere:
     """A UV sphere with ``rings`` bands and ``segments`` segments (a multiple of 4: the symmetry
-    plane holds vertex columns). Vertex order as the template's: north pole, rings, south pole."""
+    plane holds vertex columns). Vertex and face order as the template's: north pole, rings, south
+    pole; the north fan, each band cell's first triangle, each one's second, the south fan
+    (``template.quad_pairs``)."""
 
     rings: int
     segments: int

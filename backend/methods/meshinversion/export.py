@@ -31,6 +31,8 @@ from backend.methods.meshinversion.camera_search import WeakPerspective, view_qu
 from backend.methods.meshinversion.dense import dense_sphere, sphere_size, upsample
 from backend.methods.meshinversion.invert import InversionResult, to_uint8
 from backend.methods.meshinversion.mesh_gan import MeshGAN, exported_uvs
+from backend.methods.meshinversion.template import SEGMENTS, quad_pairs
+from backend.polygons import pair_quads
 
 OBJECT_TO_BLENDER = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, -1.0], [0.0, 1.0, 0.0]])
 """A: object (x, y up, z front) -> Blender (X, Y = -z, Z = y); a rotation (det 1)."""
@@ -54,6 +56,8 @@ class ExportedMesh:
     """(F, 3) int64."""
     uvs: torch.Tensor
     """(F, 3, 2) exported (texel-centre) UVs."""
+    quads: torch.Tensor
+    """(Q, 2) the face pairs that make the sphere's quads (``template.quad_pairs``)."""
     info: dict[str, Any]
 
 
@@ -65,7 +69,8 @@ def exported_mesh(
     size, device = model.config.texture_resolution, result.vertices.device
     if faces is None:
         info = {"faces": len(model.template.faces), "faces_requested": None}
-        return ExportedMesh(result.vertices, model.faces, model.exported_uvs, info)
+        pairs = quad_pairs(model.template.rings, SEGMENTS)
+        return ExportedMesh(result.vertices, model.faces, model.exported_uvs, pairs, info)
     started = time.perf_counter()
     template = model.template
     segments = len(template.faces) // (2 * (template.rings - 1))
@@ -78,6 +83,7 @@ def exported_mesh(
         vertices.float().to(device),
         sphere.faces.to(device),
         exported_uvs(sphere.corner_uvs, size).to(device),
+        quad_pairs(sphere.rings, sphere.segments),
         info,
     )
 
@@ -162,11 +168,13 @@ def to_mesh_result(
     rule: ScaleRule,
     faces: int | None = None,
     smoothing: float = 0.0,
+    quads: bool = False,
 ) -> MeshResult:
     """Everything ``backend/results.py`` writes for one reconstructed image; ``texture`` (3, N, N) in
     [-1, 1] is the final one (addressed by the exported UVs); ``rule`` sizes the mesh by its length;
     ``faces``: about this many triangles instead of the template's (the same texture fits), with
-    ``smoothing`` (``Options.faces_smoothing``)."""
+    ``smoothing`` (``Options.faces_smoothing``); ``quads``: also the sphere's quads (and pole fans)
+    as polygons."""
     with torch.no_grad():
         mesh = exported_mesh(model, result, faces, smoothing)
         vertices, placement = blender_placement(mesh.vertices.double().cpu().numpy(), rule)
@@ -194,14 +202,16 @@ def to_mesh_result(
         "latent": [float(v) for v in result.z],
         "export": mesh.info,
     }
+    faces, uvs = mesh.faces.cpu().numpy().astype(np.int32), mesh.uvs.cpu().numpy().astype(np.float32)
     return MeshResult(
         vertices=vertices.astype(np.float32),
-        faces=mesh.faces.cpu().numpy().astype(np.int32),
-        uvs=mesh.uvs.cpu().numpy().astype(np.float32),
+        faces=faces,
+        uvs=uvs,
         texture=to_uint8(texture),
         camera=blender_camera(result.camera, placement, crop),
         info=_finite(info),
         previews=shown,
+        polygons=pair_quads(faces, uvs, mesh.quads.numpy()) if quads else None,
     )
 
 

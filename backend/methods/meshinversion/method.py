@@ -167,7 +167,7 @@ class MeshInversion(Method):
             texture, texture_info = self.final_texture(result, photo, options)
             meshes.append(to_mesh_result(self.model, result, crop, {**info, "texture": texture_info}, texture,
                                          options.previews, rule, options.faces,
-                                         options.faces_smoothing))  # fmt: skip
+                                         options.faces_smoothing, options.quads))  # fmt: skip
         progress("export", 1, 1)
         return meshes
 

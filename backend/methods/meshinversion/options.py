@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from ...options import FACES_RANGE, SCALE_MODES, check_fields, check_size_m, option
+from ...options import FACES_RANGE, QUADS_DOC, SCALE_MODES, check_fields, check_size_m, option
 
 TEXTURE_MODES = ("generated", "projected", "blended")
 START_SCORINGS = ("published", "colour_layout")
@@ -45,6 +45,7 @@ class Options:
         None, "about this many triangles in the exported mesh, fitted on the template (null: the template's)",
         low=FACES_RANGE[0], high=FACES_RANGE[1],
     )  # fmt: skip
+    quads: bool = option(False, QUADS_DOC)
     faces_smoothing: float = option(
         0.0, "with faces: 0 keeps the fitted facets (and the input-view fit); 1 a spline through them",
         low=0.0, high=1.0,

@@ -200,6 +200,14 @@ def tangent_frames(vertices: torch.Tensor, poles: torch.Tensor) -> torch.Tensor:
     return torch.stack((normals, tangents, bitangents), dim=1)
 
 
+def quad_pairs(rings: int, segments: int) -> torch.Tensor:
+    """(Q, 2) the two triangles of each quad band cell of a UV sphere whose faces are laid out as
+    here and in ``dense.py``: the north fan, every cell's first triangle, every cell's second
+    triangle, the south fan (the ``quads`` option's polygons)."""
+    cells = torch.arange((rings - 2) * segments)
+    return torch.stack((segments + cells, segments + len(cells) + cells), dim=1)
+
+
 @lru_cache(maxsize=4)
 def sphere_template(rings: int = 16) -> SphereTemplate:
     """Build the ``rings``-ring, 32-segment UV sphere template (16 for CUB, 31 for cars)."""
