@@ -156,6 +156,15 @@ class Starts:
     searched: torch.Tensor
     """(rows,) bool: the camera search made the start (else the encoder)."""
 
+    def replace_rows(self, rows: torch.Tensor, other: Starts, picked: torch.Tensor) -> None:
+        """Rows ``rows`` of these starts become rows ``picked`` of ``other``, in place."""
+        self.z[rows], self.scores[rows] = other.z[picked], other.scores[picked]
+        self.camera_iou[rows], self.searched[rows] = other.camera_iou[picked], other.searched[picked]
+        for mine, theirs in zip(self.camera.parameters(), other.camera.parameters(), strict=True):
+            mine[rows] = theirs[picked]
+        if self.labels is not None and other.labels is not None:
+            self.labels[rows] = other.labels[picked]
+
 
 @dataclass
 class InversionResult:
@@ -368,16 +377,7 @@ class Inverter:
             return guess
         searched = self.search_start(targets.rows(weak), rng, progress)
         better = searched.scores < guess.scores[weak]
-        rows = weak[better]
-        picked = torch.nonzero(better).flatten()
-        guess.z[rows], guess.camera.quaternion[rows] = searched.z[picked], searched.camera.quaternion[picked]
-        guess.camera.scale[rows], guess.camera.translation[rows] = (
-            searched.camera.scale[picked], searched.camera.translation[picked]
-        )
-        if guess.labels is not None and searched.labels is not None:
-            guess.labels[rows] = searched.labels[picked]
-        guess.scores[rows], guess.camera_iou[rows] = searched.scores[picked], searched.camera_iou[picked]
-        guess.searched[rows] = True
+        guess.replace_rows(weak[better], searched, torch.nonzero(better).flatten())
         return guess
 
     @torch.no_grad()
