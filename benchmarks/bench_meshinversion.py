@@ -197,6 +197,7 @@ def evaluate(model: MeshGAN, results: list[InversionResult], photos: list[dict],
             "input_iou": result.mask_iou,
             "novel_iou": novel_view_iou(predicted, float(result.camera.scale[0]), truth, photo["scale"]),
             "chamfer_l2": mesh_chamfer_l2(predicted, truth),
+            "rotation_error_deg": rotation_error_deg(photo["rotation"], result.camera.rotation()[0].detach()),
             **input_view_appearance(model, result, texture, photo),
             **novel_view_appearance(model, result, texture, photo),
         })  # fmt: skip
@@ -211,6 +212,7 @@ METRICS = (
 def summary(rows: list[dict], seconds: float) -> dict:
     return {
         **{f"{name}_mean": float(np.mean([r[name] for r in rows])) for name in METRICS},
+        "pose_within_20_deg": float(np.mean([r["rotation_error_deg"] <= 20 for r in rows])),
         "seconds_per_image": seconds / len(rows),
         "per_image": rows,
     }
