@@ -94,16 +94,18 @@ class CheckedLayout:
     """Stands in for ``UILayout`` (there is no UI in background mode): every property and operator the
     draw code names must exist, which Blender itself would only print as a warning."""
 
-    def __init__(self, drawn: list[str]) -> None:
+    def __init__(self, drawn: list[str], enabled: bool = True) -> None:
         self.drawn = drawn
+        self.enabled = enabled
 
     def __getattr__(self, name: str) -> Any:
-        if name in ("use_property_split", "use_property_decorate", "enabled"):
+        if name in ("use_property_split", "use_property_decorate"):
             return True
         raise AttributeError(name)
 
     def column(self, **_kwargs: Any) -> CheckedLayout:
-        return self
+        """A sub-layout: disabled when this one is (as Blender greys out what a disabled layout holds)."""
+        return CheckedLayout(self.drawn, self.enabled)
 
     row = box = column
 
@@ -113,10 +115,14 @@ class CheckedLayout:
 
     template_ID = prop
 
-    def operator(self, idname: str, **_kwargs: Any) -> None:
+    def operator(self, idname: str, **_kwargs: Any) -> CheckedOperator:
         category, name = idname.split(".")
         assert hasattr(getattr(bpy.ops, category), name), idname
-        self.drawn.append(f"op:{idname}")
+        self.drawn.append(f"op:{idname}" + ("" if self.enabled else " (disabled)"))
+        return CheckedOperator(getattr(getattr(bpy.ops, category), name).get_rna_type())
+
+    def template_icon(self, icon_value: int, **_kwargs: Any) -> None:
+        self.drawn.append(f"icon:{icon_value}")
 
     def progress(self, factor: float, type: str, text: str) -> None:
         assert 0.0 <= factor <= 1.0 and type == "BAR"
@@ -127,6 +133,16 @@ class CheckedLayout:
 
     def separator(self, **_kwargs: Any) -> None:
         pass
+
+
+class CheckedOperator:
+    """Stands in for the operator properties ``UILayout.operator`` returns: only declared ones are set."""
+
+    def __init__(self, rna: Any) -> None:
+        object.__setattr__(self, "rna", rna)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        assert name in self.rna.properties, f"{self.rna.identifier} has no property {name}"
 
 
 class WithLayout:
@@ -608,6 +624,69 @@ def scenario_faces(args: dict[str, Any]) -> dict[str, Any]:
     )  # fmt: skip
     return {"panel_faces": len(panel.data.polygons), "api_stored_faces": len(api.data.polygons),
             "whole": evaluated_mesh(panel), "half": evaluated_mesh(api)}  # fmt: skip
+
+
+def object_state(obj: bpy.types.Object) -> dict[str, Any]:
+    """What Reconstruct Again must leave as it was: name, properties, mesh, material and texture."""
+    positions = np.empty(len(obj.data.vertices) * 3, np.float32)
+    obj.data.vertices.foreach_get("co", positions)
+    properties = {k: (v.to_dict() if hasattr(v, "to_dict") else v) for k, v in obj.items()}
+    return {"name": obj.name, "properties": properties,
+            "positions": float(np.abs(positions).sum()), "vertices": len(positions) // 3,
+            "material": obj.active_material.name, "texture": texture_image(obj).name}  # fmt: skip
+
+
+def scenario_results_list(args: dict[str, Any]) -> dict[str, Any]:
+    """Reconstruct (result files not kept), Reconstruct Again from the session's list, draw the list with
+    an object renamed and one deleted, Show, then load another file and disable the add-on."""
+    addon = install(args["zip"], args["python"], args.get("weights_dir", ""))
+    history = addon.history
+    bpy.context.preferences.addons[MODULE].preferences.keep_results = False
+    settings = bpy.context.scene.rfi_settings
+    settings.image_source, settings.filepath = "FILE", args["image"]
+    for key, value in args.get("settings", {}).items():
+        setattr(settings, key, value)
+    assert bpy.ops.rfi.reconstruct() == {"FINISHED"}
+    first = bpy.context.view_layer.objects.active
+    entry = history.entries[0]
+    thumbnail = history._previews[entry.result]
+    out: dict[str, Any] = {
+        "first": object_state(first),
+        "entry": {"result": entry.result, "object": entry.object_name, "seconds": entry.seconds,
+                  "method": entry.request.method, "preset": entry.request.preset, "seed": entry.request.seed,
+                  "thumbnail_size": list(thumbnail.image_size), "next_seed": history.next_seed(entry),
+                  "result_files": sorted(p.name for p in Path(entry.result).iterdir())},
+        "image_files": sorted(Path(i.filepath).name for i in bpy.data.images),
+    }  # fmt: skip
+    pixels = np.empty(thumbnail.image_size[0] * thumbnail.image_size[1] * 4, np.float32)
+    thumbnail.image_pixels_float.foreach_get(pixels)
+    out["thumbnail_spread"] = float(pixels.reshape(-1, 4)[:, :3].std(0).max())
+    drawn: list[str] = []
+    addon.panels.draw_results(CheckedLayout(drawn), bpy.context)
+    out["drawn_one"] = drawn
+    assert bpy.ops.rfi.reconstruct_again(result=entry.result) == {"FINISHED"}
+    second = bpy.context.view_layer.objects.active
+    out["second"] = object_state(second)
+    out["first_after"] = object_state(bpy.data.objects[out["first"]["name"]])
+    out["entries"] = [(e.object_name, e.request.seed, e.request.preset) for e in history.entries]
+    second.name = "renamed"
+    bpy.data.objects.remove(first)
+    drawn = []
+    addon.panels.draw_results(CheckedLayout(drawn), bpy.context)
+    out["drawn_deleted"] = drawn
+    out["show"] = bpy.ops.rfi.show_result(result=history.entries[0].result) == {"FINISHED"}
+    out["active"] = bpy.context.view_layer.objects.active.name
+    out["poll"] = addon.panels.RFI_PT_view3d_results.poll(bpy.context)
+    bpy.ops.wm.read_homefile(use_empty=True)
+    out["after_load"] = {"entries": len(history.entries), "thumbnails": len(history._previews),
+                         "poll": addon.panels.RFI_PT_view3d_results.poll(bpy.context)}  # fmt: skip
+    import addon_utils
+
+    previews = history._previews
+    addon_utils.disable(MODULE)
+    out["after_disable"] = {"collection": history._previews is None, "thumbnails": len(previews),
+                            "closed": previews._uuid not in bpy.utils.previews._uuid_open}  # fmt: skip
+    return out
 
 
 def main() -> None:
