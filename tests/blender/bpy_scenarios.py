@@ -280,6 +280,38 @@ def scenario_import(args: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def principled_specular(obj: bpy.types.Object) -> float:
+    bsdf = next(n for n in obj.active_material.node_tree.nodes if n.type == "BSDF_PRINCIPLED")
+    return bsdf.inputs["Specular IOR Level"].default_value
+
+
+def scenario_delit_import(args: dict[str, Any]) -> dict[str, Any]:
+    """A de-lit (``albedo``) result and a ``photo`` one imported with the aligned camera: only the first
+    gets the recovered light (a Sun, a world colour) and a purely diffuse material."""
+    addon = install(args["zip"])
+    scene = bpy.context.scene
+    scene.world = bpy.data.worlds.new("mine")
+    previous = scene.world.name
+    bpy.context.scene.cursor.location = (1.0, 2.0, 3.0)
+    delit = addon.importer.import_result(args["delit"], "delit", aligned_camera=True)
+    sun = bpy.data.objects["delit light"]
+    background = next(n for n in scene.world.node_tree.nodes if n.type == "BACKGROUND")
+    out = {
+        "sun": sun.data.type,
+        "shines_along": list(sun.matrix_world.to_3x3() @ Vector((0.0, 0.0, -1.0))),
+        "energy": sun.data.energy,
+        "world": scene.world.name,
+        "world_colour": list(background.inputs["Color"].default_value)[:3],
+        "previous_kept": bpy.data.worlds[previous].use_fake_user,
+        "specular": principled_specular(delit),
+        "collections": [c.name for c in sun.users_collection] == [c.name for c in delit.users_collection],
+    }
+    plain = addon.importer.import_result(args["photo"], "plain", aligned_camera=True)
+    out["plain"] = {"light": "plain light" in bpy.data.objects, "world": scene.world.name,
+                    "specular": principled_specular(plain)}  # fmt: skip
+    return out
+
+
 def scenario_reconstruct(args: dict[str, Any]) -> dict[str, Any]:
     """The operator (blocking in background mode) on a real image through the real backend, then a
     Cycles render of the result."""

@@ -104,6 +104,16 @@ def relief_mesh(
     )
 
 
+def towards_light(direction: list[float]) -> list[float]:
+    """The unit vector from the relief towards the recovered light, in the mesh's (Blender) frame.
+
+    Unsup3d's normals point into the surface (``depthmap.normals_from_depth``) and a surface is lit
+    where n . l > 0, so the light lies along -l in the canonical camera frame, which is the mesh's
+    frame up to ``CAM_TO_BLENDER`` (placement only moves and scales it).
+    """
+    return (CAM_TO_BLENDER.double() @ -torch.tensor(direction, dtype=torch.float64)).tolist()
+
+
 MAX_RESOLUTION = 1024
 """The densest relief grid (``Options.mesh_resolution``'s upper bound)."""
 
