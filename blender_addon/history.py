@@ -58,7 +58,7 @@ def add(obj: bpy.types.Object, request: protocol.JobRequest, options: job_reques
         thumbnail = _previews.new(entry.result) if entry.result not in _previews else _previews[entry.result]
         thumbnail.image_size, pixels = thumbnail_pixels(Path(entry.result))
         thumbnail.image_pixels_float.foreach_set(pixels)
-    entries.insert(0, entry)
+    entries[:] = [entry, *(other for other in entries if other.result != entry.result)]  # overwritten: once
     for dropped in entries[MAX_ENTRIES:]:
         _forget_thumbnail(dropped)
     del entries[MAX_ENTRIES:]

@@ -721,6 +721,23 @@ def scenario_results_list(args: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def scenario_results_cap(args: dict[str, Any]) -> dict[str, Any]:
+    """Ten imports listed (no backend): the list keeps the newest eight and frees the others' thumbnails;
+    a result folder imported twice (overwritten) is listed once."""
+    addon = install(args["zip"])
+    history = addon.history
+    for index in range(10):
+        obj = addon.importer.import_result(args["result"], f"r{index}")
+        folder = args["result"] if index == 9 else f"{args['result']}-{index}"
+        request = addon.client.protocol.JobRequest(image=args["photo"], output_dir=folder, seed=index)
+        history.add(obj, request, addon.job_request.ImportOptions(name=f"r{index}", photo=args["photo"]))
+    again = addon.importer.import_result(args["result"], "again")
+    history.add(again, history.entries[0].request, history.entries[0].options)
+    return {"names": [entry.object_name for entry in history.entries],
+            "thumbnails": sorted(history._previews), "results": [entry.result for entry in history.entries],
+            "next_seed": history.next_seed(history.entries[-1])}  # fmt: skip
+
+
 def main() -> None:
     name, args = sys.argv[1], json.loads(sys.argv[2])
     try:

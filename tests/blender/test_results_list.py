@@ -8,7 +8,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
+from PIL import Image
 
 pytestmark = pytest.mark.slow
 
@@ -64,3 +66,18 @@ def test_deleted_object_is_drawn_as_gone_and_renamed_one_found(scenario: dict[st
 def test_loading_a_file_empties_the_list_and_disabling_frees_thumbnails(scenario: dict[str, Any]) -> None:
     assert scenario["after_load"] == {"entries": 0, "thumbnails": 0, "poll": False}
     assert scenario["after_disable"] == {"collection": True, "thumbnails": 0, "closed": True}
+
+
+def test_the_list_keeps_the_newest_eight(tmp_path: Path, extension_zip: Path, tools: Any) -> None:
+    result = tmp_path / "result"
+    result.mkdir()
+    vertices = np.array([[0, 0, 0], [1, 0, 0], [0, 0, 1]], np.float32)
+    uvs = np.array([[[0, 0], [1, 0], [0, 1]]], np.float32)
+    np.savez(result / "mesh.npz", vertices=vertices, faces=np.array([[0, 1, 2]], np.int32), uvs=uvs)
+    Image.fromarray(np.full((8, 8, 3), 200, np.uint8), "RGB").save(result / "texture.png")
+    photo = tools.photo(tmp_path / "photo.png")
+    args = {"zip": str(extension_zip), "result": str(result), "photo": str(photo)}
+    out = tools.scenario("results_cap", args, tmp_path / "user")
+    assert out["names"] == ["again", "r8", "r7", "r6", "r5", "r4", "r3", "r2"]  # r9's folder again: once
+    assert out["thumbnails"] == sorted(out["results"]) and len(set(out["results"])) == 8
+    assert out["next_seed"] == 10  # above every seed this photo and method used
