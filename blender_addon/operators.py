@@ -206,18 +206,18 @@ class RFI_OT_reconstruct_again(ModalJob, bpy.types.Operator):
         return self.start_modal(context)
 
     def _choose_defaults(self) -> history.Entry:
-        """The entry; the same preset and the next seed unless the caller chose."""
-        entry = history.find(self.result)
+        """The listed result; the same preset and the next seed unless the caller chose."""
+        listed = history.find(self.result)
         if not self.properties.is_property_set("preset"):
-            self.preset = entry.request.preset
+            self.preset = listed.request.preset
         if not self.properties.is_property_set("seed"):
-            self.seed = history.next_seed(entry)
-        return entry
+            self.seed = history.next_seed(listed)
+        return listed
 
     def submit(self, context: bpy.types.Context) -> None:
-        entry = self._choose_defaults()
-        self._request = history.again_request(entry, self.preset, self.seed)
-        self._options = entry.options
+        listed = self._choose_defaults()
+        self._request = history.again_request(listed, self.preset, self.seed)
+        self._options = listed.options
         self._label = self._options.name
         self._settings = session.backend_settings()
         session.client(self._settings).submit(self._request)
@@ -241,13 +241,13 @@ class RFI_OT_show_result(bpy.types.Operator):
 
     def execute(self, context: bpy.types.Context) -> set[str]:
         try:
-            entry = history.find(self.result)
+            listed = history.find(self.result)
         except UserError as error:
             self.report({"ERROR"}, error.one_line())
             return {"CANCELLED"}
-        obj = history.entry_object(entry)
+        obj = history.entry_object(listed)
         if obj is None or context.view_layer.objects.get(obj.name) is None:
-            self.report({"ERROR"}, f"'{entry.object_name}' is deleted or not in this view layer")
+            self.report({"ERROR"}, f"'{listed.object_name}' is deleted or not in this view layer")
             return {"CANCELLED"}
         for selected in context.selected_objects:
             selected.select_set(False)
