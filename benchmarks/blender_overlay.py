@@ -37,6 +37,8 @@ GREY = 0.5
 ONLY_TRUE = (1.0, 0.0, 0.0)
 ONLY_RENDER = (0.0, 0.5, 1.0)
 """Difference-panel colours of the pixels only the true mask, or only the render, covers."""
+KEYS = ("iou", "psnr")
+"""The scores averaged over the cars."""
 
 
 def eval_photo(car: int) -> Path:
@@ -83,9 +85,13 @@ def run_batch(
     return command
 
 
-def render_blend(blend: Path, png: Path, size: tuple[int, int], python: str, env: dict[str, str]) -> dict:
-    """Render ``blend`` through its aligned camera in a fresh bpy process; what that scene held."""
-    stdout = run_logged([python, str(RENDER), str(blend), str(png), *map(str, size)], env, timeout=300)
+def render_blend(
+    blend: Path, png: Path, size: tuple[int, int], python: str, env: dict[str, str], shading: str = "flat"
+) -> dict:
+    """Render ``blend`` through its aligned camera in a fresh bpy process (``shading``: flat texture
+    colours, or Cycles under the scene's own or Blender's default light); what that scene held."""
+    command = [python, str(RENDER), str(blend), str(png), *map(str, size), shading]
+    stdout = run_logged(command, env, timeout=600)
     line = next(line for line in reversed(stdout.splitlines()) if line.startswith("RESULT "))
     return json.loads(line[len("RESULT ") :])
 
@@ -149,8 +155,10 @@ def evaluate(
     figures: Path,
     python: str = sys.executable,
     env: dict[str, str] | None = None,
+    shadings: tuple[str, ...] = ("flat",),
 ) -> dict[str, Any]:
-    """Batch-reconstruct the eval cars, render each .blend through its camera, score and draw it."""
+    """Batch-reconstruct the eval cars, render each .blend through its camera in each of ``shadings``
+    (the first one's scores are the row's and the report's mean), score and draw it."""
     env = env or bench_env()
     batch_dir = work / "batch"
     figures.mkdir(parents=True, exist_ok=True)
@@ -162,23 +170,32 @@ def evaluate(
     rows = []
     for car, photo_path in zip(cars, photos, strict=True):
         photo = load(photo_path, "RGB")
-        png = work / f"{photo_path.stem}_render.png"
-        scene = render_blend(batch_dir / f"{photo_path.stem}.blend", png, photo.shape[1::-1], python, env)
-        render = load(png, "RGBA")
-        save_figure(render, photo, masks[car], figures / f"{photo_path.stem}.png")
-        rows.append(
-            {"car": car, **score(render, photo, masks[car]), **result_facts(batch_dir / photo_path.stem),
-             "scene": scene}
-        )  # fmt: skip
-    return {
+        scores = {}
+        for shading in shadings:
+            suffix = "" if shading == "flat" else f"_{shading}"
+            png = work / f"{photo_path.stem}_render{suffix}.png"
+            blend = batch_dir / f"{photo_path.stem}.blend"
+            scene = render_blend(blend, png, photo.shape[1::-1], python, env, shading)
+            render = load(png, "RGBA")
+            save_figure(render, photo, masks[car], figures / f"{photo_path.stem}{suffix}.png")
+            scores[shading] = {**score(render, photo, masks[car]), "scene": scene}
+        row = {"car": car, **scores[shadings[0]], **result_facts(batch_dir / photo_path.stem)}
+        rows.append({**row, "shadings": scores} if len(shadings) > 1 else row)
+    report = {
         "method": method,
         "preset": preset,
         "sets": sets,
         "batch_command": shlex.join(command),
         "batch_seconds": batch_seconds,
-        "mean": {key: float(np.mean([row[key] for row in rows])) for key in ("iou", "psnr")},
+        "mean": {key: float(np.mean([row[key] for row in rows])) for key in KEYS},
         "cars": rows,
     }
+    if len(shadings) > 1:
+        report["mean_by_shading"] = {
+            shading: {key: float(np.mean([row["shadings"][shading][key] for row in rows])) for key in KEYS}
+            for shading in shadings
+        }
+    return report
 
 
 def print_summary(report: dict[str, Any]) -> None:
@@ -191,6 +208,8 @@ def print_summary(report: dict[str, Any]) -> None:
         print(f"{row['car']:>4} {row['iou']:>7.4f} {row['psnr']:>8.2f} {row['texture_mode']!s:>9}  {colours}")
     mean = report["mean"]
     print(f"mean {mean['iou']:>7.4f} {mean['psnr']:>8.2f}   (batch {report['batch_seconds']:.0f} s)")
+    for shading, means in report.get("mean_by_shading", {}).items():
+        print(f"{shading:>8}: IoU {means['iou']:.4f}, PSNR {means['psnr']:.2f} dB")
 
 
 def main(argv: list[str]) -> None:
@@ -201,10 +220,18 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="method option")
     parser.add_argument("--out", type=Path, required=True, help="the report JSON")
     parser.add_argument("--work", type=Path, default=None, help="keep the batch output here (default: temp)")
+    parser.add_argument(
+        "--shading", nargs="+", default=["flat"], choices=("flat", "lit", "default"),
+        help="flat: the texture's colours (Workbench); lit: Cycles under the scene's own light (the "
+        "recovered one of a de-lit texture); default: Cycles under Blender's factory light and world",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     figures = args.out.with_name(args.out.stem + "_figures")
     with tempfile.TemporaryDirectory(prefix="blender_overlay_") as tmp:
-        report = evaluate(args.cars, args.method, args.preset, args.set, args.work or Path(tmp), figures)
+        report = evaluate(
+            args.cars, args.method, args.preset, args.set, args.work or Path(tmp), figures,
+            shadings=tuple(args.shading),
+        )  # fmt: skip
     args.out.write_text(json.dumps(report, indent=1) + "\n")
     print_summary(report)
     print(f"wrote {args.out} and {figures}/")

@@ -1,12 +1,14 @@
 """Render one saved batch ``.blend`` through its aligned camera; the bpy half of ``blender_overlay.py``.
 
-    python blender_overlay_render.py SCENE.blend OUT.png WIDTH HEIGHT
+    python blender_overlay_render.py SCENE.blend OUT.png WIDTH HEIGHT [flat|lit|default]
 
 Runs in a fresh bpy process (bpy can be imported once per process and may hang at exit), so it
-needs nothing but bpy and the standard library: the Python may be another Blender's. Workbench,
-flat light, texture colour, Standard view and a transparent film make the pixels the texture's
-own sRGB colours and alpha the silhouette. Prints ``RESULT <json>`` (what the scene held) and
-leaves with ``os._exit``.
+needs nothing but bpy and the standard library: the Python may be another Blender's. ``flat``
+(default): Workbench, flat light, texture colour, Standard view and a transparent film make the
+pixels the texture's own sRGB colours and alpha the silhouette. ``lit``: Cycles with the scene's own
+light and world (what the importer added: the recovered light of a de-lit texture). ``default``:
+Cycles under the light and world of Blender's factory startup file instead. Prints ``RESULT <json>``
+(what the scene held) and leaves with ``os._exit``.
 """
 
 from __future__ import annotations
@@ -58,7 +60,39 @@ def setup_render(obj: bpy.types.Object, camera: bpy.types.Object, width: int, he
     scene.display_settings.display_device = "sRGB"
 
 
-def main(blend: str, png: str, width: int, height: int) -> dict[str, Any]:
+FACTORY_LIGHT = {"location": (4.076245, 1.005454, 5.903862), "energy": 1000.0}
+"""The point light of Blender's factory startup scene ("Light")."""
+FACTORY_WORLD = 0.050876
+"""The grey of the factory startup scene's world."""
+CYCLES_SAMPLES = 64
+
+
+def light_with_cycles(obj: bpy.types.Object, shading: str) -> list[str]:
+    """Cycles with the reconstruction's own light (``<object> light``) and the scene's world, or
+    (``default``) the factory startup's light and world instead; returns the lights that shine."""
+    scene = bpy.context.scene
+    own = bpy.data.objects.get(f"{obj.name} light")
+    if shading == "lit" and own is not None:
+        own.hide_render = False
+    if shading == "default":
+        data = bpy.data.lights.new("factory light", "POINT")
+        data.energy = FACTORY_LIGHT["energy"]
+        light = bpy.data.objects.new("factory light", data)
+        light.location = FACTORY_LIGHT["location"]
+        scene.collection.objects.link(light)
+        scene.world = bpy.data.worlds.new("factory world")
+        scene.world.color = (FACTORY_WORLD,) * 3
+        if bpy.app.version < (5, 0, 0):
+            scene.world.use_nodes = True
+        background = next(n for n in scene.world.node_tree.nodes if n.type == "BACKGROUND")
+        background.inputs["Color"].default_value = (FACTORY_WORLD,) * 3 + (1.0,)
+    scene.render.engine = "CYCLES"
+    scene.cycles.device, scene.cycles.samples, scene.cycles.use_denoising = "CPU", CYCLES_SAMPLES, False
+    scene.render.threads_mode, scene.render.threads = "FIXED", 2
+    return [o.name for o in scene.objects if o.type == "LIGHT" and not o.hide_render]
+
+
+def main(blend: str, png: str, width: int, height: int, shading: str = "flat") -> dict[str, Any]:
     bpy.ops.wm.open_mainfile(filepath=blend, load_ui=False)
     scene = bpy.context.scene
     obj = reconstruction()
@@ -69,6 +103,7 @@ def main(blend: str, png: str, width: int, height: int) -> dict[str, Any]:
         "saved_percentage": scene.render.resolution_percentage,
     }
     setup_render(obj, camera, width, height)
+    lights = light_with_cycles(obj, shading) if shading != "flat" else []
     scene.render.filepath = png
     bpy.ops.render.render(write_still=True)
     data = camera.data
@@ -81,6 +116,9 @@ def main(blend: str, png: str, width: int, height: int) -> dict[str, Any]:
         "angle": data.angle,
         "backgrounds": len(data.background_images),
         "blender": bpy.app.version_string,
+        "shading": shading,
+        "lights": lights,
+        "world": scene.world.name if scene.world else None,
         **saved,
     }
 
@@ -88,8 +126,9 @@ def main(blend: str, png: str, width: int, height: int) -> dict[str, Any]:
 if __name__ == "__main__":
     code = 1
     try:
-        blend_path, png_path, size_x, size_y = sys.argv[1:5]
-        print("RESULT " + json.dumps(main(blend_path, png_path, int(size_x), int(size_y))), flush=True)
+        blend_path, png_path, size_x, size_y, *mode = sys.argv[1:6]
+        result = main(blend_path, png_path, int(size_x), int(size_y), *mode)
+        print("RESULT " + json.dumps(result), flush=True)
         code = 0
     except Exception:
         traceback.print_exc()

@@ -19,9 +19,9 @@ def reconstruct(image: Any, **options: Any) -> Any:
 
 
 def _modules() -> list[Any]:
-    from . import operators, panels, preferences, properties, session
+    from . import history, operators, panels, preferences, properties, session
 
-    return [session, properties, operators, preferences, panels]
+    return [session, history, properties, operators, preferences, panels]
 
 
 def register() -> None:

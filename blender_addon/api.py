@@ -15,7 +15,7 @@ from typing import Any
 
 import bpy
 
-from . import catalogue, importer, job_request, reproject, session
+from . import catalogue, history, importer, job_request, reproject, session
 from .client import JobStatus, UserError, protocol
 
 
@@ -109,8 +109,9 @@ def finish(
     *,
     keep: bool,
 ) -> bpy.types.Object:
-    """Import a finished job, or raise its error; the result folder goes unless it should be kept, all
-    but what Re-project Photo reads (the object records the folder)."""
+    """Import a finished job, or raise its error, and list it in the session's results; the result
+    folder goes unless it should be kept, all but what Re-project Photo reads (the object records the
+    folder)."""
     if job.state == "cancelled":
         raise UserError("cancelled", "reconstruction cancelled", "")
     if job.state != "done":
@@ -136,6 +137,7 @@ def finish(
     timings["blender_import_s"] = time.perf_counter() - started
     timings["total_s"] = time.monotonic() - job.started
     obj[importer.PROPERTY_PREFIX + "timings"] = timings
+    history.add(obj, request, options)
     if not keep:
         reproject.discard(Path(request.output_dir), reproject.REPROJECT_FILES)
     return obj

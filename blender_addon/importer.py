@@ -19,6 +19,7 @@ import bpy
 import numpy as np
 from mathutils import Matrix, Vector
 
+from . import lighting
 from . import mirror as mirror_half
 from .polygons import Polygons, from_triangles
 
@@ -142,8 +143,9 @@ def import_result(
     properties: dict[str, Any] | None = None,
 ) -> bpy.types.Object:
     """Import ``mesh.npz`` + ``texture.png`` (+ ``result.json``) as one selected, active object at the
-    3D cursor; optionally a camera that sees it as the photo did, with the photo as background, and
-    (``mirror``) only the X >= 0 half of a symmetric result under a Mirror modifier."""
+    3D cursor; optionally a camera that sees it as the photo did, with the photo as background (and
+    for a de-lit texture, whose material is then purely diffuse, the light it was recovered under:
+    ``lighting``), and (``mirror``) only the X >= 0 half of a symmetric result under a Mirror modifier."""
     context = context or bpy.context
     result_dir = Path(result_dir)
     vertices, faces, uvs = load_mesh_arrays(result_dir)
@@ -157,6 +159,9 @@ def import_result(
         mesh.shade_flat()
     texture = load_texture(result_dir / result_format.TEXTURE_FILE, f"{name} texture", texture_size)
     mesh.materials.append(build_material(name, texture))
+    light = lighting.recovered_light(info)
+    if light is not None:
+        lighting.make_lambertian(mesh.materials[0])
 
     obj = bpy.data.objects.new(name, mesh)
     (context.collection or context.scene.collection).objects.link(obj)
@@ -171,6 +176,8 @@ def import_result(
     if aligned_camera and info.get("camera"):
         context.view_layer.update()
         add_aligned_camera(context, obj, info["camera"], photo)
+        if light is not None:
+            lighting.add_recovered_light(context, obj, light)
     return obj
 
 

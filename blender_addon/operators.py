@@ -1,5 +1,5 @@
-"""Operators: Reconstruct from Image, Preview Mask and Re-project Photo (modal in the UI, blocking in
-background mode), backend setup, check and stop.
+"""Operators: Reconstruct from Image, Reconstruct Again, Preview Mask and Re-project Photo (modal in the
+UI, blocking in background mode), Show Result, backend setup, check and stop.
 
 Modal pattern: a window-manager timer wakes ``modal`` a few times a second; it drains the
 client's message queue (filled by the reader thread), updates the progress shown in the panel
@@ -12,9 +12,9 @@ import time
 from pathlib import Path
 
 import bpy
-from bpy.props import StringProperty
+from bpy.props import EnumProperty, IntProperty, StringProperty
 
-from . import api, job_request, mask_preview, reproject, session
+from . import api, history, job_request, mask_preview, properties, reproject, session
 from .backend_env import ENV_DIR_NAME, SETUP_LOG_NAME, EnvironmentSetup
 from .client import JobStatus, UserError, log_tail
 
@@ -31,6 +31,11 @@ def redraw_panels(context: bpy.types.Context) -> None:
         for area in window.screen.areas:
             if area.type in ("VIEW_3D", "IMAGE_EDITOR", "PREFERENCES"):
                 area.tag_redraw()
+
+
+def job_running(context: bpy.types.Context) -> bool:
+    """A job of this session is running and its modal operator still ticks."""
+    return context.window_manager.rfi_runtime.running and time.monotonic() - _last_tick < ALIVE_S
 
 
 class ModalJob:
@@ -54,13 +59,18 @@ class ModalJob:
         """Remove what the job needed only while it ran."""
 
     def invoke(self, context: bpy.types.Context, event: bpy.types.Event) -> set[str]:
-        global _cancel_requested, _last_tick
-        runtime = context.window_manager.rfi_runtime
-        if runtime.running and time.monotonic() - _last_tick < ALIVE_S:
+        global _cancel_requested
+        if job_running(context):
             _cancel_requested = True  # the same button cancels the running job
             return {"CANCELLED"}
         if bpy.app.background:
             return self.execute(context)
+        return self.start_modal(context)
+
+    def start_modal(self, context: bpy.types.Context) -> set[str]:
+        """Submit, then let the timer drive the job (the UI's way; ``execute`` blocks instead)."""
+        global _cancel_requested, _last_tick
+        runtime = context.window_manager.rfi_runtime
         _cancel_requested = False
         try:
             self.submit(context)
@@ -162,6 +172,99 @@ class RFI_OT_reconstruct(ModalJob, bpy.types.Operator):
     def complete(self, context: bpy.types.Context, job: JobStatus) -> str:
         obj = api.finish(context, job, self._request, self._options, keep=self._settings.keep_results)
         return f"Reconstructed '{obj.name}' in {obj['rfi_timings']['total_s']:.1f} s"
+
+
+class RFI_OT_reconstruct_again(ModalJob, bpy.types.Operator):
+    """Reconstruct this result's photo again with the same mask and options, another seed or preset,
+    as a new object (the result's own object stays as it is); press again or Esc to cancel"""
+
+    bl_idname = "rfi.reconstruct_again"
+    bl_label = "Reconstruct Again"
+    bl_options = {"REGISTER", "UNDO"}  # noqa: RUF012 -- Blender reads this class attribute
+
+    result: StringProperty(name="Result", options={"HIDDEN", "SKIP_SAVE"}, description="Its result folder")
+    preset: EnumProperty(name="Preset", items=properties.PRESET_ITEMS, options={"SKIP_SAVE"})
+    seed: IntProperty(name="Seed", min=0, options={"SKIP_SAVE"}, description="Default: one no run used yet")
+
+    _request = None
+    _options = None
+
+    def invoke(self, context: bpy.types.Context, event: bpy.types.Event) -> set[str]:
+        if job_running(context) or bpy.app.background:
+            return super().invoke(context, event)
+        try:
+            self._choose_defaults()
+        except UserError as error:
+            self.report({"ERROR"}, error.one_line())
+            return {"CANCELLED"}
+        return context.window_manager.invoke_props_dialog(self)
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        """After the dialog in the UI (then modal, like the panel's button), blocking in background mode."""
+        if bpy.app.background or context.window is None:
+            return super().execute(context)
+        return self.start_modal(context)
+
+    def _choose_defaults(self) -> history.Entry:
+        """The listed result; the same preset and the next seed unless the caller chose."""
+        listed = history.find(self.result)
+        if not self.properties.is_property_set("preset"):
+            self.preset = listed.request.preset
+        if not self.properties.is_property_set("seed"):
+            self.seed = history.next_seed(listed)
+        return listed
+
+    def submit(self, context: bpy.types.Context) -> None:
+        listed = self._choose_defaults()
+        self._request = history.again_request(listed, self.preset, self.seed)
+        self._options = listed.options
+        self._label = self._options.name
+        self._settings = session.backend_settings()
+        session.client(self._settings).submit(self._request)
+
+    def complete(self, context: bpy.types.Context, job: JobStatus) -> str:
+        obj = api.finish(context, job, self._request, self._options, keep=self._settings.keep_results)
+        return (
+            f"Reconstructed '{obj.name}' again ({self._request.preset}, seed {self._request.seed}) "
+            f"in {obj['rfi_timings']['total_s']:.1f} s"
+        )
+
+
+class RFI_OT_show_result(bpy.types.Operator):
+    """Select this result's object, make it active and frame it in the 3D Viewports"""
+
+    bl_idname = "rfi.show_result"
+    bl_label = "Show Result"
+    bl_options = {"REGISTER", "UNDO"}  # noqa: RUF012 -- Blender reads this class attribute
+
+    result: StringProperty(name="Result", options={"HIDDEN", "SKIP_SAVE"}, description="Its result folder")
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        try:
+            listed = history.find(self.result)
+        except UserError as error:
+            self.report({"ERROR"}, error.one_line())
+            return {"CANCELLED"}
+        obj = history.entry_object(listed)
+        if obj is None or context.view_layer.objects.get(obj.name) is None:
+            self.report({"ERROR"}, f"'{listed.object_name}' is deleted or not in this view layer")
+            return {"CANCELLED"}
+        for selected in context.selected_objects:
+            selected.select_set(False)
+        obj.select_set(True)
+        context.view_layer.objects.active = obj
+        frame_selected(context)
+        return {"FINISHED"}
+
+
+def frame_selected(context: bpy.types.Context) -> None:
+    """View Selected in every 3D Viewport of the window (none in background mode)."""
+    screen = context.window.screen if context.window else None
+    for area in screen.areas if screen else ():
+        region = next((r for r in area.regions if r.type == "WINDOW"), None)
+        if area.type == "VIEW_3D" and region is not None:
+            with context.temp_override(area=area, region=region):
+                bpy.ops.view3d.view_selected()
 
 
 class RFI_OT_preview_mask(ModalJob, bpy.types.Operator):
@@ -359,6 +462,8 @@ class RFI_OT_setup_backend(bpy.types.Operator):
 
 CLASSES = (
     RFI_OT_reconstruct,
+    RFI_OT_reconstruct_again,
+    RFI_OT_show_result,
     RFI_OT_preview_mask,
     RFI_OT_reproject_photo,
     RFI_OT_check_backend,

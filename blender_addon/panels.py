@@ -1,10 +1,11 @@
-"""The "Reconstruct" sidebar tab, identical in the 3D Viewport and the Image Editor."""
+"""The "Reconstruct" sidebar tab, identical in the 3D Viewport and the Image Editor: the settings and
+job buttons, and below them this session's results."""
 
 from __future__ import annotations
 
 import bpy
 
-from . import reproject, session
+from . import history, properties, reproject, session
 
 
 def draw_panel(layout: bpy.types.UILayout, context: bpy.types.Context) -> None:
@@ -56,6 +57,30 @@ def draw_panel(layout: bpy.types.UILayout, context: bpy.types.Context) -> None:
     row.operator("rfi.stop_backend", text="Stop", icon="PAUSE")
 
 
+def draw_results(layout: bpy.types.UILayout, context: bpy.types.Context) -> None:
+    """One box per result of this session, newest first: thumbnail, method, preset, seed, wall time,
+    Show (select and frame its object, while it exists) and Reconstruct Again."""
+    running = context.window_manager.rfi_runtime.running
+    for entry in history.entries:
+        obj = history.entry_object(entry)
+        request = entry.request
+        row = layout.box().row()
+        row.template_icon(icon_value=history.icon_id(entry), scale=3.0)
+        col = row.column(align=True)
+        col.label(text=obj.name if obj is not None else f"{entry.object_name} (deleted)")
+        method = properties.METHOD_LABELS.get(request.method, (request.method,))[0]
+        preset = properties.PRESET_LABELS.get(request.preset, (request.preset,))[0]
+        col.label(text=f"{method}, {preset}, seed {request.seed}")
+        col.label(text=f"{entry.seconds:.1f} s", icon="TIME")
+        buttons = col.row(align=True)
+        show = buttons.row(align=True)
+        show.enabled = obj is not None
+        show.operator("rfi.show_result", text="Show", icon="RESTRICT_SELECT_OFF").result = entry.result
+        again = buttons.row(align=True)
+        again.enabled = not running
+        again.operator("rfi.reconstruct_again", text="Again", icon="FILE_REFRESH").result = entry.result
+
+
 class ReconstructPanel:
     """The panel's contents, shown in the sidebar of each editor a subclass names."""
 
@@ -75,7 +100,32 @@ class RFI_PT_image_editor(ReconstructPanel, bpy.types.Panel):
     bl_space_type = "IMAGE_EDITOR"
 
 
-CLASSES = (RFI_PT_view3d, RFI_PT_image_editor)
+class ResultsPanel:
+    """This session's results under the main panel; shown once there is one."""
+
+    bl_label = "Results"
+    bl_region_type = "UI"
+    bl_category = "Reconstruct"
+
+    @classmethod
+    def poll(cls, context: bpy.types.Context) -> bool:
+        return bool(history.entries)
+
+    def draw(self, context: bpy.types.Context) -> None:
+        draw_results(self.layout, context)
+
+
+class RFI_PT_view3d_results(ResultsPanel, bpy.types.Panel):
+    bl_space_type = "VIEW_3D"
+    bl_parent_id = "RFI_PT_view3d"
+
+
+class RFI_PT_image_editor_results(ResultsPanel, bpy.types.Panel):
+    bl_space_type = "IMAGE_EDITOR"
+    bl_parent_id = "RFI_PT_image_editor"
+
+
+CLASSES = (RFI_PT_view3d, RFI_PT_image_editor, RFI_PT_view3d_results, RFI_PT_image_editor_results)
 
 
 def register() -> None:

@@ -94,16 +94,18 @@ class CheckedLayout:
     """Stands in for ``UILayout`` (there is no UI in background mode): every property and operator the
     draw code names must exist, which Blender itself would only print as a warning."""
 
-    def __init__(self, drawn: list[str]) -> None:
+    def __init__(self, drawn: list[str], enabled: bool = True) -> None:
         self.drawn = drawn
+        self.enabled = enabled
 
     def __getattr__(self, name: str) -> Any:
-        if name in ("use_property_split", "use_property_decorate", "enabled"):
+        if name in ("use_property_split", "use_property_decorate"):
             return True
         raise AttributeError(name)
 
     def column(self, **_kwargs: Any) -> CheckedLayout:
-        return self
+        """A sub-layout: disabled when this one is (as Blender greys out what a disabled layout holds)."""
+        return CheckedLayout(self.drawn, self.enabled)
 
     row = box = column
 
@@ -113,10 +115,14 @@ class CheckedLayout:
 
     template_ID = prop
 
-    def operator(self, idname: str, **_kwargs: Any) -> None:
+    def operator(self, idname: str, **_kwargs: Any) -> CheckedOperator:
         category, name = idname.split(".")
         assert hasattr(getattr(bpy.ops, category), name), idname
-        self.drawn.append(f"op:{idname}")
+        self.drawn.append(f"op:{idname}" + ("" if self.enabled else " (disabled)"))
+        return CheckedOperator(getattr(getattr(bpy.ops, category), name).get_rna_type())
+
+    def template_icon(self, icon_value: int, **_kwargs: Any) -> None:
+        self.drawn.append(f"icon:{icon_value}")
 
     def progress(self, factor: float, type: str, text: str) -> None:
         assert 0.0 <= factor <= 1.0 and type == "BAR"
@@ -127,6 +133,16 @@ class CheckedLayout:
 
     def separator(self, **_kwargs: Any) -> None:
         pass
+
+
+class CheckedOperator:
+    """Stands in for the operator properties ``UILayout.operator`` returns: only declared ones are set."""
+
+    def __init__(self, rna: Any) -> None:
+        object.__setattr__(self, "rna", rna)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        assert name in self.rna.properties, f"{self.rna.identifier} has no property {name}"
 
 
 class WithLayout:
@@ -261,6 +277,38 @@ def scenario_import(args: dict[str, Any]) -> dict[str, Any]:
             for p in args["probe_points"]
         ],
     }
+    return out
+
+
+def principled_specular(obj: bpy.types.Object) -> float:
+    bsdf = next(n for n in obj.active_material.node_tree.nodes if n.type == "BSDF_PRINCIPLED")
+    return bsdf.inputs["Specular IOR Level"].default_value
+
+
+def scenario_delit_import(args: dict[str, Any]) -> dict[str, Any]:
+    """A de-lit (``albedo``) result and a ``photo`` one imported with the aligned camera: only the first
+    gets the recovered light (a Sun, a world colour) and a purely diffuse material."""
+    addon = install(args["zip"])
+    scene = bpy.context.scene
+    scene.world = bpy.data.worlds.new("mine")
+    previous = scene.world.name
+    bpy.context.scene.cursor.location = (1.0, 2.0, 3.0)
+    delit = addon.importer.import_result(args["delit"], "delit", aligned_camera=True)
+    sun = bpy.data.objects["delit light"]
+    background = next(n for n in scene.world.node_tree.nodes if n.type == "BACKGROUND")
+    out = {
+        "sun": sun.data.type,
+        "shines_along": list(sun.matrix_world.to_3x3() @ Vector((0.0, 0.0, -1.0))),
+        "energy": sun.data.energy,
+        "world": scene.world.name,
+        "world_colour": list(background.inputs["Color"].default_value)[:3],
+        "previous_kept": bpy.data.worlds[previous].use_fake_user,
+        "specular": principled_specular(delit),
+        "collections": [c.name for c in sun.users_collection] == [c.name for c in delit.users_collection],
+    }
+    plain = addon.importer.import_result(args["photo"], "plain", aligned_camera=True)
+    out["plain"] = {"light": "plain light" in bpy.data.objects, "world": scene.world.name,
+                    "specular": principled_specular(plain)}  # fmt: skip
     return out
 
 
@@ -702,6 +750,86 @@ def render_wireframe(obj: bpy.types.Object, path: str) -> None:
     scene.collection.objects.link(light)
     light.rotation_euler = (0.6, 0.2, -0.5)
     render_png(path)  # 256 px, 8 samples: enough to count the polygons of a 5,000-triangle sphere
+
+
+def object_state(obj: bpy.types.Object) -> dict[str, Any]:
+    """What Reconstruct Again must leave as it was: name, properties, mesh, material and texture."""
+    positions = np.empty(len(obj.data.vertices) * 3, np.float32)
+    obj.data.vertices.foreach_get("co", positions)
+    properties = {k: (v.to_dict() if hasattr(v, "to_dict") else v) for k, v in obj.items()}
+    return {"name": obj.name, "properties": properties,
+            "positions": float(np.abs(positions).sum()), "vertices": len(positions) // 3,
+            "material": obj.active_material.name, "texture": texture_image(obj).name}  # fmt: skip
+
+
+def scenario_results_list(args: dict[str, Any]) -> dict[str, Any]:
+    """Reconstruct (result files not kept), Reconstruct Again from the session's list, draw the list with
+    an object renamed and one deleted, Show, then load another file and disable the add-on."""
+    addon = install(args["zip"], args["python"], args.get("weights_dir", ""))
+    history = addon.history
+    bpy.context.preferences.addons[MODULE].preferences.keep_results = False
+    settings = bpy.context.scene.rfi_settings
+    settings.image_source, settings.filepath = "FILE", args["image"]
+    for key, value in args.get("settings", {}).items():
+        setattr(settings, key, value)
+    assert bpy.ops.rfi.reconstruct() == {"FINISHED"}
+    first = bpy.context.view_layer.objects.active
+    entry = history.entries[0]
+    thumbnail = history._previews[entry.result]
+    out: dict[str, Any] = {
+        "first": object_state(first),
+        "entry": {"result": entry.result, "object": entry.object_name, "seconds": entry.seconds,
+                  "method": entry.request.method, "preset": entry.request.preset, "seed": entry.request.seed,
+                  "thumbnail_size": list(thumbnail.image_size), "next_seed": history.next_seed(entry),
+                  "result_files": sorted(p.name for p in Path(entry.result).iterdir())},
+        "image_files": sorted(Path(i.filepath).name for i in bpy.data.images),
+    }  # fmt: skip
+    pixels = np.empty(thumbnail.image_size[0] * thumbnail.image_size[1] * 4, np.float32)
+    thumbnail.image_pixels_float.foreach_get(pixels)
+    out["thumbnail_spread"] = float(pixels.reshape(-1, 4)[:, :3].std(0).max())
+    drawn: list[str] = []
+    addon.panels.draw_results(CheckedLayout(drawn), bpy.context)
+    out["drawn_one"] = drawn
+    assert bpy.ops.rfi.reconstruct_again(result=entry.result) == {"FINISHED"}
+    second = bpy.context.view_layer.objects.active
+    out["second"] = object_state(second)
+    out["first_after"] = object_state(bpy.data.objects[out["first"]["name"]])
+    out["entries"] = [(e.object_name, e.request.seed, e.request.preset) for e in history.entries]
+    second.name = "renamed"
+    bpy.data.objects.remove(first)
+    drawn = []
+    addon.panels.draw_results(CheckedLayout(drawn), bpy.context)
+    out["drawn_deleted"] = drawn
+    out["show"] = bpy.ops.rfi.show_result(result=history.entries[0].result) == {"FINISHED"}
+    out["active"] = bpy.context.view_layer.objects.active.name
+    out["poll"] = addon.panels.RFI_PT_view3d_results.poll(bpy.context)
+    bpy.ops.wm.read_homefile(use_empty=True)
+    out["after_load"] = {"entries": len(history.entries), "thumbnails": len(history._previews),
+                         "poll": addon.panels.RFI_PT_view3d_results.poll(bpy.context)}  # fmt: skip
+    import addon_utils
+
+    previews = history._previews
+    addon_utils.disable(MODULE)
+    out["after_disable"] = {"collection": history._previews is None, "thumbnails": len(previews),
+                            "closed": previews._uuid not in bpy.utils.previews._uuid_open}  # fmt: skip
+    return out
+
+
+def scenario_results_cap(args: dict[str, Any]) -> dict[str, Any]:
+    """Ten imports listed (no backend): the list keeps the newest eight and frees the others' thumbnails;
+    a result folder imported twice (overwritten) is listed once."""
+    addon = install(args["zip"])
+    history = addon.history
+    for index in range(10):
+        obj = addon.importer.import_result(args["result"], f"r{index}")
+        folder = args["result"] if index == 9 else f"{args['result']}-{index}"
+        request = addon.client.protocol.JobRequest(image=args["photo"], output_dir=folder, seed=index)
+        history.add(obj, request, addon.job_request.ImportOptions(name=f"r{index}", photo=args["photo"]))
+    again = addon.importer.import_result(args["result"], "again")
+    history.add(again, history.entries[0].request, history.entries[0].options)
+    return {"names": [entry.object_name for entry in history.entries],
+            "thumbnails": sorted(history._previews), "results": [entry.result for entry in history.entries],
+            "next_seed": history.next_seed(history.entries[-1])}  # fmt: skip
 
 
 def main() -> None:

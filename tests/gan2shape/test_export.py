@@ -10,8 +10,14 @@ import pytest
 import torch
 
 from backend.categories import UNIT_BOX, ScaleRule
-from backend.methods.gan2shape.depthmap import depth_to_points, intrinsics, transform_points
-from backend.methods.gan2shape.export import blender_camera, relief_mesh
+from backend.methods.gan2shape.depth_render import diffuse_shading
+from backend.methods.gan2shape.depthmap import (
+    depth_to_points,
+    intrinsics,
+    normals_from_depth,
+    transform_points,
+)
+from backend.methods.gan2shape.export import blender_camera, relief_mesh, towards_light
 
 SIZE = 64
 IDENTITY = torch.zeros(6)
@@ -130,3 +136,24 @@ def test_view_uvs_overlay_the_photo_through_the_blender_camera(view):
     uv_per_vertex[relief.faces.reshape(-1)] = relief.uvs.reshape(-1, 2)
     expected = np.stack([uv_per_vertex[:, 0] * SIZE - 0.5, (1 - uv_per_vertex[:, 1]) * SIZE - 0.5], axis=1)
     np.testing.assert_allclose(pixels, expected, atol=1e-3)
+
+
+@pytest.mark.parametrize("direction", [[0.5, -0.3, 1.0], [-0.6, 0.4, 1.0]])
+def test_towards_light_lights_the_mesh_as_the_nets_shade_it(direction):
+    """Lambert with the exported mesh's own normals and ``towards_light`` is the nets' diffuse term
+    (``normals_from_depth`` . l) at the same pixels: the add-on's Sun lights the sides the nets lit."""
+    depth, mask = bump()
+    light = torch.tensor(direction) / torch.tensor(direction).norm()
+    nets = diffuse_shading(normals_from_depth(depth[None]), light[None])[0, 0].numpy()
+    relief = relief_mesh(depth, IDENTITY, mask, 64, view_uvs=False)
+    v = relief.vertices.astype(np.float64)
+    a, b, c = (v[relief.faces[:, i]] for i in range(3))
+    normals = np.cross(b - a, c - a)
+    normals /= np.linalg.norm(normals, axis=1, keepdims=True)
+    mesh = np.clip(normals @ np.array(towards_light(light.tolist())), 0, None)
+    centre = relief.uvs.mean(axis=1)  # canonical UVs: u = (col + 0.5) / W, v = 1 - (row + 0.5) / H
+    cols = np.round(centre[:, 0] * SIZE - 0.5).astype(int)
+    rows = np.round((1 - centre[:, 1]) * SIZE - 0.5).astype(int)
+    sampled = nets[rows, cols]
+    assert np.corrcoef(mesh, sampled)[0, 1] > 0.95
+    assert np.abs(mesh - sampled).mean() < 0.03

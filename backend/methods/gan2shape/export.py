@@ -121,6 +121,16 @@ def cell_quads(faces: np.ndarray, uvs: np.ndarray) -> Polygons:
     return pair_quads(faces, uvs, np.stack((cells, len(cells) + cells), axis=1))
 
 
+def towards_light(direction: list[float]) -> list[float]:
+    """The unit vector from the relief towards the recovered light, in the mesh's (Blender) frame.
+
+    Unsup3d's normals point into the surface (``depthmap.normals_from_depth``) and a surface is lit
+    where n . l > 0, so the light lies along -l in the canonical camera frame, which is the mesh's
+    frame up to ``CAM_TO_BLENDER`` (placement only moves and scales it).
+    """
+    return (CAM_TO_BLENDER.double() @ -torch.tensor(direction, dtype=torch.float64)).tolist()
+
+
 MAX_RESOLUTION = 1024
 """The densest relief grid (``Options.mesh_resolution``'s upper bound)."""
 

@@ -27,7 +27,7 @@ from backend.methods.gan2shape import depth_render
 from backend.methods.gan2shape.auxiliary import AUXILIARY_KINDS, AuxiliaryNets, find_auxiliary_nets, validate
 from backend.methods.gan2shape.config import AUTO_MESH_RESOLUTION, MODEL_FIELDS, Research, resolve
 from backend.methods.gan2shape.convert import convert_official
-from backend.methods.gan2shape.export import blender_camera, relief_mesh, relief_with_faces
+from backend.methods.gan2shape.export import blender_camera, relief_mesh, relief_with_faces, towards_light
 from backend.methods.gan2shape.inversion import invert
 from backend.methods.gan2shape.networks import ShapeNets, net_widths
 from backend.methods.gan2shape.options import VIEW_TEXTURES, Options
@@ -239,7 +239,8 @@ class GAN2Shape(Method):
         mesh_info = {**outcome.info["mesh"], "resolution": resolution, "texture_size": int(texture.shape[-1]),
                      "faces": len(relief.faces)}  # fmt: skip
         placement = {**rule.describe(self.entry.category), "note": RELIEF_SIZE_NOTE}
-        info = {**outcome.info, "mesh": mesh_info, "placement": placement}
+        light = {**outcome.info["light"], "towards": towards_light(outcome.info["light"]["direction"])}
+        info = {**outcome.info, "mesh": mesh_info, "placement": placement, "light": light}
         uvs, image = relief.uvs, to_uint8(texture)
         return MeshResult(relief.vertices, relief.faces, uvs, image, camera, info, previews, relief.polygons)
 
