@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import time
 from pathlib import Path
 
 import torch
@@ -32,9 +31,8 @@ from backend.methods.gan2shape.stylegan2 import Generator, StyleGAN2Config
 from backend.models import default_entry, load_model
 from backend.weights import Registry, WeightsEntry
 from workbench.train.shipped_weights import register_shipped_file
-from workbench.train.training_state import add_run_arguments, load_training_state, save_training_state
+from workbench.train.training_state import add_run_arguments, train_steps
 
-CHECKPOINT = "checkpoint.safetensors"
 WEIGHTS_FILE = "gan2shape_demo_car_encoder.safetensors"
 WEIGHTS_ID = "gan2shape-demo-car-encoder"
 ENCODER_WIDTH = 32
@@ -75,28 +73,12 @@ def train(args: argparse.Namespace, generator: Generator) -> tuple[ResEncoder, f
         torch.manual_seed(args.seed)
         encoder = ResEncoder(3, generator.config.style_dim, size=generator.config.size, nf=ENCODER_WIDTH)
     opt = torch.optim.Adam(encoder.parameters(), lr=args.lr)
-    ckpt = out / CHECKPOINT
-    step = int(load_training_state(ckpt, encoder, opt)["step"]) if ckpt.exists() else 0
-    last_save = time.monotonic()
-    with (out / "log.jsonl").open("a") as log:
-        while step < args.steps:
-            start = time.perf_counter()
-            rng = torch.Generator().manual_seed(args.seed * 1_000_003 + step)
-            images, target = hidden_targets(generator, split, args.batch, rng)
-            loss = (encoder(images) - target).square().mean()
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"encoder training diverged at step {step}")
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            step += 1
-            if step % args.log_every == 0:
-                row = {"step": step, "loss": loss.item(), "sec_per_step": time.perf_counter() - start}
-                log.write(json.dumps(row) + "\n")
-                log.flush()
-            if time.monotonic() - last_save > 300 or step >= args.steps:
-                save_training_state(ckpt, encoder, opt, {"step": str(step)})
-                last_save = time.monotonic()
+
+    def losses(rng: torch.Generator) -> dict[str, torch.Tensor]:
+        images, target = hidden_targets(generator, split, args.batch, rng)
+        return {"loss": (encoder(images) - target).square().mean()}
+
+    train_steps(out, encoder, opt, args, losses)
     images, target = hidden_targets(generator, split, 64, torch.Generator().manual_seed(HELD_OUT_SEED))
     with torch.no_grad():
         residual = float((encoder(images) - target).square().mean() / target.square().mean())

@@ -8,8 +8,9 @@ real mask's errors shift it). The encoder (``backend.methods.meshinversion.encod
 and the camera: (cos, sin) of the azimuth, the elevation, log scale and translation. Works for any
 MeshInversion generator in the store, the shipped demo one or an imported official checkpoint.
 
-Resumable (``checkpoint.safetensors`` in ``--out``), logged to ``log.jsonl``; ``--export`` writes the
-encoder to the weights folder with a manifest entry tied to the generator's id and sha256.
+Resumable (``training_state.train_steps``: ``checkpoint.safetensors`` in ``--out``), logged to
+``log.jsonl``; ``--export`` writes the encoder to the weights folder with a manifest entry tied to
+the generator's id and sha256.
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ import argparse
 import json
 import math
 import os
-import time
 from pathlib import Path
 
 import torch
@@ -32,9 +32,8 @@ from backend.render.pipeline import render_mesh
 from backend.render.shading import DirectionalLight
 from backend.weights import Registry, WeightsEntry
 from workbench.train.shipped_weights import register_shipped_file
-from workbench.train.training_state import add_run_arguments, load_training_state, save_training_state
+from workbench.train.training_state import add_run_arguments, train_steps
 
-CHECKPOINT = "checkpoint.safetensors"
 WEIGHTS_FILE = "meshinversion_demo_car_encoder.safetensors"
 WEIGHTS_ID = "meshinversion-demo-car-encoder"
 RENDER_SIZE = 128
@@ -141,32 +140,10 @@ def train(args: argparse.Namespace, model: MeshGAN) -> PoseLatentEncoder:
         torch.manual_seed(args.seed)
         encoder = PoseLatentEncoder(EncoderConfig(model.config.latent_dim, args.width))
     opt = torch.optim.Adam(encoder.parameters(), lr=args.lr)
-    ckpt = out / CHECKPOINT
-    step = int(load_training_state(ckpt, encoder, opt)["step"]) if ckpt.exists() else 0
-    last_save = time.monotonic()
-    with (out / "log.jsonl").open("a") as log:
-        while step < args.steps:
-            start = time.perf_counter()
-            rng = torch.Generator().manual_seed(args.seed * 1_000_003 + step)
-            batch = training_batch(model, args.batch, rng)
-            terms = regression_loss(encoder, batch)
-            loss = sum(terms.values())
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"encoder training diverged at step {step}")
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            step += 1
-            if step % args.log_every == 0:
-                row = {"step": step, **{k: round(v.item(), 5) for k, v in terms.items()},
-                       "sec_per_step": round(time.perf_counter() - start, 3)}  # fmt: skip
-                if step % (args.log_every * 10) == 0:
-                    row |= held_out_errors(encoder, model)
-                log.write(json.dumps(row) + "\n")
-                log.flush()
-            if time.monotonic() - last_save > 300 or step >= args.steps:
-                save_training_state(ckpt, encoder, opt, {"step": str(step), "width": str(args.width)})
-                last_save = time.monotonic()
+    train_steps(
+        out, encoder, opt, args, lambda rng: regression_loss(encoder, training_batch(model, args.batch, rng)),
+        lambda: held_out_errors(encoder, model),
+    )
     return encoder.eval()
 
 

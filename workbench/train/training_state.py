@@ -5,7 +5,10 @@ command-line options every such tool shares."""
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -55,3 +58,46 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--log-every", type=int, default=20)
     parser.add_argument("--export", action="store_true", help="write weights/ file and manifest entry")
     parser.add_argument("--weights-dir", default=str(Path(__file__).resolve().parents[2] / "weights"))
+
+
+SAVE_EVERY_S = 300.0
+"""Seconds between checkpoints of a ``train_steps`` run (and always at its last step)."""
+
+
+def train_steps(
+    out: Path,
+    net: torch.nn.Module,
+    opt: torch.optim.Adam,
+    args: argparse.Namespace,
+    losses: Callable[[torch.Generator], dict[str, torch.Tensor]],
+    held_out: Callable[[], dict[str, float]] | None = None,
+) -> int:
+    """Resume ``net`` and ``opt`` from ``out/checkpoint.safetensors`` if present and step until
+    ``args.steps``: each step's batch seeded from ``args.seed`` and the step (a resumed run draws what
+    an uninterrupted one would), the sum of ``losses`` minimised, its terms logged to ``out/log.jsonl``
+    every ``args.log_every`` steps (with ``held_out()``'s numbers every tenth time). Returns the step."""
+    checkpoint = out / "checkpoint.safetensors"
+    step = int(load_training_state(checkpoint, net, opt)["step"]) if checkpoint.exists() else 0
+    last_save = time.monotonic()
+    with (out / "log.jsonl").open("a") as log:
+        while step < args.steps:
+            start = time.perf_counter()
+            terms = losses(torch.Generator().manual_seed(args.seed * 1_000_003 + step))
+            loss = sum(terms.values())
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"training diverged at step {step}")
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            step += 1
+            if step % args.log_every == 0:
+                row = {"step": step, **{k: round(v.item(), 5) for k, v in terms.items()},
+                       "sec_per_step": round(time.perf_counter() - start, 3)}  # fmt: skip
+                if held_out is not None and step % (args.log_every * 10) == 0:
+                    row |= held_out()
+                log.write(json.dumps(row) + "\n")
+                log.flush()
+            if time.monotonic() - last_save > SAVE_EVERY_S or step >= args.steps:
+                save_training_state(checkpoint, net, opt, {"step": str(step)})
+                last_save = time.monotonic()
+    return step

@@ -1,0 +1,51 @@
+"""The start encoder's training tool: its renders are framed as ``crop_to_object`` frames a photo, a
+run resumes exactly, and an exported encoder is found by the generator it was trained on."""
+
+from __future__ import annotations
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from backend.methods.meshinversion.mesh_gan import MeshGAN
+from backend.models import load_model
+from backend.weights import Registry, WeightsEntry, sha256_file, write_manifest
+from tests.meshinversion.helpers import small_generator
+from workbench.train import meshinversion_encoder as tool
+
+
+def test_renders_are_framed_like_photo_crops() -> None:
+    inputs, z, targets = tool.training_batch(MeshGAN(small_generator()), 6, torch.Generator().manual_seed(1))
+    assert inputs.shape == (6, 4, 128, 128) and z.shape == (6, 64) and targets.shape == (6, 6)
+    mask = inputs[:, 3] > 0.5
+    rows, cols = mask.any(dim=2), mask.any(dim=1)
+    extent = torch.stack([rows.sum(1), cols.sum(1)], 1).amax(1).float()
+    # The object's long side is 1 / (1 + 2 margin) of the frame, margins 0.03-0.09 (+-1 px of coverage).
+    low, high = (128 / (1 + 2 * margin) for margin in reversed(tool.MARGIN))
+    assert ((extent >= low - 2) & (extent <= high + 1)).all()
+    torch.testing.assert_close(targets[:, :2].norm(dim=1), torch.ones(6))  # (cos, sin) of the azimuth
+
+
+def test_train_resume_export_and_find(tmp_path) -> None:
+    generator = small_generator()
+    save_file({k: v.contiguous() for k, v in generator.state_dict().items()}, tmp_path / "gen.safetensors")
+    path = tmp_path / "gen.safetensors"
+    entry = WeightsEntry(id="tiny-mi", method="meshinversion", category="car", file=path.name,
+                         sha256=sha256_file(path), size=path.stat().st_size, source="test", licence="test",
+                         config=dict(generator.config.to_dict()))  # fmt: skip
+    write_manifest(tmp_path, [entry])
+
+    def run(out: str, steps: int, *extra: str) -> None:
+        tool.main(["--out", str(tmp_path / out), "--generator", "tiny-mi", "--steps", str(steps),
+                   "--batch", "2", "--width", "8", "--log-every", "1", "--weights-dir", str(tmp_path),
+                   *extra])  # fmt: skip
+
+    run("whole", 4)
+    run("split", 2)
+    run("split", 4, "--export")
+    first, second = (load_file(tmp_path / name / "checkpoint.safetensors") for name in ("whole", "split"))
+    assert all(torch.equal(first[k], second[k]) for k in first)  # resumed exactly
+    store = Registry(shipped_dir=tmp_path, user_dir=tmp_path / "user")
+    exported = store.find(tool.WEIGHTS_ID)
+    assert exported.config["generator_sha256"] == entry.sha256 and exported.config["generator"] == "tiny-mi"
+    method = load_model(store, store.find("tiny-mi"), "cpu")
+    assert method.start_encoder() is not None
