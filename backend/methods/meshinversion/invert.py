@@ -49,7 +49,7 @@ LAYOUT_WEIGHT = 10.0
 """Weight of the pooled colour error when candidates and cameras are ranked (see ``candidate_score``)."""
 LAYOUT_POOLS = (4, 16)
 """Pooling factors of the colour layout error: fine detail and misalignment-tolerant coarse layout."""
-RESEARCH = ("flat_weight", "restarts")
+RESEARCH = ("flat_weight", "restarts", "encoder_twin")
 """``InversionSettings`` fields that are not job options (benchmarks and tests set them)."""
 SCORING_POINTS = 1024
 """Chamfer points (at most) when the rendered candidates are scored with the full loss: enough to
@@ -89,6 +89,9 @@ class InversionSettings:
     """Research: weight of the flatness loss (0 = official)."""
     restarts: int = 1
     """Research: distinct starts per image run through the first stage; the best continues (1 = official)."""
+    encoder_twin: bool = True
+    """Research: the encoder's guess competes with its front/back twin by the start score (else the
+    encoder's azimuth decides front from back)."""
 
     def __post_init__(self) -> None:
         if not 1 <= self.restarts <= self.rendered_candidates:
@@ -382,9 +385,9 @@ class Inverter:
 
     @torch.no_grad()
     def encoder_start(self, targets: Targets, rng: torch.Generator, progress: Progress) -> Starts:
-        """The encoder's z with its camera and the camera's front/back twin (azimuth + 180 degrees),
-        both placed on the mask's box and refined like the search's hypotheses; the better by the
-        start score (the search's own) wins."""
+        """The encoder's z with its camera (and, with ``encoder_twin``, the camera's front/back twin,
+        azimuth + 180 degrees), placed on the mask's box and refined like the search's hypotheses;
+        the better by the start score (the search's own) wins."""
         assert self.encoder is not None
         s, model = self.settings, self.model
         batch, device = targets.mask.shape[0], model.device
@@ -393,20 +396,21 @@ class Inverter:
         labels = self.draw_labels(batch, 1, rng)
         labels = None if labels is None else labels[:, 0]
         shapes = model.shape(guess.z, labels)
-        twins = torch.stack([guess.camera().quaternion, guess.camera(math.pi).quaternion], dim=1)
+        turns = (0.0, math.pi) if s.encoder_twin else (0.0,)
+        twins = torch.stack([guess.camera(turn).quaternion for turn in turns], dim=1)
         coarse = coarse_mask(targets.mask, SEARCH_SIZE)
         with torch.enable_grad():
             cameras, iou = search_cameras(
-                shapes, model.faces, model.topology, coarse, twins, 2, s.camera_refine_steps, rng,
+                shapes, model.faces, model.topology, coarse, twins, len(turns), s.camera_refine_steps, rng,
                 on_step=lambda step, total: progress("initialise: encoder", step, total),
             )  # fmt: skip
-        image = torch.arange(batch, device=device).repeat_interleave(2)
+        image = torch.arange(batch, device=device).repeat_interleave(len(turns))
         rows_labels = None if labels is None else labels[image]
         texture, vertices = model.generate(guess.z[image], rows_labels)
         rendering = model.render(vertices, texture, cameras, targets.size)
         scores = self.start_score(guess.z[image], vertices, rendering, cameras, targets.rows(image), rng)
-        best = scores.view(batch, 2).argmin(dim=1)
-        chosen = torch.arange(batch, device=device) * 2 + best
+        best = scores.view(batch, len(turns)).argmin(dim=1)
+        chosen = torch.arange(batch, device=device) * len(turns) + best
         return Starts(
             z=guess.z, labels=labels, camera=cameras.index(chosen), scores=scores[chosen],
             camera_iou=iou.view(-1)[chosen], searched=torch.zeros(batch, dtype=torch.bool, device=device),
