@@ -154,13 +154,14 @@ def one_object(
 
 
 def solidity(mask: np.ndarray) -> float:
-    """Pixel count over the area of the convex hull (0 for an empty mask): 1 for a convex blob, less
-    where a shape sticks out of it."""
+    """Area of the outline over the area of its convex hull (0 for an empty mask): 1 for a convex blob,
+    less where a shape sticks out of it. Both areas are of polygons through the border pixels'
+    centres, so small masks are not favoured."""
     contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
     if not contours:
         return 0.0
     hull = cv2.convexHull(np.concatenate(contours))
-    return float(mask.sum()) / max(1.0, cv2.contourArea(hull))
+    return sum(cv2.contourArea(c) for c in contours) / max(1.0, cv2.contourArea(hull))
 
 
 def _working_size(shape: tuple[int, ...]) -> tuple[float, tuple[int, int]]:
