@@ -343,7 +343,7 @@ def load_input(
     """Load an image and build its object mask from ``mask`` (see ``protocol.MASK_SOURCES``).
 
     ``box`` = [x0, y0, x1, y1] in original-image pixels seeds GrabCut and picks the salient net's
-    object (the component most under it).
+    object (the component most under it, cleaned up from the box's centre).
     """
     path = Path(path)
     _check_file(path)

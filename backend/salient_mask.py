@@ -183,9 +183,9 @@ def _resized(values: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
 def _grabcut(rgb: np.ndarray, labels: np.ndarray, iterations: int) -> np.ndarray | None:
     """GrabCut's object (bool, at ``labels``' size) from the initial ``labels`` (``cv2.GC_*``); None
-    when either side has too few seed pixels to fit its colour model."""
-    sure = (labels == cv2.GC_FGD).sum()
-    if min(sure, labels.size - sure) < MIN_SEED_PIXELS:
+    when the sure object or the background has too few pixels to fit its colour model."""
+    background = np.isin(labels, (cv2.GC_BGD, cv2.GC_PR_BGD)).sum()
+    if min((labels == cv2.GC_FGD).sum(), background) < MIN_SEED_PIXELS:
         return None
     image = _resized(rgb, labels.shape[::-1])
     bgr = cv2.cvtColor(np.clip(image * 255 + 0.5, 0, 255).astype(np.uint8), cv2.COLOR_RGB2BGR)
