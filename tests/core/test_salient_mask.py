@@ -73,6 +73,18 @@ def test_auto_falls_back_to_grabcut_without_the_net(net_missing: None) -> None:
     assert status == "--" and "GrabCut" in text
 
 
+def test_auto_falls_back_when_the_net_finds_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``auto`` uses GrabCut, with a note, where the net's soft mask is empty; ``salient`` refuses."""
+    monkeypatch.setattr(salient_mask, "soft_mask", lambda rgb: np.zeros(rgb.shape[:2], np.float32))
+    photo = EVAL / "car_eval_008.png"
+    image = load_input(photo)
+    assert image.mask_source == "grabcut" and any("found no object" in note for note in image.notes)
+    np.testing.assert_array_equal(image.mask, grabcut_mask(image.rgb))
+    with pytest.raises(UserError) as err:
+        load_input(photo, mask="salient")
+    assert err.value.code == "empty_mask"
+
+
 def test_auto_falls_back_without_onnxruntime(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "onnxruntime", None)  # `import onnxruntime` now raises ImportError
     salient_mask._session.cache_clear()
