@@ -158,8 +158,9 @@ def ablation(rgb: np.ndarray, soft: list[np.ndarray], truth: np.ndarray) -> dict
             masks.append(mask)
             seconds.append(time.perf_counter() - start)
         ious = [iou(m, t) for m, t in zip(masks, truth, strict=True)]
-        halves = [ious[:FIRST_HALF], ious[FIRST_HALF:] or ious[:FIRST_HALF]]
-        rows[name] = summary(ious, seconds) | {"half_means": [round(float(np.mean(h)), 4) for h in halves]}
+        first = round(float(np.mean(ious[:FIRST_HALF])), 4)
+        rest = round(float(np.mean(ious[FIRST_HALF:])), 4) if len(ious) > FIRST_HALF else None
+        rows[name] = summary(ious, seconds) | {"half_means": [first, rest]}
     return rows
 
 
@@ -254,8 +255,9 @@ def validation_markdown(report: dict) -> list[str]:
               "|---|---|---|---|---|---|---|"]  # fmt: skip
     for name, row in report["ablation"].items():
         first, rest = row["half_means"]
+        rest = "-" if rest is None else f"{rest:.4f}"
         lines.append(f"| {ABLATION[name][0]} | {row['mean_iou']:.4f} | {row['median_iou']:.4f} | "
-                     f"{row['min_iou']:.4f} | {row['below_097']} | {first:.4f} / {rest:.4f} | "
+                     f"{row['min_iou']:.4f} | {row['below_097']} | {first:.4f} / {rest} | "
                      f"{row['mean_seconds']:.3f} |")  # fmt: skip
     lines += ["", "Beside it on the same cars:", ""]
     for name, row in report["baselines"].items():
@@ -301,7 +303,7 @@ def markdown(validation: dict | None, evaluation: dict | None, hand_written: str
         lines += validation_markdown(validation)
     if evaluation:
         lines += eval_markdown(evaluation)
-    return "\n".join([*lines, HAND_WRITTEN, hand_written])
+    return "\n".join([*lines, HAND_WRITTEN, "", hand_written])
 
 
 def read(path: Path) -> dict | None:
