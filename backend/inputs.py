@@ -343,7 +343,7 @@ def load_input(
     """Load an image and build its object mask from ``mask`` (see ``protocol.MASK_SOURCES``).
 
     ``box`` = [x0, y0, x1, y1] in original-image pixels seeds GrabCut and picks the salient net's
-    object (the component most under it).
+    object (the component most under it, cleaned up from the box's centre).
     """
     path = Path(path)
     _check_file(path)
@@ -403,7 +403,8 @@ def _object_mask(
 
 def _auto_mask(decoded: _Decoded, box: tuple[int, int, int, int] | None) -> tuple[np.ndarray, str]:
     """The alpha channel when it separates an object, else the salient-object net, else GrabCut
-    (an installation without the net still works, and says so in the notes)."""
+    (an installation without the net still works, and a photo where the net finds nothing still gets
+    a mask; the notes say which)."""
     if _alpha_is_informative(decoded.alpha):
         return decoded.alpha >= 0.5, "alpha"
     try:
@@ -412,6 +413,9 @@ def _auto_mask(decoded: _Decoded, box: tuple[int, int, int, int] | None) -> tupl
         decoded.notes.append(
             f"no informative alpha channel and no salient-object net ({exc}): object found with GrabCut"
         )
+        return grabcut_mask(decoded.rgb, box), "grabcut"
+    if found.mean() < MIN_MASK_FRACTION:
+        decoded.notes.append("the salient-object net found no object: object found with GrabCut")
         return grabcut_mask(decoded.rgb, box), "grabcut"
     decoded.notes.append("no informative alpha channel: object found with the salient-object net")
     return found, "salient"
