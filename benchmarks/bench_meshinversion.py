@@ -198,6 +198,7 @@ def evaluate(model: MeshGAN, results: list[InversionResult], photos: list[dict],
             "novel_iou": novel_view_iou(predicted, float(result.camera.scale[0]), truth, photo["scale"]),
             "chamfer_l2": mesh_chamfer_l2(predicted, truth),
             "rotation_error_deg": rotation_error_deg(photo["rotation"], result.camera.rotation()[0].detach()),
+            "start": result.start,
             **input_view_appearance(model, result, texture, photo),
             **novel_view_appearance(model, result, texture, photo),
         })  # fmt: skip
@@ -319,7 +320,8 @@ def main() -> None:
 
     report: dict = {"weights": entry.id, "preset": args.preset, "split": args.split, "images": args.images,
                     "settings": dataclasses.asdict(settings), "options": as_dict(texture_options)}
-    inverter = Inverter(model, settings, method.feature_network() if settings.feature_weight > 0 else None)
+    inverter = Inverter(model, settings, method.feature_network() if settings.feature_weight > 0 else None,
+                        method.start_encoder() if settings.start == "encoder" else None)  # fmt: skip
     started = time.perf_counter()
     results = [
         inverter.run([rgb], [mask], args.seed, quiet)[0] for rgb, mask in zip(rgbs, masks, strict=True)

@@ -65,10 +65,9 @@ class Guess:
     scale: torch.Tensor  # (B,)
     translation: torch.Tensor  # (B, 2) NDC
 
-    def camera(self, turn: float = 0.0) -> WeakPerspective:
-        """The guessed camera, its azimuth turned by ``turn`` radians (pi: the front/back twin)."""
-        quaternion = view_quaternion(self.azimuth + turn, self.elevation)
-        return WeakPerspective(quaternion, self.scale, self.translation)
+    def camera(self) -> WeakPerspective:
+        """The guessed camera, built as the camera search builds its hypotheses."""
+        return WeakPerspective(view_quaternion(self.azimuth, self.elevation), self.scale, self.translation)
 
 
 class PoseLatentEncoder(nn.Module):

@@ -14,7 +14,6 @@ batch equals independent runs, but costs less per image.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from typing import Any
@@ -49,7 +48,7 @@ LAYOUT_WEIGHT = 10.0
 """Weight of the pooled colour error when candidates and cameras are ranked (see ``candidate_score``)."""
 LAYOUT_POOLS = (4, 16)
 """Pooling factors of the colour layout error: fine detail and misalignment-tolerant coarse layout."""
-RESEARCH = ("flat_weight", "restarts", "encoder_twin")
+RESEARCH = ("flat_weight", "restarts")
 """``InversionSettings`` fields that are not job options (benchmarks and tests set them)."""
 SCORING_POINTS = 1024
 """Chamfer points (at most) when the rendered candidates are scored with the full loss: enough to
@@ -89,9 +88,6 @@ class InversionSettings:
     """Research: weight of the flatness loss (0 = official)."""
     restarts: int = 1
     """Research: distinct starts per image run through the first stage; the best continues (1 = official)."""
-    encoder_twin: bool = True
-    """Research: the encoder's guess competes with its front/back twin by the start score (else the
-    encoder's azimuth decides front from back)."""
 
     def __post_init__(self) -> None:
         if not 1 <= self.restarts <= self.rendered_candidates:
@@ -385,40 +381,26 @@ class Inverter:
 
     @torch.no_grad()
     def encoder_start(self, targets: Targets, rng: torch.Generator, progress: Progress) -> Starts:
-        """The encoder's z with its camera (and, with ``encoder_twin``, the camera's front/back twin,
-        azimuth + 180 degrees), placed on the mask's box and refined like the search's hypotheses;
-        the better by the start score (the search's own) wins."""
+        """The search's start with the encoder's guess in place of its camera grid: the guessed view is
+        the one hypothesis (placed on the mask's box and refined) and the guessed z one of the
+        candidates scored under it. The encoder's azimuth decides front from back, which the start
+        score often gets wrong (``benchmarks/MESHINVERSION.md``)."""
         assert self.encoder is not None
-        s, model = self.settings, self.model
-        batch, device = targets.mask.shape[0], model.device
         progress("initialise: encoder", 0, 1)
         guess = self.encoder.guess(encoder_input(targets.rgb, targets.mask))
-        labels = self.draw_labels(batch, 1, rng)
-        labels = None if labels is None else labels[:, 0]
-        shapes = model.shape(guess.z, labels)
-        turns = (0.0, math.pi) if s.encoder_twin else (0.0,)
-        twins = torch.stack([guess.camera(turn).quaternion for turn in turns], dim=1)
-        coarse = coarse_mask(targets.mask, SEARCH_SIZE)
-        with torch.enable_grad():
-            cameras, iou = search_cameras(
-                shapes, model.faces, model.topology, coarse, twins, len(turns), s.camera_refine_steps, rng,
-                on_step=lambda step, total: progress("initialise: encoder", step, total),
-            )  # fmt: skip
-        image = torch.arange(batch, device=device).repeat_interleave(len(turns))
-        rows_labels = None if labels is None else labels[image]
-        texture, vertices = model.generate(guess.z[image], rows_labels)
-        rendering = model.render(vertices, texture, cameras, targets.size)
-        scores = self.start_score(guess.z[image], vertices, rendering, cameras, targets.rows(image), rng)
-        best = scores.view(batch, len(turns)).argmin(dim=1)
-        chosen = torch.arange(batch, device=device) * len(turns) + best
-        return Starts(
-            z=guess.z, labels=labels, camera=cameras.index(chosen), scores=scores[chosen],
-            camera_iou=iou.view(-1)[chosen], searched=torch.zeros(batch, dtype=torch.bool, device=device),
-        )  # fmt: skip
+        progress("initialise: encoder", 1, 1)
+        start = self.search_start(targets, rng, progress, guess.camera().quaternion[:, None], guess.z)
+        start.searched[:] = False
+        return start
 
     @torch.no_grad()
-    def search_start(self, targets: Targets, rng: torch.Generator, progress: Progress) -> Starts:
-        """The ``restarts`` best (z, label, camera) starts per image, from distinct views.
+    def search_start(
+        self, targets: Targets, rng: torch.Generator, progress: Progress,
+        views: torch.Tensor | None = None, first_z: torch.Tensor | None = None,
+    ) -> Starts:
+        """The ``restarts`` best (z, label, camera) starts per image, from distinct views: hypotheses
+        the camera grid, or each image's own ``views`` (B, H, 4); ``first_z`` (B, latent) replaces
+        each image's first candidate.
 
         ``published``: every (candidate, kept camera) pair is rendered and scored, like the official
         code's draws under its one camera (``camera_keep`` 1 gives exactly its count of renders);
@@ -428,14 +410,18 @@ class Inverter:
         batch, device = targets.mask.shape[0], self.model.device
         progress("initialise: candidates", 0, 1)
         z, labels = self.draw_candidates(batch, rng)
+        if first_z is not None:
+            z[:, 0] = first_z
         shapes = self.candidate_shapes(z, labels)
         progress("initialise: candidates", 1, 1)
         coarse = coarse_mask(targets.mask, SEARCH_SIZE)
+        hypotheses = hypothesis_grid(s.azimuths, s.elevations, device) if views is None else views
+        stage = "camera search" if views is None else "encoder view"
         with torch.enable_grad():
             cameras, search_iou = search_cameras(
                 shapes.mean(dim=1), self.model.faces, self.model.topology, coarse,
-                hypothesis_grid(s.azimuths, s.elevations, device), s.camera_keep, s.camera_refine_steps, rng,
-                on_step=lambda step, total: progress("initialise: camera search", step, total),
+                hypotheses, s.camera_keep, s.camera_refine_steps, rng,
+                on_step=lambda step, total: progress(f"initialise: {stage}", step, total),
             )  # fmt: skip
 
         # Every (image, candidate, kept camera) triple.
