@@ -59,6 +59,7 @@ MESHINVERSION_FAST = {**MESHINVERSION_PAPER, **{
     "texture": 'blended',
     "z_candidates": 256,
     "start_scoring": 'colour_layout',
+    "start": 'encoder',
     "rendered_candidates": 32,
     "azimuths": 8,
     "elevations": [0.0, 25.0],
