@@ -124,6 +124,7 @@ def evaluate(
             "mean_change": float(change[unseen].mean()) if unseen.any() else None,
         },
         "seen_mean_change": float(change[~unseen].mean()),
+        "seen_changed_fraction": float((change[~unseen] > 1 / 255).mean()),
         "scenario": scenario,
     }
 

@@ -61,24 +61,24 @@ def draw_results(layout: bpy.types.UILayout, context: bpy.types.Context) -> None
     """One box per result of this session, newest first: thumbnail, method, preset, seed, wall time,
     Show (select and frame its object, while it exists) and Reconstruct Again."""
     running = context.window_manager.rfi_runtime.running
-    for entry in history.entries:
-        obj = history.entry_object(entry)
-        request = entry.request
+    for listed in history.entries:
+        obj = history.entry_object(listed)
+        request = listed.request
         row = layout.box().row()
-        row.template_icon(icon_value=history.icon_id(entry), scale=3.0)
+        row.template_icon(icon_value=history.icon_id(listed), scale=3.0)
         col = row.column(align=True)
-        col.label(text=obj.name if obj is not None else f"{entry.object_name} (deleted)")
+        col.label(text=obj.name if obj is not None else f"{listed.object_name} (deleted)")
         method = properties.METHOD_LABELS.get(request.method, (request.method,))[0]
         preset = properties.PRESET_LABELS.get(request.preset, (request.preset,))[0]
         col.label(text=f"{method}, {preset}, seed {request.seed}")
-        col.label(text=f"{entry.seconds:.1f} s", icon="TIME")
+        col.label(text=f"{listed.seconds:.1f} s", icon="TIME")
         buttons = col.row(align=True)
         show = buttons.row(align=True)
         show.enabled = obj is not None
-        show.operator("rfi.show_result", text="Show", icon="RESTRICT_SELECT_OFF").result = entry.result
+        show.operator("rfi.show_result", text="Show", icon="RESTRICT_SELECT_OFF").result = listed.result
         again = buttons.row(align=True)
         again.enabled = not running
-        again.operator("rfi.reconstruct_again", text="Again", icon="FILE_REFRESH").result = entry.result
+        again.operator("rfi.reconstruct_again", text="Again", icon="FILE_REFRESH").result = listed.result
 
 
 class ReconstructPanel:
