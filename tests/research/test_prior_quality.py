@@ -60,7 +60,7 @@ def test_cli_writes_numbers_and_figures(tmp_path: Path) -> None:
     args = [str(weights), "--train-cache", str(tmp_path / "train.npz"), "--heldout-cache",
             str(tmp_path / "heldout.npz"), "--heldout", "6", "--coverage", "4", "--samples", "8", "--steps",
             "3", "--json", str(out), "--figure", str(tmp_path / "curve.png"), "--fits-figure",
-            str(tmp_path / "fits.png")]
+            str(tmp_path / "fits.png"), "--latents", str(tmp_path)]
     pq.main(args)
     results = json.loads(out.read_text())
     run = results["checkpoints"]["7"]
@@ -68,3 +68,6 @@ def test_cli_writes_numbers_and_figures(tmp_path: Path) -> None:
     assert np.isfinite(run["fidelity"]["frechet"]) and 0 <= run["fidelity"]["recall"] <= 1
     assert results["reference"]["nearest_training"]["texture_psnr"] > 0
     assert (tmp_path / "curve.png").stat().st_size > 0 and (tmp_path / "fits.png").stat().st_size > 0
+    (tmp_path / "fits.png").unlink()
+    pq.main([*args, "--fits-only"])
+    assert (tmp_path / "fits.png").stat().st_size > 0

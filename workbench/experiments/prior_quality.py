@@ -360,12 +360,13 @@ def to_image(x: torch.Tensor) -> np.ndarray:
 
 @torch.no_grad()
 def fits_figure(g: Generator, z: torch.Tensor, targets: Maps, count: int = 8, size: int = 128) -> np.ndarray:
-    """Rows: held-out textures, fitted textures, held-out and fitted normal displacement (grey,
-    -0.6 .. 0.6 template units to black .. white)."""
+    """Rows: held-out textures, fitted textures, held-out and fitted normal displacement (grey, the
+    held-out maps' range to black .. white)."""
     fit = generate(g, z[:count])
+    lo, hi = targets.displacement[:count, 0].min(), targets.displacement[:count, 0].max()
 
     def disp(d: torch.Tensor) -> torch.Tensor:
-        grey = ((d[:, :1] + 0.6) / 1.2).expand(-1, 3, -1, -1)
+        grey = ((d[:, :1] - lo) / (hi - lo)).expand(-1, 3, -1, -1)
         return F.interpolate(grey, size=(size, size), mode="nearest")
 
     def tex(t: torch.Tensor) -> torch.Tensor:
@@ -422,7 +423,7 @@ def line_panel(draw: ImageDraw.ImageDraw, box: tuple[int, int, int, int], title:
         legend_y += 12
 
 
-def curves_figure(results: dict[str, object], panel: tuple[int, int] = (330, 300)) -> Image.Image:
+def curves_figure(results: dict[str, object], panel: tuple[int, int] = (330, 340)) -> Image.Image:
     """Four panels over training steps: texture PSNR, displacement RMSE, Fréchet distance, precision
     and recall, each with its generator-free reference levels."""
     ref = results["reference"]
@@ -489,13 +490,20 @@ def run(args: argparse.Namespace) -> dict[str, object]:
     start = time.time()
     ref = fit_reference(train)
     targets = cache_maps(heldout, range(protocol.coverage_count))
-    if "reference" not in results:
+    if "reference" not in results and not args.fits_only:
         results["reference"] = reference_numbers(train, heldout, targets, ref, protocol)
     real = heldout_features(heldout, protocol, ref)
     print(f"reference: {time.time() - start:.0f} s", flush=True)
+    latents = Path(args.latents)
+    latents.mkdir(parents=True, exist_ok=True)
     for i, path in enumerate(args.checkpoints):
         g, step = load_generator(Path(path))
+        if args.fits_only:
+            z = torch.load(latents / f"z_{step}.pt")
+            Image.fromarray(fits_figure(g, z, targets)).save(args.fits_figure)
+            continue
         numbers, z = measure(g, targets, real, ref, protocol)
+        torch.save(z, latents / f"z_{step}.pt")
         results["checkpoints"][str(step)] = {"step": step, "source": path, **numbers}
         write_json(out, results)
         if args.figure:
@@ -523,6 +531,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--figure", default="benchmarks/figures/mi_prior_quality.png")
     parser.add_argument("--fits-figure", default="", help="held-out maps vs fits of the last checkpoint")
     parser.add_argument("--plot-only", action="store_true", help="redraw --figure from --json")
+    parser.add_argument("--latents", default="runs/prior_quality", help="folder for the fitted latents")
+    parser.add_argument("--fits-only", action="store_true",
+                        help="redraw --fits-figure from the fitted latents saved by an earlier run")
     run(parser.parse_args(argv))
 
 
