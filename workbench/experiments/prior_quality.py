@@ -382,9 +382,13 @@ COLOURS = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 1
 
 
 def line_panel(draw: ImageDraw.ImageDraw, box: tuple[int, int, int, int], title: str,
-               series: dict[str, list[tuple[float, float]]], levels: dict[str, float]) -> None:
+               series: dict[str, list[tuple[float, float]]], levels: dict[str, float],
+               log: bool = False) -> None:
     """One line chart in ``box`` (left, top, right, bottom): series as solid lines with dots,
-    generator-free levels as dashed horizontal lines, a legend under the title."""
+    generator-free levels as dashed horizontal lines, a legend under the title; ``log``: log10 y axis."""
+    if log:
+        series = {k: [(x, math.log10(y)) for x, y in pts] for k, pts in series.items()}
+        levels = {k: math.log10(v) for k, v in levels.items()}
     left, top, right, bottom = box
     x0, y0, x1, y1 = left + 48, top + 18 + 12 * (len(series) + len(levels)), right - 8, bottom - 22
     xs = [x for pts in series.values() for x, _ in pts]
@@ -400,7 +404,7 @@ def line_panel(draw: ImageDraw.ImageDraw, box: tuple[int, int, int, int], title:
     draw.rectangle((x0, y0, x1, y1), outline="black")
     for i in range(5):
         y = lo + (hi - lo) * i / 4
-        draw.text((left + 2, px(0, y)[1] - 5), f"{y:.3g}", fill="black")
+        draw.text((left + 2, px(0, y)[1] - 5), f"{10**y if log else y:.3g}", fill="black")
         draw.line((x0 - 3, px(0, y)[1], x0, px(0, y)[1]), fill="black")
     step = 5000 if xmax > 12000 else 2000
     for x in range(0, int(xmax) + 1, step):
@@ -440,16 +444,17 @@ def curves_figure(results: dict[str, object], panel: tuple[int, int] = (330, 340
         ("displacement RMSE, 64 held-out maps",
          {k: pts(lambda r, k=k: r[cov][k]["displacement_rmse"]) for k in kinds},
          {k: ref[k]["displacement_rmse"] for k in ("nearest_training", "training_mean")}),
-        ("Frechet distance, 512 samples vs held-out",
-         {"generator": pts(lambda r: r["fidelity"]["frechet"])}, {"training maps": ref["floor"]["frechet"]}),
+        ("Frechet distance (log axis), 512 samples vs held-out",
+         {"generator": pts(lambda r: r["fidelity"]["frechet"])},
+         {"training maps": ref["floor"]["frechet"]}, True),
         ("k-NN precision / recall (k=3)",
          {k: pts(lambda r, k=k: r["fidelity"][k]) for k in ("precision", "recall")},
          {f"training {k}": ref["floor"][k] for k in ("precision", "recall")}),
     ]
     image = Image.new("RGB", (panel[0] * len(panels), panel[1]), "white")
     draw = ImageDraw.Draw(image)
-    for i, (title, series, levels) in enumerate(panels):
-        line_panel(draw, (i * panel[0], 0, (i + 1) * panel[0], panel[1]), title, series, levels)
+    for i, (title, series, levels, *log) in enumerate(panels):
+        line_panel(draw, (i * panel[0], 0, (i + 1) * panel[0], panel[1]), title, series, levels, *log)
     return image
 
 
