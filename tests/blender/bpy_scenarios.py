@@ -638,25 +638,34 @@ def scenario_mirror_import(args: dict[str, Any]) -> dict[str, Any]:
             "half_vertices": len(half.data.vertices)}  # fmt: skip
 
 
-def scenario_faces(args: dict[str, Any]) -> dict[str, Any]:
-    """The panel's Faces and Length fields and the Python API's ``faces`` and ``size_m`` through the real
-    backend; the API's object imported as a half under the Mirror modifier."""
+def panel_reconstruction(args: dict[str, Any], **fields: Any) -> tuple[Any, bpy.types.Object]:
+    """Install, set the panel (``args["settings"]``, then ``fields``) on ``args["image"]`` and press
+    Reconstruct through the real backend: the add-on module and the new object."""
     addon = install(args["zip"], args["python"], args.get("weights_dir", ""))
     settings = bpy.context.scene.rfi_settings
     settings.image_source = "FILE"
     settings.filepath = args["image"]
-    for key, value in args["settings"].items():
+    for key, value in {**args["settings"], **fields}.items():
         setattr(settings, key, value)
-    settings.faces = args["faces"]
-    settings.scale, settings.size_m = "metres", args["size_m"]
     assert bpy.ops.rfi.reconstruct() == {"FINISHED"}
-    panel = bpy.context.view_layer.objects.active
+    return addon, bpy.context.view_layer.objects.active
+
+
+def api_reconstruction(addon: Any, args: dict[str, Any], **options: Any) -> bpy.types.Object:
+    """The Python API's ``reconstruct`` on ``args["image"]`` with the panel's method, seed and
+    overrides, plus ``options``."""
     chosen = args["settings"]
     overrides = addon.job_request.parse_overrides(chosen["overrides"], chosen["method"])
-    api = addon.api.reconstruct(
-        args["image"], method=chosen["method"], seed=chosen["seed"], overrides=overrides, faces=args["faces"],
-        scale="metres", size_m=args["size_m"], mirror=True,
-    )  # fmt: skip
+    return addon.api.reconstruct(args["image"], method=chosen["method"], seed=chosen["seed"],
+                                 overrides=overrides, **options)  # fmt: skip
+
+
+def scenario_faces(args: dict[str, Any]) -> dict[str, Any]:
+    """The panel's Faces and Length fields and the Python API's ``faces`` and ``size_m`` through the real
+    backend; the API's object imported as a half under the Mirror modifier."""
+    mesh_options = {"faces": args["faces"], "scale": "metres", "size_m": args["size_m"]}
+    addon, panel = panel_reconstruction(args, **mesh_options)
+    api = api_reconstruction(addon, args, **mesh_options, mirror=True)
     return {"panel_faces": len(panel.data.polygons), "api_stored_faces": len(api.data.polygons),
             "whole": evaluated_mesh(panel), "half": evaluated_mesh(api)}  # fmt: skip
 
@@ -667,21 +676,8 @@ def scenario_quads(args: dict[str, Any]) -> dict[str, Any]:
     batch script's ``--quads``."""
     import importlib
 
-    addon = install(args["zip"], args["python"], args.get("weights_dir", ""))
-    settings = bpy.context.scene.rfi_settings
-    settings.image_source = "FILE"
-    settings.filepath = args["image"]
-    for key, value in args["settings"].items():
-        setattr(settings, key, value)
-    settings.faces, settings.quads = args["faces"], True
-    assert bpy.ops.rfi.reconstruct() == {"FINISHED"}
-    panel = bpy.context.view_layer.objects.active
-    chosen = args["settings"]
-    overrides = addon.job_request.parse_overrides(chosen["overrides"], chosen["method"])
-    api = addon.api.reconstruct(
-        args["image"], method=chosen["method"], seed=chosen["seed"], overrides=overrides, faces=args["faces"],
-        quads=True, mirror=True,
-    )  # fmt: skip
+    addon, panel = panel_reconstruction(args, faces=args["faces"], quads=True)
+    api = api_reconstruction(addon, args, faces=args["faces"], quads=True, mirror=True)
     relief = addon.importer.import_result(args["relief"], "relief")
     try:
         addon.importer.import_result(args["broken"], "broken")

@@ -17,6 +17,8 @@ from typing import Any
 import numpy as np
 import pytest
 
+from tests.blender.test_mirror_import import uvs_at_vertices
+
 ROOT = Path(__file__).resolve().parents[2]
 FACES = 5_000
 
@@ -27,17 +29,6 @@ def polygons(mesh: dict[str, Any]) -> set[frozenset]:
     corners, sizes = np.array(mesh["corners"]), np.array(mesh["sizes"])
     starts = np.cumsum(sizes) - sizes
     return {frozenset(map(tuple, positions[corners[s : s + n]])) for s, n in zip(starts, sizes, strict=True)}
-
-
-def uvs_at_vertices(mesh: dict[str, Any]) -> dict[tuple, set[tuple]]:
-    """Each vertex position (rounded) to the UVs its corners carry, u modulo 1 (the mirrored half may
-    address the repeating texture one tile over)."""
-    positions = np.round(np.array(mesh["vertices"]), 4)
-    uvs = np.round(np.array(mesh["uvs"]) % [1.0, 2.0], 3) % [1.0, 2.0]
-    table: dict[tuple, set[tuple]] = {}
-    for vertex, uv in zip(mesh["corners"], uvs, strict=True):
-        table.setdefault(tuple(positions[vertex]), set()).add(tuple(uv))
-    return table
 
 
 @pytest.mark.slow
