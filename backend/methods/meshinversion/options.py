@@ -54,8 +54,8 @@ class Options:
     start: str = option(
         "search",
         "search: random z and a camera grid (published); encoder (not in the paper): a trained encoder's"
-        " guess of z and camera and its front/back twin, for the generator it was trained for; the"
-        " search runs too where the guess fits the mask worse than encoder_accept_iou",
+        " view as the one camera hypothesis and its z among the candidates, for the generator it was"
+        " trained for; the search runs too where the guess fits the mask worse than encoder_accept_iou",
         choices=STARTS,
     )
     encoder_accept_iou: float = option(
