@@ -45,7 +45,7 @@ from backend.methods.gan2shape.export import relief_with_faces  # noqa: E402
 from backend.methods.meshinversion.camera_search import WeakPerspective, view_quaternion  # noqa: E402
 from backend.methods.meshinversion.dense import dense_sphere, sphere_size  # noqa: E402
 from backend.methods.meshinversion.export import exported_mesh, to_mesh_result  # noqa: E402
-from backend.methods.meshinversion.invert import InversionSettings, Inverter  # noqa: E402
+from backend.methods.meshinversion.invert import InversionSettings  # noqa: E402
 from backend.methods.meshinversion.mesh_gan import exported_uvs  # noqa: E402
 from backend.methods.meshinversion.options import Options  # noqa: E402
 from backend.methods.meshinversion.template import quad_pairs  # noqa: E402
@@ -110,7 +110,7 @@ def meshinversion(photos: list[Path], preset: str, figure: Path) -> dict[str, ob
         image = load_input(path)
         crop = crop_to_object(image, settings.render_size, options.crop_margin)
         photo = crop_to_object(image, photo_side(image, crop.box[2], MIN_SIDE), options.crop_margin)
-        result = Inverter(model, settings, None).run([crop.rgb], [crop.mask], 0, quiet)[0]
+        result = method.inverter(settings).run([crop.rgb], [crop.mask], 0, quiet)[0]
         texture, _ = method.final_texture(result, photo, options)
         size = photo.mask.shape[0]
         target = torch.from_numpy(photo.mask) > 0.5

@@ -54,7 +54,6 @@ from backend.methods.meshinversion.invert import (  # noqa: E402
     RESEARCH,
     InversionResult,
     InversionSettings,
-    Inverter,
     Targets,
 )
 from backend.methods.meshinversion.losses import mask_iou, one_sided_chamfer  # noqa: E402
@@ -320,8 +319,7 @@ def main() -> None:
 
     report: dict = {"weights": entry.id, "preset": args.preset, "split": args.split, "images": args.images,
                     "settings": dataclasses.asdict(settings), "options": as_dict(texture_options)}
-    inverter = Inverter(model, settings, method.feature_network() if settings.feature_weight > 0 else None,
-                        method.start_encoder() if settings.start == "encoder" else None)  # fmt: skip
+    inverter = method.inverter(settings)
     started = time.perf_counter()
     results = [
         inverter.run([rgb], [mask], args.seed, quiet)[0] for rgb, mask in zip(rgbs, masks, strict=True)

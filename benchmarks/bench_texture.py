@@ -26,7 +26,7 @@ sys.path.insert(0, str(ROOT))
 import torch  # noqa: E402
 
 from backend.inputs import MIN_SIDE, crop_to_object, load_input, photo_side  # noqa: E402
-from backend.methods.meshinversion.invert import InversionSettings, Inverter  # noqa: E402
+from backend.methods.meshinversion.invert import InversionSettings  # noqa: E402
 from backend.methods.meshinversion.options import Options  # noqa: E402
 from backend.models import default_entry, load_model  # noqa: E402
 from backend.options import preset_options  # noqa: E402
@@ -49,7 +49,7 @@ def main() -> None:
     image = load_input(args.image, "auto", None, None)
     crop = crop_to_object(image, settings.render_size, preset.crop_margin)
     photo = crop_to_object(image, photo_side(image, crop.box[2], MIN_SIDE), preset.crop_margin)
-    result = Inverter(method.model, settings).run([crop.rgb], [crop.mask], 0, lambda *a, **k: None)[0]
+    result = method.inverter(settings).run([crop.rgb], [crop.mask], 0, lambda *a, **k: None)[0]
     rows = []
     for size in args.sizes:
         for mode in ("projected", "blended"):

@@ -208,7 +208,7 @@ def figure_row(photo: dict, recon: np.ndarray, views: list[np.ndarray], texture:
 def part_meshinversion(args: argparse.Namespace) -> dict:
     """A MeshInversion row (``mi-fast``, ``mi-paper``) or a baseline (``mi-mean-shape``,
     ``mi-free-form``) on the held-out photos; ``mi-batch`` times one batched optimisation."""
-    from backend.methods.meshinversion.invert import InversionSettings, Inverter
+    from backend.methods.meshinversion.invert import InversionSettings
     from backend.methods.meshinversion.options import Options
     from backend.models import default_entry, load_model
     from backend.options import preset_options
@@ -230,14 +230,13 @@ def part_meshinversion(args: argparse.Namespace) -> dict:
 
     if args.part == "mi-batch":
         started = time.perf_counter()
-        Inverter(method.model, settings, None).run(rgbs, masks, 0, quiet)
+        method.inverter(settings).run(rgbs, masks, 0, quiet)
         seconds = time.perf_counter() - started
         return {"images": len(rgbs), "seconds": seconds, "images_per_min": 60 * len(rgbs) / seconds,
                 "weights_sha256": entry.sha256}
-    vgg = method.feature_network() if settings.feature_weight > 0 else None
     runner = {
-        "mi-fast": Inverter(method.model, settings, vgg).run,
-        "mi-paper": Inverter(method.model, settings, vgg).run,
+        "mi-fast": method.inverter(settings).run,
+        "mi-paper": method.inverter(settings).run,
         "mi-mean-shape": Baselines(method.model, settings).mean_shape,
         "mi-free-form": Baselines(method.model, settings).free_form,
     }[args.part]

@@ -43,15 +43,21 @@ def build_cache(path: Path, count: int, first_seed: int = 0, batch: int = 16,
     """Compute the maps of training cars ``first_seed ..`` in batches and save them to ``path``."""
     seeds = list(range(first_seed, first_seed + count))
     check_training_seeds(seeds)
+    return cache_seeds(path, seeds, batch, texture_size)
+
+
+def cache_seeds(path: Path, seeds: list[int], batch: int = 16, texture_size: int = TEXTURE_SIZE) -> MapCache:
+    """The maps of the cars ``seeds`` (any split: the caller checks which), computed in batches and
+    saved atomically to ``path``."""
     tex_parts, normal_parts = [], []
     start = time.time()
-    for i in range(0, count, batch):
+    for i in range(0, len(seeds), batch):
         maps = car_maps(seeds[i : i + batch], texture_size)
         tex = maps.texture[..., half_columns(texture_size)]
         tex_parts.append((tex * 255).round().to(torch.uint8).numpy())
         normal_parts.append(maps.displacement[:, 0, :, half_columns(DISPLACEMENT_SIZE)].half().numpy())
-        done = min(i + batch, count)
-        print(f"cache: {done}/{count} cars, {time.time() - start:.0f} s", flush=True)
+        done = min(i + batch, len(seeds))
+        print(f"cache: {done}/{len(seeds)} cars, {time.time() - start:.0f} s", flush=True)
     cache = MapCache(np.asarray(seeds, np.int64), np.concatenate(tex_parts), np.concatenate(normal_parts))
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp.npz")

@@ -65,15 +65,23 @@ def view_draws(seeds: list[int]) -> dict[str, torch.Tensor]:
         rows.append(torch.rand(10, generator=gen, dtype=torch.float64))
     u = torch.stack(rows).float()
     lo, hi = (math.radians(e) for e in ELEVATION_DEG)
-    light = torch.stack([2 * u[:, 5] - 1, -(0.2 + 0.8 * u[:, 6]), -(0.3 + 0.7 * u[:, 7])], -1)
     return {
         "azimuth": 2 * math.pi * u[:, 0],
         "elevation": lo + (hi - lo) * u[:, 1],
         "fill": FILL[0] + (FILL[1] - FILL[0]) * u[:, 2],
         "offset": 0.1 * (2 * u[:, 3:5] - 1),
-        "light_direction": light / light.norm(dim=-1, keepdim=True),  # from above, from the camera side
-        "light_ambient": 0.35 + 0.3 * u[:, 8],
-        "light_diffuse": 0.3 + 0.5 * u[:, 9],
+        **light_draws(u[:, 5:10]),
+    }
+
+
+def light_draws(u: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The photos' light from (B, 5) uniforms: a direction from above on the camera's side, ambient
+    0.35-0.65 and Lambertian 0.3-0.8 strengths (also what the start encoder trains under)."""
+    light = torch.stack([2 * u[:, 0] - 1, -(0.2 + 0.8 * u[:, 1]), -(0.3 + 0.7 * u[:, 2])], -1)
+    return {
+        "light_direction": light / light.norm(dim=-1, keepdim=True),
+        "light_ambient": 0.35 + 0.3 * u[:, 3],
+        "light_diffuse": 0.3 + 0.5 * u[:, 4],
     }
 
 

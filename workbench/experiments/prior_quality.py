@@ -30,8 +30,7 @@ import torch.nn.functional as F
 from PIL import Image, ImageDraw
 
 from backend.methods.meshinversion.generator import Generator
-from workbench.data.car_maps import DISPLACEMENT_SIZE, TEXTURE_SIZE, car_maps
-from workbench.data.map_cache import MapCache, load_cache
+from workbench.data.map_cache import MapCache, cache_seeds, load_cache
 from workbench.data.uv_grid import half_columns
 from workbench.splits import split_seeds
 
@@ -75,18 +74,7 @@ def chunks(count: int, size: int = CHUNK) -> list[range]:
 def build_heldout_cache(path: Path, count: int, split: str = "validation", batch: int = 16) -> MapCache:
     """Maps of the first ``count`` cars of ``split``, stored exactly like the training cache (uint8
     texture halves, float16 normal halves), so held-out and training maps are quantised alike."""
-    seeds = split_seeds(split, count)
-    tex_parts, normal_parts = [], []
-    for i in range(0, count, batch):
-        maps = car_maps(seeds[i : i + batch], TEXTURE_SIZE)
-        tex = maps.texture[..., half_columns(TEXTURE_SIZE)]
-        tex_parts.append((tex * 255).round().to(torch.uint8).numpy())
-        normal_parts.append(maps.displacement[:, 0, :, half_columns(DISPLACEMENT_SIZE)].half().numpy())
-        print(f"held-out maps: {min(i + batch, count)}/{count}", flush=True)
-    cache = MapCache(np.asarray(seeds, np.int64), np.concatenate(tex_parts), np.concatenate(normal_parts))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    np.savez(path, seeds=cache.seeds, texture_half=cache.texture_half, normal_half=cache.normal_half)
-    return cache
+    return cache_seeds(path, split_seeds(split, count), batch)
 
 
 def raw_features(maps: Maps) -> tuple[torch.Tensor, torch.Tensor]:

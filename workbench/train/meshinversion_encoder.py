@@ -31,6 +31,7 @@ from backend.models import default_entry, load_model
 from backend.render.pipeline import render_mesh
 from backend.render.shading import DirectionalLight
 from backend.weights import Registry, WeightsEntry
+from workbench.data.render_sample import light_draws
 from workbench.train.shipped_weights import register_shipped_file
 from workbench.train.training_state import add_run_arguments, train_steps
 
@@ -72,11 +73,9 @@ def draw_cameras(vertices: torch.Tensor, rng: torch.Generator) -> tuple[WeakPers
 
 
 def draw_lights(batch: int, rng: torch.Generator, device: torch.device) -> DirectionalLight:
-    """Ambient + Lambertian light from above on the camera's side, as the procedural photos have."""
-    u = torch.rand(batch, 5, generator=rng).to(device)
-    direction = torch.stack([2 * u[:, 0] - 1, -(0.2 + 0.8 * u[:, 1]), -(0.3 + 0.7 * u[:, 2])], -1)
-    return DirectionalLight(direction / direction.norm(dim=-1, keepdim=True), 0.35 + 0.3 * u[:, 3],
-                            0.3 + 0.5 * u[:, 4])  # fmt: skip
+    """The procedural photos' light (``render_sample.light_draws``)."""
+    draws = light_draws(torch.rand(batch, 5, generator=rng).to(device))
+    return DirectionalLight(draws["light_direction"], draws["light_ambient"], draws["light_diffuse"])
 
 
 @torch.no_grad()

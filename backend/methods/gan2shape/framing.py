@@ -34,10 +34,9 @@ def samples(generator: Generator, count: int, seed: int = 0, crop: float = 1.0) 
     """(count, S, S, 3) truncated samples in [0, 1], rendered with the checkpoint's fixed noise, as
     the nets see them (``gan_view``'s centre ``crop``)."""
     rng = torch.Generator().manual_seed(seed)
-    dim = generator.config.style_dim
-    mean = generator.style_forward(torch.randn(MEAN_SAMPLES, dim, generator=rng)).mean(0, keepdim=True)
-    w = generator.style_forward(torch.randn(count, dim, generator=rng))
-    images = generator(mean + TRUNCATION * (w - mean), input_is_w=True)
+    mean = generator.mean_latent(MEAN_SAMPLES, rng)
+    z = torch.randn(count, generator.config.style_dim, generator=rng)
+    images = generator(z, truncation=TRUNCATION, truncation_latent=mean)
     images = gan_view(images, round(images.shape[-1] * crop), crop)
     return ((images.clamp(-1, 1) + 1) / 2).permute(0, 2, 3, 1).cpu().numpy()
 

@@ -9,7 +9,7 @@ that generator's id and sha256 (``config["generator"]``, ``config["generator_sha
 
 Input: the crop as ``crop_to_object`` makes it (object box plus margin, square), at ``INPUT_SIZE``,
 colours in [-1, 1] with the background zeroed by the mask, plus the mask: backgrounds never matter.
-Output: z, azimuth (as cos, sin), elevation, log scale and translation, the camera built by
+Output: z, azimuth (as cos, sin), elevation, log scale and translation; the view is built by
 ``view_quaternion`` exactly as the camera search builds its hypotheses.
 """
 
@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from backend.methods.meshinversion.camera_search import WeakPerspective, view_quaternion
+from backend.methods.meshinversion.camera_search import view_quaternion
 
 INPUT_SIZE = 128
 ENCODER_KIND = "pose_latent_encoder"
@@ -57,17 +57,16 @@ def _block(c_in: int, c_out: int) -> nn.Sequential:
 
 @dataclass
 class Guess:
-    """What the encoder predicts for a batch: z (B, latent) and the camera's raw parameters."""
+    """What the inversion takes from the encoder: z (B, latent) and the view. The camera head's
+    scale and translation are training targets only: the start places the view on the mask's box."""
 
     z: torch.Tensor
     azimuth: torch.Tensor  # (B,) radians
     elevation: torch.Tensor  # (B,) radians
-    scale: torch.Tensor  # (B,)
-    translation: torch.Tensor  # (B, 2) NDC
 
-    def camera(self) -> WeakPerspective:
-        """The guessed camera, built as the camera search builds its hypotheses."""
-        return WeakPerspective(view_quaternion(self.azimuth, self.elevation), self.scale, self.translation)
+    def view(self) -> torch.Tensor:
+        """(B, 4) quaternions of the guessed views, built as the camera search builds its hypotheses."""
+        return view_quaternion(self.azimuth, self.elevation)
 
 
 class PoseLatentEncoder(nn.Module):
@@ -90,13 +89,7 @@ class PoseLatentEncoder(nn.Module):
 
     def guess(self, x: torch.Tensor) -> Guess:
         z, camera = self(x)
-        return Guess(
-            z=z,
-            azimuth=torch.atan2(camera[:, 1], camera[:, 0]),
-            elevation=camera[:, 2],
-            scale=camera[:, 3].exp(),
-            translation=camera[:, 4:6],
-        )
+        return Guess(z=z, azimuth=torch.atan2(camera[:, 1], camera[:, 0]), elevation=camera[:, 2])
 
 
 def encoder_input(rgb: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

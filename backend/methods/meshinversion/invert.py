@@ -389,7 +389,7 @@ class Inverter:
         progress("initialise: encoder", 0, 1)
         guess = self.encoder.guess(encoder_input(targets.rgb, targets.mask))
         progress("initialise: encoder", 1, 1)
-        start = self.search_start(targets, rng, progress, guess.camera().quaternion[:, None], guess.z)
+        start = self.search_start(targets, rng, progress, guess.view()[:, None], guess.z)
         start.searched[:] = False
         return start
 

@@ -10,6 +10,7 @@ read at the first job that needs the term; without them the term is off and ``in
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 import torch
@@ -47,10 +48,8 @@ class MeshInversion(Method):
         self, entry: Any, device: torch.device, model: MeshGAN | None, auxiliary: AuxiliaryWeights
     ) -> None:
         self.entry, self.device, self.model, self.auxiliary = entry, device, model, auxiliary
-        self.vgg: VGG19Relu31 | None = None
-        self.vgg_searched = False
-        self.encoder: PoseLatentEncoder | None = None
-        self.encoder_searched = False
+        self.auxiliary_nets: dict[str, torch.nn.Module | None] = {}
+        """Auxiliary networks by role, once looked up (None: none registered)."""
 
     @classmethod
     def is_model_entry(cls, entry: Any) -> bool:
@@ -81,29 +80,37 @@ class MeshInversion(Method):
 
     def feature_network(self) -> VGG19Relu31 | None:
         """The first auxiliary entry with the VGG config, read and loaded once."""
-        if not self.vgg_searched:
-            self.vgg_searched = True
-            entry = next((e for e in self.auxiliary.entries() if is_vgg_entry(e)), None)
-            if entry is not None:
-                vgg = VGG19Relu31()
-                vgg.load_state_dict(self.auxiliary.read(entry), strict=True)
-                self.vgg = vgg.eval().requires_grad_(False).to(self.device)
-        return self.vgg
+        return self._auxiliary_net("vgg", is_vgg_entry, lambda entry: VGG19Relu31())
 
     def start_encoder(self) -> PoseLatentEncoder | None:
         """The auxiliary start encoder trained for this very generator (same sha256), loaded once."""
-        if not self.encoder_searched:
-            self.encoder_searched = True
-            entry = next(
-                (e for e in self.auxiliary.entries()
-                 if is_encoder_entry(e) and e.config.get("generator_sha256") == self.entry.sha256),
-                None,
-            )  # fmt: skip
+        return self._auxiliary_net(
+            "encoder",
+            lambda e: is_encoder_entry(e) and e.config.get("generator_sha256") == self.entry.sha256,
+            lambda entry: PoseLatentEncoder(EncoderConfig.from_dict(dict(entry.config))),
+        )
+
+    def _auxiliary_net(
+        self, role: str, matches: Callable[[Any], bool], build: Callable[[Any], torch.nn.Module]
+    ) -> Any:
+        """The first auxiliary entry that ``matches``, built, loaded strictly and frozen on this device,
+        or None; looked up once per ``role``."""
+        if role not in self.auxiliary_nets:
+            entry = next((e for e in self.auxiliary.entries() if matches(e)), None)
+            net = None
             if entry is not None:
-                encoder = PoseLatentEncoder(EncoderConfig.from_dict(dict(entry.config)))
-                encoder.load_state_dict(self.auxiliary.read(entry), strict=True)
-                self.encoder = encoder.eval().requires_grad_(False).to(self.device)
-        return self.encoder
+                net = build(entry)
+                net.load_state_dict(self.auxiliary.read(entry), strict=True)
+                net = net.eval().requires_grad_(False).to(self.device)
+            self.auxiliary_nets[role] = net
+        return self.auxiliary_nets[role]
+
+    def inverter(self, settings: InversionSettings) -> Inverter:
+        """An ``Inverter`` of this generator with the auxiliary networks ``settings`` call for."""
+        assert self.model is not None
+        vgg = self.feature_network() if settings.feature_weight > 0 else None
+        encoder = self.start_encoder() if settings.start == "encoder" else None
+        return Inverter(self.model, settings, vgg, encoder)
 
     def run(self, image: InputImage, options: Options, seed: int, progress: Progress) -> MeshResult:
         return self.run_batch([image], options, seed, progress)[0]
@@ -133,10 +140,10 @@ class MeshInversion(Method):
                 "generator: choose a MeshInversion generator (auxiliary entries are used automatically)"
             )
         settings = InversionSettings.from_options(options)
-        vgg = self.feature_network() if settings.feature_weight > 0 else None
-        encoder = self.start_encoder() if settings.start == "encoder" else None
+        inverter = self.inverter(settings)
+        vgg, encoder = inverter.vgg, inverter.encoder
         started = time.perf_counter()
-        results = Inverter(self.model, settings, vgg, encoder).run(
+        results = inverter.run(
             [c.rgb for c in crops], [c.mask for c in crops], seed, progress
         )
         elapsed = time.perf_counter() - started
