@@ -1,12 +1,12 @@
 #!/usr/bin/env python3
-"""MeshInversion accuracy and speed on held-out procedural cars, against the two baselines.
+"""MeshInversion accuracy and speed on held-out procedural cars, against the three baselines.
 
 For each held-out seed (``workbench.splits``; ``--split validation`` for tuning) the procedural car is
 rendered by
 ``workbench.data.render_sample.render_cars`` (azimuth 0-360 deg, elevation 0-35 deg, ambient +
 Lambertian light, procedural background), cropped like a user photo (``crop_to_object``), and
-reconstructed by MeshInversion and by the baselines (a) mean shape + camera fit and (b) free-form
-deformation.
+reconstructed by MeshInversion and by the baselines (a) mean shape + camera fit, (b) free-form
+deformation and (c) the category's mean true car + camera fit.
 
 Metrics per image: mask IoU in the input view (prediction in its fitted camera vs the photo's
 mask); the mean silhouette IoU over 8 novel views (azimuth 0, 45, ..., 315 deg at 20 deg
@@ -17,7 +17,7 @@ centring and scaling to unit RMS radius. Appearance, with the exported texture (
 same 8 novel views, the reconstruction and the true mesh with its true texture rendered unlit on
 white, PSNR on the union of both silhouettes and the body colour error (CIEDE2000 between the
 mean colours of the two renders' object pixels, averaged over the views). The baselines are
-scored with their own (GAN mean) texture and again with the same texture stage as the method.
+scored with their own (mean) texture and again with the same texture stage as the method.
 Speed: seconds per image one by one and in one batch; peak memory is the maximum resident set.
 
     .venv/bin/python benchmarks/bench_meshinversion.py --images 8 --preset fast
@@ -348,6 +348,7 @@ def main() -> None:
         for name, run in (
             ("baseline_mean_shape", baselines.mean_shape),
             ("baseline_free_form", baselines.free_form),
+            ("baseline_category_mean", baselines.category_mean),
         ):
             started = time.perf_counter()
             results = [run([rgb], [mask], args.seed, quiet)[0] for rgb, mask in zip(rgbs, masks, strict=True)]

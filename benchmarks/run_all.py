@@ -207,7 +207,8 @@ def figure_row(photo: dict, recon: np.ndarray, views: list[np.ndarray], texture:
 
 def part_meshinversion(args: argparse.Namespace) -> dict:
     """A MeshInversion row (``mi-fast``, ``mi-paper``) or a baseline (``mi-mean-shape``,
-    ``mi-free-form``) on the held-out photos; ``mi-batch`` times one batched optimisation."""
+    ``mi-category-mean``, ``mi-free-form``) on the held-out photos; ``mi-batch`` times one batched
+    optimisation."""
     from backend.methods.meshinversion.invert import InversionSettings
     from backend.methods.meshinversion.options import Options
     from backend.models import default_entry, load_model
@@ -239,8 +240,9 @@ def part_meshinversion(args: argparse.Namespace) -> dict:
         "mi-paper": method.inverter(settings).run,
         "mi-mean-shape": Baselines(method.model, settings).mean_shape,
         "mi-free-form": Baselines(method.model, settings).free_form,
+        "mi-category-mean": Baselines(method.model, settings).category_mean,
     }[args.part]
-    baseline = args.part in ("mi-mean-shape", "mi-free-form")
+    baseline = args.part in ("mi-mean-shape", "mi-free-form", "mi-category-mean")
     rows, textured_rows, grid, seconds = [], [], [], []
     for photo, rgb, mask in zip(photos, rgbs, masks, strict=True):
         started = time.perf_counter()
@@ -540,6 +542,7 @@ ROW_LABELS = {
     "mi-paper": "MeshInversion paper",
     "mi-mean-shape": "baseline: mean shape + camera fit",
     "mi-free-form": "baseline: free-form deformation, no GAN prior",
+    "mi-category-mean": "baseline: category mean (mean true car of the training split) + camera fit",
     "gan2shape-fast": "GAN2Shape fast",
 }
 
@@ -747,7 +750,8 @@ def orchestrate(args: argparse.Namespace) -> None:
         "weights": weights_provenance(manifest),
     }
     images = args.images or (3 if args.quick else 8)
-    parts = ["mi-fast", "mi-mean-shape", "mi-free-form"] + ([] if args.quick else ["mi-paper"])
+    parts = ["mi-fast", "mi-mean-shape", "mi-category-mean", "mi-free-form"]
+    parts += [] if args.quick else ["mi-paper"]
     report["accuracy"] = {part: run_part(part, images, args.resume) for part in parts}
     g2s_images = 1 if args.quick else images
     report["accuracy"]["gan2shape-fast"] = run_part("gan2shape-fast", g2s_images, args.resume)

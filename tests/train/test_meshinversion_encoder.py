@@ -3,6 +3,8 @@ run resumes exactly, and an exported encoder is found by the generator it was tr
 
 from __future__ import annotations
 
+import numpy as np
+import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
@@ -10,12 +12,29 @@ from backend.methods.meshinversion.mesh_gan import MeshGAN
 from backend.models import load_model
 from backend.weights import Registry, WeightsEntry, sha256_file, write_manifest
 from tests.meshinversion.helpers import small_generator
+from workbench.data.car_maps import car_maps
+from workbench.data.map_cache import MapCache
+from workbench.data.uv_grid import half_columns
 from workbench.train import meshinversion_encoder as tool
 
 
-def test_renders_are_framed_like_photo_crops() -> None:
-    inputs, z, targets = tool.training_batch(MeshGAN(small_generator()), 6, torch.Generator().manual_seed(1))
+def true_cars(count: int) -> MapCache:
+    """Training cars' true maps: the real procedural maps of seeds 0.. (as the generator trains on)."""
+    maps = car_maps(list(range(count)), 256)
+    texture = (maps.texture[..., half_columns(256)] * 255).round().to(torch.uint8).numpy()
+    normal = maps.displacement[:, 0, :, half_columns(32)].half().numpy()
+    return MapCache(np.arange(count), texture, normal)
+
+
+@pytest.mark.parametrize("real", [0, 3])
+def test_renders_are_framed_like_photo_crops(real: int) -> None:
+    cars = true_cars(2) if real else None
+    inputs, z, targets, has_z = tool.training_batch(
+        MeshGAN(small_generator()), 6, torch.Generator().manual_seed(1), cars, real
+    )
     assert inputs.shape == (6, 4, 128, 128) and z.shape == (6, 64) and targets.shape == (6, 6)
+    assert has_z.tolist() == [True] * (6 - real) + [False] * real
+    assert (z[~has_z] == 0).all() and (z[has_z] != 0).all()
     mask = inputs[:, 3] > 0.5
     rows, cols = mask.any(dim=2), mask.any(dim=1)
     extent = torch.stack([rows.sum(1), cols.sum(1)], 1).amax(1).float()
@@ -39,9 +58,12 @@ def test_train_resume_export_and_find(tmp_path) -> None:
                    "--batch", "2", "--width", "8", "--log-every", "1", "--weights-dir", str(tmp_path),
                    *extra])  # fmt: skip
 
-    run("whole", 4)
-    run("split", 2)
-    run("split", 4, "--export")
+    cache = tmp_path / "cars.npz"
+    cars = true_cars(2)
+    np.savez(cache, seeds=cars.seeds, texture_half=cars.texture_half, normal_half=cars.normal_half)
+    run("whole", 4, "--cache", str(cache))
+    run("split", 2, "--cache", str(cache))
+    run("split", 4, "--cache", str(cache), "--export")
     first, second = (load_file(tmp_path / name / "checkpoint.safetensors") for name in ("whole", "split"))
     assert all(torch.equal(first[k], second[k]) for k in first)  # resumed exactly
     store = Registry(shipped_dir=tmp_path, user_dir=tmp_path / "user")

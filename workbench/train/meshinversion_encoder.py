@@ -8,6 +8,11 @@ real mask's errors shift it). The encoder (``backend.methods.meshinversion.encod
 and the camera: (cos, sin) of the azimuth, the elevation, log scale and translation. Works for any
 MeshInversion generator in the store, the shipped demo one or an imported official checkpoint.
 
+With ``--cache`` (the generator's training maps) a share of each batch (``--real-share``) renders
+training cars' true maps instead: their sharp paint, decals and lights are what photos show and the
+generator's blurrier textures do not, and an encoder trained on samples alone confuses front and
+back more often on photos than on samples. Those rows have no z, so only their camera is regressed.
+
 Resumable (``training_state.train_steps``: ``checkpoint.safetensors`` in ``--out``), logged to
 ``log.jsonl``; ``--export`` writes the encoder to the weights folder with a manifest entry tied to
 the generator's id and sha256.
@@ -31,6 +36,7 @@ from backend.models import default_entry, load_model
 from backend.render.pipeline import render_mesh
 from backend.render.shading import DirectionalLight
 from backend.weights import Registry, WeightsEntry
+from workbench.data.map_cache import MapCache, load_cache
 from workbench.data.render_sample import light_draws
 from workbench.train.shipped_weights import register_shipped_file
 from workbench.train.training_state import add_run_arguments, train_steps
@@ -47,7 +53,8 @@ OFFSET_STD = 0.02
 HELD_OUT_SEED = 424_242
 TRAIN_COMMAND = (
     "OMP_NUM_THREADS=1 python -m workbench.train meshinversion-encoder --out runs/mi_encoder "
-    "--steps 4000 --export"
+    "--steps 4000 && OMP_NUM_THREADS=1 python -m workbench.train meshinversion-encoder "
+    "--out runs/mi_encoder --steps 8000 --cache runs/mi_data/cars1536.npz --real-share 0.5 --export"
 )
 
 
@@ -80,9 +87,10 @@ def draw_lights(batch: int, rng: torch.Generator, device: torch.device) -> Direc
 
 @torch.no_grad()
 def training_batch(
-    model: MeshGAN, batch: int, rng: torch.Generator
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(encoder inputs (B, 4, 128, 128), true z (B, latent), camera targets (B, 6))."""
+    model: MeshGAN, batch: int, rng: torch.Generator, cars: MapCache | None = None, real: int = 0
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(encoder inputs (B, 4, 128, 128), true z (B, latent), camera targets (B, 6), (B,) bool: the
+    row has a z). The last ``real`` rows render training cars of ``cars`` (their z is left 0)."""
     config, device = model.config, model.device
     z = torch.randn(batch, config.latent_dim, generator=rng).to(device)
     labels = None
@@ -92,6 +100,14 @@ def training_batch(
             columns.append(torch.randint(0, config.n_colors, (batch,), generator=rng))
         labels = torch.stack(columns, 1).to(device)
     texture, vertices = model.generate(z, labels)
+    has_z = torch.arange(batch, device=device) < batch - real
+    if real:
+        assert cars is not None
+        rows = torch.randint(0, len(cars), (real,), generator=rng)
+        true_texture, displacement = cars.full_batch(rows, device)
+        texture = torch.cat([texture[:-real], true_texture])
+        vertices = torch.cat([vertices[:-real], model.displace(displacement)])
+        z = torch.where(has_z[:, None], z, torch.zeros_like(z))
     camera, targets = draw_cameras(vertices, rng)
     out = render_mesh(
         vertices, model.faces, camera.camera(), RENDER_SIZE,
@@ -99,15 +115,15 @@ def training_batch(
         light=draw_lights(batch, rng, device), cull_backfaces=True, antialiased=False,
     )  # fmt: skip
     rgb = out.rgb.clamp(-1, 1).permute(0, 3, 1, 2)
-    return encoder_input(rgb, out.mask), z, targets
+    return encoder_input(rgb, out.mask), z, targets, has_z
 
 
 def regression_loss(encoder: PoseLatentEncoder, batch: tuple[torch.Tensor, ...]) -> dict[str, torch.Tensor]:
-    """Mean squared errors of z and of each camera target."""
-    inputs, z, targets = batch
+    """Mean squared errors of z (rows that have one) and of each camera target."""
+    inputs, z, targets, has_z = batch
     z_pred, camera = encoder(inputs)
     return {
-        "z": (z_pred - z).square().mean(),
+        "z": (z_pred - z)[has_z].square().mean(),
         "azimuth": (camera[:, :2] - targets[:, :2]).square().sum(1).mean(),
         "elevation": (camera[:, 2] - targets[:, 2]).square().mean(),
         "scale": (camera[:, 3] - targets[:, 3]).square().mean(),
@@ -118,7 +134,7 @@ def regression_loss(encoder: PoseLatentEncoder, batch: tuple[torch.Tensor, ...])
 @torch.no_grad()
 def held_out_errors(encoder: PoseLatentEncoder, model: MeshGAN, count: int = 64) -> dict[str, float]:
     """On a fixed batch: median azimuth error (degrees), share within 20 degrees, z error / variance."""
-    inputs, z, targets = training_batch(model, count, torch.Generator().manual_seed(HELD_OUT_SEED))
+    inputs, z, targets, _ = training_batch(model, count, torch.Generator().manual_seed(HELD_OUT_SEED))
     guess = encoder.eval().guess(inputs)
     encoder.train()
     truth = torch.atan2(targets[:, 1], targets[:, 0])
@@ -130,8 +146,9 @@ def held_out_errors(encoder: PoseLatentEncoder, model: MeshGAN, count: int = 64)
     }
 
 
-def train(args: argparse.Namespace, model: MeshGAN) -> PoseLatentEncoder:
-    """Train (or resume) to ``args.steps``."""
+def train(args: argparse.Namespace, model: MeshGAN, cars: MapCache | None = None) -> PoseLatentEncoder:
+    """Train (or resume) to ``args.steps``; ``cars`` supplies the ``args.real_share`` rows."""
+    real = round(args.batch * args.real_share) if cars is not None else 0
     torch.set_num_threads(args.threads)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -140,7 +157,8 @@ def train(args: argparse.Namespace, model: MeshGAN) -> PoseLatentEncoder:
         encoder = PoseLatentEncoder(EncoderConfig(model.config.latent_dim, args.width))
     opt = torch.optim.Adam(encoder.parameters(), lr=args.lr)
     train_steps(
-        out, encoder, opt, args, lambda rng: regression_loss(encoder, training_batch(model, args.batch, rng)),
+        out, encoder, opt, args,
+        lambda rng: regression_loss(encoder, training_batch(model, args.batch, rng, cars, real)),
         lambda: held_out_errors(encoder, model),
     )
     return encoder.eval()
@@ -171,18 +189,26 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--lr", type=float, default=2e-4)
     parser.add_argument("--width", type=int, default=EncoderConfig().width, help="first block's channels")
+    parser.add_argument("--cache", help="map cache of training cars (workbench.train meshinversion's "
+                        "--cache) whose true maps render part of each batch")
+    parser.add_argument("--real-share", type=float, default=0.5,
+                        help="share of each batch rendered from --cache's cars (camera targets only)")
     add_run_arguments(parser)
     return parser
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not 0 <= args.real_share < 1:
+        parser.error("--real-share must be in [0, 1): rows with a z are needed for the z head")
     registry = Registry(shipped_dir=Path(args.weights_dir))
     entry = registry.find(args.generator) if args.generator else default_entry(registry, "meshinversion")
     method = load_model(registry, entry, "cpu")
     if method.model is None:
         raise SystemExit(f"{entry.id} is not a MeshInversion generator")
-    encoder = train(args, method.model)
+    cars = load_cache(Path(args.cache)) if args.cache else None
+    encoder = train(args, method.model, cars)
     errors = held_out_errors(encoder, method.model)
     print(json.dumps({"steps": args.steps, "generator": entry.id, **errors}), flush=True)
     if args.export:
