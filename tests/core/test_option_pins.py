@@ -67,7 +67,7 @@ MESHINVERSION_FAST = {**MESHINVERSION_PAPER, **{
     "stages": [[80, 0.1, 0.01], [60, 0.03, 0.003]],
     "chamfer_points": 2048,
     "feature_weight": 0.0,
-    "latent_weight": 0.2,
+    "latent_weight": 0.4,
     "silhouette_weight": 2.0,
     "refine_steps": 60,
     "pole_fill": 2,

@@ -51,11 +51,16 @@ MARGIN = (0.03, 0.09)
 OFFSET_STD = 0.02
 """NDC std of the object's offset in its crop (a mask's errors move the box)."""
 HELD_OUT_SEED = 424_242
-TRAIN_COMMAND = (
-    "OMP_NUM_THREADS=1 python -m workbench.train meshinversion-encoder --out runs/mi_encoder "
-    "--steps 4000 && OMP_NUM_THREADS=1 python -m workbench.train meshinversion-encoder "
-    "--out runs/mi_encoder --steps 8000 --cache runs/mi_data/cars1536.npz --real-share 0.5 --export"
+TRAIN_COMMAND = " && ".join(
+    "OMP_NUM_THREADS=1 python -m workbench.train meshinversion-encoder --out runs/mi_encoder " + stage
+    for stage in (
+        "--steps 4000",
+        "--steps 8000 --cache runs/mi_data/cars1536.npz --real-share 0.5",
+        "--steps 10000 --lr 5e-5 --cache runs/mi_data/cars1536.npz --real-share 0.5 --export",
+    )
 )
+"""Samples only, then half true training cars, then a lower learning rate (which more than halved
+the photos' pose misses: ``benchmarks/MESHINVERSION.md``)."""
 
 
 def draw_cameras(vertices: torch.Tensor, rng: torch.Generator) -> tuple[WeakPerspective, torch.Tensor]:
@@ -166,7 +171,7 @@ def train(args: argparse.Namespace, model: MeshGAN, cars: MapCache | None = None
 
 def export(
     encoder: PoseLatentEncoder, weights_dir: Path, generator: WeightsEntry, steps: int,
-    errors: dict[str, float],
+    errors: dict[str, float], cars: MapCache | None = None,
 ) -> dict[str, object]:
     """Write the encoder next to the shipped weights and upsert its manifest entry."""
     target = weights_dir / WEIGHTS_FILE
@@ -174,7 +179,8 @@ def export(
     save_file({k: v.detach().cpu().contiguous() for k, v in encoder.state_dict().items()}, tmp)
     tmp.chmod(0o644)  # shipped with the repository: readable by everyone
     os.replace(tmp, target)
-    source = (f"trained here on renders of {generator.id} ({steps} steps; held-out median azimuth error "
+    renders = f"{generator.id}" + (f" and of {len(cars)} training cars' true maps" if cars else "")
+    source = (f"trained here on renders of {renders} ({steps} steps; held-out median azimuth error "
               f"{errors['azimuth_median_deg']:.1f} deg, {errors['within_20_deg']:.0%} within 20 deg)")
     config = {**encoder.config.to_dict(), "generator": generator.id, "generator_sha256": generator.sha256}
     return register_shipped_file(target, "meshinversion", WEIGHTS_ID, generator.category, source,
@@ -212,4 +218,4 @@ def main(argv: list[str] | None = None) -> None:
     errors = held_out_errors(encoder, method.model)
     print(json.dumps({"steps": args.steps, "generator": entry.id, **errors}), flush=True)
     if args.export:
-        export(encoder, Path(args.weights_dir), entry, args.steps, errors)
+        export(encoder, Path(args.weights_dir), entry, args.steps, errors, cars)
