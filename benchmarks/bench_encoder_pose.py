@@ -1,0 +1,71 @@
+#!/usr/bin/env python3
+"""The MeshInversion start encoder's pose alone on held-out photos, before any optimisation.
+
+    .venv/bin/python benchmarks/bench_encoder_pose.py --split validation --images 128 \
+        [--checkpoint runs/mi_encoder/checkpoint.safetensors]
+
+Each photo (``bench_meshinversion.held_out_photos``: lit, over procedural backgrounds, cropped with
+the true mask) goes through the shipped encoder, or a training run's checkpoint, exactly as the
+inversion's start feeds it; the guessed view is compared with the true camera rotation. Front/back
+swaps (errors above 150 deg) are what the optimisation never undoes, so they are counted apart.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import load_file
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_meshinversion import ROOT, held_out_photos, rotation_error_deg
+
+from backend.methods.meshinversion.encoder import INPUT_SIZE, encoder_input
+from backend.models import default_entry, load_model
+from backend.render.cameras import quaternion_matrix
+from backend.weights import Registry
+from workbench.splits import SPLITS
+
+SWAP_DEG = 150.0
+
+
+def pose_errors(split: str, images: int, checkpoint: Path | None) -> np.ndarray:
+    """(images,) rotation errors in degrees of the encoder's guessed views."""
+    registry = Registry(shipped_dir=ROOT / "weights")
+    method = load_model(registry, default_entry(registry, "meshinversion"), "cpu")
+    encoder = method.start_encoder()
+    if encoder is None:
+        raise SystemExit("the default MeshInversion generator has no start encoder")
+    if checkpoint is not None:  # a training run's state: the net's weights are stored as net.*
+        state = load_file(checkpoint)
+        encoder.load_state_dict({k[4:]: v for k, v in state.items() if k.startswith("net.")})
+    photos = held_out_photos(images, INPUT_SIZE, 64, split)
+    rgb = torch.stack([torch.from_numpy(p["crop"].rgb).permute(2, 0, 1) for p in photos]).float() * 2 - 1
+    mask = torch.stack([torch.from_numpy(np.asarray(p["crop"].mask)) for p in photos]).float()
+    with torch.no_grad():
+        rotations = quaternion_matrix(encoder.eval().guess(encoder_input(rgb, mask)).view())
+    return np.array([rotation_error_deg(p["rotation"], rotations[i]) for i, p in enumerate(photos)])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--split", default="validation", choices=SPLITS)
+    parser.add_argument("--images", type=int, default=128)
+    parser.add_argument("--checkpoint", type=Path, help="a meshinversion-encoder run's checkpoint")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    errors = pose_errors(args.split, args.images, args.checkpoint)
+    print(json.dumps({
+        "split": args.split, "images": args.images,
+        "within_20_deg": float((errors <= 20).mean()), "median_deg": float(np.median(errors)),
+        "swaps": int((errors > SWAP_DEG).sum()),
+        "misses": {int(i): round(float(e)) for i, e in enumerate(errors) if e > 20},
+    }))  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
