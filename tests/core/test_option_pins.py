@@ -57,14 +57,14 @@ MESHINVERSION_PAPER: dict[str, Any] = {
 }
 MESHINVERSION_FAST = {**MESHINVERSION_PAPER, **{
     "texture": 'blended',
-    "z_candidates": 256,
+    "z_candidates": 64,
     "start_scoring": 'colour_layout',
     "start": 'encoder',
-    "rendered_candidates": 32,
+    "rendered_candidates": 16,
     "azimuths": 8,
     "elevations": [0.0, 25.0],
     "camera_refine_steps": 20,
-    "stages": [[80, 0.1, 0.01], [60, 0.03, 0.003]],
+    "stages": [[60, 0.1, 0.01], [45, 0.03, 0.003]],
     "chamfer_points": 2048,
     "feature_weight": 0.0,
     "latent_weight": 0.4,

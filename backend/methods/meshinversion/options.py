@@ -94,10 +94,10 @@ class Options:
 
     PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
         "fast": {
-            "texture": "blended", "z_candidates": 256, "rendered_candidates": 32, "azimuths": 8,
+            "texture": "blended", "z_candidates": 64, "rendered_candidates": 16, "azimuths": 8,
             "start_scoring": "colour_layout", "start": "encoder",
             "elevations": [0.0, 25.0], "camera_refine_steps": 20,
-            "stages": [[80, 0.1, 0.01], [60, 0.03, 0.003]],
+            "stages": [[60, 0.1, 0.01], [45, 0.03, 0.003]],
             "chamfer_points": 2048, "feature_weight": 0.0, "latent_weight": 0.4, "silhouette_weight": 2.0,
             "refine_steps": 60, "pole_fill": 2,
         },
