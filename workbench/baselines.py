@@ -53,7 +53,7 @@ class FreeFormSettings:
 
 
 class Baselines:
-    """Runs the two baselines with the inversion's settings (stages, losses, camera search)."""
+    """Runs the baselines with the inversion's settings (stages, losses, camera search)."""
 
     def __init__(
         self,
