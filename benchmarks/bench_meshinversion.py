@@ -49,6 +49,7 @@ from backend.methods.meshinversion.camera_search import (  # noqa: E402
     silhouettes,
     view_quaternion,
 )
+from backend.methods.meshinversion.encoder import PoseLatentEncoder, encoder_input  # noqa: E402
 from backend.methods.meshinversion.generator import Generator, GeneratorConfig  # noqa: E402
 from backend.methods.meshinversion.invert import (  # noqa: E402
     RESEARCH,
@@ -237,9 +238,12 @@ def template_renderer(texture_size: int) -> MeshGAN:
     return MeshGAN(Generator(GeneratorConfig(texture_resolution=texture_size, width=1 / 16)))
 
 
-def oracle_pose(settings: InversionSettings, photos: list[dict], seed: int) -> dict:
-    """The camera search and camera fit alone, given the true mesh and texture: how often is the pose
-    (front/back, sides) recovered, independent of the generator?"""
+def oracle_pose(
+    settings: InversionSettings, photos: list[dict], seed: int, encoder: PoseLatentEncoder | None = None
+) -> dict:
+    """The pose start and camera fit alone, given the true mesh and texture: how often is the pose
+    (front/back, sides) recovered, independent of the generator's shapes? The start is the camera
+    search, or with ``encoder`` (``start=encoder``) its guessed view as the one hypothesis."""
     model = template_renderer(int(photos[0]["texture"].shape[-1]))
     baselines = Baselines(model, settings)
     errors, ious = [], []
@@ -247,7 +251,11 @@ def oracle_pose(settings: InversionSettings, photos: list[dict], seed: int) -> d
         crop, rng = photo["crop"], torch.Generator().manual_seed(seed)
         targets = Targets.from_arrays([crop.rgb], [crop.mask], torch.device("cpu"))
         shape, texture = photo["vertices"][None], photo["texture"][None]
-        start = baselines.place(photo["vertices"], photo["texture"], targets, rng)
+        views = None
+        if encoder is not None:
+            with torch.no_grad():
+                views = encoder.guess(encoder_input(targets.rgb, targets.mask)).view()[:, None]
+        start = baselines.place(photo["vertices"], photo["texture"], targets, rng, views)
         camera, _ = baselines.optimise(targets, start, lambda s=shape: s, lambda t=texture: t, [], rng,
                                        lambda *a, **k: None, "oracle")  # fmt: skip
         errors.append(rotation_error_deg(photo["rotation"], camera.rotation()[0]))
@@ -275,7 +283,7 @@ def main() -> None:
     parser.add_argument(
         "--oracle-only",
         action="store_true",
-        help="only the pose recovery given the true mesh (no weights needed)",
+        help="only the pose recovery given the true mesh (weights only for start=encoder's encoder)",
     )
     parser.add_argument("--split", default="eval", choices=SPLITS,
                         help="cars to run on: the held-out evaluation split, or validation for tuning")
@@ -290,12 +298,17 @@ def main() -> None:
     texture_options = parse_options(Options, args.preset, overrides)
     settings = InversionSettings.from_options(texture_options, **research)
 
+    registry = Registry(args.weights_dir)
+    entry = registry.find(args.weights) if args.weights else default_entry(registry, "meshinversion")
+    method: MeshInversion = load_model(registry, entry, "cpu")
+    encoder = method.start_encoder() if settings.start == "encoder" else None
     if args.oracle_only:
         photos = held_out_photos(args.images, settings.render_size, 256, args.split)
         report = {
             "preset": args.preset,
             "images": args.images,
-            "oracle_pose": oracle_pose(settings, photos, args.seed),
+            "start": "encoder" if encoder is not None else "search",
+            "oracle_pose": oracle_pose(settings, photos, args.seed, encoder),
         }
         out.write_text(json.dumps(report, indent=1))
         print(
@@ -306,9 +319,6 @@ def main() -> None:
         )
         return
 
-    registry = Registry(args.weights_dir)
-    entry = registry.find(args.weights) if args.weights else default_entry(registry, "meshinversion")
-    method: MeshInversion = load_model(registry, entry, "cpu")
     model = method.model
     assert model is not None, f"{entry.id} is not a generator"
     photos = held_out_photos(args.images, settings.render_size, model.config.texture_resolution, args.split)
@@ -337,7 +347,7 @@ def main() -> None:
         print("batch", report["batch_mode"], flush=True)
 
     if not args.skip_oracle:
-        report["oracle_pose"] = oracle_pose(settings, photos, args.seed)
+        report["oracle_pose"] = oracle_pose(settings, photos, args.seed, encoder)
         print(
             "oracle pose",
             {k: report["oracle_pose"][k] for k in ("within_20_deg", "median_rotation_error_deg")},

@@ -95,13 +95,15 @@ class Baselines:
         return vertices, texture / len(seeds) * 2 - 1
 
     def place(
-        self, vertices: torch.Tensor, texture: torch.Tensor, targets: Targets, rng: torch.Generator
+        self, vertices: torch.Tensor, texture: torch.Tensor, targets: Targets, rng: torch.Generator,
+        views: torch.Tensor | None = None,
     ) -> WeakPerspective:
-        """The camera search of the inversion, then the kept camera that the inversion's candidate score
+        """The camera search of the inversion (over its grid, or each image's own (B, H, 4) ``views``,
+        e.g. the start encoder's guess), then the kept camera that the inversion's candidate score
         prefers."""
         s = self.settings
         batch = targets.mask.shape[0]
-        grid = hypothesis_grid(s.azimuths, s.elevations, self.model.device)
+        grid = hypothesis_grid(s.azimuths, s.elevations, self.model.device) if views is None else views
         shapes = vertices[None].expand(batch, -1, -1)
         cameras, _ = search_cameras(
             shapes, self.model.faces, self.model.topology, coarse_mask(targets.mask, SEARCH_SIZE), grid,
