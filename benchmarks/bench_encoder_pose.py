@@ -24,13 +24,18 @@ from safetensors.torch import load_file
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_meshinversion import ROOT, held_out_photos, rotation_error_deg
 
-from backend.methods.meshinversion.encoder import INPUT_SIZE, encoder_input
+from backend.methods.meshinversion.encoder import encoder_input
+from backend.methods.meshinversion.invert import Targets
+from backend.methods.meshinversion.options import Options
 from backend.models import default_entry, load_model
 from backend.render.cameras import quaternion_matrix
 from backend.weights import Registry
+from workbench.data.car_maps import TEXTURE_SIZE
 from workbench.splits import SPLITS
 
 SWAP_DEG = 150.0
+RENDER_SIZE = Options.PRESETS["fast"].get("render_size", Options().render_size)
+"""The crop side the inversion compares at, from which its start feeds the encoder."""
 
 
 def pose_errors(split: str, images: int, checkpoint: Path | None) -> np.ndarray:
@@ -43,11 +48,10 @@ def pose_errors(split: str, images: int, checkpoint: Path | None) -> np.ndarray:
     if checkpoint is not None:  # a training run's state: the net's weights are stored as net.*
         state = load_file(checkpoint)
         encoder.load_state_dict({k[4:]: v for k, v in state.items() if k.startswith("net.")})
-    photos = held_out_photos(images, INPUT_SIZE, 64, split)
-    rgb = torch.stack([torch.from_numpy(p["crop"].rgb).permute(2, 0, 1) for p in photos]).float() * 2 - 1
-    mask = torch.stack([torch.from_numpy(np.asarray(p["crop"].mask)) for p in photos]).float()
+    photos = held_out_photos(images, RENDER_SIZE, TEXTURE_SIZE, split)
+    targets = Targets.from_arrays([p["crop"].rgb for p in photos], [p["crop"].mask for p in photos], "cpu")
     with torch.no_grad():
-        rotations = quaternion_matrix(encoder.eval().guess(encoder_input(rgb, mask)).view())
+        rotations = quaternion_matrix(encoder.eval().guess(encoder_input(targets.rgb, targets.mask)).view())
     return np.array([rotation_error_deg(p["rotation"], rotations[i]) for i, p in enumerate(photos)])
 
 

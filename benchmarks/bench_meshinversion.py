@@ -283,7 +283,7 @@ def main() -> None:
     parser.add_argument(
         "--oracle-only",
         action="store_true",
-        help="only the pose recovery given the true mesh (weights only for start=encoder's encoder)",
+        help="only the pose recovery given the true mesh (of the weights only the start encoder is used)",
     )
     parser.add_argument("--split", default="eval", choices=SPLITS,
                         help="cars to run on: the held-out evaluation split, or validation for tuning")

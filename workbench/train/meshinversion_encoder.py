@@ -104,14 +104,15 @@ def training_batch(
         if config.n_colors:
             columns.append(torch.randint(0, config.n_colors, (batch,), generator=rng))
         labels = torch.stack(columns, 1).to(device)
-    texture, vertices = model.generate(z, labels)
-    has_z = torch.arange(batch, device=device) < batch - real
+    samples = batch - real
+    texture, vertices = model.generate(z[:samples], None if labels is None else labels[:samples])
+    has_z = torch.arange(batch, device=device) < samples
     if real:
         assert cars is not None
         rows = torch.randint(0, len(cars), (real,), generator=rng)
         true_texture, displacement = cars.full_batch(rows, device)
-        texture = torch.cat([texture[:-real], true_texture])
-        vertices = torch.cat([vertices[:-real], model.displace(displacement)])
+        texture = torch.cat([texture, true_texture])
+        vertices = torch.cat([vertices, model.displace(displacement)])
         z = torch.where(has_z[:, None], z, torch.zeros_like(z))
     camera, targets = draw_cameras(vertices, rng)
     out = render_mesh(
