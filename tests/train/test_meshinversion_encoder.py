@@ -66,6 +66,14 @@ def test_train_resume_export_and_find(tmp_path) -> None:
     run("split", 4, "--cache", str(cache), "--export")
     first, second = (load_file(tmp_path / name / "checkpoint.safetensors") for name in ("whole", "split"))
     assert all(torch.equal(first[k], second[k]) for k in first)  # resumed exactly
+    # A fresh run folder resumes from a copied-out checkpoint (the committed one, in the repository).
+    committed = tmp_path / "committed.safetensors"
+    committed.write_bytes((tmp_path / "split" / "checkpoint.safetensors").read_bytes())
+    run("whole", 6, "--cache", str(cache))
+    run("again", 6, "--cache", str(cache), "--resume-from", str(committed))
+    first, second = (load_file(tmp_path / name / "checkpoint.safetensors") for name in ("whole", "again"))
+    assert all(torch.equal(first[k], second[k]) for k in first)
+    assert committed.read_bytes() == (tmp_path / "split" / "checkpoint.safetensors").read_bytes()
     store = Registry(shipped_dir=tmp_path, user_dir=tmp_path / "user")
     exported = store.find(tool.WEIGHTS_ID)
     assert exported.config["generator_sha256"] == entry.sha256 and exported.config["generator"] == "tiny-mi"

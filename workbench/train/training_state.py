@@ -56,6 +56,7 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--log-every", type=int, default=20)
+    parser.add_argument("--resume-from", help="checkpoint to start from when --out has none")
     parser.add_argument("--export", action="store_true", help="write weights/ file and manifest entry")
     parser.add_argument("--weights-dir", default=str(Path(__file__).resolve().parents[2] / "weights"))
 
@@ -72,12 +73,14 @@ def train_steps(
     losses: Callable[[torch.Generator], dict[str, torch.Tensor]],
     held_out: Callable[[], dict[str, float]] | None = None,
 ) -> int:
-    """Resume ``net`` and ``opt`` from ``out/checkpoint.safetensors`` if present and step until
-    ``args.steps``: each step's batch seeded from ``args.seed`` and the step (a resumed run draws what
-    an uninterrupted one would), the sum of ``losses`` minimised, its terms logged to ``out/log.jsonl``
+    """Resume ``net`` and ``opt`` from ``out/checkpoint.safetensors`` if present (else from
+    ``args.resume_from`` if given, such as a committed checkpoint) and step until ``args.steps``:
+    each step's batch seeded from ``args.seed`` and the step (a resumed run draws what an
+    uninterrupted one would), the sum of ``losses`` minimised, its terms logged to ``out/log.jsonl``
     every ``args.log_every`` steps (with ``held_out()``'s numbers every tenth time). Returns the step."""
     checkpoint = out / "checkpoint.safetensors"
-    step = int(load_training_state(checkpoint, net, opt)["step"]) if checkpoint.exists() else 0
+    start_from = checkpoint if checkpoint.exists() else Path(args.resume_from) if args.resume_from else None
+    step = int(load_training_state(start_from, net, opt)["step"]) if start_from is not None else 0
     last_save = time.monotonic()
     with (out / "log.jsonl").open("a") as log:
         while step < args.steps:
