@@ -93,7 +93,8 @@ def import_official(
             "check --method and --category, and that the file is the official release",
         ) from None
     auxiliary = auxiliary_weights(store, method)
-    return store.add_imported(
-        checkpoint, original_sha, weights_id, method, category, state_dict, config,
+    return store.add_user_weights(
+        f"imported from {checkpoint.resolve()} (sha256 {original_sha})",
+        "as the original checkpoint (see its source)", weights_id, method, category, state_dict, config,
         check=lambda entry, tensors: build_model(entry, tensors, "cpu", auxiliary),
     )

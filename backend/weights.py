@@ -3,7 +3,7 @@
 Two manifests with the same format are read: ``weights/manifest.toml`` next to this package
 (shipped, read-only) and ``manifest.toml`` in the user weights directory (default
 ``~/.local/share/reconstruct-from-image/weights``, env ``RFI_WEIGHTS_DIR``, or per call), which
-``Registry.add_imported`` appends to. Each ``[[weights]]`` entry has: id, method, category, file
+``Registry.add_user_weights`` appends to. Each ``[[weights]]`` entry has: id, method, category, file
 (relative to its manifest), sha256, size, source, licence, train_command and a ``config`` table
 (the architecture, passed to ``Method.load``).
 
@@ -284,10 +284,10 @@ class Registry:
             )
         return weights_id
 
-    def add_imported(
+    def add_user_weights(
         self,
-        checkpoint: Path,
-        original_sha: str,
+        source: str,
+        licence: str,
         weights_id: str,
         method: str,
         category: str,
@@ -295,9 +295,10 @@ class Registry:
         config: dict[str, Any],
         check: Callable[[WeightsEntry, dict[str, torch.Tensor]], object],
     ) -> WeightsEntry:
-        """Register a converted checkpoint in the user folder: the safetensors file, then the manifest
-        entry. ``check(entry, tensors read back)`` (building the model) runs before the file takes
-        its name, so a file that fails it is never registered."""
+        """Register weights in the user folder (a converted official checkpoint, or a net trained here
+        for one): the safetensors file, then the manifest entry. ``check(entry, tensors read back)``
+        (building the model) runs before the file takes its name, so a file that fails it is never
+        registered."""
         tensors = {
             k: v.detach().to("cpu", torch.float32 if v.is_floating_point() else v.dtype).contiguous().clone()
             for k, v in state_dict.items()
@@ -315,8 +316,8 @@ class Registry:
                     file=target.name,
                     sha256=sha256_file(tmp),
                     size=tmp.stat().st_size,
-                    source=f"imported from {checkpoint.resolve()} (sha256 {original_sha})",
-                    licence="as the original checkpoint (see its source)",
+                    source=source,
+                    licence=licence,
                     config=config,
                     root=self.user_dir,
                     origin="user",

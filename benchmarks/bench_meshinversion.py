@@ -60,7 +60,7 @@ from backend.methods.meshinversion.invert import (  # noqa: E402
 from backend.methods.meshinversion.losses import mask_iou, one_sided_chamfer  # noqa: E402
 from backend.methods.meshinversion.mesh_gan import MeshGAN  # noqa: E402
 from backend.methods.meshinversion.method import MeshInversion  # noqa: E402
-from backend.methods.meshinversion.options import Options  # noqa: E402
+from backend.methods.meshinversion.options import ENCODER_STARTS, Options  # noqa: E402
 from backend.models import default_entry, load_model  # noqa: E402
 from backend.options import as_dict, parse_options  # noqa: E402
 from backend.render.cameras import quaternion_matrix  # noqa: E402
@@ -301,7 +301,7 @@ def main() -> None:
     registry = Registry(args.weights_dir)
     entry = registry.find(args.weights) if args.weights else default_entry(registry, "meshinversion")
     method: MeshInversion = load_model(registry, entry, "cpu")
-    encoder = method.start_encoder() if settings.start == "encoder" else None
+    encoder = method.start_encoder() if settings.start in ENCODER_STARTS else None
     if args.oracle_only:
         photos = held_out_photos(args.images, settings.render_size, 256, args.split)
         report = {

@@ -9,9 +9,11 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from backend.methods.meshinversion.mesh_gan import MeshGAN
-from backend.models import load_model
-from backend.weights import Registry, WeightsEntry, sha256_file, write_manifest
+from backend.models import import_official, load_model
+from backend.protocol import UserError
+from backend.weights import USER_DIR_ENV, Registry, WeightsEntry, sha256_file, write_manifest
 from tests.meshinversion.helpers import small_generator
+from tests.meshinversion.test_method import write_checkpoint
 from workbench.data.car_maps import car_maps
 from workbench.data.map_cache import MapCache
 from workbench.data.uv_grid import half_columns
@@ -79,3 +81,30 @@ def test_train_resume_export_and_find(tmp_path) -> None:
     assert exported.config["generator_sha256"] == entry.sha256 and exported.config["generator"] == "tiny-mi"
     method = load_model(store, store.find("tiny-mi"), "cpu")
     assert method.start_encoder() is not None
+
+
+def test_an_imported_official_generator_gets_its_encoder_in_the_user_folder(tmp_path, monkeypatch) -> None:
+    shipped, user = tmp_path / "shipped", tmp_path / "user"
+    shipped.mkdir()
+    (shipped / "manifest.toml").write_text("# shipped manifest\n")
+    monkeypatch.setenv(USER_DIR_ENV, str(user))
+    checkpoint = tmp_path / "checkpoint_latest.pth"
+    write_checkpoint(checkpoint)
+    generator = import_official(Registry(), checkpoint, "meshinversion", "car", "cub-mi")
+
+    def run(out: str, *extra: str) -> None:
+        tool.main(["--out", str(tmp_path / out), "--generator", "cub-mi", "--steps", "2", "--batch", "2",
+                   "--width", "8", "--weights-dir", str(shipped), "--export", *extra])  # fmt: skip
+
+    run("first")
+    assert sorted(p.name for p in shipped.iterdir()) == ["manifest.toml"]  # shipped files untouched
+    assert (shipped / "manifest.toml").read_text() == "# shipped manifest\n"
+    store = Registry()
+    encoder = store.find("cub-mi-encoder")
+    assert encoder.origin == "user" and encoder.config["generator_sha256"] == generator.sha256
+    assert load_model(store, generator, "cpu").start_encoder() is not None
+    with pytest.raises(UserError, match="exists already"):
+        run("again")
+    assert not (tmp_path / "again").exists()  # refused before the run began
+    run("again", "--export-id", "cub-mi-encoder-2")
+    assert store.find("cub-mi-encoder-2").origin == "user"

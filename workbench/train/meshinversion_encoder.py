@@ -14,8 +14,10 @@ generator's blurrier textures do not, and an encoder trained on samples alone co
 back more often on photos than on samples. Those rows have no z, so only their camera is regressed.
 
 Resumable (``training_state.train_steps``: ``checkpoint.safetensors`` in ``--out``), logged to
-``log.jsonl``; ``--export`` writes the encoder to the weights folder with a manifest entry tied to
-the generator's id and sha256.
+``log.jsonl``. ``--export`` registers the encoder with an entry tied to the generator's id and
+sha256, where the generator is: the shipped demo generator's in ``weights/`` (with its manifest
+entry), a user-imported one's in the user weights folder under a new id (``<generator>-encoder`` or
+``--export-id``), so training for an imported checkpoint never touches the shipped files.
 """
 
 from __future__ import annotations
@@ -170,22 +172,47 @@ def train(args: argparse.Namespace, model: MeshGAN, cars: MapCache | None = None
     return encoder.eval()
 
 
+def provenance(
+    encoder: PoseLatentEncoder, generator: WeightsEntry, steps: int, errors: dict[str, float],
+    cars: MapCache | None,
+) -> tuple[str, dict[str, object]]:
+    """The entry's source line and config (which ties the encoder to its generator's sha256)."""
+    renders = f"{generator.id}" + (f" and of {len(cars)} training cars' true maps" if cars else "")
+    source = (f"trained here on renders of {renders} ({steps} steps; held-out median azimuth error "
+              f"{errors['azimuth_median_deg']:.1f} deg, {errors['within_20_deg']:.0%} within 20 deg)")
+    config = {**encoder.config.to_dict(), "generator": generator.id, "generator_sha256": generator.sha256}
+    return source, config
+
+
 def export(
     encoder: PoseLatentEncoder, weights_dir: Path, generator: WeightsEntry, steps: int,
     errors: dict[str, float], cars: MapCache | None = None,
 ) -> dict[str, object]:
-    """Write the encoder next to the shipped weights and upsert its manifest entry."""
+    """Write the demo generator's encoder next to the shipped weights and upsert its manifest entry."""
     target = weights_dir / WEIGHTS_FILE
     tmp = target.with_name(f".{target.name}.tmp{os.getpid()}")
     save_file({k: v.detach().cpu().contiguous() for k, v in encoder.state_dict().items()}, tmp)
     tmp.chmod(0o644)  # shipped with the repository: readable by everyone
     os.replace(tmp, target)
-    renders = f"{generator.id}" + (f" and of {len(cars)} training cars' true maps" if cars else "")
-    source = (f"trained here on renders of {renders} ({steps} steps; held-out median azimuth error "
-              f"{errors['azimuth_median_deg']:.1f} deg, {errors['within_20_deg']:.0%} within 20 deg)")
-    config = {**encoder.config.to_dict(), "generator": generator.id, "generator_sha256": generator.sha256}
+    source, config = provenance(encoder, generator, steps, errors, cars)
     return register_shipped_file(target, "meshinversion", WEIGHTS_ID, generator.category, source,
                                  TRAIN_COMMAND, config)  # fmt: skip
+
+
+def export_user(
+    encoder: PoseLatentEncoder, registry: Registry, weights_id: str, generator: WeightsEntry, steps: int,
+    errors: dict[str, float], cars: MapCache | None = None,
+) -> WeightsEntry:
+    """Register a user generator's encoder in the user weights folder under the new ``weights_id``."""
+    source, config = provenance(encoder, generator, steps, errors, cars)
+
+    def check(entry: WeightsEntry, tensors: dict[str, torch.Tensor]) -> None:
+        PoseLatentEncoder(EncoderConfig.from_dict(dict(entry.config))).load_state_dict(tensors, strict=True)
+
+    return registry.add_user_weights(
+        source, "as the generator it was trained for", weights_id, "meshinversion", generator.category,
+        encoder.state_dict(), config, check,
+    )  # fmt: skip
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -200,6 +227,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "--cache) whose true maps render part of each batch")
     parser.add_argument("--real-share", type=float, default=0.5,
                         help="share of each batch rendered from --cache's cars (camera targets only)")
+    parser.add_argument("--export-id", help="id of the exported entry for a user-imported generator "
+                        "(default: <generator id>-encoder)")
     add_run_arguments(parser)
     return parser
 
@@ -214,9 +243,14 @@ def main(argv: list[str] | None = None) -> None:
     method = load_model(registry, entry, "cpu")
     if method.model is None:
         raise SystemExit(f"{entry.id} is not a MeshInversion generator")
+    user_id = None
+    if args.export and entry.origin != "shipped":  # checked before the run, not after it
+        user_id = registry.check_new_id(args.export_id or f"{entry.id}-encoder")
     cars = load_cache(Path(args.cache)) if args.cache else None
     encoder = train(args, method.model, cars)
     errors = held_out_errors(encoder, method.model)
     print(json.dumps({"steps": args.steps, "generator": entry.id, **errors}), flush=True)
-    if args.export:
+    if user_id is not None:
+        export_user(encoder, registry, user_id, entry, args.steps, errors, cars)
+    elif args.export:
         export(encoder, Path(args.weights_dir), entry, args.steps, errors, cars)

@@ -38,7 +38,7 @@ from backend.methods.meshinversion.losses import (
     subsample,
 )
 from backend.methods.meshinversion.mesh_gan import MeshGAN, Rendering
-from backend.methods.meshinversion.options import Options
+from backend.methods.meshinversion.options import ENCODER_STARTS, Options
 from backend.methods.meshinversion.vgg import VGG19Relu31
 from backend.render.topology import build_edge_topology
 
@@ -181,7 +181,7 @@ class InversionResult:
     init_mask_iou: float = 0.0
     mask_iou: float = 0.0
     start: str = "search"
-    """What made the start: ``search`` or ``encoder``."""
+    """What made the start: ``search``, ``encoder_view`` or ``encoder`` (``Options.start``)."""
 
 
 class Inverter:
@@ -194,7 +194,7 @@ class Inverter:
         self.model = model
         self.settings = settings
         self.vgg = vgg if settings.feature_weight > 0 else None
-        self.encoder = encoder if settings.start == "encoder" and settings.restarts == 1 else None
+        self.encoder = encoder if settings.start in ENCODER_STARTS and settings.restarts == 1 else None
         self.edge_faces = build_edge_topology(model.template.faces).edge_faces.to(model.device)
         self.edges = model.template.edges.to(model.device)
 
@@ -382,14 +382,16 @@ class Inverter:
     @torch.no_grad()
     def encoder_start(self, targets: Targets, rng: torch.Generator, progress: Progress) -> Starts:
         """The search's start with the encoder's guess in place of its camera grid: the guessed view is
-        the one hypothesis (placed on the mask's box and refined) and the guessed z one of the
-        candidates scored under it. The encoder's azimuth decides front from back, which the start
-        score often gets wrong (``benchmarks/MESHINVERSION.md``)."""
+        the one hypothesis (placed on the mask's box and refined), as CMR's predicted pose is in the
+        official code, and with ``start=encoder`` the guessed z one of the candidates scored under it.
+        The encoder's azimuth decides front from back, which the start score often gets wrong
+        (``benchmarks/MESHINVERSION.md``)."""
         assert self.encoder is not None
         progress("initialise: encoder", 0, 1)
         guess = self.encoder.guess(encoder_input(targets.rgb, targets.mask))
         progress("initialise: encoder", 1, 1)
-        start = self.search_start(targets, rng, progress, guess.view()[:, None], guess.z)
+        first_z = guess.z if self.settings.start == "encoder" else None
+        start = self.search_start(targets, rng, progress, guess.view()[:, None], first_z)
         start.searched[:] = False
         return start
 
@@ -547,7 +549,7 @@ class Inverter:
                 stage_losses=history[b] + remaining_history[b],
                 init_mask_iou=float(start_iou[keep[b]]),
                 mask_iou=float(iou[b]),
-                start="search" if bool(start.searched[keep[b]]) else "encoder",
+                start="search" if bool(start.searched[keep[b]]) else s.start,
             )
             for b in range(batch)
         ]

@@ -25,7 +25,7 @@ from backend.methods.meshinversion.export import to_mesh_result
 from backend.methods.meshinversion.generator import Generator, GeneratorConfig
 from backend.methods.meshinversion.invert import InversionResult, InversionSettings, Inverter
 from backend.methods.meshinversion.mesh_gan import MeshGAN
-from backend.methods.meshinversion.options import Options
+from backend.methods.meshinversion.options import ENCODER_STARTS, Options
 from backend.methods.meshinversion.vgg import VGG_CONFIG, VGG19Relu31
 from backend.render.bake import bake_photo
 
@@ -109,7 +109,7 @@ class MeshInversion(Method):
         """An ``Inverter`` of this generator with the auxiliary networks ``settings`` call for."""
         assert self.model is not None
         vgg = self.feature_network() if settings.feature_weight > 0 else None
-        encoder = self.start_encoder() if settings.start == "encoder" else None
+        encoder = self.start_encoder() if settings.start in ENCODER_STARTS else None
         return Inverter(self.model, settings, vgg, encoder)
 
     def run(self, image: InputImage, options: Options, seed: int, progress: Progress) -> MeshResult:
@@ -149,7 +149,7 @@ class MeshInversion(Method):
         elapsed = time.perf_counter() - started
         progress("export", 0, 1)
         notes = []
-        if settings.start == "encoder" and encoder is None:
+        if settings.start in ENCODER_STARTS and encoder is None:
             notes.append(
                 "start: no encoder registered for this generator, so the camera search ran (train one "
                 "with `python -m workbench.train meshinversion-encoder --generator ID`)"

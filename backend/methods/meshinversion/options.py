@@ -1,7 +1,8 @@
 """MeshInversion's options, their types, defaults and presets: the one definition every front end reads.
 
 Standard library only (the Blender add-on reads it). A field's default is its ``paper`` value (the
-published schedule and losses, with a camera search instead of CMR poses); ``PRESETS["fast"]`` lists
+published schedule and losses, with the start encoder's view in place of CMR's predicted pose);
+``PRESETS["fast"]`` lists
 what the CPU preset changes. Why ``fast`` has its values is recorded in benchmarks/MESHINVERSION.md.
 """
 
@@ -14,7 +15,9 @@ from ...options import FACES_RANGE, QUADS_DOC, SCALE_MODES, check_fields, check_
 
 TEXTURE_MODES = ("generated", "projected", "blended")
 START_SCORINGS = ("published", "colour_layout")
-STARTS = ("search", "encoder")
+STARTS = ("search", "encoder_view", "encoder")
+ENCODER_STARTS = ("encoder_view", "encoder")
+"""Starts that use the start encoder trained for the generator (the search where none is registered)."""
 SIZE_RANGE = (64, 2048)
 """Sizes a user may ask for with ``texture_size``."""
 PAPER_STAGES = [[50, 0.1, 0.01], [50, 0.05, 0.005], [50, 0.01, 0.001], [50, 0.005, 0.0005]]
@@ -52,14 +55,17 @@ class Options:
     )  # fmt: skip
     render_size: int = option(256, "side of the crop the optimisation renders and compares", low=16)
     start: str = option(
-        "search",
-        "search: random z and a camera grid (published); encoder (not in the paper): a trained encoder's"
-        " view as the one camera hypothesis and its z among the candidates, for the generator it was"
-        " trained for; the search runs too where the guess fits the mask worse than encoder_accept_iou",
+        "encoder_view",
+        "encoder_view: the start encoder's view as the one camera, z the best random draw under it (the"
+        " official start, with the encoder in place of CMR's pose predictor); encoder (not in the paper):"
+        " its z among the draws too; search (not in the paper): a camera grid. The encoder is the one"
+        " trained for the generator; where none is, or the guess fits the mask worse than"
+        " encoder_accept_iou, the search runs",
         choices=STARTS,
     )
     encoder_accept_iou: float = option(
-        0.85, "start=encoder: silhouette IoU of the refined guess that skips the search", low=0.0, high=1.0
+        0.7, "silhouette IoU of the refined encoder view that skips the search (official CMR rule: 0.7)",
+        low=0.0, high=1.0,
     )
     z_candidates: int = option(500, "latent candidates drawn for the initialisation", low=1)
     start_scoring: str = option(
@@ -95,7 +101,7 @@ class Options:
     PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
         "fast": {
             "texture": "blended", "z_candidates": 64, "rendered_candidates": 16, "azimuths": 8,
-            "start_scoring": "colour_layout", "start": "encoder",
+            "start_scoring": "colour_layout", "start": "encoder", "encoder_accept_iou": 0.85,
             "elevations": [0.0, 25.0], "camera_refine_steps": 20,
             "stages": [[60, 0.1, 0.01], [45, 0.03, 0.003]],
             "chamfer_points": 2048, "feature_weight": 0.0, "latent_weight": 0.4, "silhouette_weight": 2.0,
