@@ -2,8 +2,8 @@
 
 Standard library only (the Blender add-on reads it). A field's default is its ``paper`` value (the
 published schedule and losses, with the start encoder's view in place of CMR's predicted pose);
-``PRESETS["fast"]`` lists
-what the CPU preset changes. Why ``fast`` has its values is recorded in benchmarks/MESHINVERSION.md.
+``PRESETS["fast"]`` lists what the CPU preset changes. Why ``fast`` has its values is recorded in
+benchmarks/MESHINVERSION.md.
 """
 
 from __future__ import annotations
