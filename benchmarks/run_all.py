@@ -600,7 +600,7 @@ def markdown(report: dict) -> str:
         f"in `examples/eval/`); training seed ranges of the shipped weights "
         f"{report['split']['training_seed_ranges']} - checked disjoint before running.",
         "",
-        "Weights used (demo weights, under-trained this session):",
+        "Weights used (the shipped demo weights; training steps as their manifest entries record):",
         "",
         "| id | sha256 | training steps | file matches manifest |",
         "|---|---|---|---|",
