@@ -744,6 +744,7 @@ def orchestrate(args: argparse.Namespace) -> None:
     split = check_split(manifest)
     report: dict[str, Any] = {
         "command": " ".join(["python3 build.py bench", *(["--quick"] if args.quick else []),
+                             *(["--images", str(args.images)] if args.images else []),
                              *(["--resume"] if args.resume else [])]),
         "machine": machine(),
         "split": split,
