@@ -148,6 +148,7 @@ def test_import_run_and_write_through_the_registry(tmp_path: Path) -> None:
     assert result.info["placement"]["scale"] == "metres" and result.info["placement"]["size_m"] == 4.5
     assert result.texture.shape == (256, 256, 3)
     assert result.info["feature_loss"] is False and any("VGG19" in note for note in result.info["notes"])
+    assert any("--generator mi-small --out" in note for note in result.info["notes"])  # no encoder for it
     assert set(result.previews) == {
         "input",
         "reconstruction",

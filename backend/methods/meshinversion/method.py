@@ -152,7 +152,8 @@ class MeshInversion(Method):
         if settings.start in ENCODER_STARTS and encoder is None:
             notes.append(
                 "start: no encoder registered for this generator, so the camera search ran (train one "
-                "with `python -m workbench.train meshinversion-encoder --generator ID`)"
+                "from a clone of the repository: `python -m workbench.train meshinversion-encoder "
+                f"--generator {self.entry.id} --out runs/encoder --export`)"
             )
         if settings.feature_weight > 0 and vgg is None:
             notes.append(
