@@ -28,13 +28,14 @@ from backend.methods.meshinversion.encoder import encoder_input
 from backend.methods.meshinversion.invert import Targets
 from backend.methods.meshinversion.options import Options
 from backend.models import default_entry, load_model
+from backend.options import preset_options
 from backend.render.cameras import quaternion_matrix
 from backend.weights import Registry
 from workbench.data.car_maps import TEXTURE_SIZE
 from workbench.splits import SPLITS
 
 SWAP_DEG = 150.0
-RENDER_SIZE = Options.PRESETS["fast"].get("render_size", Options().render_size)
+RENDER_SIZE = preset_options(Options, "fast").render_size
 """The crop side the inversion compares at, from which its start feeds the encoder."""
 
 

@@ -307,7 +307,7 @@ def main() -> None:
         report = {
             "preset": args.preset,
             "images": args.images,
-            "start": "encoder" if encoder is not None else "search",
+            "start": settings.start if encoder is not None else "search",
             "oracle_pose": oracle_pose(settings, photos, args.seed, encoder),
         }
         out.write_text(json.dumps(report, indent=1))

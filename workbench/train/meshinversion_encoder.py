@@ -34,7 +34,7 @@ from safetensors.torch import save_file
 from backend.methods.meshinversion.camera_search import WeakPerspective, view_quaternion
 from backend.methods.meshinversion.encoder import EncoderConfig, PoseLatentEncoder, encoder_input
 from backend.methods.meshinversion.mesh_gan import MeshGAN, pad_texture
-from backend.models import default_entry, load_model
+from backend.models import auxiliary_weights, build_model, default_entry, load_model
 from backend.render.pipeline import render_mesh
 from backend.render.shading import DirectionalLight
 from backend.weights import Registry, WeightsEntry
@@ -203,15 +203,13 @@ def export_user(
     encoder: PoseLatentEncoder, registry: Registry, weights_id: str, generator: WeightsEntry, steps: int,
     errors: dict[str, float], cars: MapCache | None = None,
 ) -> WeightsEntry:
-    """Register a user generator's encoder in the user weights folder under the new ``weights_id``."""
+    """Register a user generator's encoder in the user weights folder under the new ``weights_id``,
+    checked by building it as the backend will (``build_model``), like an imported checkpoint."""
     source, config = provenance(encoder, generator, steps, errors, cars)
-
-    def check(entry: WeightsEntry, tensors: dict[str, torch.Tensor]) -> None:
-        PoseLatentEncoder(EncoderConfig.from_dict(dict(entry.config))).load_state_dict(tensors, strict=True)
-
+    auxiliary = auxiliary_weights(registry, "meshinversion")
     return registry.add_user_weights(
         source, "as the generator it was trained for", weights_id, "meshinversion", generator.category,
-        encoder.state_dict(), config, check,
+        encoder.state_dict(), config, lambda entry, tensors: build_model(entry, tensors, "cpu", auxiliary),
     )  # fmt: skip
 
 

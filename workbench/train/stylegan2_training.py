@@ -31,6 +31,7 @@ from safetensors.torch import save_file
 from backend.methods.gan2shape.stylegan2 import Discriminator, Generator, StyleGAN2Config, flatten_checkpoint
 from workbench.data.gan2shape_renders import VIEW_LIGHT_DISTRIBUTION, CarRenderSet, load_render_set
 from workbench.train.shipped_weights import register_shipped_file
+from workbench.train.training_state import start_checkpoint
 
 DEMO_CONFIG = StyleGAN2Config(
     size=64, style_dim=256, n_mlp=4, channel_multiplier=1, channel_base=2048, channel_max=64
@@ -194,7 +195,7 @@ def train(args: argparse.Namespace) -> None:
     (out / "samples").mkdir(parents=True, exist_ok=True)
     device = torch.device(args.device)
     ckpt = out / CHECKPOINT
-    start_from = ckpt if ckpt.exists() else Path(args.resume_from) if args.resume_from else None
+    start_from = start_checkpoint(ckpt, args.resume_from)
     if start_from is not None:
         trainer = Trainer.load(start_from, device)
         print(f"resumed from {start_from} at step {trainer.step}", flush=True)

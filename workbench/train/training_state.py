@@ -61,6 +61,14 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--weights-dir", default=str(Path(__file__).resolve().parents[2] / "weights"))
 
 
+def start_checkpoint(checkpoint: Path, resume_from: str | None) -> Path | None:
+    """Where a run starts: its own ``checkpoint`` if present, else ``resume_from`` (``--resume-from``,
+    such as a committed checkpoint), else nowhere (a fresh run)."""
+    if checkpoint.exists():
+        return checkpoint
+    return Path(resume_from) if resume_from else None
+
+
 SAVE_EVERY_S = 300.0
 """Seconds between checkpoints of a ``train_steps`` run (and always at its last step)."""
 
@@ -79,7 +87,7 @@ def train_steps(
     uninterrupted one would), the sum of ``losses`` minimised, its terms logged to ``out/log.jsonl``
     every ``args.log_every`` steps (with ``held_out()``'s numbers every tenth time). Returns the step."""
     checkpoint = out / "checkpoint.safetensors"
-    start_from = checkpoint if checkpoint.exists() else Path(args.resume_from) if args.resume_from else None
+    start_from = start_checkpoint(checkpoint, args.resume_from)
     step = int(load_training_state(start_from, net, opt)["step"]) if start_from is not None else 0
     last_save = time.monotonic()
     with (out / "log.jsonl").open("a") as log:
