@@ -8,6 +8,7 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
+from backend.methods.meshinversion.encoder import EncoderConfig, PoseLatentEncoder
 from backend.methods.meshinversion.mesh_gan import MeshGAN
 from backend.models import import_official, load_model
 from backend.protocol import UserError
@@ -31,9 +32,9 @@ def true_cars(count: int) -> MapCache:
 @pytest.mark.parametrize("real", [0, 3])
 def test_renders_are_framed_like_photo_crops(real: int) -> None:
     cars = true_cars(2) if real else None
-    inputs, z, targets, has_z = tool.training_batch(
-        MeshGAN(small_generator()), 6, torch.Generator().manual_seed(1), cars, real
-    )
+    model = MeshGAN(small_generator())
+    batch = tool.training_batch(model, 6, torch.Generator().manual_seed(1), cars, real)
+    inputs, z, targets, has_z = batch.inputs, batch.z, batch.targets, batch.has_z
     assert inputs.shape == (6, 4, 128, 128) and z.shape == (6, 64) and targets.shape == (6, 6)
     assert has_z.tolist() == [True] * (6 - real) + [False] * real
     assert (z[~has_z] == 0).all() and (z[has_z] != 0).all()
@@ -44,6 +45,24 @@ def test_renders_are_framed_like_photo_crops(real: int) -> None:
     low, high = (128 / (1 + 2 * margin) for margin in reversed(tool.MARGIN))
     assert ((extent >= low - 2) & (extent <= high + 1)).all()
     torch.testing.assert_close(targets[:, :2].norm(dim=1), torch.ones(6))  # (cos, sin) of the azimuth
+    # The generated rows' vertices are their z's shape; the true cars' are not any z's.
+    with torch.no_grad():
+        error = tool.shape_error(model, z, batch)
+    assert (error[has_z] < 1e-10).all() and (error[~has_z] > 1e-4).all()
+
+
+def test_the_shape_loss_trains_the_encoder_and_leaves_the_generator() -> None:
+    model = MeshGAN(small_generator())
+    model.generator.requires_grad_(False)
+    batch = tool.training_batch(model, 4, torch.Generator().manual_seed(2), true_cars(2), 2)
+    encoder = PoseLatentEncoder(EncoderConfig(64, 8))
+    terms = tool.regression_loss(encoder, batch, model, shape_weight=100.0)
+    assert set(terms) == {"z", "azimuth", "elevation", "scale", "translation", "shape"}
+    terms["shape"].backward()
+    assert encoder.head_z.weight.grad.abs().sum() > 0  # the true cars' rows too: they have no z target
+    assert encoder.head_camera.weight.grad is None or not encoder.head_camera.weight.grad.any()
+    assert all(p.grad is None for p in model.generator.parameters())
+    assert "shape" not in tool.regression_loss(encoder, batch, model)
 
 
 def test_train_resume_export_and_find(tmp_path) -> None:

@@ -11,7 +11,11 @@ MeshInversion generator in the store, the shipped demo one or an imported offici
 With ``--cache`` (the generator's training maps) a share of each batch (``--real-share``) renders
 training cars' true maps instead: their sharp paint, decals and lights are what photos show and the
 generator's blurrier textures do not, and an encoder trained on samples alone confuses front and
-back more often on photos than on samples. Those rows have no z, so only their camera is regressed.
+back more often on photos than on samples. Those rows have no z, so their z head learns only through
+the shape loss (``--shape-weight``): the squared distance between the vertices the generator makes
+from the predicted z and the row's true vertices. Regressing z alone leaves the z head near the
+latent mean (many z make nearly the same car); the shape loss asks for what the inversion needs, a
+z whose 3D shape is the photographed car's.
 
 Resumable (``training_state.train_steps``: ``checkpoint.safetensors`` in ``--out``), logged to
 ``log.jsonl``. ``--export`` registers the encoder with an entry tied to the generator's id and
@@ -26,6 +30,7 @@ import argparse
 import json
 import math
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -58,11 +63,15 @@ TRAIN_COMMAND = " && ".join(
     for stage in (
         "--steps 4000",
         "--steps 8000 --cache runs/mi_data/cars1536.npz --real-share 0.5",
-        "--steps 10000 --lr 5e-5 --cache runs/mi_data/cars1536.npz --real-share 0.5 --export",
+        "--steps 10000 --lr 5e-5 --cache runs/mi_data/cars1536.npz --real-share 0.5",
+        "--steps 14000 --lr 1e-4 --cache runs/mi_data/cars1536.npz --real-share 0.5 --shape-weight 1000",
+        "--steps 17000 --lr 3e-5 --cache runs/mi_data/cars1536.npz --real-share 0.5 --shape-weight 1000 "
+        "--export",
     )
 )
 """Samples only, then half true training cars, then a lower learning rate (which more than halved
-the photos' pose misses: ``benchmarks/MESHINVERSION.md``)."""
+the photos' pose misses), then the shape loss (which made the guessed z worth starting from):
+``benchmarks/MESHINVERSION.md``."""
 
 
 def draw_cameras(vertices: torch.Tensor, rng: torch.Generator) -> tuple[WeakPerspective, torch.Tensor]:
@@ -92,12 +101,25 @@ def draw_lights(batch: int, rng: torch.Generator, device: torch.device) -> Direc
     return DirectionalLight(draws["light_direction"], draws["light_ambient"], draws["light_diffuse"])
 
 
+@dataclass
+class EncoderBatch:
+    """Encoder ``inputs`` (B, 4, 128, 128) and each row's truth: ``z`` (B, latent; 0 where ``has_z`` is
+    False), camera ``targets`` (B, 6), ``vertices`` (B, V, 3) and a conditional generator's ``labels``."""
+
+    inputs: torch.Tensor
+    z: torch.Tensor
+    targets: torch.Tensor
+    has_z: torch.Tensor
+    vertices: torch.Tensor
+    labels: torch.Tensor | None
+
+
 @torch.no_grad()
 def training_batch(
     model: MeshGAN, batch: int, rng: torch.Generator, cars: MapCache | None = None, real: int = 0
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(encoder inputs (B, 4, 128, 128), true z (B, latent), camera targets (B, 6), (B,) bool: the
-    row has a z). The last ``real`` rows render training cars of ``cars`` (their z is left 0)."""
+) -> EncoderBatch:
+    """A batch of framed, lit renders with their truth. The last ``real`` rows render training cars
+    of ``cars`` (they have no z)."""
     config, device = model.config, model.device
     z = torch.randn(batch, config.latent_dim, generator=rng).to(device)
     labels = None
@@ -123,34 +145,47 @@ def training_batch(
         light=draw_lights(batch, rng, device), cull_backfaces=True, antialiased=False,
     )  # fmt: skip
     rgb = out.rgb.clamp(-1, 1).permute(0, 3, 1, 2)
-    return encoder_input(rgb, out.mask), z, targets, has_z
+    return EncoderBatch(encoder_input(rgb, out.mask), z, targets, has_z, vertices, labels)
 
 
-def regression_loss(encoder: PoseLatentEncoder, batch: tuple[torch.Tensor, ...]) -> dict[str, torch.Tensor]:
-    """Mean squared errors of z (rows that have one) and of each camera target."""
-    inputs, z, targets, has_z = batch
-    z_pred, camera = encoder(inputs)
-    return {
-        "z": (z_pred - z)[has_z].square().mean(),
+def shape_error(model: MeshGAN, z: torch.Tensor, batch: EncoderBatch) -> torch.Tensor:
+    """(B,) mean squared vertex distance between the generator's shape for ``z`` and the truth."""
+    return (model.shape(z, batch.labels) - batch.vertices).square().sum(-1).mean(-1)
+
+
+def regression_loss(
+    encoder: PoseLatentEncoder, batch: EncoderBatch, model: MeshGAN, shape_weight: float = 0.0
+) -> dict[str, torch.Tensor]:
+    """Mean squared errors of z (rows that have one) and of each camera target, and with
+    ``shape_weight`` the weighted ``shape_error`` of the predicted z on every row."""
+    z_pred, camera = encoder(batch.inputs)
+    targets = batch.targets
+    terms = {
+        "z": (z_pred - batch.z)[batch.has_z].square().mean(),
         "azimuth": (camera[:, :2] - targets[:, :2]).square().sum(1).mean(),
         "elevation": (camera[:, 2] - targets[:, 2]).square().mean(),
         "scale": (camera[:, 3] - targets[:, 3]).square().mean(),
         "translation": (camera[:, 4:] - targets[:, 4:]).square().sum(1).mean(),
     }
+    if shape_weight > 0:
+        terms["shape"] = shape_weight * shape_error(model, z_pred, batch).mean()
+    return terms
 
 
 @torch.no_grad()
 def held_out_errors(encoder: PoseLatentEncoder, model: MeshGAN, count: int = 64) -> dict[str, float]:
-    """On a fixed batch: median azimuth error (degrees), share within 20 degrees, z error / variance."""
-    inputs, z, targets, _ = training_batch(model, count, torch.Generator().manual_seed(HELD_OUT_SEED))
-    guess = encoder.eval().guess(inputs)
+    """On a fixed batch: median azimuth error (degrees), share within 20 degrees, z error / variance
+    and the RMS vertex distance of the predicted z's shape."""
+    batch = training_batch(model, count, torch.Generator().manual_seed(HELD_OUT_SEED))
+    guess = encoder.eval().guess(batch.inputs)
     encoder.train()
-    truth = torch.atan2(targets[:, 1], targets[:, 0])
+    truth = torch.atan2(batch.targets[:, 1], batch.targets[:, 0])
     error = torch.rad2deg((guess.azimuth - truth + math.pi) % (2 * math.pi) - math.pi).abs()
     return {
         "azimuth_median_deg": float(error.median()),
         "within_20_deg": float((error <= 20).float().mean()),
-        "z_residual": float((guess.z - z).square().mean() / z.square().mean()),
+        "z_residual": float((guess.z - batch.z).square().mean() / batch.z.square().mean()),
+        "shape_rmse": float(shape_error(model, guess.z, batch).mean().sqrt()),
     }
 
 
@@ -158,6 +193,7 @@ def train(args: argparse.Namespace, model: MeshGAN, cars: MapCache | None = None
     """Train (or resume) to ``args.steps``; ``cars`` supplies the ``args.real_share`` rows."""
     real = round(args.batch * args.real_share) if cars is not None else 0
     torch.set_num_threads(args.threads)
+    model.generator.requires_grad_(False)  # the shape loss trains the encoder's z, never the generator
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     with torch.random.fork_rng(devices=[]):
@@ -166,7 +202,9 @@ def train(args: argparse.Namespace, model: MeshGAN, cars: MapCache | None = None
     opt = torch.optim.Adam(encoder.parameters(), lr=args.lr)
     train_steps(
         out, encoder, opt, args,
-        lambda rng: regression_loss(encoder, training_batch(model, args.batch, rng, cars, real)),
+        lambda rng: regression_loss(
+            encoder, training_batch(model, args.batch, rng, cars, real), model, args.shape_weight
+        ),
         lambda: held_out_errors(encoder, model),
     )
     return encoder.eval()
@@ -225,6 +263,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "--cache) whose true maps render part of each batch")
     parser.add_argument("--real-share", type=float, default=0.5,
                         help="share of each batch rendered from --cache's cars (camera targets only)")
+    parser.add_argument("--shape-weight", type=float, default=0.0,
+                        help="weight of the predicted z's squared vertex error (0: z and camera only)")
     parser.add_argument("--export-id", help="id of the exported entry for a user-imported generator "
                         "(default: <generator id>-encoder)")
     add_run_arguments(parser)

@@ -383,26 +383,26 @@ class Inverter:
     def encoder_start(self, targets: Targets, rng: torch.Generator, progress: Progress) -> Starts:
         """The search's start with the encoder's guess in place of its camera grid: the guessed view is
         the one hypothesis (placed on the mask's box and refined), as CMR's predicted pose is in the
-        official code, and with ``start=encoder`` the guessed z one of the candidates scored under it.
-        The encoder's azimuth decides front from back, which the start score often gets wrong
-        (``benchmarks/MESHINVERSION.md``)."""
+        official code, and with ``start=encoder`` the guessed z is the start's z too (the random draws
+        fit the outline as well or better but are further from the car in 3D). The encoder's azimuth
+        decides front from back, which the start score often gets wrong (``benchmarks/MESHINVERSION.md``)."""
         assert self.encoder is not None
         progress("initialise: encoder", 0, 1)
         guess = self.encoder.guess(encoder_input(targets.rgb, targets.mask))
         progress("initialise: encoder", 1, 1)
-        first_z = guess.z if self.settings.start == "encoder" else None
-        start = self.search_start(targets, rng, progress, guess.view()[:, None], first_z)
+        fixed_z = guess.z if self.settings.start == "encoder" else None
+        start = self.search_start(targets, rng, progress, guess.view()[:, None], fixed_z)
         start.searched[:] = False
         return start
 
     @torch.no_grad()
     def search_start(
         self, targets: Targets, rng: torch.Generator, progress: Progress,
-        views: torch.Tensor | None = None, first_z: torch.Tensor | None = None,
+        views: torch.Tensor | None = None, fixed_z: torch.Tensor | None = None,
     ) -> Starts:
         """The ``restarts`` best (z, label, camera) starts per image, from distinct views: hypotheses
-        the camera grid, or each image's own ``views`` (B, H, 4); ``first_z`` (B, latent) replaces
-        each image's first candidate.
+        the camera grid, or each image's own ``views`` (B, H, 4); with ``fixed_z`` (B, latent) each
+        image's one z (under each drawn label of a conditional generator) instead of random draws.
 
         ``published``: every (candidate, kept camera) pair is rendered and scored, like the official
         code's draws under its one camera (``camera_keep`` 1 gives exactly its count of renders);
@@ -411,9 +411,11 @@ class Inverter:
         s = self.settings
         batch, device = targets.mask.shape[0], self.model.device
         progress("initialise: candidates", 0, 1)
-        z, labels = self.draw_candidates(batch, rng)
-        if first_z is not None:
-            z[:, 0] = first_z
+        if fixed_z is None:
+            z, labels = self.draw_candidates(batch, rng)
+        else:
+            labels = self.draw_labels(batch, s.z_candidates, rng)
+            z = fixed_z[:, None].expand(-1, 1 if labels is None else s.z_candidates, -1)
         shapes = self.candidate_shapes(z, labels)
         progress("initialise: candidates", 1, 1)
         coarse = coarse_mask(targets.mask, SEARCH_SIZE)
@@ -428,10 +430,11 @@ class Inverter:
 
         # Every (image, candidate, kept camera) triple.
         keep = search_iou.shape[1]
-        pairs = s.z_candidates * keep
+        count = z.shape[1]
+        pairs = count * keep
         image = torch.arange(batch, device=device).repeat_interleave(pairs)
         candidate = torch.arange(pairs, device=device).repeat(batch) // keep
-        camera_row = image * keep + torch.arange(keep, device=device).repeat(batch * s.z_candidates)
+        camera_row = image * keep + torch.arange(keep, device=device).repeat(batch * count)
         if s.start_scoring == "published":
             rows_all = torch.arange(len(image), device=device)
         else:

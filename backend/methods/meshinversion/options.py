@@ -58,8 +58,8 @@ class Options:
         "encoder_view",
         "encoder_view: the start encoder's view as the one camera, z the best random draw under it (the"
         " official start, with the encoder in place of CMR's pose predictor); encoder (not in the paper):"
-        " its z among the draws too; search (not in the paper): a camera grid. The encoder is the one"
-        " trained for the generator; where none is, or the guess fits the mask worse than"
+        " its z as the start's z too, no draws; search (not in the paper): a camera grid. The encoder is"
+        " the one trained for the generator; where none is, or the guess fits the mask worse than"
         " encoder_accept_iou, the search runs",
         choices=STARTS,
     )
