@@ -155,3 +155,31 @@ def test_the_encoder_registered_for_its_generator_is_found(tmp_path: Path) -> No
     assert found is not None
     torch.testing.assert_close(found.head_z.bias, encoder.head_z.bias)
     assert load_model(store, store.find("enc-mine"), "cpu").model is None  # auxiliary, validated only
+
+
+def test_the_latent_prior_centred_at_the_start_holds_the_guessed_z(scene) -> None:
+    """``latent_centre=start``: under a strong prior z stays at the start; the published prior, centred
+    at the origin, shrinks it."""
+    model, z, targets, camera = scene
+    strong = replace(SETTINGS, latent_weight=200.0)
+    inverter = Inverter(model, strong)
+    z0 = 2.0 * z
+
+    def fit(centre: torch.Tensor | None) -> torch.Tensor:
+        fitted, _, _ = inverter.optimise(z0, None, camera, targets, [(10, 0.1, 0.01)],
+                                               torch.Generator().manual_seed(0), lambda *a, **k: None, 0,
+                                               centre)  # fmt: skip
+        return fitted
+
+    held, shrunk = fit(z0), fit(None)
+    assert (held - z0).norm() < 0.05 * z0.norm()
+    assert shrunk.norm() < 0.8 * z0.norm()
+    vertices, rendering = _render(model, z0, camera)
+    terms = inverter.losses(z0, vertices, rendering, camera, targets, torch.Generator(), centre=z0).terms
+    assert float(terms["latent"]) == 0.0
+
+
+def _render(model: MeshGAN, z: torch.Tensor, camera: WeakPerspective) -> tuple:
+    with torch.no_grad():
+        texture, vertices = model.generate(z, None)
+        return vertices, model.render(vertices, texture, camera, SIZE)

@@ -76,6 +76,7 @@ class InversionSettings:
     pixel_weight: float
     feature_weight: float
     latent_weight: float
+    latent_centre: str
     silhouette_weight: float
     refine_steps: int
     refine_lr: float
@@ -208,9 +209,11 @@ class Inverter:
         targets: Targets,
         rng: torch.Generator,
         points: int | None = None,
+        centre: torch.Tensor | None = None,
     ) -> LossTerms:
         """The official objective per image: 10 mask + 1 pixel + 0.04 feature + 0.05 latent (+ flat,
-        + silhouette); ``points`` caps the chamfer subsampling (default ``chamfer_points``)."""
+        + silhouette); ``points`` caps the chamfer subsampling (default ``chamfer_points``), ``centre``
+        (B, latent) moves the latent prior's mean from the origin (``latent_centre``)."""
         s = self.settings
         points = points or s.chamfer_points
         t_index, t_valid = subsample(targets.valid, points, rng)
@@ -225,7 +228,7 @@ class Inverter:
         terms["pixel"] = pixel_chamfer_loss(p_xy, p_rgb, p_valid, t_xy, t_rgb, t_valid)
         if self.vgg is not None and targets.features is not None:
             terms["feature"] = self.feature_loss(rendering, targets, rng)
-        terms["latent"] = latent_loss(z)
+        terms["latent"] = latent_loss(z if centre is None else z - centre)
         if s.flat_weight > 0:
             terms["flat"] = flat_loss(vertices, self.model.faces, self.edge_faces)
         if rendering.alpha is not None:
@@ -510,9 +513,10 @@ class Inverter:
 
         stages = list(s.stages)
         z, camera, history = start.z, start.camera, [[] for _ in range(len(start.z))]
+        centre = start.z if s.latent_centre == "start" else None
         if restarts > 1:
             z, camera, history = self.optimise(z, start.labels, camera, targets.rows(image), stages[:1], rng,
-                                               progress, 0)  # fmt: skip
+                                               progress, 0, centre)  # fmt: skip
             with torch.no_grad():
                 texture, vertices = self.model.generate(z, start.labels)
                 rendering = self.model.render(vertices, texture, camera, s.render_size)
@@ -524,7 +528,8 @@ class Inverter:
             keep = torch.arange(batch, device=device)
         labels = None if start.labels is None else start.labels[keep]
         z, camera, remaining_history = self.optimise(
-            z, labels, camera, targets, stages, rng, progress, len(s.stages) - len(stages)
+            z, labels, camera, targets, stages, rng, progress, len(s.stages) - len(stages),
+            None if centre is None else centre[keep],
         )
         with torch.no_grad():
             texture, displacement = self.model.generator(z, self.model.labels(labels))
@@ -567,9 +572,11 @@ class Inverter:
         rng: torch.Generator,
         progress: Progress,
         first_stage: int,
+        centre: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, WeakPerspective, list[list[dict[str, float]]]]:
-        """Adam (betas 0, 0.99) on z and the camera through ``stages``; returns them detached and the
-        mean loss terms per row and stage. Progress counts steps over the whole schedule."""
+        """Adam (betas 0, 0.99) on z and the camera through ``stages``, the latent prior centred at
+        ``centre`` (default the origin); returns them detached and the mean loss terms per row and
+        stage. Progress counts steps over the whole schedule."""
         s = self.settings
         rows = len(z0)
         z = z0.clone().requires_grad_()
@@ -590,7 +597,7 @@ class Inverter:
                 texture, vertices = self.model.generate(z, labels)
                 silhouette = s.silhouette_weight > 0
                 rendering = self.model.render(vertices, texture, camera, s.render_size, silhouette)
-                loss = self.losses(z, vertices, rendering, camera, targets, rng)
+                loss = self.losses(z, vertices, rendering, camera, targets, rng, centre=centre)
                 total_loss = loss.total.sum()
                 value = float(total_loss.detach()) / rows
                 if not np.isfinite(value):

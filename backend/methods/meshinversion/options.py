@@ -15,6 +15,7 @@ from ...options import FACES_RANGE, QUADS_DOC, SCALE_MODES, check_fields, check_
 
 TEXTURE_MODES = ("generated", "projected", "blended")
 START_SCORINGS = ("published", "colour_layout")
+LATENT_CENTRES = ("origin", "start")
 STARTS = ("search", "encoder_view", "encoder")
 ENCODER_STARTS = ("encoder_view", "encoder")
 """Starts that use the start encoder trained for the generator (the search where none is registered)."""
@@ -85,6 +86,12 @@ class Options:
     pixel_weight: float = option(1.0, "weight of the pixel chamfer loss")
     feature_weight: float = option(0.04, "weight of the VGG feature chamfer loss (0: off)")
     latent_weight: float = option(0.05, "weight of the latent prior")
+    latent_centre: str = option(
+        "origin",
+        "origin: the latent prior is N(0, I) (published); start (not in the paper): N(z0, I) around the"
+        " start's z, which with start=encoder is the encoder's guess of the car's 3D shape",
+        choices=LATENT_CENTRES,
+    )
     silhouette_weight: float = option(
         0.0, "not in the paper: weight of 1 - soft IoU of the antialiased silhouette (0: published)"
     )
@@ -104,7 +111,8 @@ class Options:
             "start_scoring": "colour_layout", "start": "encoder", "encoder_accept_iou": 0.85,
             "elevations": [0.0, 25.0], "camera_refine_steps": 20,
             "stages": [[60, 0.1, 0.01], [45, 0.03, 0.003]],
-            "chamfer_points": 2048, "feature_weight": 0.0, "latent_weight": 0.4, "silhouette_weight": 2.0,
+            "chamfer_points": 2048, "feature_weight": 0.0, "latent_weight": 3.0, "latent_centre": "start",
+            "silhouette_weight": 2.0,
             "refine_steps": 60, "pole_fill": 2,
         },
         "paper": {},
