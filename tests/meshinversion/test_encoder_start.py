@@ -167,8 +167,8 @@ def test_the_latent_prior_centred_at_the_start_holds_the_guessed_z(scene) -> Non
 
     def fit(centre: torch.Tensor | None) -> torch.Tensor:
         fitted, _, _ = inverter.optimise(z0, None, camera, targets, [(10, 0.1, 0.01)],
-                                               torch.Generator().manual_seed(0), lambda *a, **k: None, 0,
-                                               centre)  # fmt: skip
+                                         torch.Generator().manual_seed(0), lambda *a, **k: None, 0,
+                                         centre)  # fmt: skip
         return fitted
 
     held, shrunk = fit(z0), fit(None)

@@ -104,7 +104,8 @@ def draw_lights(batch: int, rng: torch.Generator, device: torch.device) -> Direc
 @dataclass
 class EncoderBatch:
     """Encoder ``inputs`` (B, 4, 128, 128) and each row's truth: ``z`` (B, latent; 0 where ``has_z`` is
-    False), camera ``targets`` (B, 6), ``vertices`` (B, V, 3) and a conditional generator's ``labels``."""
+    False), camera ``targets`` (B, 6), ``vertices`` (B, V, 3) and a conditional generator's ``labels``
+    (drawn for every row; the true cars' are arbitrary, so their shape loss assumes a drawn class)."""
 
     inputs: torch.Tensor
     z: torch.Tensor

@@ -534,7 +534,8 @@ class Inverter:
         with torch.no_grad():
             texture, displacement = self.model.generator(z, self.model.labels(labels))
         if s.refine_steps:
-            vertices, camera, refined = self.refine(z, texture, displacement, camera, targets, rng, progress)
+            vertices, camera, refined = self.refine(z, texture, displacement, camera, targets, rng, progress,
+                                                    None if centre is None else centre[keep])  # fmt: skip
             remaining_history = [
                 [*losses, row] for losses, row in zip(remaining_history, refined, strict=True)
             ]
@@ -627,9 +628,11 @@ class Inverter:
         targets: Targets,
         rng: torch.Generator,
         progress: Progress,
+        centre: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, WeakPerspective, list[dict[str, float]]]:
         """Fit a smooth, mirrored residual of the displacement map (and the camera, at the last
-        stage's pose learning rate) with the same losses plus the offsets' Laplacian.
+        stage's pose learning rate) with the same losses (the latent prior centred as the stages'
+        were: constant here, but recorded alike) plus the offsets' Laplacian.
 
         The GAN prior decides the overall shape and the hidden side; the residual only follows the
         photo's outline where no latent reproduces it exactly. Returns the vertices, the camera and
@@ -651,7 +654,7 @@ class Inverter:
             optimiser.zero_grad(set_to_none=True)
             vertices = self.model.displace(displacement + residual)
             rendering = self.model.render(vertices, texture, camera, s.render_size, s.silhouette_weight > 0)
-            loss = self.losses(z, vertices, rendering, camera, targets, rng)
+            loss = self.losses(z, vertices, rendering, camera, targets, rng, centre=centre)
             smooth = laplacian_loss(vertices - base, self.edges)
             total = loss.total + s.refine_smoothness * smooth
             value = float(total.detach().mean())
