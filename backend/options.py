@@ -30,6 +30,9 @@ SCALE_MODES = ("metres", "unit")
 """Placement of a result, an option of every method (``backend/categories.py`` applies it)."""
 FACES_RANGE = (1_000, 200_000)
 """Triangles a user may ask of an exported mesh (``faces``, an option of every method)."""
+TURN_OPTION = "turn_start"
+"""The boolean option of a method whose start can be turned to its front/back twin (MeshInversion's);
+front ends offer it where a method declares it, to reconstruct a result that faces the wrong way."""
 QUADS_DOC = (
     "also export the mesh's quads (and the triangles it cannot pair) as polygons; the triangles stay, "
     "faces still counts triangles (about half as many polygons)"

@@ -50,6 +50,16 @@ def option_names(method: str) -> tuple[str, ...]:
     return options.option_names(methods.options_class(method))
 
 
+def turnable(method: str) -> bool:
+    """Whether ``method`` can start from the other side of the object (declares ``TURN_OPTION``)."""
+    return options.TURN_OPTION in option_names(method)
+
+
+def turned(overrides: dict[str, Any]) -> dict[str, Any]:
+    """``overrides`` with the start turned to the other side of the one they asked for."""
+    return {**overrides, options.TURN_OPTION: not overrides.get(options.TURN_OPTION, False)}
+
+
 def unknown_options(method: str, overrides: dict[str, Any]) -> list[str]:
     """Override names ``method`` does not declare, sorted (empty when all are known)."""
     return sorted(set(overrides) - set(option_names(method)))

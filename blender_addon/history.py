@@ -20,7 +20,7 @@ import bpy
 import bpy.utils.previews
 import numpy as np
 
-from . import job_request
+from . import catalogue, job_request
 from .client import UserError, protocol
 from .importer import PROPERTY_PREFIX, result_format
 
@@ -125,8 +125,9 @@ def next_seed(entry: Entry) -> int:
     return max(used, default=entry.request.seed) + 1
 
 
-def again_request(entry: Entry, preset: str, seed: int) -> protocol.JobRequest:
-    """The entry's job with another preset or seed, into a new result folder."""
+def again_request(entry: Entry, preset: str, seed: int, turn: bool = False) -> protocol.JobRequest:
+    """The entry's job with another preset or seed, into a new result folder; with ``turn`` (a method
+    that can, ``catalogue.turnable``), started from the other side of the object."""
     inputs = (entry.request.image, entry.request.mask_path)
     missing = [path for path in inputs if path and not Path(path).is_file()]
     if missing:
@@ -139,6 +140,7 @@ def again_request(entry: Entry, preset: str, seed: int) -> protocol.JobRequest:
         entry.request,
         preset=preset,
         seed=seed,
+        overrides=catalogue.turned(entry.request.overrides) if turn else dict(entry.request.overrides),
         output_dir=str(job_request.output_dir(entry.options.name)),
         overwrite=False,
     )

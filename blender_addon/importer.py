@@ -235,6 +235,15 @@ def record_properties(
     if isinstance(timings, dict):
         numbers = {k: float(v) for k, v in timings.items() if isinstance(v, int | float)}
         obj[PROPERTY_PREFIX + "timings"] = numbers
+    notes = [note for note in info.get("notes") or [] if isinstance(note, str)]
+    if notes:
+        obj[PROPERTY_PREFIX + "notes"] = "\n".join(notes)
+
+
+def result_notes(obj: bpy.types.Object) -> list[str]:
+    """The notes of the result ``obj`` was imported from (what the artist should know of it)."""
+    notes = obj.get(PROPERTY_PREFIX + "notes")
+    return notes.split("\n") if isinstance(notes, str) else []
 
 
 def camera_frame(camera: result_format.Camera) -> dict[str, float]:

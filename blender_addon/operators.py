@@ -12,9 +12,9 @@ import time
 from pathlib import Path
 
 import bpy
-from bpy.props import EnumProperty, IntProperty, StringProperty
+from bpy.props import BoolProperty, EnumProperty, IntProperty, StringProperty
 
-from . import api, history, job_request, mask_preview, properties, reproject, session
+from . import api, catalogue, history, importer, job_request, mask_preview, properties, reproject, session
 from .backend_env import ENV_DIR_NAME, SETUP_LOG_NAME, EnvironmentSetup
 from .client import JobStatus, UserError, log_tail
 
@@ -57,6 +57,11 @@ class ModalJob:
 
     def cleanup(self) -> None:
         """Remove what the job needed only while it ran."""
+
+    def report_notes(self, obj: bpy.types.Object) -> None:
+        """The result's notes as warnings (such as a front and back the photo hardly tells apart)."""
+        for note in importer.result_notes(obj):
+            self.report({"WARNING"}, f"'{obj.name}': {note}")
 
     def invoke(self, context: bpy.types.Context, event: bpy.types.Event) -> set[str]:
         global _cancel_requested
@@ -171,6 +176,7 @@ class RFI_OT_reconstruct(ModalJob, bpy.types.Operator):
 
     def complete(self, context: bpy.types.Context, job: JobStatus) -> str:
         obj = api.finish(context, job, self._request, self._options, keep=self._settings.keep_results)
+        self.report_notes(obj)
         return f"Reconstructed '{obj.name}' in {obj['rfi_timings']['total_s']:.1f} s"
 
 
@@ -185,6 +191,10 @@ class RFI_OT_reconstruct_again(ModalJob, bpy.types.Operator):
     result: StringProperty(name="Result", options={"HIDDEN", "SKIP_SAVE"}, description="Its result folder")
     preset: EnumProperty(name="Preset", items=properties.PRESET_ITEMS, options={"SKIP_SAVE"})
     seed: IntProperty(name="Seed", min=0, options={"SKIP_SAVE"}, description="Default: one no run used yet")
+    turn: BoolProperty(
+        name="Turn Front and Back", options={"SKIP_SAVE"},
+        description="Start from the other side of the object, for a result that faces the wrong way",
+    )  # fmt: skip
 
     _request = None
     _options = None
@@ -198,6 +208,13 @@ class RFI_OT_reconstruct_again(ModalJob, bpy.types.Operator):
             self.report({"ERROR"}, error.one_line())
             return {"CANCELLED"}
         return context.window_manager.invoke_props_dialog(self)
+
+    def draw(self, context: bpy.types.Context) -> None:
+        layout = self.layout
+        layout.prop(self, "preset")
+        layout.prop(self, "seed")
+        if catalogue.turnable(history.find(self.result).request.method):
+            layout.prop(self, "turn")
 
     def execute(self, context: bpy.types.Context) -> set[str]:
         """After the dialog in the UI (then modal, like the panel's button), blocking in background mode."""
@@ -216,7 +233,8 @@ class RFI_OT_reconstruct_again(ModalJob, bpy.types.Operator):
 
     def submit(self, context: bpy.types.Context) -> None:
         listed = self._choose_defaults()
-        self._request = history.again_request(listed, self.preset, self.seed)
+        turn = self.turn and catalogue.turnable(listed.request.method)
+        self._request = history.again_request(listed, self.preset, self.seed, turn)
         self._options = listed.options
         self._label = self._options.name
         self._settings = session.backend_settings()
@@ -224,6 +242,7 @@ class RFI_OT_reconstruct_again(ModalJob, bpy.types.Operator):
 
     def complete(self, context: bpy.types.Context, job: JobStatus) -> str:
         obj = api.finish(context, job, self._request, self._options, keep=self._settings.keep_results)
+        self.report_notes(obj)
         return (
             f"Reconstructed '{obj.name}' again ({self._request.preset}, seed {self._request.seed}) "
             f"in {obj['rfi_timings']['total_s']:.1f} s"

@@ -199,7 +199,8 @@ def scenario_front_ends(args: dict[str, Any]) -> dict[str, Any]:
     return {
         "torch_imported": "torch" in sys.modules,
         "catalogue": {"methods": list(catalogue.METHODS), "presets": list(catalogue.PRESETS),
-                      "options": {m: list(catalogue.option_names(m)) for m in catalogue.METHODS}},
+                      "options": {m: list(catalogue.option_names(m)) for m in catalogue.METHODS},
+                      "turnable": {m: catalogue.turnable(m) for m in catalogue.METHODS}},
         "panel": {name: {"items": [item.identifier for item in rna[name].enum_items],
                          "default": rna[name].default} for name in ("method", "preset")},
         "panel_defaults": {"seed": rna["seed"].default, "mask": rna["mask_source"].default},
@@ -261,6 +262,7 @@ def scenario_import(args: dict[str, Any]) -> dict[str, Any]:
     bpy.context.scene.cursor.location = (1.0, 2.0, 3.0)
     obj = addon.importer.import_result(args["result"], "photo", aligned_camera=True, photo=args.get("photo"))
     out = describe_object(obj)
+    out["notes"] = addon.importer.result_notes(obj)
     out["existing_name"] = existing.name
     resized = addon.importer.import_result(args["result"], "resized", texture_size=32, shade_smooth=False)
     image = resized.data.materials[0].node_tree.nodes["Image Texture"].image
@@ -786,8 +788,9 @@ def scenario_results_list(args: dict[str, Any]) -> dict[str, Any]:
     drawn: list[str] = []
     addon.panels.draw_results(CheckedLayout(drawn), bpy.context)
     out["drawn_one"] = drawn
-    assert bpy.ops.rfi.reconstruct_again(result=entry.result) == {"FINISHED"}
+    assert bpy.ops.rfi.reconstruct_again(result=entry.result, turn=True) == {"FINISHED"}
     second = bpy.context.view_layer.objects.active
+    out["overrides"] = [e.request.overrides for e in history.entries]  # newest first
     out["second"] = object_state(second)
     out["first_after"] = object_state(bpy.data.objects[out["first"]["name"]])
     out["entries"] = [(e.object_name, e.request.seed, e.request.preset) for e in history.entries]

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from backend.methods import METHOD_MODULES, options_class
-from backend.options import JOB_DEFAULTS, option_names
+from backend.options import JOB_DEFAULTS, TURN_OPTION, option_names
 from backend.protocol import MASK_SOURCES, PRESETS
 
 METHODS = list(METHOD_MODULES)
@@ -23,7 +23,10 @@ def test_the_installed_add_on_offers_the_declared_methods_presets_and_defaults(
     out = tools.scenario("front_ends", {"zip": str(extension_zip)}, tmp_path / "user")
     assert out["torch_imported"] is False  # the catalogue the add-on reads is standard library only
     declared = {method: list(option_names(options_class(method))) for method in METHODS}
-    assert out["catalogue"] == {"methods": METHODS, "presets": list(PRESETS), "options": declared}
+    turnable = {method: TURN_OPTION in names for method, names in declared.items()}
+    assert turnable == {"meshinversion": True, "gan2shape": False}
+    assert out["catalogue"] == {"methods": METHODS, "presets": list(PRESETS), "options": declared,
+                                "turnable": turnable}  # fmt: skip
     assert out["panel"] == {
         "method": {"items": METHODS, "default": JOB_DEFAULTS["method"]},
         "preset": {"items": list(PRESETS), "default": JOB_DEFAULTS["preset"]},

@@ -43,8 +43,14 @@ def test_a_reconstruction_is_listed_with_its_thumbnail(scenario: dict[str, Any],
     assert "op:rfi.show_result" in drawn and "op:rfi.reconstruct_again" in drawn
 
 
-def test_reconstruct_again_adds_an_object_with_the_next_seed(scenario: dict[str, Any]) -> None:
+def test_reconstruct_again_adds_an_object_with_the_next_seed(
+    scenario: dict[str, Any], backend_case: Any
+) -> None:
+    """Asked to turn front and back: MeshInversion's second job starts from the other side, GAN2Shape's
+    (a relief of the one view) runs as the first did."""
     second, first = scenario["second"], scenario["first"]
+    again, before = scenario["overrides"]
+    assert again == ({**before, "turn_start": True} if backend_case.method == "meshinversion" else before)
     assert scenario["entry"]["next_seed"] == 4
     assert second["name"] != first["name"] and second["properties"]["rfi_seed"] == 4
     assert second["properties"]["rfi_preset"] == "fast"

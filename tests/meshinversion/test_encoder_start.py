@@ -14,7 +14,12 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from backend.methods.meshinversion.camera_search import WeakPerspective, search_cameras, view_quaternion
+from backend.methods.meshinversion.camera_search import (
+    WeakPerspective,
+    search_cameras,
+    turn_around,
+    view_quaternion,
+)
 from backend.methods.meshinversion.encoder import (
     INPUT_SIZE,
     EncoderConfig,
@@ -115,6 +120,41 @@ def test_the_start_takes_the_guessed_view_and_with_encoder_the_guessed_z(scene, 
         torch.testing.assert_close(start_.z, z)
     else:
         assert (start_.z - z).abs().max() > 0.1
+
+
+def test_turn_around_is_the_view_from_the_other_side() -> None:
+    azimuth, elevation = torch.tensor([0.3, 2.0, -1.0]), torch.tensor([0.1, 0.5, 0.0])
+    turned = turn_around(view_quaternion(azimuth, elevation))
+    expected = view_quaternion(azimuth + math.pi, elevation)
+    torch.testing.assert_close((turned * expected).sum(-1).abs(), torch.ones(3))  # q and -q: one rotation
+
+
+@pytest.mark.parametrize("searched", [False, True])
+def test_turn_start_fits_from_the_front_back_twin(scene, searched: bool) -> None:
+    """A guess (or, without an encoder, a search) that swapped front and back: ``turn_start`` starts
+    from the other side, the right one, keeping the start's z; the encoder's confidence is kept."""
+    model, z, targets, camera = scene
+    swapped = fixed_encoder(z, AZIMUTH + 180.0, ELEVATION)
+    settings = replace(SETTINGS, encoder_accept_iou=0.5)
+    quiet = lambda *a, **k: None  # noqa: E731
+    rng = lambda: torch.Generator().manual_seed(0)  # noqa: E731
+    if searched:  # the search's own start, turned: z kept, the view 180 deg away, placed on the mask again
+        plain = Inverter(model, settings).initialise(targets, rng(), quiet)
+        start = Inverter(model, replace(settings, turn_start=True)).initialise(targets, rng(), quiet)
+        assert angle_to(start.camera, torch.nn.functional.normalize(plain.camera.quaternion)) > 150
+        torch.testing.assert_close(start.z, plain.z)
+        assert bool(start.searched[0]) and math.isnan(float(start.confidence[0]))
+        return
+    turned = Inverter(model, replace(settings, turn_start=True), encoder=swapped)
+    start = turned.initialise(targets, rng(), quiet)
+    assert angle_to(start.camera, camera.quaternion) < 20 and not bool(start.searched[0])
+    torch.testing.assert_close(start.z, z)
+    assert float(start.confidence[0]) == pytest.approx(1.0)
+    photo = targets.rgb[0].permute(1, 2, 0).numpy() / 2 + 0.5
+    result = turned.run([photo], [targets.mask[0].numpy()], 0, quiet)[0]
+    assert result.start == "encoder" and result.pose_confidence == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="restarts"):
+        replace(settings, turn_start=True, restarts=2)
 
 
 def test_a_bad_guess_falls_back_to_the_search(scene) -> None:

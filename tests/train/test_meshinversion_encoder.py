@@ -16,7 +16,7 @@ from backend.weights import USER_DIR_ENV, Registry, WeightsEntry, sha256_file, w
 from tests.meshinversion.helpers import small_generator
 from tests.meshinversion.test_method import write_checkpoint
 from workbench.data.car_maps import car_maps
-from workbench.data.map_cache import MapCache
+from workbench.data.map_cache import MapCache, load_cache
 from workbench.data.uv_grid import half_columns
 from workbench.train import meshinversion_encoder as tool
 
@@ -100,6 +100,11 @@ def test_train_resume_export_and_find(tmp_path) -> None:
     assert exported.config["generator_sha256"] == entry.sha256 and exported.config["generator"] == "tiny-mi"
     method = load_model(store, store.find("tiny-mi"), "cpu")
     assert method.start_encoder() is not None
+    # A cache the chain names but this machine lacks is built first, from the training seeds 0..N-1.
+    missing = tmp_path / "new" / "cars.npz"
+    run("built", 1, "--cache", str(missing), "--cars", "2")
+    built = load_cache(missing)
+    assert built.seeds.tolist() == [0, 1] and np.array_equal(built.texture_half, cars.texture_half)
 
 
 def test_an_imported_official_generator_gets_its_encoder_in_the_user_folder(tmp_path, monkeypatch) -> None:

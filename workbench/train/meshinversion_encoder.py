@@ -43,7 +43,7 @@ from backend.models import auxiliary_weights, build_model, default_entry, load_m
 from backend.render.pipeline import render_mesh
 from backend.render.shading import DirectionalLight
 from backend.weights import Registry, WeightsEntry
-from workbench.data.map_cache import MapCache, load_cache
+from workbench.data.map_cache import MapCache, build_cache, load_cache
 from workbench.data.render_sample import light_draws
 from workbench.train.shipped_weights import register_shipped_file
 from workbench.train.training_state import add_run_arguments, train_steps
@@ -261,7 +261,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--lr", type=float, default=2e-4)
     parser.add_argument("--width", type=int, default=EncoderConfig().width, help="first block's channels")
     parser.add_argument("--cache", help="map cache of training cars (workbench.train meshinversion's "
-                        "--cache) whose true maps render part of each batch")
+                        "--cache; built with --cars if missing) whose true maps render part of each batch")
+    parser.add_argument("--cars", type=int, default=1536,
+                        help="training cars (seeds 0..N-1) of a --cache that does not exist yet, built first")
     parser.add_argument("--real-share", type=float, default=0.5,
                         help="share of each batch rendered from --cache's cars (camera targets only)")
     parser.add_argument("--shape-weight", type=float, default=0.0,
@@ -285,7 +287,10 @@ def main(argv: list[str] | None = None) -> None:
     user_id = None
     if args.export and entry.origin != "shipped":  # checked before the run, not after it
         user_id = registry.check_new_id(args.export_id or f"{entry.id}-encoder")
-    cars = load_cache(Path(args.cache)) if args.cache else None
+    cars = None
+    if args.cache:
+        cache = Path(args.cache)
+        cars = load_cache(cache) if cache.exists() else build_cache(cache, args.cars)
     encoder = train(args, method.model, cars)
     errors = held_out_errors(encoder, method.model)
     print(json.dumps({"steps": args.steps, "generator": entry.id, **errors}), flush=True)

@@ -66,6 +66,13 @@ def view_quaternion(azimuth: torch.Tensor, elevation: torch.Tensor) -> torch.Ten
     return quaternion_multiply(tilt, quaternion_multiply(front, turn))
 
 
+def turn_around(quaternion: torch.Tensor) -> torch.Tensor:
+    """(..., 4) views -> the same views of the object turned 180 deg about its up axis (front and back
+    swapped): ``view_quaternion(a + pi, e)`` for ``view_quaternion(a, e)``."""
+    half_turn = torch.tensor([0.0, 0.0, 1.0, 0.0], device=quaternion.device, dtype=quaternion.dtype)
+    return quaternion_multiply(quaternion, half_turn.expand_as(quaternion))
+
+
 @dataclass
 class WeakPerspective:
     """Per-image camera parameters: ``quaternion`` (B, 4), ``scale`` (B,), ``translation`` (B, 2) in NDC

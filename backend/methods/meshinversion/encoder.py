@@ -63,6 +63,9 @@ class Guess:
     z: torch.Tensor
     azimuth: torch.Tensor  # (B,) radians
     elevation: torch.Tensor  # (B,) radians
+    confidence: torch.Tensor
+    """(B,) the length of the predicted (cos, sin) of the azimuth, about 1 where the encoder is sure:
+    regression shrinks it towards 0 between two likely answers, such as a car's front and back."""
 
     def view(self) -> torch.Tensor:
         """(B, 4) quaternions of the guessed views, built as the camera search builds its hypotheses."""
@@ -89,7 +92,10 @@ class PoseLatentEncoder(nn.Module):
 
     def guess(self, x: torch.Tensor) -> Guess:
         z, camera = self(x)
-        return Guess(z=z, azimuth=torch.atan2(camera[:, 1], camera[:, 0]), elevation=camera[:, 2])
+        return Guess(
+            z=z, azimuth=torch.atan2(camera[:, 1], camera[:, 0]), elevation=camera[:, 2],
+            confidence=camera[:, :2].norm(dim=1),
+        )  # fmt: skip
 
 
 def encoder_input(rgb: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

@@ -196,6 +196,7 @@ def to_mesh_result(
         "class_label": None if result.label is None else result.label[0],
         "colour_label": None if result.label is None or len(result.label) < 2 else result.label[1],
         "start": result.start,
+        "pose_confidence": result.pose_confidence,
         "init_score": result.init_score,
         "mask_iou": {"initial": result.init_mask_iou, "final": result.mask_iou},
         "stage_losses": result.stage_losses,

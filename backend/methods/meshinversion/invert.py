@@ -14,6 +14,7 @@ batch equals independent runs, but costs less per image.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from typing import Any
@@ -22,7 +23,12 @@ import numpy as np
 import torch
 
 from backend.methods.base import Progress
-from backend.methods.meshinversion.camera_search import WeakPerspective, hypothesis_grid, search_cameras
+from backend.methods.meshinversion.camera_search import (
+    WeakPerspective,
+    hypothesis_grid,
+    search_cameras,
+    turn_around,
+)
 from backend.methods.meshinversion.encoder import PoseLatentEncoder, encoder_input
 from backend.methods.meshinversion.losses import (
     chamfer_mask_loss,
@@ -63,6 +69,7 @@ class InversionSettings:
     render_size: int
     start: str
     encoder_accept_iou: float
+    turn_start: bool
     z_candidates: int
     start_scoring: str
     rendered_candidates: int
@@ -93,6 +100,8 @@ class InversionSettings:
     def __post_init__(self) -> None:
         if not 1 <= self.restarts <= self.rendered_candidates:
             raise ValueError("restarts must be between 1 and rendered_candidates")
+        if self.turn_start and self.restarts != 1:
+            raise ValueError("turn_start turns the one start of each image: restarts must be 1")
 
     @classmethod
     def from_options(cls, options: Options, **research: Any) -> InversionSettings:
@@ -155,11 +164,14 @@ class Starts:
     camera_iou: torch.Tensor
     searched: torch.Tensor
     """(rows,) bool: the camera search made the start (else the encoder)."""
+    confidence: torch.Tensor
+    """(rows,) the encoder's azimuth confidence (``Guess.confidence``); NaN where the search made it."""
 
     def replace_rows(self, rows: torch.Tensor, other: Starts, picked: torch.Tensor) -> None:
         """Rows ``rows`` of these starts become rows ``picked`` of ``other``, in place."""
         self.z[rows], self.scores[rows] = other.z[picked], other.scores[picked]
         self.camera_iou[rows], self.searched[rows] = other.camera_iou[picked], other.searched[picked]
+        self.confidence[rows] = other.confidence[picked]
         for mine, theirs in zip(self.camera.parameters(), other.camera.parameters(), strict=True):
             mine[rows] = theirs[picked]
         if self.labels is not None and other.labels is not None:
@@ -183,6 +195,8 @@ class InversionResult:
     mask_iou: float = 0.0
     start: str = "search"
     """What made the start: ``search``, ``encoder_view`` or ``encoder`` (``Options.start``)."""
+    pose_confidence: float | None = None
+    """The encoder's azimuth confidence (``Guess.confidence``) where it made the start."""
 
 
 class Inverter:
@@ -372,12 +386,13 @@ class Inverter:
         (``encoder_accept_iou``), else the better of it and the search's by the same score; the
         search alone without an encoder."""
         if self.encoder is None:
-            return self.search_start(targets, rng, progress)
+            return self.turned(self.search_start(targets, rng, progress), targets, rng, progress)
         guess = self.encoder_start(targets, rng, progress)
         weak = torch.nonzero(guess.camera_iou < self.settings.encoder_accept_iou).flatten()
         if len(weak) == 0:
             return guess
-        searched = self.search_start(targets.rows(weak), rng, progress)
+        weak_targets = targets.rows(weak)
+        searched = self.turned(self.search_start(weak_targets, rng, progress), weak_targets, rng, progress)
         better = searched.scores < guess.scores[weak]
         guess.replace_rows(weak[better], searched, torch.nonzero(better).flatten())
         return guess
@@ -394,9 +409,22 @@ class Inverter:
         guess = self.encoder.guess(encoder_input(targets.rgb, targets.mask))
         progress("initialise: encoder", 1, 1)
         fixed_z = guess.z if self.settings.start == "encoder" else None
-        start = self.search_start(targets, rng, progress, guess.view()[:, None], fixed_z)
+        view = turn_around(guess.view()) if self.settings.turn_start else guess.view()
+        start = self.search_start(targets, rng, progress, view[:, None], fixed_z)
         start.searched[:] = False
+        start.confidence = guess.confidence
         return start
+
+    def turned(self, start: Starts, targets: Targets, rng: torch.Generator, progress: Progress) -> Starts:
+        """With ``turn_start``, the searched ``start`` turned to its front/back twin: each view turned
+        180 deg about the object's up axis, placed on the mask again and refined, its z kept; else
+        ``start`` unchanged."""
+        if not self.settings.turn_start:
+            return start
+        views = turn_around(start.camera.quaternion)[:, None]
+        twin = self.search_start(targets, rng, progress, views, start.z)
+        twin.searched, twin.confidence = start.searched, start.confidence
+        return twin
 
     @torch.no_grad()
     def search_start(
@@ -482,6 +510,7 @@ class Inverter:
             scores=full_scores.gather(1, local).reshape(-1),
             camera_iou=search_iou.view(-1)[camera_row[chosen]],
             searched=torch.ones(len(chosen), dtype=torch.bool, device=device),
+            confidence=torch.full((len(chosen),), math.nan, device=device),
         )
 
     # ---------------------------------------------------------------- optimisation
@@ -559,6 +588,7 @@ class Inverter:
                 init_mask_iou=float(start_iou[keep[b]]),
                 mask_iou=float(iou[b]),
                 start="search" if bool(start.searched[keep[b]]) else s.start,
+                pose_confidence=None if bool(start.searched[keep[b]]) else float(start.confidence[keep[b]]),
             )
             for b in range(batch)
         ]

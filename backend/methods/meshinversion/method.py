@@ -29,6 +29,11 @@ from backend.methods.meshinversion.options import ENCODER_STARTS, Options
 from backend.methods.meshinversion.vgg import VGG_CONFIG, VGG19Relu31
 from backend.render.bake import bake_photo
 
+UNSURE_POSE_BELOW = 0.8
+"""``Guess.confidence`` under which a result's notes say its front and back may be swapped: on 1,000
+validation photos this flags 7 of the shipped encoder's 9 front/back swaps and 57 of its other 991
+views (benchmarks/MESHINVERSION.md, session 14)."""
+
 
 def is_vgg_entry(entry: Any) -> bool:
     return entry.config.get("network") == VGG_CONFIG["network"]
@@ -173,7 +178,9 @@ class MeshInversion(Method):
         meshes = []
         for result, crop, photo in zip(results, crops, photos or crops, strict=True):
             texture, texture_info = self.final_texture(result, photo, options)
-            meshes.append(to_mesh_result(self.model, result, crop, {**info, "texture": texture_info}, texture,
+            own = {**info, "texture": texture_info,
+                   "notes": [*notes, *pose_notes(result.pose_confidence, options.turn_start)]}  # fmt: skip
+            meshes.append(to_mesh_result(self.model, result, crop, own, texture,
                                          options.previews, rule, options.faces,
                                          options.faces_smoothing, options.quads))  # fmt: skip
         progress("export", 1, 1)
@@ -200,6 +207,18 @@ class MeshInversion(Method):
                         "seen_fraction": round(appearance.seen, 4),
                         "mirrored_fraction": round(appearance.mirrored, 4)}  # fmt: skip
         return appearance.texture * 2 - 1, texture_info
+
+
+def pose_notes(confidence: float | None, turned: bool) -> list[str]:
+    """A note where the start encoder could hardly tell the object's front from its back."""
+    if confidence is None or confidence >= UNSURE_POSE_BELOW:
+        return []
+    again = "without" if turned else "with"
+    return [
+        f"pose: front and back are hard to tell in this photo (the start encoder's azimuth confidence "
+        f"is {confidence:.2f}, below {UNSURE_POSE_BELOW}); if the object faces the wrong way, "
+        f"reconstruct again {again} the option turn_start"
+    ]
 
 
 METHOD = MeshInversion

@@ -68,6 +68,11 @@ class Options:
         0.7, "silhouette IoU of the refined encoder view that skips the search (official CMR rule: 0.7)",
         low=0.0, high=1.0,
     )
+    turn_start: bool = option(
+        False,
+        "not in the paper: turn the start's view 180 deg about the object's up axis (its front/back twin)"
+        " and fit from there, for a photo whose object came back facing the wrong way",
+    )
     z_candidates: int = option(500, "latent candidates drawn for the initialisation", low=1)
     start_scoring: str = option(
         "published",
