@@ -250,6 +250,6 @@ def test_exported_uvs_show_what_the_optimisation_saw() -> None:
 def test_an_unsure_pose_is_noted_with_the_option_that_turns_it() -> None:
     assert pose_notes(None, False) == [] and pose_notes(UNSURE_POSE_BELOW, False) == []
     (note,) = pose_notes(0.31, False)
-    assert "0.31" in note and "again with the option turn_start" in note
+    assert "0.31" in note and "again with turn_start on" in note
     (note,) = pose_notes(0.31, True)
-    assert "again without the option turn_start" in note
+    assert "again with turn_start off" in note

@@ -213,11 +213,11 @@ def pose_notes(confidence: float | None, turned: bool) -> list[str]:
     """A note where the start encoder could hardly tell the object's front from its back."""
     if confidence is None or confidence >= UNSURE_POSE_BELOW:
         return []
-    again = "without" if turned else "with"
+    state = "off" if turned else "on"
     return [
         f"pose: front and back are hard to tell in this photo (the start encoder's azimuth confidence "
         f"is {confidence:.2f}, below {UNSURE_POSE_BELOW}); if the object faces the wrong way, "
-        f"reconstruct again {again} the option turn_start"
+        f"reconstruct it again with turn_start {state} (in Blender: Again, Turn Front and Back)"
     ]
 
 
