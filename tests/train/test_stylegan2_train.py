@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from safetensors import safe_open
 from safetensors.torch import load_file
 
 from backend.methods.gan2shape.masknet import MaskNet, MaskNetConfig, load_masknet
@@ -76,6 +77,25 @@ def test_training_logs_samples_and_resumes_like_an_uninterrupted_run(
         assert torch.equal(b[key], c[key]), key
     size_mb = (straight / train_gan.CHECKPOINT).stat().st_size / 1e6
     assert size_mb < 15
+
+
+def test_a_run_of_another_size_stops_on_its_time_budget_and_resumes_only_as_itself(tmp_path: Path) -> None:
+    """What a chunk on a lent GPU runs (``workbench/device/stylegan2_chunk.sh``), here at 32 px: the
+    architecture comes from the flags, a wall-time budget ends the chunk with a checkpoint, and the
+    run refuses renders or flags of another size instead of training the wrong network."""
+    renders = tmp_path / "cars32.npz"
+    build_render_set([0, 1], views_per_car=2, size=32, seed=0).save(renders)
+    run = tmp_path / "run"
+    run_training(run, renders, 50, "--size", "32", "--channel-max", "16", "--minutes", "1e-6")
+    with safe_open(run / train_gan.CHECKPOINT, "pt") as checkpoint:
+        meta = checkpoint.metadata()
+    assert meta["step"] == "1" and json.loads(meta["config"])["size"] == 32
+    assert json.loads(meta["config"])["channel_max"] == 16
+    run_training(run, renders, 2)  # resumed: its own architecture, no flags needed
+    with pytest.raises(SystemExit, match="--size"):
+        run_training(run, renders, 3, "--size", "64")
+    with pytest.raises(SystemExit, match="32 px renders"):
+        run_training(tmp_path / "other", renders, 1)  # the demo's 64 px network on 32 px renders
 
 
 @pytest.mark.slow

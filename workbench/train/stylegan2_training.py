@@ -18,7 +18,7 @@ import json
 import math
 import os
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -189,7 +189,19 @@ def sample_grid(g: Generator, count: int, seed: int) -> np.ndarray:
     return ((grid + 1) * 127.5).round().to(torch.uint8).cpu().numpy()
 
 
+def architecture_flags(args: argparse.Namespace) -> dict[str, int | None]:
+    return {"size": args.size, "channel_base": args.channel_base, "channel_max": args.channel_max}
+
+
+def run_config(args: argparse.Namespace) -> StyleGAN2Config:
+    """The architecture of a new run: the demo one, at ``--size`` and ``--channel-base``/``--channel-max``
+    where given (a larger run on a lent GPU); a resumed run keeps its checkpoint's."""
+    return replace(DEMO_CONFIG, **{k: v for k, v in architecture_flags(args).items() if v is not None})
+
+
 def train(args: argparse.Namespace) -> None:
+    """Train (or resume) until ``--steps`` or ``--minutes`` of wall time, whichever comes first."""
+    started = time.monotonic()
     torch.set_num_threads(args.threads)
     out = Path(args.out)
     (out / "samples").mkdir(parents=True, exist_ok=True)
@@ -198,12 +210,20 @@ def train(args: argparse.Namespace) -> None:
     start_from = start_checkpoint(ckpt, args.resume_from)
     if start_from is not None:
         trainer = Trainer.load(start_from, device)
+        asked = {k: v for k, v in architecture_flags(args).items() if v is not None}
+        if any(getattr(trainer.config, k) != v for k, v in asked.items()):
+            raise SystemExit(f"{start_from} is a {trainer.config} run; --size/--channel-* ask for {asked}")
         print(f"resumed from {start_from} at step {trainer.step}", flush=True)
     else:
-        gamma = 0.0002 * DEMO_CONFIG.size**2 / args.batch  # StyleGAN2-ADA's heuristic
+        config = run_config(args)
+        gamma = 0.0002 * config.size**2 / args.batch  # StyleGAN2-ADA's heuristic
         settings = TrainSettings(batch=args.batch, seed=args.seed, r1_gamma=gamma)
-        trainer = Trainer(DEMO_CONFIG, settings, device)
+        trainer = Trainer(config, settings, device)
     data = load_render_set(Path(args.data))
+    if data.images.shape[-1] != trainer.config.size:
+        raise SystemExit(f"{args.data} holds {data.images.shape[-1]} px renders; this run is "
+                         f"{trainer.config.size} px (gan2shape-renders --size)")  # fmt: skip
+    deadline = started + args.minutes * 60 if args.minutes else math.inf
     last_save, last_r1 = time.monotonic(), None  # R1 runs every r1_every steps; log its latest value
     with (out / "log.jsonl").open("a") as log:
         while trainer.step < args.steps:
@@ -219,9 +239,14 @@ def train(args: argparse.Namespace) -> None:
             if trainer.step % args.sample_every == 0:
                 grid = sample_grid(trainer.g_ema, 64, seed=trainer.settings.seed)
                 Image.fromarray(grid).save(out / "samples" / f"step_{trainer.step:06d}.png")
-            if time.monotonic() - last_save > args.save_minutes * 60 or trainer.step >= args.steps:
+            out_of_time = time.monotonic() > deadline
+            due = time.monotonic() - last_save > args.save_minutes * 60
+            if due or trainer.step >= args.steps or out_of_time:
                 trainer.save(ckpt)
                 last_save = time.monotonic()
+            if out_of_time:
+                print(f"stopped at step {trainer.step} after --minutes {args.minutes}", flush=True)
+                break
 
 
 WEIGHTS_ID = "gan2shape-demo-car"
@@ -313,6 +338,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--log-every", type=int, default=10)
     parser.add_argument("--sample-every", type=int, default=500)
     parser.add_argument("--save-minutes", type=float, default=10.0, help="checkpoint interval")
+    parser.add_argument("--minutes", type=float, help="stop (with a checkpoint) after this much wall time")
+    parser.add_argument("--size", type=int, help=f"a new run's resolution (default {DEMO_CONFIG.size})")
+    for name, what in (("channel_base", "channel base"), ("channel_max", "widest layer")):
+        default = getattr(DEMO_CONFIG, name)
+        parser.add_argument(f"--{name.replace('_', '-')}", type=int, help=f"a new run's {what} ({default})")
     train(parser.parse_args(argv))
 
 
