@@ -48,6 +48,8 @@ class ModalJob:
     _settings = None
     _label = ""
     """What progress lines in background mode are about (the photo's or the object's name)."""
+    _warnings: tuple[str, ...] = ()
+    """Reported after ``complete``'s INFO line, so the last line the status bar shows is a warning."""
 
     def submit(self, context: bpy.types.Context) -> None:
         raise NotImplementedError
@@ -58,10 +60,9 @@ class ModalJob:
     def cleanup(self) -> None:
         """Remove what the job needed only while it ran."""
 
-    def report_notes(self, obj: bpy.types.Object) -> None:
-        """The result's notes as warnings (such as a front and back the photo hardly tells apart)."""
-        for note in importer.result_notes(obj):
-            self.report({"WARNING"}, f"'{obj.name}': {note}")
+    def warn_of_notes(self, obj: bpy.types.Object) -> None:
+        """The result's notes become warnings (such as a front and back the photo hardly tells apart)."""
+        self._warnings = tuple(f"'{obj.name}': {note}" for note in importer.result_notes(obj))
 
     def invoke(self, context: bpy.types.Context, event: bpy.types.Event) -> set[str]:
         global _cancel_requested
@@ -125,7 +126,7 @@ class ModalJob:
             self.cleanup()
 
     def _complete_reported(self, context: bpy.types.Context, job: JobStatus) -> set[str]:
-        """``complete`` with its outcome reported in one line."""
+        """``complete`` with its outcome reported in one line, then the result's notes as warnings."""
         try:
             message = self.complete(context, job)
         except UserError as error:
@@ -137,6 +138,8 @@ class ModalJob:
         finally:
             session.job_finished(self._settings)
         self.report({"INFO"}, message)
+        for warning in self._warnings:
+            self.report({"WARNING"}, warning)
         return {"FINISHED"}
 
     def _end(self, context: bpy.types.Context, result: set[str]) -> set[str]:
@@ -176,7 +179,7 @@ class RFI_OT_reconstruct(ModalJob, bpy.types.Operator):
 
     def complete(self, context: bpy.types.Context, job: JobStatus) -> str:
         obj = api.finish(context, job, self._request, self._options, keep=self._settings.keep_results)
-        self.report_notes(obj)
+        self.warn_of_notes(obj)
         return f"Reconstructed '{obj.name}' in {obj['rfi_timings']['total_s']:.1f} s"
 
 
@@ -242,7 +245,7 @@ class RFI_OT_reconstruct_again(ModalJob, bpy.types.Operator):
 
     def complete(self, context: bpy.types.Context, job: JobStatus) -> str:
         obj = api.finish(context, job, self._request, self._options, keep=self._settings.keep_results)
-        self.report_notes(obj)
+        self.warn_of_notes(obj)
         return (
             f"Reconstructed '{obj.name}' again ({self._request.preset}, seed {self._request.seed}) "
             f"in {obj['rfi_timings']['total_s']:.1f} s"
