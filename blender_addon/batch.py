@@ -287,6 +287,7 @@ def process(addon: ModuleType, image: Path, args: argparse.Namespace, output: Pa
         "faces": len(obj.data.polygons),
         "seconds": time.monotonic() - started,
         "detail": ", ".join(f.name for f in files),
+        "notes": addon.importer.result_notes(obj),
     }
 
 
@@ -297,6 +298,11 @@ def print_summary(rows: list[dict[str, object]]) -> None:
             f"{row['image']!s:<28} {row['status']!s:<7} {row.get('vertices', '-')!s:>8} "
             f"{row.get('faces', '-')!s:>8} {row.get('seconds', 0):>8.1f}  {row.get('detail', '')}"
         )
+    notes = [(row["image"], note) for row in rows for note in row.get("notes") or []]
+    if notes:
+        print("\nnotes (from each result.json):")
+        for image, note in notes:
+            print(f"{image}: {note}")
     failed = sum(row["status"] != "ok" for row in rows)
     print(
         f"{len(rows) - failed} of {len(rows)} reconstructed" + (f", {failed} failed" if failed else ""),

@@ -135,6 +135,7 @@ def test_a_real_photo_goes_through_the_batch_script(tmp_path: Path, tools: Any, 
     assert (out / "coffee.blend").is_file()
     info = json.loads((out / "coffee" / "result.json").read_text())
     assert info["input"]["mask_resolved"] == "salient"
+    assert info["notes"] and all(f"coffee.jpg: {note}" in done.stdout for note in info["notes"])
     with Image.open(out / "coffee" / "mask.png") as mask:
         assert mask.size == Image.open(photo).size
         coverage = (np.asarray(mask) > 127).mean()
