@@ -190,6 +190,7 @@ def sample_grid(g: Generator, count: int, seed: int) -> np.ndarray:
 
 
 def architecture_flags(args: argparse.Namespace) -> dict[str, int | None]:
+    """The network flags as given (None: not given)."""
     return {"size": args.size, "channel_base": args.channel_base, "channel_max": args.channel_max}
 
 
