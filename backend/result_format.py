@@ -109,7 +109,9 @@ class MeshCounts(TypedDict):
 
 
 class ResultDocument(TypedDict, total=False):
-    """``result.json``. A re-projection keeps its source's provenance (``method`` to ``input``, those
+    """``result.json``. ``notes`` say what happened (which mask ran, a loss term left out);
+    ``warnings`` what the artist should check, each with its fix (a front and back the photo hardly
+    tells apart). A re-projection keeps its source's provenance (``method`` to ``input``, those
     present there) and records under ``info.reprojection`` what it re-projected onto what."""
 
     protocol_version: int
@@ -122,6 +124,7 @@ class ResultDocument(TypedDict, total=False):
     device: str
     input: InputRecord
     notes: list[str]
+    warnings: list[str]
     timings: dict[str, float]
     camera: Camera
     losses: dict[str, list[float]]

@@ -210,6 +210,7 @@ def _write_files(
         "camera": result.camera,
         "losses": info.pop("losses", {}),
         "notes": [*metadata.get("notes", []), *info.pop("notes", [])],
+        "warnings": info.pop("warnings", []),
         "info": info,
         "mesh": mesh_counts(result),
         "files": files,

@@ -287,7 +287,8 @@ def process(addon: ModuleType, image: Path, args: argparse.Namespace, output: Pa
         "faces": len(obj.data.polygons),
         "seconds": time.monotonic() - started,
         "detail": ", ".join(f.name for f in files),
-        "notes": addon.importer.result_notes(obj),
+        "warnings": addon.importer.result_lines(obj, "warnings"),
+        "notes": addon.importer.result_lines(obj, "notes"),
     }
 
 
@@ -298,11 +299,12 @@ def print_summary(rows: list[dict[str, object]]) -> None:
             f"{row['image']!s:<28} {row['status']!s:<7} {row.get('vertices', '-')!s:>8} "
             f"{row.get('faces', '-')!s:>8} {row.get('seconds', 0):>8.1f}  {row.get('detail', '')}"
         )
-    notes = [(row["image"], note) for row in rows for note in row.get("notes") or []]
-    if notes:
-        print("\nnotes (from each result.json):")
-        for image, note in notes:
-            print(f"{image}: {note}")
+    for kind in ("warnings", "notes"):  # from each result.json: what to check, then what happened
+        lines = [(row["image"], line) for row in rows for line in row.get(kind) or []]
+        if lines:
+            print(f"\n{kind}:")
+            for image, line in lines:
+                print(f"{image}: {line}")
     failed = sum(row["status"] != "ok" for row in rows)
     print(
         f"{len(rows) - failed} of {len(rows)} reconstructed" + (f", {failed} failed" if failed else ""),

@@ -7,6 +7,8 @@ and the batch script never repeat a method name, a preset or a default.
 
 from __future__ import annotations
 
+import contextlib
+import json
 from typing import Any
 
 try:
@@ -57,7 +59,11 @@ def turnable(method: str) -> bool:
 
 def turned(overrides: dict[str, Any]) -> dict[str, Any]:
     """``overrides`` with the start turned to the other side of the one they asked for."""
-    return {**overrides, options.TURN_OPTION: not overrides.get(options.TURN_OPTION, False)}
+    asked = overrides.get(options.TURN_OPTION, False)
+    if isinstance(asked, str):  # typed in the Options field or --set: JSON text, as the backend reads it
+        with contextlib.suppress(json.JSONDecodeError):
+            asked = json.loads(asked)
+    return {**overrides, options.TURN_OPTION: asked is not True}
 
 
 def unknown_options(method: str, overrides: dict[str, Any]) -> list[str]:

@@ -95,12 +95,17 @@ def icon_id(entry: Entry) -> int:
     return _previews[entry.result].icon_id if _previews is not None and entry.result in _previews else 0
 
 
+def listed(result: str) -> Entry | None:
+    """The entry of result folder ``result``, or None once it has left the list."""
+    return next((entry for entry in entries if entry.result == result), None)
+
+
 def find(result: str) -> Entry:
     """The entry of result folder ``result``."""
-    for entry in entries:
-        if entry.result == result:
-            return entry
-    raise UserError("no_entry", "that result is no longer in this session's list", "reconstruct it anew")
+    entry = listed(result)
+    if entry is None:
+        raise UserError("no_entry", "that result is no longer in this session's list", "reconstruct it anew")
+    return entry
 
 
 def entry_object(entry: Entry) -> bpy.types.Object | None:

@@ -235,15 +235,17 @@ def record_properties(
     if isinstance(timings, dict):
         numbers = {k: float(v) for k, v in timings.items() if isinstance(v, int | float)}
         obj[PROPERTY_PREFIX + "timings"] = numbers
-    notes = [note for note in info.get("notes") or [] if isinstance(note, str)]
-    if notes:
-        obj[PROPERTY_PREFIX + "notes"] = "\n".join(notes)
+    for kind in ("notes", "warnings"):
+        lines = info.get(kind)
+        lines = [line for line in lines if isinstance(line, str)] if isinstance(lines, list) else []
+        if lines:
+            obj[PROPERTY_PREFIX + kind] = "\n".join(lines)
 
 
-def result_notes(obj: bpy.types.Object) -> list[str]:
-    """The notes of the result ``obj`` was imported from (what the artist should know of it)."""
-    notes = obj.get(PROPERTY_PREFIX + "notes")
-    return notes.split("\n") if isinstance(notes, str) else []
+def result_lines(obj: bpy.types.Object, kind: str) -> list[str]:
+    """The ``notes`` (what happened) or ``warnings`` (what to check) of the result ``obj`` came from."""
+    text = obj.get(PROPERTY_PREFIX + kind)
+    return text.split("\n") if isinstance(text, str) else []
 
 
 def camera_frame(camera: result_format.Camera) -> dict[str, float]:

@@ -49,7 +49,7 @@ class ModalJob:
     _label = ""
     """What progress lines in background mode are about (the photo's or the object's name)."""
     _warnings: tuple[str, ...] = ()
-    """Reported after ``complete``'s INFO line, so the last line the status bar shows is a warning."""
+    """The result's warnings, reported after ``complete``'s INFO line so the status bar ends on them."""
 
     def submit(self, context: bpy.types.Context) -> None:
         raise NotImplementedError
@@ -60,9 +60,9 @@ class ModalJob:
     def cleanup(self) -> None:
         """Remove what the job needed only while it ran."""
 
-    def warn_of_notes(self, obj: bpy.types.Object) -> None:
-        """The result's notes become warnings (such as a front and back the photo hardly tells apart)."""
-        self._warnings = tuple(f"'{obj.name}': {note}" for note in importer.result_notes(obj))
+    def keep_warnings(self, obj: bpy.types.Object) -> None:
+        """The result's warnings (such as a front and back the photo hardly tells apart), to report."""
+        self._warnings = tuple(f"'{obj.name}': {line}" for line in importer.result_lines(obj, "warnings"))
 
     def invoke(self, context: bpy.types.Context, event: bpy.types.Event) -> set[str]:
         global _cancel_requested
@@ -126,7 +126,7 @@ class ModalJob:
             self.cleanup()
 
     def _complete_reported(self, context: bpy.types.Context, job: JobStatus) -> set[str]:
-        """``complete`` with its outcome reported in one line, then the result's notes as warnings."""
+        """``complete`` with its outcome reported in one line, then the result's warnings."""
         try:
             message = self.complete(context, job)
         except UserError as error:
@@ -179,7 +179,7 @@ class RFI_OT_reconstruct(ModalJob, bpy.types.Operator):
 
     def complete(self, context: bpy.types.Context, job: JobStatus) -> str:
         obj = api.finish(context, job, self._request, self._options, keep=self._settings.keep_results)
-        self.warn_of_notes(obj)
+        self.keep_warnings(obj)
         return f"Reconstructed '{obj.name}' in {obj['rfi_timings']['total_s']:.1f} s"
 
 
@@ -213,10 +213,12 @@ class RFI_OT_reconstruct_again(ModalJob, bpy.types.Operator):
         return context.window_manager.invoke_props_dialog(self)
 
     def draw(self, context: bpy.types.Context) -> None:
+        """Also redrawn after the job (Adjust Last Operation), when the entry may have left the list."""
         layout = self.layout
         layout.prop(self, "preset")
         layout.prop(self, "seed")
-        if catalogue.turnable(history.find(self.result).request.method):
+        listed = history.listed(self.result)
+        if listed is not None and catalogue.turnable(listed.request.method):
             layout.prop(self, "turn")
 
     def execute(self, context: bpy.types.Context) -> set[str]:
@@ -245,7 +247,7 @@ class RFI_OT_reconstruct_again(ModalJob, bpy.types.Operator):
 
     def complete(self, context: bpy.types.Context, job: JobStatus) -> str:
         obj = api.finish(context, job, self._request, self._options, keep=self._settings.keep_results)
-        self.warn_of_notes(obj)
+        self.keep_warnings(obj)
         return (
             f"Reconstructed '{obj.name}' again ({self._request.preset}, seed {self._request.seed}) "
             f"in {obj['rfi_timings']['total_s']:.1f} s"

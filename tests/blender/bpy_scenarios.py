@@ -200,7 +200,9 @@ def scenario_front_ends(args: dict[str, Any]) -> dict[str, Any]:
         "torch_imported": "torch" in sys.modules,
         "catalogue": {"methods": list(catalogue.METHODS), "presets": list(catalogue.PRESETS),
                       "options": {m: list(catalogue.option_names(m)) for m in catalogue.METHODS},
-                      "turnable": {m: catalogue.turnable(m) for m in catalogue.METHODS}},
+                      "turnable": {m: catalogue.turnable(m) for m in catalogue.METHODS},
+                      "turned": [catalogue.turned(o) for o in ({}, {"turn_start": "false"},
+                                                               {"turn_start": "true", "seed": 1})]},
         "panel": {name: {"items": [item.identifier for item in rna[name].enum_items],
                          "default": rna[name].default} for name in ("method", "preset")},
         "panel_defaults": {"seed": rna["seed"].default, "mask": rna["mask_source"].default},
@@ -262,7 +264,8 @@ def scenario_import(args: dict[str, Any]) -> dict[str, Any]:
     bpy.context.scene.cursor.location = (1.0, 2.0, 3.0)
     obj = addon.importer.import_result(args["result"], "photo", aligned_camera=True, photo=args.get("photo"))
     out = describe_object(obj)
-    out["notes"] = addon.importer.result_notes(obj)
+    out["notes"] = addon.importer.result_lines(obj, "notes")
+    out["warnings"] = addon.importer.result_lines(obj, "warnings")
     out["existing_name"] = existing.name
     resized = addon.importer.import_result(args["result"], "resized", texture_size=32, shade_smooth=False)
     image = resized.data.materials[0].node_tree.nodes["Image Texture"].image

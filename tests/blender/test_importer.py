@@ -32,7 +32,8 @@ def write_result(folder: Path, camera: dict) -> dict[str, np.ndarray]:
         "timings": {"run": 1.5},
         "camera": camera,
         "input": {"mask": "auto", "mask_resolved": "salient"},
-        "notes": ["pose: front and back are hard to tell", "start: the camera search ran"],
+        "notes": ["mask: the salient-object net ran", "start: the camera search ran"],
+        "warnings": ["pose: front and back are hard to tell"],
     }
     (folder / "result.json").write_text(json.dumps(info))
     Image.fromarray(np.full((30, 40), 255, np.uint8), "L").save(folder / "mask.png")  # read by no one
@@ -92,7 +93,8 @@ def test_import_result(tmp_path: Path, extension_zip: Path, tools: Any, camera: 
         7,
     )
     assert props["rfi_timings"]["run"] == pytest.approx(1.5) and props["rfi_mask"] == "salient"
-    assert out["notes"] == ["pose: front and back are hard to tell", "start: the camera search ran"]
+    assert out["notes"] == ["mask: the salient-object net ran", "start: the camera search ran"]
+    assert out["warnings"] == ["pose: front and back are hard to tell"]
     assert out["camera"]["type"] == camera["type"]
     assert out["camera"]["resolution"] == [400, 300]
     assert out["camera"]["background"] == ["photo.png"]

@@ -57,7 +57,8 @@ def octahedron() -> MeshResult:
         "image_size": [200, 150],
     }
     previews = {"overlay": np.full((8, 8, 3), 200, np.uint8), "texture": texture}
-    info = {"losses": {"total": [1.0, 0.5]}, "notes": ["from the method"], "iou": np.float32(0.75)}
+    info = {"losses": {"total": [1.0, 0.5]}, "notes": ["from the method"], "warnings": ["check this"],
+            "iou": np.float32(0.75)}  # fmt: skip
     return MeshResult(vertices, faces, uvs, texture, camera, info, previews)
 
 
@@ -83,6 +84,7 @@ def test_write_and_read_back(tmp_path: Path) -> None:
     assert doc["protocol_version"] == PROTOCOL_VERSION and doc["camera"] == mesh.camera
     assert doc["weights"]["id"] == "tiny" and doc["seed"] == 3
     assert doc["losses"] == {"total": [1.0, 0.5]} and doc["notes"] == ["from the job", "from the method"]
+    assert doc["warnings"] == ["check this"]
     assert doc["info"] == {"iou": 0.75} and doc["mesh"]["faces"] == 8
     preview = np.asarray(Image.open(out / "preview.png"))
     assert preview.shape == (16, 16 + 32, 3)  # the 8x8 overlay scaled to 16 high, then the texture

@@ -153,7 +153,7 @@ def test_turn_start_fits_from_the_front_back_twin(scene, searched: bool) -> None
     photo = targets.rgb[0].permute(1, 2, 0).numpy() / 2 + 0.5
     result = turned.run([photo], [targets.mask[0].numpy()], 0, quiet)[0]
     assert result.start == "encoder" and result.pose_confidence == pytest.approx(1.0)
-    with pytest.raises(ValueError, match="restarts"):
+    with pytest.raises(ValueError, match="turn_start"):
         replace(settings, turn_start=True, restarts=2)
 
 

@@ -23,7 +23,7 @@ from backend.methods.meshinversion import METHOD
 from backend.methods.meshinversion.camera_search import WeakPerspective, view_quaternion
 from backend.methods.meshinversion.export import blender_camera, blender_placement
 from backend.methods.meshinversion.mesh_gan import MeshGAN, exported_uvs
-from backend.methods.meshinversion.method import UNSURE_POSE_BELOW, pose_notes
+from backend.methods.meshinversion.method import UNSURE_POSE_BELOW, pose_warnings
 from backend.methods.meshinversion.options import Options
 from backend.methods.meshinversion.vgg import CONV_CHANNELS, CONV_INDICES
 from backend.models import import_official, load_model
@@ -247,9 +247,10 @@ def test_exported_uvs_show_what_the_optimisation_saw() -> None:
     assert (difference > 0.05).float().mean() < 0.01
 
 
-def test_an_unsure_pose_is_noted_with_the_option_that_turns_it() -> None:
-    assert pose_notes(None, False) == [] and pose_notes(UNSURE_POSE_BELOW, False) == []
-    (note,) = pose_notes(0.31, False)
-    assert "0.31" in note and "again with turn_start on" in note
-    (note,) = pose_notes(0.31, True)
-    assert "again with turn_start off" in note
+def test_an_unsure_pose_warns_with_the_option_that_turns_it() -> None:
+    assert pose_warnings(None, False) == [] and pose_warnings(UNSURE_POSE_BELOW, False) == []
+    assert pose_warnings(float("nan"), False) == []
+    (warning,) = pose_warnings(0.31, False)
+    assert "0.31" in warning and "again with turn_start on" in warning
+    (warning,) = pose_warnings(0.31, True)
+    assert "again with turn_start off" in warning

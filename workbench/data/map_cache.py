@@ -38,6 +38,10 @@ class MapCache:
         return mirror_half(tex), torch.cat([disp, torch.zeros_like(disp), torch.zeros_like(disp)], 1)
 
 
+TRAINING_CARS = 1536
+"""Training cars (seeds 0..N-1) of the demo mesh GAN's map cache, and so of a cache built by default."""
+
+
 def build_cache(path: Path, count: int, first_seed: int = 0, batch: int = 16,
                 texture_size: int = TEXTURE_SIZE) -> MapCache:
     """Compute the maps of training cars ``first_seed ..`` in batches and save them to ``path``."""

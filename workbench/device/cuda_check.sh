@@ -17,13 +17,16 @@ set -uo pipefail
 : "${OUT:?set OUT: the folder the log and the demo result are written to}"
 DEVICE=${DEVICE:-cuda}
 PY=${PY:-python3}
+mkdir -p "$OUT"
 status=0
 if [ -d .whl ]; then
     "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/rfi-site \
-        .whl/*.whl && export PYTHONPATH=/tmp/rfi-site${PYTHONPATH:+:$PYTHONPATH}
+        .whl/*.whl || status=1
+    export PYTHONPATH=/tmp/rfi-site${PYTHONPATH:+:$PYTHONPATH}
 fi
 "$PY" -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available(), \
 torch.cuda.get_device_name(0) if torch.cuda.is_available() else '')" | tee "$OUT/device.txt"
+status=$((status | PIPESTATUS[0]))
 "$PY" -m pytest -q -p no:cacheprovider -rs tests/render tests/meshinversion/test_invert.py \
     tests/meshinversion/test_encoder_start.py 2>&1 | tee "$OUT/tests.log" | tail -n 15
 status=$((status | PIPESTATUS[0]))

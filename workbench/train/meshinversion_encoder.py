@@ -43,7 +43,7 @@ from backend.models import auxiliary_weights, build_model, default_entry, load_m
 from backend.render.pipeline import render_mesh
 from backend.render.shading import DirectionalLight
 from backend.weights import Registry, WeightsEntry
-from workbench.data.map_cache import MapCache, build_cache, load_cache
+from workbench.data.map_cache import TRAINING_CARS, MapCache, build_cache, load_cache
 from workbench.data.render_sample import light_draws
 from workbench.train.shipped_weights import register_shipped_file
 from workbench.train.training_state import add_run_arguments, train_steps
@@ -262,7 +262,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--width", type=int, default=EncoderConfig().width, help="first block's channels")
     parser.add_argument("--cache", help="map cache of training cars (workbench.train meshinversion's "
                         "--cache; built with --cars if missing) whose true maps render part of each batch")
-    parser.add_argument("--cars", type=int, default=1536,
+    parser.add_argument("--cars", type=int, default=TRAINING_CARS,
                         help="training cars (seeds 0..N-1) of a --cache that does not exist yet, built first")
     parser.add_argument("--real-share", type=float, default=0.5,
                         help="share of each batch rendered from --cache's cars (camera targets only)")

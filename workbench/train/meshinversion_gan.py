@@ -30,7 +30,7 @@ from backend.methods.meshinversion.camera_search import WeakPerspective, view_qu
 from backend.methods.meshinversion.generator import Generator, GeneratorConfig
 from backend.methods.meshinversion.mesh_gan import MeshGAN
 from backend.methods.meshinversion.template import sphere_template
-from workbench.data.map_cache import MapCache, build_cache, load_cache
+from workbench.data.map_cache import TRAINING_CARS, MapCache, build_cache, load_cache
 from workbench.train.convmesh_discriminator import MapDiscriminator, masked_generator_loss, masked_hinge
 from workbench.train.mesh_smoothness import face_neighbours, flat_loss
 from workbench.train.shipped_weights import register_shipped_file
@@ -285,7 +285,8 @@ def train(args: argparse.Namespace) -> Trainer:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, help="run folder: checkpoint, log.jsonl, sample grids")
     parser.add_argument("--cache", default="runs/mi_data/cars1536.npz", help="map cache, built if missing")
-    parser.add_argument("--cars", type=int, default=1536, help="training cars in a new cache (seeds 0..N-1)")
+    parser.add_argument("--cars", type=int, default=TRAINING_CARS,
+                        help="training cars in a new cache (seeds 0..N-1)")
     parser.add_argument("--steps", type=int, required=True, help="train until this total step count")
     parser.add_argument("--resume", default="", help="checkpoint to resume (default: <out>/checkpoint.pt)")
     parser.add_argument("--batch", type=int, default=8)

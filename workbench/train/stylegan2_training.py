@@ -224,7 +224,7 @@ def train(args: argparse.Namespace) -> None:
     if data.images.shape[-1] != trainer.config.size:
         raise SystemExit(f"{args.data} holds {data.images.shape[-1]} px renders; this run is "
                          f"{trainer.config.size} px (gan2shape-renders --size)")  # fmt: skip
-    deadline = started + args.minutes * 60 if args.minutes else math.inf
+    deadline = started + args.minutes * 60 if args.minutes is not None else math.inf
     last_save, last_r1 = time.monotonic(), None  # R1 runs every r1_every steps; log its latest value
     with (out / "log.jsonl").open("a") as log:
         while trainer.step < args.steps:

@@ -417,14 +417,12 @@ class Inverter:
 
     def turned(self, start: Starts, targets: Targets, rng: torch.Generator, progress: Progress) -> Starts:
         """With ``turn_start``, the searched ``start`` turned to its front/back twin: each view turned
-        180 deg about the object's up axis, placed on the mask again and refined, its z kept; else
-        ``start`` unchanged."""
+        180 deg about the object's up axis, placed on the mask again and refined, its z kept (a
+        conditional generator's labels are searched again under the turned view); else ``start``."""
         if not self.settings.turn_start:
             return start
         views = turn_around(start.camera.quaternion)[:, None]
-        twin = self.search_start(targets, rng, progress, views, start.z)
-        twin.searched, twin.confidence = start.searched, start.confidence
-        return twin
+        return self.search_start(targets, rng, progress, views, start.z)
 
     @torch.no_grad()
     def search_start(

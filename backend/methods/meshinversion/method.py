@@ -9,6 +9,7 @@ read at the first job that needs the term; without them the term is off and ``in
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from typing import Any, ClassVar
@@ -30,7 +31,7 @@ from backend.methods.meshinversion.vgg import VGG_CONFIG, VGG19Relu31
 from backend.render.bake import bake_photo
 
 UNSURE_POSE_BELOW = 0.8
-"""``Guess.confidence`` under which a result's notes say its front and back may be swapped: on 1,000
+"""``Guess.confidence`` under which a result warns that its front and back may be swapped: on 1,000
 validation photos this flags 7 of the shipped encoder's 9 front/back swaps and 57 of its other 991
 views (benchmarks/MESHINVERSION.md, session 14)."""
 
@@ -179,7 +180,7 @@ class MeshInversion(Method):
         for result, crop, photo in zip(results, crops, photos or crops, strict=True):
             texture, texture_info = self.final_texture(result, photo, options)
             own = {**info, "texture": texture_info,
-                   "notes": [*notes, *pose_notes(result.pose_confidence, options.turn_start)]}  # fmt: skip
+                   "warnings": pose_warnings(result.pose_confidence, options.turn_start)}  # fmt: skip
             meshes.append(to_mesh_result(self.model, result, crop, own, texture,
                                          options.previews, rule, options.faces,
                                          options.faces_smoothing, options.quads))  # fmt: skip
@@ -209,9 +210,9 @@ class MeshInversion(Method):
         return appearance.texture * 2 - 1, texture_info
 
 
-def pose_notes(confidence: float | None, turned: bool) -> list[str]:
-    """A note where the start encoder could hardly tell the object's front from its back."""
-    if confidence is None or confidence >= UNSURE_POSE_BELOW:
+def pose_warnings(confidence: float | None, turned: bool) -> list[str]:
+    """A warning where the start encoder could hardly tell the object's front from its back."""
+    if confidence is None or not math.isfinite(confidence) or confidence >= UNSURE_POSE_BELOW:
         return []
     state = "off" if turned else "on"
     return [
