@@ -7,7 +7,9 @@
 Each photo (``bench_meshinversion.held_out_photos``: lit, over procedural backgrounds, cropped with
 the true mask) goes through the shipped encoder, or a training run's checkpoint, exactly as the
 inversion's start feeds it; the guessed view is compared with the true camera rotation. Front/back
-swaps (errors above 150 deg) are what the optimisation never undoes, so they are counted apart.
+swaps (errors above 150 deg) are what the optimisation never undoes, so they are counted apart,
+with how many of them, and of the other photos, the result would warn about (the encoder's azimuth
+confidence below ``UNSURE_POSE_BELOW``).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from bench_meshinversion import ROOT, held_out_photos, rotation_error_deg
 
 from backend.methods.meshinversion.encoder import encoder_input
 from backend.methods.meshinversion.invert import Targets
+from backend.methods.meshinversion.method import UNSURE_POSE_BELOW
 from backend.methods.meshinversion.options import Options
 from backend.models import default_entry, load_model
 from backend.options import preset_options
@@ -35,12 +38,14 @@ from workbench.data.car_maps import TEXTURE_SIZE
 from workbench.splits import SPLITS
 
 SWAP_DEG = 150.0
+CHUNK = 64
+"""Photos per encoder batch (bounds memory on 1,000 photos)."""
 RENDER_SIZE = preset_options(Options, "fast").render_size
 """The crop side the inversion compares at, from which its start feeds the encoder."""
 
 
-def pose_errors(split: str, images: int, checkpoint: Path | None) -> np.ndarray:
-    """(images,) rotation errors in degrees of the encoder's guessed views."""
+def pose_errors(split: str, images: int, checkpoint: Path | None) -> tuple[np.ndarray, np.ndarray]:
+    """(images,) rotation errors in degrees of the encoder's guessed views, and its confidences."""
     registry = Registry(shipped_dir=ROOT / "weights")
     method = load_model(registry, default_entry(registry, "meshinversion"), "cpu")
     encoder = method.start_encoder()
@@ -50,10 +55,16 @@ def pose_errors(split: str, images: int, checkpoint: Path | None) -> np.ndarray:
         state = load_file(checkpoint)
         encoder.load_state_dict({k[4:]: v for k, v in state.items() if k.startswith("net.")})
     photos = held_out_photos(images, RENDER_SIZE, TEXTURE_SIZE, split)
-    targets = Targets.from_arrays([p["crop"].rgb for p in photos], [p["crop"].mask for p in photos], "cpu")
-    with torch.no_grad():
-        rotations = quaternion_matrix(encoder.eval().guess(encoder_input(targets.rgb, targets.mask)).view())
-    return np.array([rotation_error_deg(p["rotation"], rotations[i]) for i, p in enumerate(photos)])
+    errors, confidence = [], []
+    for start in range(0, len(photos), CHUNK):
+        chunk = photos[start : start + CHUNK]
+        targets = Targets.from_arrays([p["crop"].rgb for p in chunk], [p["crop"].mask for p in chunk], "cpu")
+        with torch.no_grad():
+            guess = encoder.eval().guess(encoder_input(targets.rgb, targets.mask))
+        rotations = quaternion_matrix(guess.view())
+        errors += [rotation_error_deg(p["rotation"], rotations[i]) for i, p in enumerate(chunk)]
+        confidence += guess.confidence.tolist()
+    return np.array(errors), np.array(confidence)
 
 
 def main() -> None:
@@ -63,11 +74,14 @@ def main() -> None:
     parser.add_argument("--checkpoint", type=Path, help="a meshinversion-encoder run's checkpoint")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    errors = pose_errors(args.split, args.images, args.checkpoint)
+    errors, confidence = pose_errors(args.split, args.images, args.checkpoint)
+    swaps, unsure = errors > SWAP_DEG, confidence < UNSURE_POSE_BELOW
     print(json.dumps({
         "split": args.split, "images": args.images,
         "within_20_deg": float((errors <= 20).mean()), "median_deg": float(np.median(errors)),
-        "swaps": int((errors > SWAP_DEG).sum()),
+        "swaps": int(swaps.sum()),
+        "unsure_below": UNSURE_POSE_BELOW, "swaps_warned": int((swaps & unsure).sum()),
+        "others_warned": int((~swaps & unsure).sum()),
         "misses": {int(i): round(float(e)) for i, e in enumerate(errors) if e > 20},
     }))  # fmt: skip
 
