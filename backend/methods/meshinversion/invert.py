@@ -449,7 +449,7 @@ class Inverter:
         progress("initialise: candidates", 1, 1)
         coarse = coarse_mask(targets.mask, SEARCH_SIZE)
         hypotheses = hypothesis_grid(s.azimuths, s.elevations, device) if views is None else views
-        stage = "camera search" if views is None else "encoder view"
+        stage = "camera search" if views is None else "view refinement"
         with torch.enable_grad():
             cameras, search_iou = search_cameras(
                 shapes.mean(dim=1), self.model.faces, self.model.topology, coarse,
