@@ -7,8 +7,6 @@ and the batch script never repeat a method name, a preset or a default.
 
 from __future__ import annotations
 
-import contextlib
-import json
 from typing import Any
 
 try:
@@ -57,13 +55,11 @@ def turnable(method: str) -> bool:
     return options.TURN_OPTION in option_names(method)
 
 
-def turned(overrides: dict[str, Any]) -> dict[str, Any]:
-    """``overrides`` with the start turned to the other side of the one they asked for."""
-    asked = overrides.get(options.TURN_OPTION, False)
-    if isinstance(asked, str):  # typed in the Options field or --set: JSON text, as the backend reads it
-        with contextlib.suppress(json.JSONDecodeError):
-            asked = json.loads(asked)
-    return {**overrides, options.TURN_OPTION: asked is not True}
+def turned(method: str, preset: str, overrides: dict[str, Any]) -> dict[str, Any]:
+    """``overrides`` with the start turned to the other side of the one a job of ``method`` at
+    ``preset`` with them ran from (read as the backend reads them: typed text such as "false" too)."""
+    ran = options.parse_options(methods.options_class(method), preset, overrides)
+    return {**overrides, options.TURN_OPTION: not getattr(ran, options.TURN_OPTION)}
 
 
 def unknown_options(method: str, overrides: dict[str, Any]) -> list[str]:

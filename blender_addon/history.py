@@ -145,7 +145,10 @@ def again_request(entry: Entry, preset: str, seed: int, turn: bool = False) -> p
         entry.request,
         preset=preset,
         seed=seed,
-        overrides=catalogue.turned(entry.request.overrides) if turn else dict(entry.request.overrides),
+        overrides=(
+            catalogue.turned(entry.request.method, entry.request.preset, entry.request.overrides)
+            if turn else dict(entry.request.overrides)
+        ),
         output_dir=str(job_request.output_dir(entry.options.name)),
         overwrite=False,
     )

@@ -201,8 +201,8 @@ def scenario_front_ends(args: dict[str, Any]) -> dict[str, Any]:
         "catalogue": {"methods": list(catalogue.METHODS), "presets": list(catalogue.PRESETS),
                       "options": {m: list(catalogue.option_names(m)) for m in catalogue.METHODS},
                       "turnable": {m: catalogue.turnable(m) for m in catalogue.METHODS},
-                      "turned": [catalogue.turned(o) for o in ({}, {"turn_start": "false"},
-                                                               {"turn_start": "true", "seed": 1})]},
+                      "turned": [catalogue.turned("meshinversion", "fast", o) for o in (
+                          {}, {"turn_start": "false"}, {"turn_start": "true", "z_candidates": 8})]},
         "panel": {name: {"items": [item.identifier for item in rna[name].enum_items],
                          "default": rna[name].default} for name in ("method", "preset")},
         "panel_defaults": {"seed": rna["seed"].default, "mask": rna["mask_source"].default},

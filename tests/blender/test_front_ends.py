@@ -25,7 +25,7 @@ def test_the_installed_add_on_offers_the_declared_methods_presets_and_defaults(
     declared = {method: list(option_names(options_class(method))) for method in METHODS}
     turnable = {method: TURN_OPTION in names for method, names in declared.items()}
     assert turnable == {"meshinversion": True, "gan2shape": False}
-    turned = [{TURN_OPTION: True}, {TURN_OPTION: True}, {TURN_OPTION: False, "seed": 1}]  # typed values too
+    turned = [{TURN_OPTION: True}, {TURN_OPTION: True}, {TURN_OPTION: False, "z_candidates": 8}]  # typed too
     assert out["catalogue"] == {"methods": METHODS, "presets": list(PRESETS), "options": declared,
                                 "turnable": turnable, "turned": turned}  # fmt: skip
     assert out["panel"] == {
