@@ -4,7 +4,8 @@ The official export meshes every pixel plus one centre vertex per quad, backgrou
 Here the depth is resampled to a ``resolution`` x ``resolution`` vertex grid (bilinear), faces
 are kept only where the input's object mask, seen through the recovered view, covers all three
 corners (no background sheet; with ``quads``, both triangles of a grid cell only where it covers
-all four, so every polygon is a quad), unused vertices are dropped, and the result is placed by a
+all four, so every polygon is a quad), the rim's vertices slide onto the mask's outline (the rule
+alone erodes the outline by up to a cell), unused vertices are dropped, and the result is placed by a
 ``ScaleRule`` (``backend/categories.py``): its largest extent is the category's size in metres,
 origin at its bottom centre (a relief has no reliable length), or 1 in a unit box. Frames:
 GAN2Shape's camera frame is x right, y down, z away from the camera, and the canonical view
@@ -65,9 +66,10 @@ def relief_mesh(
     keeps the perspective of the 10 deg lens. Each vertex is then moved by ``view`` into the input
     view and projected onto ``view_mask`` (the input's object mask, any resolution: the photo's
     own, so the outline is as sharp as the photo); faces whose corners all land on the object are
-    kept. UVs address the input view (``view_uvs``: textures that are images of the photo) or the
-    canonical image (the nets' albedo). ``rule`` sizes and places the relief (default: unit box).
-    ``quads``: only whole cells, each also one quad polygon.
+    kept, and the vertices on their rim slide outwards onto the mask's outline (``rim_offsets``),
+    keeping their depth. UVs address the input view (``view_uvs``: textures that are images of the
+    photo) or the canonical image (the nets' albedo). ``rule`` sizes and places the relief (default:
+    unit box). ``quads``: only whole cells, each also one quad polygon.
     """
     h, w = depth.shape
     r = resolution
@@ -78,14 +80,23 @@ def relief_mesh(
         indexing="ij",
     )
     f, c = focal_length(w, fov_deg), (w - 1) / 2
-    rays = torch.stack([(cols - c) / f, (rows - c) / f, torch.ones_like(cols)], dim=-1)
-    points = (rays * coarse_depth[..., None]).reshape(-1, 3)
-    seen = transform_points(points[None], view[None])[0]
-    pixels = seen[:, :2] / seen[:, 2:].clamp(min=1e-6) * f + c
-    uv_view = torch.stack([(pixels[:, 0] + 0.5) / w, 1 - (pixels[:, 1] + 0.5) / h], dim=-1)
+
+    def project(rows: torch.Tensor, cols: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Camera-frame points of the grid positions at their depth, and their UVs in the input view."""
+        rays = torch.stack([(cols - c) / f, (rows - c) / f, torch.ones_like(cols)], dim=-1)
+        points = (rays * coarse_depth[..., None]).reshape(-1, 3)
+        seen = transform_points(points[None], view[None])[0]
+        pixels = seen[:, :2] / seen[:, 2:].clamp(min=1e-6) * f + c
+        return points, torch.stack([(pixels[:, 0] + 0.5) / w, 1 - (pixels[:, 1] + 0.5) / h], dim=-1)
+
+    points, uv_view = project(rows, cols)
     grid = (uv_view * 2 - 1) * uv_view.new_tensor([1.0, -1.0])
     coverage = F.grid_sample(view_mask[None, None].to(depth), grid[None, None], align_corners=False)
     inside = coverage.reshape(-1) >= MASK_LEVEL
+    offsets = rim_offsets(coverage.reshape(r, r), inside.reshape(r, r))
+    rows = rows + offsets[..., 0] * (h - 1) / max(r - 1, 1)
+    cols = cols + offsets[..., 1] * (w - 1) / max(r - 1, 1)
+    points, uv_view = project(rows, cols)
     faces = grid_faces(r, r, depth.device)
     kept = inside[faces].all(dim=1)
     if quads:  # grid_faces lists every cell's first triangle, then every cell's second
@@ -112,6 +123,33 @@ def relief_mesh(
         scale=scale,
         polygons=cell_quads(mesh_faces, mesh_uvs) if quads else None,
     )
+
+
+def rim_offsets(coverage: torch.Tensor, inside: torch.Tensor) -> torch.Tensor:
+    """(R, R, 2) moves, in grid cells (rows, columns), that put the cut's rim on the mask's outline.
+
+    A vertex on the object with a neighbour off it along a triangle edge of ``grid_faces`` (up,
+    down, left, right, or along the cells' shared diagonal) sits up to a cell inside the outline; it
+    moves towards each such neighbour to where the coverage, taken as linear between the two,
+    crosses ``MASK_LEVEL`` (half a cell between a full and an empty vertex), averaging its
+    neighbours' moves, so a corner moves diagonally. Other vertices stay.
+    """
+    total = coverage.new_zeros(*coverage.shape, 2)
+    count = coverage.new_zeros(coverage.shape)
+    for dr, dc in ((-1, 0), (1, 0), (0, -1), (0, 1), (-1, 1), (1, -1)):
+        neighbour_cov = torch.roll(coverage, shifts=(-dr, -dc), dims=(0, 1))
+        neighbour_in = torch.roll(inside, shifts=(-dr, -dc), dims=(0, 1))
+        exists = torch.ones_like(inside)  # rolled-in rows or columns wrap round: no neighbour there
+        if dr:
+            exists[-1 if dr > 0 else 0, :] = False
+        if dc:
+            exists[:, -1 if dc > 0 else 0] = False
+        step = inside & ~neighbour_in & exists
+        fraction = ((coverage - MASK_LEVEL) / (coverage - neighbour_cov).clamp(min=1e-6)).clamp(0, 1)
+        move = torch.where(step, fraction, torch.zeros_like(fraction))
+        total += move[..., None] * coverage.new_tensor([dr, dc])
+        count += step.to(count.dtype)
+    return total / count.clamp(min=1)[..., None]
 
 
 def cell_quads(faces: np.ndarray, uvs: np.ndarray) -> Polygons:
