@@ -13,6 +13,7 @@ from backend.categories import UNIT_BOX, ScaleRule
 from backend.methods.gan2shape.depth_render import diffuse_shading
 from backend.methods.gan2shape.depthmap import (
     depth_to_points,
+    extend_depth,
     intrinsics,
     normals_from_depth,
     transform_points,
@@ -61,6 +62,20 @@ def test_relief_outline_is_the_masks_not_a_cell_inside_it(view):
     truth = sharp > 0.5  # the old rule alone: IoU 0.948 and 0.927
     assert float((covered & truth).sum() / (covered | truth).sum()) > 0.955
     assert 0.965 * int(truth.sum()) < int(covered.sum()) < 1.01 * int(truth.sum())
+
+
+def test_extended_depth_continues_the_object_past_its_mask_and_only_there():
+    """The rim's vertices are resampled from the map: past the mask they must find the object's
+    depth (here 1), not the background's (5), for ``rings`` pixels, and the map is unchanged elsewhere."""
+    rows, cols = torch.meshgrid(torch.arange(32.0), torch.arange(32.0), indexing="ij")
+    distance = ((rows - 16) ** 2 + (cols - 16) ** 2).sqrt()
+    mask = distance < 8
+    depth = torch.where(mask, 1.0 + 0.01 * cols, torch.full_like(cols, 5.0))
+    extended = extend_depth(depth, mask, 3)
+    assert torch.equal(extended[mask], depth[mask])
+    ring = ~mask & (distance < 10)
+    assert ((extended[ring] - 1.16).abs() < 0.1).all()
+    assert torch.equal(extended[distance > 13], depth[distance > 13])
 
 
 def test_relief_is_in_blender_frame_centred_unit_and_faces_the_front():

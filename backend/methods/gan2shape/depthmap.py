@@ -124,3 +124,23 @@ def smooth_depth(depth: torch.Tensor, mask: torch.Tensor, sigma: float) -> torch
     total, coverage = blur(depth[:, None] * weight), blur(weight)
     smoothed = total / coverage.clamp(min=1e-6)
     return torch.where(weight > 0, smoothed, depth[:, None])[:, 0]
+
+
+def extend_depth(depth: torch.Tensor, mask: torch.Tensor, rings: int) -> torch.Tensor:
+    """Depth map (H, W) with the object's depth carried ``rings`` pixels past the boolean ``mask``.
+
+    Each ring takes the mean of its already-known 3x3 neighbours; further out the map is unchanged.
+    Why: the relief's vertices are resampled bilinearly from this map, so a vertex on the rim mixes
+    the object's depth with the background's and, seen through a tilted view, lands off the rim
+    (ragged teeth along the sills); past the outline the rim should continue the object.
+    """
+    kernel = depth.new_ones(1, 1, 3, 3)
+    known = mask.to(depth.dtype)[None, None]
+    value = depth[None, None] * known
+    for _ in range(rings):
+        total = F.conv2d(value, kernel, padding=1)
+        count = F.conv2d(known, kernel, padding=1)
+        grow = (known == 0) & (count > 0)
+        value = torch.where(grow, total / count.clamp(min=1), value)
+        known = torch.where(grow, torch.ones_like(known), known)
+    return torch.where(known > 0, value, depth[None, None])[0, 0]

@@ -36,6 +36,11 @@ from backend.render.primitives import grid_faces
 CAM_TO_BLENDER = torch.tensor([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0], [0.0, -1.0, 0.0]])
 """Rows map camera-frame (x right, y down, z forward) to Blender (X, Y, Z); a proper rotation."""
 MASK_LEVEL = 0.5
+RIM_RINGS = 6
+"""Pixels (of the nets' depth map) the object's depth is carried past its canonical mask before the
+relief is meshed (``depthmap.extend_depth``): the rim's vertices then keep the object's depth. On
+validation cars (benchmarks/GAN2SHAPE.md, session 15) 3 rings took the relief's input-view IoU
+with its mask from 0.983 to 0.999, 6 to 0.9995."""
 
 
 @dataclass

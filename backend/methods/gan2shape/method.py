@@ -27,7 +27,15 @@ from backend.methods.gan2shape import depth_render
 from backend.methods.gan2shape.auxiliary import AUXILIARY_KINDS, AuxiliaryNets, find_auxiliary_nets, validate
 from backend.methods.gan2shape.config import AUTO_MESH_RESOLUTION, MODEL_FIELDS, Research, resolve
 from backend.methods.gan2shape.convert import convert_official
-from backend.methods.gan2shape.export import blender_camera, relief_mesh, relief_with_faces, towards_light
+from backend.methods.gan2shape.depthmap import extend_depth
+from backend.methods.gan2shape.export import (
+    MASK_LEVEL,
+    RIM_RINGS,
+    blender_camera,
+    relief_mesh,
+    relief_with_faces,
+    towards_light,
+)
 from backend.methods.gan2shape.inversion import invert
 from backend.methods.gan2shape.networks import ShapeNets, net_widths
 from backend.methods.gan2shape.options import VIEW_TEXTURES, Options
@@ -220,7 +228,7 @@ class GAN2Shape(Method):
         in_view = opts.texture in VIEW_TEXTURES
         mask = photo_mask(outcome)
         rule = scale_rule({"scale": opts.scale, "size_m": opts.size_m}, self.entry.category, None)
-        depth, view = state.depth[0], state.view[0]
+        depth, view = extend_depth(state.depth[0], canon_mask[0, 0] > MASK_LEVEL, RIM_RINGS), state.view[0]
         if opts.faces is None:
             resolution = opts.mesh_resolution or min(mask.shape[-1], AUTO_MESH_RESOLUTION)
             relief = relief_mesh(depth, view, mask, resolution, view_uvs=in_view, rule=rule, quads=opts.quads)
