@@ -5,7 +5,8 @@ Here the depth is resampled to a ``resolution`` x ``resolution`` vertex grid (bi
 are kept only where the input's object mask, seen through the recovered view, covers all three
 corners (no background sheet; with ``quads``, both triangles of a grid cell only where it covers
 all four, so every polygon is a quad), the rim's vertices slide onto the mask's outline (the rule
-alone erodes the outline by up to a cell), unused vertices are dropped, and the result is placed by a
+alone erodes the outline by up to a cell; the method first carries the object's depth ``RIM_RINGS``
+pixels past its mask, so they keep it), unused vertices are dropped, and the result is placed by a
 ``ScaleRule`` (``backend/categories.py``): its largest extent is the category's size in metres,
 origin at its bottom centre (a relief has no reliable length), or 1 in a unit box. Frames:
 GAN2Shape's camera frame is x right, y down, z away from the camera, and the canonical view
@@ -38,9 +39,8 @@ CAM_TO_BLENDER = torch.tensor([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0], [0.0, -1.0, 0.0
 MASK_LEVEL = 0.5
 RIM_RINGS = 6
 """Pixels (of the nets' depth map) the object's depth is carried past its canonical mask before the
-relief is meshed (``depthmap.extend_depth``): the rim's vertices then keep the object's depth. On
-validation cars (benchmarks/GAN2SHAPE.md, session 15) 3 rings took the relief's input-view IoU
-with its mask from 0.983 to 0.999, 6 to 0.9995."""
+relief is meshed (``depthmap.extend_depth``), so the rim's vertices keep the object's depth (chosen
+on validation cars: benchmarks/GAN2SHAPE.md, session 15)."""
 
 
 @dataclass
