@@ -211,7 +211,9 @@ def test_perspective_identity_reproduces_the_photo_texture(tmp_path: Path) -> No
     )
     run_job(request, lambda e: None, registry=registry)
     doc = reproject(source, source / "mesh.npz", tmp_path / "same")
-    assert doc["camera"]["type"] == "PERSP" and doc["info"]["reprojection"]["seen_fraction"] > 0.9
+    # The relief's rim reaches the photo's outline, and the bake takes nothing within a pixel of it
+    # (edge pixels mix in the background): those texels come from their neighbours (checked below).
+    assert doc["camera"]["type"] == "PERSP" and doc["info"]["reprojection"]["seen_fraction"] > 0.85
     with np.load(source / "mesh.npz") as mesh:
         covered = uv_fragments(torch.from_numpy(mesh["uvs"]), texture(source).shape[0]).mask[0].numpy()
     error = np.abs(texture(tmp_path / "same") - texture(source)).max(axis=-1)[covered]

@@ -228,7 +228,7 @@ class GAN2Shape(Method):
         in_view = opts.texture in VIEW_TEXTURES
         mask = photo_mask(outcome)
         rule = scale_rule({"scale": opts.scale, "size_m": opts.size_m}, self.entry.category, None)
-        depth, view = extend_depth(state.depth[0], canon_mask[0, 0] > MASK_LEVEL, RIM_RINGS), state.view[0]
+        depth, view = meshed_state(outcome).depth[0], state.view[0]
         if opts.faces is None:
             resolution = opts.mesh_resolution or min(mask.shape[-1], AUTO_MESH_RESOLUTION)
             relief = relief_mesh(depth, view, mask, resolution, view_uvs=in_view, rule=rule, quads=opts.quads)
@@ -263,6 +263,15 @@ def photo_mask(outcome: Reconstruction) -> torch.Tensor:
     return F.interpolate(mask, size=(size, size), mode="bilinear", align_corners=False)[0, 0]
 
 
+def meshed_state(outcome: Reconstruction) -> Prediction:
+    """The final prediction with the depth the relief is meshed from: the object's carried
+    ``RIM_RINGS`` pixels past its canonical mask, so the rim's vertices keep the object's depth
+    (``export``), and the shading of that depth, which is what Blender's lights give the mesh."""
+    state = outcome.state
+    depth = extend_depth(state.depth[0], outcome.run.canon_mask[0, 0] > MASK_LEVEL, RIM_RINGS)
+    return GAN2ShapeRun.render(depth[None], state.albedo[:1], state.view[:1], state.light[:1])
+
+
 def exported_texture(outcome: Reconstruction) -> tuple[torch.Tensor, torch.Tensor]:
     """(1, 3, S, S) the texture of the ``texture`` option in [-1, 1], and the same texture in the
     canonical frame at the nets' resolution (what the previews turn around)."""
@@ -278,11 +287,12 @@ def exported_texture(outcome: Reconstruction) -> tuple[torch.Tensor, torch.Tenso
 
 def view_texture(outcome: Reconstruction) -> torch.Tensor:
     """(1, 3, S, S) in [-1, 1]: the photo crop (``photo``), or the photo divided by the recovered
-    shading seen from the input view, scaled up to the photo's resolution (``albedo``)."""
-    state = outcome.state
+    shading of the meshed depth seen from the input view, scaled up to the photo's resolution
+    (``albedo``: under the recovered light in Blender the relief looks like the photo again)."""
     photo = torch.from_numpy(outcome.photo.rgb).permute(2, 0, 1)[None].to(outcome.image.device)
     if outcome.options.texture == "photo":
         return photo * 2 - 1
+    state = meshed_state(outcome)
     ambient, diffuse, _ = depth_render.light_terms(state.light[:1])
     canonical = ambient.view(-1, 1, 1, 1) + diffuse.view(-1, 1, 1, 1) * state.diffuse_term[:1]
     grid = depth_render.canon_to_view_grid(state.recon_depth[:1], state.view[:1])
