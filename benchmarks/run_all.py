@@ -291,7 +291,7 @@ def part_gan2shape(args: argparse.Namespace) -> dict:
     from backend.inputs import InputImage
     from backend.methods.gan2shape import depth_render
     from backend.methods.gan2shape.depth_render import BACKGROUND_DEPTH
-    from backend.methods.gan2shape.method import exported_texture
+    from backend.methods.gan2shape.method import exported_texture, meshed_state
     from backend.methods.gan2shape.options import Options
     from backend.methods.gan2shape.previews import make_previews
     from backend.methods.gan2shape.prior import ellipsoid_prior
@@ -338,7 +338,7 @@ def part_gan2shape(args: argparse.Namespace) -> dict:
             rows[name].append({**row, "side": measured["side"], "mad": measured["mad"]})
         print("gan2shape", json.dumps(rows["gan2shape-fast"][-1]), flush=True)
         if len(grid) < 3:
-            run, canonical = outcome.run, exported_texture(outcome)[1]
+            run, canonical = outcome.run, exported_texture(outcome, meshed_state(outcome))[1]
             previews = make_previews(state, outcome.image, run.target.mask, run.canon_mask, canonical)
             strip = previews["rotate"].astype(np.float32) / 255
             views = [strip[:, k * size : (k + 1) * size] for k in (0, 2, 4)]  # yaw -45, 0, +45 deg

@@ -228,7 +228,8 @@ class GAN2Shape(Method):
         in_view = opts.texture in VIEW_TEXTURES
         mask = photo_mask(outcome)
         rule = scale_rule({"scale": opts.scale, "size_m": opts.size_m}, self.entry.category, None)
-        depth, view = meshed_state(outcome).depth[0], state.view[0]
+        meshed = meshed_state(outcome)
+        depth, view = meshed.depth[0], state.view[0]
         if opts.faces is None:
             resolution = opts.mesh_resolution or min(mask.shape[-1], AUTO_MESH_RESOLUTION)
             relief = relief_mesh(depth, view, mask, resolution, view_uvs=in_view, rule=rule, quads=opts.quads)
@@ -239,7 +240,7 @@ class GAN2Shape(Method):
         camera = blender_camera(state.view[0], relief, self.image_size)
         camera["crop_box"] = [float(v) for v in outcome.crop.box]
         camera["image_size"] = [int(v) for v in outcome.crop.image_size]
-        texture, canonical = exported_texture(outcome)
+        texture, canonical = exported_texture(outcome, meshed)
         view_mask = outcome.run.target.mask
         previews = {}
         if opts.previews:
@@ -272,32 +273,32 @@ def meshed_state(outcome: Reconstruction) -> Prediction:
     return GAN2ShapeRun.render(depth[None], state.albedo[:1], state.view[:1], state.light[:1])
 
 
-def exported_texture(outcome: Reconstruction) -> tuple[torch.Tensor, torch.Tensor]:
+def exported_texture(outcome: Reconstruction, meshed: Prediction) -> tuple[torch.Tensor, torch.Tensor]:
     """(1, 3, S, S) the texture of the ``texture`` option in [-1, 1], and the same texture in the
-    canonical frame at the nets' resolution (what the previews turn around)."""
+    canonical frame at the nets' resolution (what the previews turn around); ``meshed`` is
+    ``meshed_state(outcome)``."""
     state = outcome.state
     if outcome.options.texture not in VIEW_TEXTURES:
         texture = (state.texture if outcome.options.texture == "shaded" else state.albedo)[:1]
         return texture, texture
-    texture = view_texture(outcome)
+    texture = view_texture(outcome, meshed)
     small = F.interpolate(texture, size=outcome.image.shape[-2:], mode="area")
     grid = depth_render.view_to_canon_grid(state.depth[:1], state.view[:1])
     return texture, depth_render.sample(small, grid)
 
 
-def view_texture(outcome: Reconstruction) -> torch.Tensor:
+def view_texture(outcome: Reconstruction, meshed: Prediction) -> torch.Tensor:
     """(1, 3, S, S) in [-1, 1]: the photo crop (``photo``), or the photo divided by the recovered
     shading of the meshed depth seen from the input view, scaled up to the photo's resolution
     (``albedo``: under the recovered light in Blender the relief looks like the photo again)."""
     photo = torch.from_numpy(outcome.photo.rgb).permute(2, 0, 1)[None].to(outcome.image.device)
     if outcome.options.texture == "photo":
         return photo * 2 - 1
-    state = meshed_state(outcome)
-    ambient, diffuse, _ = depth_render.light_terms(state.light[:1])
-    canonical = ambient.view(-1, 1, 1, 1) + diffuse.view(-1, 1, 1, 1) * state.diffuse_term[:1]
-    grid = depth_render.canon_to_view_grid(state.recon_depth[:1], state.view[:1])
+    ambient, diffuse, _ = depth_render.light_terms(meshed.light[:1])
+    canonical = ambient.view(-1, 1, 1, 1) + diffuse.view(-1, 1, 1, 1) * meshed.diffuse_term[:1]
+    grid = depth_render.canon_to_view_grid(meshed.recon_depth[:1], meshed.view[:1])
     seen = depth_render.sample(canonical, grid)
-    object_pixels = depth_render.background(state.recon_depth[:1])[:, None] > 0
+    object_pixels = depth_render.background(meshed.recon_depth[:1])[:, None] > 0
     seen = torch.where(object_pixels, seen, torch.ones_like(seen))
     shading = F.interpolate(seen, size=photo.shape[-2:], mode="bilinear", align_corners=False)
     return (photo / shading.clamp(min=MIN_SHADING)).clamp(0, 1) * 2 - 1
