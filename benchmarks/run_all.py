@@ -291,9 +291,7 @@ def part_gan2shape(args: argparse.Namespace) -> dict:
     from backend.inputs import InputImage
     from backend.methods.gan2shape import depth_render
     from backend.methods.gan2shape.depth_render import BACKGROUND_DEPTH
-    from backend.methods.gan2shape.method import exported_texture, meshed_state
     from backend.methods.gan2shape.options import Options
-    from backend.methods.gan2shape.previews import make_previews
     from backend.methods.gan2shape.prior import ellipsoid_prior
     from backend.models import default_entry, load_model
     from backend.options import parse_options
@@ -303,7 +301,7 @@ def part_gan2shape(args: argparse.Namespace) -> dict:
     registry = Registry()
     entry = default_entry(registry, "gan2shape")
     model = load_model(registry, entry, "cpu")
-    options = parse_options(Options, "fast", {"crop": "full", "previews": False})
+    options = parse_options(Options, "fast", {"crop": "full"})  # export's previews make the figure
     size = model.image_size
     seeds = eval_seeds(args.images)
     data = render_with_depth(seeds, size)
@@ -338,9 +336,7 @@ def part_gan2shape(args: argparse.Namespace) -> dict:
             rows[name].append({**row, "side": measured["side"], "mad": measured["mad"]})
         print("gan2shape", json.dumps(rows["gan2shape-fast"][-1]), flush=True)
         if len(grid) < 3:
-            run, canonical = outcome.run, exported_texture(outcome, meshed_state(outcome))[1]
-            previews = make_previews(state, outcome.image, run.target.mask, run.canon_mask, canonical)
-            strip = previews["rotate"].astype(np.float32) / 255
+            strip = model.export(outcome).previews["rotate"].astype(np.float32) / 255
             views = [strip[:, k * size : (k + 1) * size] for k in (0, 2, 4)]  # yaw -45, 0, +45 deg
             on_white = torch.where(covered[0, ..., None], recon, torch.ones_like(recon)).numpy()
             texture = ((state.texture[0].detach() + 1) / 2).clamp(0, 1).permute(1, 2, 0).numpy()

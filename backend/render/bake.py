@@ -14,6 +14,7 @@ Works for any camera with ``project``/``to_view`` and any mesh (open or closed, 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -53,11 +54,14 @@ class Bake:
         return self.colour / self.weight.clamp(min=1e-6)
 
 
-def uv_fragments(corner_uvs: Tensor, size: int) -> Fragments:
+def uv_fragments(corner_uvs: Tensor, size: int, corner_depth: Tensor | None = None) -> Fragments:
     """Rasterise the UV layout (F, 3, 2) at ``size`` x ``size``: texel (i, j) gets the face whose UV
-    triangle covers its centre, and the barycentrics there."""
+    triangle covers its centre, and the barycentrics there. Where UV triangles overlap, the one
+    with the smallest ``corner_depth`` (F, 3) holds the texel (a layout that is a camera's view of
+    the mesh: what the camera sees)."""
     flat = corner_uvs.reshape(1, -1, 2) * 2 - 1
-    screen = torch.cat((flat, torch.zeros_like(flat[..., :1])), dim=-1)
+    depth = torch.zeros_like(flat[..., :1]) if corner_depth is None else corner_depth.reshape(1, -1, 1)
+    screen = torch.cat((flat, depth.to(flat)), dim=-1)
     faces = torch.arange(flat.shape[1], device=corner_uvs.device).reshape(-1, 3)
     return rasterize(screen, faces, size)
 
@@ -111,11 +115,11 @@ def pull_push(colour: Tensor, weight: Tensor, levels: int | None = None) -> Tens
     """Fill (C, N, M) ``colour`` where ``weight`` (N, M) in [0, 1] is low from the weighted average of
     ever coarser neighbourhoods (a mip pyramid of premultiplied colour, then composited back up):
     smooth, seam-free and O(N M)."""
-    levels = levels or max(1, int(torch.tensor(min(colour.shape[-2:])).log2()))
+    levels = levels or max(1, math.ceil(math.log2(max(colour.shape[-2:]))))  # down to 1 x 1
     premultiplied = [colour[None] * weight[None, None]]
     weights = [weight[None, None]]
     for _ in range(levels):
-        if min(weights[-1].shape[-2:]) < 2:
+        if max(weights[-1].shape[-2:]) < 2:
             break
         premultiplied.append(F.avg_pool2d(premultiplied[-1], 2, ceil_mode=True))
         weights.append(F.avg_pool2d(weights[-1], 2, ceil_mode=True))

@@ -15,7 +15,7 @@ from backend.methods.gan2shape import METHOD, depth_render
 from backend.methods.gan2shape.config import Research, resolve
 from backend.methods.gan2shape.depthmap import normals_from_depth, scale_view, smooth_depth
 from backend.methods.gan2shape.masknet import MaskNet, MaskNetConfig
-from backend.methods.gan2shape.method import crop_input
+from backend.methods.gan2shape.method import MAX_EXPOSURE, crop_input
 from backend.methods.gan2shape.options import Options
 from backend.options import parse_options, preset_options
 from backend.protocol import UserError
@@ -93,8 +93,9 @@ def test_run_reports_every_stage_and_returns_a_valid_relief(model):
 
 def test_texture_modes_photo_albedo_net_shaded(model):
     """``photo`` exports the crop itself at its resolution, ``albedo`` that crop divided by the
-    recovered shading (never darker), ``net`` and ``shaded`` the nets' canonical 64 px images; the
-    photo modes map UVs through the view, the others through the canonical image."""
+    recovered shading and an exposure (darker only where their product exceeds 1), ``net`` and ``shaded`` the nets'
+    canonical 64 px images; the photo modes map UVs through the view, the others through the
+    canonical image."""
     photo = ellipse_photo()
     outcome = model.reconstruct(photo, options(num_stages=1, stage0=(2, 2, 2)), seed=0, progress=Recorder())
     results = {
@@ -104,7 +105,18 @@ def test_texture_modes_photo_albedo_net_shaded(model):
     crop = np.clip(outcome.photo.rgb * 255 + 0.5, 0, 255).astype(np.uint8)
     np.testing.assert_array_equal(results["photo"].texture, crop)
     assert results["albedo"].texture.shape == crop.shape
-    assert (results["albedo"].texture.astype(int) >= crop.astype(int) - 1).all()
+    light = results["albedo"].info["light"]
+    brightest = light["ambient"] + light["diffuse"]  # the shading at most: ambient + diffuse x 1
+    assert 1.0 <= light["exposure"] <= MAX_EXPOSURE  # the texture holds albedo / exposure
+    assert (results["albedo"].texture >= crop / (max(brightest, 1.0) * light["exposure"]) - 1).all()
+    assert results["photo"].info["light"]["exposure"] == 1.0
+    # A photo brighter than the recovered light explains: the texture would clip at 1 over most of the
+    # object; instead it is scaled down and the light records how much brighter it must be.
+    white = replace(outcome.photo, rgb=np.full_like(outcome.photo.rgb, 0.95))
+    bright = model.export(replace(outcome, photo=white, options=replace(outcome.options, texture="albedo")))
+    assert bright.info["light"]["exposure"] > 1.3
+    on_object = outcome.photo.mask > 0.5
+    assert (bright.texture[on_object] == 255).all(axis=-1).mean() <= 0.02
     assert results["albedo"].texture.mean() > crop.mean()
     for mode in ("net", "shaded"):
         assert results[mode].texture.shape == (64, 64, 3)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 
+import pytest
 import torch
 
 from backend.render import OrthographicCamera, PerspectiveCamera, euler_rotation_xyz, render_mesh
@@ -83,3 +84,13 @@ def test_pull_push_keeps_known_texels_and_fills_holes_smoothly():
     assert float((hole[:, 1:] - hole[:, :-1]).abs().mean()) < 0.05
     constant = pull_push(torch.full((3, 32, 32), 0.25), (torch.rand(32, 32, generator=g) > 0.9).float())
     torch.testing.assert_close(constant, torch.full((3, 32, 32), 0.25))
+
+
+@pytest.mark.parametrize("size", [200, 37])
+def test_pull_push_fills_the_whole_map_from_one_corner_at_any_size(size):
+    """Known texels only in one corner of a map whose side is no power of two: every texel is filled
+    (the pyramid goes down to a single texel, not to the 2 x 2 that leaves the far quadrants empty)."""
+    weight = torch.zeros(size, size)
+    weight[: size // 5, -size // 5 :] = 1
+    filled = pull_push(torch.full((1, size, size), 0.4), weight)
+    torch.testing.assert_close(filled, torch.full((1, size, size), 0.4))

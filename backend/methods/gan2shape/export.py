@@ -5,13 +5,13 @@ Here the depth is resampled to a ``resolution`` x ``resolution`` vertex grid (bi
 are kept only where the input's object mask, seen through the recovered view, covers all three
 corners (no background sheet; with ``quads``, both triangles of a grid cell only where it covers
 all four, so every polygon is a quad), the rim's vertices slide onto the mask's outline (the rule
-alone erodes the outline by up to a cell; the method first carries the object's depth ``RIM_RINGS``
-pixels past its mask, so they keep it), unused vertices are dropped, and the result is placed by a
-``ScaleRule`` (``backend/categories.py``): its largest extent is the category's size in metres,
-origin at its bottom centre (a relief has no reliable length), or 1 in a unit box. Frames:
-GAN2Shape's camera frame is x right, y down, z away from the camera, and the canonical view
-looks at the object's front, so object (x, y, z) = (x_cam, -y_cam, -z_cam) and Blender
-(X, Y, Z) = (x, -z, y) = (x_cam, z_cam, -y_cam).
+alone erodes the outline by up to a cell; the method first carries the object's depth
+``RIM_RINGS`` pixels past its mask, so they find it there), unused vertices are dropped, and the
+result is placed by a ``ScaleRule`` (``backend/categories.py``): its largest extent is the
+category's size in metres, origin at its bottom centre (a relief has no reliable length), or 1 in
+a unit box. Frames: GAN2Shape's camera frame is x right, y down, z away from the camera, and the
+canonical view looks at the object's front, so object (x, y, z) = (x_cam, -y_cam, -z_cam) and
+Blender (X, Y, Z) = (x, -z, y) = (x_cam, z_cam, -y_cam).
 """
 
 from __future__ import annotations
@@ -31,8 +31,11 @@ from backend.methods.gan2shape.depthmap import (
     transform_points,
 )
 from backend.polygons import Polygons, pair_quads
+from backend.render.bake import pull_push, uv_fragments
 from backend.render.cameras import euler_rotation_xyz
+from backend.render.interpolate import blend_vertex_attributes
 from backend.render.primitives import grid_faces
+from backend.render.shading import vertex_normals
 
 CAM_TO_BLENDER = torch.tensor([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0], [0.0, -1.0, 0.0]])
 """Rows map camera-frame (x right, y down, z forward) to Blender (X, Y, Z); a proper rotation."""
@@ -55,11 +58,6 @@ class Relief:
     polygons: Polygons | None = None
 
 
-def resample(image: torch.Tensor, resolution: int) -> torch.Tensor:
-    """(C, H, W) -> (C, R, R) sampled at R evenly spaced points from the first to the last pixel centre."""
-    return F.interpolate(image[None], size=(resolution, resolution), mode="bilinear", align_corners=True)[0]
-
-
 def relief_mesh(
     depth: torch.Tensor, view: torch.Tensor, view_mask: torch.Tensor, resolution: int, view_uvs: bool,
     fov_deg: float = FOV_DEG, rule: ScaleRule = UNIT_BOX, quads: bool = False,
@@ -72,13 +70,13 @@ def relief_mesh(
     view and projected onto ``view_mask`` (the input's object mask, any resolution: the photo's
     own, so the outline is as sharp as the photo); faces whose corners all land on the object are
     kept, and the vertices on their rim slide outwards onto the mask's outline (``rim_offsets``),
-    keeping their depth. UVs address the input view (``view_uvs``: textures that are images of the
-    photo) or the canonical image (the nets' albedo). ``rule`` sizes and places the relief (default:
+    along the depth map (which must hold the object's depth a little past its mask:
+    ``depthmap.extend_depth``). UVs address the input view (``view_uvs``: textures that are images
+    of the photo) or the canonical image (the nets' albedo). ``rule`` sizes and places the relief (default:
     unit box). ``quads``: only whole cells, each also one quad polygon.
     """
     h, w = depth.shape
     r = resolution
-    coarse_depth = resample(depth[None], r)[0]
     rows, cols = torch.meshgrid(
         torch.linspace(0, h - 1, r, dtype=depth.dtype, device=depth.device),
         torch.linspace(0, w - 1, r, dtype=depth.dtype, device=depth.device),
@@ -87,9 +85,12 @@ def relief_mesh(
     f, c = focal_length(w, fov_deg), (w - 1) / 2
 
     def project(rows: torch.Tensor, cols: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Camera-frame points of the grid positions at their depth, and their UVs in the input view."""
+        """Camera-frame points at map positions (rows, cols) with the map's depth there (bilinear),
+        and their UVs in the input view."""
+        at = torch.stack([cols / max(w - 1, 1), rows / max(h - 1, 1)], dim=-1) * 2 - 1
+        sampled = F.grid_sample(depth[None, None], at[None], mode="bilinear", align_corners=True)[0, 0]
         rays = torch.stack([(cols - c) / f, (rows - c) / f, torch.ones_like(cols)], dim=-1)
-        points = (rays * coarse_depth[..., None]).reshape(-1, 3)
+        points = (rays * sampled[..., None]).reshape(-1, 3)
         seen = transform_points(points[None], view[None])[0]
         pixels = seen[:, :2] / seen[:, 2:].clamp(min=1e-6) * f + c
         return points, torch.stack([(pixels[:, 0] + 0.5) / w, 1 - (pixels[:, 1] + 0.5) / h], dim=-1)
@@ -172,6 +173,34 @@ def towards_light(direction: list[float]) -> list[float]:
     frame up to ``CAM_TO_BLENDER`` (placement only moves and scales it).
     """
     return (CAM_TO_BLENDER.double() @ -torch.tensor(direction, dtype=torch.float64)).tolist()
+
+
+def relief_shading(
+    relief: Relief, camera: dict, ambient: float, diffuse: float, towards: list[float], size: int
+) -> torch.Tensor:
+    """(S, S) the shading the recovered light gives each texel of a relief with view UVs, the way
+    Blender lights the mesh: ambient + diffuse x max(0, n . ``towards``), n the mesh's own smooth
+    normal (interpolated vertex normals) turned to face ``camera`` (``blender_camera``), as Blender
+    turns a back face's; where the relief folds over itself, the texel is the surface nearest the
+    camera, which is what it shows. Texels no face covers take their neighbours' shading
+    (``pull_push``), so that texture filtering at the outline divides by what the rim's texels get.
+
+    Why not the depth map's shading: the relief is resampled from the map, its rim slid onto the
+    mask's outline, and a roof seen at a grazing angle spans a few map rows, so the map's normals
+    there are not the mesh's (benchmarks/GAN2SHAPE.md, session 16).
+    """
+    vertices = torch.from_numpy(relief.vertices).double()
+    faces = torch.from_numpy(relief.faces).long()
+    world = torch.tensor(camera["matrix_world"], dtype=torch.float64)
+    eye = world[:3, 3]
+    distance = (vertices - eye) @ -world[:3, 2]  # along the view: a Blender camera looks down its -Z
+    texels = uv_fragments(torch.from_numpy(relief.uvs).double(), size, distance[faces])
+    normals = blend_vertex_attributes(texels, faces, vertex_normals(vertices[None], faces)[0])
+    points = blend_vertex_attributes(texels, faces, vertices)
+    facing = torch.where(((eye - points) * normals).sum(dim=1, keepdim=True) < 0, -normals, normals)
+    cosine = (F.normalize(facing, dim=1) @ torch.tensor(towards, dtype=torch.float64)).clamp(min=0)
+    shading = texels.to_image((ambient + diffuse * cosine)[:, None])[0, ..., 0]
+    return pull_push(shading[None], texels.mask[0].double())[0].float()
 
 
 MAX_RESOLUTION = 1024

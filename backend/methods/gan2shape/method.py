@@ -31,8 +31,10 @@ from backend.methods.gan2shape.depthmap import extend_depth
 from backend.methods.gan2shape.export import (
     MASK_LEVEL,
     RIM_RINGS,
+    Relief,
     blender_camera,
     relief_mesh,
+    relief_shading,
     relief_with_faces,
     towards_light,
 )
@@ -49,6 +51,11 @@ MAX_NET_SIZE = 128
 MIN_SHADING = 0.05
 """``albedo`` texture: the recovered shading is not trusted below this (the photo / shading ratio
 would blow up noise in the darkest pixels)."""
+ALBEDO_CLIP = 0.01
+"""``albedo`` texture: the fraction of the object's texels allowed to clip at 1 (a few specks of the
+photo's noise over a dark shading must not dim the whole texture)."""
+MAX_EXPOSURE = 4.0
+"""``albedo`` texture: at most this much headroom (an 8-bit texture divided by 4 keeps 64 levels)."""
 RELIEF_SIZE_NOTE = "a relief shows one side only and has no reliable length: its largest extent is sized"
 
 
@@ -228,8 +235,7 @@ class GAN2Shape(Method):
         in_view = opts.texture in VIEW_TEXTURES
         mask = photo_mask(outcome)
         rule = scale_rule({"scale": opts.scale, "size_m": opts.size_m}, self.entry.category, None)
-        meshed = meshed_state(outcome)
-        depth, view = meshed.depth[0], state.view[0]
+        depth, view = meshed_depth(outcome), state.view[0]
         if opts.faces is None:
             resolution = opts.mesh_resolution or min(mask.shape[-1], AUTO_MESH_RESOLUTION)
             relief = relief_mesh(depth, view, mask, resolution, view_uvs=in_view, rule=rule, quads=opts.quads)
@@ -240,17 +246,18 @@ class GAN2Shape(Method):
         camera = blender_camera(state.view[0], relief, self.image_size)
         camera["crop_box"] = [float(v) for v in outcome.crop.box]
         camera["image_size"] = [int(v) for v in outcome.crop.image_size]
-        texture, canonical = exported_texture(outcome, meshed)
+        texture = exported_texture(outcome, relief, camera)
         view_mask = outcome.run.target.mask
         previews = {}
         if opts.previews:
-            previews = make_previews(state, outcome.image, view_mask, canon_mask, canonical)
-        mesh_info = {**outcome.info["mesh"], "resolution": resolution, "texture_size": int(texture.shape[-1]),
-                     "faces": len(relief.faces)}  # fmt: skip
+            previews = make_previews(state, outcome.image, view_mask, canon_mask, texture.canonical)
+        mesh_info = {**outcome.info["mesh"], "resolution": resolution,
+                     "texture_size": int(texture.image.shape[-1]), "faces": len(relief.faces)}  # fmt: skip
         placement = {**rule.describe(self.entry.category), "note": RELIEF_SIZE_NOTE}
-        light = {**outcome.info["light"], "towards": towards_light(outcome.info["light"]["direction"])}
+        light = {**outcome.info["light"], "towards": towards_light(outcome.info["light"]["direction"]),
+                 "exposure": texture.exposure}  # fmt: skip
         info = {**outcome.info, "mesh": mesh_info, "placement": placement, "light": light}
-        uvs, image = relief.uvs, to_uint8(texture)
+        uvs, image = relief.uvs, to_uint8(texture.image)
         return MeshResult(relief.vertices, relief.faces, uvs, image, camera, info, previews, relief.polygons)
 
 
@@ -264,44 +271,60 @@ def photo_mask(outcome: Reconstruction) -> torch.Tensor:
     return F.interpolate(mask, size=(size, size), mode="bilinear", align_corners=False)[0, 0]
 
 
-def meshed_state(outcome: Reconstruction) -> Prediction:
-    """The final prediction with the depth the relief is meshed from: the object's carried
-    ``RIM_RINGS`` pixels past its canonical mask, so the rim's vertices keep the object's depth
-    (``export``), and the shading of that depth, which is what Blender's lights give the mesh."""
-    state = outcome.state
-    depth = extend_depth(state.depth[0], outcome.run.canon_mask[0, 0] > MASK_LEVEL, RIM_RINGS)
-    return GAN2ShapeRun.render(depth[None], state.albedo[:1], state.view[:1], state.light[:1])
+def meshed_depth(outcome: Reconstruction) -> torch.Tensor:
+    """(H, W) the canonical depth the relief is meshed from: the object's carried ``RIM_RINGS``
+    pixels past its canonical mask, so the rim's vertices keep the object's depth (``export``)."""
+    depth = outcome.state.depth[0]
+    return extend_depth(depth, outcome.run.canon_mask[0, 0] > MASK_LEVEL, RIM_RINGS)
 
 
-def exported_texture(outcome: Reconstruction, meshed: Prediction) -> tuple[torch.Tensor, torch.Tensor]:
-    """(1, 3, S, S) the texture of the ``texture`` option in [-1, 1], and the same texture in the
-    canonical frame at the nets' resolution (what the previews turn around); ``meshed`` is
-    ``meshed_state(outcome)``."""
+@dataclass
+class ExportedTexture:
+    """The texture of the ``texture`` option and what goes with it."""
+
+    image: torch.Tensor
+    """(1, 3, S, S) in [-1, 1], what the relief's UVs address."""
+    canonical: torch.Tensor
+    """The same texture in the canonical frame at the nets' resolution (what the previews turn)."""
+    exposure: float = 1.0
+    """A de-lit texture holds albedo / ``exposure``: 8 bits hold nothing above 1, so where the
+    recovered light is too dim for a bright surface (a white roof it grazes) the texture is scaled
+    down and the light that shows it as the photo is ``exposure`` times the recovered one."""
+
+
+def exported_texture(outcome: Reconstruction, relief: Relief, camera: dict) -> ExportedTexture:
+    """The texture of the ``texture`` option; ``relief`` and its ``camera`` are the exported ones
+    (the ``albedo`` texture is de-lit with their shading)."""
     state = outcome.state
     if outcome.options.texture not in VIEW_TEXTURES:
         texture = (state.texture if outcome.options.texture == "shaded" else state.albedo)[:1]
-        return texture, texture
-    texture = view_texture(outcome, meshed)
-    small = F.interpolate(texture, size=outcome.image.shape[-2:], mode="area")
-    grid = depth_render.view_to_canon_grid(state.depth[:1], state.view[:1])
-    return texture, depth_render.sample(small, grid)
-
-
-def view_texture(outcome: Reconstruction, meshed: Prediction) -> torch.Tensor:
-    """(1, 3, S, S) in [-1, 1]: the photo crop (``photo``), or the photo divided by the recovered
-    shading of the meshed depth seen from the input view, scaled up to the photo's resolution
-    (``albedo``: under the recovered light in Blender the relief looks like the photo again)."""
+        return ExportedTexture(texture, texture)
     photo = torch.from_numpy(outcome.photo.rgb).permute(2, 0, 1)[None].to(outcome.image.device)
-    if outcome.options.texture == "photo":
-        return photo * 2 - 1
-    ambient, diffuse, _ = depth_render.light_terms(meshed.light[:1])
-    canonical = ambient.view(-1, 1, 1, 1) + diffuse.view(-1, 1, 1, 1) * meshed.diffuse_term[:1]
-    grid = depth_render.canon_to_view_grid(meshed.recon_depth[:1], meshed.view[:1])
-    seen = depth_render.sample(canonical, grid)
-    object_pixels = depth_render.background(meshed.recon_depth[:1])[:, None] > 0
-    seen = torch.where(object_pixels, seen, torch.ones_like(seen))
-    shading = F.interpolate(seen, size=photo.shape[-2:], mode="bilinear", align_corners=False)
-    return (photo / shading.clamp(min=MIN_SHADING)).clamp(0, 1) * 2 - 1
+    image, exposure = photo, 1.0
+    if outcome.options.texture == "albedo":
+        image, exposure = delit_photo(outcome, photo, relief, camera)
+    image = image * 2 - 1
+    small = F.interpolate(image, size=outcome.image.shape[-2:], mode="area")
+    grid = depth_render.view_to_canon_grid(state.depth[:1], state.view[:1])
+    return ExportedTexture(image, depth_render.sample(small, grid), exposure)
+
+
+def delit_photo(
+    outcome: Reconstruction, photo: torch.Tensor, relief: Relief, camera: dict
+) -> tuple[torch.Tensor, float]:
+    """(1, 3, S, S) in [0, 1]: the ``photo`` crop divided by the shading the recovered light gives
+    the exported ``relief`` seen through its ``camera`` (under that light in Blender the relief
+    looks like the photo again), and divided by the exposure that keeps all but the brightest
+    ``ALBEDO_CLIP`` of the object's texels at most 1 (``ExportedTexture.exposure``)."""
+    light = outcome.info["light"]
+    towards = towards_light(light["direction"])
+    shading = relief_shading(relief, camera, light["ambient"], light["diffuse"], towards, photo.shape[-1])
+    albedo = photo / shading.to(photo).clamp(min=MIN_SHADING)
+    brightest = albedo.amax(dim=1)[0][photo_mask(outcome) > MASK_LEVEL]
+    exposure = 1.0
+    if brightest.numel():
+        exposure = min(max(float(brightest.quantile(1 - ALBEDO_CLIP)), 1.0), MAX_EXPOSURE)
+    return (albedo / exposure).clamp(0, 1), exposure
 
 
 def describe(
