@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from backend.methods.gan2shape.depthmap import normals_from_depth
+from backend.render.srgb import srgb_to_linear
 
 
 def mask_iou(predicted: torch.Tensor, truth: torch.Tensor) -> torch.Tensor:
@@ -84,7 +85,7 @@ def masked_ssim(predicted: torch.Tensor, truth: torch.Tensor, mask: torch.Tensor
 
 def srgb_to_lab(rgb: torch.Tensor) -> torch.Tensor:
     """(..., 3) sRGB in [0, 1] -> CIELAB (D65 white)."""
-    linear = torch.where(rgb <= 0.04045, rgb / 12.92, ((rgb + 0.055) / 1.055) ** 2.4)
+    linear = srgb_to_linear(rgb)
     to_xyz = rgb.new_tensor([[0.4124, 0.3576, 0.1805], [0.2126, 0.7152, 0.0722], [0.0193, 0.1192, 0.9505]])
     xyz = linear @ to_xyz.T / rgb.new_tensor([0.95047, 1.0, 1.08883])
     f = torch.where(xyz > (6 / 29) ** 3, xyz.clamp(min=1e-12) ** (1 / 3), xyz / (3 * (6 / 29) ** 2) + 4 / 29)

@@ -6,10 +6,10 @@ shades linear values: a world colour W lights an unoccluded diffuse surface as a
 strength E as albedo x E / pi x cos. Through the sRGB curve (about a power of 2.2) the photo's
 shading s is about s ** 2.2 in linear values, so W + (E / pi) c is fitted to (ambient + diffuse c)
 ** 2.2 for c in [0, 1] (least squares): the Sun carries the direction and the part that varies with
-it, the world colour the rest. A texture stored as albedo / ``exposure`` (``info.light.exposure``:
-8 bits hold no albedo above 1) gets ``exposure`` times that light. The model has no highlights,
-so the material of a de-lit texture is made purely diffuse (the Principled BSDF's specular layer
-would add about 5 % on top).
+it, the world colour the rest. A texture that holds the albedo divided by ``exposure`` in linear
+light (``info.light.exposure``: 8 bits hold no albedo above 1) gets ``exposure`` times that light.
+The model has no highlights, so the material of a de-lit texture is made purely diffuse (the
+Principled BSDF's specular layer would add about 5 % on top).
 """
 
 from __future__ import annotations
@@ -40,9 +40,9 @@ def recovered_light(document: dict[str, Any]) -> dict[str, Any] | None:
     if len(numbers) != 5 or not all(isinstance(v, int | float) and math.isfinite(v) for v in numbers):
         return None
     exposure = light.get("exposure", 1.0)
-    if not (isinstance(exposure, int | float) and math.isfinite(exposure) and exposure > 0):
+    if isinstance(exposure, bool) or not isinstance(exposure, int | float):
         return None
-    return light
+    return light if math.isfinite(exposure) and exposure > 0 else None
 
 
 def linear_light(ambient: float, diffuse: float) -> tuple[float, float]:
@@ -64,9 +64,9 @@ def add_recovered_light(
 ) -> bpy.types.Object:
     """A Sun named ``<object> light`` shining from the recovered direction, and a new world of the
     ambient colour for the scene (the previous world is kept with a fake user, to switch back)."""
-    exposure = float(light.get("exposure", 1.0))  # the texture holds albedo / exposure
-    ambient, diffuse = exposure * float(light["ambient"]), exposure * float(light["diffuse"])
-    world_colour, strength = linear_light(ambient, diffuse)
+    world_colour, strength = linear_light(float(light["ambient"]), float(light["diffuse"]))
+    exposure = float(light.get("exposure", 1.0))  # the texture holds the linear albedo / exposure
+    world_colour, strength = exposure * world_colour, exposure * strength
     data = bpy.data.lights.new(f"{obj.name} light", "SUN")
     data.energy = strength
     sun = bpy.data.objects.new(f"{obj.name} light", data)

@@ -32,6 +32,23 @@ def vertex_normals(vertices: Tensor, faces: Tensor) -> Tensor:
     return F.normalize(summed, dim=-1, eps=1e-12)
 
 
+def angle_weighted_vertex_normals(vertices: Tensor, faces: Tensor) -> Tensor:
+    """(B, V, 3) unit normals: the adjacent faces' unit normals weighted by their corner angle at the
+    vertex, which is how Blender smooth-shades a mesh (on a grid of split quads the area weighting
+    of ``vertex_normals`` counts the right-angled corners' faces the same as the others)."""
+    faces = faces.long()
+    corners = face_corners(vertices, faces)
+    unit = face_normals(vertices, faces)
+    summed = torch.zeros_like(vertices)
+    for corner in range(3):  # three corners, not a loop over faces
+        to_next = corners[:, :, (corner + 1) % 3] - corners[:, :, corner]
+        to_prev = corners[:, :, (corner + 2) % 3] - corners[:, :, corner]
+        sine = torch.linalg.cross(to_next, to_prev).norm(dim=-1)
+        angle = torch.atan2(sine, (to_next * to_prev).sum(dim=-1))
+        summed = summed.index_add(1, faces[:, corner], unit * angle[..., None])
+    return F.normalize(summed, dim=-1, eps=1e-12)
+
+
 @dataclass
 class DirectionalLight:
     """Ambient + Lambertian light: shading = ambient + diffuse * max(0, n . direction).

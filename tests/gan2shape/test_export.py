@@ -3,6 +3,7 @@ UVs that overlay the photo through that camera."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -227,4 +228,8 @@ def test_relief_shading_is_the_lambert_term_of_the_mesh_blender_sees(view, norma
         mesh_normal = -mesh_normal
     expected = 0.3 + 0.6 * max(0.0, float(mesh_normal @ np.array(towards)))
     assert shading.shape == (200, 200)
+    np.testing.assert_allclose(shading.numpy(), expected, atol=1e-4)
+    # Wound the other way, the faces look away from the camera: Blender turns them round, and so must this.
+    turned = dataclasses.replace(relief, faces=relief.faces[:, ::-1].copy(), uvs=relief.uvs[:, ::-1].copy())
+    shading = relief_shading(turned, camera, 0.3, 0.6, towards, 200)
     np.testing.assert_allclose(shading.numpy(), expected, atol=1e-4)

@@ -19,6 +19,7 @@ from backend.methods.gan2shape.method import MAX_EXPOSURE, crop_input
 from backend.methods.gan2shape.options import Options
 from backend.options import parse_options, preset_options
 from backend.protocol import UserError
+from backend.render.srgb import linear_to_srgb, srgb_to_linear
 from backend.results import validate
 from backend.weights import WeightsEntry, sha256_file, write_manifest
 from tests.gan2shape.helpers import TINY_OPTIONS, ellipse_photo
@@ -93,9 +94,9 @@ def test_run_reports_every_stage_and_returns_a_valid_relief(model):
 
 def test_texture_modes_photo_albedo_net_shaded(model):
     """``photo`` exports the crop itself at its resolution, ``albedo`` that crop divided by the
-    recovered shading and an exposure (darker only where their product exceeds 1), ``net`` and ``shaded`` the nets'
-    canonical 64 px images; the photo modes map UVs through the view, the others through the
-    canonical image."""
+    recovered shading and an exposure (darker only where their product exceeds 1), ``net`` and
+    ``shaded`` the nets' canonical 64 px images; the photo modes map UVs through the view, the
+    others through the canonical image."""
     photo = ellipse_photo()
     outcome = model.reconstruct(photo, options(num_stages=1, stage0=(2, 2, 2)), seed=0, progress=Recorder())
     results = {
@@ -107,8 +108,9 @@ def test_texture_modes_photo_albedo_net_shaded(model):
     assert results["albedo"].texture.shape == crop.shape
     light = results["albedo"].info["light"]
     brightest = light["ambient"] + light["diffuse"]  # the shading at most: ambient + diffuse x 1
-    assert 1.0 <= light["exposure"] <= MAX_EXPOSURE  # the texture holds albedo / exposure
-    assert (results["albedo"].texture >= crop / (max(brightest, 1.0) * light["exposure"]) - 1).all()
+    assert 1.0 <= light["exposure"] <= MAX_EXPOSURE  # the texture holds the linear albedo / exposure
+    darkest = srgb_to_linear(torch.from_numpy(crop / 255 / max(brightest, 1.0))) / light["exposure"]
+    assert (results["albedo"].texture >= linear_to_srgb(darkest).numpy() * 255 - 1).all()
     assert results["photo"].info["light"]["exposure"] == 1.0
     # A photo brighter than the recovered light explains: the texture would clip at 1 over most of the
     # object; instead it is scaled down and the light records how much brighter it must be.

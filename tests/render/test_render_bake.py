@@ -94,3 +94,16 @@ def test_pull_push_fills_the_whole_map_from_one_corner_at_any_size(size):
     weight[: size // 5, -size // 5 :] = 1
     filled = pull_push(torch.full((1, size, size), 0.4), weight)
     torch.testing.assert_close(filled, torch.full((1, size, size), 0.4))
+
+
+def test_uv_fragments_keep_the_nearest_of_overlapping_faces_in_either_order():
+    """A layout that is a camera's view of a folded mesh: where two UV triangles overlap, the texel
+    belongs to the face with the smaller corner depth, whichever is listed first."""
+    near = torch.tensor([[0.1, 0.1], [0.9, 0.1], [0.1, 0.9]])
+    far = torch.tensor([[0.2, 0.2], [0.95, 0.3], [0.3, 0.95]])
+    for order in ((0, 1), (1, 0)):
+        uvs = torch.stack([near, far])[list(order)]
+        depth = torch.tensor([[1.0] * 3, [2.0] * 3])[list(order)]
+        texels = uv_fragments(uvs, 32, depth)
+        overlap = texels.pix_to_face[0, 16, 12]  # texel centre (0.39, 0.48): inside both triangles
+        assert int(overlap) == order.index(0)

@@ -20,6 +20,7 @@ from backend.render import (
     vertex_normals,
 )
 from backend.render.primitives import grid_faces, uv_sphere
+from backend.render.shading import angle_weighted_vertex_normals
 
 from .helpers import random_rotation
 
@@ -46,6 +47,22 @@ def test_normals_point_outwards_and_shading_is_a_plus_b_cosine() -> None:
     torch.testing.assert_close(lambertian_shading(normals, light), torch.tensor([[[[0.7], [0.2]]]]))
     behind = DirectionalLight(torch.tensor([[0.0, 0.0, 1.0]]), ambient=0.2, diffuse=0.5)
     torch.testing.assert_close(lambertian_shading(normals, behind), torch.tensor([[[[0.2], [0.2]]]]))
+
+
+def test_angle_weighted_normals_do_not_depend_on_how_faces_are_split() -> None:
+    """A cube's corner: three unit squares meeting at the origin, normals into the positive octant,
+    one square split so that both of its triangles touch the corner, the others so that one does.
+    Weighted by corner angle (Blender's smooth normals) each square counts 90 deg and the corner's
+    normal is the diagonal; weighted by area, the square split at the corner counts double."""
+    o, x, y, z = torch.eye(4, 3).roll(1, 0)  # origin and the three unit axes
+    vertices = torch.stack([o, x, y, z, x + y, y + z, z + x])
+    faces = torch.tensor([[0, 1, 4], [0, 4, 2],  # z = 0: both triangles at the corner, 45 deg each
+                          [0, 2, 3], [2, 5, 3],  # x = 0: one triangle at the corner, 90 deg
+                          [0, 3, 1], [3, 6, 1]])  # y = 0: likewise  # fmt: skip
+    corner = angle_weighted_vertex_normals(vertices[None], faces)[0, 0]
+    torch.testing.assert_close(corner, torch.full((3,), 3**-0.5))
+    by_area = vertex_normals(vertices[None], faces)[0, 0]
+    torch.testing.assert_close(by_area, torch.tensor([1.0, 1.0, 2.0]) / 6**0.5)
 
 
 def test_render_mesh_outputs() -> None:

@@ -35,7 +35,7 @@ from backend.render.bake import pull_push, uv_fragments
 from backend.render.cameras import euler_rotation_xyz
 from backend.render.interpolate import blend_vertex_attributes
 from backend.render.primitives import grid_faces
-from backend.render.shading import vertex_normals
+from backend.render.shading import angle_weighted_vertex_normals, face_normals
 
 CAM_TO_BLENDER = torch.tensor([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0], [0.0, -1.0, 0.0]])
 """Rows map camera-frame (x right, y down, z forward) to Blender (X, Y, Z); a proper rotation."""
@@ -179,15 +179,15 @@ def relief_shading(
     relief: Relief, camera: dict, ambient: float, diffuse: float, towards: list[float], size: int
 ) -> torch.Tensor:
     """(S, S) the shading the recovered light gives each texel of a relief with view UVs, the way
-    Blender lights the mesh: ambient + diffuse x max(0, n . ``towards``), n the mesh's own smooth
-    normal (interpolated vertex normals) turned to face ``camera`` (``blender_camera``), as Blender
-    turns a back face's; where the relief folds over itself, the texel is the surface nearest the
-    camera, which is what it shows. Texels no face covers take their neighbours' shading
-    (``pull_push``), so that texture filtering at the outline divides by what the rim's texels get.
+    Blender lights the smooth-shaded mesh: ambient + diffuse x max(0, n . ``towards``), n the
+    interpolated corner-angle-weighted vertex normal, turned round on faces whose own normal looks
+    away from ``camera`` (``blender_camera``), as Blender turns a back face's. Where the relief
+    folds over itself, the texel is the surface nearest the camera, which is what it shows. Texels
+    no face covers take their neighbours' shading (``pull_push``), so that texture filtering at the
+    outline divides by what the rim's texels get.
 
-    Why not the depth map's shading: the relief is resampled from the map, its rim slid onto the
-    mask's outline, and a roof seen at a grazing angle spans a few map rows, so the map's normals
-    there are not the mesh's (benchmarks/GAN2SHAPE.md, session 16).
+    Why not the depth map's shading: the relief is resampled from the map and its rim slid onto the
+    mask's outline, so the map's normals are not quite the mesh's (benchmarks/GAN2SHAPE.md, session 16).
     """
     vertices = torch.from_numpy(relief.vertices).double()
     faces = torch.from_numpy(relief.faces).long()
@@ -195,10 +195,12 @@ def relief_shading(
     eye = world[:3, 3]
     distance = (vertices - eye) @ -world[:3, 2]  # along the view: a Blender camera looks down its -Z
     texels = uv_fragments(torch.from_numpy(relief.uvs).double(), size, distance[faces])
-    normals = blend_vertex_attributes(texels, faces, vertex_normals(vertices[None], faces)[0])
+    smooth = blend_vertex_attributes(texels, faces, angle_weighted_vertex_normals(vertices[None], faces)[0])
     points = blend_vertex_attributes(texels, faces, vertices)
-    facing = torch.where(((eye - points) * normals).sum(dim=1, keepdim=True) < 0, -normals, normals)
-    cosine = (F.normalize(facing, dim=1) @ torch.tensor(towards, dtype=torch.float64)).clamp(min=0)
+    own = face_normals(vertices[None], faces)[0].index_select(0, texels.faces)
+    back = ((eye - points) * own).sum(dim=1, keepdim=True) < 0
+    normal = F.normalize(torch.where(back, -smooth, smooth), dim=1)
+    cosine = (normal @ smooth.new_tensor(towards)).clamp(min=0)
     shading = texels.to_image((ambient + diffuse * cosine)[:, None])[0, ..., 0]
     return pull_push(shading[None], texels.mask[0].double())[0].float()
 

@@ -45,6 +45,7 @@ from backend.methods.gan2shape.previews import make_previews, to_uint8
 from backend.methods.gan2shape.schedule import GAN2ShapeRun, Prediction, Target, ViewLightPrior
 from backend.methods.gan2shape.stylegan2 import Discriminator, Generator, StyleGAN2Config, build_gan
 from backend.protocol import UserError
+from backend.render.srgb import linear_to_srgb, srgb_to_linear
 
 MAX_NET_SIZE = 128
 """The 3D nets run at the GAN's size up to 128 px (the official choice for 256/512 px GANs)."""
@@ -54,8 +55,9 @@ would blow up noise in the darkest pixels)."""
 ALBEDO_CLIP = 0.01
 """``albedo`` texture: the fraction of the object's texels allowed to clip at 1 (a few specks of the
 photo's noise over a dark shading must not dim the whole texture)."""
-MAX_EXPOSURE = 4.0
-"""``albedo`` texture: at most this much headroom (an 8-bit texture divided by 4 keeps 64 levels)."""
+MAX_EXPOSURE = 16.0
+"""``albedo`` texture: at most this much headroom in linear light (white divided by 16 is sRGB 71 of
+255, so the texture keeps 72 levels)."""
 RELIEF_SIZE_NOTE = "a relief shows one side only and has no reliable length: its largest extent is sized"
 
 
@@ -235,18 +237,19 @@ class GAN2Shape(Method):
         in_view = opts.texture in VIEW_TEXTURES
         mask = photo_mask(outcome)
         rule = scale_rule({"scale": opts.scale, "size_m": opts.size_m}, self.entry.category, None)
-        depth, view = meshed_depth(outcome), state.view[0]
+        view = state.view[0]
         if opts.faces is None:
             resolution = opts.mesh_resolution or min(mask.shape[-1], AUTO_MESH_RESOLUTION)
+            depth = meshed_depth(outcome, resolution)
             relief = relief_mesh(depth, view, mask, resolution, view_uvs=in_view, rule=rule, quads=opts.quads)
         else:
             relief, resolution = relief_with_faces(
-                depth, view, mask, opts.faces, in_view, rule, quads=opts.quads
+                meshed_depth(outcome, None), view, mask, opts.faces, in_view, rule, quads=opts.quads
             )
         camera = blender_camera(state.view[0], relief, self.image_size)
         camera["crop_box"] = [float(v) for v in outcome.crop.box]
         camera["image_size"] = [int(v) for v in outcome.crop.image_size]
-        texture = exported_texture(outcome, relief, camera)
+        texture = exported_texture(outcome, relief, camera, mask)
         view_mask = outcome.run.target.mask
         previews = {}
         if opts.previews:
@@ -271,11 +274,16 @@ def photo_mask(outcome: Reconstruction) -> torch.Tensor:
     return F.interpolate(mask, size=(size, size), mode="bilinear", align_corners=False)[0, 0]
 
 
-def meshed_depth(outcome: Reconstruction) -> torch.Tensor:
-    """(H, W) the canonical depth the relief is meshed from: the object's carried ``RIM_RINGS``
-    pixels past its canonical mask, so the rim's vertices keep the object's depth (``export``)."""
+def meshed_depth(outcome: Reconstruction, resolution: int | None) -> torch.Tensor:
+    """(H, W) the canonical depth the relief is meshed from: the object's carried past its canonical
+    mask, so that the rim's vertices, which slide up to a grid cell outwards, find the object's
+    depth there (``export``): ``RIM_RINGS`` pixels, or a cell and a pixel on a coarser grid of
+    ``resolution`` vertices across (None: the ``faces`` option's grids, never that coarse)."""
     depth = outcome.state.depth[0]
-    return extend_depth(depth, outcome.run.canon_mask[0, 0] > MASK_LEVEL, RIM_RINGS)
+    rings = RIM_RINGS
+    if resolution is not None:
+        rings = max(RIM_RINGS, math.ceil((depth.shape[-1] - 1) / max(resolution - 1, 1)) + 1)
+    return extend_depth(depth, outcome.run.canon_mask[0, 0] > MASK_LEVEL, rings)
 
 
 @dataclass
@@ -287,14 +295,17 @@ class ExportedTexture:
     canonical: torch.Tensor
     """The same texture in the canonical frame at the nets' resolution (what the previews turn)."""
     exposure: float = 1.0
-    """A de-lit texture holds albedo / ``exposure``: 8 bits hold nothing above 1, so where the
-    recovered light is too dim for a bright surface (a white roof it grazes) the texture is scaled
-    down and the light that shows it as the photo is ``exposure`` times the recovered one."""
+    """A de-lit texture holds the albedo divided by ``exposure`` in linear light: 8 bits hold nothing
+    above 1, so where the recovered light is too dim for a bright surface (a white roof it grazes)
+    the texture is scaled down, and Blender's light that shows it as the photo is ``exposure``
+    times brighter (``blender_addon/lighting.py``)."""
 
 
-def exported_texture(outcome: Reconstruction, relief: Relief, camera: dict) -> ExportedTexture:
+def exported_texture(
+    outcome: Reconstruction, relief: Relief, camera: dict, mask: torch.Tensor
+) -> ExportedTexture:
     """The texture of the ``texture`` option; ``relief`` and its ``camera`` are the exported ones
-    (the ``albedo`` texture is de-lit with their shading)."""
+    (the ``albedo`` texture is de-lit with their shading), ``mask`` is ``photo_mask(outcome)``."""
     state = outcome.state
     if outcome.options.texture not in VIEW_TEXTURES:
         texture = (state.texture if outcome.options.texture == "shaded" else state.albedo)[:1]
@@ -302,7 +313,7 @@ def exported_texture(outcome: Reconstruction, relief: Relief, camera: dict) -> E
     photo = torch.from_numpy(outcome.photo.rgb).permute(2, 0, 1)[None].to(outcome.image.device)
     image, exposure = photo, 1.0
     if outcome.options.texture == "albedo":
-        image, exposure = delit_photo(outcome, photo, relief, camera)
+        image, exposure = delit_photo(outcome, photo, relief, camera, mask)
     image = image * 2 - 1
     small = F.interpolate(image, size=outcome.image.shape[-2:], mode="area")
     grid = depth_render.view_to_canon_grid(state.depth[:1], state.view[:1])
@@ -310,21 +321,21 @@ def exported_texture(outcome: Reconstruction, relief: Relief, camera: dict) -> E
 
 
 def delit_photo(
-    outcome: Reconstruction, photo: torch.Tensor, relief: Relief, camera: dict
+    outcome: Reconstruction, photo: torch.Tensor, relief: Relief, camera: dict, mask: torch.Tensor
 ) -> tuple[torch.Tensor, float]:
-    """(1, 3, S, S) in [0, 1]: the ``photo`` crop divided by the shading the recovered light gives
-    the exported ``relief`` seen through its ``camera`` (under that light in Blender the relief
-    looks like the photo again), and divided by the exposure that keeps all but the brightest
-    ``ALBEDO_CLIP`` of the object's texels at most 1 (``ExportedTexture.exposure``)."""
+    """(1, 3, S, S) sRGB in [0, 1]: the ``photo`` crop divided by the shading the recovered light
+    gives the exported ``relief`` seen through its ``camera`` (under that light in Blender the
+    relief looks like the photo again), then divided in linear light by the exposure that keeps all
+    but the brightest ``ALBEDO_CLIP`` of the object's texels at most 1 (``ExportedTexture.exposure``)."""
     light = outcome.info["light"]
     towards = towards_light(light["direction"])
     shading = relief_shading(relief, camera, light["ambient"], light["diffuse"], towards, photo.shape[-1])
-    albedo = photo / shading.to(photo).clamp(min=MIN_SHADING)
-    brightest = albedo.amax(dim=1)[0][photo_mask(outcome) > MASK_LEVEL]
+    linear = srgb_to_linear(photo / shading.to(photo).clamp(min=MIN_SHADING))
+    brightest = linear.amax(dim=1)[0][mask > MASK_LEVEL]
     exposure = 1.0
     if brightest.numel():
         exposure = min(max(float(brightest.quantile(1 - ALBEDO_CLIP)), 1.0), MAX_EXPOSURE)
-    return (albedo / exposure).clamp(0, 1), exposure
+    return linear_to_srgb(linear / exposure).clamp(0, 1), exposure
 
 
 def describe(
