@@ -26,10 +26,7 @@ def vertex_normals(vertices: Tensor, faces: Tensor) -> Tensor:
     """(B, V, 3) unit normals: area-weighted mean of the adjacent face normals."""
     faces = faces.long()
     weighted = face_normals(vertices, faces, unit=False)
-    summed = torch.zeros_like(vertices)
-    for corner in range(3):  # three corners, not a loop over faces
-        summed = summed.index_add(1, faces[:, corner], weighted)
-    return F.normalize(summed, dim=-1, eps=1e-12)
+    return _normalised_corner_sum(vertices, faces, [weighted] * 3)
 
 
 def angle_weighted_vertex_normals(vertices: Tensor, faces: Tensor) -> Tensor:
@@ -39,13 +36,21 @@ def angle_weighted_vertex_normals(vertices: Tensor, faces: Tensor) -> Tensor:
     faces = faces.long()
     corners = face_corners(vertices, faces)
     unit = face_normals(vertices, faces)
-    summed = torch.zeros_like(vertices)
+    per_corner = []
     for corner in range(3):  # three corners, not a loop over faces
         to_next = corners[:, :, (corner + 1) % 3] - corners[:, :, corner]
         to_prev = corners[:, :, (corner + 2) % 3] - corners[:, :, corner]
         sine = torch.linalg.cross(to_next, to_prev).norm(dim=-1)
-        angle = torch.atan2(sine, (to_next * to_prev).sum(dim=-1))
-        summed = summed.index_add(1, faces[:, corner], unit * angle[..., None])
+        per_corner.append(unit * torch.atan2(sine, (to_next * to_prev).sum(dim=-1))[..., None])
+    return _normalised_corner_sum(vertices, faces, per_corner)
+
+
+def _normalised_corner_sum(vertices: Tensor, faces: Tensor, per_corner: list[Tensor]) -> Tensor:
+    """(B, V, 3) the unit direction of each vertex's sum of ``per_corner[k]`` (B, F, 3) over the faces
+    whose corner k it is."""
+    summed = torch.zeros_like(vertices)
+    for corner, values in enumerate(per_corner):
+        summed = summed.index_add(1, faces[:, corner], values)
     return F.normalize(summed, dim=-1, eps=1e-12)
 
 
