@@ -1,7 +1,7 @@
 """GAN2Shape's options, their types, defaults and presets: the one definition every front end reads.
 
 Standard library only (the Blender add-on reads it). A field's default is its ``paper`` value;
-``PRESETS["fast"]`` lists what the CPU preset changes (demo model, 64 px, about 2.5 min on one
+``PRESETS["fast"]`` lists what the CPU preset changes (demo model, 64 px, about 40 s on one
 core: every mechanism, fewer and shorter steps, narrower fresh nets, a faster prior fit, no weight
 decay, smoothed final depth; see benchmarks/GAN2SHAPE.md). ``None`` in a category-dependent field
 means the category's published value, or the value its registered pretrained nets were made for

@@ -122,8 +122,10 @@ class Options:
         },
         "paper": {},
     }  # fmt: skip
-    """``fast``: fewer candidates and steps, no VGG term, the silhouette term and the shape refinement,
-    for interactive use on a CPU; ``paper``: the defaults."""
+    """``fast``, for interactive use on a CPU: the encoder's z and view as the start (the search only
+    where it fits worse than 0.85), the latent prior centred there, fewer candidates and steps, no VGG
+    term, the silhouette term, the shape refinement, capped poles and the photo blended into the
+    texture; ``paper``: the defaults."""
 
     def __post_init__(self) -> None:
         check_fields(self)
