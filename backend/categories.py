@@ -22,6 +22,12 @@ CATEGORY_SIZE_M: dict[str, float] = {
 }  # fmt: skip
 """Typical size in metres: the length (front to back) of objects with a front axis, the largest
 extent of reliefs. Imported official checkpoints and demo weights look their category up here."""
+DATASET_NAMES: dict[str, str] = {
+    "cub": "bird", "cub200": "bird", "birds": "bird", "cars": "car", "p3d": "car", "p3d_car": "car",
+    "pascal3d": "car", "pascal3d_car": "car", "lsun_car": "car", "celeba": "face", "faces": "face",
+    "cats": "cat", "lsun_cat": "cat", "churches": "church", "lsun_church": "church",
+}  # fmt: skip
+"""Dataset and plural names a checkpoint may be imported under, and the category each one is."""
 FALLBACK_SIZE_M = 1.0
 """Size of a category missing from the table (a user-trained one) unless ``size_m`` says."""
 LENGTH_AXIS = 1
@@ -68,6 +74,14 @@ class ScaleRule:
         measured = "length (extent along Y, the front axis)" if self.axis == LENGTH_AXIS else "largest extent"
         return {"scale": "metres", "category": category, "size_m": self.size_m, "size_source": self.source,
                 "measured": measured, "origin": "bottom centre, resting on Z = 0"}  # fmt: skip
+
+
+def canonical_category(name: str) -> str:
+    """The category a weights entry records for ``name``: lower case, dataset names resolved (``cub``
+    is a bird, ``p3d`` a car), so the size table and the methods' per-category settings find it.
+    Other names (``vgg19``, a user's own category) stay as they are, lower-cased."""
+    key = name.strip().lower()
+    return DATASET_NAMES.get(key, key)
 
 
 def check_scale_options(options: dict[str, Any]) -> None:

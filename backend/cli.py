@@ -320,7 +320,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     imp.add_argument("file")
     imp.add_argument("--method", required=True, choices=sorted(METHOD_MODULES))
-    imp.add_argument("--category", required=True, help="e.g. car, bird, face")
+    imp.add_argument("--category", required=True,
+                     help="e.g. car, bird, face (dataset names such as cub or p3d are recorded as the "
+                     "category they are)")
     imp.add_argument("--id", help="weights id (default METHOD-CATEGORY-<sha prefix>)")
     ver = actions.add_parser("verify", parents=[common], help="check size and sha256 of one or all weights")
     ver.add_argument("id", nargs="?")

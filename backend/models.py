@@ -12,6 +12,7 @@ from pathlib import Path
 
 import torch
 
+from backend.categories import canonical_category
 from backend.methods import METHOD_MODULES, method_class
 from backend.methods.base import AuxiliaryWeights, Method
 from backend.protocol import UserError
@@ -74,6 +75,7 @@ def import_official(
     ``Method.load`` (strict), so a wrong file fails here, once.
     """
     checkpoint = Path(checkpoint)
+    category = canonical_category(category)
     if method not in METHOD_MODULES:
         raise UserError(
             "unknown_method",

@@ -16,6 +16,7 @@ import torch
 from safetensors.torch import save_file
 
 from backend import weights as weights_module
+from backend.categories import CATEGORY_SIZE_M, DATASET_NAMES, canonical_category
 from backend.models import default_entry, import_official
 from backend.protocol import UserError
 from backend.weights import (
@@ -284,3 +285,10 @@ def test_methods_never_import_the_store() -> None:
         if bad:
             offending[str(path.relative_to(ROOT))] = sorted(bad)
     assert offending == {}
+
+
+def test_dataset_names_become_the_categories_they_are() -> None:
+    assert canonical_category("CUB") == "bird" and canonical_category("p3d") == "car"
+    assert canonical_category(" LSUN_Church ") == "church" and canonical_category("celeba") == "face"
+    assert canonical_category("vgg19") == "vgg19" and canonical_category("My_Teapots") == "my_teapots"
+    assert set(DATASET_NAMES.values()) <= set(CATEGORY_SIZE_M)

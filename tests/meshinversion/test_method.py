@@ -132,7 +132,9 @@ def test_blender_camera_reproduces_the_fitted_view(rule: ScaleRule) -> None:
 def test_import_run_and_write_through_the_registry(tmp_path: Path) -> None:
     registry = Registry(user_dir=tmp_path / "weights", shipped_dir=tmp_path / "none")
     write_checkpoint(tmp_path / "checkpoint_latest.pth")
-    entry = import_official(registry, tmp_path / "checkpoint_latest.pth", "meshinversion", "car", "mi-small")
+    checkpoint = tmp_path / "checkpoint_latest.pth"
+    entry = import_official(registry, checkpoint, "meshinversion", " P3D ", "mi-small")
+    assert entry.category == "car"  # the dataset's name, recorded as the category the size table knows
     assert entry.config["template_rings"] == 31 and entry.config["width"] == 1 / 16
     method = load_model(registry, entry, "cpu")
     assert isinstance(method, METHOD)

@@ -13,11 +13,9 @@ from typing import Any
 
 import torch
 
+from backend.categories import canonical_category
 from backend.methods.meshinversion.generator import BASE_CHANNELS, START_SIZE, Generator, GeneratorConfig
 from backend.methods.meshinversion.vgg import VGG_CONFIG, vgg_state_from_torchvision
-
-CAR_CATEGORIES = frozenset({"car", "cars", "p3d", "p3d_car", "pascal3d", "pascal3d_car"})
-"""Categories whose ConvMesh models use the 31-ring template (the Pascal3D car release)."""
 
 
 def _training_args(raw: dict[str, Any]) -> dict[str, Any]:
@@ -71,7 +69,8 @@ def detect_config(state: dict[str, torch.Tensor], args: dict[str, Any], category
         if not norm:
             raise ValueError("no normalisation statistics and no 'norm_g' argument: unknown norm layer")
     mesh_path = str(args.get("mesh_path", ""))
-    cars = "31rings" in mesh_path or args.get("dataset") == "p3d" or category.lower() in CAR_CATEGORIES
+    # the Pascal3D car release uses the 31-ring template
+    cars = "31rings" in mesh_path or args.get("dataset") == "p3d" or canonical_category(category) == "car"
     return GeneratorConfig(
         latent_dim=int(latent_dim),
         n_classes=int(n_classes),
