@@ -76,6 +76,8 @@ def import_official(
     """
     checkpoint = Path(checkpoint)
     category = canonical_category(category)
+    if not category:
+        raise UserError("bad_category", "the category is empty", "pass --category, e.g. car, bird or face")
     if method not in METHOD_MODULES:
         raise UserError(
             "unknown_method",

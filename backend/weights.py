@@ -37,6 +37,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from backend.categories import canonical_category
 from backend.protocol import UserError
 
 SHIPPED_DIR = Path(__file__).resolve().parents[1] / "weights"
@@ -108,6 +109,8 @@ def read_manifest(root: Path, origin: str) -> list[WeightsEntry]:
         if missing or unknown:
             what = f"missing {', '.join(missing)}" if missing else f"unknown {', '.join(unknown)}"
             raise UserError("bad_manifest", f"{path}: entry {index + 1} has {what}", "fix the manifest")
+        if isinstance(raw["category"], str):  # entries imported under a dataset name before it was resolved
+            raw = {**raw, "category": canonical_category(raw["category"])}
         entries.append(WeightsEntry(**raw, root=root, origin=origin))
     return entries
 

@@ -287,8 +287,18 @@ def test_methods_never_import_the_store() -> None:
     assert offending == {}
 
 
-def test_dataset_names_become_the_categories_they_are() -> None:
+def test_dataset_names_become_the_categories_they_are(tmp_path: Path) -> None:
     assert canonical_category("CUB") == "bird" and canonical_category("p3d") == "car"
     assert canonical_category(" LSUN_Church ") == "church" and canonical_category("celeba") == "face"
     assert canonical_category("vgg19") == "vgg19" and canonical_category("My_Teapots") == "my_teapots"
     assert set(DATASET_NAMES.values()) <= set(CATEGORY_SIZE_M)
+    # an entry imported under a dataset name before names were resolved reads as its category
+    write_entry(tmp_path, "old-cub", "meshinversion", {"w": torch.zeros(1)}, {}, category="cub")
+    manifest = tmp_path / "manifest.toml"
+    assert 'category = "cub"' in manifest.read_text()
+    store = Registry(user_dir=tmp_path, shipped_dir=tmp_path / "none")
+    (entry,) = store.entries()
+    assert entry.category == "bird"
+    with pytest.raises(UserError) as err:
+        import_official(store, manifest, "meshinversion", " ")
+    assert err.value.code == "bad_category"

@@ -35,7 +35,7 @@ def write_entry(
     entry = WeightsEntry(
         id=weights_id,
         method=method,
-        category="car",
+        category=fields.pop("category", "car"),
         file=path.name,
         sha256=hashlib.sha256(path.read_bytes()).hexdigest(),
         size=path.stat().st_size,
