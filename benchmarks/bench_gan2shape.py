@@ -8,8 +8,10 @@ paper: input-view depth over the eroded object mask) of (a) the ellipsoid prior 
 full GAN2Shape reconstruction, (c) the ellipsoid seen from the prior's mean view (the tilt the
 method starts from, so the gain of (b) over (c) is what the GAN and the refinement add) and (d) the
 category's mean car (the mean surface of ``MEAN_CAR_TRAINING_CARS`` training cars) seen from the
-car's *true* view, an oracle-pose reference for what a category shape prior alone gives, and the
-wall time of the run. The acceptance bar of issue 6 is a 25 % lower SIDE and MAD than (a).
+car's *true* view (an oracle camera), a reference for what a category shape prior alone gives,
+scored where its silhouette overlaps the true mask (its coverage is reported, and (b) is scored on
+the same pixels too), and the wall time of the run. The acceptance bar of issue 6 is a 25 % lower
+SIDE and MAD than (a).
 ``--paper-scale k`` instead runs the ``paper`` preset with every schedule length divided by ``k``
 and extrapolates its time to the full schedule.
 ``--oracle`` is a diagnostic: step 2's GAN projections are replaced by true renders of the same
@@ -230,8 +232,13 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
             "mean_car_true_view": metrics(
                 mean_car["depth"][i], data["depth"][i], gt_mask, mean_car["mask"][i]
             ),
+            # like for like: the reconstruction on the pixels the mean car is scored on
+            "gan2shape_on_mean_car_pixels": metrics(
+                recon, data["depth"][i], gt_mask, (recon < BACKGROUND_DEPTH) & mean_car["mask"][i]
+            ),
         }
         row["coverage"] = row["gan2shape"]["pixels"] / max(row["prior"]["pixels"], 1.0)
+        row["mean_car_coverage"] = row["mean_car_true_view"]["pixels"] / max(row["prior"]["pixels"], 1.0)
         if oracle is not None:
             row["oracle_views"] = oracle.yaw_agreement(outcome.run)
         rows.append(row)
@@ -255,7 +262,7 @@ def summarise(rows: list[dict], entry: Any, args: argparse.Namespace, options: d
     def mean(kind: str, key: str) -> float:
         return float(np.mean([r[kind][key] for r in rows]))
 
-    kinds = ("prior", "gan2shape", "prior_mean_view", "mean_car_true_view")
+    kinds = ("prior", "gan2shape", "prior_mean_view", "mean_car_true_view", "gan2shape_on_mean_car_pixels")
     summary = {kind: {k: mean(kind, k) for k in ("side", "mad")} for kind in kinds}
     reduction = {k: 1 - summary["gan2shape"][k] / summary["prior"][k] for k in ("side", "mad")}
     seconds = [r["seconds"] for r in rows]
@@ -267,6 +274,7 @@ def summarise(rows: list[dict], entry: Any, args: argparse.Namespace, options: d
         "options": {k: list(v) if isinstance(v, tuple) else v for k, v in options.items()},
         "mean": summary, "reduction_vs_prior": reduction,
         "coverage_min": coverage,
+        "mean_car_coverage_min": min(r["mean_car_coverage"] for r in rows),
         "acceptance_25pct": all(v >= 0.25 for v in reduction.values()) and coverage >= MIN_COVERAGE,
         "seconds_per_image": {"mean": float(np.mean(seconds)), "max": float(np.max(seconds))},
         "machine": {"cpu": platform.processor() or platform.machine(), "threads": args.threads,
