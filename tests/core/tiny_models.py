@@ -26,7 +26,7 @@ GAN2SHAPE_FAST = {
 
 def write_entry(
     root: Path, weights_id: str, method: str, tensors: dict[str, torch.Tensor], config: dict,
-    source: str = "random initialisation (test)", **fields: Any,
+    source: str = "random initialisation (test)", category: str = "car", **fields: Any,
 ) -> WeightsEntry:
     """Write ``tensors`` as a safetensors file and add its entry to ``root``'s user manifest."""
     root.mkdir(parents=True, exist_ok=True)
@@ -35,7 +35,7 @@ def write_entry(
     entry = WeightsEntry(
         id=weights_id,
         method=method,
-        category=fields.pop("category", "car"),
+        category=category,
         file=path.name,
         sha256=hashlib.sha256(path.read_bytes()).hexdigest(),
         size=path.stat().st_size,
